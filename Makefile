@@ -1,0 +1,59 @@
+# enroll: the two entry points are `make demo` and `make check`; both install
+# missing Debian packages first (as root; otherwise they say what to install).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME  ?= 60
+SMOKE_TIME ?= 10
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build test asan fuzz-build fuzz-smoke fuzz check demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@ninja -C $(BUILD)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite again with AddressSanitizer + UndefinedBehaviorSanitizer,
+# the CLI tests included (they run the sanitized `enroll`).
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	    -DENROLL_SANITIZE=ON >/dev/null
+	@ninja -C $(ASAN_BUILD)
+	@cd $(ASAN_BUILD) && \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	    ctest --output-on-failure -j $(JOBS)
+
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DENROLL_FUZZ=ON -DENROLL_WERROR=OFF >/dev/null
+	@ninja -C $(FUZZ_BUILD)
+
+# Each fuzz target briefly on its corpus (part of `make check`).
+fuzz-smoke: fuzz-build
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(SMOKE_TIME)
+
+# Each fuzz target for FUZZ_TIME seconds (default 60).
+fuzz: fuzz-build
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME)
+
+check: test asan fuzz-smoke
+	@echo "make check: all passed (unit, CLI, ASan+UBSan, fuzz smoke)"
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && "$$b"; done; true
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

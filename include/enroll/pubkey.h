@@ -1,0 +1,35 @@
+/* Describing and comparing public keys, whoever holds the private half. */
+#ifndef ENROLL_PUBKEY_H
+#define ENROLL_PUBKEY_H
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+
+#include "enroll/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct enr_pubkey_info {
+    char algorithm[16];   /* "RSA", "EC", "Ed25519", or OpenSSL's name for others */
+    int bits;             /* modulus or field size */
+    char curve[32];       /* "P-256", "P-384", other NIST/OpenSSL name; "" if not EC */
+    unsigned long rsa_exponent; /* 0 when not RSA, or when it does not fit */
+    unsigned char spki_sha256[32]; /* SHA-256 of the DER SubjectPublicKeyInfo */
+    char spki_sha256_hex[65];
+} enr_pubkey_info;
+
+enr_code enr_pubkey_describe(const EVP_PKEY *key, enr_pubkey_info *out, enr_error *err);
+
+/* One word for the pair: "ec-p256", "rsa-2048", "ed25519", or NULL when the
+ * key is not one of the types enroll generates. */
+const char *enr_pubkey_type_name(const enr_pubkey_info *info);
+
+/* True when both hold the same public key (compared as DER SPKI). */
+bool enr_pubkey_equal(const EVP_PKEY *a, const EVP_PKEY *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,44 @@
+/* Shared plumbing for the `enroll` command: exit codes, error reporting,
+ * output files, and option parsing conventions (see docs/cli.md). */
+#ifndef ENROLL_CLI_H
+#define ENROLL_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "enroll/error.h"
+#include "enroll/fileio.h"
+
+/* Exit codes scripts can rely on. */
+enum {
+    CLI_EXIT_OK = 0,       /* success; for lint/verify/match: nothing wrong */
+    CLI_EXIT_FINDING = 1,  /* a finding or a refusal: bad signature, mismatch, exists, lint errors */
+    CLI_EXIT_USAGE = 2,    /* the command line is wrong */
+    CLI_EXIT_IO = 3,       /* a file, device or token could not be used */
+    CLI_EXIT_INTERNAL = 4  /* out of memory, crypto library failure, a bug */
+};
+
+int cli_exit_code(enr_code code);
+
+/* Prints "enroll: message" on stderr (and, with --json, an {"error":...}
+ * object on stdout) and returns the exit code for err->code. */
+int cli_fail(const enr_error *err, bool json);
+
+/* Prints "enroll CMD: message" and a pointer to --help; returns CLI_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes output to FILE (or stdout for NULL or "-"): atomically, with `mode`. */
+enr_code cli_write(const char *path, const void *data, size_t len, unsigned mode, bool force,
+                   enr_error *err);
+
+/* Reads a whole input file (or "-") up to the input limit. */
+enr_code cli_read_input(const char *path, unsigned char **data, size_t *len, enr_error *err);
+
+/* Reads a passphrase/PIN file; NULL path gives NULL. */
+enr_code cli_read_secret(const char *path, char **out, enr_error *err);
+
+int cli_key(int argc, char **argv);
+int cli_csr(int argc, char **argv);
+int cli_match(int argc, char **argv);
+
+#endif

@@ -1,0 +1,136 @@
+/* enroll: the command line for devices and operators. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "enroll/fileio.h"
+
+#ifndef ENROLL_VERSION
+#define ENROLL_VERSION "0.1.0"
+#endif
+
+static const char USAGE[] =
+    "Usage: enroll NOUN VERB [options]\n"
+    "\n"
+    "Zero-touch X.509 identity for IoT fleets.\n"
+    "\n"
+    "Keys:\n"
+    "  key new      generate a key pair in a 0600 PEM file or inside a PKCS#11 token\n"
+    "  key show     describe a key (type, size, public key fingerprint)\n"
+    "Certificate signing requests (PKCS#10):\n"
+    "  csr new      build and sign a CSR\n"
+    "  csr show     describe a CSR (PEM, DER or headerless base64)\n"
+    "  csr verify   check a CSR's self-signature (proof of possession)\n"
+    "  csr lint     report problems in a CSR, each with a stable id\n"
+    "  match        tell whether keys, CSRs and certificates hold the same public key\n"
+    "\n"
+    "Every command takes --help. Exit codes: 0 success, 1 finding or refusal,\n"
+    "2 bad usage, 3 file/token trouble, 4 internal error.\n"
+    "\n"
+    "Example:\n"
+    "  enroll key new --type ec-p256 --out device.key\n"
+    "  enroll csr new --key device.key --subject '/O=Acme, Inc./CN=dev-001' --out device.csr\n"
+    "  enroll csr lint device.csr --expect-cn dev-001\n";
+
+int cli_exit_code(enr_code code)
+{
+    switch (code) {
+    case ENR_OK: return CLI_EXIT_OK;
+    case ENR_E_USAGE: return CLI_EXIT_USAGE;
+    case ENR_E_PARSE:
+    case ENR_E_VERIFY:
+    case ENR_E_EXISTS:
+    case ENR_E_UNSUPPORTED:
+    case ENR_E_POLICY: return CLI_EXIT_FINDING;
+    case ENR_E_IO:
+    case ENR_E_NOTFOUND:
+    case ENR_E_TOKEN: return CLI_EXIT_IO;
+    case ENR_E_NOMEM:
+    case ENR_E_CRYPTO:
+    case ENR_E_INTERNAL: return CLI_EXIT_INTERNAL;
+    }
+    return CLI_EXIT_INTERNAL;
+}
+
+int cli_fail(const enr_error *err, bool json)
+{
+    fprintf(stderr, "enroll: %s\n", err->message[0] ? err->message : enr_code_name(err->code));
+    if (json) {
+        json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", enr_code_name(err->code), "message",
+                              err->message);
+        if (o != NULL) {
+            json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            fputc('\n', stdout);
+            json_decref(o);
+        }
+    }
+    return cli_exit_code(err->code);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "enroll %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'enroll %s --help'.\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+enr_code cli_write(const char *path, const void *data, size_t len, unsigned mode, bool force,
+                   enr_error *err)
+{
+    if (path == NULL || strcmp(path, "-") == 0) {
+        if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)
+            return enr_error_set(err, ENR_E_IO, "writing to standard output failed: %s",
+                                 strerror(errno));
+        return ENR_OK;
+    }
+    return enr_file_write_atomic(path, data, len, (mode_t)mode, force, err);
+}
+
+enr_code cli_read_input(const char *path, unsigned char **data, size_t *len, enr_error *err)
+{
+    enr_buf buf;
+    enr_code rc = enr_file_read(path, ENR_INPUT_LIMIT, &buf, err);
+    if (rc != ENR_OK)
+        return rc;
+    *data = buf.data;
+    *len = buf.len;
+    return ENR_OK;
+}
+
+enr_code cli_read_secret(const char *path, char **out, enr_error *err)
+{
+    *out = NULL;
+    if (path == NULL)
+        return ENR_OK;
+    return enr_secret_read_file(path, out, err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("enroll %s\n", ENROLL_VERSION);
+        return CLI_EXIT_OK;
+    }
+    const char *noun = argv[1];
+    if (strcmp(noun, "key") == 0)
+        return cli_key(argc - 1, argv + 1);
+    if (strcmp(noun, "csr") == 0)
+        return cli_csr(argc - 1, argv + 1);
+    if (strcmp(noun, "match") == 0)
+        return cli_match(argc - 1, argv + 1);
+    fprintf(stderr, "enroll: unknown command '%s'\n\n%s", noun, USAGE);
+    return CLI_EXIT_USAGE;
+}

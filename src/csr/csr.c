@@ -1,0 +1,316 @@
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "csr/csr_internal.h"
+
+void enr_csr_free(enr_csr *csr)
+{
+    if (csr == NULL)
+        return;
+    X509_REQ_free(csr->req);
+    free(csr->der);
+    free(csr);
+}
+
+X509_REQ *enr_csr_x509_req(const enr_csr *csr)
+{
+    return csr->req;
+}
+
+EVP_PKEY *enr_csr_public_key(const enr_csr *csr)
+{
+    return X509_REQ_get0_pubkey(csr->req);
+}
+
+enr_encoding enr_csr_input_encoding(const enr_csr *csr)
+{
+    return csr->input_encoding;
+}
+
+static enr_code push_extension(STACK_OF(X509_EXTENSION) *exts, int nid, int critical, void *value,
+                               enr_error *err)
+{
+    X509_EXTENSION *ext = X509V3_EXT_i2d(nid, critical, value);
+    if (ext == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
+        X509_EXTENSION_free(ext);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the %s extension", OBJ_nid2sn(nid));
+    }
+    return ENR_OK;
+}
+
+static enr_code add_requested_extensions(const enr_csr_spec *spec, X509_REQ *req, enr_error *err)
+{
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    if (exts == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code rc = ENR_OK;
+    BASIC_CONSTRAINTS *bc = NULL;
+    if (spec->is_ca) {
+        bc = BASIC_CONSTRAINTS_new();
+        if (bc == NULL) {
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+            goto done;
+        }
+        bc->ca = 0xFF;
+        if (spec->pathlen >= 0) {
+            bc->pathlen = ASN1_INTEGER_new();
+            if (bc->pathlen == NULL || !ASN1_INTEGER_set(bc->pathlen, spec->pathlen)) {
+                rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+                goto done;
+            }
+        }
+        if ((rc = push_extension(exts, NID_basic_constraints, 1, bc, err)) != ENR_OK)
+            goto done;
+    }
+    /* RFC 5280 4.2.1.3: keyUsage SHOULD be critical when present. */
+    if (spec->key_usage != NULL &&
+        (rc = push_extension(exts, NID_key_usage, 1, spec->key_usage, err)) != ENR_OK)
+        goto done;
+    if (spec->ext_key_usage != NULL &&
+        (rc = push_extension(exts, NID_ext_key_usage, 0, spec->ext_key_usage, err)) != ENR_OK)
+        goto done;
+    /* RFC 5280 4.2.1.6: critical only when the subject is empty. */
+    if (spec->san != NULL &&
+        (rc = push_extension(exts, NID_subject_alt_name, X509_NAME_entry_count(spec->subject) == 0,
+                             spec->san, err)) != ENR_OK)
+        goto done;
+    if (sk_X509_EXTENSION_num(exts) > 0 && !X509_REQ_add_extensions(req, exts))
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the requested extensions");
+done:
+    BASIC_CONSTRAINTS_free(bc);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return rc;
+}
+
+static enr_code finish_from_req(X509_REQ *req, enr_encoding enc, enr_csr **out, enr_error *err)
+{
+    enr_csr *csr = calloc(1, sizeof *csr);
+    if (csr == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    unsigned char *der = NULL;
+    int n = i2d_X509_REQ(req, &der);
+    if (n <= 0) {
+        free(csr);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the request");
+    }
+    csr->der = malloc((size_t)n);
+    if (csr->der == NULL) {
+        OPENSSL_free(der);
+        free(csr);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    memcpy(csr->der, der, (size_t)n);
+    OPENSSL_free(der);
+    csr->der_len = (size_t)n;
+    csr->req = req;
+    csr->input_encoding = enc;
+    *out = csr;
+    return ENR_OK;
+}
+
+enr_code enr_csr_build(const enr_csr_spec *spec, enr_signer *signer, enr_csr **out, enr_error *err)
+{
+    *out = NULL;
+    if (spec->subject == NULL && spec->san == NULL)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "the request needs a subject (--subject or --dn) or a subjectAltName (--san)");
+    X509_REQ *req = X509_REQ_new();
+    X509_ALGOR *alg = NULL;
+    unsigned char *tbs = NULL, *sig = NULL;
+    size_t sig_len = 0;
+    ASN1_BIT_STRING *bits = NULL;
+    enr_code rc = ENR_OK;
+    X509_NAME *empty = NULL;
+    if (req == NULL) {
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (spec->subject == NULL)
+        empty = X509_NAME_new();
+    if (!X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
+        !X509_REQ_set_subject_name(req, spec->subject ? spec->subject : empty) ||
+        !X509_REQ_set_pubkey(req, enr_signer_public_key(signer))) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot fill in the request");
+        goto fail;
+    }
+    if ((rc = add_requested_extensions(spec, req, err)) != ENR_OK)
+        goto fail;
+    if (spec->challenge_password != NULL &&
+        !X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, MBSTRING_UTF8,
+                                   (const unsigned char *)spec->challenge_password, -1)) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the challenge password");
+        goto fail;
+    }
+
+    /* Sign the CertificationRequestInfo through the signer, so that a token
+     * key signs inside the token exactly like a file key signs in memory. */
+    if ((rc = enr_signer_algorithm(signer, spec->md, &alg, err)) != ENR_OK)
+        goto fail;
+    if (!X509_REQ_set1_signature_algo(req, alg)) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the signature algorithm");
+        goto fail;
+    }
+    int tbs_len = i2d_re_X509_REQ_tbs(req, &tbs);
+    if (tbs_len <= 0) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the request body");
+        goto fail;
+    }
+    if ((rc = enr_signer_sign(signer, spec->md, tbs, (size_t)tbs_len, &sig, &sig_len, err)) != ENR_OK)
+        goto fail;
+    bits = ASN1_BIT_STRING_new();
+    if (bits == NULL || sig_len > INT32_MAX || !ASN1_BIT_STRING_set(bits, sig, (int)sig_len)) {
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* A signature is a whole number of octets: say "0 unused bits" explicitly. */
+    bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    X509_REQ_set0_signature(req, bits);
+    bits = NULL;
+
+    if (X509_REQ_verify(req, enr_signer_public_key(signer)) != 1) {
+        rc = enr_error_openssl(err, ENR_E_VERIFY,
+                               "the new request's signature does not verify (is the key in the token "
+                               "the one the URI names?)");
+        goto fail;
+    }
+    rc = finish_from_req(req, ENR_ENCODING_DER, out, err);
+    if (rc == ENR_OK)
+        req = NULL;
+fail:
+    X509_NAME_free(empty);
+    X509_ALGOR_free(alg);
+    OPENSSL_free(tbs);
+    OPENSSL_free(sig);
+    ASN1_BIT_STRING_free(bits);
+    X509_REQ_free(req);
+    return rc;
+}
+
+enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_error *err)
+{
+    *out = NULL;
+    enr_decoded dec;
+    enr_code rc = enr_decode(in, len, &dec, NULL, err);
+    if (rc != ENR_OK)
+        return rc;
+    if (dec.encoding == ENR_ENCODING_PEM && strcmp(dec.pem_label, "CERTIFICATE REQUEST") != 0 &&
+        strcmp(dec.pem_label, "NEW CERTIFICATE REQUEST") != 0) {
+        rc = enr_error_set(err, ENR_E_PARSE,
+                           "expected a CERTIFICATE REQUEST PEM block but found '%s' (for a "
+                           "certificate use `enroll cert show`, for a key `enroll key show`)",
+                           dec.pem_label);
+        goto done;
+    }
+    if (dec.trailing_len > 0) {
+        rc = enr_error_set(err, ENR_E_PARSE,
+                           "%zu bytes of unexpected data after the request, at %s byte %zu (`enroll "
+                           "csr lint` shows details)",
+                           dec.trailing_len, dec.trailing_in_der ? "DER" : "input", dec.trailing_offset);
+        goto done;
+    }
+    const unsigned char *p = dec.der;
+    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)dec.der_len);
+    if (req == NULL) {
+        rc = enr_error_openssl(err, ENR_E_PARSE,
+                               "the %s data is well-formed DER but not a PKCS#10 CertificationRequest",
+                               enr_encoding_name(dec.encoding));
+        goto done;
+    }
+    if (X509_REQ_get0_pubkey(req) == NULL) {
+        X509_REQ_free(req);
+        rc = enr_error_openssl(err, ENR_E_PARSE, "the request's public key cannot be decoded");
+        goto done;
+    }
+    ERR_clear_error();
+    rc = finish_from_req(req, dec.encoding, out, err);
+    if (rc != ENR_OK)
+        X509_REQ_free(req);
+done:
+    enr_decoded_free(&dec);
+    return rc;
+}
+
+enr_code enr_csr_verify(const enr_csr *csr, enr_error *err)
+{
+    EVP_PKEY *key = X509_REQ_get0_pubkey(csr->req);
+    if (key == NULL)
+        return enr_error_openssl(err, ENR_E_PARSE, "the request's public key cannot be decoded");
+    int ok = X509_REQ_verify(csr->req, key);
+    if (ok != 1)
+        return enr_error_openssl(err, ENR_E_VERIFY,
+                                 "the request's self-signature does not verify: it was not signed "
+                                 "by the private key of the public key it carries");
+    ERR_clear_error();
+    return ENR_OK;
+}
+
+enr_code enr_csr_format_parse(const char *name, enr_csr_format *out, enr_error *err)
+{
+    if (strcmp(name, "pem") == 0)
+        *out = ENR_CSR_PEM;
+    else if (strcmp(name, "der") == 0)
+        *out = ENR_CSR_DER;
+    else if (strcmp(name, "b64") == 0 || strcmp(name, "base64") == 0)
+        *out = ENR_CSR_BASE64;
+    else
+        return enr_error_set(err, ENR_E_USAGE, "--format '%s': choose pem, der or b64", name);
+    return ENR_OK;
+}
+
+enr_code enr_csr_encode_alloc(const enr_csr *csr, enr_csr_format format, unsigned char **out,
+                              size_t *len, enr_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    char *text = NULL;
+    enr_code rc;
+    switch (format) {
+    case ENR_CSR_DER:
+        if ((*out = malloc(csr->der_len)) == NULL)
+            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        memcpy(*out, csr->der, csr->der_len);
+        *len = csr->der_len;
+        return ENR_OK;
+    case ENR_CSR_PEM:
+        rc = enr_pem_encode("CERTIFICATE REQUEST", csr->der, csr->der_len, &text, err);
+        break;
+    case ENR_CSR_BASE64:
+        rc = enr_base64_encode(csr->der, csr->der_len, &text, err);
+        break;
+    default:
+        return enr_error_set(err, ENR_E_USAGE, "unknown output format %d", (int)format);
+    }
+    if (rc != ENR_OK)
+        return rc;
+    *out = (unsigned char *)text;
+    *len = strlen(text);
+    return ENR_OK;
+}
+
+enr_code enr_csr_encode(const enr_csr *csr, enr_csr_format format, unsigned char *buf, size_t cap,
+                        size_t *written, size_t *needed, enr_error *err)
+{
+    unsigned char *tmp;
+    size_t len;
+    enr_code rc = enr_csr_encode_alloc(csr, format, &tmp, &len, err);
+    if (rc != ENR_OK)
+        return rc;
+    size_t need = len + (format == ENR_CSR_DER ? 0 : 1);
+    if (needed != NULL)
+        *needed = need;
+    if (buf == NULL || cap < need) {
+        free(tmp);
+        return enr_error_set(err, ENR_E_USAGE, "buffer too small: %zu bytes needed, %zu given", need,
+                             cap);
+    }
+    memcpy(buf, tmp, len);
+    if (format != ENR_CSR_DER)
+        buf[len] = '\0';
+    free(tmp);
+    if (written != NULL)
+        *written = len;
+    return ENR_OK;
+}

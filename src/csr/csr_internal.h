@@ -1,0 +1,27 @@
+/* Internal to src/csr: the request spec and the parsed request. */
+#ifndef ENROLL_CSR_INTERNAL_H
+#define ENROLL_CSR_INTERNAL_H
+
+#include <openssl/x509v3.h>
+
+#include "enroll/csr.h"
+
+struct enr_csr_spec {
+    X509_NAME *subject;
+    GENERAL_NAMES *san;
+    ASN1_BIT_STRING *key_usage;
+    EXTENDED_KEY_USAGE *ext_key_usage;
+    int is_ca;
+    int pathlen; /* < 0: no limit */
+    char *challenge_password;
+    const EVP_MD *md;
+};
+
+struct enr_csr {
+    X509_REQ *req;
+    unsigned char *der;
+    size_t der_len;
+    enr_encoding input_encoding;
+};
+
+#endif

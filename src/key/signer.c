@@ -1,0 +1,313 @@
+#include "enroll/signer.h"
+
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enroll/fileio.h"
+#include "pkcs11/token.h"
+
+struct enr_signer {
+    EVP_PKEY *key;            /* file keys: the private key; tokens: NULL */
+    EVP_PKEY *public_key;     /* always set */
+    enr_token_key *token_key; /* tokens only */
+};
+
+static const struct {
+    enr_key_type type;
+    const char *name;
+    const char *algorithm;
+    const char *curve;
+    size_t rsa_bits;
+} KEY_TYPES[] = {
+    {ENR_KEY_EC_P256, "ec-p256", "EC", "P-256", 0},
+    {ENR_KEY_EC_P384, "ec-p384", "EC", "P-384", 0},
+    {ENR_KEY_RSA_2048, "rsa-2048", "RSA", NULL, 2048},
+    {ENR_KEY_RSA_3072, "rsa-3072", "RSA", NULL, 3072},
+    {ENR_KEY_RSA_4096, "rsa-4096", "RSA", NULL, 4096},
+    {ENR_KEY_ED25519, "ed25519", "ED25519", NULL, 0},
+};
+#define KEY_TYPE_COUNT (sizeof KEY_TYPES / sizeof KEY_TYPES[0])
+
+enr_code enr_key_type_parse(const char *name, enr_key_type *out, enr_error *err)
+{
+    for (size_t i = 0; i < KEY_TYPE_COUNT; i++)
+        if (strcmp(KEY_TYPES[i].name, name) == 0) {
+            *out = KEY_TYPES[i].type;
+            return ENR_OK;
+        }
+    return enr_error_set(err, ENR_E_USAGE,
+                         "unknown key type '%s' (choose ec-p256, ec-p384, rsa-2048, rsa-3072, "
+                         "rsa-4096 or ed25519)",
+                         name);
+}
+
+const char *enr_key_type_name(enr_key_type type)
+{
+    for (size_t i = 0; i < KEY_TYPE_COUNT; i++)
+        if (KEY_TYPES[i].type == type)
+            return KEY_TYPES[i].name;
+    return "unknown";
+}
+
+bool enr_key_ref_is_token(const char *ref)
+{
+    return strncmp(ref, "pkcs11:", 7) == 0;
+}
+
+static EVP_PKEY *generate(enr_key_type type, enr_error *err)
+{
+    for (size_t i = 0; i < KEY_TYPE_COUNT; i++) {
+        if (KEY_TYPES[i].type != type)
+            continue;
+        EVP_PKEY *key;
+        if (KEY_TYPES[i].curve != NULL)
+            key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", KEY_TYPES[i].curve);
+        else if (KEY_TYPES[i].rsa_bits != 0)
+            key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", KEY_TYPES[i].rsa_bits);
+        else
+            key = EVP_PKEY_Q_keygen(NULL, NULL, KEY_TYPES[i].algorithm);
+        if (key == NULL)
+            enr_error_openssl(err, ENR_E_CRYPTO, "generating a %s key failed", KEY_TYPES[i].name);
+        return key;
+    }
+    enr_error_set(err, ENR_E_USAGE, "unknown key type %d", (int)type);
+    return NULL;
+}
+
+enr_code enr_key_generate_file(enr_key_type type, const char *path, const char *passphrase,
+                               bool overwrite, enr_error *err)
+{
+    if (!overwrite && strcmp(path, "-") != 0) {
+        FILE *probe = fopen(path, "r");
+        if (probe != NULL) {
+            fclose(probe);
+            return enr_error_set(err, ENR_E_EXISTS,
+                                 "%s: already exists; refusing to overwrite a key (use --force to replace it)",
+                                 path);
+        }
+    }
+    EVP_PKEY *key = generate(type, err);
+    if (key == NULL)
+        return err ? err->code : ENR_E_CRYPTO;
+
+    /* Secure-heap BIO: the plaintext key is wiped when the BIO is freed. */
+    BIO *bio = BIO_new(BIO_s_secmem());
+    enr_code rc = ENR_OK;
+    if (bio == NULL) {
+        rc = enr_error_openssl(err, ENR_E_NOMEM, "out of memory");
+        goto done;
+    }
+    int ok;
+    if (passphrase != NULL)
+        ok = PEM_write_bio_PKCS8PrivateKey(bio, key, EVP_aes_256_cbc(), passphrase,
+                                           (int)strlen(passphrase), NULL, NULL);
+    else
+        ok = PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
+    if (!ok) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the new key");
+        goto done;
+    }
+    char *pem = NULL;
+    long pem_len = BIO_get_mem_data(bio, &pem);
+    rc = enr_file_write_atomic(path, pem, (size_t)pem_len, 0600, overwrite, err);
+done:
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+enr_code enr_key_generate_token(enr_key_type type, const char *uri, const enr_token_options *opts,
+                                bool overwrite, enr_error *err)
+{
+    return enr_token_key_generate(type, uri, opts, overwrite, err);
+}
+
+typedef struct passphrase_request {
+    const char *passphrase;
+    int asked;
+} passphrase_request;
+
+static int passphrase_cb(char *buf, int size, int rwflag, void *u)
+{
+    passphrase_request *req = u;
+    req->asked = 1;
+    if (req->passphrase == NULL)
+        return -1;
+    size_t n = strlen(req->passphrase);
+    if (size < 0 || n > (size_t)size)
+        return -1;
+    memcpy(buf, req->passphrase, n);
+    return (int)n;
+}
+
+static enr_code open_file_key(const char *path, const char *passphrase, EVP_PKEY **out,
+                              enr_error *err)
+{
+    enr_buf buf;
+    enr_code rc = enr_file_read(path, 64 * 1024, &buf, err);
+    if (rc != ENR_OK)
+        return rc;
+    BIO *bio = BIO_new_mem_buf(buf.data, (int)buf.len);
+    passphrase_request req = {passphrase, 0};
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, passphrase_cb, &req) : NULL;
+    BIO_free(bio);
+    if (key == NULL && !req.asked) {
+        ERR_clear_error();
+        const unsigned char *p = buf.data;
+        key = d2i_AutoPrivateKey(NULL, &p, (long)buf.len);
+    }
+    OPENSSL_cleanse(buf.data, buf.len);
+    enr_buf_free(&buf);
+    if (key == NULL) {
+        if (req.asked && passphrase == NULL)
+            return enr_error_set(err, ENR_E_USAGE,
+                                 "%s: the key is encrypted; give its passphrase with --pass-file", path);
+        if (req.asked)
+            return enr_error_openssl(err, ENR_E_VERIFY,
+                                     "%s: cannot decrypt the key (wrong passphrase?)", path);
+        return enr_error_openssl(err, ENR_E_PARSE,
+                                 "%s: not a private key (expected PEM or DER PKCS#8, PKCS#1 or SEC1)",
+                                 path);
+    }
+    ERR_clear_error();
+    *out = key;
+    return ENR_OK;
+}
+
+/* A public-only copy, so that describing or comparing never touches private material. */
+static EVP_PKEY *public_copy(EVP_PKEY *key)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0)
+        return NULL;
+    const unsigned char *p = der;
+    EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, n);
+    OPENSSL_free(der);
+    return pub;
+}
+
+enr_code enr_signer_open(const char *ref, const char *passphrase, const enr_token_options *opts,
+                         enr_signer **out, enr_error *err)
+{
+    *out = NULL;
+    enr_signer *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code rc;
+    if (enr_key_ref_is_token(ref)) {
+        enr_token_options none = {NULL, NULL};
+        rc = enr_token_key_open(ref, opts ? opts : &none, &s->token_key, &s->public_key, err);
+    } else {
+        rc = open_file_key(ref, passphrase, &s->key, err);
+        if (rc == ENR_OK) {
+            s->public_key = public_copy(s->key);
+            if (s->public_key == NULL)
+                rc = enr_error_openssl(err, ENR_E_CRYPTO, "%s: cannot extract the public key", ref);
+        }
+    }
+    if (rc != ENR_OK) {
+        enr_signer_free(s);
+        return rc;
+    }
+    *out = s;
+    return ENR_OK;
+}
+
+void enr_signer_free(enr_signer *signer)
+{
+    if (signer == NULL)
+        return;
+    EVP_PKEY_free(signer->key);
+    EVP_PKEY_free(signer->public_key);
+    enr_token_key_free(signer->token_key);
+    free(signer);
+}
+
+EVP_PKEY *enr_signer_public_key(const enr_signer *signer)
+{
+    return signer->public_key;
+}
+
+bool enr_signer_is_token(const enr_signer *signer)
+{
+    return signer->token_key != NULL;
+}
+
+static bool is_ed25519(const enr_signer *signer)
+{
+    return EVP_PKEY_get_base_id(signer->public_key) == EVP_PKEY_ED25519;
+}
+
+enr_code enr_signer_algorithm(const enr_signer *signer, const EVP_MD *md, X509_ALGOR **out,
+                              enr_error *err)
+{
+    *out = NULL;
+    int sig_nid = NID_undef, param_type = V_ASN1_UNDEF;
+    int key_nid = EVP_PKEY_get_base_id(signer->public_key);
+    if (key_nid == EVP_PKEY_ED25519) {
+        sig_nid = NID_ED25519;
+    } else {
+        if (md == NULL)
+            md = EVP_sha256();
+        if (!OBJ_find_sigid_by_algs(&sig_nid, EVP_MD_get_type(md), key_nid))
+            return enr_error_set(err, ENR_E_UNSUPPORTED,
+                                 "no signature algorithm for a %s key with %s",
+                                 EVP_PKEY_get0_type_name(signer->public_key), EVP_MD_get0_name(md));
+        /* RFC 4055: RSA PKCS#1 v1.5 carries NULL parameters; RFC 5758: ECDSA none. */
+        if (key_nid == EVP_PKEY_RSA)
+            param_type = V_ASN1_NULL;
+    }
+    X509_ALGOR *alg = X509_ALGOR_new();
+    if (alg == NULL || !X509_ALGOR_set0(alg, OBJ_nid2obj(sig_nid), param_type, NULL)) {
+        X509_ALGOR_free(alg);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot build the signature algorithm");
+    }
+    *out = alg;
+    return ENR_OK;
+}
+
+enr_code enr_signer_sign(enr_signer *signer, const EVP_MD *md, const unsigned char *tbs,
+                         size_t tbs_len, unsigned char **sig, size_t *sig_len, enr_error *err)
+{
+    *sig = NULL;
+    *sig_len = 0;
+    if (md == NULL)
+        md = EVP_sha256();
+    if (signer->token_key != NULL)
+        return enr_token_key_sign(signer->token_key, md, tbs, tbs_len, sig, sig_len, err);
+
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    enr_code rc = ENR_OK;
+    const char *mdname = is_ed25519(signer) ? NULL : EVP_MD_get0_name(md);
+    size_t len = 0;
+    unsigned char *buf = NULL;
+    if (ctx == NULL || EVP_DigestSignInit_ex(ctx, NULL, mdname, NULL, NULL, signer->key, NULL) != 1 ||
+        EVP_DigestSign(ctx, NULL, &len, tbs, tbs_len) != 1) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot start signing");
+        goto done;
+    }
+    buf = OPENSSL_malloc(len);
+    if (buf == NULL || EVP_DigestSign(ctx, buf, &len, tbs, tbs_len) != 1) {
+        OPENSSL_free(buf);
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "signing failed");
+        goto done;
+    }
+    *sig = buf;
+    *sig_len = len;
+done:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+enr_code enr_signer_token_facts_get(const enr_signer *signer, enr_signer_token_facts *out,
+                                    enr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (signer->token_key == NULL)
+        return ENR_OK;
+    return enr_token_key_facts(signer->token_key, out, err);
+}
