@@ -61,8 +61,9 @@ bool enr_country_code_valid(const char *code)
 {
     if (strlen(code) != 2 || !isupper((unsigned char)code[0]) || !isupper((unsigned char)code[1]))
         return false;
-    for (const char *p = COUNTRIES; *p != '\0'; p += 3)
-        if (p[0] == code[0] && p[1] == code[1])
+    /* Codes sit at every third character: "AD AE ... ZW". */
+    for (size_t i = 0; i + 1 < sizeof COUNTRIES - 1; i += 3)
+        if (COUNTRIES[i] == code[0] && COUNTRIES[i + 1] == code[1])
             return true;
     return false;
 }
