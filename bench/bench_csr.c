@@ -1,0 +1,107 @@
+/* CSR throughput: build+sign and parse+verify with an in-memory EC P-256
+ * key, printed beside this machine's own ceiling from `openssl speed`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "enroll/csr.h"
+#include "enroll/signer.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* `openssl speed` prints "... sign    verify    sign/s verify/s" and a line
+ * " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  54000.0  20000.0". */
+static int openssl_ceiling(double *sign_per_s, double *verify_per_s)
+{
+    FILE *p = popen("openssl speed -seconds 2 ecdsap256 2>/dev/null", "r");
+    if (p == NULL)
+        return -1;
+    char line[512];
+    int found = -1;
+    while (fgets(line, sizeof line, p) != NULL) {
+        char *at = strstr(line, "ecdsa (nistp256)");
+        double s1, s2;
+        if (at != NULL && sscanf(at + strlen("ecdsa (nistp256)"), " %*fs %*fs %lf %lf", &s1, &s2) == 2) {
+            *sign_per_s = s1;
+            *verify_per_s = s2;
+            found = 0;
+        }
+    }
+    pclose(p);
+    return found;
+}
+
+int main(void)
+{
+    char path[] = "/tmp/enroll-bench-XXXXXX";
+    if (mkdtemp(path) == NULL)
+        return 1;
+    char key[sizeof path + 16];
+    snprintf(key, sizeof key, "%s/k.pem", path);
+    enr_error err;
+    enr_signer *signer = NULL;
+    enr_csr_spec *spec = enr_csr_spec_new();
+    if (enr_key_generate_file(ENR_KEY_EC_P256, key, NULL, true, &err) != ENR_OK ||
+        enr_signer_open(key, NULL, NULL, &signer, &err) != ENR_OK ||
+        enr_csr_spec_set_subject(spec, "/O=Acme/CN=dev-001", &err) != ENR_OK ||
+        enr_csr_spec_set_ext_key_usage(spec, "clientAuth", &err) != ENR_OK) {
+        fprintf(stderr, "bench setup: %s\n", err.message);
+        return 1;
+    }
+    unlink(key);
+    rmdir(path);
+
+    const int N = 3000;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    double t0 = now();
+    for (int i = 0; i < N; i++) {
+        enr_csr *csr = NULL;
+        if (enr_csr_build(spec, signer, &csr, &err) != ENR_OK) {
+            fprintf(stderr, "build: %s\n", err.message);
+            return 1;
+        }
+        if (i == 0)
+            enr_csr_encode_alloc(csr, ENR_CSR_DER, &der, &der_len, &err);
+        enr_csr_free(csr);
+    }
+    double build_rate = N / (now() - t0);
+
+    t0 = now();
+    for (int i = 0; i < N; i++) {
+        enr_csr *csr = NULL;
+        if (enr_csr_parse(der, der_len, &csr, &err) != ENR_OK || enr_csr_verify(csr, &err) != ENR_OK) {
+            fprintf(stderr, "parse/verify: %s\n", err.message);
+            return 1;
+        }
+        enr_csr_free(csr);
+    }
+    double verify_rate = N / (now() - t0);
+
+    double sign_s = 0, verify_s = 0;
+    int have = openssl_ceiling(&sign_s, &verify_s);
+    /* build = sign + verify-before-return, so its ceiling is 1/(1/sign + 1/verify). */
+    printf("bench_csr (EC P-256, one core, %d iterations each)\n", N);
+    if (have == 0) {
+        double build_ceiling = 1.0 / (1.0 / sign_s + 1.0 / verify_s);
+        printf("  csr build+sign+self-check: %8.0f /s   ceiling %8.0f /s (openssl speed sign %.0f, verify %.0f)  %5.1f%%\n",
+               build_rate, build_ceiling, sign_s, verify_s, 100.0 * build_rate / build_ceiling);
+        printf("  csr parse+verify:          %8.0f /s   ceiling %8.0f /s (openssl speed verify)               %5.1f%%\n",
+               verify_rate, verify_s, 100.0 * verify_rate / verify_s);
+    } else {
+        printf("  csr build+sign+self-check: %8.0f /s\n  csr parse+verify:          %8.0f /s\n", build_rate,
+               verify_rate);
+        printf("  (openssl speed unavailable: no ceiling to compare)\n");
+    }
+    free(der);
+    enr_csr_spec_free(spec);
+    enr_signer_free(signer);
+    return 0;
+}
