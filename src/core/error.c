@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void format_into(enr_error *err, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void format_into(enr_error *err, const char *fmt,
+                                                            va_list ap)
 {
     vsnprintf(err->message, sizeof err->message, fmt, ap);
 }

@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "enroll/fileio.h"
 #include "pkcs11/token.h"
@@ -54,7 +55,7 @@ const char *enr_key_type_name(enr_key_type type)
 
 bool enr_key_ref_is_token(const char *ref)
 {
-    return strncmp(ref, "pkcs11:", 7) == 0;
+    return strncasecmp(ref, "pkcs11:", 7) == 0; /* URI schemes are case-insensitive */
 }
 
 static EVP_PKEY *generate(enr_key_type type, enr_error *err)
