@@ -32,7 +32,10 @@ typedef struct enr_decoded {
 } enr_decoded;
 
 /* Detects the encoding and decodes the first object. On ENR_E_PARSE the
- * message names the byte offset; `*bad_offset` (if not NULL) receives it. */
+ * message names the byte offset and `*bad_offset` (if not NULL) receives it:
+ * an offset into the input for PEM/base64/DER framing faults, and into the
+ * decoded DER when its structure breaks (the message then says "after pem
+ * decoding" or "after base64 decoding"). */
 enr_code enr_decode(const unsigned char *in, size_t len, enr_decoded *out, size_t *bad_offset,
                     enr_error *err);
 void enr_decoded_free(enr_decoded *d);

@@ -51,7 +51,7 @@ int enr_lint_report_has(const enr_lint_report *report, const char *id);
 enr_code enr_lint_report_json(const enr_lint_report *report, char **out, enr_error *err);
 
 /* Every id the linter can emit, with its severity and a one-line summary:
- * the documented table (docs/lint.md is generated from the same list). */
+ * docs/lint.md documents the same ids (a unit test keeps them in step). */
 typedef struct enr_lint_rule {
     const char *id;
     enr_severity severity;

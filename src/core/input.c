@@ -141,6 +141,9 @@ static enr_code der_walk(const unsigned char *base, const unsigned char *p, size
     int ret = ASN1_get_object(&q, &content_len, &tag, &xclass, max);
     ERR_clear_error();
     size_t header_len = (size_t)(q - p);
+    if (ret == 0 && tag == 0 && xclass == V_ASN1_UNIVERSAL)
+        return fail_at(err, bad_offset, (size_t)(p - base), "DER error",
+                       "end-of-contents octets (tag 0) are not allowed in DER");
     if ((ret & 0x80) || ret == 0x21)
         return fail_at(err, bad_offset, (size_t)(p - base), "DER error",
                        der_reason(ret, content_len, len, header_len));
@@ -290,19 +293,18 @@ enr_code enr_decode(const unsigned char *in, size_t len, enr_decoded *out, size_
     rc = enr_der_check(out->der, out->der_len, &object_len, &der_bad, err);
     if (rc != ENR_OK) {
         if (bad_offset != NULL)
-            *bad_offset = out->encoding == ENR_ENCODING_DER ? der_bad : der_bad;
+            *bad_offset = der_bad;
         if (out->encoding != ENR_ENCODING_DER)
             enr_error_prefix(err, "after %s decoding", enr_encoding_name(out->encoding));
         enr_decoded_free(out);
         return rc;
     }
     if (object_len < out->der_len) {
-        /* Bytes after the first object: for DER these are in the input itself. */
-        if (out->encoding == ENR_ENCODING_DER || out->trailing_len == 0) {
-            out->trailing_offset = object_len;
-            out->trailing_len = out->der_len - object_len;
-            out->trailing_in_der = 1;
-        }
+        /* Extra bytes inside the decoded DER are reported even when text also
+         * follows a PEM block: they are the more surprising of the two. */
+        out->trailing_offset = object_len;
+        out->trailing_len = out->der_len - object_len;
+        out->trailing_in_der = 1;
         out->der_len = object_len;
     }
     return ENR_OK;
