@@ -226,7 +226,7 @@ done:
     return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
 }
 
-static int load_csr(const char *path, enr_csr **csr, enr_error *err)
+static enr_code load_csr(const char *path, enr_csr **csr, enr_error *err)
 {
     unsigned char *data;
     size_t len;
