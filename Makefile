@@ -47,7 +47,11 @@ fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME)
 
 check: test asan fuzz-smoke
-	@echo "make check: all passed (unit, CLI, ASan+UBSan, fuzz smoke)"
+	@n=$$(cd $(BUILD) && ctest -N | sed -n 's/^Total Tests: //p'); \
+	 a=$$(cd $(ASAN_BUILD) && ctest -N | sed -n 's/^Total Tests: //p'); \
+	 f=$$(ls $(FUZZ_BUILD)/fuzz/fuzz_* 2>/dev/null | wc -l); \
+	 echo "make check: $$n test programs, again $$a under ASan+UBSan, $$f fuzz targets"; \
+	 echo "check: $$((n + a + f)) passed, 0 failed"
 
 demo: build
 	@scripts/demo.sh $(BUILD)

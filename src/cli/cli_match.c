@@ -77,7 +77,9 @@ static enr_code load_item(match_item *item, const char *pass, const enr_token_op
     if (enr_key_ref_is_token(item->ref)) {
         item->kind = "token key";
         item->key = from_signer(item->ref, NULL, topts, err);
-        return item->key ? ENR_OK : err->code;
+        if (item->key == NULL)
+            return err->code;
+        return enr_pubkey_describe(item->key, &item->info, err);
     }
     unsigned char *data;
     size_t len;

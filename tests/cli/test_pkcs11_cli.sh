@@ -30,7 +30,11 @@ for type in ec-p256 ec-p384 rsa-2048; do
   certtool --crq-info --infile "$type.csr" > "$type.gnutls" 2>&1
   contains "$type.gnutls" "Self signature: verified" "$type: certtool verifies"
   contains "$type.gnutls" "DNSname: dev-p11.example" "$type: certtool reads SAN"
-  expect_exit 0 "$type: token key matches its CSR" "$ENROLL" match "$uri" "$type.csr" "${P11[@]}"
+  expect_exit 0 "$type: token key matches its CSR" "$ENROLL" match "$uri" "$type.csr" "${P11[@]}" --json
+  same "$type: match reports the token key's fingerprint" "$(json "$WORK/.out" '.items[0].spki_sha256')" \
+      "$(json "$WORK/.out" '.items[1].spki_sha256')"
+  theirs=$(openssl req -in "$type.csr" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
+  same "$type: token key fingerprint vs openssl" "$(json "$WORK/.out" '.items[0].spki_sha256')" "$theirs"
 done
 
 # The token itself, asked independently, says the private key is sensitive and
