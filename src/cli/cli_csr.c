@@ -240,22 +240,34 @@ static enr_code load_csr(const char *path, enr_csr **csr, enr_error *err)
     return code;
 }
 
-static int csr_show(int argc, char **argv)
+/* Options of a verb that reads one CSR file. Returns -1 to go on, with
+ * *path set; otherwise the exit code to return at once. */
+static int parse_one_file(const char *cmd, int argc, char **argv, csr_args *a, const char **path)
 {
-    csr_args a;
-    int rc = parse_csr_args("csr show", argc, argv, &a);
+    int rc = parse_csr_args(cmd, argc, argv, a);
     if (rc != CLI_EXIT_OK)
         return rc;
-    if (a.help) {
+    if (a->help) {
         fputs(CSR_HELP, stdout);
         return CLI_EXIT_OK;
     }
     if (optind != argc - 1)
-        return cli_usage("csr show", "give exactly one CSR file ('-' for standard input)");
+        return cli_usage(cmd, "give exactly one CSR file ('-' for standard input)");
+    *path = argv[optind];
+    return -1;
+}
+
+static int csr_show(int argc, char **argv)
+{
+    csr_args a;
+    const char *path = NULL;
+    int rc = parse_one_file("csr show", argc, argv, &a, &path);
+    if (rc >= 0)
+        return rc;
     enr_error err;
     enr_csr *csr = NULL;
     char *text = NULL;
-    enr_code code = load_csr(argv[optind], &csr, &err);
+    enr_code code = load_csr(path, &csr, &err);
     if (code == ENR_OK)
         code = a.json ? enr_csr_describe_json(csr, &text, &err) : enr_csr_describe_text(csr, &text, &err);
     if (code == ENR_OK)
@@ -268,16 +280,10 @@ static int csr_show(int argc, char **argv)
 static int csr_verify(int argc, char **argv)
 {
     csr_args a;
-    int rc = parse_csr_args("csr verify", argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
+    const char *path = NULL;
+    int rc = parse_one_file("csr verify", argc, argv, &a, &path);
+    if (rc >= 0)
         return rc;
-    if (a.help) {
-        fputs(CSR_HELP, stdout);
-        return CLI_EXIT_OK;
-    }
-    if (optind != argc - 1)
-        return cli_usage("csr verify", "give exactly one CSR file ('-' for standard input)");
-    const char *path = argv[optind];
     enr_error err;
     enr_csr *csr = NULL;
     enr_code code = load_csr(path, &csr, &err);
@@ -299,20 +305,14 @@ static int csr_verify(int argc, char **argv)
 static int csr_lint(int argc, char **argv)
 {
     csr_args a;
-    int rc = parse_csr_args("csr lint", argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
+    const char *path = NULL;
+    int rc = parse_one_file("csr lint", argc, argv, &a, &path);
+    if (rc >= 0)
         return rc;
-    if (a.help) {
-        fputs(CSR_HELP, stdout);
-        return CLI_EXIT_OK;
-    }
-    if (optind != argc - 1)
-        return cli_usage("csr lint", "give exactly one CSR file ('-' for standard input)");
     enr_error err;
     enr_severity fail_on = ENR_SEVERITY_WARNING;
     if (a.fail_on != NULL && enr_severity_parse(a.fail_on, &fail_on, &err) != ENR_OK)
         return cli_usage("csr lint", "%s", err.message);
-    const char *path = argv[optind];
     unsigned char *data;
     size_t len;
     enr_code code = cli_read_input(path, &data, &len, &err);
