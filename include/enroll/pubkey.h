@@ -3,6 +3,7 @@
 #define ENROLL_PUBKEY_H
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 
 #include "enroll/error.h"
@@ -28,6 +29,13 @@ const char *enr_pubkey_type_name(const enr_pubkey_info *info);
 
 /* True when both hold the same public key (compared as DER SPKI). */
 bool enr_pubkey_equal(const EVP_PKEY *a, const EVP_PKEY *b);
+
+/* Copies a SubjectPublicKeyInfo field by field. OpenSSL 3.0's
+ * X509_set_pubkey/X509_REQ_set_pubkey re-decode the key through the
+ * OSSL_DECODER framework, which costs more than an ECDSA signature; copying
+ * the already-encoded fields costs nothing. `dst` is typically
+ * X509_get_X509_PUBKEY(cert) or X509_REQ_get_X509_PUBKEY(req). */
+enr_code enr_spki_copy(X509_PUBKEY *dst, const X509_PUBKEY *src, enr_error *err);
 
 #ifdef __cplusplus
 }

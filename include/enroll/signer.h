@@ -62,6 +62,9 @@ void enr_signer_free(enr_signer *signer);
 /* The public key (borrowed; valid until enr_signer_free). */
 EVP_PKEY *enr_signer_public_key(const enr_signer *signer);
 bool enr_signer_is_token(const enr_signer *signer);
+/* The public key as an encoded SubjectPublicKeyInfo (borrowed), for copying
+ * into requests and certificates with enr_spki_copy. */
+const X509_PUBKEY *enr_signer_spki(const enr_signer *signer);
 
 /* The X.509 AlgorithmIdentifier this signer produces with `md` (ignored for
  * Ed25519): ecdsa-with-SHA256, sha256WithRSAEncryption, Ed25519, ... */
@@ -72,6 +75,13 @@ enr_code enr_signer_algorithm(const enr_signer *signer, const EVP_MD *md, X509_A
  * for RSA, raw for Ed25519. The caller frees `*sig` with OPENSSL_free. */
 enr_code enr_signer_sign(enr_signer *signer, const EVP_MD *md, const unsigned char *tbs,
                          size_t tbs_len, unsigned char **sig, size_t *sig_len, enr_error *err);
+
+/* Signs a certificate or a CRL in place: both AlgorithmIdentifiers (inner
+ * and outer) and the signature. A token key signs inside the token. A signer
+ * caches a prepared signing context, so use one signer from one thread at a
+ * time. */
+enr_code enr_signer_sign_cert(enr_signer *signer, X509 *cert, const EVP_MD *md, enr_error *err);
+enr_code enr_signer_sign_crl(enr_signer *signer, X509_CRL *crl, const EVP_MD *md, enr_error *err);
 
 /* Token facts for `enroll key show`: false/false for file keys. */
 typedef struct enr_signer_token_facts {

@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "csr/csr_internal.h"
+#include "enroll/pubkey.h"
 
 void enr_csr_free(enr_csr *csr)
 {
     if (csr == NULL)
         return;
     X509_REQ_free(csr->req);
+    EVP_PKEY_free(csr->public_key);
     free(csr->der);
     free(csr);
 }
@@ -21,7 +23,7 @@ X509_REQ *enr_csr_x509_req(const enr_csr *csr)
 
 EVP_PKEY *enr_csr_public_key(const enr_csr *csr)
 {
-    return X509_REQ_get0_pubkey(csr->req);
+    return csr->public_key;
 }
 
 enr_encoding enr_csr_input_encoding(const enr_csr *csr)
@@ -84,7 +86,8 @@ done:
     return rc;
 }
 
-static enr_code finish_from_req(X509_REQ *req, enr_encoding enc, enr_csr **out, enr_error *err)
+static enr_code finish_from_req(X509_REQ *req, EVP_PKEY *public_key, enr_encoding enc, enr_csr **out,
+                                enr_error *err)
 {
     enr_csr *csr = calloc(1, sizeof *csr);
     if (csr == NULL)
@@ -105,6 +108,8 @@ static enr_code finish_from_req(X509_REQ *req, enr_encoding enc, enr_csr **out, 
     OPENSSL_free(der);
     csr->der_len = (size_t)n;
     csr->req = req;
+    csr->public_key = public_key;
+    EVP_PKEY_up_ref(public_key);
     csr->input_encoding = enc;
     *out = csr;
     return ENR_OK;
@@ -130,11 +135,12 @@ enr_code enr_csr_build(const enr_csr_spec *spec, enr_signer *signer, enr_csr **o
     if (spec->subject == NULL)
         empty = X509_NAME_new();
     if (!X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
-        !X509_REQ_set_subject_name(req, spec->subject ? spec->subject : empty) ||
-        !X509_REQ_set_pubkey(req, enr_signer_public_key(signer))) {
+        !X509_REQ_set_subject_name(req, spec->subject ? spec->subject : empty)) {
         rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot fill in the request");
         goto fail;
     }
+    if ((rc = enr_spki_copy(X509_REQ_get_X509_PUBKEY(req), enr_signer_spki(signer), err)) != ENR_OK)
+        goto fail;
     if ((rc = add_requested_extensions(spec, req, err)) != ENR_OK)
         goto fail;
     if (spec->challenge_password != NULL &&
@@ -170,13 +176,16 @@ enr_code enr_csr_build(const enr_csr_spec *spec, enr_signer *signer, enr_csr **o
     X509_REQ_set0_signature(req, bits);
     bits = NULL;
 
-    if (X509_REQ_verify(req, enr_signer_public_key(signer)) != 1) {
+    /* A file key's public half is derived from it, so its signature needs no
+     * second look; a token could be holding a different key than the URI's
+     * public object, so check what it signed. */
+    if (enr_signer_is_token(signer) && X509_REQ_verify(req, enr_signer_public_key(signer)) != 1) {
         rc = enr_error_openssl(err, ENR_E_VERIFY,
                                "the new request's signature does not verify (is the key in the token "
                                "the one the URI names?)");
         goto fail;
     }
-    rc = finish_from_req(req, ENR_ENCODING_DER, out, err);
+    rc = finish_from_req(req, enr_signer_public_key(signer), ENR_ENCODING_DER, out, err);
     if (rc == ENR_OK)
         req = NULL;
 fail:
@@ -225,7 +234,7 @@ enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_e
         goto done;
     }
     ERR_clear_error();
-    rc = finish_from_req(req, dec.encoding, out, err);
+    rc = finish_from_req(req, X509_REQ_get0_pubkey(req), dec.encoding, out, err);
     if (rc != ENR_OK)
         X509_REQ_free(req);
 done:
@@ -235,10 +244,7 @@ done:
 
 enr_code enr_csr_verify(const enr_csr *csr, enr_error *err)
 {
-    EVP_PKEY *key = X509_REQ_get0_pubkey(csr->req);
-    if (key == NULL)
-        return enr_error_openssl(err, ENR_E_PARSE, "the request's public key cannot be decoded");
-    int ok = X509_REQ_verify(csr->req, key);
+    int ok = X509_REQ_verify(csr->req, csr->public_key);
     if (ok != 1)
         return enr_error_openssl(err, ENR_E_VERIFY,
                                  "the request's self-signature does not verify: it was not signed "

@@ -39,7 +39,7 @@ static json_t *describe(const enr_csr *csr, enr_error *err)
     json_object_set_new(root, "subject", subject ? json_string(subject) : json_null());
     free(subject);
     json_object_set_new(root, "subject_fields", enr_describe_name_fields(X509_REQ_get_subject_name(req)));
-    json_t *key = enr_describe_public_key(X509_REQ_get0_pubkey(req), err);
+    json_t *key = enr_describe_public_key(csr->public_key, err);
     if (key == NULL) {
         json_decref(root);
         return NULL;
@@ -48,7 +48,7 @@ static json_t *describe(const enr_csr *csr, enr_error *err)
     const X509_ALGOR *alg = NULL;
     X509_REQ_get0_signature(req, NULL, &alg);
     json_object_set_new(root, "signature_algorithm", enr_describe_algorithm(alg));
-    int ok = X509_REQ_verify(req, X509_REQ_get0_pubkey(req));
+    int ok = X509_REQ_verify(req, csr->public_key);
     ERR_clear_error();
     json_object_set_new(root, "signature_valid", json_boolean(ok == 1));
     json_object_set_new(root, "attributes", attributes_json(req));

@@ -19,6 +19,9 @@ struct enr_csr_spec {
 
 struct enr_csr {
     X509_REQ *req;
+    /* Our own reference: a built request's X509_PUBKEY holds encoded fields
+     * only (see enr_spki_copy), so the key object comes from the signer. */
+    EVP_PKEY *public_key;
     unsigned char *der;
     size_t der_len;
     enr_encoding input_encoding;

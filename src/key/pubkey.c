@@ -104,3 +104,39 @@ bool enr_pubkey_equal(const EVP_PKEY *a, const EVP_PKEY *b)
     ERR_clear_error();
     return same;
 }
+
+enr_code enr_spki_copy(X509_PUBKEY *dst, const X509_PUBKEY *src, enr_error *err)
+{
+    ASN1_OBJECT *key_oid = NULL;
+    const unsigned char *key_bytes = NULL;
+    int key_len = 0;
+    X509_ALGOR *alg = NULL;
+    if (!X509_PUBKEY_get0_param(&key_oid, &key_bytes, &key_len, &alg, src))
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot read the public key fields");
+    const ASN1_OBJECT *alg_oid = NULL;
+    int param_type = V_ASN1_UNDEF;
+    const void *param = NULL;
+    X509_ALGOR_get0(&alg_oid, &param_type, &param, alg);
+    void *param_copy = NULL;
+    if (param_type == V_ASN1_OBJECT)
+        param_copy = OBJ_dup(param);
+    else if (param_type == V_ASN1_SEQUENCE)
+        param_copy = ASN1_STRING_dup(param);
+    else if (param_type != V_ASN1_NULL && param_type != V_ASN1_UNDEF)
+        return enr_error_set(err, ENR_E_UNSUPPORTED, "unexpected public key parameters (type %d)",
+                             param_type);
+    unsigned char *bytes = OPENSSL_memdup(key_bytes, (size_t)key_len);
+    ASN1_OBJECT *oid = OBJ_dup(alg_oid);
+    bool need_param = param_type == V_ASN1_OBJECT || param_type == V_ASN1_SEQUENCE;
+    if (bytes == NULL || oid == NULL || (need_param && param_copy == NULL) ||
+        !X509_PUBKEY_set0_param(dst, oid, param_type, param_copy, bytes, key_len)) {
+        OPENSSL_free(bytes);
+        ASN1_OBJECT_free(oid);
+        if (param_type == V_ASN1_OBJECT)
+            ASN1_OBJECT_free(param_copy);
+        else
+            ASN1_STRING_free(param_copy);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot copy the public key");
+    }
+    return ENR_OK;
+}

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,6 +15,12 @@ struct enr_signer {
     EVP_PKEY *key;            /* file keys: the private key; tokens: NULL */
     EVP_PKEY *public_key;     /* always set */
     enr_token_key *token_key; /* tokens only */
+    /* File keys: a DigestSign context initialised once for template_md and
+     * copied per signature, so OpenSSL 3 fetches algorithms once, not per
+     * certificate. */
+    EVP_MD_CTX *template_ctx;
+    const EVP_MD *template_md;
+    X509_PUBKEY *spki;
 };
 
 static const struct {
@@ -210,6 +217,8 @@ enr_code enr_signer_open(const char *ref, const char *passphrase, const enr_toke
                 rc = enr_error_openssl(err, ENR_E_CRYPTO, "%s: cannot extract the public key", ref);
         }
     }
+    if (rc == ENR_OK && !X509_PUBKEY_set(&s->spki, s->public_key))
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "%s: cannot encode the public key", ref);
     if (rc != ENR_OK) {
         enr_signer_free(s);
         return rc;
@@ -222,6 +231,8 @@ void enr_signer_free(enr_signer *signer)
 {
     if (signer == NULL)
         return;
+    EVP_MD_CTX_free(signer->template_ctx);
+    X509_PUBKEY_free(signer->spki);
     EVP_PKEY_free(signer->key);
     EVP_PKEY_free(signer->public_key);
     enr_token_key_free(signer->token_key);
@@ -231,6 +242,11 @@ void enr_signer_free(enr_signer *signer)
 EVP_PKEY *enr_signer_public_key(const enr_signer *signer)
 {
     return signer->public_key;
+}
+
+const X509_PUBKEY *enr_signer_spki(const enr_signer *signer)
+{
+    return signer->spki;
 }
 
 bool enr_signer_is_token(const enr_signer *signer)
@@ -271,6 +287,8 @@ enr_code enr_signer_algorithm(const enr_signer *signer, const EVP_MD *md, X509_A
     return ENR_OK;
 }
 
+static EVP_MD_CTX *signing_context(enr_signer *signer, const EVP_MD *md, enr_error *err);
+
 enr_code enr_signer_sign(enr_signer *signer, const EVP_MD *md, const unsigned char *tbs,
                          size_t tbs_len, unsigned char **sig, size_t *sig_len, enr_error *err)
 {
@@ -281,27 +299,162 @@ enr_code enr_signer_sign(enr_signer *signer, const EVP_MD *md, const unsigned ch
     if (signer->token_key != NULL)
         return enr_token_key_sign(signer->token_key, md, tbs, tbs_len, sig, sig_len, err);
 
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctx = signing_context(signer, md, err);
+    if (ctx == NULL)
+        return err ? err->code : ENR_E_CRYPTO;
     enr_code rc = ENR_OK;
-    const char *mdname = is_ed25519(signer) ? NULL : EVP_MD_get0_name(md);
     size_t len = 0;
     unsigned char *buf = NULL;
-    if (ctx == NULL || EVP_DigestSignInit_ex(ctx, NULL, mdname, NULL, NULL, signer->key, NULL) != 1 ||
-        EVP_DigestSign(ctx, NULL, &len, tbs, tbs_len) != 1) {
-        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot start signing");
-        goto done;
-    }
-    buf = OPENSSL_malloc(len);
-    if (buf == NULL || EVP_DigestSign(ctx, buf, &len, tbs, tbs_len) != 1) {
+    if (EVP_DigestSign(ctx, NULL, &len, tbs, tbs_len) != 1 || (buf = OPENSSL_malloc(len)) == NULL ||
+        EVP_DigestSign(ctx, buf, &len, tbs, tbs_len) != 1) {
         OPENSSL_free(buf);
         rc = enr_error_openssl(err, ENR_E_CRYPTO, "signing failed");
-        goto done;
+    } else {
+        *sig = buf;
+        *sig_len = len;
     }
-    *sig = buf;
-    *sig_len = len;
-done:
     EVP_MD_CTX_free(ctx);
     return rc;
+}
+
+/* A ready DigestSign context for `md` (file keys only); NULL on failure. */
+static EVP_MD_CTX *signing_context(enr_signer *signer, const EVP_MD *md, enr_error *err)
+{
+    if (is_ed25519(signer))
+        md = NULL;
+    if (signer->template_ctx == NULL || signer->template_md != md) {
+        EVP_MD_CTX_free(signer->template_ctx);
+        signer->template_ctx = EVP_MD_CTX_new();
+        signer->template_md = md;
+        if (signer->template_ctx == NULL ||
+            EVP_DigestSignInit_ex(signer->template_ctx, NULL, md ? EVP_MD_get0_name(md) : NULL, NULL,
+                                  NULL, signer->key, NULL) != 1) {
+            EVP_MD_CTX_free(signer->template_ctx);
+            signer->template_ctx = NULL;
+            enr_error_openssl(err, ENR_E_CRYPTO, "cannot prepare signing");
+            return NULL;
+        }
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_MD_CTX_copy_ex(ctx, signer->template_ctx) != 1) {
+        EVP_MD_CTX_free(ctx);
+        enr_error_openssl(err, ENR_E_CRYPTO, "cannot copy the signing context");
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Puts `sig` into a BIT STRING that says "0 unused bits" explicitly. */
+static enr_code set_signature_bits(ASN1_BIT_STRING *bits, const unsigned char *sig, size_t len,
+                                   enr_error *err)
+{
+    if (len > INT32_MAX || !ASN1_BIT_STRING_set(bits, (unsigned char *)sig, (int)len))
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    return ENR_OK;
+}
+
+/* OpenSSL 3.0 has no setters for a certificate's signature fields, so a token
+ * key fills the embedded ones in place: the inner algorithm (part of what is
+ * signed), then, after signing the re-encoded TBSCertificate, the outer
+ * algorithm and the signature. */
+static enr_code sign_cert_in_token(enr_signer *signer, X509 *cert, const EVP_MD *md, enr_error *err)
+{
+    X509_ALGOR *alg = NULL;
+    unsigned char *tbs = NULL, *sig = NULL;
+    size_t sig_len = 0;
+    enr_code rc = enr_signer_algorithm(signer, md, &alg, err);
+    if (rc != ENR_OK)
+        return rc;
+    const ASN1_BIT_STRING *outer_sig = NULL;
+    const X509_ALGOR *outer_alg = NULL;
+    X509_get0_signature(&outer_sig, &outer_alg, cert);
+    int tbs_len;
+    if (!X509_ALGOR_copy((X509_ALGOR *)X509_get0_tbs_sigalg(cert), alg) ||
+        (tbs_len = i2d_re_X509_tbs(cert, &tbs)) <= 0) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the certificate body");
+        goto done;
+    }
+    if ((rc = enr_signer_sign(signer, md, tbs, (size_t)tbs_len, &sig, &sig_len, err)) != ENR_OK)
+        goto done;
+    if (!X509_ALGOR_copy((X509_ALGOR *)outer_alg, alg)) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the signature algorithm");
+        goto done;
+    }
+    rc = set_signature_bits((ASN1_BIT_STRING *)outer_sig, sig, sig_len, err);
+done:
+    X509_ALGOR_free(alg);
+    OPENSSL_free(tbs);
+    OPENSSL_free(sig);
+    return rc;
+}
+
+enr_code enr_signer_sign_cert(enr_signer *signer, X509 *cert, const EVP_MD *md, enr_error *err)
+{
+    if (md == NULL)
+        md = EVP_sha256();
+    if (signer->token_key != NULL)
+        return sign_cert_in_token(signer, cert, md, err);
+    EVP_MD_CTX *ctx = signing_context(signer, md, err);
+    if (ctx == NULL)
+        return err ? err->code : ENR_E_CRYPTO;
+    int ok = X509_sign_ctx(cert, ctx) > 0;
+    EVP_MD_CTX_free(ctx);
+    return ok ? ENR_OK : enr_error_openssl(err, ENR_E_CRYPTO, "signing the certificate failed");
+}
+
+/* There is no way at all to reach a CRL's inner AlgorithmIdentifier in 3.0,
+ * so a token-signed CRL is first signed by a throwaway key of the same type
+ * (which fills in both identifiers, as they depend only on key type and
+ * hash), and then the token's signature over the re-encoded TBSCertList
+ * replaces the throwaway one. CRLs are rare; the extra key costs little. */
+static enr_code sign_crl_in_token(enr_signer *signer, X509_CRL *crl, const EVP_MD *md,
+                                  enr_error *err)
+{
+    EVP_PKEY_CTX *kctx = EVP_PKEY_CTX_new_from_pkey(NULL, signer->public_key, NULL);
+    EVP_PKEY *throwaway = NULL;
+    unsigned char *tbs = NULL, *sig = NULL;
+    size_t sig_len = 0;
+    enr_code rc = ENR_OK;
+    if (kctx == NULL || EVP_PKEY_keygen_init(kctx) != 1 || EVP_PKEY_keygen(kctx, &throwaway) != 1) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot prepare the CRL signature algorithm");
+        goto done;
+    }
+    if (X509_CRL_sign(crl, throwaway, is_ed25519(signer) ? NULL : md) <= 0) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot prepare the CRL signature algorithm");
+        goto done;
+    }
+    int tbs_len = i2d_re_X509_CRL_tbs(crl, &tbs);
+    if (tbs_len <= 0) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the CRL body");
+        goto done;
+    }
+    if ((rc = enr_signer_sign(signer, md, tbs, (size_t)tbs_len, &sig, &sig_len, err)) != ENR_OK)
+        goto done;
+    const ASN1_BIT_STRING *outer_sig = NULL;
+    X509_CRL_get0_signature(crl, &outer_sig, NULL);
+    rc = set_signature_bits((ASN1_BIT_STRING *)outer_sig, sig, sig_len, err);
+done:
+    EVP_PKEY_CTX_free(kctx);
+    EVP_PKEY_free(throwaway);
+    OPENSSL_free(tbs);
+    OPENSSL_free(sig);
+    return rc;
+}
+
+enr_code enr_signer_sign_crl(enr_signer *signer, X509_CRL *crl, const EVP_MD *md, enr_error *err)
+{
+    if (md == NULL)
+        md = EVP_sha256();
+    if (signer->token_key != NULL)
+        return sign_crl_in_token(signer, crl, md, err);
+    EVP_MD_CTX *ctx = signing_context(signer, md, err);
+    if (ctx == NULL)
+        return err ? err->code : ENR_E_CRYPTO;
+    int ok = X509_CRL_sign_ctx(crl, ctx) > 0;
+    EVP_MD_CTX_free(ctx);
+    return ok ? ENR_OK : enr_error_openssl(err, ENR_E_CRYPTO, "signing the CRL failed");
 }
 
 enr_code enr_signer_token_facts_get(const enr_signer *signer, enr_signer_token_facts *out,

@@ -1,0 +1,87 @@
+/* X.509 certificates: read (PEM/DER/headerless base64, one or many), describe
+ * (text and JSON, mirroring csr.h), and verify chains with a reason a person
+ * can act on. */
+#ifndef ENROLL_CERT_H
+#define ENROLL_CERT_H
+
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "enroll/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reads every certificate in `in`: a PEM bundle (any number of CERTIFICATE
+ * blocks; other blocks are an error naming their label), or one DER or
+ * headerless-base64 certificate. `*out` is a new stack (free with
+ * sk_X509_pop_free(*out, X509_free)); at least one certificate on success. */
+enr_code enr_cert_read_all(const unsigned char *in, size_t len, STACK_OF(X509) **out,
+                           enr_error *err);
+/* The same from a file ("-" is standard input). */
+enr_code enr_cert_read_file(const char *path, STACK_OF(X509) **out, enr_error *err);
+/* Exactly one certificate (more is an error). */
+enr_code enr_cert_read_one(const unsigned char *in, size_t len, X509 **out, enr_error *err);
+
+/* JSON / text descriptions (free with free()): version, serial (hex),
+ * issuer, subject (+ fields), validity (RFC 3339 UTC), public key (as
+ * csr.h: type, bits, curve, spki_sha256), signature algorithm, extensions
+ * decoded (basicConstraints, keyUsage, extendedKeyUsage, subjectAltName,
+ * SKI/AKI as hex, CRL distribution points, AIA), SHA-256 fingerprint. */
+enr_code enr_cert_describe_json(X509 *cert, char **out, enr_error *err);
+enr_code enr_cert_describe_text(X509 *cert, char **out, enr_error *err);
+
+typedef enum enr_purpose {
+    ENR_PURPOSE_ANY = 0,
+    ENR_PURPOSE_CLIENT, /* TLS client: what devices present */
+    ENR_PURPOSE_SERVER
+} enr_purpose;
+
+typedef struct enr_verify_options {
+    STACK_OF(X509) *roots;      /* trust anchors (required) */
+    STACK_OF(X509) *untrusted;  /* intermediates that may be used to build the path */
+    STACK_OF(X509_CRL) *crls;   /* when non-empty: every certificate in the path must be
+                                   covered by a CRL from its issuer (CRL_CHECK_ALL) */
+    enr_purpose purpose;
+    time_t at;                  /* 0: now */
+} enr_verify_options;
+
+typedef enum enr_verify_reason {
+    ENR_VERIFY_OK = 0,
+    ENR_VERIFY_EXPIRED,
+    ENR_VERIFY_NOT_YET_VALID,
+    ENR_VERIFY_UNKNOWN_ISSUER,
+    ENR_VERIFY_BAD_SIGNATURE,
+    ENR_VERIFY_PATHLEN_EXCEEDED,
+    ENR_VERIFY_NOT_A_CA,
+    ENR_VERIFY_REVOKED,
+    ENR_VERIFY_WRONG_USAGE,     /* keyUsage / extendedKeyUsage / purpose */
+    ENR_VERIFY_CRL_PROBLEM,     /* CRL missing, expired, or its signature is bad */
+    ENR_VERIFY_OTHER
+} enr_verify_reason;
+
+typedef struct enr_verify_result {
+    enr_verify_reason reason;
+    const char *reason_name;    /* "expired", "unknown-issuer", "revoked", ... (stable) */
+    int openssl_error;          /* X509_V_ERR_* */
+    int depth;                  /* where in the path it failed (0 = the leaf) */
+    char subject[256];          /* subject of the certificate at `depth` */
+    char message[512];          /* a sentence: what failed and what to do */
+    int chain_length;           /* on success: leaf..root */
+} enr_verify_result;
+
+/* Returns ENR_OK when the path verifies, ENR_E_VERIFY with `result` filled
+ * when it does not, another code when it could not be attempted. */
+enr_code enr_cert_verify(X509 *leaf, const enr_verify_options *opts, enr_verify_result *result,
+                         enr_error *err);
+
+/* RFC 3339 "2026-11-24T20:00:00Z" to time_t (UTC); also accepts a date alone. */
+enr_code enr_time_parse(const char *text, time_t *out, enr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
