@@ -37,6 +37,11 @@ bool enr_pubkey_equal(const EVP_PKEY *a, const EVP_PKEY *b);
  * X509_get_X509_PUBKEY(cert) or X509_REQ_get_X509_PUBKEY(req). */
 enr_code enr_spki_copy(X509_PUBKEY *dst, const X509_PUBKEY *src, enr_error *err);
 
+/* SHA-256 of the DER SubjectPublicKeyInfo, as lower-case hex (65 bytes with
+ * the NUL): the same value as enr_pubkey_info.spki_sha256_hex, computed from
+ * the encoded fields (which works on a freshly copied SPKI too). */
+enr_code enr_spki_sha256_hex(const X509_PUBKEY *spki, char out[65], enr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,5 +40,6 @@ enr_code cli_read_secret(const char *path, char **out, enr_error *err);
 int cli_key(int argc, char **argv);
 int cli_csr(int argc, char **argv);
 int cli_match(int argc, char **argv);
+int cli_ca(int argc, char **argv);
 
 #endif

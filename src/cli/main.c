@@ -31,6 +31,15 @@ static const char USAGE[] =
     "  csr verify   check a CSR's self-signature (proof of possession)\n"
     "  csr lint     report problems in a CSR, each with a stable id\n"
     "  match        tell whether keys, CSRs and certificates hold the same public key\n"
+    "Certificate authority:\n"
+    "  ca init      make a root or intermediate CA (key in a file or a PKCS#11 token)\n"
+    "  ca sign      issue a certificate from a CSR under a profile\n"
+    "  ca revoke    revoke a certificate and refresh the CRL\n"
+    "  ca crl       write a new CRL\n"
+    "  ca list      list what a CA issued (expiring, revoked)\n"
+    "Certificates:\n"
+    "  cert show    describe certificates (text or JSON)\n"
+    "  verify       verify a chain to a root, with purpose, time and CRLs\n"
     "\n"
     "Every command takes --help. Exit codes: 0 success, 1 finding or refusal,\n"
     "2 bad usage, 3 file/token trouble, 4 internal error.\n"
@@ -135,6 +144,8 @@ int main(int argc, char **argv)
         return cli_csr(argc - 1, argv + 1);
     if (strcmp(noun, "match") == 0)
         return cli_match(argc - 1, argv + 1);
+    if (strcmp(noun, "ca") == 0)
+        return cli_ca(argc - 1, argv + 1);
 #ifdef ENROLL_HAVE_CLI_CERT
     if (strcmp(noun, "cert") == 0)
         return cli_cert(argc - 1, argv + 1);

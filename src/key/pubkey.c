@@ -140,3 +140,18 @@ enr_code enr_spki_copy(X509_PUBKEY *dst, const X509_PUBKEY *src, enr_error *err)
     }
     return ENR_OK;
 }
+
+enr_code enr_spki_sha256_hex(const X509_PUBKEY *spki, char out[65], enr_error *err)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(spki, &der);
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    int ok = n > 0 && EVP_Digest(der, (size_t)n, md, &md_len, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    if (!ok)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot hash the public key");
+    for (size_t i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return ENR_OK;
+}

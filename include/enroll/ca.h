@@ -1,0 +1,126 @@
+/* A certificate authority: a directory (cert.pem, chain.pem, the key or a
+ * pkcs11: reference, an append-only index of everything it issued, its
+ * revocations and CRL), profiles that decide what a certificate says, and
+ * issuance from CSRs. */
+#ifndef ENROLL_CA_H
+#define ENROLL_CA_H
+
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "enroll/csr.h"
+#include "enroll/error.h"
+#include "enroll/signer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- making a CA -------------------------------------------------------- */
+
+typedef struct enr_ca_init_options {
+    const char *dir;            /* created; must not hold a CA already */
+    const char *subject;        /* "/O=Acme/CN=Acme Root CA" */
+    enr_key_type key_type;      /* for a new key (default ec-p256) */
+    const char *validity;       /* ISO 8601; default P10Y for a root, P5Y below one */
+    int pathlen;                /* < 0: default (root 1, intermediate: parent's minus one) */
+    const char *parent_dir;     /* set: an intermediate signed by this CA */
+    const char *parent_passphrase;
+    const char *key_ref;        /* a pkcs11: URI: the key lives in a token (made there if absent) */
+    const enr_token_options *token;
+    const char *passphrase;     /* encrypt key.pem with it */
+    const char *import_cert;    /* import an existing CA: its certificate... */
+    const char *import_key;     /* ...its key file or pkcs11: URI... */
+    const char *import_chain;   /* ...and optionally its chain up to the root */
+    const char *crl_url;        /* put into what this CA issues, if set */
+    const char *aia_url;
+} enr_ca_init_options;
+
+enr_code enr_ca_init(const enr_ca_init_options *opts, enr_error *err);
+
+/* ---- using a CA --------------------------------------------------------- */
+
+typedef struct enr_ca enr_ca;
+
+enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_options *token,
+                     enr_ca **out, enr_error *err);
+void enr_ca_free(enr_ca *ca);
+X509 *enr_ca_cert(const enr_ca *ca);              /* borrowed */
+STACK_OF(X509) *enr_ca_chain(const enr_ca *ca);   /* borrowed: this CA first, up to the root */
+
+/* ---- profiles: the CA decides, not the requester ------------------------ */
+
+typedef struct enr_profile enr_profile;
+
+/* "device" (clientAuth, digitalSignature), "server" (serverAuth, DNS/IP
+ * SANs allowed), "intermediate" (CA:TRUE, keyCertSign+cRLSign). */
+enr_code enr_profile_new(const char *name, enr_profile **out, enr_error *err);
+void enr_profile_free(enr_profile *profile);
+const char *enr_profile_name(const enr_profile *profile);
+enr_code enr_profile_set_validity(enr_profile *profile, const char *iso8601, enr_error *err);
+enr_code enr_profile_set_backdate(enr_profile *profile, const char *iso8601, enr_error *err);
+/* The subject becomes CN=id alone, and the request's CN must equal id. */
+enr_code enr_profile_force_cn(enr_profile *profile, const char *id, enr_error *err);
+/* Adds "TYPE:pattern" (DNS, IP, URI, email; '*' matches any run of
+ * characters): every requested SAN must match one, or the request is refused. */
+enr_code enr_profile_allow_san(enr_profile *profile, const char *pattern, enr_error *err);
+/* Comma-separated enroll key types the profile accepts. */
+enr_code enr_profile_set_key_types(enr_profile *profile, const char *list, enr_error *err);
+
+/* ---- issuance ----------------------------------------------------------- */
+
+/* Called with every certificate before enr_ca_issue returns it; a failure
+ * makes the issuance fail. The default records into the CA directory's
+ * append-only index (fsync'ed); enrolld plugs in its store. */
+typedef enr_code (*enr_issue_recorder)(void *ctx, X509 *cert, const char *profile,
+                                       enr_error *err);
+void enr_ca_set_recorder(enr_ca *ca, enr_issue_recorder recorder, void *ctx);
+
+/* Checks proof of possession and the profile's rules, then builds, signs
+ * and records a certificate. `now` 0 means the current time. Refusals are
+ * ENR_E_POLICY (or ENR_E_VERIFY for a bad signature) with the reason.
+ * The certificate's public key is copied from the request as encoded bytes
+ * (OpenSSL 3.0 would otherwise re-decode it, costing more than the
+ * signature), so X509_get0_pubkey() on the result gives NULL: use
+ * enr_csr_public_key(csr), or re-read the certificate from its DER. */
+enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, time_t now,
+                      X509 **out, enr_error *err);
+
+/* ---- revocation --------------------------------------------------------- */
+
+/* RFC 5280 CRLReason names: unspecified keyCompromise cACompromise
+ * affiliationChanged superseded cessationOfOperation certificateHold
+ * privilegeWithdrawn aACompromise. */
+enr_code enr_revocation_reason_parse(const char *name, int *out, enr_error *err);
+const char *enr_revocation_reason_name(int reason);
+
+/* Records the revocation of an issued certificate (serial in hex) and writes
+ * a fresh CRL. Unknown or already revoked serials are refused. */
+enr_code enr_ca_revoke(enr_ca *ca, const char *serial_hex, int reason, time_t when,
+                       enr_error *err);
+
+/* A new v2 CRL (CRL number + 1, AKI, reasons; nextUpdate = now + P7D),
+ * written to DIR/crl.pem and returned (free with X509_CRL_free). */
+enr_code enr_ca_crl(enr_ca *ca, time_t now, X509_CRL **out, enr_error *err);
+
+/* ---- what was issued ---------------------------------------------------- */
+
+typedef struct enr_issued {
+    char serial[48];          /* hex, upper case */
+    char subject[256];
+    char profile[32];
+    char spki_sha256[65];
+    time_t not_before, not_after, issued_at;
+    bool revoked;
+    int reason;
+    time_t revoked_at;
+} enr_issued;
+
+/* Every certificate in the index, oldest first (free *out with free()). */
+enr_code enr_ca_list(enr_ca *ca, enr_issued **out, size_t *count, enr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

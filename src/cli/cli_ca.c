@@ -1,0 +1,565 @@
+/* enroll ca init | sign | revoke | crl | list */
+#include <getopt.h>
+#include <jansson.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "enroll/ca.h"
+#include "enroll/duration.h"
+#include "enroll/input.h"
+#include "enroll/name.h"
+
+static const char CA_HELP[] =
+    "Usage: enroll ca init --dir DIR --subject DN [--type TYPE] [--validity P10Y] [--pathlen N]\n"
+    "                      [--parent DIR [--parent-pass-file F]] [--key pkcs11:URI]\n"
+    "                      [--pass-file F] [--crl-url URL] [--aia-url URL]\n"
+    "       enroll ca init --dir DIR --import CERT --key FILE|pkcs11:URI [--chain FILE]\n"
+    "       enroll ca sign --dir DIR --profile device|server|intermediate CSR [--out FILE]\n"
+    "                      [--chain-out FILE] [--format pem|der|b64-array] [--validity P30D]\n"
+    "                      [--cn ID] [--san-allow TYPE:PATTERN]... [--key-types LIST]\n"
+    "       enroll ca revoke --dir DIR SERIAL --reason REASON\n"
+    "       enroll ca crl --dir DIR [--out FILE]\n"
+    "       enroll ca list --dir DIR [--expiring P30D] [--revoked] [--json]\n"
+    "\n"
+    "init    Makes a CA in DIR: a self-signed root (pathlen 1, 10 years by default), or with\n"
+    "        --parent an intermediate signed by that CA (pathlen one lower, 5 years). The key\n"
+    "        is DIR/key.pem (0600) or, with --key pkcs11:URI, a key in a token (made there\n"
+    "        if absent; it never leaves the token). --import adopts an existing CA.\n"
+    "sign    Issues a certificate from a CSR. The CSR's signature must verify; the profile,\n"
+    "        not the request, decides validity, key usage and which names are honoured.\n"
+    "        Every certificate is recorded in DIR/issued.jsonl before it is written out.\n"
+    "revoke  Records a revocation and writes a fresh CRL (DIR/crl.pem).\n"
+    "crl     Writes a new CRL (v2, CRL number, AKI, reasons; valid for 7 days).\n"
+    "list    What this CA issued; --expiring P30D: those expiring within 30 days.\n"
+    "\n"
+    "Profiles: device (clientAuth, digitalSignature, 1 year, no SANs unless --san-allow),\n"
+    "  server (serverAuth, DNS/IP SANs), intermediate (CA, keyCertSign+cRLSign, 5 years).\n"
+    "Options:\n"
+    "  --validity D       ISO 8601 duration: P30D, P1Y, PT12H (never beyond the CA's own expiry)\n"
+    "  --cn ID            the certificate's subject is CN=ID alone, and the CSR's CN must be ID\n"
+    "  --san-allow P      allow requested SANs matching P, e.g. 'DNS:*.devices.example.com'\n"
+    "  --key-types LIST   e.g. ec-p256,ec-p384 (default: every type enroll makes)\n"
+    "  --format F         pem (default), der, or b64-array: a JSON array of base64 DER strings\n"
+    "                     [leaf, intermediate..., root], the shape DPS returns\n"
+    "  --reason R         unspecified keyCompromise cACompromise affiliationChanged superseded\n"
+    "                     cessationOfOperation certificateHold privilegeWithdrawn aACompromise\n"
+    "  --pass-file F      passphrase of DIR/key.pem; --module SO, --pin-file F for token keys\n"
+    "\n"
+    "Examples:\n"
+    "  enroll ca init --dir root --subject '/O=Acme/CN=Acme Root CA'\n"
+    "  enroll ca init --dir issuing --parent root --subject '/O=Acme/CN=Acme Devices CA'\n"
+    "  enroll ca sign --dir issuing --profile device --cn dev-001 device.csr --out device.crt \\\n"
+    "      --chain-out device-chain.pem\n"
+    "  enroll ca revoke --dir issuing 5A0F... --reason keyCompromise\n";
+
+enum { OPT_DIR = 1, OPT_SUBJECT, OPT_TYPE, OPT_VALIDITY, OPT_PATHLEN, OPT_PARENT, OPT_PARENT_PASS,
+       OPT_KEY, OPT_MODULE, OPT_PIN_FILE, OPT_PASS_FILE, OPT_IMPORT, OPT_CHAIN, OPT_CRL_URL,
+       OPT_AIA_URL, OPT_PROFILE, OPT_OUT, OPT_CHAIN_OUT, OPT_FORMAT, OPT_CN, OPT_SAN_ALLOW,
+       OPT_KEY_TYPES, OPT_REASON, OPT_EXPIRING, OPT_REVOKED, OPT_FORCE, OPT_JSON, OPT_HELP };
+
+static const struct option CA_OPTIONS[] = {
+    {"dir", required_argument, NULL, OPT_DIR},
+    {"subject", required_argument, NULL, OPT_SUBJECT},
+    {"type", required_argument, NULL, OPT_TYPE},
+    {"validity", required_argument, NULL, OPT_VALIDITY},
+    {"pathlen", required_argument, NULL, OPT_PATHLEN},
+    {"parent", required_argument, NULL, OPT_PARENT},
+    {"parent-pass-file", required_argument, NULL, OPT_PARENT_PASS},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"module", required_argument, NULL, OPT_MODULE},
+    {"pin-file", required_argument, NULL, OPT_PIN_FILE},
+    {"pass-file", required_argument, NULL, OPT_PASS_FILE},
+    {"import", required_argument, NULL, OPT_IMPORT},
+    {"chain", required_argument, NULL, OPT_CHAIN},
+    {"crl-url", required_argument, NULL, OPT_CRL_URL},
+    {"aia-url", required_argument, NULL, OPT_AIA_URL},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"chain-out", required_argument, NULL, OPT_CHAIN_OUT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"cn", required_argument, NULL, OPT_CN},
+    {"san-allow", required_argument, NULL, OPT_SAN_ALLOW},
+    {"key-types", required_argument, NULL, OPT_KEY_TYPES},
+    {"reason", required_argument, NULL, OPT_REASON},
+    {"expiring", required_argument, NULL, OPT_EXPIRING},
+    {"revoked", no_argument, NULL, OPT_REVOKED},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+#define MAX_SAN_ALLOW 32
+
+typedef struct ca_args {
+    const char *dir, *subject, *type, *validity, *pathlen, *parent, *parent_pass, *key, *module,
+        *pin_file, *pass_file, *import, *chain, *crl_url, *aia_url, *profile, *out, *chain_out,
+        *format, *cn, *key_types, *reason, *expiring;
+    const char *san_allow[MAX_SAN_ALLOW];
+    size_t san_allow_count;
+    bool revoked, force, json, help;
+} ca_args;
+
+static int parse_ca_args(const char *cmd, int argc, char **argv, ca_args *a)
+{
+    memset(a, 0, sizeof *a);
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", CA_OPTIONS, NULL)) != -1) {
+        switch (c) {
+        case OPT_DIR: a->dir = optarg; break;
+        case OPT_SUBJECT: a->subject = optarg; break;
+        case OPT_TYPE: a->type = optarg; break;
+        case OPT_VALIDITY: a->validity = optarg; break;
+        case OPT_PATHLEN: a->pathlen = optarg; break;
+        case OPT_PARENT: a->parent = optarg; break;
+        case OPT_PARENT_PASS: a->parent_pass = optarg; break;
+        case OPT_KEY: a->key = optarg; break;
+        case OPT_MODULE: a->module = optarg; break;
+        case OPT_PIN_FILE: a->pin_file = optarg; break;
+        case OPT_PASS_FILE: a->pass_file = optarg; break;
+        case OPT_IMPORT: a->import = optarg; break;
+        case OPT_CHAIN: a->chain = optarg; break;
+        case OPT_CRL_URL: a->crl_url = optarg; break;
+        case OPT_AIA_URL: a->aia_url = optarg; break;
+        case OPT_PROFILE: a->profile = optarg; break;
+        case OPT_OUT: a->out = optarg; break;
+        case OPT_CHAIN_OUT: a->chain_out = optarg; break;
+        case OPT_FORMAT: a->format = optarg; break;
+        case OPT_CN: a->cn = optarg; break;
+        case OPT_SAN_ALLOW:
+            if (a->san_allow_count == MAX_SAN_ALLOW)
+                return cli_usage(cmd, "too many --san-allow options (at most %d)", MAX_SAN_ALLOW);
+            a->san_allow[a->san_allow_count++] = optarg;
+            break;
+        case OPT_KEY_TYPES: a->key_types = optarg; break;
+        case OPT_REASON: a->reason = optarg; break;
+        case OPT_EXPIRING: a->expiring = optarg; break;
+        case OPT_REVOKED: a->revoked = true; break;
+        case OPT_FORCE: a->force = true; break;
+        case OPT_JSON: a->json = true; break;
+        case OPT_HELP:
+        case 'h': a->help = true; break;
+        case ':': return cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
+        default: return cli_usage(cmd, "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (a->help) {
+        fputs(CA_HELP, stdout);
+        return -1;
+    }
+    if (a->dir == NULL)
+        return cli_usage(cmd, "--dir DIR is required");
+    return CLI_EXIT_OK;
+}
+
+/* Secrets for opening a CA: passphrase and PIN, freed by secrets_free. */
+typedef struct ca_secrets {
+    char *pass, *pin, *parent_pass;
+    enr_token_options token;
+} ca_secrets;
+
+static enr_code secrets_read(const ca_args *a, ca_secrets *s, enr_error *err)
+{
+    memset(s, 0, sizeof *s);
+    enr_code rc = cli_read_secret(a->pass_file, &s->pass, err);
+    if (rc == ENR_OK)
+        rc = cli_read_secret(a->pin_file, &s->pin, err);
+    if (rc == ENR_OK)
+        rc = cli_read_secret(a->parent_pass, &s->parent_pass, err);
+    s->token.module_path = a->module;
+    s->token.pin = s->pin;
+    return rc;
+}
+
+static void secrets_free(ca_secrets *s)
+{
+    enr_secret_free(s->pass);
+    enr_secret_free(s->pin);
+    enr_secret_free(s->parent_pass);
+}
+
+static int ca_init(int argc, char **argv)
+{
+    ca_args a;
+    int rc = parse_ca_args("ca init", argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (optind < argc)
+        return cli_usage("ca init", "unexpected argument '%s'", argv[optind]);
+    if (a.import != NULL && (a.key == NULL || a.subject || a.parent))
+        return cli_usage("ca init", "--import CERT needs --key (its key) and takes no --subject or --parent");
+    if (a.import == NULL && a.subject == NULL)
+        return cli_usage("ca init", "--subject is required (e.g. --subject '/O=Acme/CN=Acme Root CA')");
+    enr_error err;
+    enr_ca_init_options o = {0};
+    o.dir = a.dir;
+    o.subject = a.subject;
+    o.key_type = ENR_KEY_EC_P256;
+    if (a.type && enr_key_type_parse(a.type, &o.key_type, &err) != ENR_OK)
+        return cli_usage("ca init", "%s", err.message);
+    o.validity = a.validity;
+    enr_duration d;
+    if (a.validity && enr_duration_parse(a.validity, &d, &err) != ENR_OK)
+        return cli_usage("ca init", "%s", err.message);
+    o.pathlen = -1;
+    if (a.pathlen) {
+        char *end;
+        long v = strtol(a.pathlen, &end, 10);
+        if (*end || end == a.pathlen || v < 0 || v > 16)
+            return cli_usage("ca init", "--pathlen '%s' is not a number from 0 to 16", a.pathlen);
+        o.pathlen = (int)v;
+    }
+    o.parent_dir = a.parent;
+    o.key_ref = a.import ? NULL : a.key;
+    o.import_cert = a.import;
+    o.import_key = a.import ? a.key : NULL;
+    o.import_chain = a.chain;
+    o.crl_url = a.crl_url;
+    o.aia_url = a.aia_url;
+    ca_secrets s;
+    enr_code code = secrets_read(&a, &s, &err);
+    o.passphrase = s.pass;
+    o.parent_passphrase = s.parent_pass;
+    o.token = &s.token;
+    if (code == ENR_OK)
+        code = enr_ca_init(&o, &err);
+    enr_ca *ca = NULL;
+    if (code == ENR_OK)
+        code = enr_ca_open(a.dir, s.pass, &s.token, &ca, &err);
+    secrets_free(&s);
+    if (code != ENR_OK)
+        return cli_fail(&err, a.json);
+    X509 *cert = enr_ca_cert(ca);
+    char *subject = enr_name_format(X509_get_subject_name(cert));
+    char *issuer = enr_name_format(X509_get_issuer_name(cert));
+    long pathlen = X509_get_pathlen(cert);
+    const ASN1_TIME *na = X509_get0_notAfter(cert);
+    struct tm tm;
+    char until[32] = "?";
+    if (ASN1_TIME_to_tm(na, &tm) == 1)
+        enr_time_format(timegm(&tm), until, sizeof until);
+    if (a.json) {
+        json_t *o2 = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s}", "dir", a.dir, "subject", subject ? subject : "",
+                               "issuer", issuer ? issuer : "", "pathlen", (json_int_t)pathlen, "not_after", until,
+                               "kind", a.import ? "imported" : a.parent ? "intermediate" : "root");
+        json_dumpf(o2, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(o2);
+    } else {
+        printf("%s CA in %s\n  Subject:  %s\n  Issuer:   %s\n  Pathlen:  %ld\n  Expires:  %s\n",
+               a.import ? "imported" : a.parent ? "intermediate" : "root", a.dir, subject, issuer, pathlen,
+               until);
+    }
+    free(subject);
+    free(issuer);
+    enr_ca_free(ca);
+    return CLI_EXIT_OK;
+}
+
+static enr_code open_ca(const ca_args *a, enr_ca **ca, enr_error *err)
+{
+    ca_secrets s;
+    enr_code code = secrets_read(a, &s, err);
+    if (code == ENR_OK)
+        code = enr_ca_open(a->dir, s.pass, &s.token, ca, err);
+    secrets_free(&s);
+    return code;
+}
+
+static enr_code pem_of(X509 *cert, STACK_OF(X509) *rest, char **out, size_t *len, enr_error *err)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int ok = bio && PEM_write_bio_X509(bio, cert);
+    for (int i = 0; ok && i < sk_X509_num(rest); i++)
+        ok = PEM_write_bio_X509(bio, sk_X509_value(rest, i));
+    if (!ok) {
+        BIO_free(bio);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode certificates");
+    }
+    char *data;
+    long n = BIO_get_mem_data(bio, &data);
+    *out = malloc((size_t)n + 1);
+    if (*out != NULL) {
+        memcpy(*out, data, (size_t)n);
+        *len = (size_t)n;
+    }
+    BIO_free(bio);
+    return *out ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+}
+
+/* ["<leaf b64 DER>", "<intermediate>", ..., "<root>"]: the DPS shape. */
+static enr_code b64_array_of(X509 *cert, STACK_OF(X509) *rest, char **out, size_t *len,
+                             enr_error *err)
+{
+    json_t *arr = json_array();
+    for (int i = -1; i < sk_X509_num(rest); i++) {
+        X509 *c = i < 0 ? cert : sk_X509_value(rest, i);
+        unsigned char *der = NULL;
+        int n = i2d_X509(c, &der);
+        char *b64 = NULL;
+        if (n <= 0 || enr_base64_encode(der, (size_t)n, &b64, err) != ENR_OK) {
+            OPENSSL_free(der);
+            json_decref(arr);
+            return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode a certificate");
+        }
+        json_array_append_new(arr, json_string(b64));
+        free(b64);
+        OPENSSL_free(der);
+    }
+    char *text = json_dumps(arr, JSON_INDENT(2));
+    json_decref(arr);
+    if (text == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    size_t n = strlen(text);
+    char *nl = realloc(text, n + 2);
+    if (nl == NULL) {
+        free(text);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    nl[n] = '\n';
+    nl[n + 1] = '\0';
+    *out = nl;
+    *len = n + 1;
+    return ENR_OK;
+}
+
+static enr_code build_profile(const ca_args *a, enr_profile **out, enr_error *err)
+{
+    enr_code rc = enr_profile_new(a->profile, out, err);
+    if (rc == ENR_OK && a->validity)
+        rc = enr_profile_set_validity(*out, a->validity, err);
+    if (rc == ENR_OK && a->cn)
+        rc = enr_profile_force_cn(*out, a->cn, err);
+    for (size_t i = 0; rc == ENR_OK && i < a->san_allow_count; i++)
+        rc = enr_profile_allow_san(*out, a->san_allow[i], err);
+    if (rc == ENR_OK && a->key_types)
+        rc = enr_profile_set_key_types(*out, a->key_types, err);
+    return rc;
+}
+
+static int ca_sign(int argc, char **argv)
+{
+    ca_args a;
+    int rc = parse_ca_args("ca sign", argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (optind != argc - 1)
+        return cli_usage("ca sign", "give exactly one CSR file");
+    if (a.profile == NULL)
+        return cli_usage("ca sign", "--profile device|server|intermediate is required");
+    const char *format = a.format ? a.format : "pem";
+    if (strcmp(format, "pem") && strcmp(format, "der") && strcmp(format, "b64-array"))
+        return cli_usage("ca sign", "--format '%s': choose pem, der or b64-array", format);
+    enr_error err;
+    enr_profile *profile = NULL;
+    if (build_profile(&a, &profile, &err) != ENR_OK) {
+        enr_profile_free(profile);
+        return cli_usage("ca sign", "%s", err.message);
+    }
+    /* Refuse to clobber outputs before anything is issued. */
+    if (!a.force && ((a.out && strcmp(a.out, "-") && access(a.out, F_OK) == 0) ||
+                     (a.chain_out && access(a.chain_out, F_OK) == 0))) {
+        enr_profile_free(profile);
+        enr_error_set(&err, ENR_E_EXISTS, "%s already exists; refusing to overwrite it (use --force)",
+                      a.out && access(a.out, F_OK) == 0 ? a.out : a.chain_out);
+        return cli_fail(&err, a.json);
+    }
+    unsigned char *data = NULL;
+    size_t len = 0;
+    enr_csr *csr = NULL;
+    enr_ca *ca = NULL;
+    X509 *cert = NULL;
+    char *out = NULL, *chain_text = NULL;
+    size_t out_len = 0, chain_len = 0;
+    enr_code code = cli_read_input(argv[optind], &data, &len, &err);
+    if (code == ENR_OK && (code = enr_csr_parse(data, len, &csr, &err)) != ENR_OK)
+        enr_error_prefix(&err, "%s", argv[optind]);
+    if (code == ENR_OK)
+        code = open_ca(&a, &ca, &err);
+    if (code == ENR_OK && (code = enr_ca_issue(ca, csr, profile, 0, &cert, &err)) != ENR_OK)
+        enr_error_prefix(&err, "%s", argv[optind]);
+    if (code == ENR_OK) {
+        STACK_OF(X509) *chain = enr_ca_chain(ca);
+        if (strcmp(format, "b64-array") == 0)
+            code = b64_array_of(cert, chain, &out, &out_len, &err);
+        else if (strcmp(format, "der") == 0) {
+            unsigned char *der = NULL;
+            int n = i2d_X509(cert, &der);
+            out = n > 0 ? malloc((size_t)n) : NULL;
+            if (out) {
+                memcpy(out, der, (size_t)n);
+                out_len = (size_t)n;
+            } else
+                code = enr_error_set(&err, ENR_E_NOMEM, "out of memory");
+            OPENSSL_free(der);
+        } else
+            code = pem_of(cert, NULL, &out, &out_len, &err);
+        if (code == ENR_OK && a.chain_out)
+            code = pem_of(cert, chain, &chain_text, &chain_len, &err);
+    }
+    if (code == ENR_OK)
+        code = cli_write(a.out, out, out_len, 0644, a.force, &err);
+    if (code == ENR_OK && a.chain_out)
+        code = cli_write(a.chain_out, chain_text, chain_len, 0644, a.force, &err);
+    if (code == ENR_OK) {
+        char *serial = NULL;
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+        serial = bn ? BN_bn2hex(bn) : NULL;
+        BN_free(bn);
+        char *subject = enr_name_format(X509_get_subject_name(cert));
+        struct tm tm;
+        char until[32] = "?";
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+            enr_time_format(timegm(&tm), until, sizeof until);
+        fprintf(stderr, "issued %s certificate, serial %s, to %s, valid until %s\n", enr_profile_name(profile),
+                serial ? serial : "?", subject ? subject : "?", until);
+        OPENSSL_free(serial);
+        free(subject);
+    }
+    free(out);
+    free(chain_text);
+    free(data);
+    X509_free(cert);
+    enr_csr_free(csr);
+    enr_ca_free(ca);
+    enr_profile_free(profile);
+    return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
+}
+
+static int ca_revoke(int argc, char **argv)
+{
+    ca_args a;
+    int rc = parse_ca_args("ca revoke", argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (optind != argc - 1)
+        return cli_usage("ca revoke", "give exactly one serial number (hex, as `enroll ca list` prints it)");
+    enr_error err;
+    int reason = 0;
+    if (a.reason && enr_revocation_reason_parse(a.reason, &reason, &err) != ENR_OK)
+        return cli_usage("ca revoke", "%s", err.message);
+    enr_ca *ca = NULL;
+    enr_code code = open_ca(&a, &ca, &err);
+    if (code == ENR_OK)
+        code = enr_ca_revoke(ca, argv[optind], reason, 0, &err);
+    enr_ca_free(ca);
+    if (code != ENR_OK)
+        return cli_fail(&err, a.json);
+    fprintf(stderr, "revoked %s (%s); new CRL in %s/crl.pem\n", argv[optind],
+            enr_revocation_reason_name(reason), a.dir);
+    return CLI_EXIT_OK;
+}
+
+static int ca_crl(int argc, char **argv)
+{
+    ca_args a;
+    int rc = parse_ca_args("ca crl", argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (optind < argc)
+        return cli_usage("ca crl", "unexpected argument '%s'", argv[optind]);
+    enr_error err;
+    enr_ca *ca = NULL;
+    X509_CRL *crl = NULL;
+    enr_code code = open_ca(&a, &ca, &err);
+    if (code == ENR_OK)
+        code = enr_ca_crl(ca, 0, &crl, &err);
+    if (code == ENR_OK) {
+        BIO *bio = BIO_new(BIO_s_mem());
+        if (bio && PEM_write_bio_X509_CRL(bio, crl)) {
+            char *pem;
+            long n = BIO_get_mem_data(bio, &pem);
+            code = cli_write(a.out, pem, (size_t)n, 0644, true, &err);
+        } else
+            code = enr_error_openssl(&err, ENR_E_CRYPTO, "cannot encode the CRL");
+        BIO_free(bio);
+    }
+    X509_CRL_free(crl);
+    enr_ca_free(ca);
+    return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
+}
+
+static int ca_list(int argc, char **argv)
+{
+    ca_args a;
+    int rc = parse_ca_args("ca list", argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (optind < argc)
+        return cli_usage("ca list", "unexpected argument '%s'", argv[optind]);
+    enr_error err;
+    time_t now = time(NULL), horizon = 0;
+    if (a.expiring) {
+        enr_duration d;
+        if (enr_duration_parse(a.expiring, &d, &err) != ENR_OK)
+            return cli_usage("ca list", "%s", err.message);
+        horizon = enr_duration_apply(now, &d, 1);
+    }
+    enr_ca *ca = NULL;
+    enr_issued *items = NULL;
+    size_t count = 0;
+    enr_code code = open_ca(&a, &ca, &err);
+    if (code == ENR_OK)
+        code = enr_ca_list(ca, &items, &count, &err);
+    enr_ca_free(ca);
+    if (code != ENR_OK)
+        return cli_fail(&err, a.json);
+    json_t *arr = json_array();
+    size_t shown = 0;
+    for (size_t i = 0; i < count; i++) {
+        const enr_issued *it = &items[i];
+        if (a.revoked && !it->revoked)
+            continue;
+        if (a.expiring && (it->revoked || it->not_after < now || it->not_after > horizon))
+            continue;
+        char na[32];
+        enr_time_format(it->not_after, na, sizeof na);
+        shown++;
+        if (a.json) {
+            json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "serial", it->serial, "subject", it->subject,
+                                  "profile", it->profile, "not_after", na, "spki_sha256", it->spki_sha256,
+                                  "revoked", it->revoked);
+            if (it->revoked)
+                json_object_set_new(o, "reason", json_string(enr_revocation_reason_name(it->reason)));
+            json_array_append_new(arr, o);
+        } else {
+            printf("%-40s  %-12s  %s  %s%s%s\n", it->serial, it->profile, na, it->subject,
+                   it->revoked ? "  REVOKED " : "", it->revoked ? enr_revocation_reason_name(it->reason) : "");
+        }
+    }
+    if (a.json) {
+        json_dumpf(arr, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else if (shown == 0) {
+        printf("(no certificates)\n");
+    }
+    json_decref(arr);
+    free(items);
+    return CLI_EXIT_OK;
+}
+
+int cli_ca(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(CA_HELP, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "init") == 0)
+        return ca_init(argc - 1, argv + 1);
+    if (strcmp(verb, "sign") == 0)
+        return ca_sign(argc - 1, argv + 1);
+    if (strcmp(verb, "revoke") == 0)
+        return ca_revoke(argc - 1, argv + 1);
+    if (strcmp(verb, "crl") == 0)
+        return ca_crl(argc - 1, argv + 1);
+    if (strcmp(verb, "list") == 0)
+        return ca_list(argc - 1, argv + 1);
+    return cli_usage("ca", "unknown verb '%s' (init, sign, revoke, crl, list)", verb);
+}
