@@ -74,7 +74,7 @@ static bool weak_signature_hash(int sig_nid, const char **name)
 static enr_code check_key(const enr_csr *csr, const enr_profile *profile, enr_error *err)
 {
     enr_pubkey_info info;
-    enr_code rc = enr_pubkey_describe(enr_csr_public_key(csr), &info, err);
+    enr_code rc = enr_pubkey_classify(enr_csr_public_key(csr), &info, err);
     if (rc != ENR_OK)
         return rc;
     const char *type = enr_pubkey_type_name(&info);

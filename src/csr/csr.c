@@ -1,4 +1,6 @@
+#include <openssl/asn1t.h>
 #include <openssl/err.h>
+#include <openssl/provider.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +200,29 @@ fail:
     return rc;
 }
 
+/* A library context with no decoders (only the "null" provider), used for
+ * parsing requests: OpenSSL 3.0 then skips its opportunistic public-key
+ * decoding, whose per-call setup costs more than an ECDSA verification, and
+ * enr_pubkey_from_spki builds the key instead. Created once, never changed. */
+static OSSL_LIB_CTX *no_decoders;
+static CRYPTO_ONCE no_decoders_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void no_decoders_init(void)
+{
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+    if (ctx != NULL && OSSL_PROVIDER_load(ctx, "null") == NULL) {
+        OSSL_LIB_CTX_free(ctx);
+        ctx = NULL;
+    }
+    no_decoders = ctx;
+}
+
+static OSSL_LIB_CTX *decoder_free_libctx(void)
+{
+    /* On failure parsing still works, only slower, in the default context. */
+    return CRYPTO_THREAD_run_once(&no_decoders_once, no_decoders_init) ? no_decoders : NULL;
+}
+
 enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_error *err)
 {
     *out = NULL;
@@ -221,20 +246,23 @@ enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_e
         goto done;
     }
     const unsigned char *p = dec.der;
-    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)dec.der_len);
+    X509_REQ *req = (X509_REQ *)ASN1_item_d2i_ex(NULL, &p, (long)dec.der_len, ASN1_ITEM_rptr(X509_REQ),
+                                                 decoder_free_libctx(), NULL);
     if (req == NULL) {
         rc = enr_error_openssl(err, ENR_E_PARSE,
                                "the %s data is well-formed DER but not a PKCS#10 CertificationRequest",
                                enr_encoding_name(dec.encoding));
         goto done;
     }
-    if (X509_REQ_get0_pubkey(req) == NULL) {
+    EVP_PKEY *key = NULL;
+    if ((rc = enr_pubkey_from_spki(X509_REQ_get_X509_PUBKEY(req), &key, err)) != ENR_OK) {
         X509_REQ_free(req);
-        rc = enr_error_openssl(err, ENR_E_PARSE, "the request's public key cannot be decoded");
+        enr_error_prefix(err, "the request's public key");
         goto done;
     }
     ERR_clear_error();
-    rc = finish_from_req(req, X509_REQ_get0_pubkey(req), dec.encoding, out, err);
+    rc = finish_from_req(req, key, dec.encoding, out, err);
+    EVP_PKEY_free(key);
     if (rc != ENR_OK)
         X509_REQ_free(req);
 done:
@@ -244,7 +272,7 @@ done:
 
 enr_code enr_csr_verify(const enr_csr *csr, enr_error *err)
 {
-    int ok = X509_REQ_verify(csr->req, csr->public_key);
+    int ok = X509_REQ_verify_ex(csr->req, csr->public_key, NULL, NULL);
     if (ok != 1)
         return enr_error_openssl(err, ENR_E_VERIFY,
                                  "the request's self-signature does not verify: it was not signed "

@@ -48,7 +48,7 @@ static json_t *describe(const enr_csr *csr, enr_error *err)
     const X509_ALGOR *alg = NULL;
     X509_REQ_get0_signature(req, NULL, &alg);
     json_object_set_new(root, "signature_algorithm", enr_describe_algorithm(alg));
-    int ok = X509_REQ_verify(req, csr->public_key);
+    int ok = X509_REQ_verify_ex(req, csr->public_key, NULL, NULL);
     ERR_clear_error();
     json_object_set_new(root, "signature_valid", json_boolean(ok == 1));
     json_object_set_new(root, "attributes", attributes_json(req));

@@ -190,6 +190,48 @@ static void test_key_file_refuses_overwrite(void **state)
     assert_int_equal(enr_key_type_parse("rsa-1024", &t, &err), ENR_E_USAGE);
 }
 
+/* Parsing imports EC keys field by field (see enr_pubkey_from_spki): an
+ * off-curve point must still be refused, and other curves still parse. */
+static void test_parse_checks_ec_points(void **state)
+{
+    (void)state;
+    enr_signer *s = new_signer(ENR_KEY_EC_P256);
+    enr_csr *csr = build(s, NULL);
+    enr_error err;
+    unsigned char *der;
+    size_t len;
+    assert_int_equal(enr_csr_encode_alloc(csr, ENR_CSR_DER, &der, &len, &err), ENR_OK);
+    /* The uncompressed point 04||X||Y follows the 8-byte curve OID; change Y's last byte. */
+    unsigned char oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    unsigned char *at = memmem(der, len, oid, sizeof oid);
+    assert_non_null(at);
+    unsigned char *point = at + sizeof oid + 3; /* BIT STRING tag, length, unused-bits */
+    assert_int_equal(point[0], 0x04);
+    point[64] ^= 0x01;
+    enr_csr *bad = NULL;
+    assert_int_equal(enr_csr_parse(der, len, &bad, &err), ENR_E_PARSE);
+    assert_null(bad);
+    assert_non_null(strstr(err.message, "public key"));
+    free(der);
+    enr_csr_free(csr);
+    enr_signer_free(s);
+
+    static const char *OTHER_CURVES[] = {"lint/ec-secp256k1.csr", "lint/ec-p521.csr"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", getenv("ENROLL_TEST_DATA"), OTHER_CURVES[i]);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        unsigned char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        enr_csr *other = NULL;
+        assert_int_equal(enr_csr_parse(buf, n, &other, &err), ENR_OK);
+        assert_int_equal(enr_csr_verify(other, &err), ENR_OK);
+        enr_csr_free(other);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_tampered_request_does_not_verify),
         cmocka_unit_test(test_spec_refusals),
         cmocka_unit_test(test_key_file_refuses_overwrite),
+        cmocka_unit_test(test_parse_checks_ec_points),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
