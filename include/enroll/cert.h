@@ -16,9 +16,12 @@ extern "C" {
 #endif
 
 /* Reads every certificate in `in`: a PEM bundle (any number of CERTIFICATE
- * blocks; other blocks are an error naming their label), or one DER or
- * headerless-base64 certificate. `*out` is a new stack (free with
- * sk_X509_pop_free(*out, X509_free)); at least one certificate on success. */
+ * blocks; other blocks are an error naming their label; text between blocks
+ * is skipped, binary data is an error), or one DER or headerless-base64
+ * certificate. Inputs over ENR_INPUT_LIMIT are refused. Errors are
+ * ENR_E_PARSE with the byte offset and, in a bundle, which block. `*out` is a
+ * new stack (free with sk_X509_pop_free(*out, X509_free)); at least one
+ * certificate on success. */
 enr_code enr_cert_read_all(const unsigned char *in, size_t len, STACK_OF(X509) **out,
                            enr_error *err);
 /* The same from a file ("-" is standard input). */
@@ -26,11 +29,19 @@ enr_code enr_cert_read_file(const char *path, STACK_OF(X509) **out, enr_error *e
 /* Exactly one certificate (more is an error). */
 enr_code enr_cert_read_one(const unsigned char *in, size_t len, X509 **out, enr_error *err);
 
-/* JSON / text descriptions (free with free()): version, serial (hex),
- * issuer, subject (+ fields), validity (RFC 3339 UTC), public key (as
- * csr.h: type, bits, curve, spki_sha256), signature algorithm, extensions
- * decoded (basicConstraints, keyUsage, extendedKeyUsage, subjectAltName,
- * SKI/AKI as hex, CRL distribution points, AIA), SHA-256 fingerprint. */
+/* CRLs, read the same way: a PEM bundle of X509 CRL blocks, or one DER or
+ * base64 CRL. Free with sk_X509_CRL_pop_free(*out, X509_CRL_free). */
+enr_code enr_crl_read_all(const unsigned char *in, size_t len, STACK_OF(X509_CRL) **out,
+                          enr_error *err);
+enr_code enr_crl_read_file(const char *path, STACK_OF(X509_CRL) **out, enr_error *err);
+
+/* JSON / text descriptions (free with free()): version, serial (uppercase
+ * hex, as `openssl x509 -serial` prints it), issuer, subject (+ fields),
+ * validity (RFC 3339 UTC), whether it is self-signed, public key (as csr.h:
+ * type, bits, curve, spki_sha256), signature algorithm, extensions decoded
+ * (basicConstraints, keyUsage, extendedKeyUsage, subjectAltName, SKI/AKI as
+ * lowercase hex, CRL distribution points, AIA), SHA-256 fingerprint
+ * (lowercase hex, "fingerprint_sha256"). */
 enr_code enr_cert_describe_json(X509 *cert, char **out, enr_error *err);
 enr_code enr_cert_describe_text(X509 *cert, char **out, enr_error *err);
 
@@ -74,11 +85,19 @@ typedef struct enr_verify_result {
 } enr_verify_result;
 
 /* Returns ENR_OK when the path verifies, ENR_E_VERIFY with `result` filled
- * when it does not, another code when it could not be attempted. */
+ * when it does not (err then holds result->message too), another code when
+ * it could not be attempted (no roots: ENR_E_USAGE). Non-self-signed roots
+ * are not accepted as trust anchors on their own, as with `openssl verify`.
+ * `result` is always filled; reason_name is "ok" on success. */
 enr_code enr_cert_verify(X509 *leaf, const enr_verify_options *opts, enr_verify_result *result,
                          enr_error *err);
 
-/* RFC 3339 "2026-11-24T20:00:00Z" to time_t (UTC); also accepts a date alone. */
+/* The stable name of a reason ("expired", ...), as in enr_verify_result. */
+const char *enr_verify_reason_name(enr_verify_reason reason);
+
+/* RFC 3339 "2026-11-24T20:00:00Z" or "...+02:00" (fractions of a second are
+ * ignored) to time_t (UTC); also accepts a date alone, "2026-11-24", as
+ * midnight UTC. Anything else is ENR_E_USAGE naming the character. */
 enr_code enr_time_parse(const char *text, time_t *out, enr_error *err);
 
 #ifdef __cplusplus

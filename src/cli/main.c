@@ -8,10 +8,7 @@
 
 #include "cli/cli.h"
 #include "enroll/fileio.h"
-#if __has_include("cli/cli_cert.h")
 #include "cli/cli_cert.h"
-#define ENROLL_HAVE_CLI_CERT 1
-#endif
 
 #ifndef ENROLL_VERSION
 #define ENROLL_VERSION "0.1.0"
@@ -146,12 +143,10 @@ int main(int argc, char **argv)
         return cli_match(argc - 1, argv + 1);
     if (strcmp(noun, "ca") == 0)
         return cli_ca(argc - 1, argv + 1);
-#ifdef ENROLL_HAVE_CLI_CERT
     if (strcmp(noun, "cert") == 0)
         return cli_cert(argc - 1, argv + 1);
     if (strcmp(noun, "verify") == 0)
         return cli_verify(argc - 1, argv + 1);
-#endif
     fprintf(stderr, "enroll: unknown command '%s'\n\n%s", noun, USAGE);
     return CLI_EXIT_USAGE;
 }

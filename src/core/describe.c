@@ -6,6 +6,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,4 +249,140 @@ enr_code enr_describe_dump(json_t *obj, char **out, enr_error *err)
     with_nl[n + 1] = '\0';
     *out = with_nl;
     return ENR_OK;
+}
+
+/* Certificate-only extensions. Kept out of enr_describe_extensions so that
+ * CSR descriptions stay as they are. */
+
+static json_t *hex_of(const ASN1_STRING *s)
+{
+    static const char DIGITS[] = "0123456789abcdef";
+    int n = ASN1_STRING_length(s);
+    const unsigned char *p = ASN1_STRING_get0_data(s);
+    char *hex = malloc((size_t)(n > 0 ? n : 0) * 2 + 1);
+    if (hex == NULL)
+        return json_null();
+    for (int i = 0; i < n; i++) {
+        hex[2 * i] = DIGITS[p[i] >> 4];
+        hex[2 * i + 1] = DIGITS[p[i] & 0x0f];
+    }
+    hex[n > 0 ? 2 * n : 0] = '\0';
+    json_t *j = json_string(hex);
+    free(hex);
+    return j;
+}
+
+static json_t *general_names_json(const GENERAL_NAMES *names)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++)
+        json_array_append_new(arr, general_name_json(sk_GENERAL_NAME_value(names, i)));
+    return arr;
+}
+
+static json_t *authority_key_id_json(const AUTHORITY_KEYID *akid)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "key_id", akid->keyid ? hex_of(akid->keyid) : json_null());
+    if (akid->issuer != NULL)
+        json_object_set_new(o, "issuer", general_names_json(akid->issuer));
+    if (akid->serial != NULL)
+        json_object_set_new(o, "serial", hex_of(akid->serial));
+    return o;
+}
+
+static json_t *distribution_point_json(const DIST_POINT *dp)
+{
+    json_t *o = json_object();
+    if (dp->distpoint != NULL && dp->distpoint->type == 0)
+        json_object_set_new(o, "full_name", general_names_json(dp->distpoint->name.fullname));
+    else if (dp->distpoint != NULL) {
+        /* A name relative to the CRL issuer: shown as the RDN it is. */
+        X509_NAME *rdn = X509_NAME_new();
+        STACK_OF(X509_NAME_ENTRY) *entries = dp->distpoint->name.relativename;
+        for (int i = 0; rdn != NULL && i < sk_X509_NAME_ENTRY_num(entries); i++)
+            X509_NAME_add_entry(rdn, sk_X509_NAME_ENTRY_value(entries, i), -1, i == 0 ? 0 : -1);
+        char *s = rdn ? enr_name_format(rdn) : NULL;
+        json_object_set_new(o, "relative_name", s ? json_string(s) : json_null());
+        free(s);
+        X509_NAME_free(rdn);
+    }
+    if (dp->reasons != NULL)
+        json_object_set_new(o, "reasons", hex_of(dp->reasons));
+    if (dp->CRLissuer != NULL)
+        json_object_set_new(o, "crl_issuer", general_names_json(dp->CRLissuer));
+    return o;
+}
+
+static json_t *access_description_json(const ACCESS_DESCRIPTION *ad)
+{
+    json_t *o = json_object();
+    int nid = OBJ_obj2nid(ad->method);
+    json_object_set_new(o, "method", nid != NID_undef ? json_string(OBJ_nid2sn(nid)) : oid_string(ad->method));
+    json_object_set_new(o, "location", general_name_json(ad->location));
+    return o;
+}
+
+static json_t *cert_only_value(int nid, void *value)
+{
+    switch (nid) {
+    case NID_subject_key_identifier:
+        return hex_of(value);
+    case NID_authority_key_identifier:
+        return authority_key_id_json(value);
+    case NID_crl_distribution_points: {
+        json_t *arr = json_array();
+        CRL_DIST_POINTS *dps = value;
+        for (int i = 0; i < sk_DIST_POINT_num(dps); i++)
+            json_array_append_new(arr, distribution_point_json(sk_DIST_POINT_value(dps, i)));
+        return arr;
+    }
+    case NID_info_access: {
+        json_t *arr = json_array();
+        AUTHORITY_INFO_ACCESS *aia = value;
+        for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(aia); i++)
+            json_array_append_new(arr, access_description_json(sk_ACCESS_DESCRIPTION_value(aia, i)));
+        return arr;
+    }
+    default:
+        return NULL;
+    }
+}
+
+/* Rebuilds `o` with "value" before "text", where enr_describe_extensions puts it. */
+static json_t *with_value(json_t *o, json_t *value)
+{
+    json_t *out = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        bool after_value = strcmp(key, "text") == 0 || strcmp(key, "decodable") == 0;
+        if (after_value && value != NULL) {
+            json_object_set_new(out, "value", value);
+            value = NULL;
+        }
+        json_object_set(out, key, v);
+    }
+    if (value != NULL)
+        json_object_set_new(out, "value", value);
+    return out;
+}
+
+json_t *enr_describe_cert_extensions(const STACK_OF(X509_EXTENSION) *exts)
+{
+    json_t *arr = enr_describe_extensions(exts);
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
+        json_t *o = json_array_get(arr, (size_t)i);
+        if (o == NULL || json_object_get(o, "value") != NULL)
+            continue;
+        X509_EXTENSION *ext = sk_X509_EXTENSION_value(exts, i);
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
+        void *value = X509V3_EXT_d2i(ext);
+        json_t *decoded = value ? cert_only_value(nid, value) : NULL;
+        free_decoded(nid, value, ext);
+        ERR_clear_error();
+        if (decoded != NULL)
+            json_array_set_new(arr, (size_t)i, with_value(o, decoded));
+    }
+    return arr;
 }

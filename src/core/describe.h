@@ -14,6 +14,11 @@ json_t *enr_describe_name_fields(const X509_NAME *name);
 json_t *enr_describe_public_key(const EVP_PKEY *key, enr_error *err);
 /* [{"name":"subjectAltName","oid":"2.5.29.17","critical":false,"value":...,"text":"..."}] */
 json_t *enr_describe_extensions(const STACK_OF(X509_EXTENSION) *exts);
+/* The same, also decoding what only certificates carry: subjectKeyIdentifier
+ * (lowercase hex), authorityKeyIdentifier {"key_id","issuer","serial"},
+ * crlDistributionPoints [{"full_name":[names]}], authorityInfoAccess
+ * [{"method":"OCSP"|"caIssuers","location":name}]. */
+json_t *enr_describe_cert_extensions(const STACK_OF(X509_EXTENSION) *exts);
 /* "ecdsa-with-SHA256" style name of an AlgorithmIdentifier. */
 json_t *enr_describe_algorithm(const X509_ALGOR *alg);
 

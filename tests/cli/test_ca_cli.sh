@@ -125,6 +125,15 @@ expect_exit 2 "openssl: revoked" openssl verify -crl_check_all -CRLfile crls.pem
 cat "$WORK/.out" "$WORK/.err" > verify-revoked.txt
 contains verify-revoked.txt "certificate revoked" "openssl names the revocation"
 expect_exit 0 "openssl: an unrevoked sibling still verifies" openssl verify -crl_check_all -CRLfile crls.pem -CAfile ec-root/cert.pem -untrusted ec-int/cert.pem san-ok.crt
+# Our own verifier agrees.
+expect_exit 1 "enroll verify: revoked" "$ENROLL" verify --root ec-root/cert.pem --untrusted ec-int/cert.pem \
+    --crl ec-int/crl.pem --crl root-crl.pem --purpose client --json ec-dev.crt
+same "enroll verify: reason" "$(json "$WORK/.out" .reason)" "revoked"
+expect_exit 0 "enroll verify: unrevoked sibling" "$ENROLL" verify --root ec-root/cert.pem --untrusted ec-int/cert.pem \
+    --crl ec-int/crl.pem --crl root-crl.pem --purpose client san-ok.crt
+expect_exit 1 "enroll verify: a device certificate is not a server's" "$ENROLL" verify --root ec-root/cert.pem \
+    --untrusted ec-int/cert.pem --purpose server --json san-ok.crt
+same "enroll verify: wrong usage" "$(json "$WORK/.out" .reason)" "wrong-usage"
 check "list --revoked" "$ENROLL" ca list --dir ec-int --revoked --json
 same "one revoked" "$(json "$WORK/.out" 'length')" "1"
 same "revoked reason" "$(json "$WORK/.out" '.[0].reason')" "keyCompromise"
@@ -164,6 +173,7 @@ if [ -e "$MODULE" ]; then
     check "hsm $family: sign" "$ENROLL" ca sign --dir "hsm-$family" --profile device --cn dev-001 "$family-dev.csr" \
         --out "hsm-$family.crt" --pin-file pin.txt
     expect_exit 0 "hsm $family: openssl verify -purpose sslclient" openssl verify -purpose sslclient -CAfile "$family-root/cert.pem" -untrusted "hsm-$family/cert.pem" "hsm-$family.crt"
+    expect_exit 0 "hsm $family: enroll verify --purpose client" "$ENROLL" verify --root "$family-root/cert.pem" --untrusted "hsm-$family/cert.pem" --purpose client "hsm-$family.crt"
     cat "hsm-$family.crt" "hsm-$family/chain.pem" > "hsm-$family-chain.pem"
     certtool --verify-chain --infile "hsm-$family-chain.pem" > hsm.gnutls 2>&1
     contains hsm.gnutls "Chain verification output: Verified." "hsm $family: certtool verifies"
@@ -173,6 +183,7 @@ if [ -e "$MODULE" ]; then
     "$ENROLL" ca crl --dir "$family-root" --out "$family-root-crl.pem" 2>/dev/null
     cat "hsm-$family/crl.pem" "$family-root-crl.pem" > hsm-crls.pem
     expect_exit 2 "hsm $family: openssl sees the revocation" openssl verify -crl_check_all -CRLfile hsm-crls.pem -CAfile "$family-root/cert.pem" -untrusted "hsm-$family/cert.pem" "hsm-$family.crt"
+    expect_exit 1 "hsm $family: enroll verify sees the revocation" "$ENROLL" verify --root "$family-root/cert.pem" --untrusted "hsm-$family/cert.pem" --crl "hsm-$family/crl.pem" --crl "$family-root-crl.pem" "hsm-$family.crt"
   done
   expect_exit 3 "hsm: wrong PIN" "$ENROLL" ca sign --dir hsm-ec --profile device ec-dev.csr --pin-file ec-dev.csr
 fi
