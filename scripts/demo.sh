@@ -62,4 +62,36 @@ echo "   Checked by an independent tool:"
 run openssl req -in token.csr -noout -verify
 run "$enroll" match 'pkcs11:token=demo;object=devkey' token.csr --module "$module" --pin-file pin.txt
 
+step "9. The operator's CA: a root (pathlen 1) and an intermediate for devices (pathlen 0)"
+run "$enroll" ca init --dir root --subject '/O=Acme/CN=Acme Root CA'
+run "$enroll" ca init --dir devices-ca --parent root --subject '/O=Acme/CN=Acme Devices CA'
+
+step "10. Issue device certificates: the profile decides, the CN must be the device id"
+run "$enroll" ca sign --dir devices-ca --profile device --cn dev-001 --validity P30D \
+    --san-allow 'DNS:*.devices.acme.example' device.csr \
+    --out device.crt --chain-out device-chain.pem
+run "$enroll" ca sign --dir devices-ca --profile device --cn dev-002 --validity P30D token.csr --out token.crt
+run "$enroll" cert show device.crt
+echo "   A request for someone else's id is refused, and nothing is recorded:"
+set +e
+run "$enroll" ca sign --dir devices-ca --profile device --cn dev-999 \
+    --san-allow 'DNS:*.devices.acme.example' device.csr --out stolen.crt
+echo "   exit status: $?"
+set -e
+
+step "11. Check the chain: ours, and openssl's"
+run "$enroll" verify --root root/cert.pem --untrusted devices-ca/cert.pem --purpose client device.crt
+run openssl verify -purpose sslclient -CAfile root/cert.pem -untrusted devices-ca/cert.pem device.crt
+
+step "12. Revoke a compromised device; the CRL says so"
+serial=$(openssl x509 -in device.crt -noout -serial | cut -d= -f2)
+run "$enroll" ca revoke --dir devices-ca "$serial" --reason keyCompromise
+run "$enroll" ca crl --dir root --out root-crl.pem
+set +e
+run "$enroll" verify --root root/cert.pem --untrusted devices-ca/cert.pem --crl devices-ca/crl.pem \
+    --crl root-crl.pem device.crt
+echo "   exit status: $?"
+set -e
+run "$enroll" ca list --dir devices-ca
+
 step "Done. Everything above ran in $work (now removed)."
