@@ -36,7 +36,9 @@ enr_code enr_duration_parse(const char *text, enr_duration *out, enr_error *err)
                                  text, p);
         long value = 0;
         while (isdigit((unsigned char)*p)) {
-            if (value > 100000000L)
+            /* Every part is bounded below (at most about 1100 years), so any
+             * number past ten digits is refused before it could overflow. */
+            if (value >= 1000000000L)
                 return enr_error_set(err, ENR_E_USAGE, "duration '%s': number too large", text);
             value = value * 10 + (*p - '0');
             p++;
@@ -47,15 +49,26 @@ enr_code enr_duration_parse(const char *text, enr_duration *out, enr_error *err)
                                  "duration '%s': '%c' is not a designator here (date part: Y M W D; "
                                  "after T: H M S)",
                                  text, *p ? *p : '?');
+        /* In days and seconds the limit is 400000 days, a little over 1095 years. */
+        long limit = 0, scale = 1;
+        switch (in_time ? *p + 128 : *p) {
+        case 'Y': limit = 1100; break;
+        case 'M': limit = 13200; break;
+        case 'W': limit = 400000 / 7, scale = 7; break;
+        case 'D': limit = 400000; break;
+        case 'H' + 128: limit = 400000L * 24, scale = 3600; break;
+        case 'M' + 128: limit = 400000L * 1440, scale = 60; break;
+        case 'S' + 128: limit = 400000L * 86400; break;
+        default: break;
+        }
+        if (value > limit)
+            return enr_error_set(err, ENR_E_USAGE, "duration '%s' is implausibly long", text);
         switch (in_time ? *p + 128 : *p) {
         case 'Y': out->years = (int)value; break;
         case 'M': out->months = (int)value; break;
-        case 'W': out->days += (int)value * 7; break;
-        case 'D': out->days += (int)value; break;
-        case 'H' + 128: out->seconds += value * 3600; break;
-        case 'M' + 128: out->seconds += value * 60; break;
-        case 'S' + 128: out->seconds += value; break;
-        default: break;
+        case 'W':
+        case 'D': out->days += (int)(value * scale); break;
+        default: out->seconds += value * scale; break;
         }
         next = pos + 1;
         parts++;
@@ -63,7 +76,7 @@ enr_code enr_duration_parse(const char *text, enr_duration *out, enr_error *err)
     }
     if (parts == 0)
         return enr_error_set(err, ENR_E_USAGE, "duration '%s' has no parts (e.g. P30D)", text);
-    if (out->years > 1000 || out->days > 400000 || out->seconds > 400000L * 86400)
+    if (out->years > 1100 || out->months > 13200 || out->days > 400000 || out->seconds > 400000L * 86400)
         return enr_error_set(err, ENR_E_USAGE, "duration '%s' is implausibly long", text);
     return ENR_OK;
 }

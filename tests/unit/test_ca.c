@@ -72,7 +72,8 @@ static void test_durations(void **state)
     assert_string_equal(at, "2025-01-31T00:00:00Z");
 
     static const char *BAD[] = {"", "30D", "P", "PT", "P1.5D", "P1H", "PT1D", "P1D1Y", "P1YT",
-                                "P-1D", "P99999999999D", "PT1HT1M", "P1DX", "P1Y1Y"};
+                                "P-1D", "P99999999999D", "PT1HT1M", "P1DX", "P1Y1Y",
+                                "P499999992W", "P300000D300000D", "P2000Y", "PT99999999999S"};
     for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
         enr_error e2;
         if (enr_duration_parse(BAD[i], &d, &e2) != ENR_E_USAGE || e2.message[0] == '\0')
