@@ -230,6 +230,15 @@ static enr_code pubkey_from_ec_fields(const unsigned char *point, int point_len,
         key = ec_key_from_point(group, point, (size_t)point_len);
     if (key == NULL)
         return enr_error_openssl(err, ENR_E_PARSE, "the EC public key is not a point on %s", group);
+    /* The point at infinity imports fine, and every ECDSA "signature" with
+     * it verifies: a proof of possession forged without any private key. */
+    EVP_PKEY_CTX *check = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    int valid = check != NULL && EVP_PKEY_public_check_quick(check) == 1;
+    EVP_PKEY_CTX_free(check);
+    if (!valid) {
+        EVP_PKEY_free(key);
+        return enr_error_openssl(err, ENR_E_PARSE, "the EC public key is not a valid point on %s", group);
+    }
     ERR_clear_error();
     *out = key;
     return ENR_OK;

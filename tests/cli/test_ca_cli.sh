@@ -56,6 +56,8 @@ openssl req -in ec-dev.csr -outform DER -out good.der
 cp good.der tampered.der; printf '\x00' | dd of=tampered.der bs=1 seek=$(( $(stat -c %s good.der) - 5 )) conv=notrunc 2>/dev/null
 expect_exit 1 "bad signature refused" "$ENROLL" ca sign --dir ec-int --profile device tampered.der --out x.crt
 contains "$WORK/.err" "proof of possession" "bad signature: reason"
+expect_exit 1 "point-at-infinity key refused (forged proof of possession)" "$ENROLL" ca sign --dir ec-int --profile device "$DATA/ec-point-at-infinity.der" --out x.crt
+expect_exit 1 "csr verify refuses the point at infinity" "$ENROLL" csr verify "$DATA/ec-point-at-infinity.der"
 expect_exit 1 "key type refused" "$ENROLL" ca sign --dir ec-int --profile device --key-types ec-p256 rsa-dev.csr --out x.crt
 contains "$WORK/.err" "rsa-2048 is not allowed" "key type: reason"
 openssl req -new -newkey rsa:1024 -nodes -keyout weak.key -subj /CN=dev-001 -out weak.csr 2>/dev/null

@@ -216,6 +216,24 @@ static void test_parse_checks_ec_points(void **state)
     enr_csr_free(csr);
     enr_signer_free(s);
 
+    /* The point at infinity with a signature forged without a key. */
+    {
+        char path[512];
+        snprintf(path, sizeof path, "%s/ec-point-at-infinity.der", getenv("ENROLL_TEST_DATA"));
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        unsigned char buf[1024];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        enr_csr *forged = NULL;
+        enr_code rc = enr_csr_parse(buf, n, &forged, &err);
+        if (rc == ENR_OK) {
+            rc = enr_csr_verify(forged, &err);
+            enr_csr_free(forged);
+        }
+        assert_int_not_equal(rc, ENR_OK);
+    }
+
     static const char *OTHER_CURVES[] = {"lint/ec-secp256k1.csr", "lint/ec-p521.csr"};
     for (size_t i = 0; i < 2; i++) {
         char path[512];
