@@ -44,6 +44,8 @@ struct enr_profile {
     char *force_cn;
     char **san_allow;
     size_t san_allow_count;
+    bool san_allow_is_default;    /* the first explicit pattern replaces the defaults */
+    bool cn_is_host_name;         /* serverAuth: a CN must pass the DNS allow-list too */
     unsigned key_types;           /* bit per enr_key_type */
 };
 

@@ -159,32 +159,48 @@ enr_code ca_index_catch_up(enr_ca *ca, enr_error *err)
     return rc;
 }
 
+/* Drops a torn last line (a crash mid-append, never acknowledged to anyone)
+ * so the next record starts on a line of its own. Caller holds the lock. */
+static enr_code drop_torn_tail(int fd, const char *path, enr_error *err)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size <= 0)
+        return ENR_OK;
+    off_t keep = size;
+    unsigned char c;
+    while (keep > 0 && pread(fd, &c, 1, keep - 1) == 1 && c != '\n')
+        keep--;
+    if (keep == size)
+        return ENR_OK;
+    if (ftruncate(fd, keep) != 0)
+        return enr_error_set(err, ENR_E_IO, "%s: cannot drop an incomplete last record: %s", path,
+                             strerror(errno));
+    return ENR_OK;
+}
+
 enr_code ca_index_append_line(const char *dir, const char *file, const char *line, enr_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return enr_error_set(err, ENR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    enr_code rc = drop_torn_tail(fd, path, err);
+    off_t end = rc == ENR_OK ? lseek(fd, 0, SEEK_END) : -1;
     size_t len = strlen(line), done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, line + done, len - done);
+    while (rc == ENR_OK && done < len) {
+        ssize_t w = pwrite(fd, line + done, len - done, end + (off_t)done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            return enr_error_set(err, ENR_E_IO, "%s: write failed: %s", path, strerror(e));
-        }
-        done += (size_t)w;
+        if (w < 0)
+            rc = enr_error_set(err, ENR_E_IO, "%s: write failed: %s", path, strerror(errno));
+        else
+            done += (size_t)w;
     }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return enr_error_set(err, ENR_E_IO, "%s: fsync failed: %s", path, strerror(e));
-    }
+    if (rc == ENR_OK && fsync(fd) != 0)
+        rc = enr_error_set(err, ENR_E_IO, "%s: fsync failed: %s", path, strerror(errno));
     close(fd);
-    return ENR_OK;
+    return rc;
 }
 
 static time_t asn1_time_to_time_t(const ASN1_TIME *t)

@@ -93,6 +93,36 @@ static enr_code check_key(const enr_csr *csr, const enr_profile *profile, enr_er
     return ENR_OK;
 }
 
+/* A host name as a certificate may carry it: dot-separated labels of
+ * letters, digits and '-', no wildcard (a requester never gets one). */
+static bool host_name_valid(const char *name)
+{
+    size_t len = strlen(name), label = 0;
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (c == '.') {
+            if (label == 0 || name[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (!ok || (c == '-' && label == 0) || ++label > 63)
+            return false;
+    }
+    return name[len - 1] != '-' && name[len - 1] != '.';
+}
+
+static bool printable_without_spaces(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
 static bool san_allowed(const enr_profile *profile, const char *type, const char *value)
 {
     size_t tlen = strlen(type);
@@ -100,7 +130,8 @@ static bool san_allowed(const enr_profile *profile, const char *type, const char
         const char *pattern = profile->san_allow[i];
         if (strncasecmp(pattern, type, tlen) != 0 || pattern[tlen] != ':')
             continue;
-        int flags = strcmp(type, "DNS") == 0 || strcmp(type, "email") == 0 ? FNM_CASEFOLD : 0;
+        /* In a URI, '*' stays within one path segment. */
+        int flags = strcmp(type, "URI") == 0 ? FNM_PATHNAME : FNM_CASEFOLD;
         if (fnmatch(pattern + tlen + 1, value, flags) == 0)
             return true;
     }
@@ -148,6 +179,14 @@ static enr_code check_san(const GENERAL_NAMES *names, const enr_profile *profile
                 return enr_error_set(err, ENR_E_POLICY, "subjectAltName %d (%s) is empty or malformed",
                                      i + 1, tname);
             memcpy(value, ASN1_STRING_get0_data(s), (size_t)len);
+            bool well_formed = type == GEN_DNS     ? host_name_valid(value)
+                               : type == GEN_EMAIL ? printable_without_spaces(value) && strchr(value, '@')
+                                                   : printable_without_spaces(value) && strchr(value, ':');
+            if (!well_formed)
+                return enr_error_set(err, ENR_E_POLICY,
+                                     "subjectAltName %s:%s is not a well-formed %s%s", tname, value,
+                                     type == GEN_DNS ? "host name" : type == GEN_EMAIL ? "email address" : "URI",
+                                     type == GEN_DNS && strchr(value, '*') ? " (wildcards are never issued)" : "");
         }
         if (!san_allowed(profile, tname, value))
             return enr_error_set(err, ENR_E_POLICY,
@@ -235,6 +274,19 @@ static enr_code subject_for(const enr_csr *csr, const enr_profile *profile, bool
     }
     if (X509_NAME_entry_count(requested) == 0 && !has_san)
         return enr_error_set(err, ENR_E_POLICY, "the request has neither a subject nor a subjectAltName");
+    if (profile->cn_is_host_name) {
+        /* TLS clients still match a server's CN when there is no SAN: it
+         * is a name like any other and passes the same allow-list. */
+        char *cn = enr_name_common_name(requested);
+        bool allowed = cn == NULL || (host_name_valid(cn) && san_allowed(profile, "DNS", cn));
+        enr_code rc = allowed ? ENR_OK
+                              : enr_error_set(err, ENR_E_POLICY,
+                                              "the request's CN '%s' is not a host name profile %s allows",
+                                              cn, profile->name);
+        free(cn);
+        if (rc != ENR_OK)
+            return rc;
+    }
     if ((*out = X509_NAME_dup(requested)) == NULL)
         return enr_error_openssl(err, ENR_E_NOMEM, "out of memory");
     return ENR_OK;

@@ -32,6 +32,8 @@ enr_code enr_profile_new(const char *name, enr_profile **out, enr_error *err)
             enr_profile_free(p);
             return rc;
         }
+        p->san_allow_is_default = true;
+        p->cn_is_host_name = true;
     } else if (strcmp(name, "intermediate") == 0) {
         p->validity.years = 5;
         p->is_ca = 1;
@@ -110,6 +112,13 @@ enr_code enr_profile_allow_san(enr_profile *profile, const char *pattern, enr_er
                              "SAN pattern '%s': expected TYPE:pattern with TYPE one of DNS, IP, URI, "
                              "email (e.g. DNS:*.devices.example.com)",
                              pattern);
+    if (profile->san_allow_is_default) {
+        /* Narrowing a profile must not leave its catch-all defaults in force. */
+        for (size_t i = 0; i < profile->san_allow_count; i++)
+            free(profile->san_allow[i]);
+        profile->san_allow_count = 0;
+        profile->san_allow_is_default = false;
+    }
     char **grown = realloc(profile->san_allow, (profile->san_allow_count + 1) * sizeof *grown);
     if (grown == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");

@@ -83,6 +83,25 @@ contains "$WORK/.err" "pathlen 0" "pathlen: reason"
 same "nothing recorded by refusals" "$(issued_count ec-int)" "$before"
 [ ! -e x.crt ] && pass || fail "a refused request produced x.crt"
 
+# Names a requester must not get, even when a pattern seems to allow them.
+for san in 'DNS:*.devices.example.com' 'DNS:evil.com/.devices.example.com' 'URI:urn:dev:a/b'; do
+  "$ENROLL" csr new --key ec-dev.key --dn CN=dev-001 --san "$san" --out smuggle.csr --force 2>/dev/null \
+    || printf 'skip\n' > smuggle.csr
+  if grep -q skip smuggle.csr; then pass; continue; fi   # our own builder refuses it already
+  expect_exit 1 "SAN $san refused" "$ENROLL" ca sign --dir ec-int --profile device \
+      --san-allow 'DNS:*.devices.example.com' --san-allow 'URI:urn:dev:*' smuggle.csr --out x.crt
+done
+openssl req -new -key ec-dev.key -subj /CN=dev-001 -addext 'subjectAltName=DNS:*.devices.example.com' -out wild.csr 2>/dev/null
+expect_exit 1 "wildcard SAN made by openssl refused" "$ENROLL" ca sign --dir ec-int --profile device --san-allow 'DNS:*.devices.example.com' wild.csr --out x.crt
+contains "$WORK/.err" "wildcards are never issued" "wildcard: reason"
+openssl req -new -key ec-dev.key -subj /CN=www.bank.example -addext 'subjectAltName=DNS:www.bank.example,IP:8.8.8.8' -out bank.csr 2>/dev/null
+expect_exit 1 "server: --san-allow replaces the DNS:* default" "$ENROLL" ca sign --dir ec-int --profile server --san-allow 'DNS:*.devices.example.com' bank.csr --out x.crt
+openssl req -new -key ec-dev.key -subj /CN=www.bank.example -out bank-cn.csr 2>/dev/null
+expect_exit 1 "server: the CN passes the allow-list too" "$ENROLL" ca sign --dir ec-int --profile server --san-allow 'DNS:*.devices.example.com' bank-cn.csr --out x.crt
+contains "$WORK/.err" "not a host name profile server allows" "server CN: reason"
+check "server: an allowed name is issued" "$ENROLL" ca sign --dir ec-int --profile server --san-allow 'DNS:*.bank.example' bank-cn.csr --out bank.crt
+[ ! -e x.crt ] && pass || fail "a refused request produced x.crt"
+
 # Allowed SANs are copied; validity follows the profile and never outlives the CA.
 check "SAN allowed" "$ENROLL" csr new --key ec-dev.key --dn CN=dev-001 --san DNS:dev-001.devices.example.com --out san-ok.csr
 check "sign with allowed SAN and P30D" "$ENROLL" ca sign --dir ec-int --profile device --san-allow 'DNS:*.devices.example.com' --validity P30D san-ok.csr --out san-ok.crt

@@ -183,6 +183,15 @@ static void test_index_tolerates_torn_last_line(void **state)
     assert_int_equal(count, 1);
     assert_string_equal(items[0].subject, "CN=dev-idx");
     free(items);
+
+    /* The next issuance drops the torn tail instead of gluing onto it. */
+    assert_int_equal(enr_ca_issue(ca, csr, profile, 0, &cert, &err), ENR_OK);
+    X509_free(cert);
+    enr_ca_free(ca);
+    assert_int_equal(enr_ca_open(issuing, NULL, NULL, &ca, &err), ENR_OK);
+    assert_int_equal(enr_ca_list(ca, &items, &count, &err), ENR_OK);
+    assert_int_equal(count, 2);
+    free(items);
     enr_ca_free(ca);
 
     /* A broken complete line is corruption: refuse to guess. */
