@@ -45,6 +45,9 @@ typedef struct enr_ca enr_ca;
 
 enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_options *token,
                      enr_ca **out, enr_error *err);
+/* The same without the private key (no passphrase or PIN needed): for
+ * listing. Issuing, revoking and CRLs then fail with ENR_E_USAGE. */
+enr_code enr_ca_open_public(const char *dir, enr_ca **out, enr_error *err);
 void enr_ca_free(enr_ca *ca);
 X509 *enr_ca_cert(const enr_ca *ca);              /* borrowed */
 STACK_OF(X509) *enr_ca_chain(const enr_ca *ca);   /* borrowed: this CA first, up to the root */

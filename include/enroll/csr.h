@@ -53,7 +53,10 @@ enr_code enr_csr_build(const enr_csr_spec *spec, enr_signer *signer, enr_csr **o
 enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_error *err);
 void enr_csr_free(enr_csr *csr);
 
-/* The OpenSSL object (borrowed) and the public key (borrowed). */
+/* The OpenSSL object (borrowed) and the public key (borrowed). A parsed
+ * request's X509_REQ is read without OpenSSL's own public-key decoding (it
+ * costs more than the signature check), so X509_REQ_get0_pubkey() on it
+ * returns NULL: use enr_csr_public_key(). */
 X509_REQ *enr_csr_x509_req(const enr_csr *csr);
 EVP_PKEY *enr_csr_public_key(const enr_csr *csr);
 enr_encoding enr_csr_input_encoding(const enr_csr *csr);

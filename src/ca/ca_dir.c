@@ -67,9 +67,11 @@ static long cert_pathlen(X509 *cert)
     return X509_get_pathlen(cert);
 }
 
+/* basicConstraints CA:TRUE, and keyCertSign when keyUsage is present
+ * (X509_check_ca's other "yes" answers are for legacy v1 roots). */
 static bool is_ca_cert(X509 *cert)
 {
-    return X509_check_ca(cert) >= 1 && (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN);
+    return X509_check_ca(cert) == 1 && (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN);
 }
 
 /* ---- init ---- */
@@ -134,6 +136,11 @@ static enr_code self_signed_root(const enr_ca_init_options *o, enr_signer *signe
         return rc;
     }
     time_t now = time(NULL), nb = now - 300, na = enr_duration_apply(now, &validity, 1);
+    if (na < now + 86400) {
+        X509_NAME_free(name);
+        return enr_error_set(err, ENR_E_USAGE, "a root valid for %s would expire within a day; give "
+                                               "--validity of at least P1D", o->validity);
+    }
     X509 *cert = X509_new();
     ASN1_OCTET_STRING *ski = NULL;
     BIGNUM *bn = BN_new();
@@ -288,6 +295,18 @@ enr_code enr_ca_init(const enr_ca_init_options *o, enr_error *err)
      * leaves nothing that could be mistaken for one. */
     if (rc == ENR_OK)
         rc = write_config(o->dir, ref, o->token, o->crl_url, o->aia_url, err);
+    if (rc != ENR_OK && rc != ENR_E_EXISTS) {
+        /* Leave nothing half-made that would block a corrected retry. (A key
+         * made in a token stays: it cannot be told apart from one that was
+         * there before.) */
+        static const char *MADE[] = {"cert.pem", "chain.pem", "key.pem"};
+        for (size_t i = 0; i < 3; i++) {
+            if (i == 2 && (o->import_cert != NULL || o->key_ref != NULL) && strcmp(ref, "key.pem") != 0)
+                continue;
+            path_in(path, sizeof path, o->dir, MADE[i]);
+            unlink(path);
+        }
+    }
     enr_signer_free(signer);
     X509_free(cert);
     sk_X509_pop_free(parents, X509_free);
@@ -296,8 +315,9 @@ enr_code enr_ca_init(const enr_ca_init_options *o, enr_error *err)
 
 /* ---- open ---- */
 
-enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_options *token,
-                     enr_ca **out, enr_error *err)
+/* with_key false: everything but the signer, for commands that only read. */
+static enr_code ca_open(const char *dir, bool with_key, const char *passphrase,
+                       const enr_token_options *token, enr_ca **out, enr_error *err)
 {
     *out = NULL;
     char path[4096];
@@ -322,6 +342,8 @@ enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_op
     }
     ca->lock_fd = -1;
     ca->dir = strdup(dir);
+    if (ca->dir == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     const char *key = json_string_value(json_object_get(cfg, "key"));
     const char *module = json_string_value(json_object_get(cfg, "module"));
     const char *crl_url = json_string_value(json_object_get(cfg, "crl_url"));
@@ -341,7 +363,7 @@ enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_op
         if (!is_ca_cert(ca->cert))
             rc = enr_error_set(err, ENR_E_PARSE, "%s: the first certificate is not a CA", path);
     }
-    if (rc == ENR_OK) {
+    if (rc == ENR_OK && with_key) {
         enr_token_options topts = {token ? token->module_path : NULL, token ? token->pin : NULL};
         if (topts.module_path == NULL)
             topts.module_path = module;
@@ -353,13 +375,23 @@ enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_op
             rc = enr_signer_open(key_path, passphrase, NULL, &ca->signer, err);
         }
     }
-    if (rc == ENR_OK && !enr_pubkey_equal(enr_signer_public_key(ca->signer), X509_get0_pubkey(ca->cert)))
+    if (rc == ENR_OK && with_key &&
+        !enr_pubkey_equal(enr_signer_public_key(ca->signer), X509_get0_pubkey(ca->cert)))
         rc = enr_error_set(err, ENR_E_POLICY, "%s: the key does not belong to cert.pem", dir);
-    if (rc == ENR_OK)
-        rc = ca_key_identifier(X509_get_X509_PUBKEY(ca->cert), &ca->key_id, err);
+    if (rc == ENR_OK) {
+        /* Chains are built by matching AKI to the issuer's own SKI, whatever
+         * method made it (an imported CA may use another). */
+        const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca->cert);
+        if (ski != NULL)
+            ca->key_id = ASN1_OCTET_STRING_dup(ski);
+        else
+            rc = ca_key_identifier(X509_get_X509_PUBKEY(ca->cert), &ca->key_id, err);
+        if (rc == ENR_OK && ca->key_id == NULL)
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
     if (rc == ENR_OK) {
         ca->pathlen = cert_pathlen(ca->cert);
-        ca->md = digest_for(ca->signer);
+        ca->md = with_key ? digest_for(ca->signer) : EVP_sha256();
         rc = ca_index_catch_up(ca, err);
     }
     json_decref(cfg);
@@ -369,6 +401,17 @@ enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_op
     }
     *out = ca;
     return ENR_OK;
+}
+
+enr_code enr_ca_open(const char *dir, const char *passphrase, const enr_token_options *token,
+                     enr_ca **out, enr_error *err)
+{
+    return ca_open(dir, true, passphrase, token, out, err);
+}
+
+enr_code enr_ca_open_public(const char *dir, enr_ca **out, enr_error *err)
+{
+    return ca_open(dir, false, NULL, NULL, out, err);
 }
 
 void enr_ca_free(enr_ca *ca)

@@ -148,12 +148,25 @@ static enr_code write_crl(enr_ca *ca, time_t now, const enr_issued *items, size_
     snprintf(path, sizeof path, "%s/crlnumber", ca->dir);
     long number = 0;
     enr_buf nbuf;
-    if (enr_file_read(path, 64, &nbuf, NULL) == ENR_OK) {
-        number = strtol((const char *)nbuf.data, NULL, 10);
+    enr_code read_rc = enr_file_read(path, 64, &nbuf, err);
+    if (read_rc == ENR_OK) {
+        /* RFC 5280 5.2.3: CRL numbers only ever grow, so a number we cannot
+         * read is an error to fix by hand, never a restart from 1. */
+        char *end = NULL;
+        number = strtol((const char *)nbuf.data, &end, 10);
+        bool ok = end != (char *)nbuf.data && (*end == '\n' || *end == '\0') && number >= 0;
         enr_buf_free(&nbuf);
+        if (!ok)
+            return enr_error_set(err, ENR_E_PARSE,
+                                 "%s does not hold a CRL number; put the last published number there",
+                                 path);
+    } else if (read_rc != ENR_E_NOTFOUND) {
+        return read_rc;
     }
     number++;
 
+    if (ca->signer == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "the CA was opened without its key; it cannot sign a CRL");
     X509_CRL *crl = X509_CRL_new();
     ASN1_TIME *this_update = ASN1_TIME_set(NULL, now);
     ASN1_TIME *next_update = ASN1_TIME_set(NULL, now + 7 * 86400);

@@ -433,6 +433,8 @@ enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile
                       X509 **out, enr_error *err)
 {
     *out = NULL;
+    if (ca->signer == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "the CA was opened without its key; it cannot issue");
     if (now == 0)
         now = time(NULL);
     X509_NAME *subject = NULL;

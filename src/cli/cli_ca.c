@@ -1,4 +1,5 @@
 /* enroll ca init | sign | revoke | crl | list */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/pem.h>
@@ -362,6 +363,28 @@ static int ca_sign(int argc, char **argv)
         enr_profile_free(profile);
         return cli_usage("ca sign", "%s", err.message);
     }
+    /* Outputs are checked before anything is issued: an issued certificate
+     * that cannot be written would be recorded but lost to its requester. */
+    const char *outs[2] = {a.out, a.chain_out};
+    for (int i = 0; i < 2; i++) {
+        if (outs[i] == NULL || strcmp(outs[i], "-") == 0)
+            continue;
+        char dir_of[4096];
+        snprintf(dir_of, sizeof dir_of, "%s", outs[i]);
+        char *slash = strrchr(dir_of, '/');
+        if (slash == dir_of)
+            slash[1] = '\0';
+        else if (slash != NULL)
+            *slash = '\0';
+        else
+            snprintf(dir_of, sizeof dir_of, ".");
+        if (access(dir_of, W_OK) != 0) {
+            enr_profile_free(profile);
+            enr_error_set(&err, ENR_E_IO, "%s: cannot write into %s: %s (nothing was issued)", outs[i], dir_of,
+                          strerror(errno));
+            return cli_fail(&err, a.json);
+        }
+    }
     /* Refuse to clobber outputs before anything is issued. */
     if (!a.force && ((a.out && strcmp(a.out, "-") && access(a.out, F_OK) == 0) ||
                      (a.chain_out && access(a.chain_out, F_OK) == 0))) {
@@ -403,10 +426,20 @@ static int ca_sign(int argc, char **argv)
         if (code == ENR_OK && a.chain_out)
             code = pem_of(cert, chain, &chain_text, &chain_len, &err);
     }
+    bool issued = code == ENR_OK;
     if (code == ENR_OK)
         code = cli_write(a.out, out, out_len, 0644, a.force, &err);
     if (code == ENR_OK && a.chain_out)
         code = cli_write(a.chain_out, chain_text, chain_len, 0644, a.force, &err);
+    if (issued && code != ENR_OK) {
+        char *hex = NULL;
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+        hex = bn ? BN_bn2hex(bn) : NULL;
+        BN_free(bn);
+        enr_error_prefix(&err, "certificate %s was issued and recorded in %s/issued.jsonl, but not written",
+                         hex ? hex : "?", a.dir);
+        OPENSSL_free(hex);
+    }
     if (code == ENR_OK) {
         char *serial = NULL;
         BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
@@ -504,7 +537,7 @@ static int ca_list(int argc, char **argv)
     enr_ca *ca = NULL;
     enr_issued *items = NULL;
     size_t count = 0;
-    enr_code code = open_ca(&a, &ca, &err);
+    enr_code code = enr_ca_open_public(a.dir, &ca, &err);
     if (code == ENR_OK)
         code = enr_ca_list(ca, &items, &count, &err);
     enr_ca_free(ca);

@@ -105,10 +105,12 @@ static enr_code load_item(match_item *item, const char *pass, const enr_token_op
     if (item->key == NULL) {
         item->kind = "private key";
         item->key = from_signer(item->ref, pass, topts, err);
-        if (item->key == NULL)
+        if (item->key == NULL) {
+            char why[ENR_ERROR_MESSAGE_MAX];
+            snprintf(why, sizeof why, "%s", err->message);
             return enr_error_set(err, err->code == ENR_E_USAGE ? ENR_E_USAGE : ENR_E_PARSE,
-                                 "%s: not a key, CSR or certificate we can read (%s)", item->ref,
-                                 err->message);
+                                 "%s: not a key, CSR or certificate we can read (%s)", item->ref, why);
+        }
     }
     return enr_pubkey_describe(item->key, &item->info, err);
 }

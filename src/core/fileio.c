@@ -35,12 +35,18 @@ static enr_code read_fd(int fd, const char *name, size_t limit, enr_buf *out, en
                                      "%s: larger than the %zu-byte limit for this kind of file",
                                      name, limit);
             }
+            /* Not realloc: the old block may hold a private key, so it is
+             * wiped before it goes back to the allocator. */
             size_t ncap = cap * 2;
-            unsigned char *grown = realloc(data, ncap + 1);
+            unsigned char *grown = malloc(ncap + 1);
             if (grown == NULL) {
+                OPENSSL_cleanse(data, len);
                 free(data);
                 return enr_error_set(err, ENR_E_NOMEM, "out of memory reading %s", name);
             }
+            memcpy(grown, data, len);
+            OPENSSL_cleanse(data, len);
+            free(data);
             data = grown;
             cap = ncap;
         }
@@ -104,6 +110,16 @@ static enr_code write_all(int fd, const void *data, size_t len, const char *path
     return ENR_OK;
 }
 
+static enr_code write_through(const char *path, const void *data, size_t len, enr_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return enr_error_set(err, ENR_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    enr_code rc = write_all(fd, data, len, path, err);
+    close(fd);
+    return rc;
+}
+
 static void fsync_parent_dir(const char *path)
 {
     char copy[PATH_MAX];
@@ -124,10 +140,21 @@ enr_code enr_file_write_atomic(const char *path, const void *data, size_t len, m
         enr_code rc = write_all(STDOUT_FILENO, data, len, "standard output", err);
         return rc;
     }
-    if (!overwrite && access(path, F_OK) == 0)
-        return enr_error_set(err, ENR_E_EXISTS,
-                             "%s: already exists; refusing to overwrite it (use --force to replace it)",
-                             path);
+    struct stat existing;
+    if (lstat(path, &existing) == 0) {
+        if (!overwrite)
+            return enr_error_set(err, ENR_E_EXISTS,
+                                 "%s: already exists; refusing to overwrite it (use --force to replace it)",
+                                 path);
+        if (!S_ISREG(existing.st_mode)) {
+            /* A device, pipe or link (/dev/null, /dev/stdout) is written
+             * through, never replaced; a secret is never sent through one. */
+            if ((mode & 077) == 0)
+                return enr_error_set(err, ENR_E_USAGE,
+                                     "%s: not a regular file; a private file is only written as one", path);
+            return write_through(path, data, len, err);
+        }
+    }
 
     char tmp[PATH_MAX];
     unsigned char rnd[6];
@@ -138,15 +165,11 @@ enr_code enr_file_write_atomic(const char *path, const void *data, size_t len, m
     if (n < 0 || (size_t)n >= sizeof tmp)
         return enr_error_set(err, ENR_E_USAGE, "%s: path too long", path);
 
-    /* O_EXCL + the final mode at creation: the secret is never readable by
-     * others, not even for the moment before a chmod. */
+    /* O_EXCL + the final mode at creation (narrowed by the umask, never
+     * widened): a secret is never readable by others, not even briefly. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return enr_error_set(err, ENR_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    if (fchmod(fd, mode) != 0) {
-        enr_error_set(err, ENR_E_IO, "%s: cannot set mode: %s", tmp, strerror(errno));
-        goto fail;
-    }
     if (write_all(fd, data, len, tmp, err) != ENR_OK)
         goto fail;
     if (fsync(fd) != 0) {

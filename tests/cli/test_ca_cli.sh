@@ -177,6 +177,34 @@ contains "$WORK/.err" "already holds a CA" "existing CA named"
 expect_exit 3 "not a CA dir" "$ENROLL" ca sign --dir nowhere --profile device ec-dev.csr
 expect_exit 2 "unknown profile" "$ENROLL" ca sign --dir ec-int --profile webserver ec-dev.csr
 
+# Review findings, kept fixed.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ski.key -out ski.crt -days 30 \
+    -subj '/CN=Odd SKI CA' -addext 'basicConstraints=critical,CA:true,pathlen:0' \
+    -addext 'keyUsage=critical,keyCertSign,cRLSign' -addext 'subjectKeyIdentifier=DEADBEEF01020304' \
+    -addext 'authorityKeyIdentifier=none' 2>/dev/null
+check "import a CA whose SKI is not SHA-1 of its key" "$ENROLL" ca init --dir odd-ski --import ski.crt --key ski.key
+check "sign under it" "$ENROLL" ca sign --dir odd-ski --profile device ec-dev.csr --out odd.crt
+expect_exit 0 "AKI copies the issuer's SKI, so openssl builds the chain" openssl verify -CAfile ski.crt odd.crt
+before=$(issued_count ec-int)
+expect_exit 3 "unwritable --out is refused before issuing" "$ENROLL" ca sign --dir ec-int --profile device ec-dev.csr --out no-such-dir/x.crt
+contains "$WORK/.err" "nothing was issued" "unwritable output: says nothing was issued"
+same "unwritable output: nothing recorded" "$(issued_count ec-int)" "$before"
+: > crl-target; ln -s crl-target crl-link
+check "a CRL written through a symlink" "$ENROLL" ca crl --dir ec-int --out crl-link
+[ -L crl-link ] && [ -s crl-target ] && pass || fail "the symlink was replaced instead of written through"
+expect_exit 3 "init with a missing parent" "$ENROLL" ca init --dir retry-ca --parent no-such-ca --subject /CN=retry
+check "a corrected retry works (nothing half-made left)" "$ENROLL" ca init --dir retry-ca --parent ec-root --subject /CN=retry
+printf 'garbage\n' > retry-ca/crlnumber
+expect_exit 1 "an unreadable CRL number is an error, not a restart" "$ENROLL" ca crl --dir retry-ca --out /dev/null
+contains "$WORK/.err" "crlnumber" "CRL number: names the file"
+printf 'ca-secret\n' > ca-pass.txt
+check "encrypted CA" "$ENROLL" ca init --dir locked --subject /CN=Locked --pass-file ca-pass.txt
+check "list needs no passphrase" "$ENROLL" ca list --dir locked
+expect_exit 2 "signing does" "$ENROLL" ca sign --dir locked --profile device ec-dev.csr --out y.crt
+printf 'junk\n' > junk.txt
+expect_exit 1 "match junk" "$ENROLL" match ec-dev.csr junk.txt
+same "match: the reason is said once" "$(grep -o 'not a key, CSR' "$WORK/.err" | wc -l)" "1"
+
 # The intermediate's key in SoftHSM2: it never leaves the token.
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 if [ -e "$MODULE" ]; then
