@@ -6,37 +6,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/ceiling.h"
 #include "enroll/csr.h"
 #include "enroll/signer.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* `openssl speed` prints "... sign    verify    sign/s verify/s" and a line
- * " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  54000.0  20000.0". */
-static int openssl_ceiling(double *sign_per_s, double *verify_per_s)
-{
-    FILE *p = popen("openssl speed -seconds 2 ecdsap256 2>/dev/null", "r");
-    if (p == NULL)
-        return -1;
-    char line[512];
-    int found = -1;
-    while (fgets(line, sizeof line, p) != NULL) {
-        char *at = strstr(line, "ecdsa (nistp256)");
-        double s1, s2;
-        if (at != NULL && sscanf(at + strlen("ecdsa (nistp256)"), " %*fs %*fs %lf %lf", &s1, &s2) == 2) {
-            *sign_per_s = s1;
-            *verify_per_s = s2;
-            found = 0;
-        }
-    }
-    pclose(p);
-    return found;
-}
 
 int main(void)
 {
@@ -61,7 +34,7 @@ int main(void)
     const int N = 3000;
     unsigned char *der = NULL;
     size_t der_len = 0;
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < N; i++) {
         enr_csr *csr = NULL;
         if (enr_csr_build(spec, signer, &csr, &err) != ENR_OK) {
@@ -72,9 +45,9 @@ int main(void)
             enr_csr_encode_alloc(csr, ENR_CSR_DER, &der, &der_len, &err);
         enr_csr_free(csr);
     }
-    double build_rate = N / (now() - t0);
+    double build_rate = N / (bench_now() - t0);
 
-    t0 = now();
+    t0 = bench_now();
     for (int i = 0; i < N; i++) {
         enr_csr *csr = NULL;
         if (enr_csr_parse(der, der_len, &csr, &err) != ENR_OK || enr_csr_verify(csr, &err) != ENR_OK) {
@@ -83,10 +56,10 @@ int main(void)
         }
         enr_csr_free(csr);
     }
-    double verify_rate = N / (now() - t0);
+    double verify_rate = N / (bench_now() - t0);
 
     double sign_s = 0, verify_s = 0;
-    int have = openssl_ceiling(&sign_s, &verify_s);
+    int have = bench_openssl_ecdsa_p256(&sign_s, &verify_s);
     /* A file key's CSR is signed once and not re-verified: its ceiling is the sign rate. */
     printf("bench_csr (EC P-256 file key, one core, %d iterations each)\n", N);
     if (have == 0) {

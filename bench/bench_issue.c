@@ -11,34 +11,9 @@
 #include <unistd.h>
 
 #include "enroll/ca.h"
+#include "bench/ceiling.h"
 #include "enroll/csr.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int openssl_ceiling(double *sign_per_s, double *verify_per_s)
-{
-    FILE *p = popen("openssl speed -seconds 2 ecdsap256 2>/dev/null", "r");
-    if (p == NULL)
-        return -1;
-    char line[512];
-    int found = -1;
-    while (fgets(line, sizeof line, p) != NULL) {
-        char *at = strstr(line, "ecdsa (nistp256)");
-        double s1, s2;
-        if (at && sscanf(at + strlen("ecdsa (nistp256)"), " %*fs %*fs %lf %lf", &s1, &s2) == 2) {
-            *sign_per_s = s1;
-            *verify_per_s = s2;
-            found = 0;
-        }
-    }
-    pclose(p);
-    return found;
-}
 
 static enr_code discard(void *ctx, X509 *cert, const char *profile, enr_error *err)
 {
@@ -56,7 +31,7 @@ typedef struct request {
 static double issue_rate(enr_ca *ca, const enr_profile *profile, request *reqs, int n)
 {
     enr_error err;
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < n; i++) {
         request *r = &reqs[i % CSR_COUNT];
         enr_csr *csr = NULL;
@@ -73,7 +48,7 @@ static double issue_rate(enr_ca *ca, const enr_profile *profile, request *reqs, 
         X509_free(cert);
         enr_csr_free(csr);
     }
-    return n / (now() - t0);
+    return n / (bench_now() - t0);
 }
 
 int main(int argc, char **argv)
@@ -126,7 +101,7 @@ int main(int argc, char **argv)
 
     double sign_s = 0, verify_s = 0;
     printf("bench_issue (EC P-256 issuing CA, EC P-256 device CSRs, one core)\n");
-    if (openssl_ceiling(&sign_s, &verify_s) == 0) {
+    if (bench_openssl_ecdsa_p256(&sign_s, &verify_s) == 0) {
         double ceiling = 1.0 / (1.0 / sign_s + 1.0 / verify_s);
         printf("  parse+verify+issue+sign, in memory:   %7.0f certs/s  (%d)  ceiling %7.0f /s (openssl speed: sign %.0f, verify %.0f)  %5.1f%%\n",
                crypto_rate, n, ceiling, sign_s, verify_s, 100.0 * crypto_rate / ceiling);

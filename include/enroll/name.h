@@ -40,6 +40,11 @@ char *enr_name_format(const X509_NAME *name);
 /* The value of the last CN, as UTF-8 (caller frees), or NULL if none. */
 char *enr_name_common_name(const X509_NAME *name);
 
+/* A host name: dot-separated labels of 1-63 letters, digits and '-' (not
+ * at either end of a label), at most 253 characters. With allow_wildcard,
+ * a first label of exactly "*" is accepted too. */
+bool enr_dns_name_valid(const char *name, bool allow_wildcard);
+
 /* Rule helpers, also used by the linter. */
 bool enr_country_code_valid(const char *code);
 bool enr_printable_string_valid(const unsigned char *s, size_t len);

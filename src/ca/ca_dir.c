@@ -264,10 +264,35 @@ static enr_code import_existing(const enr_ca_init_options *o, const char *dir, X
     return rc;
 }
 
+/* http(s) or ldap, printable, and none of the characters OpenSSL's
+ * extension syntax would split on. */
+static enr_code check_url(const char *what, const char *url, enr_error *err)
+{
+    if (url == NULL)
+        return ENR_OK;
+    bool scheme = strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0 ||
+                  strncmp(url, "ldap://", 7) == 0;
+    size_t len = strlen(url);
+    bool clean = len < 512;
+    for (const char *p = url; clean && *p; p++)
+        clean = (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && *p != ',' && *p != ';';
+    if (!scheme || !clean)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "%s '%s' must be an http://, https:// or ldap:// URL without spaces, ',' "
+                             "or ';' (percent-encode them)",
+                             what, url);
+    return ENR_OK;
+}
+
 enr_code enr_ca_init(const enr_ca_init_options *o, enr_error *err)
 {
     if (o->dir == NULL)
         return enr_error_set(err, ENR_E_USAGE, "a CA needs a directory (--dir)");
+    enr_code url_rc = check_url("--crl-url", o->crl_url, err);
+    if (url_rc == ENR_OK)
+        url_rc = check_url("--aia-url", o->aia_url, err);
+    if (url_rc != ENR_OK)
+        return url_rc;
     if (o->import_cert == NULL && o->subject == NULL)
         return enr_error_set(err, ENR_E_USAGE, "a new CA needs a subject (--subject /CN=...)");
     enr_code rc = prepare_dir(o->dir, err);

@@ -93,28 +93,6 @@ static enr_code check_key(const enr_csr *csr, const enr_profile *profile, enr_er
     return ENR_OK;
 }
 
-/* A host name as a certificate may carry it: dot-separated labels of
- * letters, digits and '-', no wildcard (a requester never gets one). */
-static bool host_name_valid(const char *name)
-{
-    size_t len = strlen(name), label = 0;
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (c == '.') {
-            if (label == 0 || name[i - 1] == '-')
-                return false;
-            label = 0;
-            continue;
-        }
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ok || (c == '-' && label == 0) || ++label > 63)
-            return false;
-    }
-    return name[len - 1] != '-' && name[len - 1] != '.';
-}
-
 static bool printable_without_spaces(const char *s)
 {
     for (; *s; s++)
@@ -179,7 +157,7 @@ static enr_code check_san(const GENERAL_NAMES *names, const enr_profile *profile
                 return enr_error_set(err, ENR_E_POLICY, "subjectAltName %d (%s) is empty or malformed",
                                      i + 1, tname);
             memcpy(value, ASN1_STRING_get0_data(s), (size_t)len);
-            bool well_formed = type == GEN_DNS     ? host_name_valid(value)
+            bool well_formed = type == GEN_DNS     ? enr_dns_name_valid(value, false)
                                : type == GEN_EMAIL ? printable_without_spaces(value) && strchr(value, '@')
                                                    : printable_without_spaces(value) && strchr(value, ':');
             if (!well_formed)
@@ -278,7 +256,7 @@ static enr_code subject_for(const enr_csr *csr, const enr_profile *profile, bool
         /* TLS clients still match a server's CN when there is no SAN: it
          * is a name like any other and passes the same allow-list. */
         char *cn = enr_name_common_name(requested);
-        bool allowed = cn == NULL || (host_name_valid(cn) && san_allowed(profile, "DNS", cn));
+        bool allowed = cn == NULL || (enr_dns_name_valid(cn, false) && san_allowed(profile, "DNS", cn));
         enr_code rc = allowed ? ENR_OK
                               : enr_error_set(err, ENR_E_POLICY,
                                               "the request's CN '%s' is not a host name profile %s allows",
@@ -296,6 +274,24 @@ static enr_code add_ext(X509 *cert, int nid, void *value, int critical, enr_erro
 {
     if (X509_add1_ext_i2d(cert, nid, value, critical, X509V3_ADD_DEFAULT) != 1)
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the %s extension", OBJ_nid2sn(nid));
+    return ENR_OK;
+}
+
+/* CRL distribution point or AIA, through OpenSSL's config syntax (the URL
+ * was checked for characters that syntax would read as separators). */
+static enr_code add_url_extension(const enr_ca *ca, X509 *cert, int nid, const char *prefix,
+                                  const char *url, enr_error *err)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, ca->cert, cert, NULL, NULL, 0);
+    char value[600];
+    snprintf(value, sizeof value, "%s%s", prefix, url);
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+    if (ext == NULL || !X509_add_ext(cert, ext, -1)) {
+        X509_EXTENSION_free(ext);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the %s extension", OBJ_nid2sn(nid));
+    }
+    X509_EXTENSION_free(ext);
     return ENR_OK;
 }
 
@@ -350,30 +346,12 @@ static enr_code add_profile_extensions(enr_ca *ca, X509 *cert, const enr_profile
                                      X509_NAME_entry_count(X509_get_subject_name(cert)) == 0, err)) != ENR_OK)
         return rc;
 
-    if (ca->crl_url != NULL) {
-        X509V3_CTX ctx;
-        X509V3_set_ctx(&ctx, ca->cert, cert, NULL, NULL, 0);
-        char value[600];
-        snprintf(value, sizeof value, "URI:%s", ca->crl_url);
-        X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_crl_distribution_points, value);
-        if (ext == NULL || !X509_add_ext(cert, ext, -1)) {
-            X509_EXTENSION_free(ext);
-            return enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the CRL distribution point");
-        }
-        X509_EXTENSION_free(ext);
-    }
-    if (ca->aia_url != NULL) {
-        X509V3_CTX ctx;
-        X509V3_set_ctx(&ctx, ca->cert, cert, NULL, NULL, 0);
-        char value[600];
-        snprintf(value, sizeof value, "caIssuers;URI:%s", ca->aia_url);
-        X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_info_access, value);
-        if (ext == NULL || !X509_add_ext(cert, ext, -1)) {
-            X509_EXTENSION_free(ext);
-            return enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the authority information access");
-        }
-        X509_EXTENSION_free(ext);
-    }
+    if (ca->crl_url != NULL &&
+        (rc = add_url_extension(ca, cert, NID_crl_distribution_points, "URI:", ca->crl_url, err)) != ENR_OK)
+        return rc;
+    if (ca->aia_url != NULL &&
+        (rc = add_url_extension(ca, cert, NID_info_access, "caIssuers;URI:", ca->aia_url, err)) != ENR_OK)
+        return rc;
     return ENR_OK;
 }
 

@@ -120,6 +120,28 @@ long enr_utf8_chars(const unsigned char *s, size_t len)
     return chars;
 }
 
+bool enr_dns_name_valid(const char *name, bool allow_wildcard)
+{
+    size_t len = strlen(name), label = 0;
+    if (allow_wildcard && name[0] == '*' && name[1] == '.')
+        name += 2, len -= 2;
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (c == '.') {
+            if (label == 0 || name[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (!ok || (c == '-' && label == 0) || ++label > 63)
+            return false;
+    }
+    return name[len - 1] != '-' && name[len - 1] != '.';
+}
+
 const char *enr_string_type_name(int asn1_type)
 {
     switch (asn1_type) {

@@ -79,27 +79,6 @@ static enr_code each_item(const char *list, const char *what,
     return rc;
 }
 
-static bool dns_name_valid(const char *name)
-{
-    size_t len = strlen(name), label = 0;
-    if (len == 0 || len > 253)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (c == '.') {
-            if (label == 0 || name[i - 1] == '-')
-                return false;
-            label = 0;
-            continue;
-        }
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || (c == '*' && i == 0 && name[1] == '.');
-        if (!ok || (c == '-' && label == 0) || ++label > 63)
-            return false;
-    }
-    return label > 0 && name[len - 1] != '-';
-}
-
 static enr_code add_one_san(enr_csr_spec *spec, const char *item, enr_error *err)
 {
     const char *colon = strchr(item, ':');
@@ -114,7 +93,7 @@ static enr_code add_one_san(enr_csr_spec *spec, const char *item, enr_error *err
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     enr_code rc = ENR_OK;
     if (tlen == 3 && strncasecmp(item, "DNS", 3) == 0) {
-        if (!dns_name_valid(value)) {
+        if (!enr_dns_name_valid(value, true)) {
             rc = enr_error_set(err, ENR_E_USAGE,
                                "--san DNS:%s is not a valid DNS name (letters, digits and '-' in "
                                "dot-separated labels of 1-63 characters)",

@@ -177,6 +177,18 @@ contains "$WORK/.err" "already holds a CA" "existing CA named"
 expect_exit 3 "not a CA dir" "$ENROLL" ca sign --dir nowhere --profile device ec-dev.csr
 expect_exit 2 "unknown profile" "$ENROLL" ca sign --dir ec-int --profile webserver ec-dev.csr
 
+# CRL distribution point and AIA URLs go into what the CA issues.
+check "CA with URLs" "$ENROLL" ca init --dir url-ca --parent ec-root --subject /CN=URL-CA \
+    --crl-url http://pki.example.com/devices.crl --aia-url http://pki.example.com/devices.crt
+check "sign under it" "$ENROLL" ca sign --dir url-ca --profile device ec-dev.csr --out url.crt
+openssl x509 -in url.crt -noout -text > url.txt
+contains url.txt "X509v3 CRL Distribution Points" "CRL DP present"
+contains url.txt "URI:http://pki.example.com/devices.crl" "CRL DP URL"
+contains url.txt "CA Issuers - URI:http://pki.example.com/devices.crt" "AIA caIssuers URL"
+expect_exit 2 "a URL that would smuggle names is refused" "$ENROLL" ca init --dir bad-url --subject /CN=x \
+    --crl-url 'http://a.example/x,DNS:evil.example'
+expect_exit 2 "a URL without a scheme is refused" "$ENROLL" ca init --dir bad-url --subject /CN=x --aia-url pki.example.com
+
 # Review findings, kept fixed.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ski.key -out ski.crt -days 30 \
     -subj '/CN=Odd SKI CA' -addext 'basicConstraints=critical,CA:true,pathlen:0' \
