@@ -7,6 +7,7 @@ PACKAGES=(
   cmake ninja-build pkg-config gcc make clang libclang-rt-14-dev llvm
   libssl-dev openssl libjansson-dev libcmocka-dev libp11-kit-dev
   softhsm2 opensc gnutls-bin jq
+  libevent-dev libsqlite3-dev sqlite3 curl
 )
 
 missing=()
