@@ -50,6 +50,16 @@ for family in ec rsa; do
   same "$family: the index has the certificate" "$(json "$WORK/.out" '.[0].serial')" "$serial"
 done
 
+# Ed25519 all the way: root, intermediate, device, CRL.
+check "ed25519: root" "$ENROLL" ca init --dir ed-root --subject /CN=Ed-Root --type ed25519
+check "ed25519: intermediate" "$ENROLL" ca init --dir ed-int --parent ed-root --subject /CN=Ed-Int --type ed25519
+check "ed25519: device key" "$ENROLL" key new --type ed25519 --out ed-dev.key
+check "ed25519: csr" "$ENROLL" csr new --key ed-dev.key --dn CN=dev-ed --out ed-dev.csr
+check "ed25519: sign" "$ENROLL" ca sign --dir ed-int --profile device ed-dev.csr --out ed-dev.crt
+expect_exit 0 "ed25519: openssl verify" openssl verify -purpose sslclient -CAfile ed-root/cert.pem -untrusted ed-int/cert.pem ed-dev.crt
+check "ed25519: revoke" "$ENROLL" ca revoke --dir ed-int "$(openssl x509 -in ed-dev.crt -noout -serial | cut -d= -f2)" --reason superseded
+expect_exit 0 "ed25519: openssl verifies the CRL" openssl crl -in ed-int/crl.pem -CAfile ed-int/cert.pem -noout
+
 # Refusals: each with a clear reason, exit 1, and nothing recorded.
 before=$(issued_count ec-int)
 openssl req -in ec-dev.csr -outform DER -out good.der
