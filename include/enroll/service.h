@@ -1,0 +1,62 @@
+/* enrolld's HTTP(S) front: configuration, listeners (one event loop and
+ * SO_REUSEPORT listener per worker thread), TLS with optional client
+ * certificates, limits, per-request JSON logs, /healthz and /metrics,
+ * graceful stop and certificate reload. The registration routes plug in
+ * through enr_service_route (issue 4 continues there). */
+#ifndef ENROLL_SERVICE_H
+#define ENROLL_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "enroll/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct enr_service_config {
+    char *listen_host;      /* "127.0.0.1" */
+    int listen_port;        /* 0: any free port (printed when listening) */
+    char *data_dir;
+    char *tls_cert;         /* server certificate chain, PEM */
+    char *tls_key;          /* its key, PEM */
+    char *tls_client_ca;    /* optional: CA names offered to clients (mTLS) */
+    bool plain_http;        /* only with no tls_*: behind a TLS terminator */
+    int workers;            /* 0: one per core */
+    long max_body_bytes;
+    long max_header_bytes;
+    int timeout_seconds;
+    int shutdown_grace_seconds;
+} enr_service_config;
+
+/* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
+ * {"listen": "127.0.0.1:8443", "data_dir": "/var/lib/enroll",
+ *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
+ *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
+ *  "timeout_seconds": 30}, "shutdown_grace_seconds": 10}
+ * Relative paths are taken relative to the config file's directory. */
+enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
+                                  enr_service_config **out, enr_error *err);
+enr_code enr_service_config_load(const char *path, enr_service_config **out, enr_error *err);
+void enr_service_config_free(enr_service_config *cfg);
+
+typedef struct enr_service enr_service;
+
+/* Loads TLS material and binds the listeners; nothing runs yet. */
+enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_error *err);
+/* Starts the worker threads. */
+enr_code enr_service_start(enr_service *svc, enr_error *err);
+/* Stops accepting, lets requests in flight finish (up to the grace period),
+ * and joins the workers. Safe to call from any thread but a worker. */
+void enr_service_stop(enr_service *svc);
+/* Re-reads the TLS certificate and key (SIGHUP): new connections use them;
+ * on error the old ones stay in use. */
+enr_code enr_service_reload(enr_service *svc, enr_error *err);
+int enr_service_port(const enr_service *svc);
+void enr_service_free(enr_service *svc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

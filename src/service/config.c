@@ -1,0 +1,200 @@
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "enroll/fileio.h"
+#include "enroll/service.h"
+
+void enr_service_config_free(enr_service_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->listen_host);
+    free(cfg->data_dir);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->tls_client_ca);
+    free(cfg);
+}
+
+static bool key_known(const char *key, const char *const *known)
+{
+    for (; *known; known++)
+        if (strcmp(key, *known) == 0)
+            return true;
+    return false;
+}
+
+static enr_code only_known_keys(json_t *obj, const char *where, const char *const *known, enr_error *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        if (!key_known(key, known))
+            return enr_error_set(err, ENR_E_PARSE, "config: unknown key \"%s\" in %s", key, where);
+    }
+    return ENR_OK;
+}
+
+static enr_code path_value(json_t *obj, const char *key, const char *where, const char *base_dir,
+                           char **out, enr_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return ENR_OK;
+    const char *s = json_string_value(v);
+    if (s == NULL || s[0] == '\0')
+        return enr_error_set(err, ENR_E_PARSE, "config: %s.%s must be a non-empty string", where, key);
+    size_t n = strlen(s) + (base_dir ? strlen(base_dir) : 0) + 2;
+    char *p = malloc(n);
+    if (p == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    if (s[0] == '/' || base_dir == NULL)
+        snprintf(p, n, "%s", s);
+    else
+        snprintf(p, n, "%s/%s", base_dir, s);
+    *out = p;
+    return ENR_OK;
+}
+
+static enr_code int_value(json_t *obj, const char *key, const char *where, long min, long max,
+                          long *out, enr_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return ENR_OK;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return enr_error_set(err, ENR_E_PARSE, "config: %s.%s must be a whole number from %ld to %ld",
+                             where, key, min, max);
+    *out = (long)json_integer_value(v);
+    return ENR_OK;
+}
+
+/* "host:port", "[v6]:port" */
+static enr_code parse_listen(const char *text, enr_service_config *cfg, enr_error *err)
+{
+    const char *colon = text[0] == '[' ? strstr(text, "]:") : strrchr(text, ':');
+    if (colon == NULL)
+        return enr_error_set(err, ENR_E_PARSE, "config: listen \"%s\" must be host:port", text);
+    const char *port_text = colon + (text[0] == '[' ? 2 : 1);
+    char *end;
+    long port = strtol(port_text, &end, 10);
+    if (*end != '\0' || end == port_text || port < 0 || port > 65535)
+        return enr_error_set(err, ENR_E_PARSE, "config: listen \"%s\": port must be 0-65535", text);
+    size_t hlen = (size_t)(colon - text) - (text[0] == '[' ? 1 : 0);
+    const char *host = text + (text[0] == '[' ? 1 : 0);
+    if (hlen == 0)
+        return enr_error_set(err, ENR_E_PARSE, "config: listen \"%s\" has no host", text);
+    cfg->listen_host = strndup(host, hlen);
+    cfg->listen_port = (int)port;
+    return cfg->listen_host ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+}
+
+enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
+                                  enr_service_config **out, enr_error *err)
+{
+    *out = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return enr_error_set(err, ENR_E_PARSE, "config: line %d, column %d: %s", jerr.line, jerr.column,
+                             jerr.text);
+    enr_service_config *cfg = calloc(1, sizeof *cfg);
+    enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    static const char *const TOP[] = {"listen", "data_dir", "tls", "plain_http", "workers", "limits",
+                                      "shutdown_grace_seconds", NULL};
+    static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
+    static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds", NULL};
+    if (rc == ENR_OK && !json_is_object(root))
+        rc = enr_error_set(err, ENR_E_PARSE, "config: the top level must be a JSON object");
+    if (rc == ENR_OK)
+        rc = only_known_keys(root, "the top level", TOP, err);
+    if (rc == ENR_OK) {
+        cfg->max_body_bytes = 64 * 1024;
+        cfg->max_header_bytes = 8 * 1024;
+        cfg->timeout_seconds = 30;
+        cfg->shutdown_grace_seconds = 10;
+        const char *listen = json_string_value(json_object_get(root, "listen"));
+        rc = listen ? parse_listen(listen, cfg, err)
+                    : enr_error_set(err, ENR_E_PARSE, "config: \"listen\" (host:port) is required");
+    }
+    if (rc == ENR_OK)
+        rc = path_value(root, "data_dir", "config", base_dir, &cfg->data_dir, err);
+    json_t *tls = root ? json_object_get(root, "tls") : NULL;
+    if (rc == ENR_OK && tls != NULL) {
+        if (!json_is_object(tls))
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"tls\" must be an object");
+        if (rc == ENR_OK)
+            rc = only_known_keys(tls, "tls", TLS, err);
+        if (rc == ENR_OK)
+            rc = path_value(tls, "cert", "tls", base_dir, &cfg->tls_cert, err);
+        if (rc == ENR_OK)
+            rc = path_value(tls, "key", "tls", base_dir, &cfg->tls_key, err);
+        if (rc == ENR_OK)
+            rc = path_value(tls, "client_ca", "tls", base_dir, &cfg->tls_client_ca, err);
+        if (rc == ENR_OK && (cfg->tls_cert == NULL || cfg->tls_key == NULL))
+            rc = enr_error_set(err, ENR_E_PARSE, "config: tls needs both \"cert\" and \"key\"");
+    }
+    json_t *plain = root ? json_object_get(root, "plain_http") : NULL;
+    if (rc == ENR_OK && plain != NULL && !json_is_boolean(plain))
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"plain_http\" must be true or false");
+    if (rc == ENR_OK)
+        cfg->plain_http = json_is_true(plain);
+    if (rc == ENR_OK && tls == NULL && !cfg->plain_http)
+        rc = enr_error_set(err, ENR_E_PARSE,
+                           "config: give \"tls\" {cert, key}; plain HTTP needs \"plain_http\": true "
+                           "(only behind a TLS terminator)");
+    if (rc == ENR_OK && tls != NULL && cfg->plain_http)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"tls\" and \"plain_http\": true exclude each other");
+    long workers = 0, grace = cfg ? cfg->shutdown_grace_seconds : 0;
+    if (rc == ENR_OK)
+        rc = int_value(root, "workers", "config", 0, 256, &workers, err);
+    if (rc == ENR_OK)
+        rc = int_value(root, "shutdown_grace_seconds", "config", 0, 3600, &grace, err);
+    json_t *limits = root ? json_object_get(root, "limits") : NULL;
+    if (rc == ENR_OK && limits != NULL) {
+        if (!json_is_object(limits))
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"limits\" must be an object");
+        long timeout = cfg->timeout_seconds;
+        if (rc == ENR_OK)
+            rc = only_known_keys(limits, "limits", LIMITS, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "max_body_bytes", "limits", 1024, 16L << 20, &cfg->max_body_bytes, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "max_header_bytes", "limits", 1024, 1L << 20, &cfg->max_header_bytes, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "timeout_seconds", "limits", 1, 3600, &timeout, err);
+        if (rc == ENR_OK)
+            cfg->timeout_seconds = (int)timeout;
+    }
+    if (rc == ENR_OK) {
+        cfg->workers = (int)workers;
+        cfg->shutdown_grace_seconds = (int)grace;
+    }
+    json_decref(root);
+    if (rc != ENR_OK) {
+        enr_service_config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return ENR_OK;
+}
+
+enr_code enr_service_config_load(const char *path, enr_service_config **out, enr_error *err)
+{
+    enr_buf buf;
+    enr_code rc = enr_file_read(path, 256 * 1024, &buf, err);
+    if (rc != ENR_OK)
+        return rc;
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", path);
+    rc = enr_service_config_parse((const char *)buf.data, buf.len, dirname(copy), out, err);
+    enr_buf_free(&buf);
+    if (rc != ENR_OK)
+        enr_error_prefix(err, "%s", path);
+    return rc;
+}

@@ -1,0 +1,449 @@
+/* The HTTP(S) front of enrolld: a worker thread per core, each with its own
+ * event loop and SO_REUSEPORT listener, sharing one SSL_CTX. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "enroll/duration.h"
+#include "enroll/service.h"
+
+#define LATENCY_BUCKETS 8
+static const double LATENCY_BOUNDS_MS[LATENCY_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 1000};
+
+typedef struct worker_metrics {
+    _Atomic unsigned long requests;
+    _Atomic unsigned long by_class[6]; /* 1xx..5xx by status / 100 */
+    _Atomic unsigned long latency_bucket[LATENCY_BUCKETS + 1];
+    _Atomic unsigned long latency_ms_sum;
+} worker_metrics;
+
+typedef struct worker {
+    struct enr_service *svc;
+    int index;
+    int fd;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct event *stop_event;
+    struct event *drain_timer;
+    pthread_t thread;
+    bool started;
+    _Atomic int in_flight;
+    time_t stop_deadline;
+    unsigned long next_request;
+    worker_metrics metrics;
+} worker;
+
+struct enr_service {
+    enr_service_config cfg;     /* borrowed strings from the caller's config */
+    pthread_mutex_t tls_lock;
+    SSL_CTX *tls;               /* NULL for plain HTTP */
+    int port;
+    int worker_count;
+    worker *workers;
+};
+
+/* ---- TLS ---- */
+
+static int accept_any_client_certificate(int preverify, X509_STORE_CTX *ctx)
+{
+    (void)preverify, (void)ctx;
+    return 1; /* which bootstrap CA a device may use is decided per enrollment, not here */
+}
+
+static enr_code tls_context_new(const enr_service_config *cfg, SSL_CTX **out, enr_error *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot create a TLS context");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    enr_code rc = ENR_OK;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1)
+        rc = enr_error_openssl(err, ENR_E_IO, "%s: cannot load the server certificate chain", cfg->tls_cert);
+    else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1)
+        rc = enr_error_openssl(err, ENR_E_IO, "%s: cannot load the server key, or it does not belong to %s",
+                               cfg->tls_key, cfg->tls_cert);
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        rc = enr_error_openssl(err, ENR_E_POLICY, "%s does not belong to %s", cfg->tls_key, cfg->tls_cert);
+    if (rc == ENR_OK && cfg->tls_client_ca != NULL) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls_client_ca);
+        if (names == NULL)
+            rc = enr_error_openssl(err, ENR_E_IO, "%s: cannot load client CA names", cfg->tls_client_ca);
+        else
+            SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    /* Ask every client for a certificate, require none: each route decides. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_certificate);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"enrolld", 7);
+    if (rc != ENR_OK) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return ENR_OK;
+}
+
+static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
+{
+    worker *w = arg;
+    pthread_mutex_lock(&w->svc->tls_lock);
+    SSL *ssl = SSL_new(w->svc->tls);
+    pthread_mutex_unlock(&w->svc->tls_lock);
+    if (ssl == NULL)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev != NULL)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* ---- requests ---- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void reply_json(struct evhttp_request *req, int status, const char *reason, const char *json)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (body != NULL)
+        evbuffer_add(body, json, strlen(json));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json; charset=utf-8");
+    evhttp_send_reply(req, status, reason, body);
+    if (body != NULL)
+        evbuffer_free(body);
+}
+
+static void metrics_text(enr_service *svc, struct evbuffer *out)
+{
+    unsigned long total = 0, classes[6] = {0}, buckets[LATENCY_BUCKETS + 1] = {0}, sum_ms = 0;
+    for (int i = 0; i < svc->worker_count; i++) {
+        worker_metrics *m = &svc->workers[i].metrics;
+        total += atomic_load(&m->requests);
+        for (int c = 0; c < 6; c++)
+            classes[c] += atomic_load(&m->by_class[c]);
+        for (int b = 0; b <= LATENCY_BUCKETS; b++)
+            buckets[b] += atomic_load(&m->latency_bucket[b]);
+        sum_ms += atomic_load(&m->latency_ms_sum);
+    }
+    evbuffer_add_printf(out, "# HELP enroll_http_requests_total HTTP requests answered, by status class.\n"
+                             "# TYPE enroll_http_requests_total counter\n");
+    for (int c = 1; c < 6; c++)
+        evbuffer_add_printf(out, "enroll_http_requests_total{class=\"%dxx\"} %lu\n", c, classes[c]);
+    evbuffer_add_printf(out, "# HELP enroll_http_request_duration_seconds Time to answer a request.\n"
+                             "# TYPE enroll_http_request_duration_seconds histogram\n");
+    unsigned long cumulative = 0;
+    for (int b = 0; b < LATENCY_BUCKETS; b++) {
+        cumulative += buckets[b];
+        evbuffer_add_printf(out, "enroll_http_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
+                            LATENCY_BOUNDS_MS[b] / 1000.0, cumulative);
+    }
+    evbuffer_add_printf(out, "enroll_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", total);
+    evbuffer_add_printf(out, "enroll_http_request_duration_seconds_sum %g\n", (double)sum_ms / 1000.0);
+    evbuffer_add_printf(out, "enroll_http_request_duration_seconds_count %lu\n", total);
+}
+
+static void count(worker *w, int status, double latency_ms)
+{
+    atomic_fetch_add(&w->metrics.requests, 1);
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5)
+        atomic_fetch_add(&w->metrics.by_class[cls], 1);
+    int b = 0;
+    while (b < LATENCY_BUCKETS && latency_ms > LATENCY_BOUNDS_MS[b])
+        b++;
+    atomic_fetch_add(&w->metrics.latency_bucket[b], 1);
+    atomic_fetch_add(&w->metrics.latency_ms_sum, (unsigned long)latency_ms);
+}
+
+/* One JSON line per request: never a body, header value, key or token. */
+static void log_request(worker *w, unsigned long id, const char *method, const char *route, int status,
+                        double latency_ms, bool client_cert)
+{
+    char at[32];
+    enr_time_format(time(NULL), at, sizeof at);
+    fprintf(stderr,
+            "{\"ts\":\"%s\",\"event\":\"request\",\"id\":\"w%d-%lu\",\"method\":\"%s\",\"route\":\"%s\","
+            "\"status\":%d,\"latency_ms\":%.3f,\"client_cert\":%s}\n",
+            at, w->index, id, method, route, status, latency_ms, client_cert ? "true" : "false");
+}
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    default: return "OTHER";
+    }
+}
+
+static bool has_client_certificate(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    return ssl != NULL && SSL_get0_peer_certificate(ssl) != NULL;
+}
+
+static void handle_request(struct evhttp_request *req, void *arg)
+{
+    worker *w = arg;
+    atomic_fetch_add(&w->in_flight, 1);
+    double start = now_ms();
+    unsigned long id = ++w->next_request;
+    const char *uri = evhttp_request_get_uri(req);
+    const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
+    const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    const char *route = "unknown";
+    int status;
+    if (path == NULL || uri == NULL) {
+        route = "malformed";
+        status = 400;
+        reply_json(req, status, "Bad Request", "{\"message\":\"malformed request target\"}");
+    } else if (strcmp(path, "/healthz") == 0 && cmd == EVHTTP_REQ_GET) {
+        route = "healthz";
+        status = 200;
+        reply_json(req, status, "OK", "{\"status\":\"ok\"}");
+    } else if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET) {
+        route = "metrics";
+        status = 200;
+        struct evbuffer *body = evbuffer_new();
+        metrics_text(w->svc, body);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; version=0.0.4");
+        evhttp_send_reply(req, status, "OK", body);
+        evbuffer_free(body);
+    } else {
+        status = 404;
+        reply_json(req, status, "Not Found", "{\"message\":\"no such route\"}");
+    }
+    double latency = now_ms() - start;
+    count(w, status, latency);
+    log_request(w, id, method_name(cmd), route, status, latency, has_client_certificate(req));
+    atomic_fetch_sub(&w->in_flight, 1);
+}
+
+/* ---- lifecycle ---- */
+
+static enr_code listen_socket(const char *host, int port, int *fd_out, int *port_out, enr_error *err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    int gai = getaddrinfo(host, port_text, &hints, &res);
+    if (gai != 0)
+        return enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", host, port, gai_strerror(gai));
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    enr_code rc = ENR_OK;
+    /* TCP_NODELAY is inherited by accepted sockets: small TLS records would
+     * otherwise wait for delayed ACKs (about 40 ms a request). */
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0)
+        rc = enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", host, port, strerror(errno));
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (rc == ENR_OK && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    freeaddrinfo(res);
+    if (rc != ENR_OK) {
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return ENR_OK;
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker *w = arg;
+    if (atomic_load(&w->in_flight) == 0 || time(NULL) >= w->stop_deadline)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void stop_requested(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker *w = arg;
+    if (w->bound != NULL) {
+        evhttp_del_accept_socket(w->http, w->bound); /* closes the listener */
+        w->bound = NULL;
+    }
+    w->stop_deadline = time(NULL) + w->svc->cfg.shutdown_grace_seconds;
+    struct timeval tick = {0, 20 * 1000};
+    w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check, w);
+    if (w->drain_timer == NULL || event_add(w->drain_timer, &tick) != 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *err)
+{
+    w->svc = svc;
+    w->index = index;
+    w->fd = -1;
+    int port = 0;
+    enr_code rc = listen_socket(svc->cfg.listen_host, svc->port ? svc->port : svc->cfg.listen_port, &w->fd,
+                                &port, err);
+    if (rc != ENR_OK)
+        return rc;
+    if (svc->port == 0)
+        svc->port = port; /* the others join the port the first one got */
+    w->base = event_base_new();
+    w->http = w->base ? evhttp_new(w->base) : NULL;
+    w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
+    if (w->http == NULL || w->stop_event == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
+    evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
+    evhttp_set_max_headers_size(w->http, svc->cfg.max_header_bytes);
+    evhttp_set_timeout(w->http, svc->cfg.timeout_seconds);
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+    evhttp_set_gencb(w->http, handle_request, w);
+    if (svc->tls != NULL)
+        evhttp_set_bevcb(w->http, tls_bufferevent, w);
+    w->bound = evhttp_accept_socket_with_handle(w->http, w->fd);
+    if (w->bound == NULL)
+        return enr_error_set(err, ENR_E_IO, "cannot accept on %s:%d", svc->cfg.listen_host, svc->port);
+    w->fd = -1; /* owned by evhttp now */
+    return ENR_OK;
+}
+
+enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_error *err)
+{
+    *out = NULL;
+    enr_service *svc = calloc(1, sizeof *svc);
+    if (svc == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    svc->cfg = *cfg;
+    pthread_mutex_init(&svc->tls_lock, NULL);
+    enr_code rc = ENR_OK;
+    if (!cfg->plain_http)
+        rc = tls_context_new(cfg, &svc->tls, err);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    svc->worker_count = cfg->workers > 0 ? cfg->workers : (int)(cores > 0 ? cores : 1);
+    if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (int i = 0; rc == ENR_OK && i < svc->worker_count; i++)
+        rc = worker_init(svc, &svc->workers[i], i, err);
+    if (rc != ENR_OK) {
+        enr_service_free(svc);
+        return rc;
+    }
+    *out = svc;
+    return ENR_OK;
+}
+
+enr_code enr_service_start(enr_service *svc, enr_error *err)
+{
+    for (int i = 0; i < svc->worker_count; i++) {
+        worker *w = &svc->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return enr_error_set(err, ENR_E_INTERNAL, "cannot start worker %d", i);
+        w->started = true;
+    }
+    char at[32];
+    enr_time_format(time(NULL), at, sizeof at);
+    fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"listening\",\"address\":\"%s\",\"port\":%d,\"tls\":%s,\"workers\":%d}\n",
+            at, svc->cfg.listen_host, svc->port, svc->tls ? "true" : "false", svc->worker_count);
+    return ENR_OK;
+}
+
+void enr_service_stop(enr_service *svc)
+{
+    for (int i = 0; i < svc->worker_count; i++)
+        if (svc->workers[i].started)
+            event_active(svc->workers[i].stop_event, EV_READ, 0);
+    for (int i = 0; i < svc->worker_count; i++)
+        if (svc->workers[i].started) {
+            pthread_join(svc->workers[i].thread, NULL);
+            svc->workers[i].started = false;
+        }
+}
+
+enr_code enr_service_reload(enr_service *svc, enr_error *err)
+{
+    if (svc->tls == NULL)
+        return ENR_OK;
+    SSL_CTX *fresh = NULL;
+    enr_code rc = tls_context_new(&svc->cfg, &fresh, err);
+    if (rc != ENR_OK)
+        return rc;
+    /* Connections hold their own reference (SSL_new): freeing ours is safe. */
+    pthread_mutex_lock(&svc->tls_lock);
+    SSL_CTX *old = svc->tls;
+    svc->tls = fresh;
+    pthread_mutex_unlock(&svc->tls_lock);
+    SSL_CTX_free(old);
+    return ENR_OK;
+}
+
+int enr_service_port(const enr_service *svc)
+{
+    return svc->port;
+}
+
+void enr_service_free(enr_service *svc)
+{
+    if (svc == NULL)
+        return;
+    for (int i = 0; svc->workers && i < svc->worker_count; i++) {
+        worker *w = &svc->workers[i];
+        if (w->drain_timer)
+            event_free(w->drain_timer);
+        if (w->stop_event)
+            event_free(w->stop_event);
+        if (w->http)
+            evhttp_free(w->http);
+        if (w->base)
+            event_base_free(w->base);
+        if (w->fd >= 0)
+            close(w->fd);
+    }
+    free(svc->workers);
+    SSL_CTX_free(svc->tls);
+    pthread_mutex_destroy(&svc->tls_lock);
+    free(svc);
+}

@@ -1,0 +1,87 @@
+/* enrolld's configuration reader: defaults, relative paths, and a table of
+ * bad configurations that must each be refused with a message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "enroll/service.h"
+
+static enr_service_config *parse(const char *text, enr_error *err)
+{
+    enr_service_config *cfg = NULL;
+    if (enr_service_config_parse(text, strlen(text), "/etc/enroll", &cfg, err) != ENR_OK)
+        return NULL;
+    return cfg;
+}
+
+static void test_good_config(void **state)
+{
+    (void)state;
+    enr_error err;
+    enr_service_config *cfg = parse("{\"listen\":\"[::1]:8443\",\"data_dir\":\"data\","
+                                    "\"tls\":{\"cert\":\"s.pem\",\"key\":\"/abs/s.key\"},"
+                                    "\"limits\":{\"max_body_bytes\":2048}}",
+                                    &err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->listen_host, "::1");
+    assert_int_equal(cfg->listen_port, 8443);
+    assert_string_equal(cfg->data_dir, "/etc/enroll/data");
+    assert_string_equal(cfg->tls_cert, "/etc/enroll/s.pem");
+    assert_string_equal(cfg->tls_key, "/abs/s.key");
+    assert_null(cfg->tls_client_ca);
+    assert_int_equal(cfg->max_body_bytes, 2048);
+    assert_int_equal(cfg->max_header_bytes, 8192);  /* default */
+    assert_int_equal(cfg->timeout_seconds, 30);      /* default */
+    assert_false(cfg->plain_http);
+    enr_service_config_free(cfg);
+}
+
+static void test_bad_configs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *needle;
+    } CASES[] = {
+        {"", "line"},
+        {"[]", "JSON object"},
+        {"{\"listen\":\"127.0.0.1:1\"}", "plain_http"},
+        {"{\"plain_http\":true}", "\"listen\""},
+        {"{\"listen\":\"127.0.0.1\",\"plain_http\":true}", "host:port"},
+        {"{\"listen\":\":80\",\"plain_http\":true}", "no host"},
+        {"{\"listen\":\"h:-1\",\"plain_http\":true}", "port"},
+        {"{\"listen\":\"h:80x\",\"plain_http\":true}", "port"},
+        {"{\"listen\":\"h:1\",\"plain_http\":\"yes\"}", "true or false"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"tls\":{\"cert\":\"a\",\"key\":\"b\"}}", "exclude"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\"}}", "both"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"\"}}", "non-empty"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"b\",\"pin\":\"c\"}}", "unknown key \"pin\""},
+        {"{\"listen\":\"h:1\",\"tls\":[]}", "object"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"max_body_bytes\":1}}", "max_body_bytes"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"timeout_seconds\":1.5}}", "timeout_seconds"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"workers\":-1}", "workers"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"extra\":1}", "unknown key \"extra\""},
+        {"{\"listen\":\"h:1\",\"listen\":\"h:2\",\"plain_http\":true}", "duplicate"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true} trailing", "line"},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        enr_error err;
+        enr_service_config *cfg = parse(CASES[i].text, &err);
+        if (cfg != NULL || strstr(err.message, CASES[i].needle) == NULL)
+            fail_msg("config %zu (%s) -> %s", i, CASES[i].text, cfg ? "accepted" : err.message);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_bad_configs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
