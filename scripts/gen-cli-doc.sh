@@ -17,3 +17,9 @@ for cmd in "" key csr match ca cert verify; do
   "$enroll" $cmd --help
   printf '```\n'
 done
+enrolld="$(dirname "$enroll")/enrolld"
+if [ -x "$enrolld" ]; then
+  printf '\n## enrolld\n\n```\n'
+  "$enrolld" --help
+  printf '```\n'
+fi
