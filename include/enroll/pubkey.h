@@ -37,15 +37,6 @@ bool enr_pubkey_equal(const EVP_PKEY *a, const EVP_PKEY *b);
  * X509_get_X509_PUBKEY(cert) or X509_REQ_get_X509_PUBKEY(req). */
 enr_code enr_spki_copy(X509_PUBKEY *dst, const X509_PUBKEY *src, enr_error *err);
 
-/* The key in a SubjectPublicKeyInfo as an EVP_PKEY (free with
- * EVP_PKEY_free). EC and Ed25519 keys are imported from their fields
- * directly; OpenSSL 3.0's generic decoder path costs more than verifying a
- * signature with the key, and is kept for the other types. */
-enr_code enr_pubkey_from_spki(const X509_PUBKEY *spki, EVP_PKEY **out, enr_error *err);
-
-/* Key types only (algorithm, bits, curve, RSA exponent), without the SPKI
- * fingerprint, which needs an encoding pass. */
-enr_code enr_pubkey_classify(const EVP_PKEY *key, enr_pubkey_info *out, enr_error *err);
 
 /* The key in a SubjectPublicKeyInfo as an EVP_PKEY (free with
  * EVP_PKEY_free). EC and Ed25519 keys are imported from their fields

@@ -1,0 +1,402 @@
+/* The provisioning service's record: CAs, credential policies, enrollments,
+ * registrations, issued certificates, operations and audit events.
+ *
+ * One interface, many backends: the service calls only enr_store_*
+ * functions; a backend fills an enr_store_ops table (SQLite today,
+ * PostgreSQL later). Arguments are checked and normalised here, before any
+ * backend sees them (ids lowercased, serials in `openssl x509 -serial` form,
+ * etags and timestamps filled in), so every backend stores the same thing.
+ *
+ * Every change can carry an audit event that is written in the same
+ * transaction. The registration commit is the transaction that matters: a
+ * certificate is returned to a device only after it is committed together
+ * with its registration, operation and audit event (see enr_issue_recorder
+ * in ca.h).
+ *
+ * Threads: an enr_store is a connection with its own prepared statements;
+ * use one per thread (open as many as there are threads; processes and
+ * threads may share one data directory). */
+#ifndef ENROLL_STORE_H
+#define ENROLL_STORE_H
+
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "enroll/error.h"
+#include "enroll/fileio.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Text limits, in bytes without the NUL (arrays below are one longer). */
+#define ENR_STORE_ID_MAX 128          /* registration, group, operation ids; CA and policy names */
+#define ENR_STORE_KEY_MAX 128         /* a base64 symmetric key */
+#define ENR_STORE_HUB_MAX 255         /* "host" or "host:port" */
+#define ENR_STORE_DN_MAX 1023         /* issuer and subject, as enr_name_format prints them */
+#define ENR_STORE_SERIAL_MAX 40       /* hex of at most 20 octets */
+#define ENR_STORE_ETAG_MAX 64
+#define ENR_STORE_WORD_MAX 40         /* statuses, substatuses, audit kinds and outcomes */
+#define ENR_STORE_DURATION_MAX 40     /* ISO 8601 ("P30D") */
+#define ENR_STORE_KEY_TYPES_MAX 127   /* "ec-p256,ec-p384" */
+#define ENR_STORE_KEY_REF_MAX 1023    /* a key file, CA directory or pkcs11: URI */
+#define ENR_STORE_CODE_MAX 64         /* a CA's proof-of-possession verification code */
+#define ENR_STORE_DETAIL_MAX 511      /* an audit event's sentence */
+#define ENR_STORE_SPKI_HEX 64         /* SHA-256 in lower-case hex */
+
+/* ---- opening ------------------------------------------------------------ */
+
+typedef struct enr_store enr_store;
+
+/* Opens (creating if needed) DATA_DIR/enroll.db: file mode 0600 whatever the
+ * umask, WAL, synchronous=FULL, foreign keys on, a 5 s busy timeout, and
+ * the schema migrated to the newest version in one transaction. A database
+ * whose schema is newer than this code knows is refused (ENR_E_UNSUPPORTED)
+ * rather than written with old assumptions. DATA_DIR is created (0700) if
+ * it does not exist; its parent must. */
+enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error *err);
+void enr_store_close(enr_store *store);
+
+/* "sqlite", ... */
+const char *enr_store_backend(const enr_store *store);
+
+/* The backend's own consistency check (SQLite: PRAGMA integrity_check).
+ * ENR_E_IO with the first problem found when it does not pass. */
+enr_code enr_store_integrity_check(enr_store *store, enr_error *err);
+
+/* A fresh random etag (hex), for records whose etag the caller chooses. */
+enr_code enr_store_make_etag(char out[ENR_STORE_ETAG_MAX + 1], enr_error *err);
+
+/* ---- records ------------------------------------------------------------ */
+
+/* Audit events: who asked for what and how it ended. `detail` is for
+ * people and never holds a key, token, CSR or certificate body. */
+typedef struct enr_audit_event {
+    int64_t id;                                  /* set by the store */
+    time_t at;                                   /* 0: now */
+    char kind[ENR_STORE_WORD_MAX + 1];           /* "register", "revoke", "enrollment.create" */
+    char registration_id[ENR_STORE_ID_MAX + 1];  /* may be empty; lower case if valid, else as sent */
+    char outcome[ENR_STORE_WORD_MAX + 1];        /* "ok", "rejected" or "error" */
+    int reason_code;                             /* the DPS errorCode (401002); 0 when ok */
+    char detail[ENR_STORE_DETAIL_MAX + 1];
+} enr_audit_event;
+
+typedef enum enr_ca_role {
+    ENR_CA_ISSUING = 1,  /* signs device certificates: has a key reference */
+    ENR_CA_BOOTSTRAP     /* uploaded to attest devices by X.509: proves possession first */
+} enr_ca_role;
+
+typedef struct enr_ca_record {
+    char name[ENR_STORE_ID_MAX + 1];
+    enr_ca_role role;
+    enr_buf certificate;                         /* DER, owned */
+    char *chain_pem;                             /* owned, may be NULL: its issuers up to the root */
+    char key_ref[ENR_STORE_KEY_REF_MAX + 1];     /* issuing CAs; never a PIN (pin-value is refused) */
+    char verification_code[ENR_STORE_CODE_MAX + 1]; /* bootstrap CAs: the code to sign, or empty */
+    bool verified;                               /* bootstrap CAs: possession proven */
+    time_t created_at, updated_at;               /* set by the store */
+} enr_ca_record;
+
+/* Frees what the record owns (not the record itself). */
+void enr_ca_record_free(enr_ca_record *ca);
+
+typedef struct enr_credential_policy {
+    char name[ENR_STORE_ID_MAX + 1];
+    char validity[ENR_STORE_DURATION_MAX + 1];       /* "P30D" */
+    char renewal_window[ENR_STORE_DURATION_MAX + 1]; /* "P7D": renew when now >= notAfter - this */
+    char ca_name[ENR_STORE_ID_MAX + 1];              /* the issuing CA (must be in the store) */
+    char key_types[ENR_STORE_KEY_TYPES_MAX + 1];     /* "ec-p256,ec-p384" (enr_key_type_parse names) */
+    time_t created_at, updated_at;                   /* set by the store */
+} enr_credential_policy;
+
+typedef enum enr_enrollment_kind {
+    ENR_ENROLLMENT_GROUP = 1,
+    ENR_ENROLLMENT_INDIVIDUAL
+} enr_enrollment_kind;
+
+typedef enum enr_attestation {
+    ENR_ATTEST_SYMMETRIC = 1,  /* SAS tokens from a primary or secondary key */
+    ENR_ATTEST_X509            /* a TLS client certificate chaining to `certificates` */
+} enr_attestation;
+
+/* An enrollment group or an individual enrollment: who may register and
+ * what they get. Keys are secrets: no error message ever contains them,
+ * and enr_enrollment_free wipes them. */
+typedef struct enr_enrollment {
+    enr_enrollment_kind kind;
+    char id[ENR_STORE_ID_MAX + 1];             /* group id, or the registration id; stored lower case */
+    enr_attestation attestation;
+    char primary_key[ENR_STORE_KEY_MAX + 1];   /* symmetric: base64, required */
+    char secondary_key[ENR_STORE_KEY_MAX + 1]; /* symmetric: base64, may be empty */
+    enr_buf *certificates;                     /* x509: DER, at least one; owned when read */
+    size_t certificate_count;
+    char policy[ENR_STORE_ID_MAX + 1];         /* credential policy; empty: classic (no certificate) */
+    char assigned_hub[ENR_STORE_HUB_MAX + 1];
+    bool enabled;
+    char etag[ENR_STORE_ETAG_MAX + 1];         /* set by the store on every change */
+    time_t created_at, updated_at;             /* set by the store */
+} enr_enrollment;
+
+void enr_enrollment_free(enr_enrollment *enrollment);
+
+/* DPS registration statuses: "assigning", "assigned", "failed", "disabled",
+ * "unassigned". */
+typedef struct enr_registration {
+    char registration_id[ENR_STORE_ID_MAX + 1];  /* stored lower case */
+    enr_enrollment_kind enrollment_kind;
+    char enrollment_id[ENR_STORE_ID_MAX + 1];
+    char status[ENR_STORE_WORD_MAX + 1];
+    char substatus[ENR_STORE_WORD_MAX + 1];      /* "initialAssignment", ... or empty */
+    char device_id[ENR_STORE_ID_MAX + 1];
+    char assigned_hub[ENR_STORE_HUB_MAX + 1];
+    char etag[ENR_STORE_ETAG_MAX + 1];           /* chosen by the caller (enr_store_make_etag) */
+    time_t created_at;                           /* 0: now; an existing registration keeps its own */
+    time_t updated_at;                           /* 0: now */
+    /* The newest certificate: taken from the certificate committed with the
+     * registration; kept from before when a commit has none. */
+    char last_certificate_issuer[ENR_STORE_DN_MAX + 1];
+    char last_certificate_serial[ENR_STORE_SERIAL_MAX + 1];
+} enr_registration;
+
+typedef struct enr_certificate {
+    int64_t id;                                  /* set by the store; the list cursor */
+    char issuer[ENR_STORE_DN_MAX + 1];           /* enr_name_format of the issuer */
+    char serial[ENR_STORE_SERIAL_MAX + 1];       /* upper-case hex as `openssl x509 -serial` prints */
+    char registration_id[ENR_STORE_ID_MAX + 1];  /* empty: not issued to a registration */
+    char policy[ENR_STORE_ID_MAX + 1];           /* credential policy it was issued under, or empty */
+    char subject[ENR_STORE_DN_MAX + 1];
+    time_t not_before, not_after;
+    time_t issued_at;                            /* 0: now */
+    char spki_sha256[ENR_STORE_SPKI_HEX + 1];
+    enr_buf der;                                 /* owned when read; stored as given, not re-parsed */
+    bool revoked;                                /* set by the revoke functions only */
+    int revocation_reason;                       /* RFC 5280 CRLReason code */
+    time_t revoked_at;
+} enr_certificate;
+
+void enr_certificate_free(enr_certificate *cert);
+
+/* Fills issuer, serial, subject, validity, SPKI hash and DER from an issued
+ * certificate, in the forms the store keeps (the caller adds the
+ * registration id and policy). Works on a certificate fresh from
+ * enr_ca_issue. Free with enr_certificate_free. */
+enr_code enr_certificate_from_x509(const X509 *x509, enr_certificate *out, enr_error *err);
+
+typedef struct enr_operation {
+    char operation_id[ENR_STORE_ID_MAX + 1];
+    char registration_id[ENR_STORE_ID_MAX + 1];  /* empty in a commit: the registration's */
+    char status[ENR_STORE_WORD_MAX + 1];         /* as for registrations */
+    char *result_json;                           /* the registrationState answered; owned when read */
+    time_t created_at, updated_at;               /* 0: now */
+} enr_operation;
+
+void enr_operation_free(enr_operation *op);
+
+/* ---- lists -------------------------------------------------------------- */
+
+typedef struct enr_ca_record_list { enr_ca_record *items; size_t count; } enr_ca_record_list;
+typedef struct enr_policy_list { enr_credential_policy *items; size_t count; } enr_policy_list;
+typedef struct enr_enrollment_list { enr_enrollment *items; size_t count; } enr_enrollment_list;
+typedef struct enr_registration_list { enr_registration *items; size_t count; } enr_registration_list;
+typedef struct enr_certificate_list { enr_certificate *items; size_t count; } enr_certificate_list;
+typedef struct enr_audit_list { enr_audit_event *items; size_t count; } enr_audit_list;
+
+void enr_ca_record_list_free(enr_ca_record_list *list);
+void enr_policy_list_free(enr_policy_list *list);
+void enr_enrollment_list_free(enr_enrollment_list *list);
+void enr_registration_list_free(enr_registration_list *list);
+void enr_certificate_list_free(enr_certificate_list *list);
+void enr_audit_list_free(enr_audit_list *list);
+
+typedef enum enr_revoked_filter {
+    ENR_REVOKED_ANY = 0,
+    ENR_REVOKED_ONLY,
+    ENR_REVOKED_NONE   /* only certificates not revoked */
+} enr_revoked_filter;
+
+/* Zero-initialise and set what matters; NULL or 0 means "any". */
+typedef struct enr_certificate_filter {
+    const char *registration_id;
+    const char *issuer;
+    /* > 0: only certificates with now <= not_after <= now + expiring_within
+     * (seconds; already expired ones are left out). */
+    int64_t expiring_within;
+    time_t now;                  /* 0: the current time */
+    enr_revoked_filter revoked;
+    int64_t after_id;            /* only ids above this: pass the last id seen to page */
+    size_t limit;                /* 0: all */
+} enr_certificate_filter;
+
+typedef struct enr_registration_filter {
+    enr_enrollment_kind enrollment_kind;  /* 0: any; set with enrollment_id */
+    const char *enrollment_id;
+    const char *status;
+    const char *after;           /* only registration ids sorting after this (paging) */
+    size_t limit;
+} enr_registration_filter;
+
+typedef struct enr_audit_filter {
+    const char *registration_id;
+    time_t since;                /* only events at or after this */
+    int64_t after_id;
+    size_t limit;
+} enr_audit_filter;
+
+/* ---- CAs and policies --------------------------------------------------- */
+
+/* Creation fills the record's timestamps (and etag where it has one, and
+ * lower-cases an enrollment's id) in the caller's record. Taken names are
+ * ENR_E_EXISTS; a missing referenced row ENR_E_NOTFOUND.
+ * `audit` may be NULL everywhere; when given it is written in the same
+ * transaction as the change. */
+enr_code enr_store_create_ca(enr_store *store, enr_ca_record *ca, const enr_audit_event *audit,
+                             enr_error *err);
+enr_code enr_store_get_ca(enr_store *store, const char *name, enr_ca_record *out, enr_error *err);
+enr_code enr_store_list_cas(enr_store *store, enr_ca_record_list *out, enr_error *err);
+/* A bootstrap CA's proof of possession: a new code to sign (verified
+ * false), or the code proven (verified true; code may be empty). */
+enr_code enr_store_set_ca_verification(enr_store *store, const char *name, const char *code,
+                                       bool verified, const enr_audit_event *audit, enr_error *err);
+
+enr_code enr_store_create_policy(enr_store *store, enr_credential_policy *policy,
+                                 const enr_audit_event *audit, enr_error *err);
+enr_code enr_store_get_policy(enr_store *store, const char *name, enr_credential_policy *out,
+                              enr_error *err);
+enr_code enr_store_list_policies(enr_store *store, enr_policy_list *out, enr_error *err);
+
+/* ---- enrollments -------------------------------------------------------- */
+
+enr_code enr_store_create_enrollment(enr_store *store, enr_enrollment *enrollment,
+                                     const enr_audit_event *audit, enr_error *err);
+/* An individual enrollment by registration id (any case), or a group by id. */
+enr_code enr_store_get_enrollment(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                  enr_enrollment *out, enr_error *err);
+/* All enrollments of a kind, oldest first (attestation tries the groups). */
+enr_code enr_store_list_enrollments(enr_store *store, enr_enrollment_kind kind,
+                                    enr_enrollment_list *out, enr_error *err);
+/* Disabling stops new registrations; certificates already issued stay valid
+ * until revoked. A device in a group is disabled alone by a disabled
+ * individual enrollment of its own. */
+enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                          bool enabled, const enr_audit_event *audit, enr_error *err);
+
+/* ---- registrations, certificates, operations ---------------------------- */
+
+/* One transaction: upsert the registration, insert the certificate (may be
+ * NULL: a classic registration), insert the operation and the audit event.
+ * All or nothing. A certificate whose (issuer, serial) is taken is
+ * ENR_E_EXISTS, so enr_ca_issue draws another serial; the certificate's and
+ * operation's registration ids, if set, must be the registration's. */
+enr_code enr_store_commit_registration(enr_store *store, const enr_registration *registration,
+                                       const enr_certificate *cert, const enr_operation *op,
+                                       const enr_audit_event *audit, enr_error *err);
+enr_code enr_store_get_registration(enr_store *store, const char *registration_id,
+                                    enr_registration *out, enr_error *err);
+/* Ordered by registration id. */
+enr_code enr_store_list_registrations(enr_store *store, const enr_registration_filter *filter,
+                                      enr_registration_list *out, enr_error *err);
+
+enr_code enr_store_get_certificate(enr_store *store, const char *issuer, const char *serial,
+                                   enr_certificate *out, enr_error *err);
+/* Ordered by id (issue order). filter may be NULL. */
+enr_code enr_store_list_certificates(enr_store *store, const enr_certificate_filter *filter,
+                                     enr_certificate_list *out, enr_error *err);
+
+/* `reason` is an RFC 5280 CRLReason code (see enr_revocation_reason_parse),
+ * `when` 0 means now. Unknown: ENR_E_NOTFOUND; already revoked: ENR_E_EXISTS. */
+enr_code enr_store_revoke_certificate(enr_store *store, const char *issuer, const char *serial,
+                                      int reason, time_t when, const enr_audit_event *audit,
+                                      enr_error *err);
+/* Revokes every certificate of a registration not revoked yet, and returns
+ * them (as now revoked) so their CAs can publish new CRLs. `revoked` may be
+ * NULL. An unknown registration is ENR_E_NOTFOUND; one with nothing left to
+ * revoke is ENR_OK with an empty list. */
+enr_code enr_store_revoke_registration(enr_store *store, const char *registration_id, int reason,
+                                       time_t when, const enr_audit_event *audit,
+                                       enr_certificate_list *revoked, enr_error *err);
+
+enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr_operation *out,
+                                 enr_error *err);
+
+/* ---- audit -------------------------------------------------------------- */
+
+/* For requests refused before anything else is written. */
+enr_code enr_store_record_audit(enr_store *store, const enr_audit_event *audit, enr_error *err);
+/* Oldest first. filter may be NULL. */
+enr_code enr_store_list_audit(enr_store *store, const enr_audit_filter *filter, enr_audit_list *out,
+                              enr_error *err);
+
+/* ---- backends ----------------------------------------------------------- */
+
+/* What a backend implements. Every argument has been checked and
+ * normalised by the enr_store_* function before the call: names and ids
+ * are valid, registration and group ids lower case, serials canonical,
+ * timestamps, etags and audit times filled in. A NULL entry makes the
+ * enr_store_* call fail with ENR_E_UNSUPPORTED. `out` records and lists
+ * are zeroed before the call and freed by the caller on failure. */
+typedef struct enr_store_ops {
+    const char *name;
+    void (*close)(void *impl);
+    enr_code (*integrity_check)(void *impl, enr_error *err);
+
+    enr_code (*create_ca)(void *impl, const enr_ca_record *ca, const enr_audit_event *audit,
+                          enr_error *err);
+    enr_code (*get_ca)(void *impl, const char *name, enr_ca_record *out, enr_error *err);
+    enr_code (*list_cas)(void *impl, enr_ca_record_list *out, enr_error *err);
+    enr_code (*set_ca_verification)(void *impl, const char *name, const char *code, bool verified,
+                                    time_t now, const enr_audit_event *audit, enr_error *err);
+
+    enr_code (*create_policy)(void *impl, const enr_credential_policy *policy,
+                              const enr_audit_event *audit, enr_error *err);
+    enr_code (*get_policy)(void *impl, const char *name, enr_credential_policy *out, enr_error *err);
+    enr_code (*list_policies)(void *impl, enr_policy_list *out, enr_error *err);
+
+    enr_code (*create_enrollment)(void *impl, const enr_enrollment *enrollment,
+                                  const enr_audit_event *audit, enr_error *err);
+    enr_code (*get_enrollment)(void *impl, enr_enrollment_kind kind, const char *id,
+                               enr_enrollment *out, enr_error *err);
+    enr_code (*list_enrollments)(void *impl, enr_enrollment_kind kind, enr_enrollment_list *out,
+                                 enr_error *err);
+    enr_code (*set_enrollment_enabled)(void *impl, enr_enrollment_kind kind, const char *id,
+                                       bool enabled, const char *etag, time_t now,
+                                       const enr_audit_event *audit, enr_error *err);
+
+    enr_code (*commit_registration)(void *impl, const enr_registration *registration,
+                                    const enr_certificate *cert, const enr_operation *op,
+                                    const enr_audit_event *audit, enr_error *err);
+    enr_code (*get_registration)(void *impl, const char *registration_id, enr_registration *out,
+                                 enr_error *err);
+    enr_code (*list_registrations)(void *impl, const enr_registration_filter *filter,
+                                   enr_registration_list *out, enr_error *err);
+
+    enr_code (*get_certificate)(void *impl, const char *issuer, const char *serial,
+                                enr_certificate *out, enr_error *err);
+    /* filter->now is filled in. */
+    enr_code (*list_certificates)(void *impl, const enr_certificate_filter *filter,
+                                  enr_certificate_list *out, enr_error *err);
+    enr_code (*revoke_certificate)(void *impl, const char *issuer, const char *serial, int reason,
+                                   time_t when, const enr_audit_event *audit, enr_error *err);
+    /* `revoked` is never NULL here. */
+    enr_code (*revoke_registration)(void *impl, const char *registration_id, int reason, time_t when,
+                                    const enr_audit_event *audit, enr_certificate_list *revoked,
+                                    enr_error *err);
+
+    enr_code (*get_operation)(void *impl, const char *operation_id, enr_operation *out,
+                              enr_error *err);
+
+    enr_code (*record_audit)(void *impl, const enr_audit_event *audit, enr_error *err);
+    enr_code (*list_audit)(void *impl, const enr_audit_filter *filter, enr_audit_list *out,
+                           enr_error *err);
+} enr_store_ops;
+
+/* Wraps a backend: `ops` must outlive the store; ops->close(impl) runs in
+ * enr_store_close (or right away, when enr_store_new fails). */
+enr_code enr_store_new(const enr_store_ops *ops, void *impl, enr_store **out, enr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,400 @@
+/* The service's answers. Member names and their order follow the bodies the
+ * Azure DPS service sends, since device SDKs were written against those. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dps/dps_internal.h"
+#include "enroll/input.h"
+
+#define ERROR_MESSAGE_MAX 1024
+
+const char *enr_dps_status_name(enr_dps_status s)
+{
+    switch (s) {
+    case ENR_DPS_STATUS_UNKNOWN: break;
+    case ENR_DPS_STATUS_ASSIGNING: return "assigning";
+    case ENR_DPS_STATUS_ASSIGNED: return "assigned";
+    case ENR_DPS_STATUS_FAILED: return "failed";
+    case ENR_DPS_STATUS_DISABLED: return "disabled";
+    case ENR_DPS_STATUS_UNASSIGNED: return "unassigned";
+    }
+    return "unknown";
+}
+
+const char *enr_dps_substatus_name(enr_dps_substatus s)
+{
+    switch (s) {
+    case ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT: return "initialAssignment";
+    case ENR_DPS_SUBSTATUS_DEVICE_DATA_MIGRATED: return "deviceDataMigrated";
+    case ENR_DPS_SUBSTATUS_DEVICE_DATA_RESET: return "deviceDataReset";
+    case ENR_DPS_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT:
+        return "reprovisionedToInitialAssignment";
+    }
+    return NULL;
+}
+
+/* ---- building blocks ------------------------------------------------------ */
+
+static enr_code put(json_t *obj, const char *key, json_t *value, enr_error *err)
+{
+    if (json_object_set_new(obj, key, value) != 0)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
+    return ENR_OK;
+}
+
+/* json_string() refuses text that is not UTF-8; the caller hears which member. */
+static enr_code put_string(json_t *obj, const char *key, const char *value, enr_error *err)
+{
+    json_t *s = json_string(value);
+    if (s == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "%s is not valid UTF-8", key);
+    return put(obj, key, s, err);
+}
+
+static enr_code put_time(json_t *obj, const char *key, time_t t, enr_error *err)
+{
+    char text[ENR_DPS_TIME_SIZE];
+    enr_code rc = enr_dps_time_format(t, text, err);
+    return rc != ENR_OK ? rc : put_string(obj, key, text, err);
+}
+
+/* The writers' inputs come from the service itself, so a bad one is the
+ * caller's mistake whatever the check that caught it called it. */
+static enr_code as_usage(enr_error *err)
+{
+    if (err != NULL)
+        err->code = ENR_E_USAGE;
+    return ENR_E_USAGE;
+}
+
+static enr_code check_ids(const char *operation_id, const char *registration_id, enr_error *err)
+{
+    if (operation_id == NULL || !enr_dps_operation_id_ok(operation_id))
+        return enr_error_set(err, ENR_E_USAGE,
+                             "operation id must be 1-%d characters of [A-Za-z0-9._:-]",
+                             ENR_DPS_OPERATION_ID_MAX);
+    if (registration_id == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "registration id is missing");
+    if (enr_dps_registration_id_check(registration_id, strlen(registration_id), err) != ENR_OK)
+        return as_usage(err);
+    return ENR_OK;
+}
+
+static json_t *new_object(enr_error *err)
+{
+    json_t *obj = json_object();
+    if (obj == NULL)
+        enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
+    return obj;
+}
+
+/* {"operationId": ..., "status": ...} with the registrationState to come. */
+static enr_code operation_head(const char *operation_id, enr_dps_status status, json_t **out,
+                               enr_error *err)
+{
+    *out = new_object(err);
+    if (*out == NULL)
+        return ENR_E_NOMEM;
+    enr_code rc = put_string(*out, "operationId", operation_id, err);
+    if (rc == ENR_OK)
+        rc = put_string(*out, "status", enr_dps_status_name(status), err);
+    if (rc != ENR_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static enr_code dump_bounded(json_t *doc, char **out, enr_error *err)
+{
+    enr_code rc = enr_dps_json_dump(doc, out, err);
+    if (rc != ENR_OK)
+        return rc;
+    size_t len = strlen(*out);
+    if (len > ENR_DPS_RESPONSE_BODY_MAX) {
+        free(*out);
+        *out = NULL;
+        return enr_error_set(err, ENR_E_USAGE,
+                             "the answer would be %zu bytes; devices read at most %u", len,
+                             ENR_DPS_RESPONSE_BODY_MAX);
+    }
+    return ENR_OK;
+}
+
+/* Takes ownership of `state` in every case. */
+static enr_code finish(json_t *head, json_t *state, char **out, enr_error *err)
+{
+    enr_code rc = state != NULL ? put(head, "registrationState", state, err) : ENR_OK;
+    if (rc == ENR_OK)
+        rc = dump_bounded(head, out, err);
+    json_decref(head);
+    return rc;
+}
+
+/* ---- 202 ---------------------------------------------------------------- */
+
+enr_code enr_dps_write_assigning(const char *operation_id, char **out, enr_error *err)
+{
+    *out = NULL;
+    if (operation_id == NULL || !enr_dps_operation_id_ok(operation_id))
+        return enr_error_set(err, ENR_E_USAGE,
+                             "operation id must be 1-%d characters of [A-Za-z0-9._:-]",
+                             ENR_DPS_OPERATION_ID_MAX);
+    json_t *head = NULL;
+    enr_code rc = operation_head(operation_id, ENR_DPS_STATUS_ASSIGNING, &head, err);
+    return rc != ENR_OK ? rc : finish(head, NULL, out, err);
+}
+
+enr_code enr_dps_write_operation_status_assigning(const char *operation_id,
+                                                  const char *registration_id, char **out,
+                                                  enr_error *err)
+{
+    *out = NULL;
+    enr_code rc = check_ids(operation_id, registration_id, err);
+    json_t *head = NULL;
+    if (rc == ENR_OK)
+        rc = operation_head(operation_id, ENR_DPS_STATUS_ASSIGNING, &head, err);
+    if (rc != ENR_OK)
+        return rc;
+    json_t *state = new_object(err);
+    if (state == NULL) {
+        json_decref(head);
+        return ENR_E_NOMEM;
+    }
+    rc = put_string(state, "registrationId", registration_id, err);
+    if (rc == ENR_OK)
+        rc = put_string(state, "status", "assigning", err);
+    if (rc != ENR_OK) {
+        json_decref(state);
+        json_decref(head);
+        return rc;
+    }
+    return finish(head, state, out, err);
+}
+
+/* ---- 200 assigned ----------------------------------------------------------- */
+
+static enr_code check_assignment(const enr_dps_assignment *a, enr_error *err)
+{
+    enr_code rc = check_ids(a->operation_id, a->registration_id, err);
+    if (rc != ENR_OK)
+        return rc;
+    bool hub = a->assigned_hub != NULL && a->assigned_hub[0] != '\0';
+    bool device = a->device_id != NULL && a->device_id[0] != '\0';
+    if (hub != device)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "assignedHub and deviceId go together: give both or neither");
+    if (enr_dps_substatus_name(a->substatus) == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "unknown substatus %d", (int)a->substatus);
+    if (a->chain_len > ENR_DPS_CHAIN_MAX || (a->chain_len > 0 && a->chain == NULL))
+        return enr_error_set(err, ENR_E_USAGE, "the chain must hold 0-%d certificates",
+                             ENR_DPS_CHAIN_MAX);
+    return ENR_OK;
+}
+
+static enr_code parse_payload(const char *text, json_t **out, enr_error *err)
+{
+    *out = NULL;
+    size_t where = 0;
+    if (enr_dps_json_too_deep(text, strlen(text), ENR_DPS_PAYLOAD_DEPTH_MAX, &where))
+        return enr_error_set(err, ENR_E_USAGE, "the payload nests deeper than %d levels",
+                             ENR_DPS_PAYLOAD_DEPTH_MAX);
+    json_error_t jerr;
+    *out = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (*out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "the payload is not JSON: %s", jerr.text);
+    return ENR_OK;
+}
+
+/* Each blob must be exactly one DER object: a device stores what it gets. */
+static enr_code chain_array(const enr_dps_der *chain, size_t n, json_t **out, enr_error *err)
+{
+    *out = json_array();
+    if (*out == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
+    for (size_t i = 0; i < n; i++) {
+        size_t object_len = 0, bad = 0;
+        enr_code rc = enr_der_check(chain[i].der, chain[i].len, &object_len, &bad, err);
+        if (rc == ENR_OK && object_len != chain[i].len)
+            rc = enr_error_set(err, ENR_E_USAGE, "bytes follow the DER object");
+        char *b64 = NULL;
+        if (rc == ENR_OK)
+            rc = enr_base64_encode(chain[i].der, chain[i].len, &b64, err);
+        if (rc == ENR_OK && json_array_append_new(*out, json_string(b64)) != 0)
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
+        free(b64);
+        if (rc != ENR_OK) {
+            enr_error_prefix(err, "chain element %zu", i);
+            json_decref(*out);
+            *out = NULL;
+            return rc == ENR_E_PARSE ? as_usage(err) : rc;
+        }
+    }
+    return ENR_OK;
+}
+
+/* {"certificates": [{"certificate": "<PEM of the root>"}]} */
+static enr_code trust_bundle(const enr_dps_der *root, json_t **out, enr_error *err)
+{
+    *out = NULL;
+    char *pem = NULL;
+    enr_code rc = enr_pem_encode("CERTIFICATE", root->der, root->len, &pem, err);
+    if (rc != ENR_OK)
+        return rc;
+    *out = json_pack("{s:[{s:s}]}", "certificates", "certificate", pem);
+    free(pem);
+    if (*out == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
+    return ENR_OK;
+}
+
+static enr_code put_certificates(json_t *state, const enr_dps_assignment *a, enr_error *err)
+{
+    json_t *chain = NULL, *bundle = NULL;
+    enr_code rc = chain_array(a->chain, a->chain_len, &chain, err);
+    if (rc != ENR_OK)
+        return rc;
+    json_t *leaf = json_incref(json_array_get(chain, 0));
+    rc = put(state, "issuedCertificateChain", chain, err);
+    if (rc == ENR_OK)
+        rc = put(state, "issuedClientCertificate", leaf, err);
+    else
+        json_decref(leaf);
+    if (rc == ENR_OK)
+        rc = trust_bundle(&a->chain[a->chain_len - 1], &bundle, err);
+    if (rc == ENR_OK)
+        rc = put(state, "trustBundle", bundle, err);
+    return rc;
+}
+
+static enr_code put_optional_string(json_t *obj, const char *key, const char *value,
+                                    enr_error *err)
+{
+    return value != NULL ? put_string(obj, key, value, err) : ENR_OK;
+}
+
+static enr_code assigned_state(const enr_dps_assignment *a, json_t *state, enr_error *err)
+{
+    enr_code rc = put_string(state, "registrationId", a->registration_id, err);
+    if (rc == ENR_OK)
+        rc = put_time(state, "createdDateTimeUtc", a->created_at, err);
+    if (rc == ENR_OK && a->assigned_hub != NULL && a->assigned_hub[0] != '\0') {
+        rc = put_string(state, "assignedHub", a->assigned_hub, err);
+        if (rc == ENR_OK)
+            rc = put_string(state, "deviceId", a->device_id, err);
+    }
+    if (rc == ENR_OK)
+        rc = put_string(state, "status", "assigned", err);
+    if (rc == ENR_OK)
+        rc = put_string(state, "substatus", enr_dps_substatus_name(a->substatus), err);
+    if (rc == ENR_OK)
+        rc = put_time(state, "lastUpdatedDateTimeUtc", a->updated_at, err);
+    if (rc == ENR_OK)
+        rc = put_optional_string(state, "etag", a->etag, err);
+    if (rc == ENR_OK && a->payload_json != NULL) {
+        json_t *payload = NULL;
+        rc = parse_payload(a->payload_json, &payload, err);
+        if (rc == ENR_OK)
+            rc = put(state, "payload", payload, err);
+    }
+    if (rc == ENR_OK && a->chain_len > 0)
+        rc = put_certificates(state, a, err);
+    return rc;
+}
+
+enr_code enr_dps_write_assigned(const enr_dps_assignment *a, char **out, enr_error *err)
+{
+    *out = NULL;
+    enr_code rc = check_assignment(a, err);
+    json_t *head = NULL;
+    if (rc == ENR_OK)
+        rc = operation_head(a->operation_id, ENR_DPS_STATUS_ASSIGNED, &head, err);
+    if (rc != ENR_OK)
+        return rc;
+    json_t *state = new_object(err);
+    rc = state != NULL ? assigned_state(a, state, err) : ENR_E_NOMEM;
+    if (rc != ENR_OK) {
+        json_decref(state);
+        json_decref(head);
+        return rc;
+    }
+    return finish(head, state, out, err);
+}
+
+/* ---- failures ------------------------------------------------------------ */
+
+static json_t *message_string(enr_dps_error e, const char *message)
+{
+    const char *text = message != NULL ? message : enr_dps_error_summary(e);
+    char clean[ERROR_MESSAGE_MAX + 1];
+    enr_dps_printable(text, strnlen(text, ERROR_MESSAGE_MAX), clean, sizeof clean);
+    return json_string(clean);
+}
+
+static enr_code failed_state(const enr_dps_failure *f, json_t *state, enr_error *err)
+{
+    enr_code rc = put_string(state, "registrationId", f->registration_id, err);
+    if (rc == ENR_OK)
+        rc = put_time(state, "createdDateTimeUtc", f->created_at, err);
+    if (rc == ENR_OK)
+        rc = put_string(state, "status", f->disabled ? "disabled" : "failed", err);
+    if (rc == ENR_OK)
+        rc = put(state, "errorCode", json_integer(enr_dps_error_code(f->error)), err);
+    if (rc == ENR_OK)
+        rc = put(state, "errorMessage", message_string(f->error, f->message), err);
+    if (rc == ENR_OK)
+        rc = put_time(state, "lastUpdatedDateTimeUtc", f->updated_at, err);
+    if (rc == ENR_OK)
+        rc = put_optional_string(state, "etag", f->etag, err);
+    return rc;
+}
+
+static bool is_error(enr_dps_error e)
+{
+    return e > ENR_DPS_OK && e < ENR_DPS_ERROR_COUNT;
+}
+
+enr_code enr_dps_write_failed(const enr_dps_failure *f, char **out, enr_error *err)
+{
+    *out = NULL;
+    if (!is_error(f->error))
+        return enr_error_set(err, ENR_E_USAGE, "a failed registration needs an error");
+    enr_code rc = check_ids(f->operation_id, f->registration_id, err);
+    json_t *head = NULL;
+    if (rc == ENR_OK)
+        rc = operation_head(f->operation_id,
+                            f->disabled ? ENR_DPS_STATUS_DISABLED : ENR_DPS_STATUS_FAILED, &head,
+                            err);
+    if (rc != ENR_OK)
+        return rc;
+    json_t *state = new_object(err);
+    rc = state != NULL ? failed_state(f, state, err) : ENR_E_NOMEM;
+    if (rc != ENR_OK) {
+        json_decref(state);
+        json_decref(head);
+        return rc;
+    }
+    return finish(head, state, out, err);
+}
+
+enr_code enr_dps_write_error(enr_dps_error e, const char *message, const char *tracking_id,
+                             time_t now, char **out, enr_error *err)
+{
+    *out = NULL;
+    if (!is_error(e))
+        return enr_error_set(err, ENR_E_USAGE, "an error body needs an error");
+    json_t *body = new_object(err);
+    if (body == NULL)
+        return ENR_E_NOMEM;
+    enr_code rc = put(body, "errorCode", json_integer(enr_dps_error_code(e)), err);
+    if (rc == ENR_OK)
+        rc = put_optional_string(body, "trackingId", tracking_id, err);
+    if (rc == ENR_OK)
+        rc = put(body, "message", message_string(e, message), err);
+    if (rc == ENR_OK)
+        rc = put_time(body, "timestampUtc", now, err);
+    if (rc == ENR_OK)
+        rc = dump_bounded(body, out, err);
+    json_decref(body);
+    return rc;
+}

@@ -1,0 +1,1225 @@
+/* The store interface: every argument is checked and normalised here, once,
+ * and then handed to the backend through its table of functions. Backends
+ * therefore store the same canonical values (lower-case ids, serials as
+ * `openssl x509 -serial` prints them) and never see a record that breaks
+ * the rules documented in store.h. */
+#include "enroll/store.h"
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "enroll/duration.h"
+#include "enroll/name.h"
+#include "enroll/pubkey.h"
+#include "enroll/signer.h"
+
+struct enr_store {
+    const enr_store_ops *ops;
+    void *impl;
+};
+
+/* Bounds on blobs: far above anything real, low enough that one bad
+ * request cannot make the database grow without limit. */
+#define MAX_CERTIFICATE_DER ((size_t)64 * 1024)
+#define MAX_ENROLLMENT_CERTIFICATES 16
+#define MAX_RESULT_JSON ((size_t)1 << 20)
+#define MAX_CHAIN_PEM ((size_t)256 * 1024)
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+enr_code enr_store_new(const enr_store_ops *ops, void *impl, enr_store **out, enr_error *err)
+{
+    if (out == NULL || ops == NULL || ops->name == NULL) {
+        if (ops != NULL && ops->close != NULL)
+            ops->close(impl);
+        return enr_error_set(err, ENR_E_USAGE, "enr_store_new needs a backend table and an output");
+    }
+    *out = NULL;
+    enr_store *store = calloc(1, sizeof *store);
+    if (store == NULL) {
+        if (ops->close != NULL)
+            ops->close(impl);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    store->ops = ops;
+    store->impl = impl;
+    *out = store;
+    return ENR_OK;
+}
+
+void enr_store_close(enr_store *store)
+{
+    if (store == NULL)
+        return;
+    if (store->ops->close != NULL)
+        store->ops->close(store->impl);
+    free(store);
+}
+
+const char *enr_store_backend(const enr_store *store)
+{
+    return store != NULL ? store->ops->name : "none";
+}
+
+static enr_code unsupported(const enr_store *store, const char *what, enr_error *err)
+{
+    return enr_error_set(err, ENR_E_UNSUPPORTED, "the %s store cannot %s", store->ops->name, what);
+}
+
+/* Every public call starts here: a usable store whose backend has the
+ * operation. */
+#define REQUIRE_OP(store, op, what, err)                                                  \
+    do {                                                                                  \
+        if ((store) == NULL)                                                              \
+            return enr_error_set((err), ENR_E_USAGE, "no store to %s", (what));           \
+        if ((store)->ops->op == NULL)                                                     \
+            return unsupported((store), (what), (err));                                   \
+    } while (0)
+
+static time_t now_or(time_t t)
+{
+    return t != 0 ? t : time(NULL);
+}
+
+enr_code enr_store_make_etag(char out[ENR_STORE_ETAG_MAX + 1], enr_error *err)
+{
+    unsigned char bytes[8];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        return enr_error_set(err, ENR_E_CRYPTO, "no randomness for an etag");
+    static const char HEX[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        out[2 * i] = HEX[bytes[i] >> 4];
+        out[2 * i + 1] = HEX[bytes[i] & 0x0f];
+    }
+    out[2 * sizeof bytes] = '\0';
+    return ENR_OK;
+}
+
+enr_code enr_store_integrity_check(enr_store *store, enr_error *err)
+{
+    REQUIRE_OP(store, integrity_check, "check its integrity", err);
+    return store->ops->integrity_check(store->impl, err);
+}
+
+/* ---- field rules -------------------------------------------------------- */
+
+/* A fixed-size field must hold its NUL: a record filled carelessly (strncpy
+ * to the brim) would otherwise be read past its end. */
+static enr_code check_terminated(const char *what, const char *field, size_t cap, enr_error *err)
+{
+    if (memchr(field, '\0', cap) == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "%s is longer than %zu bytes", what, cap - 1);
+    return ENR_OK;
+}
+#define CHECK_FIELD(what, rec, member, err) \
+    check_terminated((what), (rec)->member, sizeof (rec)->member, (err))
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static bool is_id_char(unsigned char c)
+{
+    return is_alnum(c) || c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+/* Registration, group and operation ids, CA and policy names: the DPS rule
+ * for registration ids. The value is not echoed: it may be anything. */
+static enr_code check_id(const char *what, const char *id, enr_error *err)
+{
+    size_t len = id != NULL ? strnlen(id, ENR_STORE_ID_MAX + 1) : 0;
+    bool ok = len >= 1 && len <= ENR_STORE_ID_MAX &&
+              (is_alnum((unsigned char)id[len - 1]) || id[len - 1] == '-');
+    for (size_t i = 0; ok && i < len; i++)
+        ok = is_id_char((unsigned char)id[i]);
+    if (!ok)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "%s must be 1 to %d characters of A-Z a-z 0-9 . _ : - ending in a "
+                             "letter, digit or '-'",
+                             what, ENR_STORE_ID_MAX);
+    return ENR_OK;
+}
+
+/* Ids compare case-insensitively (DPS), so they are stored lower case. */
+static enr_code normalize_id(const char *what, const char *id, char out[ENR_STORE_ID_MAX + 1],
+                             enr_error *err)
+{
+    enr_code rc = check_id(what, id, err);
+    if (rc != ENR_OK)
+        return rc;
+    size_t i = 0;
+    for (; id[i] != '\0'; i++)
+        out[i] = (id[i] >= 'A' && id[i] <= 'Z') ? (char)(id[i] - 'A' + 'a') : id[i];
+    out[i] = '\0';
+    return ENR_OK;
+}
+
+static bool has_control_char(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Free text (hubs, DNs, key references): bounded, no control characters. */
+static enr_code check_text(const char *what, const char *s, size_t max, bool required, enr_error *err)
+{
+    size_t len = s != NULL ? strnlen(s, max + 1) : 0;
+    if (len > max)
+        return enr_error_set(err, ENR_E_USAGE, "%s is longer than %zu bytes", what, max);
+    if (required && len == 0)
+        return enr_error_set(err, ENR_E_USAGE, "%s is missing", what);
+    if (len > 0 && has_control_char(s))
+        return enr_error_set(err, ENR_E_USAGE, "%s contains control characters", what);
+    return ENR_OK;
+}
+
+static enr_code check_word(const char *what, const char *s, const char *const *allowed, enr_error *err)
+{
+    for (size_t i = 0; allowed[i] != NULL; i++)
+        if (strcmp(s, allowed[i]) == 0)
+            return ENR_OK;
+    char list[256] = "";
+    for (size_t i = 0; allowed[i] != NULL; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", allowed[i]);
+    }
+    return enr_error_set(err, ENR_E_USAGE, "%s must be one of: %s", what, list);
+}
+
+static const char *const STATUSES[] = {"assigning", "assigned", "failed", "disabled", "unassigned", NULL};
+static const char *const OUTCOMES[] = {"ok", "rejected", "error", NULL};
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The form `openssl x509 -serial` prints: upper-case hex, whole octets, no
+ * leading zero octets ("00" for zero). One integer has one spelling, so the
+ * unique (issuer, serial) index sees every duplicate. */
+static enr_code canonical_serial(const char *in, char out[ENR_STORE_SERIAL_MAX + 1], enr_error *err)
+{
+    size_t len = in != NULL ? strnlen(in, 2 * ENR_STORE_SERIAL_MAX + 1) : 0;
+    bool hex = len > 0 && len <= 2 * ENR_STORE_SERIAL_MAX;
+    for (size_t i = 0; hex && i < len; i++)
+        hex = hex_value(in[i]) >= 0;
+    if (!hex)
+        return enr_error_set(err, ENR_E_USAGE, "a serial number must be 1 to %d hex digits",
+                             ENR_STORE_SERIAL_MAX);
+    while (*in == '0')
+        in++;
+    size_t digits = strlen(in);
+    size_t width = digits == 0 ? 2 : digits + (digits & 1);
+    if (width > ENR_STORE_SERIAL_MAX)
+        return enr_error_set(err, ENR_E_USAGE, "a serial number has at most 20 octets");
+    memset(out, '0', width - digits);
+    for (size_t i = 0; i < digits; i++)
+        out[width - digits + i] = "0123456789ABCDEF"[hex_value(in[i])];
+    out[width] = '\0';
+    return ENR_OK;
+}
+
+static enr_code check_spki_hash(const char *hash, char out[ENR_STORE_SPKI_HEX + 1], enr_error *err)
+{
+    size_t len = strnlen(hash, ENR_STORE_SPKI_HEX + 1);
+    bool ok = len == ENR_STORE_SPKI_HEX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = hex_value(hash[i]) >= 0;
+    if (!ok)
+        return enr_error_set(err, ENR_E_USAGE, "spki_sha256 must be 64 hex digits");
+    for (size_t i = 0; i < len; i++)
+        out[i] = "0123456789abcdef"[hex_value(hash[i])];
+    out[len] = '\0';
+    return ENR_OK;
+}
+
+/* Strict base64 (RFC 4648 section 4, padded). Never names the key. */
+static bool is_base64(const char *s)
+{
+    size_t len = strnlen(s, ENR_STORE_KEY_MAX + 1);
+    if (len == 0 || len > ENR_STORE_KEY_MAX || len % 4 != 0)
+        return false;
+    size_t pad = 0;
+    while (pad < 2 && s[len - 1 - pad] == '=')
+        pad++;
+    for (size_t i = 0; i < len - pad; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!is_alnum(c) && c != '+' && c != '/')
+            return false;
+    }
+    return true;
+}
+
+static enr_code check_reason(int reason, enr_error *err)
+{
+    /* RFC 5280 5.3.1: 0..10, 7 unused. */
+    if (reason < 0 || reason > 10 || reason == 7)
+        return enr_error_set(err, ENR_E_USAGE, "revocation reason %d is not an RFC 5280 CRLReason code",
+                             reason);
+    return ENR_OK;
+}
+
+static enr_code check_der_certificate(const char *what, const enr_buf *der, enr_error *err)
+{
+    if (der->data == NULL || der->len == 0 || der->len > MAX_CERTIFICATE_DER)
+        return enr_error_set(err, ENR_E_USAGE, "%s must be a DER certificate of 1 to %zu bytes", what,
+                             MAX_CERTIFICATE_DER);
+    const unsigned char *p = der->data;
+    X509 *x = d2i_X509(NULL, &p, (long)der->len);
+    bool whole = x != NULL && p == der->data + der->len;
+    X509_free(x);
+    if (!whole)
+        return enr_error_set(err, ENR_E_USAGE, "%s is not one DER X.509 certificate", what);
+    return ENR_OK;
+}
+
+/* Audit events are written on refusal paths, where failing to write would
+ * lose the record of the refusal: so characters are repaired rather than
+ * refused, and text that looks like a credential is withheld. */
+static void sanitize_text(char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            *s = '?';
+}
+
+static bool looks_like_credential(const char *s)
+{
+    static const char *const MARKERS[] = {"SharedAccessSignature", "-----BEGIN", "sig=", NULL};
+    for (size_t i = 0; MARKERS[i] != NULL; i++)
+        for (const char *p = s; *p != '\0'; p++)
+            if (strncasecmp(p, MARKERS[i], strlen(MARKERS[i])) == 0)
+                return true;
+    return false;
+}
+
+/* A pasted key, token signature or CSR body: a long run of base64 with
+ * upper case, lower case and digits mixed. Hex (serials, SPKI hashes) is
+ * never mixed case, so it stays. */
+static bool has_base64_blob(const char *s)
+{
+    enum { MIN_RUN = 32 };
+    size_t run = 0;
+    bool upper = false, lower = false, digit = false;
+    for (;; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (is_alnum(c) || c == '+' || c == '/' || c == '=') {
+            run++;
+            upper |= c >= 'A' && c <= 'Z';
+            lower |= c >= 'a' && c <= 'z';
+            digit |= c >= '0' && c <= '9';
+            continue;
+        }
+        if (run >= MIN_RUN && upper && lower && digit)
+            return true;
+        if (c == '\0')
+            return false;
+        run = 0;
+        upper = lower = digit = false;
+    }
+}
+
+static enr_code prepare_audit(const enr_audit_event *in, enr_audit_event *out, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("audit kind", in, kind, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("audit registration id", in, registration_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("audit outcome", in, outcome, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("audit detail", in, detail, err)) != ENR_OK)
+        return rc;
+    *out = *in;
+    out->id = 0;
+    out->at = now_or(in->at);
+    if ((rc = check_text("audit kind", out->kind, ENR_STORE_WORD_MAX, true, err)) != ENR_OK ||
+        (rc = check_word("audit outcome", out->outcome, OUTCOMES, err)) != ENR_OK)
+        return rc;
+    if (out->reason_code < 0)
+        return enr_error_set(err, ENR_E_USAGE, "audit reason code %d is negative", out->reason_code);
+    /* A valid id is stored as registrations are (lower case), so the
+     * audit trail of a registration can be found by its id; anything else
+     * is kept as sent, since it may be the very reason for a refusal. */
+    if (check_id("", out->registration_id, NULL) == ENR_OK)
+        (void)normalize_id("", out->registration_id, out->registration_id, NULL);
+    sanitize_text(out->registration_id);
+    sanitize_text(out->detail);
+    if (looks_like_credential(out->detail) || has_base64_blob(out->detail) ||
+        looks_like_credential(out->registration_id)) {
+        snprintf(out->detail, sizeof out->detail, "(detail withheld: it looked like a credential)");
+        if (looks_like_credential(out->registration_id))
+            out->registration_id[0] = '\0';
+    }
+    return ENR_OK;
+}
+
+/* For the optional audit argument of every change. */
+static enr_code prepare_optional_audit(const enr_audit_event *in, enr_audit_event *buf,
+                                       const enr_audit_event **out, enr_error *err)
+{
+    *out = NULL;
+    if (in == NULL)
+        return ENR_OK;
+    enr_code rc = prepare_audit(in, buf, err);
+    if (rc == ENR_OK)
+        *out = buf;
+    return rc;
+}
+
+/* ---- frees -------------------------------------------------------------- */
+
+void enr_ca_record_free(enr_ca_record *ca)
+{
+    if (ca == NULL)
+        return;
+    enr_buf_free(&ca->certificate);
+    free(ca->chain_pem);
+    memset(ca, 0, sizeof *ca);
+}
+
+void enr_enrollment_free(enr_enrollment *enrollment)
+{
+    if (enrollment == NULL)
+        return;
+    for (size_t i = 0; enrollment->certificates != NULL && i < enrollment->certificate_count; i++)
+        enr_buf_free(&enrollment->certificates[i]);
+    free(enrollment->certificates);
+    OPENSSL_cleanse(enrollment, sizeof *enrollment); /* the keys */
+}
+
+void enr_certificate_free(enr_certificate *cert)
+{
+    if (cert == NULL)
+        return;
+    enr_buf_free(&cert->der);
+    memset(cert, 0, sizeof *cert);
+}
+
+void enr_operation_free(enr_operation *op)
+{
+    if (op == NULL)
+        return;
+    free(op->result_json);
+    memset(op, 0, sizeof *op);
+}
+
+void enr_ca_record_list_free(enr_ca_record_list *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < list->count; i++)
+        enr_ca_record_free(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void enr_policy_list_free(enr_policy_list *list)
+{
+    if (list == NULL)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void enr_enrollment_list_free(enr_enrollment_list *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < list->count; i++)
+        enr_enrollment_free(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void enr_registration_list_free(enr_registration_list *list)
+{
+    if (list == NULL)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void enr_certificate_list_free(enr_certificate_list *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < list->count; i++)
+        enr_certificate_free(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void enr_audit_list_free(enr_audit_list *list)
+{
+    if (list == NULL)
+        return;
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+/* ---- CAs ---------------------------------------------------------------- */
+
+static enr_code check_key_ref(const char *key_ref, enr_error *err)
+{
+    enr_code rc = check_text("CA key reference", key_ref, ENR_STORE_KEY_REF_MAX, false, err);
+    if (rc != ENR_OK)
+        return rc;
+    /* The PIN is given separately at run time; one in the store would sit
+     * in every backup. */
+    for (const char *p = key_ref; *p != '\0'; p++)
+        if (strncasecmp(p, "pin-value", 9) == 0)
+            return enr_error_set(err, ENR_E_USAGE,
+                                 "a CA key reference must not carry a PIN (pin-value); use pin-source");
+    return ENR_OK;
+}
+
+static enr_code check_ca(const enr_ca_record *ca, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("CA name", ca, name, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("CA key reference", ca, key_ref, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("CA verification code", ca, verification_code, err)) != ENR_OK ||
+        (rc = check_id("a CA name", ca->name, err)) != ENR_OK ||
+        (rc = check_key_ref(ca->key_ref, err)) != ENR_OK ||
+        (rc = check_text("CA verification code", ca->verification_code, ENR_STORE_CODE_MAX, false,
+                         err)) != ENR_OK)
+        return rc;
+    if (ca->role != ENR_CA_ISSUING && ca->role != ENR_CA_BOOTSTRAP)
+        return enr_error_set(err, ENR_E_USAGE, "CA '%s': role must be issuing or bootstrap", ca->name);
+    if (ca->role == ENR_CA_ISSUING && ca->key_ref[0] == '\0')
+        return enr_error_set(err, ENR_E_USAGE, "issuing CA '%s' needs a key reference", ca->name);
+    if (ca->role == ENR_CA_BOOTSTRAP && ca->key_ref[0] != '\0')
+        return enr_error_set(err, ENR_E_USAGE,
+                             "bootstrap CA '%s' must not have a key reference: its key is not ours",
+                             ca->name);
+    if (ca->chain_pem != NULL && strnlen(ca->chain_pem, MAX_CHAIN_PEM + 1) > MAX_CHAIN_PEM)
+        return enr_error_set(err, ENR_E_USAGE, "CA '%s': chain is longer than %zu bytes", ca->name,
+                             MAX_CHAIN_PEM);
+    if ((rc = check_der_certificate("the CA certificate", &ca->certificate, err)) != ENR_OK)
+        enr_error_prefix(err, "CA '%s'", ca->name);
+    return rc;
+}
+
+enr_code enr_store_create_ca(enr_store *store, enr_ca_record *ca, const enr_audit_event *audit,
+                             enr_error *err)
+{
+    REQUIRE_OP(store, create_ca, "create CAs", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (ca == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no CA to create");
+    if ((rc = check_ca(ca, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    ca->created_at = ca->updated_at = time(NULL);
+    return store->ops->create_ca(store->impl, ca, a, err);
+}
+
+enr_code enr_store_get_ca(enr_store *store, const char *name, enr_ca_record *out, enr_error *err)
+{
+    REQUIRE_OP(store, get_ca, "look up CAs", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the CA");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_id("a CA name", name, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_ca(store->impl, name, out, err)) != ENR_OK)
+        enr_ca_record_free(out);
+    return rc;
+}
+
+enr_code enr_store_list_cas(enr_store *store, enr_ca_record_list *out, enr_error *err)
+{
+    REQUIRE_OP(store, list_cas, "list CAs", err);
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    enr_code rc = store->ops->list_cas(store->impl, out, err);
+    if (rc != ENR_OK)
+        enr_ca_record_list_free(out);
+    return rc;
+}
+
+enr_code enr_store_set_ca_verification(enr_store *store, const char *name, const char *code,
+                                       bool verified, const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, set_ca_verification, "change CA verification", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (code == NULL)
+        code = "";
+    if ((rc = check_id("a CA name", name, err)) != ENR_OK ||
+        (rc = check_text("CA verification code", code, ENR_STORE_CODE_MAX, !verified, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->set_ca_verification(store->impl, name, code, verified, time(NULL), a, err);
+}
+
+/* ---- credential policies ------------------------------------------------ */
+
+static enr_code check_duration(const char *what, const char *text, enr_duration *out, enr_error *err)
+{
+    enr_code rc = check_text(what, text, ENR_STORE_DURATION_MAX, true, err);
+    if (rc == ENR_OK && (rc = enr_duration_parse(text, out, err)) != ENR_OK)
+        enr_error_prefix(err, "%s", what);
+    return rc;
+}
+
+static enr_code check_key_types(const char *list, enr_error *err)
+{
+    enr_code rc = check_text("allowed key types", list, ENR_STORE_KEY_TYPES_MAX, true, err);
+    char copy[ENR_STORE_KEY_TYPES_MAX + 1];
+    if (rc != ENR_OK)
+        return rc;
+    snprintf(copy, sizeof copy, "%s", list);
+    char *save = NULL;
+    size_t n = 0;
+    for (char *name = strtok_r(copy, ",", &save); name != NULL; name = strtok_r(NULL, ",", &save), n++) {
+        enr_key_type type;
+        if ((rc = enr_key_type_parse(name, &type, err)) != ENR_OK)
+            return rc;
+    }
+    if (n == 0)
+        return enr_error_set(err, ENR_E_USAGE, "allowed key types: name at least one");
+    return ENR_OK;
+}
+
+static enr_code check_policy(const enr_credential_policy *p, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("policy name", p, name, err)) != ENR_OK ||
+        (rc = check_id("a policy name", p->name, err)) != ENR_OK)
+        return rc;
+    enr_duration validity, window;
+    if ((rc = CHECK_FIELD("validity", p, validity, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("renewal window", p, renewal_window, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("CA name", p, ca_name, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("allowed key types", p, key_types, err)) != ENR_OK ||
+        (rc = check_id("the CA name", p->ca_name, err)) != ENR_OK ||
+        (rc = check_duration("validity", p->validity, &validity, err)) != ENR_OK ||
+        (rc = check_duration("renewal window", p->renewal_window, &window, err)) != ENR_OK ||
+        (rc = check_key_types(p->key_types, err)) != ENR_OK) {
+        enr_error_prefix(err, "policy '%s'", p->name);
+        return rc;
+    }
+    /* A window as long as the validity would have devices renew on every
+     * start: measure both from one instant (calendar durations). */
+    time_t base = 1767225600; /* 2026-01-01T00:00:00Z */
+    if (enr_duration_apply(base, &window, 1) >= enr_duration_apply(base, &validity, 1))
+        return enr_error_set(err, ENR_E_USAGE,
+                             "policy '%s': renewal window %s must be shorter than validity %s", p->name,
+                             p->renewal_window, p->validity);
+    return ENR_OK;
+}
+
+enr_code enr_store_create_policy(enr_store *store, enr_credential_policy *policy,
+                                 const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, create_policy, "create credential policies", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (policy == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no policy to create");
+    if ((rc = check_policy(policy, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    policy->created_at = policy->updated_at = time(NULL);
+    return store->ops->create_policy(store->impl, policy, a, err);
+}
+
+enr_code enr_store_get_policy(enr_store *store, const char *name, enr_credential_policy *out,
+                              enr_error *err)
+{
+    REQUIRE_OP(store, get_policy, "look up credential policies", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the policy");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_id("a policy name", name, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_policy(store->impl, name, out, err)) != ENR_OK)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+enr_code enr_store_list_policies(enr_store *store, enr_policy_list *out, enr_error *err)
+{
+    REQUIRE_OP(store, list_policies, "list credential policies", err);
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    enr_code rc = store->ops->list_policies(store->impl, out, err);
+    if (rc != ENR_OK)
+        enr_policy_list_free(out);
+    return rc;
+}
+
+/* ---- enrollments -------------------------------------------------------- */
+
+static const char *kind_word(enr_enrollment_kind kind)
+{
+    return kind == ENR_ENROLLMENT_GROUP ? "enrollment group" : "individual enrollment";
+}
+
+static enr_code check_kind(enr_enrollment_kind kind, enr_error *err)
+{
+    if (kind != ENR_ENROLLMENT_GROUP && kind != ENR_ENROLLMENT_INDIVIDUAL)
+        return enr_error_set(err, ENR_E_USAGE, "enrollment kind must be group or individual");
+    return ENR_OK;
+}
+
+static const char *id_word(enr_enrollment_kind kind)
+{
+    return kind == ENR_ENROLLMENT_GROUP ? "a group id" : "a registration id";
+}
+
+static enr_code check_attestation(const enr_enrollment *e, enr_error *err)
+{
+    if (e->attestation == ENR_ATTEST_SYMMETRIC) {
+        if (e->certificate_count != 0)
+            return enr_error_set(err, ENR_E_USAGE, "symmetric-key attestation takes no certificates");
+        /* The keys are secrets: the messages say which key, never what it is. */
+        if (!is_base64(e->primary_key))
+            return enr_error_set(err, ENR_E_USAGE,
+                                 "the primary key must be base64 of at most %d characters",
+                                 ENR_STORE_KEY_MAX);
+        if (e->secondary_key[0] != '\0' && !is_base64(e->secondary_key))
+            return enr_error_set(err, ENR_E_USAGE,
+                                 "the secondary key must be base64 of at most %d characters",
+                                 ENR_STORE_KEY_MAX);
+        return ENR_OK;
+    }
+    if (e->attestation != ENR_ATTEST_X509)
+        return enr_error_set(err, ENR_E_USAGE, "attestation must be symmetric or x509");
+    if (e->primary_key[0] != '\0' || e->secondary_key[0] != '\0')
+        return enr_error_set(err, ENR_E_USAGE, "x509 attestation takes no symmetric keys");
+    if (e->certificate_count == 0 || e->certificates == NULL ||
+        e->certificate_count > MAX_ENROLLMENT_CERTIFICATES)
+        return enr_error_set(err, ENR_E_USAGE, "x509 attestation needs 1 to %d certificates",
+                             MAX_ENROLLMENT_CERTIFICATES);
+    for (size_t i = 0; i < e->certificate_count; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "certificate %zu", i + 1);
+        enr_code rc = check_der_certificate(what, &e->certificates[i], err);
+        if (rc != ENR_OK)
+            return rc;
+    }
+    return ENR_OK;
+}
+
+static enr_code prepare_enrollment(enr_enrollment *e, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = check_kind(e->kind, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("enrollment id", e, id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("primary key", e, primary_key, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("secondary key", e, secondary_key, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("enrollment policy", e, policy, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("assigned hub", e, assigned_hub, err)) != ENR_OK ||
+        (rc = normalize_id(id_word(e->kind), e->id, e->id, err)) != ENR_OK)
+        return rc;
+    if ((rc = check_attestation(e, err)) != ENR_OK ||
+        (e->policy[0] != '\0' && (rc = check_id("a policy name", e->policy, err)) != ENR_OK) ||
+        (rc = check_text("assigned hub", e->assigned_hub, ENR_STORE_HUB_MAX, true, err)) != ENR_OK) {
+        enr_error_prefix(err, "%s '%s'", kind_word(e->kind), e->id);
+        return rc;
+    }
+    if ((rc = enr_store_make_etag(e->etag, err)) != ENR_OK)
+        return rc;
+    e->created_at = e->updated_at = time(NULL);
+    return ENR_OK;
+}
+
+enr_code enr_store_create_enrollment(enr_store *store, enr_enrollment *enrollment,
+                                     const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, create_enrollment, "create enrollments", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (enrollment == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no enrollment to create");
+    if ((rc = prepare_enrollment(enrollment, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->create_enrollment(store->impl, enrollment, a, err);
+}
+
+enr_code enr_store_get_enrollment(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                  enr_enrollment *out, enr_error *err)
+{
+    REQUIRE_OP(store, get_enrollment, "look up enrollments", err);
+    char key[ENR_STORE_ID_MAX + 1];
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the enrollment");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_kind(kind, err)) != ENR_OK || (rc = normalize_id(id_word(kind), id, key, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_enrollment(store->impl, kind, key, out, err)) != ENR_OK)
+        enr_enrollment_free(out);
+    return rc;
+}
+
+enr_code enr_store_list_enrollments(enr_store *store, enr_enrollment_kind kind,
+                                    enr_enrollment_list *out, enr_error *err)
+{
+    REQUIRE_OP(store, list_enrollments, "list enrollments", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_kind(kind, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->list_enrollments(store->impl, kind, out, err)) != ENR_OK)
+        enr_enrollment_list_free(out);
+    return rc;
+}
+
+enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                          bool enabled, const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, set_enrollment_enabled, "enable or disable enrollments", err);
+    char key[ENR_STORE_ID_MAX + 1], etag[ENR_STORE_ETAG_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_kind(kind, err)) != ENR_OK || (rc = normalize_id(id_word(kind), id, key, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = enr_store_make_etag(etag, err)) != ENR_OK)
+        return rc;
+    return store->ops->set_enrollment_enabled(store->impl, kind, key, enabled, etag, time(NULL), a, err);
+}
+
+/* ---- registrations ------------------------------------------------------ */
+
+static enr_code prepare_registration(const enr_registration *in, enr_registration *out, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("registration id", in, registration_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("enrollment id", in, enrollment_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("registration status", in, status, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("registration substatus", in, substatus, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("device id", in, device_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("assigned hub", in, assigned_hub, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("registration etag", in, etag, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("last certificate issuer", in, last_certificate_issuer, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("last certificate serial", in, last_certificate_serial, err)) != ENR_OK)
+        return rc;
+    *out = *in;
+    if ((rc = normalize_id("a registration id", in->registration_id, out->registration_id, err)) != ENR_OK ||
+        (rc = check_kind(in->enrollment_kind, err)) != ENR_OK ||
+        (rc = normalize_id(id_word(in->enrollment_kind), in->enrollment_id, out->enrollment_id, err)) != ENR_OK)
+        return rc;
+    if ((rc = check_word("registration status", in->status, STATUSES, err)) != ENR_OK ||
+        (in->substatus[0] != '\0' && (rc = check_id("a substatus", in->substatus, err)) != ENR_OK) ||
+        (in->device_id[0] != '\0' && (rc = check_id("a device id", in->device_id, err)) != ENR_OK) ||
+        (rc = check_text("assigned hub", in->assigned_hub, ENR_STORE_HUB_MAX, false, err)) != ENR_OK ||
+        (rc = check_text("registration etag", in->etag, ENR_STORE_ETAG_MAX, true, err)) != ENR_OK ||
+        (rc = check_text("last certificate issuer", in->last_certificate_issuer, ENR_STORE_DN_MAX, false,
+                         err)) != ENR_OK) {
+        enr_error_prefix(err, "registration '%s'", out->registration_id);
+        return rc;
+    }
+    /* DPS answers carry both or neither (azure-sdk-for-c refuses one alone). */
+    if ((in->device_id[0] == '\0') != (in->assigned_hub[0] == '\0'))
+        return enr_error_set(err, ENR_E_USAGE,
+                             "registration '%s': device id and assigned hub go together",
+                             out->registration_id);
+    if ((in->last_certificate_serial[0] == '\0') != (in->last_certificate_issuer[0] == '\0'))
+        return enr_error_set(err, ENR_E_USAGE,
+                             "registration '%s': last certificate issuer and serial go together",
+                             out->registration_id);
+    if (in->last_certificate_serial[0] != '\0' &&
+        (rc = canonical_serial(in->last_certificate_serial, out->last_certificate_serial, err)) != ENR_OK)
+        return rc;
+    out->created_at = now_or(in->created_at);
+    out->updated_at = now_or(in->updated_at);
+    return ENR_OK;
+}
+
+/* The registration id a certificate or operation belongs to: the
+ * registration's when left empty, and nothing else. */
+static enr_code same_registration(const char *what, const char *given, const char *registration_id,
+                                  char out[ENR_STORE_ID_MAX + 1], enr_error *err)
+{
+    if (given[0] == '\0') {
+        snprintf(out, ENR_STORE_ID_MAX + 1, "%s", registration_id);
+        return ENR_OK;
+    }
+    enr_code rc = normalize_id(what, given, out, err);
+    if (rc == ENR_OK && strcmp(out, registration_id) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "%s belongs to registration '%s', not '%s'", what, out,
+                             registration_id);
+    return rc;
+}
+
+static enr_code prepare_certificate(const enr_certificate *in, const char *registration_id,
+                                    enr_certificate *out, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("certificate issuer", in, issuer, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("certificate serial", in, serial, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("certificate registration id", in, registration_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("certificate policy", in, policy, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("certificate subject", in, subject, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("certificate spki_sha256", in, spki_sha256, err)) != ENR_OK)
+        return rc;
+    *out = *in;
+    out->id = 0;
+    out->revoked = false; /* only the revoke functions revoke */
+    out->revocation_reason = 0;
+    out->revoked_at = 0;
+    out->issued_at = now_or(in->issued_at);
+    if ((rc = check_text("certificate issuer", in->issuer, ENR_STORE_DN_MAX, true, err)) != ENR_OK ||
+        (rc = check_text("certificate subject", in->subject, ENR_STORE_DN_MAX, false, err)) != ENR_OK ||
+        (rc = canonical_serial(in->serial, out->serial, err)) != ENR_OK ||
+        (rc = check_spki_hash(in->spki_sha256, out->spki_sha256, err)) != ENR_OK ||
+        (rc = same_registration("the certificate", in->registration_id, registration_id,
+                                out->registration_id, err)) != ENR_OK ||
+        (in->policy[0] != '\0' && (rc = check_id("a policy name", in->policy, err)) != ENR_OK))
+        return rc;
+    if (in->der.data == NULL || in->der.len == 0 || in->der.len > MAX_CERTIFICATE_DER)
+        return enr_error_set(err, ENR_E_USAGE, "certificate %s: DER of 1 to %zu bytes is required",
+                             out->serial, MAX_CERTIFICATE_DER);
+    if (in->not_after < in->not_before)
+        return enr_error_set(err, ENR_E_USAGE, "certificate %s: notAfter is before notBefore", out->serial);
+    return ENR_OK;
+}
+
+static enr_code prepare_operation(const enr_operation *in, const char *registration_id,
+                                  enr_operation *out, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("operation id", in, operation_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("operation registration id", in, registration_id, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("operation status", in, status, err)) != ENR_OK)
+        return rc;
+    *out = *in;
+    if ((rc = check_id("an operation id", in->operation_id, err)) != ENR_OK ||
+        (rc = same_registration("the operation", in->registration_id, registration_id,
+                                out->registration_id, err)) != ENR_OK ||
+        (rc = check_word("operation status", in->status, STATUSES, err)) != ENR_OK)
+        return rc;
+    if (in->result_json != NULL && strnlen(in->result_json, MAX_RESULT_JSON + 1) > MAX_RESULT_JSON)
+        return enr_error_set(err, ENR_E_USAGE, "operation result is longer than %zu bytes", MAX_RESULT_JSON);
+    out->created_at = now_or(in->created_at);
+    out->updated_at = now_or(in->updated_at);
+    return ENR_OK;
+}
+
+enr_code enr_store_commit_registration(enr_store *store, const enr_registration *registration,
+                                       const enr_certificate *cert, const enr_operation *op,
+                                       const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, commit_registration, "commit registrations", err);
+    enr_registration reg;
+    enr_certificate c;
+    enr_operation o;
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (registration == NULL || op == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "a registration commit needs a registration and an operation");
+    if ((rc = prepare_registration(registration, &reg, err)) != ENR_OK ||
+        (cert != NULL && (rc = prepare_certificate(cert, reg.registration_id, &c, err)) != ENR_OK) ||
+        (rc = prepare_operation(op, reg.registration_id, &o, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    if (cert != NULL) {
+        snprintf(reg.last_certificate_issuer, sizeof reg.last_certificate_issuer, "%s", c.issuer);
+        snprintf(reg.last_certificate_serial, sizeof reg.last_certificate_serial, "%s", c.serial);
+    }
+    return store->ops->commit_registration(store->impl, &reg, cert != NULL ? &c : NULL, &o, a, err);
+}
+
+enr_code enr_store_get_registration(enr_store *store, const char *registration_id,
+                                    enr_registration *out, enr_error *err)
+{
+    REQUIRE_OP(store, get_registration, "look up registrations", err);
+    char key[ENR_STORE_ID_MAX + 1];
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the registration");
+    memset(out, 0, sizeof *out);
+    if ((rc = normalize_id("a registration id", registration_id, key, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_registration(store->impl, key, out, err)) != ENR_OK)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+enr_code enr_store_list_registrations(enr_store *store, const enr_registration_filter *filter,
+                                      enr_registration_list *out, enr_error *err)
+{
+    REQUIRE_OP(store, list_registrations, "list registrations", err);
+    enr_registration_filter f = {0};
+    char enrollment_id[ENR_STORE_ID_MAX + 1], after[ENR_STORE_ID_MAX + 1];
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    if (filter != NULL)
+        f = *filter;
+    if (f.enrollment_id != NULL) {
+        if ((rc = check_kind(f.enrollment_kind, err)) != ENR_OK ||
+            (rc = normalize_id(id_word(f.enrollment_kind), f.enrollment_id, enrollment_id, err)) != ENR_OK)
+            return rc;
+        f.enrollment_id = enrollment_id;
+    } else if (f.enrollment_kind != 0 && (rc = check_kind(f.enrollment_kind, err)) != ENR_OK) {
+        return rc;
+    }
+    if (f.status != NULL && (rc = check_word("registration status", f.status, STATUSES, err)) != ENR_OK)
+        return rc;
+    if (f.after != NULL) {
+        if ((rc = normalize_id("a registration id to list after", f.after, after, err)) != ENR_OK)
+            return rc;
+        f.after = after;
+    }
+    if ((rc = store->ops->list_registrations(store->impl, &f, out, err)) != ENR_OK)
+        enr_registration_list_free(out);
+    return rc;
+}
+
+/* ---- certificates ------------------------------------------------------- */
+
+enr_code enr_store_get_certificate(enr_store *store, const char *issuer, const char *serial,
+                                   enr_certificate *out, enr_error *err)
+{
+    REQUIRE_OP(store, get_certificate, "look up certificates", err);
+    char canonical[ENR_STORE_SERIAL_MAX + 1];
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the certificate");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_text("certificate issuer", issuer, ENR_STORE_DN_MAX, true, err)) != ENR_OK ||
+        (rc = canonical_serial(serial, canonical, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_certificate(store->impl, issuer, canonical, out, err)) != ENR_OK)
+        enr_certificate_free(out);
+    return rc;
+}
+
+enr_code enr_store_list_certificates(enr_store *store, const enr_certificate_filter *filter,
+                                     enr_certificate_list *out, enr_error *err)
+{
+    REQUIRE_OP(store, list_certificates, "list certificates", err);
+    enr_certificate_filter f = {0};
+    char registration_id[ENR_STORE_ID_MAX + 1];
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    if (filter != NULL)
+        f = *filter;
+    f.now = now_or(f.now);
+    if (f.registration_id != NULL) {
+        if ((rc = normalize_id("a registration id", f.registration_id, registration_id, err)) != ENR_OK)
+            return rc;
+        f.registration_id = registration_id;
+    }
+    if (f.issuer != NULL &&
+        (rc = check_text("certificate issuer", f.issuer, ENR_STORE_DN_MAX, true, err)) != ENR_OK)
+        return rc;
+    if (f.expiring_within < 0)
+        return enr_error_set(err, ENR_E_USAGE, "expiring within %lld seconds: must not be negative",
+                             (long long)f.expiring_within);
+    if (f.revoked != ENR_REVOKED_ANY && f.revoked != ENR_REVOKED_ONLY && f.revoked != ENR_REVOKED_NONE)
+        return enr_error_set(err, ENR_E_USAGE, "revoked filter must be any, only or none");
+    if ((rc = store->ops->list_certificates(store->impl, &f, out, err)) != ENR_OK)
+        enr_certificate_list_free(out);
+    return rc;
+}
+
+enr_code enr_store_revoke_certificate(enr_store *store, const char *issuer, const char *serial,
+                                      int reason, time_t when, const enr_audit_event *audit,
+                                      enr_error *err)
+{
+    REQUIRE_OP(store, revoke_certificate, "revoke certificates", err);
+    char canonical[ENR_STORE_SERIAL_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_text("certificate issuer", issuer, ENR_STORE_DN_MAX, true, err)) != ENR_OK ||
+        (rc = canonical_serial(serial, canonical, err)) != ENR_OK ||
+        (rc = check_reason(reason, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->revoke_certificate(store->impl, issuer, canonical, reason, now_or(when), a, err);
+}
+
+enr_code enr_store_revoke_registration(enr_store *store, const char *registration_id, int reason,
+                                       time_t when, const enr_audit_event *audit,
+                                       enr_certificate_list *revoked, enr_error *err)
+{
+    REQUIRE_OP(store, revoke_registration, "revoke registrations", err);
+    char key[ENR_STORE_ID_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_certificate_list ignored = {0};
+    enr_certificate_list *list = revoked != NULL ? revoked : &ignored;
+    enr_code rc;
+    memset(list, 0, sizeof *list);
+    if ((rc = normalize_id("a registration id", registration_id, key, err)) != ENR_OK ||
+        (rc = check_reason(reason, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    rc = store->ops->revoke_registration(store->impl, key, reason, now_or(when), a, list, err);
+    if (rc != ENR_OK || list == &ignored)
+        enr_certificate_list_free(list);
+    return rc;
+}
+
+/* ---- operations and audit ----------------------------------------------- */
+
+enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr_operation *out,
+                                 enr_error *err)
+{
+    REQUIRE_OP(store, get_operation, "look up operations", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the operation");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_id("an operation id", operation_id, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_operation(store->impl, operation_id, out, err)) != ENR_OK)
+        enr_operation_free(out);
+    return rc;
+}
+
+enr_code enr_store_record_audit(enr_store *store, const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, record_audit, "record audit events", err);
+    enr_audit_event a;
+    enr_code rc;
+    if (audit == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no audit event to record");
+    if ((rc = prepare_audit(audit, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->record_audit(store->impl, &a, err);
+}
+
+enr_code enr_store_list_audit(enr_store *store, const enr_audit_filter *filter, enr_audit_list *out,
+                              enr_error *err)
+{
+    REQUIRE_OP(store, list_audit, "list audit events", err);
+    enr_audit_filter f = {0};
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    if (filter != NULL)
+        f = *filter;
+    char registration_id[ENR_STORE_ID_MAX + 1];
+    if (f.registration_id != NULL) {
+        rc = check_text("audit registration id", f.registration_id, ENR_STORE_ID_MAX, true, err);
+        if (rc != ENR_OK)
+            return rc;
+        if (check_id("", f.registration_id, NULL) == ENR_OK) {
+            (void)normalize_id("", f.registration_id, registration_id, NULL);
+            f.registration_id = registration_id;
+        }
+    }
+    if ((rc = store->ops->list_audit(store->impl, &f, out, err)) != ENR_OK)
+        enr_audit_list_free(out);
+    return rc;
+}
+
+/* ---- certificates from X509 --------------------------------------------- */
+
+static enr_code asn1_time(const ASN1_TIME *t, time_t *out, enr_error *err)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return enr_error_set(err, ENR_E_PARSE, "certificate validity time is malformed");
+    *out = timegm(&tm);
+    return ENR_OK;
+}
+
+static enr_code copy_name(const X509_NAME *name, const char *what, char *out, size_t cap, enr_error *err)
+{
+    char *text = enr_name_format(name);
+    if (text == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "cannot format the certificate %s", what);
+    size_t len = strlen(text);
+    enr_code rc = len < cap ? ENR_OK
+                            : enr_error_set(err, ENR_E_UNSUPPORTED, "certificate %s is longer than %zu bytes",
+                                            what, cap - 1);
+    if (rc == ENR_OK)
+        memcpy(out, text, len + 1);
+    free(text);
+    return rc;
+}
+
+static enr_code serial_of(const X509 *x509, char out[ENR_STORE_SERIAL_MAX + 1], enr_error *err)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x509), NULL);
+    char *hex = bn != NULL && !BN_is_negative(bn) ? BN_bn2hex(bn) : NULL;
+    enr_code rc = hex != NULL ? canonical_serial(hex, out, err)
+                              : enr_error_set(err, ENR_E_PARSE,
+                                              "certificate serial number is not a positive integer");
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return rc;
+}
+
+static enr_code der_of(const X509 *x509, enr_buf *out, enr_error *err)
+{
+    int len = i2d_X509(x509, NULL);
+    if (len <= 0)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the certificate");
+    out->data = malloc((size_t)len + 1);
+    if (out->data == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    unsigned char *p = out->data;
+    if (i2d_X509(x509, &p) != len)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the certificate");
+    out->len = (size_t)len;
+    out->data[out->len] = '\0';
+    return ENR_OK;
+}
+
+enr_code enr_certificate_from_x509(const X509 *x509, enr_certificate *out, enr_error *err)
+{
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the certificate");
+    memset(out, 0, sizeof *out);
+    if (x509 == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no certificate");
+    enr_code rc;
+    if ((rc = copy_name(X509_get_issuer_name(x509), "issuer", out->issuer, sizeof out->issuer, err)) !=
+            ENR_OK ||
+        (rc = copy_name(X509_get_subject_name(x509), "subject", out->subject, sizeof out->subject, err)) !=
+            ENR_OK ||
+        (rc = serial_of(x509, out->serial, err)) != ENR_OK ||
+        (rc = asn1_time(X509_get0_notBefore(x509), &out->not_before, err)) != ENR_OK ||
+        (rc = asn1_time(X509_get0_notAfter(x509), &out->not_after, err)) != ENR_OK ||
+        (rc = enr_spki_sha256_hex(X509_get_X509_PUBKEY(x509), out->spki_sha256, err)) != ENR_OK ||
+        (rc = der_of(x509, &out->der, err)) != ENR_OK) {
+        enr_certificate_free(out);
+        return rc;
+    }
+    out->issued_at = time(NULL);
+    return ENR_OK;
+}

@@ -1,0 +1,1409 @@
+/* The store: schema and migrations, every record's create/read/list path,
+ * the registration commit's atomicity, revocation, file permissions,
+ * secrets kept out of error messages, and durability across kill -9. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "enroll/ca.h"
+#include "enroll/csr.h"
+#include "enroll/name.h"
+#include "enroll/signer.h"
+#include "enroll/store.h"
+
+/* base64("secret-key-material-1234567890abcdef"): must never show up in an error. */
+static const char SECRET_KEY[] = "c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0NTY3ODkwYWJjZGVm";
+static const char SECOND_KEY[] = "b3RoZXIta2V5LW1hdGVyaWFsLTA5ODc2NTQzMjE=";
+static const char ISSUER[] = "CN=Test Issuing CA";
+static const char SPKI[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+typedef struct fixture {
+    char dir[64];
+    enr_store *store;
+    unsigned char *ca_der; /* a real certificate, for CA rows and x509 enrollments */
+    size_t ca_der_len;
+} fixture;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static X509 *self_signed(const char *cn, const unsigned char *serial, size_t serial_len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    X509 *x = X509_new();
+    assert_non_null(x);
+    assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
+    BIGNUM *bn = BN_bin2bn(serial, (int)serial_len, NULL);
+    assert_non_null(BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)));
+    BN_free(bn);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+    X509_NAME *name = X509_get_subject_name(x);
+    assert_int_equal(
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0), 1);
+    assert_int_equal(X509_set_issuer_name(x, name), 1);
+    assert_int_equal(X509_set_pubkey(x, key), 1);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    EVP_PKEY_free(key);
+    return x;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/enroll-test-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    enr_error err;
+    if (enr_store_open_sqlite(f->dir, &f->store, &err) != ENR_OK) {
+        fprintf(stderr, "setup: %s\n", err.message);
+        return -1;
+    }
+    static const unsigned char serial[] = {0x01, 0x02};
+    X509 *x = self_signed("Test Bootstrap CA", serial, sizeof serial);
+    int len = i2d_X509(x, &f->ca_der);
+    X509_free(x);
+    if (len <= 0)
+        return -1;
+    f->ca_der_len = (size_t)len;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    enr_store_close(f->store);
+    OPENSSL_free(f->ca_der);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    int rc = system(cmd) == 0 ? 0 : -1;
+    free(f);
+    return rc;
+}
+
+static void reopen(fixture *f)
+{
+    enr_error err;
+    enr_store_close(f->store);
+    f->store = NULL;
+    if (enr_store_open_sqlite(f->dir, &f->store, &err) != ENR_OK)
+        fail_msg("reopen: %s", err.message);
+}
+
+static sqlite3 *raw_db(const fixture *f)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/enroll.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    return db;
+}
+
+static long long raw_count(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void put_ca(fixture *f, const char *name, enr_ca_role role)
+{
+    enr_error err;
+    enr_ca_record ca = {.role = role};
+    snprintf(ca.name, sizeof ca.name, "%s", name);
+    ca.certificate.data = f->ca_der;
+    ca.certificate.len = f->ca_der_len;
+    if (role == ENR_CA_ISSUING)
+        snprintf(ca.key_ref, sizeof ca.key_ref, "pkcs11:token=ca;object=%s", name);
+    else
+        snprintf(ca.verification_code, sizeof ca.verification_code, "code-%s", name);
+    if (enr_store_create_ca(f->store, &ca, NULL, &err) != ENR_OK)
+        fail_msg("create CA %s: %s", name, err.message);
+}
+
+static void put_policy(fixture *f, const char *name, const char *ca_name)
+{
+    enr_error err;
+    enr_credential_policy p = {0};
+    snprintf(p.name, sizeof p.name, "%s", name);
+    snprintf(p.validity, sizeof p.validity, "P30D");
+    snprintf(p.renewal_window, sizeof p.renewal_window, "P7D");
+    snprintf(p.ca_name, sizeof p.ca_name, "%s", ca_name);
+    snprintf(p.key_types, sizeof p.key_types, "ec-p256,ec-p384");
+    if (enr_store_create_policy(f->store, &p, NULL, &err) != ENR_OK)
+        fail_msg("create policy %s: %s", name, err.message);
+}
+
+static enr_enrollment symmetric_enrollment(enr_enrollment_kind kind, const char *id, const char *policy)
+{
+    enr_enrollment e = {.kind = kind, .attestation = ENR_ATTEST_SYMMETRIC, .enabled = true};
+    snprintf(e.id, sizeof e.id, "%s", id);
+    snprintf(e.primary_key, sizeof e.primary_key, "%s", SECRET_KEY);
+    snprintf(e.secondary_key, sizeof e.secondary_key, "%s", SECOND_KEY);
+    snprintf(e.policy, sizeof e.policy, "%s", policy);
+    snprintf(e.assigned_hub, sizeof e.assigned_hub, "mqtt.example.net:8883");
+    return e;
+}
+
+static enr_registration registration(const char *id, const char *group)
+{
+    enr_registration r = {.enrollment_kind = ENR_ENROLLMENT_GROUP};
+    snprintf(r.registration_id, sizeof r.registration_id, "%s", id);
+    snprintf(r.enrollment_id, sizeof r.enrollment_id, "%s", group);
+    snprintf(r.status, sizeof r.status, "assigned");
+    snprintf(r.substatus, sizeof r.substatus, "initialAssignment");
+    snprintf(r.device_id, sizeof r.device_id, "%s", id);
+    snprintf(r.assigned_hub, sizeof r.assigned_hub, "mqtt.example.net:8883");
+    snprintf(r.etag, sizeof r.etag, "etag-1");
+    return r;
+}
+
+static unsigned char FAKE_DER[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+
+static enr_certificate certificate(const char *issuer, const char *serial, time_t not_after)
+{
+    enr_certificate c = {0};
+    snprintf(c.issuer, sizeof c.issuer, "%s", issuer);
+    snprintf(c.serial, sizeof c.serial, "%s", serial);
+    snprintf(c.subject, sizeof c.subject, "CN=device");
+    snprintf(c.spki_sha256, sizeof c.spki_sha256, "%s", SPKI);
+    c.not_before = not_after - 30 * 86400;
+    c.not_after = not_after;
+    c.der.data = FAKE_DER;
+    c.der.len = sizeof FAKE_DER;
+    return c;
+}
+
+static enr_operation operation(const char *id)
+{
+    enr_operation op = {0};
+    snprintf(op.operation_id, sizeof op.operation_id, "%s", id);
+    snprintf(op.status, sizeof op.status, "assigned");
+    return op;
+}
+
+static enr_audit_event audit(const char *kind, const char *registration_id, const char *outcome,
+                             int reason_code, const char *detail)
+{
+    enr_audit_event a = {.reason_code = reason_code};
+    snprintf(a.kind, sizeof a.kind, "%s", kind);
+    snprintf(a.registration_id, sizeof a.registration_id, "%s", registration_id);
+    snprintf(a.outcome, sizeof a.outcome, "%s", outcome);
+    snprintf(a.detail, sizeof a.detail, "%s", detail);
+    return a;
+}
+
+/* A registration with a certificate and an operation named after it. */
+static enr_code commit(enr_store *store, const char *registration_id, const char *issuer, const char *serial,
+                       time_t not_after, enr_error *err)
+{
+    enr_registration r = registration(registration_id, "fleet");
+    enr_certificate c = certificate(issuer, serial, not_after);
+    char op_id[ENR_STORE_ID_MAX + 1];
+    snprintf(op_id, sizeof op_id, "op-%s-%s", registration_id, serial);
+    enr_operation op = operation(op_id);
+    enr_audit_event a = audit("register", registration_id, "ok", 0, "issued");
+    return enr_store_commit_registration(store, &r, &c, &op, &a, err);
+}
+
+static void commit_ok(fixture *f, const char *registration_id, const char *serial, time_t not_after)
+{
+    enr_error err;
+    if (commit(f->store, registration_id, ISSUER, serial, not_after, &err) != ENR_OK)
+        fail_msg("commit %s %s: %s", registration_id, serial, err.message);
+}
+
+/* ---- schema ------------------------------------------------------------- */
+
+static void test_schema_created_and_reopen_is_idempotent(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(enr_store_backend(f->store), "sqlite");
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    reopen(f);
+    reopen(f);
+    enr_error err;
+    enr_ca_record ca;
+    assert_int_equal(enr_store_get_ca(f->store, "issuing", &ca, &err), ENR_OK);
+    enr_ca_record_free(&ca);
+    assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
+
+    sqlite3 *db = raw_db(f);
+    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 1);
+    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 1);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    /* Every table the service needs. */
+    static const char *const TABLES[] = {"ca", "credential_policy", "enrollment_group",
+                                         "individual_enrollment", "registration", "certificate",
+                                         "operation", "audit_event", NULL};
+    for (size_t i = 0; TABLES[i] != NULL; i++) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='%s'",
+                 TABLES[i]);
+        if (raw_count(db, sql) != 1)
+            fail_msg("table %s missing", TABLES[i]);
+    }
+    sqlite3_close(db);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture *f = *state;
+    enr_store_close(f->store);
+    f->store = NULL;
+    sqlite3 *db = raw_db(f);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99, 0)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    enr_error err;
+    enr_store *store = NULL;
+    assert_int_equal(enr_store_open_sqlite(f->dir, &store, &err), ENR_E_UNSUPPORTED);
+    assert_null(store);
+    assert_non_null(strstr(err.message, "schema version 99"));
+    assert_non_null(strstr(err.message, "newer"));
+    assert_non_null(strstr(err.message, "enroll.db"));
+}
+
+static void test_open_refusals(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    enr_store *store = NULL;
+    assert_int_equal(enr_store_open_sqlite("", &store, &err), ENR_E_USAGE);
+    assert_int_equal(enr_store_open_sqlite("/nonexistent-enroll-dir/sub", &store, &err), ENR_E_IO);
+    assert_non_null(strstr(err.message, "/nonexistent-enroll-dir/sub"));
+    /* A data directory that does not exist yet is made, private. */
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/data", f->dir);
+    assert_int_equal(enr_store_open_sqlite(sub, &store, &err), ENR_OK);
+    struct stat st;
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    enr_store_close(store);
+    /* A file that is not a database is refused, not overwritten. */
+    char junk_dir[128], junk[160];
+    snprintf(junk_dir, sizeof junk_dir, "%s/junk", f->dir);
+    assert_int_equal(mkdir(junk_dir, 0700), 0);
+    snprintf(junk, sizeof junk, "%s/enroll.db", junk_dir);
+    FILE *fp = fopen(junk, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 100; i++)
+        fputs("this is not an SQLite database at all. ", fp);
+    fclose(fp);
+    assert_int_equal(enr_store_open_sqlite(junk_dir, &store, &err), ENR_E_IO);
+    assert_non_null(strstr(err.message, "enroll.db"));
+}
+
+static void assert_mode_0600(const char *dir, const char *file)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        fail_msg("%s: %s", path, strerror(errno));
+    if ((st.st_mode & 0777) != 0600)
+        fail_msg("%s has mode %o, not 600", path, (unsigned)(st.st_mode & 0777));
+}
+
+static void test_database_files_are_private(void **state)
+{
+    fixture *f = *state;
+    mode_t old = umask(0);
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/umask0", f->dir);
+    enr_error err;
+    enr_store *store = NULL;
+    assert_int_equal(enr_store_open_sqlite(dir, &store, &err), ENR_OK);
+    umask(old);
+    enr_audit_event a = audit("test", "", "ok", 0, "a write makes the WAL");
+    assert_int_equal(enr_store_record_audit(store, &a, &err), ENR_OK);
+    assert_mode_0600(dir, "enroll.db");
+    assert_mode_0600(dir, "enroll.db-wal");
+    assert_mode_0600(dir, "enroll.db-shm");
+    enr_store_close(store);
+
+    /* A database left readable by others is made private again on open. */
+    char path[160];
+    snprintf(path, sizeof path, "%s/enroll.db", dir);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(enr_store_open_sqlite(dir, &store, &err), ENR_OK);
+    assert_mode_0600(dir, "enroll.db");
+    enr_store_close(store);
+}
+
+/* ---- CAs and policies --------------------------------------------------- */
+
+static void test_ca_records(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_ca(f, "bootstrap", ENR_CA_BOOTSTRAP);
+
+    enr_ca_record ca = {0};
+    assert_int_equal(enr_store_get_ca(f->store, "issuing", &ca, &err), ENR_OK);
+    assert_int_equal(ca.role, ENR_CA_ISSUING);
+    assert_int_equal(ca.certificate.len, f->ca_der_len);
+    assert_memory_equal(ca.certificate.data, f->ca_der, f->ca_der_len);
+    assert_string_equal(ca.key_ref, "pkcs11:token=ca;object=issuing");
+    assert_null(ca.chain_pem);
+    assert_true(ca.created_at > 0);
+    enr_ca_record_free(&ca);
+
+    /* Taken name; unknown name. */
+    enr_ca_record dup = {.role = ENR_CA_BOOTSTRAP, .certificate = {f->ca_der, f->ca_der_len}};
+    snprintf(dup.name, sizeof dup.name, "issuing");
+    assert_int_equal(enr_store_create_ca(f->store, &dup, NULL, &err), ENR_E_EXISTS);
+    assert_non_null(strstr(err.message, "'issuing' exists"));
+    assert_int_equal(enr_store_get_ca(f->store, "nope", &ca, &err), ENR_E_NOTFOUND);
+
+    /* Refusals before the database: a PIN in the key reference, no key for
+     * an issuing CA, a key for a bootstrap CA, bytes that are no certificate. */
+    enr_ca_record bad = {.role = ENR_CA_ISSUING, .certificate = {f->ca_der, f->ca_der_len}};
+    snprintf(bad.name, sizeof bad.name, "bad");
+    snprintf(bad.key_ref, sizeof bad.key_ref, "pkcs11:token=ca;object=k?pin-value=1234");
+    assert_int_equal(enr_store_create_ca(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    assert_non_null(strstr(err.message, "pin-value"));
+    assert_null(strstr(err.message, "1234"));
+    bad.key_ref[0] = '\0';
+    assert_int_equal(enr_store_create_ca(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    bad.role = ENR_CA_BOOTSTRAP;
+    snprintf(bad.key_ref, sizeof bad.key_ref, "/etc/ca.key");
+    assert_int_equal(enr_store_create_ca(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    bad.key_ref[0] = '\0';
+    unsigned char junk[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+    bad.certificate = (enr_buf){junk, sizeof junk};
+    assert_int_equal(enr_store_create_ca(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    assert_non_null(strstr(err.message, "DER X.509"));
+
+    /* Proof of possession for the bootstrap CA. */
+    enr_audit_event a = audit("ca.verify", "", "ok", 0, "bootstrap CA verified");
+    assert_int_equal(enr_store_set_ca_verification(f->store, "bootstrap", "", true, &a, &err), ENR_OK);
+    assert_int_equal(enr_store_get_ca(f->store, "bootstrap", &ca, &err), ENR_OK);
+    assert_true(ca.verified);
+    assert_string_equal(ca.verification_code, "");
+    enr_ca_record_free(&ca);
+    assert_int_equal(enr_store_set_ca_verification(f->store, "issuing", "abc", false, NULL, &err),
+                     ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_set_ca_verification(f->store, "bootstrap", "", false, NULL, &err), ENR_E_USAGE);
+
+    enr_ca_record_list list;
+    assert_int_equal(enr_store_list_cas(f->store, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].name, "bootstrap");
+    assert_string_equal(list.items[1].name, "issuing");
+    enr_ca_record_list_free(&list);
+
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, NULL, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 1);
+    assert_string_equal(events.items[0].kind, "ca.verify");
+    enr_audit_list_free(&events);
+}
+
+static void test_credential_policies(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+
+    enr_credential_policy p;
+    assert_int_equal(enr_store_get_policy(f->store, "cert-policy", &p, &err), ENR_OK);
+    assert_string_equal(p.validity, "P30D");
+    assert_string_equal(p.renewal_window, "P7D");
+    assert_string_equal(p.ca_name, "issuing");
+    assert_string_equal(p.key_types, "ec-p256,ec-p384");
+    assert_int_equal(enr_store_get_policy(f->store, "other", &p, &err), ENR_E_NOTFOUND);
+
+    enr_credential_policy bad = {0};
+    snprintf(bad.name, sizeof bad.name, "cert-policy");
+    snprintf(bad.validity, sizeof bad.validity, "P30D");
+    snprintf(bad.renewal_window, sizeof bad.renewal_window, "P7D");
+    snprintf(bad.ca_name, sizeof bad.ca_name, "issuing");
+    snprintf(bad.key_types, sizeof bad.key_types, "ec-p256");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, NULL, &err), ENR_E_EXISTS);
+    snprintf(bad.name, sizeof bad.name, "p2");
+    snprintf(bad.ca_name, sizeof bad.ca_name, "missing-ca");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, NULL, &err), ENR_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "missing-ca"));
+    snprintf(bad.ca_name, sizeof bad.ca_name, "issuing");
+    snprintf(bad.validity, sizeof bad.validity, "30 days");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    assert_non_null(strstr(err.message, "policy 'p2'"));
+    snprintf(bad.validity, sizeof bad.validity, "P7D");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    assert_non_null(strstr(err.message, "shorter than validity"));
+    snprintf(bad.validity, sizeof bad.validity, "P1M");
+    snprintf(bad.key_types, sizeof bad.key_types, "ec-p256,rsa-1024");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    snprintf(bad.key_types, sizeof bad.key_types, ",");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    snprintf(bad.key_types, sizeof bad.key_types, "rsa-3072");
+    enr_audit_event a = audit("policy.create", "", "ok", 0, "p2");
+    assert_int_equal(enr_store_create_policy(f->store, &bad, &a, &err), ENR_OK);
+
+    enr_policy_list list;
+    assert_int_equal(enr_store_list_policies(f->store, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].name, "cert-policy");
+    assert_string_equal(list.items[1].name, "p2");
+    assert_string_equal(list.items[1].validity, "P1M");
+    enr_policy_list_free(&list);
+}
+
+/* ---- enrollments -------------------------------------------------------- */
+
+static void test_enrollments(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+
+    enr_enrollment g = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "Fleet-A", "cert-policy");
+    enr_audit_event a = audit("enrollment.create", "", "ok", 0, "group fleet-a");
+    assert_int_equal(enr_store_create_enrollment(f->store, &g, &a, &err), ENR_OK);
+    assert_string_equal(g.id, "fleet-a"); /* ids compare case-insensitively */
+    assert_true(g.etag[0] != '\0');
+    assert_true(g.created_at > 0);
+
+    enr_buf certs[2] = {{f->ca_der, f->ca_der_len}, {f->ca_der, f->ca_der_len}};
+    enr_enrollment x = {.kind = ENR_ENROLLMENT_GROUP, .attestation = ENR_ATTEST_X509, .enabled = true,
+                        .certificates = certs, .certificate_count = 2};
+    snprintf(x.id, sizeof x.id, "x509-fleet");
+    snprintf(x.assigned_hub, sizeof x.assigned_hub, "mqtt.example.net");
+    assert_int_equal(enr_store_create_enrollment(f->store, &x, NULL, &err), ENR_OK);
+
+    enr_enrollment d = symmetric_enrollment(ENR_ENROLLMENT_INDIVIDUAL, "Dev-001", "");
+    d.secondary_key[0] = '\0';
+    assert_int_equal(enr_store_create_enrollment(f->store, &d, NULL, &err), ENR_OK);
+
+    enr_enrollment got;
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "FLEET-a", &got, &err), ENR_OK);
+    assert_string_equal(got.id, "fleet-a");
+    assert_int_equal(got.attestation, ENR_ATTEST_SYMMETRIC);
+    assert_string_equal(got.primary_key, SECRET_KEY);
+    assert_string_equal(got.secondary_key, SECOND_KEY);
+    assert_string_equal(got.policy, "cert-policy");
+    assert_string_equal(got.etag, g.etag);
+    assert_true(got.enabled);
+    assert_int_equal(got.certificate_count, 0);
+    enr_enrollment_free(&got);
+
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "x509-fleet", &got, &err),
+                     ENR_OK);
+    assert_int_equal(got.attestation, ENR_ATTEST_X509);
+    assert_int_equal(got.certificate_count, 2);
+    assert_int_equal(got.certificates[1].len, f->ca_der_len);
+    assert_memory_equal(got.certificates[1].data, f->ca_der, f->ca_der_len);
+    assert_string_equal(got.primary_key, "");
+    assert_string_equal(got.policy, "");
+    enr_enrollment_free(&got);
+
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_INDIVIDUAL, "DEV-001", &got, &err),
+                     ENR_OK);
+    assert_string_equal(got.id, "dev-001");
+    assert_string_equal(got.secondary_key, "");
+    enr_enrollment_free(&got);
+    /* A group and an individual enrollment live in different tables. */
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "dev-001", &got, &err),
+                     ENR_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "dev-001"));
+
+    /* Disable and enable again: a new etag each time. */
+    char etag[ENR_STORE_ETAG_MAX + 1];
+    snprintf(etag, sizeof etag, "%s", g.etag);
+    assert_int_equal(
+        enr_store_set_enrollment_enabled(f->store, ENR_ENROLLMENT_GROUP, "fleet-a", false, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "fleet-a", &got, &err), ENR_OK);
+    assert_false(got.enabled);
+    assert_string_not_equal(got.etag, etag);
+    enr_enrollment_free(&got);
+    assert_int_equal(
+        enr_store_set_enrollment_enabled(f->store, ENR_ENROLLMENT_INDIVIDUAL, "nobody", false, NULL, &err),
+        ENR_E_NOTFOUND);
+
+    enr_enrollment_list list;
+    assert_int_equal(enr_store_list_enrollments(f->store, ENR_ENROLLMENT_GROUP, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    assert_int_equal(list.items[0].kind, ENR_ENROLLMENT_GROUP);
+    size_t x509_at = strcmp(list.items[0].id, "x509-fleet") == 0 ? 0 : 1;
+    assert_string_equal(list.items[x509_at].id, "x509-fleet");
+    assert_int_equal(list.items[x509_at].certificate_count, 2);
+    assert_false(list.items[1 - x509_at].enabled);
+    enr_enrollment_list_free(&list);
+    assert_int_equal(enr_store_list_enrollments(f->store, ENR_ENROLLMENT_INDIVIDUAL, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    enr_enrollment_list_free(&list);
+
+    /* Wrong attestation shapes, unknown policy, taken id. */
+    enr_enrollment bad = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "g2", "cert-policy");
+    bad.certificates = certs;
+    bad.certificate_count = 1;
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    bad = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "g2", "cert-policy");
+    bad.attestation = ENR_ATTEST_X509;
+    bad.certificates = certs;
+    bad.certificate_count = 1;
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    bad.primary_key[0] = bad.secondary_key[0] = '\0';
+    bad.certificate_count = 0;
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    bad = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "g2", "no-such-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "no-such-policy"));
+    bad = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "FLEET-A", "");
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_EXISTS);
+    bad = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "bad id", "");
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_USAGE);
+    bad = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "g3", "");
+    bad.assigned_hub[0] = '\0';
+    assert_int_equal(enr_store_create_enrollment(f->store, &bad, NULL, &err), ENR_E_USAGE);
+
+    /* Failed creations left nothing behind; the one audit event is there. */
+    assert_int_equal(enr_store_list_enrollments(f->store, ENR_ENROLLMENT_GROUP, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    enr_enrollment_list_free(&list);
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, NULL, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 1);
+    enr_audit_list_free(&events);
+}
+
+/* ---- registrations ------------------------------------------------------ */
+
+static void test_commit_and_lookups(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+
+    enr_registration r = registration("Dev-001", "Fleet");
+    r.created_at = 1000;
+    r.updated_at = 1000;
+    enr_certificate c = certificate(ISSUER, "0a1b2c", now + 86400);
+    snprintf(c.policy, sizeof c.policy, "cert-policy");
+    enr_operation op = operation("op-1");
+    op.result_json = "{\"status\":\"assigned\"}";
+    enr_audit_event a = audit("register", "Dev-001", "ok", 0, "certificate issued");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, &a, &err), ENR_OK);
+
+    enr_registration got;
+    assert_int_equal(enr_store_get_registration(f->store, "DEV-001", &got, &err), ENR_OK);
+    assert_string_equal(got.registration_id, "dev-001");
+    assert_string_equal(got.enrollment_id, "fleet");
+    assert_int_equal(got.enrollment_kind, ENR_ENROLLMENT_GROUP);
+    assert_string_equal(got.status, "assigned");
+    assert_string_equal(got.substatus, "initialAssignment");
+    assert_string_equal(got.device_id, "Dev-001");
+    assert_string_equal(got.etag, "etag-1");
+    assert_int_equal(got.created_at, 1000);
+    assert_string_equal(got.last_certificate_issuer, ISSUER);
+    assert_string_equal(got.last_certificate_serial, "0A1B2C");
+
+    enr_certificate cert;
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "0A1B2C", &cert, &err), ENR_OK);
+    assert_string_equal(cert.registration_id, "dev-001");
+    assert_string_equal(cert.policy, "cert-policy");
+    assert_string_equal(cert.subject, "CN=device");
+    assert_string_equal(cert.spki_sha256, SPKI);
+    assert_int_equal(cert.not_after, now + 86400);
+    assert_int_equal(cert.der.len, sizeof FAKE_DER);
+    assert_memory_equal(cert.der.data, FAKE_DER, sizeof FAKE_DER);
+    assert_false(cert.revoked);
+    assert_true(cert.id > 0);
+    enr_certificate_free(&cert);
+    /* Any spelling of the same integer finds it. */
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "000a1b2c", &cert, &err), ENR_OK);
+    enr_certificate_free(&cert);
+    assert_int_equal(enr_store_get_certificate(f->store, "CN=Other", "0A1B2C", &cert, &err), ENR_E_NOTFOUND);
+
+    enr_operation got_op;
+    assert_int_equal(enr_store_get_operation(f->store, "op-1", &got_op, &err), ENR_OK);
+    assert_string_equal(got_op.registration_id, "dev-001");
+    assert_string_equal(got_op.status, "assigned");
+    assert_string_equal(got_op.result_json, "{\"status\":\"assigned\"}");
+    enr_operation_free(&got_op);
+    assert_int_equal(enr_store_get_operation(f->store, "op-2", &got_op, &err), ENR_E_NOTFOUND);
+
+    /* Registering again (classic, no certificate): the registration is
+     * updated, keeps its creation time and its last certificate. */
+    r = registration("dev-001", "fleet");
+    snprintf(r.substatus, sizeof r.substatus, "reprovisionedToInitialAssignment");
+    snprintf(r.etag, sizeof r.etag, "etag-2");
+    r.created_at = 2000;
+    op = operation("op-2");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, NULL, &op, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-001", &got, &err), ENR_OK);
+    assert_int_equal(got.created_at, 1000);
+    assert_string_equal(got.etag, "etag-2");
+    assert_string_equal(got.substatus, "reprovisionedToInitialAssignment");
+    assert_string_equal(got.last_certificate_serial, "0A1B2C");
+
+    /* A certificate or operation of another registration is refused. */
+    r = registration("dev-001", "fleet");
+    c = certificate(ISSUER, "0a1b2d", now + 86400);
+    snprintf(c.registration_id, sizeof c.registration_id, "dev-002");
+    op = operation("op-3");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    c.registration_id[0] = '\0';
+    snprintf(op.registration_id, sizeof op.registration_id, "dev-002");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    /* Bad fields. */
+    op.registration_id[0] = '\0';
+    snprintf(r.status, sizeof r.status, "happy");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    r = registration("dev-001", "fleet");
+    r.device_id[0] = '\0';
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    assert_non_null(strstr(err.message, "go together"));
+    r = registration("dev-001", "fleet");
+    snprintf(c.serial, sizeof c.serial, "xyz");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    c = certificate(ISSUER, "0a1b2d", now + 86400);
+    c.not_before = c.not_after + 1;
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    c = certificate(ISSUER, "0a1b2d", now + 86400);
+    c.spki_sha256[3] = 'z';
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_E_USAGE);
+    assert_int_equal(enr_store_get_operation(f->store, "op-3", &got_op, &err), ENR_E_NOTFOUND);
+}
+
+static void test_commit_is_all_or_nothing(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    commit_ok(f, "dev-a", "7F01", now + 86400);
+
+    /* A second registration whose certificate repeats the serial: the whole
+     * commit fails with ENR_E_EXISTS (the CA then draws a new serial), and
+     * neither its registration, nor its operation, nor its audit event is
+     * written. */
+    enr_registration r = registration("dev-b", "fleet");
+    enr_certificate c = certificate(ISSUER, "7f01", now + 86400);
+    enr_operation op = operation("op-b");
+    enr_audit_event a = audit("register", "dev-b", "ok", 0, "issued to dev-b");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, &a, &err), ENR_E_EXISTS);
+    assert_non_null(strstr(err.message, "7F01"));
+    enr_registration got;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-b", &got, &err), ENR_E_NOTFOUND);
+    enr_operation got_op;
+    assert_int_equal(enr_store_get_operation(f->store, "op-b", &got_op, &err), ENR_E_NOTFOUND);
+    enr_audit_filter only_b = {.registration_id = "dev-b"};
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, &only_b, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 0);
+    enr_audit_list_free(&events);
+
+    /* An update of an existing registration is rolled back too. */
+    r = registration("dev-a", "fleet");
+    snprintf(r.etag, sizeof r.etag, "changed");
+    op = operation("op-a2");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, &a, &err), ENR_E_EXISTS);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-a", &got, &err), ENR_OK);
+    assert_string_equal(got.etag, "etag-1");
+
+    /* A repeated operation id fails the commit the same way. */
+    r = registration("dev-b", "fleet");
+    c = certificate(ISSUER, "7F02", now + 86400);
+    op = operation("op-dev-a-7F01");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, &a, &err), ENR_E_EXISTS);
+    enr_certificate cert;
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "7F02", &cert, &err), ENR_E_NOTFOUND);
+
+    /* The same serial from another issuer is another certificate. */
+    assert_int_equal(commit(f->store, "dev-b", "CN=Other Issuing CA", "7F01", now + 86400, &err), ENR_OK);
+    enr_certificate_list all;
+    assert_int_equal(enr_store_list_certificates(f->store, NULL, &all, &err), ENR_OK);
+    assert_int_equal(all.count, 2);
+    enr_certificate_list_free(&all);
+}
+
+static void test_rejection_writes_only_audit(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    enr_audit_event a = audit("register", "Dev-X", "rejected", 401002, "SAS signature does not match");
+    assert_int_equal(enr_store_record_audit(f->store, &a, &err), ENR_OK);
+    /* Text that looks like a credential is withheld; control characters repaired. */
+    enr_audit_event leak = audit("register", "dev-y", "rejected", 401002,
+                                 "bad token SharedAccessSignature sr=x&sig=abc&se=1");
+    assert_int_equal(enr_store_record_audit(f->store, &leak, &err), ENR_OK);
+    char pasted[ENR_STORE_DETAIL_MAX + 1];
+    snprintf(pasted, sizeof pasted, "group key %s did not verify", SECRET_KEY);
+    enr_audit_event key = audit("register", "dev-k", "rejected", 401002, pasted);
+    assert_int_equal(enr_store_record_audit(f->store, &key, &err), ENR_OK);
+    enr_audit_event hex = audit("revoke", "dev-h", "ok", 0,
+                                "serial 7F0102030405060708090A0B0C0D0E0F10111213 spki " /* hex is no secret */
+                                "00112233445566778899aabbccddeeff00112233445566778899");
+    assert_int_equal(enr_store_record_audit(f->store, &hex, &err), ENR_OK);
+    enr_audit_event ctrl = audit("register", "Dev\n-Z", "rejected", 400001, "line\nbreak"); /* kept as sent */
+    assert_int_equal(enr_store_record_audit(f->store, &ctrl, &err), ENR_OK);
+    enr_audit_event wrong = audit("register", "", "maybe", 0, "");
+    assert_int_equal(enr_store_record_audit(f->store, &wrong, &err), ENR_E_USAGE);
+
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, NULL, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 5);
+    assert_string_equal(events.items[0].registration_id, "dev-x"); /* found like its registration */
+    assert_string_equal(events.items[0].outcome, "rejected");
+    assert_int_equal(events.items[0].reason_code, 401002);
+    assert_true(events.items[0].at > 0);
+    assert_null(strstr(events.items[1].detail, "sig="));
+    assert_null(strstr(events.items[2].detail, SECRET_KEY));
+    assert_non_null(strstr(events.items[2].detail, "withheld"));
+    assert_non_null(strstr(events.items[3].detail, "7F0102030405060708090A0B0C0D0E0F10111213")); /* hex stays */
+    assert_string_equal(events.items[4].registration_id, "Dev?-Z");
+    assert_string_equal(events.items[4].detail, "line?break");
+    int64_t first = events.items[0].id;
+    enr_audit_list_free(&events);
+
+    enr_audit_filter of_x = {.registration_id = "DEV-X"};
+    assert_int_equal(enr_store_list_audit(f->store, &of_x, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 1);
+    enr_audit_list_free(&events);
+
+    enr_audit_filter after = {.after_id = first, .limit = 1};
+    assert_int_equal(enr_store_list_audit(f->store, &after, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 1);
+    assert_string_equal(events.items[0].registration_id, "dev-y");
+    enr_audit_list_free(&events);
+
+    enr_registration_list regs;
+    assert_int_equal(enr_store_list_registrations(f->store, NULL, &regs, &err), ENR_OK);
+    assert_int_equal(regs.count, 0);
+    enr_registration_list_free(&regs);
+    enr_certificate_list certs;
+    assert_int_equal(enr_store_list_certificates(f->store, NULL, &certs, &err), ENR_OK);
+    assert_int_equal(certs.count, 0);
+    enr_certificate_list_free(&certs);
+}
+
+static void test_list_registrations(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    commit_ok(f, "dev-3", "01", now + 86400);
+    commit_ok(f, "dev-1", "02", now + 86400);
+    commit_ok(f, "dev-2", "03", now + 86400);
+    enr_registration r = registration("dev-4", "other-fleet");
+    snprintf(r.status, sizeof r.status, "failed");
+    r.device_id[0] = r.assigned_hub[0] = '\0';
+    enr_operation op = operation("op-4");
+    snprintf(op.status, sizeof op.status, "failed");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, NULL, &op, NULL, &err), ENR_OK);
+
+    enr_registration_list list;
+    assert_int_equal(enr_store_list_registrations(f->store, NULL, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 4);
+    assert_string_equal(list.items[0].registration_id, "dev-1");
+    assert_string_equal(list.items[3].registration_id, "dev-4");
+    assert_string_equal(list.items[3].device_id, "");
+    enr_registration_list_free(&list);
+
+    enr_registration_filter fleet = {.enrollment_kind = ENR_ENROLLMENT_GROUP, .enrollment_id = "FLEET"};
+    assert_int_equal(enr_store_list_registrations(f->store, &fleet, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 3);
+    enr_registration_list_free(&list);
+    enr_registration_filter individual = {.enrollment_kind = ENR_ENROLLMENT_INDIVIDUAL};
+    assert_int_equal(enr_store_list_registrations(f->store, &individual, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 0);
+    enr_registration_list_free(&list);
+    enr_registration_filter failed = {.status = "failed"};
+    assert_int_equal(enr_store_list_registrations(f->store, &failed, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    enr_registration_list_free(&list);
+    enr_registration_filter page = {.after = "dev-1", .limit = 2};
+    assert_int_equal(enr_store_list_registrations(f->store, &page, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    assert_string_equal(list.items[0].registration_id, "dev-2");
+    assert_string_equal(list.items[1].registration_id, "dev-3");
+    enr_registration_list_free(&list);
+    enr_registration_filter bad = {.status = "sleeping"};
+    assert_int_equal(enr_store_list_registrations(f->store, &bad, &list, &err), ENR_E_USAGE);
+}
+
+/* ---- certificates ------------------------------------------------------- */
+
+static void test_certificate_filters(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = 1800000000;
+    commit_ok(f, "dev-1", "A1", now - 10);          /* expired */
+    commit_ok(f, "dev-1", "A2", now + 3600);        /* within an hour */
+    commit_ok(f, "dev-2", "A3", now + 86400);       /* within a day */
+    commit_ok(f, "dev-2", "A4", now + 30 * 86400);  /* later */
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "A3", 1, now, NULL, &err), ENR_OK);
+
+    enr_certificate_list list;
+    enr_certificate_filter hour = {.expiring_within = 3600, .now = now};
+    assert_int_equal(enr_store_list_certificates(f->store, &hour, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    assert_string_equal(list.items[0].serial, "A2");
+    enr_certificate_list_free(&list);
+
+    enr_certificate_filter day = {.expiring_within = 86400, .now = now};
+    assert_int_equal(enr_store_list_certificates(f->store, &day, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    enr_certificate_list_free(&list);
+    day.revoked = ENR_REVOKED_NONE;
+    assert_int_equal(enr_store_list_certificates(f->store, &day, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    assert_string_equal(list.items[0].serial, "A2");
+    enr_certificate_list_free(&list);
+
+    enr_certificate_filter revoked = {.revoked = ENR_REVOKED_ONLY};
+    assert_int_equal(enr_store_list_certificates(f->store, &revoked, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    assert_string_equal(list.items[0].serial, "A3");
+    assert_true(list.items[0].revoked);
+    assert_int_equal(list.items[0].revocation_reason, 1);
+    assert_int_equal(list.items[0].revoked_at, now);
+    enr_certificate_list_free(&list);
+
+    enr_certificate_filter of_dev = {.registration_id = "DEV-2", .issuer = ISSUER};
+    assert_int_equal(enr_store_list_certificates(f->store, &of_dev, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 2);
+    enr_certificate_list_free(&list);
+    enr_certificate_filter other_issuer = {.issuer = "CN=Nobody"};
+    assert_int_equal(enr_store_list_certificates(f->store, &other_issuer, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 0);
+    enr_certificate_list_free(&list);
+
+    /* Paging by id. */
+    enr_certificate_filter page = {.limit = 3};
+    assert_int_equal(enr_store_list_certificates(f->store, &page, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 3);
+    page.after_id = list.items[2].id;
+    enr_certificate_list_free(&list);
+    assert_int_equal(enr_store_list_certificates(f->store, &page, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    assert_string_equal(list.items[0].serial, "A4");
+    enr_certificate_list_free(&list);
+
+    enr_certificate_filter negative = {.expiring_within = -1};
+    assert_int_equal(enr_store_list_certificates(f->store, &negative, &list, &err), ENR_E_USAGE);
+}
+
+static void test_revocation(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    commit_ok(f, "dev-1", "B1", now + 86400);
+    commit_ok(f, "dev-1", "B2", now + 86400);
+    commit_ok(f, "dev-1", "B3", now + 86400);
+    commit_ok(f, "dev-2", "B4", now + 86400);
+
+    enr_audit_event a = audit("revoke", "dev-1", "ok", 0, "key compromise reported");
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "b1", 1, 0, &a, &err), ENR_OK);
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "B1", 1, 0, NULL, &err), ENR_E_EXISTS);
+    assert_non_null(strstr(err.message, "revoked already"));
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "B9", 1, 0, NULL, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "B2", 7, 0, NULL, &err), ENR_E_USAGE);
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "B2", 11, 0, NULL, &err), ENR_E_USAGE);
+
+    /* The rest of dev-1, returned for the CRL; B1 is not revoked twice. */
+    enr_certificate_list revoked;
+    assert_int_equal(enr_store_revoke_registration(f->store, "Dev-1", 5, 12345, &a, &revoked, &err), ENR_OK);
+    assert_int_equal(revoked.count, 2);
+    assert_string_equal(revoked.items[0].serial, "B2");
+    assert_string_equal(revoked.items[1].serial, "B3");
+    assert_true(revoked.items[1].revoked);
+    assert_int_equal(revoked.items[1].revocation_reason, 5);
+    assert_int_equal(revoked.items[1].revoked_at, 12345);
+    enr_certificate_list_free(&revoked);
+
+    enr_certificate cert;
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "B1", &cert, &err), ENR_OK);
+    assert_int_equal(cert.revocation_reason, 1); /* the first revocation stands */
+    enr_certificate_free(&cert);
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "B3", &cert, &err), ENR_OK);
+    assert_true(cert.revoked);
+    enr_certificate_free(&cert);
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "B4", &cert, &err), ENR_OK);
+    assert_false(cert.revoked);
+    enr_certificate_free(&cert);
+
+    /* Nothing left to revoke; unknown registration; NULL list. */
+    assert_int_equal(enr_store_revoke_registration(f->store, "dev-1", 5, 0, NULL, &revoked, &err), ENR_OK);
+    assert_int_equal(revoked.count, 0);
+    enr_certificate_list_free(&revoked);
+    assert_int_equal(enr_store_revoke_registration(f->store, "dev-9", 5, 0, NULL, &revoked, &err),
+                     ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_revoke_registration(f->store, "dev-2", 4, 0, NULL, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "B4", &cert, &err), ENR_OK);
+    assert_true(cert.revoked);
+    enr_certificate_free(&cert);
+
+    enr_audit_filter of_dev = {.registration_id = "dev-1"};
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, &of_dev, &events, &err), ENR_OK);
+    size_t revokes = 0;
+    for (size_t i = 0; i < events.count; i++)
+        revokes += strcmp(events.items[i].kind, "revoke") == 0;
+    assert_int_equal(revokes, 2);
+    enr_audit_list_free(&events);
+}
+
+static void test_certificate_from_x509(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    /* Top bit set: DER has a leading 00 octet, `openssl x509 -serial` does not print it. */
+    static const unsigned char serial[] = {0x80, 0x01, 0xab, 0xcd};
+    X509 *x = self_signed("dev-x509", serial, sizeof serial);
+    enr_certificate c;
+    assert_int_equal(enr_certificate_from_x509(x, &c, &err), ENR_OK);
+    assert_string_equal(c.serial, "8001ABCD");
+    assert_string_equal(c.issuer, "CN=dev-x509");
+    assert_string_equal(c.subject, "CN=dev-x509");
+    assert_int_equal(c.not_after - c.not_before, 86400);
+    assert_int_equal(strlen(c.spki_sha256), 64);
+    assert_int_equal((long)c.der.len, (long)i2d_X509(x, NULL));
+
+    /* The same text `openssl x509 -serial` shows (i2a_ASN1_INTEGER). */
+    BIO *bio = BIO_new(BIO_s_mem());
+    i2a_ASN1_INTEGER(bio, X509_get0_serialNumber(x));
+    char printed[64] = "";
+    int n = BIO_read(bio, printed, sizeof printed - 1);
+    assert_true(n > 0);
+    printed[n] = '\0';
+    BIO_free(bio);
+    assert_string_equal(c.serial, printed);
+
+    enr_registration r = registration("dev-x509", "fleet");
+    enr_operation op = operation("op-x509");
+    assert_int_equal(enr_store_commit_registration(f->store, &r, &c, &op, NULL, &err), ENR_OK);
+    enr_certificate got;
+    assert_int_equal(enr_store_get_certificate(f->store, c.issuer, printed, &got, &err), ENR_OK);
+    assert_memory_equal(got.der.data, c.der.data, c.der.len);
+    enr_certificate_free(&got);
+    enr_certificate_free(&c);
+    X509_free(x);
+    assert_int_equal(enr_certificate_from_x509(NULL, &c, &err), ENR_E_USAGE);
+}
+
+/* ---- issuance through the store (what enrolld does) --------------------- */
+
+typedef struct issue_context {
+    enr_store *store;
+    const char *registration_id;
+    int calls;
+} issue_context;
+
+static enr_code record_in_store(void *ctx, X509 *cert, const char *profile, enr_error *err)
+{
+    issue_context *ic = ctx;
+    ic->calls++;
+    enr_certificate c;
+    enr_code rc = enr_certificate_from_x509(cert, &c, err);
+    if (rc != ENR_OK)
+        return rc;
+    enr_registration r = registration(ic->registration_id, "fleet");
+    char op_id[64];
+    snprintf(op_id, sizeof op_id, "op-issue-%d", ic->calls);
+    enr_operation op = operation(op_id);
+    enr_audit_event a = audit("register", ic->registration_id, "ok", 0, profile);
+    rc = enr_store_commit_registration(ic->store, &r, &c, &op, &a, err);
+    enr_certificate_free(&c);
+    return rc;
+}
+
+static void test_issue_records_through_store(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    char ca_dir[128], key[128];
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", f->dir);
+    snprintf(key, sizeof key, "%s/dev.key", f->dir);
+    enr_ca_init_options init = {.dir = ca_dir, .subject = "/CN=Store Test CA", .pathlen = -1};
+    assert_int_equal(enr_ca_init(&init, &err), ENR_OK);
+    enr_ca *ca = NULL;
+    enr_profile *profile = NULL;
+    assert_int_equal(enr_ca_open(ca_dir, NULL, NULL, &ca, &err), ENR_OK);
+    assert_int_equal(enr_profile_new("device", &profile, &err), ENR_OK);
+    assert_int_equal(enr_key_generate_file(ENR_KEY_EC_P256, key, NULL, true, &err), ENR_OK);
+    enr_signer *signer = NULL;
+    assert_int_equal(enr_signer_open(key, NULL, NULL, &signer, &err), ENR_OK);
+    enr_csr_spec *spec = enr_csr_spec_new();
+    assert_int_equal(enr_csr_spec_add_dn(spec, "CN=dev-issue", &err), ENR_OK);
+    enr_csr *csr = NULL;
+    assert_int_equal(enr_csr_build(spec, signer, &csr, &err), ENR_OK);
+
+    issue_context ic = {f->store, "dev-issue", 0};
+    enr_ca_set_recorder(ca, record_in_store, &ic);
+    X509 *cert = NULL;
+    assert_int_equal(enr_ca_issue(ca, csr, profile, 0, &cert, &err), ENR_OK);
+
+    /* What the device receives is what the store holds. */
+    enr_certificate mine;
+    assert_int_equal(enr_certificate_from_x509(cert, &mine, &err), ENR_OK);
+    enr_certificate stored;
+    assert_int_equal(enr_store_get_certificate(f->store, mine.issuer, mine.serial, &stored, &err), ENR_OK);
+    assert_string_equal(stored.registration_id, "dev-issue");
+    assert_int_equal(stored.der.len, mine.der.len);
+    assert_memory_equal(stored.der.data, mine.der.data, mine.der.len);
+    enr_registration r;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-issue", &r, &err), ENR_OK);
+    assert_string_equal(r.last_certificate_serial, mine.serial);
+    enr_certificate_free(&stored);
+    enr_certificate_free(&mine);
+    X509_free(cert);
+
+    enr_csr_free(csr);
+    enr_csr_spec_free(spec);
+    enr_signer_free(signer);
+    enr_profile_free(profile);
+    enr_ca_free(ca);
+}
+
+/* ---- secrets ------------------------------------------------------------ */
+
+static void assert_no_secret(const enr_error *err, const char *context)
+{
+    /* The whole key, and any 12-character piece of it. */
+    if (err->message[0] == '\0')
+        fail_msg("%s: no error message", context);
+    for (size_t i = 0; i + 12 <= sizeof SECRET_KEY - 1; i++) {
+        char piece[13];
+        memcpy(piece, SECRET_KEY + i, 12);
+        piece[12] = '\0';
+        if (strstr(err->message, piece) != NULL)
+            fail_msg("%s: the message shows the key: %s", context, err->message);
+    }
+}
+
+static void test_errors_never_show_a_key(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+    enr_enrollment e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_OK);
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_EXISTS);
+    assert_no_secret(&err, "taken id");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet-2", "no-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_NOTFOUND);
+    assert_no_secret(&err, "unknown policy");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet-2", "");
+    snprintf(e.primary_key, sizeof e.primary_key, "%s!", SECRET_KEY);
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_USAGE);
+    assert_no_secret(&err, "primary key not base64");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet-2", "");
+    snprintf(e.secondary_key, sizeof e.secondary_key, "%s=", SECRET_KEY);
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_USAGE);
+    assert_no_secret(&err, "secondary key not base64");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet-2", "");
+    memset(e.primary_key, 'A', sizeof e.primary_key); /* no NUL in the field */
+    memcpy(e.primary_key, SECRET_KEY, sizeof SECRET_KEY - 1);
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_USAGE);
+    assert_no_secret(&err, "unterminated key");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet-2", "");
+    e.attestation = ENR_ATTEST_X509;
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_USAGE);
+    assert_no_secret(&err, "x509 with keys");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet 2!", "");
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_USAGE);
+    assert_no_secret(&err, "bad id");
+
+    e = symmetric_enrollment(ENR_ENROLLMENT_INDIVIDUAL, SECRET_KEY, ""); /* a key pasted as the id */
+    e.id[ENR_STORE_ID_MAX - 1] = '\0';
+    for (size_t i = strlen(e.id); i < ENR_STORE_ID_MAX - 1; i++)
+        e.id[i] = '=';
+    assert_int_equal(enr_store_create_enrollment(f->store, &e, NULL, &err), ENR_E_USAGE);
+    assert_no_secret(&err, "key as id");
+
+    enr_enrollment got;
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "unknown", &got, &err),
+                     ENR_E_NOTFOUND);
+    assert_no_secret(&err, "unknown enrollment");
+    assert_int_equal(
+        enr_store_set_enrollment_enabled(f->store, ENR_ENROLLMENT_INDIVIDUAL, "fleet", false, NULL, &err),
+        ENR_E_NOTFOUND);
+    assert_no_secret(&err, "disable unknown");
+}
+
+/* ---- the interface ------------------------------------------------------ */
+
+typedef struct fake_backend {
+    int commits;
+    enr_registration seen;
+    enr_certificate seen_cert;
+    bool closed;
+} fake_backend;
+
+static enr_code fake_commit(void *impl, const enr_registration *registration, const enr_certificate *cert,
+                            const enr_operation *op, const enr_audit_event *audit, enr_error *err)
+{
+    fake_backend *fb = impl;
+    fb->commits++;
+    fb->seen = *registration;
+    fb->seen_cert = *cert;
+    assert_string_equal(op->registration_id, registration->registration_id);
+    assert_non_null(audit);
+    assert_true(audit->at > 0);
+    return ENR_OK;
+}
+
+static void fake_close(void *impl)
+{
+    ((fake_backend *)impl)->closed = true;
+}
+
+static void test_backend_sees_checked_values(void **state)
+{
+    (void)state;
+    static const enr_store_ops FAKE = {.name = "fake", .close = fake_close, .commit_registration = fake_commit};
+    fake_backend fb = {0};
+    enr_store *store = NULL;
+    enr_error err;
+    assert_int_equal(enr_store_new(&FAKE, &fb, &store, &err), ENR_OK);
+    assert_string_equal(enr_store_backend(store), "fake");
+
+    enr_registration r = registration("Dev-ABC", "Fleet");
+    enr_certificate c = certificate(ISSUER, "00ab", 2000000000);
+    enr_operation op = operation("op-1");
+    enr_audit_event a = audit("register", "Dev-ABC", "ok", 0, "");
+    assert_int_equal(enr_store_commit_registration(store, &r, &c, &op, &a, &err), ENR_OK);
+    assert_int_equal(fb.commits, 1);
+    assert_string_equal(fb.seen.registration_id, "dev-abc");
+    assert_string_equal(fb.seen.enrollment_id, "fleet");
+    assert_string_equal(fb.seen.last_certificate_serial, "AB");
+    assert_string_equal(fb.seen_cert.serial, "AB");
+    assert_string_equal(fb.seen_cert.registration_id, "dev-abc");
+    assert_true(fb.seen_cert.issued_at > 0);
+
+    /* Refused before the backend. */
+    r = registration("dev abc", "fleet");
+    assert_int_equal(enr_store_commit_registration(store, &r, &c, &op, &a, &err), ENR_E_USAGE);
+    assert_int_equal(fb.commits, 1);
+    /* What the backend cannot do says so. */
+    enr_ca_record ca;
+    assert_int_equal(enr_store_get_ca(store, "x", &ca, &err), ENR_E_UNSUPPORTED);
+    assert_non_null(strstr(err.message, "fake"));
+    assert_int_equal(enr_store_integrity_check(store, &err), ENR_E_UNSUPPORTED);
+
+    enr_store_close(store);
+    assert_true(fb.closed);
+    assert_int_equal(enr_store_get_ca(NULL, "x", &ca, &err), ENR_E_USAGE);
+}
+
+/* ---- durability --------------------------------------------------------- */
+
+/* Runs in a child: commits until killed, writing each serial to `fd` only
+ * after its commit returned. No cmocka here: a failed assert would unwind
+ * into the parent's test runner copy. */
+static void commit_forever(const char *dir, int fd, int round, int limit)
+{
+    enr_error err;
+    enr_store *store = NULL;
+    if (enr_store_open_sqlite(dir, &store, &err) != ENR_OK)
+        _exit(2);
+    for (int i = 0; i < limit; i++) {
+        char serial[32], registration_id[32], line[40];
+        snprintf(serial, sizeof serial, "7%02X%08X", round, i);
+        snprintf(registration_id, sizeof registration_id, "dev-%d", i % 37);
+        if (commit(store, registration_id, ISSUER, serial, time(NULL) + 86400, &err) != ENR_OK) {
+            fprintf(stderr, "child commit: %s\n", err.message);
+            _exit(3);
+        }
+        int n = snprintf(line, sizeof line, "%s\n", serial);
+        if (write(fd, line, (size_t)n) != n)
+            _exit(4);
+    }
+    enr_store_close(store);
+    _exit(0);
+}
+
+static pid_t spawn_committer(const char *dir, int round, int limit, int *read_fd)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        commit_forever(dir, fds[1], round, limit);
+    }
+    close(fds[1]);
+    *read_fd = fds[0];
+    return pid;
+}
+
+typedef struct serials {
+    char (*items)[32];
+    size_t count, cap;
+} serials;
+
+static void serials_add(serials *s, const char *serial)
+{
+    if (s->count == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 256;
+        s->items = realloc(s->items, s->cap * sizeof *s->items);
+        assert_non_null(s->items);
+    }
+    snprintf(s->items[s->count++], sizeof s->items[0], "%s", serial);
+}
+
+static int compare_serials(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_kill9_keeps_every_reported_certificate(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    enr_store_close(f->store); /* no connection crosses a fork */
+    f->store = NULL;
+    serials reported = {0};
+    static const int KILL_AFTER[] = {200, 233, 257};
+    for (int round = 0; round < 3; round++) {
+        int fd;
+        pid_t pid = spawn_committer(f->dir, round, 1000000, &fd);
+        FILE *in = fdopen(fd, "r");
+        assert_non_null(in);
+        char line[64];
+        int seen = 0;
+        bool killed = false;
+        while (fgets(line, sizeof line, in) != NULL) {
+            line[strcspn(line, "\n")] = '\0';
+            serials_add(&reported, line);
+            if (++seen == KILL_AFTER[round] && !killed) {
+                assert_int_equal(kill(pid, SIGKILL), 0);
+                killed = true;
+            }
+        }
+        fclose(in);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+            fail_msg("round %d: the committer ended with status %d before it was killed", round, status);
+        assert_true(seen >= KILL_AFTER[round]);
+
+        /* Restart: recovery, integrity, and every acknowledged certificate. */
+        assert_int_equal(enr_store_open_sqlite(f->dir, &f->store, &err), ENR_OK);
+        if (enr_store_integrity_check(f->store, &err) != ENR_OK)
+            fail_msg("round %d: %s", round, err.message);
+        for (size_t i = 0; i < reported.count; i++) {
+            enr_certificate c;
+            if (enr_store_get_certificate(f->store, ISSUER, reported.items[i], &c, &err) != ENR_OK)
+                fail_msg("round %d: serial %s was reported committed but is missing: %s", round,
+                         reported.items[i], err.message);
+            enr_certificate_free(&c);
+        }
+        enr_certificate_list all;
+        assert_int_equal(enr_store_list_certificates(f->store, NULL, &all, &err), ENR_OK);
+        assert_true(all.count >= reported.count);
+        char (*stored)[ENR_STORE_SERIAL_MAX + 1] = calloc(all.count, sizeof *stored);
+        assert_non_null(stored);
+        for (size_t i = 0; i < all.count; i++)
+            memcpy(stored[i], all.items[i].serial, sizeof stored[i]);
+        qsort(stored, all.count, sizeof *stored, compare_serials);
+        for (size_t i = 1; i < all.count; i++)
+            if (strcmp(stored[i - 1], stored[i]) == 0)
+                fail_msg("serial %s stored twice", stored[i]);
+        free(stored);
+        enr_certificate_list_free(&all);
+        enr_store_close(f->store);
+        f->store = NULL;
+    }
+    free(reported.items);
+    assert_int_equal(enr_store_open_sqlite(f->dir, &f->store, &err), ENR_OK);
+}
+
+static void test_concurrent_writers_wait_instead_of_failing(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    enr_store_close(f->store);
+    f->store = NULL;
+    /* A fresh directory: the writers also race to create and migrate it. */
+    char fresh[128];
+    snprintf(fresh, sizeof fresh, "%s/fresh", f->dir);
+    enum { WRITERS = 3, EACH = 150 };
+    pid_t pids[WRITERS];
+    int fds[WRITERS];
+    for (int w = 0; w < WRITERS; w++)
+        pids[w] = spawn_committer(fresh, 10 + w, EACH, &fds[w]);
+    for (int w = 0; w < WRITERS; w++) {
+        char buf[4096];
+        while (read(fds[w], buf, sizeof buf) > 0)
+            ;
+        close(fds[w]);
+        int status = 0;
+        assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("writer %d failed (status %d): SQLITE_BUSY should have waited", w, status);
+    }
+    assert_int_equal(enr_store_open_sqlite(fresh, &f->store, &err), ENR_OK);
+    enr_certificate_list all;
+    assert_int_equal(enr_store_list_certificates(f->store, NULL, &all, &err), ENR_OK);
+    assert_int_equal(all.count, WRITERS * EACH);
+    enr_certificate_list_free(&all);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_schema_created_and_reopen_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_files_are_private, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credential_policies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrollments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_and_lookups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejection_writes_only_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_registrations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certificate_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certificate_from_x509, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issue_records_through_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors_never_show_a_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backend_sees_checked_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_keeps_every_reported_certificate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers_wait_instead_of_failing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
