@@ -19,6 +19,7 @@ typedef struct enr_service_config {
     char *listen_host;      /* "127.0.0.1" */
     int listen_port;        /* 0: any free port (printed when listening) */
     char *data_dir;
+    char *id_scope;         /* with data_dir: serve the DPS registration API for this scope */
     char *tls_cert;         /* server certificate chain, PEM */
     char *tls_key;          /* its key, PEM */
     char *tls_client_ca;    /* optional: CA names offered to clients (mTLS) */
@@ -31,7 +32,7 @@ typedef struct enr_service_config {
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
- * {"listen": "127.0.0.1:8443", "data_dir": "/var/lib/enroll",
+ * {"listen": "127.0.0.1:8443", "data_dir": "/var/lib/enroll", "id_scope": "0ne0001",
  *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
  *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
  *  "timeout_seconds": 30}, "shutdown_grace_seconds": 10}

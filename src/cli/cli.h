@@ -41,5 +41,6 @@ int cli_key(int argc, char **argv);
 int cli_csr(int argc, char **argv);
 int cli_match(int argc, char **argv);
 int cli_ca(int argc, char **argv);
+int cli_admin(int argc, char **argv);
 
 #endif

@@ -37,6 +37,8 @@ static const char USAGE[] =
     "Certificates:\n"
     "  cert show    describe certificates (text or JSON)\n"
     "  verify       verify a chain to a root, with purpose, time and CRLs\n"
+    "Provisioning service (enrolld's store):\n"
+    "  admin        CAs, policies, enrollments, device keys, registrations, certificates, audit\n"
     "\n"
     "Every command takes --help. Exit codes: 0 success, 1 finding or refusal,\n"
     "2 bad usage, 3 file/token trouble, 4 internal error.\n"
@@ -147,6 +149,8 @@ int main(int argc, char **argv)
         return cli_cert(argc - 1, argv + 1);
     if (strcmp(noun, "verify") == 0)
         return cli_verify(argc - 1, argv + 1);
+    if (strcmp(noun, "admin") == 0)
+        return cli_admin(argc - 1, argv + 1);
     fprintf(stderr, "enroll: unknown command '%s'\n\n%s", noun, USAGE);
     return CLI_EXIT_USAGE;
 }

@@ -15,6 +15,7 @@ void enr_service_config_free(enr_service_config *cfg)
         return;
     free(cfg->listen_host);
     free(cfg->data_dir);
+    free(cfg->id_scope);
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
@@ -105,8 +106,8 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
                              jerr.text);
     enr_service_config *cfg = calloc(1, sizeof *cfg);
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    static const char *const TOP[] = {"listen", "data_dir", "tls", "plain_http", "workers", "limits",
-                                      "shutdown_grace_seconds", NULL};
+    static const char *const TOP[] = {"listen", "data_dir", "id_scope", "tls", "plain_http", "workers",
+                                      "limits", "shutdown_grace_seconds", NULL};
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
     static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds", NULL};
     if (rc == ENR_OK && !json_is_object(root))
@@ -124,6 +125,17 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     }
     if (rc == ENR_OK)
         rc = path_value(root, "data_dir", "config", base_dir, &cfg->data_dir, err);
+    json_t *scope = root ? json_object_get(root, "id_scope") : NULL;
+    if (rc == ENR_OK && scope != NULL) {
+        const char *v = json_string_value(scope);
+        if (v == NULL || v[0] == '\0' || strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                                                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != strlen(v))
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"id_scope\" must be 1-64 letters, digits or '-'");
+        else if ((cfg->id_scope = strdup(v)) == NULL)
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        else if (cfg->data_dir == NULL)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"id_scope\" needs \"data_dir\" (where the store is)");
+    }
     json_t *tls = root ? json_object_get(root, "tls") : NULL;
     if (rc == ENR_OK && tls != NULL) {
         if (!json_is_object(tls))

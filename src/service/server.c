@@ -26,6 +26,7 @@
 
 #include "enroll/duration.h"
 #include "enroll/service.h"
+#include "service/registration.h"
 
 #define LATENCY_BUCKETS 8
 static const double LATENCY_BOUNDS_MS[LATENCY_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 1000};
@@ -51,6 +52,7 @@ typedef struct worker {
     _Atomic int in_flight;
     time_t stop_deadline;
     unsigned long next_request;
+    registrar *registrar;       /* NULL when the config has no id_scope */
     worker_metrics metrics;
 } worker;
 
@@ -213,6 +215,30 @@ static bool has_client_certificate(struct evhttp_request *req)
     return ssl != NULL && SSL_get0_peer_certificate(ssl) != NULL;
 }
 
+static void serve_registration(worker *w, struct evhttp_request *req, const char *path,
+                               enum evhttp_cmd_type cmd, registration_answer *answer)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    struct evkeyvalq query;
+    query.tqh_first = NULL; /* TAILQ_INIT, spelled out: sys/queue.h is not always there */
+    query.tqh_last = &query.tqh_first;
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (q != NULL)
+        (void)evhttp_parse_query_str(q, &query);
+    registration_request r = {
+        .path = path,
+        .api_version = evhttp_find_header(&query, "api-version"),
+        .authorization = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+        .body = body,
+        .body_len = len,
+        .is_put = cmd == EVHTTP_REQ_PUT,
+    };
+    registrar_handle(w->registrar, &r, answer);
+    evhttp_clear_headers(&query);
+}
+
 static void handle_request(struct evhttp_request *req, void *arg)
 {
     worker *w = arg;
@@ -242,6 +268,13 @@ static void handle_request(struct evhttp_request *req, void *arg)
                           "text/plain; version=0.0.4");
         evhttp_send_reply(req, status, "OK", body);
         evbuffer_free(body);
+    } else if (w->registrar != NULL && registrar_owns_path(path)) {
+        registration_answer answer;
+        serve_registration(w, req, path, cmd, &answer);
+        route = answer.route;
+        status = answer.status;
+        reply_json(req, status, status == 200 ? "OK" : "Error", answer.body ? answer.body : "{}");
+        free(answer.body);
     } else {
         status = 404;
         reply_json(req, status, "Not Found", "{\"message\":\"no such route\"}");
@@ -332,6 +365,9 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
         return rc;
     if (svc->port == 0)
         svc->port = port; /* the others join the port the first one got */
+    if (svc->cfg.id_scope != NULL &&
+        (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
+        return rc;
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
@@ -441,6 +477,7 @@ void enr_service_free(enr_service *svc)
             event_base_free(w->base);
         if (w->fd >= 0)
             close(w->fd);
+        registrar_free(w->registrar);
     }
     free(svc->workers);
     SSL_CTX_free(svc->tls);

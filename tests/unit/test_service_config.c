@@ -68,6 +68,9 @@ static void test_bad_configs(void **state)
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"extra\":1}", "unknown key \"extra\""},
         {"{\"listen\":\"h:1\",\"listen\":\"h:2\",\"plain_http\":true}", "duplicate"},
         {"{\"listen\":\"h:1\",\"plain_http\":true} trailing", "line"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"id_scope\":\"0ne1\"}", "needs \"data_dir\""},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"a/b\"}", "id_scope"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"\"}", "id_scope"},
     };
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
         enr_error err;

@@ -1,0 +1,453 @@
+#include "service/registration.h"
+
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "enroll/ca.h"
+#include "enroll/csr.h"
+#include "enroll/dps.h"
+#include "enroll/lint.h"
+#include "enroll/sas.h"
+#include "enroll/store.h"
+
+#define CA_CACHE_MAX 16
+#define SAS_SKEW_SECONDS 300
+
+struct registrar {
+    enr_store *store;
+    char id_scope[65];
+    struct {
+        char name[ENR_STORE_ID_MAX + 1];
+        enr_ca *ca;
+    } cas[CA_CACHE_MAX];
+    size_t ca_count;
+};
+
+enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err)
+{
+    *out = NULL;
+    if (id_scope == NULL || id_scope[0] == '\0' || strlen(id_scope) > 64)
+        return enr_error_set(err, ENR_E_USAGE, "config: \"id_scope\" (1-64 characters) is required for the registration API");
+    registrar *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    snprintf(r->id_scope, sizeof r->id_scope, "%s", id_scope);
+    enr_code rc = enr_store_open_sqlite(data_dir, &r->store, err);
+    if (rc != ENR_OK) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return ENR_OK;
+}
+
+void registrar_free(registrar *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->ca_count; i++)
+        enr_ca_free(r->cas[i].ca);
+    enr_store_close(r->store);
+    free(r);
+}
+
+bool registrar_owns_path(const char *path)
+{
+    const char *slash = path[0] == '/' ? strchr(path + 1, '/') : NULL;
+    return slash != NULL && strncmp(slash, "/registrations/", 15) == 0;
+}
+
+/* ---- answers ---- */
+
+static void answer_error(registrar *r, registration_answer *out, enr_dps_error e, const char *message,
+                         const char *registration_id)
+{
+    char tracking[ENR_DPS_TRACKING_ID_SIZE] = "";
+    enr_error err;
+    (void)enr_dps_tracking_id_new(tracking, &err);
+    out->status = enr_dps_error_http_status(e);
+    if (enr_dps_write_error(e, message, tracking, time(NULL), &out->body, &err) != ENR_OK)
+        out->body = strdup("{\"errorCode\":500001,\"message\":\"internal error\"}");
+    /* A rejection writes an audit event and nothing else. */
+    enr_audit_event audit = {0};
+    snprintf(audit.kind, sizeof audit.kind, "register");
+    snprintf(audit.registration_id, sizeof audit.registration_id, "%s", registration_id ? registration_id : "");
+    snprintf(audit.outcome, sizeof audit.outcome, "%s", out->status >= 500 ? "error" : "rejected");
+    audit.reason_code = enr_dps_error_code(e);
+    snprintf(audit.detail, sizeof audit.detail, "%s", message);
+    if (r->store != NULL)
+        (void)enr_store_record_audit(r->store, &audit, &err);
+}
+
+/* ---- attestation ---- */
+
+typedef struct attested {
+    enr_enrollment enrollment;
+    bool found;
+} attested;
+
+static bool sas_matches(const enr_sas_token *token, const char *scope, const char *registration_id,
+                        const char *const *keys, size_t count, enr_code *why, enr_error *err)
+{
+    int index = -1;
+    *why = enr_sas_token_verify(token, scope, registration_id, keys, count, time(NULL), SAS_SKEW_SECONDS, 0,
+                                &index, err);
+    return *why == ENR_OK;
+}
+
+/* Individual enrollment first (its keys are the device's), then every
+ * symmetric group (device key = HMAC(group key, registration id)). */
+static enr_dps_error attest_sas(registrar *r, const char *authorization, const char *registration_id,
+                                attested *out, char *message, size_t cap)
+{
+    enr_error err;
+    enr_sas_token *token = NULL;
+    if (authorization == NULL) {
+        snprintf(message, cap, "no Authorization header: symmetric-key attestation needs a SAS token "
+                                "(X.509 attestation is not served yet)");
+        return ENR_DPS_AUTH_FAILED;
+    }
+    if (enr_sas_token_parse(authorization, &token, &err) != ENR_OK) {
+        snprintf(message, cap, "the SAS token is malformed: %s", err.message);
+        return ENR_DPS_AUTH_FAILED;
+    }
+    enr_dps_error result = ENR_DPS_AUTH_FAILED;
+    snprintf(message, cap, "the SAS token does not verify for registration %s", registration_id);
+    enr_code why = ENR_E_VERIFY;
+    if (enr_sas_token_expiry(token) < time(NULL) - SAS_SKEW_SECONDS) {
+        snprintf(message, cap, "the SAS token expired; make a new one");
+        result = ENR_DPS_TOKEN_EXPIRED;
+        goto done;
+    }
+    enr_enrollment individual = {0};
+    if (enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, &individual, &err) == ENR_OK) {
+        const char *keys[2] = {individual.primary_key, individual.secondary_key[0] ? individual.secondary_key : NULL};
+        if (individual.attestation == ENR_ATTEST_SYMMETRIC &&
+            sas_matches(token, r->id_scope, registration_id, keys, 2, &why, &err)) {
+            out->enrollment = individual;
+            out->found = true;
+            result = ENR_DPS_OK;
+            goto done;
+        }
+        enr_enrollment_free(&individual);
+    }
+    enr_enrollment_list groups = {0};
+    if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
+        snprintf(message, cap, "the store is unavailable");
+        result = ENR_DPS_STORE_UNAVAILABLE;
+        goto done;
+    }
+    for (size_t i = 0; i < groups.count && !out->found; i++) {
+        enr_enrollment *g = &groups.items[i];
+        if (g->attestation != ENR_ATTEST_SYMMETRIC)
+            continue;
+        char *device_keys[2] = {NULL, NULL};
+        enr_sas_derive_device_key(g->primary_key, registration_id, &device_keys[0], &err);
+        if (g->secondary_key[0])
+            enr_sas_derive_device_key(g->secondary_key, registration_id, &device_keys[1], &err);
+        const char *keys[2] = {device_keys[0], device_keys[1]};
+        if (keys[0] != NULL && sas_matches(token, r->id_scope, registration_id, keys, 2, &why, &err)) {
+            out->enrollment = *g;
+            memset(g, 0, sizeof *g); /* moved out of the list */
+            out->found = true;
+            result = ENR_DPS_OK;
+        }
+        enr_sas_secret_free(device_keys[0]);
+        enr_sas_secret_free(device_keys[1]);
+    }
+    enr_enrollment_list_free(&groups);
+done:
+    enr_sas_token_free(token);
+    return result;
+}
+
+/* ---- issuing ---- */
+
+static enr_ca *issuing_ca(registrar *r, const char *name, enr_error *err)
+{
+    for (size_t i = 0; i < r->ca_count; i++)
+        if (strcmp(r->cas[i].name, name) == 0)
+            return r->cas[i].ca;
+    enr_ca_record rec = {0};
+    if (enr_store_get_ca(r->store, name, &rec, err) != ENR_OK)
+        return NULL;
+    enr_ca *ca = NULL;
+    enr_code rc = rec.role == ENR_CA_ISSUING ? enr_ca_open(rec.key_ref, NULL, NULL, &ca, err)
+                                              : enr_error_set(err, ENR_E_POLICY, "CA %s is not an issuing CA", name);
+    enr_ca_record_free(&rec);
+    if (rc != ENR_OK)
+        return NULL;
+    if (r->ca_count == CA_CACHE_MAX) {
+        enr_ca_free(r->cas[0].ca);
+        memmove(&r->cas[0], &r->cas[1], sizeof r->cas[0] * (CA_CACHE_MAX - 1));
+        r->ca_count--;
+    }
+    snprintf(r->cas[r->ca_count].name, sizeof r->cas[0].name, "%s", name);
+    r->cas[r->ca_count++].ca = ca;
+    return ca;
+}
+
+typedef struct commit_context {
+    registrar *r;
+    enr_ca *ca;                     /* NULL: a classic registration */
+    const enr_enrollment *enrollment;
+    const char *registration_id;    /* as the device sent it */
+    const char *policy;
+    const char *payload_json;
+    char operation_id[ENR_DPS_TRACKING_ID_SIZE];
+    char *answer;                   /* the final body, also the operation's result */
+} commit_context;
+
+/* The recorder enr_ca_issue calls before it returns a certificate: the
+ * answer is written first (it is the operation's stored result), then the
+ * registration, certificate, operation and audit event are committed in
+ * one transaction. Only after that does anything reach the device. */
+static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
+{
+    time_t now = time(NULL);
+    enr_dps_der chain[8];
+    unsigned char *ders[8] = {0};
+    size_t chain_len = 0;
+    enr_code rc = ENR_OK;
+    if (cert != NULL) {
+        STACK_OF(X509) *issuers = enr_ca_chain(c->ca);
+        int n = i2d_X509(cert, &ders[0]);
+        chain[chain_len++] = (enr_dps_der){ders[0], n > 0 ? (size_t)n : 0};
+        for (int i = 0; i < sk_X509_num(issuers) && chain_len < 8; i++) {
+            n = i2d_X509(sk_X509_value(issuers, i), &ders[chain_len]);
+            chain[chain_len] = (enr_dps_der){ders[chain_len], n > 0 ? (size_t)n : 0};
+            chain_len++;
+        }
+    }
+    char etag[ENR_STORE_ETAG_MAX + 1] = "";
+    (void)enr_store_make_etag(etag, err);
+    const char *hub = c->enrollment->assigned_hub[0] ? c->enrollment->assigned_hub : NULL;
+    enr_dps_assignment a = {
+        .operation_id = c->operation_id, .registration_id = c->registration_id, .created_at = now,
+        .updated_at = now, .assigned_hub = hub, .device_id = hub ? c->registration_id : NULL,
+        .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag, .payload_json = c->payload_json,
+        .chain = chain_len ? chain : NULL, .chain_len = chain_len,
+    };
+    free(c->answer);
+    c->answer = NULL;
+    rc = enr_dps_write_assigned(&a, &c->answer, err);
+
+    enr_registration reg = {0};
+    snprintf(reg.registration_id, sizeof reg.registration_id, "%s", c->registration_id);
+    reg.enrollment_kind = c->enrollment->kind;
+    snprintf(reg.enrollment_id, sizeof reg.enrollment_id, "%s", c->enrollment->id);
+    snprintf(reg.status, sizeof reg.status, "assigned");
+    snprintf(reg.substatus, sizeof reg.substatus, "initialAssignment");
+    snprintf(reg.device_id, sizeof reg.device_id, "%s", c->registration_id);
+    snprintf(reg.assigned_hub, sizeof reg.assigned_hub, "%s", c->enrollment->assigned_hub);
+    snprintf(reg.etag, sizeof reg.etag, "%s", etag);
+    enr_certificate rec = {0};
+    if (rc == ENR_OK && cert != NULL && (rc = enr_certificate_from_x509(cert, &rec, err)) == ENR_OK) {
+        snprintf(rec.registration_id, sizeof rec.registration_id, "%s", c->registration_id);
+        snprintf(rec.policy, sizeof rec.policy, "%s", c->policy ? c->policy : "");
+    }
+    enr_operation op = {0};
+    snprintf(op.operation_id, sizeof op.operation_id, "%s", c->operation_id);
+    snprintf(op.status, sizeof op.status, "assigned");
+    op.result_json = c->answer;
+    enr_audit_event audit = {0};
+    snprintf(audit.kind, sizeof audit.kind, "register");
+    snprintf(audit.registration_id, sizeof audit.registration_id, "%s", c->registration_id);
+    snprintf(audit.outcome, sizeof audit.outcome, "ok");
+    snprintf(audit.detail, sizeof audit.detail, "%s", cert ? "certificate issued" : "assigned without a certificate");
+    if (rc == ENR_OK)
+        rc = enr_store_commit_registration(c->r->store, &reg, cert ? &rec : NULL, &op, &audit, err);
+    enr_certificate_free(&rec);
+    for (size_t i = 0; i < chain_len; i++)
+        OPENSSL_free(ders[i]);
+    return rc;
+}
+
+static enr_code record_issued(void *ctx, X509 *cert, const char *profile, enr_error *err)
+{
+    (void)profile;
+    return commit(ctx, cert, err);
+}
+
+/* Lint errors reject the request; the DPS rule (CN = registration id) has its own code. */
+static enr_dps_error lint_gate(const char *csr_b64, const char *registration_id, char *message, size_t cap)
+{
+    enr_lint_options opts = {registration_id};
+    enr_lint_report *report = NULL;
+    enr_error err;
+    if (enr_lint_csr((const unsigned char *)csr_b64, strlen(csr_b64), &opts, &report, &err) != ENR_OK) {
+        snprintf(message, cap, "the CSR could not be linted: %s", err.message);
+        return ENR_DPS_CSR_NOT_DECODABLE;
+    }
+    enr_dps_error result = ENR_DPS_OK;
+    for (size_t i = 0; i < enr_lint_report_count(report) && result == ENR_DPS_OK; i++) {
+        const enr_finding *f = enr_lint_report_get(report, i);
+        if (f->severity != ENR_SEVERITY_ERROR)
+            continue;
+        snprintf(message, cap, "%s [%s]", f->message, f->id);
+        result = strcmp(f->id, "csr.subject.cn_mismatch") == 0 ? ENR_DPS_CSR_CN_MISMATCH
+                 : strcmp(f->id, "csr.signature.invalid") == 0  ? ENR_DPS_CSR_SIGNATURE_INVALID
+                 : strncmp(f->id, "csr.key.", 8) == 0          ? ENR_DPS_CSR_KEY_NOT_ALLOWED
+                                                                : ENR_DPS_CSR_LINT_ERROR;
+    }
+    enr_lint_report_free(report);
+    return result;
+}
+
+static void handle_register(registrar *r, const registration_request *req, const enr_dps_path *path,
+                            registration_answer *out)
+{
+    char message[600];
+    enr_error err;
+    const char *rid = path->registration_id;
+    attested who = {0};
+    enr_dps_register_request *body = NULL;
+    enr_csr *csr = NULL;
+    enr_profile *profile = NULL;
+    commit_context c = {0};
+    enr_dps_error e = attest_sas(r, req->authorization, rid, &who, message, sizeof message);
+    if (e != ENR_DPS_OK)
+        goto reject;
+    if (!who.enrollment.enabled) {
+        e = ENR_DPS_ENROLLMENT_DISABLED;
+        snprintf(message, sizeof message, "enrollment %s is disabled", who.enrollment.id);
+        goto reject;
+    }
+    if (enr_dps_register_request_parse(req->body ? req->body : "", req->body_len, rid, &body, &e, &err) != ENR_OK) {
+        snprintf(message, sizeof message, "%s", err.message);
+        goto reject;
+    }
+    c.r = r;
+    c.enrollment = &who.enrollment;
+    c.registration_id = rid;
+    c.payload_json = enr_dps_register_request_payload(body);
+    c.policy = who.enrollment.policy[0] ? who.enrollment.policy : NULL;
+    if (enr_dps_tracking_id_new(c.operation_id, &err) != ENR_OK) {
+        e = ENR_DPS_INTERNAL;
+        snprintf(message, sizeof message, "no randomness for an operation id");
+        goto reject;
+    }
+    const char *csr_b64 = enr_dps_register_request_csr(body);
+    if (csr_b64 == NULL || c.policy == NULL) {
+        /* Classic DPS registration: assign, issue nothing. */
+        if (commit(&c, NULL, &err) != ENR_OK) {
+            e = ENR_DPS_STORE_UNAVAILABLE;
+            snprintf(message, sizeof message, "the registration could not be recorded");
+            goto reject;
+        }
+        goto answered;
+    }
+    if (enr_dps_register_request_decode_csr(body, &csr, &e, &err) != ENR_OK) {
+        snprintf(message, sizeof message, "%s", err.message);
+        goto reject;
+    }
+    if (enr_csr_verify(csr, &err) != ENR_OK) {
+        e = ENR_DPS_CSR_SIGNATURE_INVALID;
+        snprintf(message, sizeof message, "the CSR's signature does not verify (proof of possession)");
+        goto reject;
+    }
+    if ((e = lint_gate(csr_b64, rid, message, sizeof message)) != ENR_DPS_OK)
+        goto reject;
+    enr_credential_policy policy = {0};
+    if (enr_store_get_policy(r->store, c.policy, &policy, &err) != ENR_OK ||
+        (c.ca = issuing_ca(r, policy.ca_name, &err)) == NULL) {
+        e = ENR_DPS_INTERNAL;
+        snprintf(message, sizeof message, "the credential policy of this enrollment cannot be used");
+        fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n", c.policy, err.message);
+        goto reject;
+    }
+    if (enr_profile_new("device", &profile, &err) != ENR_OK ||
+        enr_profile_set_validity(profile, policy.validity, &err) != ENR_OK ||
+        enr_profile_force_cn(profile, rid, &err) != ENR_OK ||
+        (policy.key_types[0] && enr_profile_set_key_types(profile, policy.key_types, &err) != ENR_OK)) {
+        e = ENR_DPS_INTERNAL;
+        snprintf(message, sizeof message, "the credential policy is invalid");
+        goto reject;
+    }
+    enr_ca_set_recorder(c.ca, record_issued, &c);
+    X509 *cert = NULL;
+    enr_code rc = enr_ca_issue(c.ca, csr, profile, 0, &cert, &err);
+    enr_ca_set_recorder(c.ca, NULL, NULL);
+    X509_free(cert);
+    if (rc != ENR_OK) {
+        e = rc == ENR_E_POLICY ? (strstr(err.message, "key") ? ENR_DPS_CSR_KEY_NOT_ALLOWED : ENR_DPS_CSR_LINT_ERROR)
+            : rc == ENR_E_VERIFY ? ENR_DPS_CSR_SIGNATURE_INVALID
+            : rc == ENR_E_IO     ? ENR_DPS_STORE_UNAVAILABLE
+                                 : ENR_DPS_INTERNAL;
+        snprintf(message, sizeof message, "%s", err.message);
+        goto reject;
+    }
+answered:
+    out->status = 200;
+    out->body = c.answer;
+    c.answer = NULL;
+    goto done;
+reject:
+    answer_error(r, out, e, message, rid);
+done:
+    free(c.answer);
+    enr_profile_free(profile);
+    enr_csr_free(csr);
+    enr_dps_register_request_free(body);
+    if (who.found)
+        enr_enrollment_free(&who.enrollment);
+}
+
+static void handle_operation(registrar *r, const registration_request *req, const enr_dps_path *path,
+                             registration_answer *out)
+{
+    char message[600];
+    enr_error err;
+    attested who = {0};
+    enr_dps_error e = attest_sas(r, req->authorization, path->registration_id, &who, message, sizeof message);
+    if (who.found)
+        enr_enrollment_free(&who.enrollment);
+    if (e != ENR_DPS_OK) {
+        answer_error(r, out, e, message, path->registration_id);
+        return;
+    }
+    enr_operation op = {0};
+    if (enr_store_get_operation(r->store, path->operation_id, &op, &err) != ENR_OK ||
+        !enr_dps_registration_id_equal(op.registration_id, path->registration_id) || op.result_json == NULL) {
+        enr_operation_free(&op);
+        answer_error(r, out, ENR_DPS_UNKNOWN_OPERATION, "no such operation for this registration",
+                     path->registration_id);
+        return;
+    }
+    out->status = 200;
+    out->body = op.result_json;
+    op.result_json = NULL;
+    enr_operation_free(&op);
+}
+
+void registrar_handle(registrar *r, const registration_request *req, registration_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->route = req->is_put ? "register" : "operation";
+    enr_dps_path path;
+    enr_dps_error e = ENR_DPS_OK;
+    enr_error err;
+    if (enr_dps_path_parse(req->path, &path, &e, &err) != ENR_OK) {
+        answer_error(r, out, e, err.message, NULL);
+        return;
+    }
+    snprintf(out->registration_id, sizeof out->registration_id, "%s", path.registration_id);
+    bool put_register = path.kind == ENR_DPS_PATH_REGISTER && req->is_put;
+    bool get_operation = path.kind == ENR_DPS_PATH_OPERATION_STATUS && !req->is_put;
+    enr_dps_api_generation gen;
+    if (!put_register && !get_operation)
+        answer_error(r, out, ENR_DPS_METHOD_NOT_ALLOWED, "use PUT for .../register and GET for .../operations/{id}",
+                     path.registration_id);
+    else if (enr_dps_api_version_check(req->api_version, &gen, &err) != ENR_OK)
+        answer_error(r, out, ENR_DPS_API_VERSION_UNSUPPORTED, err.message, path.registration_id);
+    else if (strcmp(path.id_scope, r->id_scope) != 0)
+        answer_error(r, out, ENR_DPS_UNKNOWN_ID_SCOPE, "unknown idScope", path.registration_id);
+    else if (put_register)
+        handle_register(r, req, &path, out);
+    else
+        handle_operation(r, req, &path, out);
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The DPS registration API end to end, with symmetric-key attestation:
+# enrolld on 127.0.0.1, set up with `enroll admin`, driven with curl and SAS
+# tokens computed here with openssl (an implementation independent of ours).
+. "$(dirname "$0")/lib.sh"
+cd "$WORK"
+ENROLLD=$(dirname "$ENROLL")/enrolld
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+SCOPE=0ne00000042
+API=2025-07-01-preview
+
+# CA, server certificate, store contents.
+"$ENROLL" ca init --dir root --subject '/O=Acme/CN=Acme Root' >/dev/null
+"$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Acme/CN=Acme Devices' >/dev/null
+"$ENROLL" key new --out server.key >/dev/null
+"$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
+"$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null
+check "admin: CA" "$ENROLL" admin ca add devices --ca-dir devices-ca --data data
+check "admin: policy" "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256,ec-p384 --data data
+check "admin: group" "$ENROLL" admin group new fleet --policy p30 --symmetric --hub mqtt.example:8883 --data data --json
+GROUP_KEY=$(json "$WORK/.out" .primary_key)
+SECONDARY_KEY=$(json "$WORK/.out" .secondary_key)
+check "admin: a second group" "$ENROLL" admin group new other --policy p30 --symmetric --data data --json
+check "admin: disabled group" "$ENROLL" admin group new frozen --policy p30 --symmetric --data data --json
+FROZEN_KEY=$(json "$WORK/.out" .primary_key)
+check "admin: disable" "$ENROLL" admin group disable frozen --data data
+
+cat > enrolld.json <<JSON
+{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2}
+JSON
+"$ENROLLD" --config enrolld.json 2> enrolld.log &
+PID=$!; PIDS+=("$PID")
+for _ in $(seq 1 100); do PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
+URL=https://127.0.0.1:$PORT
+
+device_key() { # GROUP_KEY RID: base64(HMAC-SHA256(base64-decode(key), rid)), by openssl
+  printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64
+}
+sas() { # DEVICE_KEY RID [EXPIRY]
+  local se=${3:-$(( $(date +%s) + 3600 ))}
+  local sr="$SCOPE%2Fregistrations%2F$2"
+  local sig
+  sig=$(printf '%s\n%s' "$sr" "$se" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64)
+  sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+  printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
+}
+register() { # RID AUTH BODY-FILE -> response in $WORK/.out, HTTP status echoed
+  curl -s --max-time 10 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT \
+    -H 'Content-Type: application/json; charset=utf-8' -H "Authorization: $2" \
+    --data-binary @"$3" "$URL/$SCOPE/registrations/$1/register?api-version=$API"
+}
+body() { # RID KEYFILE CN -> body.json
+  "$ENROLL" csr new --key "$2" --dn "CN=$3" --format b64 --out - 2>/dev/null > csr.b64
+  jq -n --arg id "$1" --arg csr "$(cat csr.b64)" '{registrationId: $id, csr: $csr}' > body.json
+}
+db_count() { sqlite3 data/enroll.db "select count(*) from $1"; }
+
+"$ENROLL" key new --out dev.key >/dev/null
+DEV_KEY=$(device_key "$GROUP_KEY" dev-001)
+body dev-001 dev.key dev-001
+same "group SAS registration" "$(register dev-001 "$(sas "$DEV_KEY" dev-001)" body.json)" "200"
+cp "$WORK/.out" answer.json
+same "status assigned" "$(json answer.json .status)" "assigned"
+same "registrationId" "$(json answer.json .registrationState.registrationId)" "dev-001"
+same "assignedHub" "$(json answer.json .registrationState.assignedHub)" "mqtt.example:8883"
+same "deviceId" "$(json answer.json .registrationState.deviceId)" "dev-001"
+same "chain: leaf, intermediate, root" "$(json answer.json '.registrationState.issuedCertificateChain | length')" "3"
+json answer.json '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out leaf.pem
+json answer.json '.registrationState.issuedCertificateChain[1]' | base64 -d | openssl x509 -inform DER -out inter.pem
+expect_exit 0 "the issued chain verifies to the root (openssl)" openssl verify -purpose sslclient -CAfile root/cert.pem -untrusted inter.pem leaf.pem
+same "leaf CN is the registration id" "$(openssl x509 -in leaf.pem -noout -subject)" "subject=CN = dev-001"
+expect_exit 0 "the leaf holds the device's key" "$ENROLL" match dev.key leaf.pem
+same "issuedClientCertificate is the leaf" "$(json answer.json .registrationState.issuedClientCertificate)" "$(json answer.json '.registrationState.issuedCertificateChain[0]')"
+serial=$(openssl x509 -in leaf.pem -noout -serial | cut -d= -f2)
+same "the certificate is in the store" "$(sqlite3 data/enroll.db "select count(*) from certificate where serial='$serial'")" "1"
+
+# The operation can be read back.
+op=$(json answer.json .operationId)
+code=$(curl -s --max-time 10 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
+  "$URL/$SCOPE/registrations/dev-001/operations/$op?api-version=$API")
+same "operation status" "$code" "200"
+same "operation answer" "$(json op.json .registrationState.issuedClientCertificate)" "$(json answer.json .registrationState.issuedClientCertificate)"
+
+# Secondary key, and a renewal with a new key.
+"$ENROLL" key new --out dev2.key >/dev/null
+body dev-001 dev2.key dev-001
+same "renewal with the secondary group key" "$(register dev-001 "$(sas "$(device_key "$SECONDARY_KEY" dev-001)" dev-001)" body.json)" "200"
+json "$WORK/.out" '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out leaf2.pem
+[ "$(openssl x509 -in leaf2.pem -noout -serial | cut -d= -f2)" != "$serial" ] && pass || fail "renewal reused a serial"
+same "two certificates recorded for dev-001" "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-001'")" "2"
+
+# Rejections: errorCode, HTTP status, and nothing but an audit event written.
+certs_before=$(db_count certificate); regs_before=$(db_count registration)
+reject() { # NAME WANT-HTTP WANT-CODE RID AUTH BODY
+  local got
+  got=$(register "$4" "$5" "$6")
+  same "$1: HTTP status" "$got" "$2"
+  same "$1: errorCode" "$(json "$WORK/.out" .errorCode)" "$3"
+}
+body dev-002 dev.key dev-002
+reject "wrong key" 401 401001 dev-002 "$(sas "$(device_key "$FROZEN_KEY" dev-003)" dev-002)" body.json
+reject "expired token" 401 401003 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002 $(( $(date +%s) - 3600 )))" body.json
+reject "no token" 401 401001 dev-002 "" body.json
+reject "disabled enrollment" 403 403001 dev-009 "$(sas "$(device_key "$FROZEN_KEY" dev-009)" dev-009)" body.json
+body dev-002 dev.key someone-else
+reject "CN mismatch" 400 400007 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" body.json
+openssl req -new -newkey rsa:1024 -nodes -keyout weak.key -subj /CN=dev-002 -outform DER -out weak.der 2>/dev/null
+jq -n --arg csr "$(base64 -w0 weak.der)" '{registrationId: "dev-002", csr: $csr}' > weak.json
+reject "weak key" 400 400008 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" weak.json
+body dev-002 dev.key dev-002
+jq -r .csr body.json | base64 -d > good.der
+off=$(( $(stat -c %s good.der) - 4 ))
+cp good.der bad.der
+printf "$(printf '\\x%02x' $(( $(od -An -tu1 -j "$off" -N1 good.der) ^ 0x01 )))" | dd of=bad.der bs=1 seek="$off" conv=notrunc 2>/dev/null
+jq -n --arg csr "$(base64 -w0 bad.der)" '{registrationId: "dev-002", csr: $csr}' > tampered.json
+reject "tampered CSR" 400 400006 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" tampered.json
+printf '{"registrationId": "dev-002", "csr": ' > broken.json
+reject "malformed body" 400 400001 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" broken.json
+jq -n '{registrationId: "dev-003"}' > mismatch.json
+reject "body id differs from path" 400 400002 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" mismatch.json
+code=$(curl -s --max-time 10 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
+  --data-binary @body.json "$URL/0ne-other/registrations/dev-001/register?api-version=$API")
+same "unknown idScope" "$code" "404"
+same "unknown idScope: errorCode" "$(json "$WORK/.out" .errorCode)" "404001"
+code=$(curl -s --max-time 10 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
+  --data-binary @body.json "$URL/$SCOPE/registrations/dev-001/register")
+same "missing api-version" "$code" "400"
+head -c 200000 /dev/zero | tr '\0' 'a' > huge.json
+same "oversized body" "$(register dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" huge.json)" "413"
+same "no certificate written by rejections" "$(db_count certificate)" "$certs_before"
+same "no registration written by rejections" "$(db_count registration)" "$regs_before"
+[ "$(sqlite3 data/enroll.db "select count(*) from audit_event where outcome='rejected'")" -ge 10 ] && pass || fail "rejections are audited"
+lacks enrolld.log "$GROUP_KEY" "the log never holds a group key"
+lacks enrolld.log "SharedAccessSignature" "the log never holds a token"
+same "integrity" "$(sqlite3 data/enroll.db 'PRAGMA integrity_check')" "ok"
+
+kill -TERM "$PID"; wait "$PID"
+finish
