@@ -1386,22 +1386,33 @@ static enr_code ensure_directory(const char *dir, enr_error *err)
 }
 
 /* SQLite would create the file 0644 less the umask, and gives its -wal and
- * -shm files the database's mode: so the file is made here, 0600, first. */
+ * -shm files the database's mode: so the file is made here, 0600, first.
+ * An existing file is never opened here, only checked and chmod'ed: SQLite
+ * holds POSIX fcntl locks, and closing *any* descriptor of the file in this
+ * process would silently drop the locks of every connection this process
+ * already has (another worker's), letting other processes checkpoint and
+ * truncate the WAL under it. */
 static enr_code ensure_private_file(const char *path, enr_error *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return enr_error_set(err, ENR_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    enr_code rc = ENR_OK;
-    if (fstat(fd, &st) != 0)
-        rc = enr_error_set(err, ENR_E_IO, "%s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = enr_error_set(err, ENR_E_IO, "%s: not a regular file", path);
-    else if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
-        rc = enr_error_set(err, ENR_E_IO, "%s: cannot make it private (0600): %s", path, strerror(errno));
-    close(fd);
-    return rc;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return enr_error_set(err, ENR_E_IO, "%s: not a regular file", path);
+        if ((st.st_mode & 07777) != 0600 && chmod(path, 0600) != 0)
+            return enr_error_set(err, ENR_E_IO, "%s: cannot make it private (0600): %s", path, strerror(errno));
+        return ENR_OK;
+    }
+    if (errno != ENOENT)
+        return enr_error_set(err, ENR_E_IO, "%s: %s", path, strerror(errno));
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST)
+        return enr_error_set(err, ENR_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (fd >= 0) {
+        /* Created just now, so no connection of ours can hold locks on it yet. */
+        (void)fchmod(fd, 0600);
+        close(fd);
+    }
+    return ENR_OK;
 }
 
 static enr_code exec(sqlite_store *s, const char *sql, const char *what, enr_error *err)

@@ -1382,6 +1382,32 @@ static void test_concurrent_writers_wait_instead_of_failing(void **state)
     enr_certificate_list_free(&all);
 }
 
+/* enrolld opens one connection per worker in one process. Opening the
+ * second must not drop the first one's POSIX locks (closing any descriptor
+ * of the file does that), or another process checkpoints and truncates the
+ * WAL under the first, and its later commits vanish from everyone else's
+ * view until it closes. Found by the registration integration test. */
+static void test_second_connection_keeps_the_first_visible(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    enr_store *second = NULL;
+    assert_int_equal(enr_store_open_sqlite(f->dir, &second, &err), ENR_OK);
+    char cmd[512];
+    for (int round = 1; round <= 3; round++) {
+        enr_audit_event audit = {0};
+        snprintf(audit.kind, sizeof audit.kind, "probe");
+        snprintf(audit.outcome, sizeof audit.outcome, "ok");
+        assert_int_equal(enr_store_record_audit(f->store, &audit, &err), ENR_OK);
+        /* Another process reads (and, closing last, would checkpoint). */
+        snprintf(cmd, sizeof cmd, "test \"$(sqlite3 %s/enroll.db \"select count(*) from audit_event where kind='probe'\")\" = %d",
+                 f->dir, round);
+        if (system(cmd) != 0)
+            fail_msg("round %d: another process does not see the commit", round);
+    }
+    enr_store_close(second);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1404,6 +1430,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backend_sees_checked_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_keeps_every_reported_certificate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_wait_instead_of_failing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_connection_keeps_the_first_visible, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
