@@ -58,6 +58,9 @@ typedef struct enr_verify_options {
                                    covered by a CRL from its issuer (CRL_CHECK_ALL) */
     enr_purpose purpose;
     time_t at;                  /* 0: now */
+    bool roots_may_be_intermediates; /* a root given may be any CA, not only a self-signed one
+                                        (X509_V_FLAG_PARTIAL_CHAIN): DPS trusts an uploaded
+                                        intermediate as such */
 } enr_verify_options;
 
 typedef enum enr_verify_reason {

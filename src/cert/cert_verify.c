@@ -373,6 +373,8 @@ static enr_code configure(X509_STORE_CTX *ctx, const enr_verify_options *opts, e
         X509_STORE_CTX_set0_crls(ctx, opts->crls);
         X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     }
+    if (opts->roots_may_be_intermediates)
+        X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
     int purpose = openssl_purpose(opts->purpose);
     if (purpose != 0 && X509_STORE_CTX_set_purpose(ctx, purpose) != 1)
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the verification purpose");

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "enroll/ca.h"
+#include "enroll/cert.h"
+#include "enroll/name.h"
 #include "enroll/csr.h"
 #include "enroll/dps.h"
 #include "enroll/lint.h"
@@ -70,6 +72,7 @@ static void answer_error(registrar *r, registration_answer *out, enr_dps_error e
     enr_error err;
     (void)enr_dps_tracking_id_new(tracking, &err);
     out->status = enr_dps_error_http_status(e);
+    out->error_code = enr_dps_error_code(e);
     if (enr_dps_write_error(e, message, tracking, time(NULL), &out->body, &err) != ENR_OK)
         out->body = strdup("{\"errorCode\":500001,\"message\":\"internal error\"}");
     /* A rejection writes an audit event and nothing else. */
@@ -107,8 +110,8 @@ static enr_dps_error attest_sas(registrar *r, const char *authorization, const c
     enr_error err;
     enr_sas_token *token = NULL;
     if (authorization == NULL) {
-        snprintf(message, cap, "no Authorization header: symmetric-key attestation needs a SAS token "
-                                "(X.509 attestation is not served yet)");
+        snprintf(message, cap, "no credential: send a SAS token in the Authorization header, or a "
+                                "client certificate for X.509 attestation");
         return ENR_DPS_AUTH_FAILED;
     }
     if (enr_sas_token_parse(authorization, &token, &err) != ENR_OK) {
@@ -165,6 +168,89 @@ done:
     return result;
 }
 
+/* X.509 attestation: the TLS client certificate names the device (CN =
+ * registration id) and must be an individual enrollment's certificate, or
+ * chain to a CA attached to an X.509 enrollment group. */
+static bool chains_to(X509 *leaf, STACK_OF(X509) *sent_chain, const enr_buf *cas, size_t ca_count)
+{
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    for (size_t i = 0; roots && i < ca_count; i++) {
+        const unsigned char *p = cas[i].data;
+        X509 *ca = d2i_X509(NULL, &p, (long)cas[i].len);
+        if (ca != NULL && !sk_X509_push(roots, ca))
+            X509_free(ca);
+    }
+    enr_verify_options opts = {.roots = roots, .untrusted = sent_chain, .purpose = ENR_PURPOSE_CLIENT,
+                               .roots_may_be_intermediates = true};
+    enr_verify_result result;
+    enr_error err;
+    bool ok = roots != NULL && sk_X509_num(roots) > 0 && enr_cert_verify(leaf, &opts, &result, &err) == ENR_OK;
+    sk_X509_pop_free(roots, X509_free);
+    return ok;
+}
+
+static bool same_certificate(X509 *cert, const enr_buf *der)
+{
+    unsigned char *mine = NULL;
+    int n = i2d_X509(cert, &mine);
+    bool same = n > 0 && (size_t)n == der->len && memcmp(mine, der->data, der->len) == 0;
+    OPENSSL_free(mine);
+    return same;
+}
+
+static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain, const char *registration_id,
+                                 attested *out, char *message, size_t cap)
+{
+    enr_error err;
+    char *cn = enr_name_common_name(X509_get_subject_name(cert));
+    bool named = cn != NULL && enr_dps_registration_id_equal(cn, registration_id);
+    free(cn);
+    if (!named) {
+        snprintf(message, cap, "the client certificate's CN is not the registration id %s", registration_id);
+        return ENR_DPS_CERT_AUTH_FAILED;
+    }
+    enr_enrollment individual = {0};
+    if (enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, &individual, &err) == ENR_OK) {
+        bool match = false;
+        for (size_t i = 0; individual.attestation == ENR_ATTEST_X509 && i < individual.certificate_count; i++)
+            match = match || same_certificate(cert, &individual.certificates[i]);
+        if (match && X509_cmp_current_time(X509_get0_notAfter(cert)) > 0 &&
+            X509_cmp_current_time(X509_get0_notBefore(cert)) < 0) {
+            out->enrollment = individual;
+            out->found = true;
+            return ENR_DPS_OK;
+        }
+        enr_enrollment_free(&individual);
+    }
+    enr_enrollment_list groups = {0};
+    if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
+        snprintf(message, cap, "the store is unavailable");
+        return ENR_DPS_STORE_UNAVAILABLE;
+    }
+    for (size_t i = 0; i < groups.count && !out->found; i++) {
+        enr_enrollment *g = &groups.items[i];
+        if (g->attestation == ENR_ATTEST_X509 && chains_to(cert, chain, g->certificates, g->certificate_count)) {
+            out->enrollment = *g;
+            memset(g, 0, sizeof *g);
+            out->found = true;
+        }
+    }
+    enr_enrollment_list_free(&groups);
+    if (!out->found) {
+        snprintf(message, cap, "the client certificate does not chain to a CA of any X.509 enrollment");
+        return ENR_DPS_CERT_AUTH_FAILED;
+    }
+    return ENR_DPS_OK;
+}
+
+static enr_dps_error attest(registrar *r, const registration_request *req, const char *registration_id,
+                            attested *out, char *message, size_t cap)
+{
+    if (req->authorization == NULL && req->client_cert != NULL)
+        return attest_x509(r, req->client_cert, req->client_chain, registration_id, out, message, cap);
+    return attest_sas(r, req->authorization, registration_id, out, message, cap);
+}
+
 /* ---- issuing ---- */
 
 static enr_ca *issuing_ca(registrar *r, const char *name, enr_error *err)
@@ -200,6 +286,7 @@ typedef struct commit_context {
     const char *payload_json;
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     char *answer;                   /* the final body, also the operation's result */
+    double commit_ms;
 } commit_context;
 
 /* The recorder enr_ca_issue calls before it returns a certificate: the
@@ -259,8 +346,12 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     snprintf(audit.registration_id, sizeof audit.registration_id, "%s", c->registration_id);
     snprintf(audit.outcome, sizeof audit.outcome, "ok");
     snprintf(audit.detail, sizeof audit.detail, "%s", cert ? "certificate issued" : "assigned without a certificate");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == ENR_OK)
         rc = enr_store_commit_registration(c->r->store, &reg, cert ? &rec : NULL, &op, &audit, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->commit_ms = (double)(t1.tv_sec - t0.tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     enr_certificate_free(&rec);
     for (size_t i = 0; i < chain_len; i++)
         OPENSSL_free(ders[i]);
@@ -309,7 +400,7 @@ static void handle_register(registrar *r, const registration_request *req, const
     enr_csr *csr = NULL;
     enr_profile *profile = NULL;
     commit_context c = {0};
-    enr_dps_error e = attest_sas(r, req->authorization, rid, &who, message, sizeof message);
+    enr_dps_error e = attest(r, req, rid, &who, message, sizeof message);
     if (e != ENR_DPS_OK)
         goto reject;
     if (!who.enrollment.enabled) {
@@ -383,6 +474,8 @@ static void handle_register(registrar *r, const registration_request *req, const
     }
 answered:
     out->status = 200;
+    out->issued = csr != NULL;
+    out->commit_ms = c.commit_ms;
     out->body = c.answer;
     c.answer = NULL;
     goto done;
@@ -403,7 +496,7 @@ static void handle_operation(registrar *r, const registration_request *req, cons
     char message[600];
     enr_error err;
     attested who = {0};
-    enr_dps_error e = attest_sas(r, req->authorization, path->registration_id, &who, message, sizeof message);
+    enr_dps_error e = attest(r, req, path->registration_id, &who, message, sizeof message);
     if (who.found)
         enr_enrollment_free(&who.enrollment);
     if (e != ENR_DPS_OK) {

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <openssl/x509.h>
+
 #include "enroll/error.h"
 
 typedef struct registrar registrar;
@@ -22,6 +24,8 @@ typedef struct registration_request {
     const char *body;
     size_t body_len;
     bool is_put;               /* PUT .../register; otherwise GET .../operations/{id} */
+    X509 *client_cert;         /* the TLS client certificate (X.509 attestation), or NULL */
+    STACK_OF(X509) *client_chain; /* what the client sent with it, or NULL */
 } registration_request;
 
 typedef struct registration_answer {
@@ -29,6 +33,9 @@ typedef struct registration_answer {
     char *body;                /* JSON, malloc'ed */
     const char *route;         /* for the request log */
     char registration_id[129]; /* for the request log; may be empty */
+    int error_code;            /* the DPS errorCode of a rejection; 0 when answered */
+    bool issued;               /* a certificate was issued and committed */
+    double commit_ms;          /* time in the store commit, when there was one */
 } registration_answer;
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err);

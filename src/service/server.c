@@ -31,7 +31,18 @@
 #define LATENCY_BUCKETS 8
 static const double LATENCY_BOUNDS_MS[LATENCY_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 1000};
 
+#define COMMIT_BUCKETS 6
+static const double COMMIT_BOUNDS_MS[COMMIT_BUCKETS] = {0.5, 1, 2, 5, 10, 50};
+#define REJECTION_KINDS 24
+
 typedef struct worker_metrics {
+    _Atomic unsigned long registrations;          /* answered 200 */
+    _Atomic unsigned long issuances;
+    _Atomic unsigned long rejections[REJECTION_KINDS];
+    _Atomic int rejection_codes[REJECTION_KINDS]; /* each slot set once, by the owning worker */
+    _Atomic unsigned long commit_bucket[COMMIT_BUCKETS + 1];
+    _Atomic unsigned long commit_us_sum;
+    _Atomic unsigned long commits;
     _Atomic unsigned long requests;
     _Atomic unsigned long by_class[6]; /* 1xx..5xx by status / 100 */
     _Atomic unsigned long latency_bucket[LATENCY_BUCKETS + 1];
@@ -157,6 +168,41 @@ static void metrics_text(enr_service *svc, struct evbuffer *out)
                              "# TYPE enroll_http_requests_total counter\n");
     for (int c = 1; c < 6; c++)
         evbuffer_add_printf(out, "enroll_http_requests_total{class=\"%dxx\"} %lu\n", c, classes[c]);
+    unsigned long registrations = 0, issuances = 0, commits = 0, commit_us = 0, cb[COMMIT_BUCKETS + 1] = {0};
+    for (int i = 0; i < svc->worker_count; i++) {
+        worker_metrics *m = &svc->workers[i].metrics;
+        registrations += atomic_load(&m->registrations);
+        issuances += atomic_load(&m->issuances);
+        commits += atomic_load(&m->commits);
+        commit_us += atomic_load(&m->commit_us_sum);
+        for (int b = 0; b <= COMMIT_BUCKETS; b++)
+            cb[b] += atomic_load(&m->commit_bucket[b]);
+    }
+    evbuffer_add_printf(out, "# HELP enroll_registrations_total Registrations answered as assigned.\n"
+                             "# TYPE enroll_registrations_total counter\nenroll_registrations_total %lu\n"
+                             "# HELP enroll_issuances_total Certificates issued and committed.\n"
+                             "# TYPE enroll_issuances_total counter\nenroll_issuances_total %lu\n",
+                        registrations, issuances);
+    evbuffer_add_printf(out, "# HELP enroll_rejections_total Registration requests refused, by DPS errorCode.\n"
+                             "# TYPE enroll_rejections_total counter\n");
+    for (int i = 0; i < svc->worker_count; i++) {
+        worker_metrics *m = &svc->workers[i].metrics;
+        for (int k = 0; k < REJECTION_KINDS && atomic_load(&m->rejection_codes[k]) != 0; k++)
+            evbuffer_add_printf(out, "enroll_rejections_total{worker=\"%d\",error_code=\"%d\"} %lu\n", i,
+                                atomic_load(&m->rejection_codes[k]), atomic_load(&m->rejections[k]));
+    }
+    evbuffer_add_printf(out, "# HELP enroll_store_commit_duration_seconds Time in the store's registration commit.\n"
+                             "# TYPE enroll_store_commit_duration_seconds histogram\n");
+    unsigned long cum = 0;
+    for (int b = 0; b < COMMIT_BUCKETS; b++) {
+        cum += cb[b];
+        evbuffer_add_printf(out, "enroll_store_commit_duration_seconds_bucket{le=\"%g\"} %lu\n",
+                            COMMIT_BOUNDS_MS[b] / 1000.0, cum);
+    }
+    evbuffer_add_printf(out, "enroll_store_commit_duration_seconds_bucket{le=\"+Inf\"} %lu\n"
+                             "enroll_store_commit_duration_seconds_sum %g\n"
+                             "enroll_store_commit_duration_seconds_count %lu\n",
+                        commits, (double)commit_us / 1e6, commits);
     evbuffer_add_printf(out, "# HELP enroll_http_request_duration_seconds Time to answer a request.\n"
                              "# TYPE enroll_http_request_duration_seconds histogram\n");
     unsigned long cumulative = 0;
@@ -168,6 +214,31 @@ static void metrics_text(enr_service *svc, struct evbuffer *out)
     evbuffer_add_printf(out, "enroll_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", total);
     evbuffer_add_printf(out, "enroll_http_request_duration_seconds_sum %g\n", (double)sum_ms / 1000.0);
     evbuffer_add_printf(out, "enroll_http_request_duration_seconds_count %lu\n", total);
+}
+
+static void count_registration(worker *w, const registration_answer *a)
+{
+    worker_metrics *m = &w->metrics;
+    if (a->status == 200) {
+        atomic_fetch_add(&m->registrations, 1);
+        if (a->issued)
+            atomic_fetch_add(&m->issuances, 1);
+        int b = 0;
+        while (b < COMMIT_BUCKETS && a->commit_ms > COMMIT_BOUNDS_MS[b])
+            b++;
+        atomic_fetch_add(&m->commit_bucket[b], 1);
+        atomic_fetch_add(&m->commit_us_sum, (unsigned long)(a->commit_ms * 1000.0));
+        atomic_fetch_add(&m->commits, 1);
+        return;
+    }
+    for (int i = 0; i < REJECTION_KINDS; i++) {
+        if (atomic_load(&m->rejection_codes[i]) == 0)
+            atomic_store(&m->rejection_codes[i], a->error_code);
+        if (atomic_load(&m->rejection_codes[i]) == a->error_code) {
+            atomic_fetch_add(&m->rejections[i], 1);
+            return;
+        }
+    }
 }
 
 static void count(worker *w, int status, double latency_ms)
@@ -184,15 +255,17 @@ static void count(worker *w, int status, double latency_ms)
 }
 
 /* One JSON line per request: never a body, header value, key or token. */
-static void log_request(worker *w, unsigned long id, const char *method, const char *route, int status,
-                        double latency_ms, bool client_cert)
+static void log_request(worker *w, unsigned long id, const char *method, const char *route,
+                        const char *registration_id, int status, double latency_ms, bool client_cert)
 {
     char at[32];
     enr_time_format(time(NULL), at, sizeof at);
+    /* The registration id went through enr_dps_path_parse ([A-Za-z0-9._:-]):
+     * safe to print inside JSON quotes. */
     fprintf(stderr,
             "{\"ts\":\"%s\",\"event\":\"request\",\"id\":\"w%d-%lu\",\"method\":\"%s\",\"route\":\"%s\","
-            "\"status\":%d,\"latency_ms\":%.3f,\"client_cert\":%s}\n",
-            at, w->index, id, method, route, status, latency_ms, client_cert ? "true" : "false");
+            "\"registration_id\":\"%s\",\"status\":%d,\"latency_ms\":%.3f,\"client_cert\":%s}\n",
+            at, w->index, id, method, route, registration_id, status, latency_ms, client_cert ? "true" : "false");
 }
 
 static const char *method_name(enum evhttp_cmd_type cmd)
@@ -227,7 +300,12 @@ static void serve_registration(worker *w, struct evhttp_request *req, const char
     const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     if (q != NULL)
         (void)evhttp_parse_query_str(q, &query);
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     registration_request r = {
+        .client_cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL,
+        .client_chain = ssl ? SSL_get_peer_cert_chain(ssl) : NULL,
         .path = path,
         .api_version = evhttp_find_header(&query, "api-version"),
         .authorization = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
@@ -250,6 +328,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
     const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     const char *route = "unknown";
+    char registration_id[129] = "";
     int status;
     if (path == NULL || uri == NULL) {
         route = "malformed";
@@ -273,6 +352,8 @@ static void handle_request(struct evhttp_request *req, void *arg)
         serve_registration(w, req, path, cmd, &answer);
         route = answer.route;
         status = answer.status;
+        snprintf(registration_id, sizeof registration_id, "%s", answer.registration_id);
+        count_registration(w, &answer);
         reply_json(req, status, status == 200 ? "OK" : "Error", answer.body ? answer.body : "{}");
         free(answer.body);
     } else {
@@ -281,7 +362,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
     }
     double latency = now_ms() - start;
     count(w, status, latency);
-    log_request(w, id, method_name(cmd), route, status, latency, has_client_certificate(req));
+    log_request(w, id, method_name(cmd), route, registration_id, status, latency, has_client_certificate(req));
     atomic_fetch_sub(&w->in_flight, 1);
 }
 

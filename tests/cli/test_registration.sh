@@ -91,6 +91,45 @@ json "$WORK/.out" '.registrationState.issuedCertificateChain[0]' | base64 -d | o
 [ "$(openssl x509 -in leaf2.pem -noout -serial | cut -d= -f2)" != "$serial" ] && pass || fail "renewal reused a serial"
 same "two certificates recorded for dev-001" "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-001'")" "2"
 
+# An individual enrollment with its own symmetric key.
+check "admin: individual" "$ENROLL" admin individual new solo-7 --policy p30 --symmetric --data data --json
+SOLO_KEY=$(json "$WORK/.out" .primary_key)
+body solo-7 dev.key solo-7
+same "individual-key SAS registration" "$(register solo-7 "$(sas "$SOLO_KEY" solo-7)" body.json)" "200"
+
+# X.509 attestation, seed 003's flow: a bootstrap CA is uploaded, its possession
+# proven with a certificate for the verification code, and a device presents
+# its bootstrap certificate in the TLS handshake (no Authorization header).
+"$ENROLL" ca init --dir boot-root --subject '/CN=Bootstrap Root' >/dev/null
+"$ENROLL" ca init --dir boot-int --parent boot-root --subject '/CN=Bootstrap Intermediate' >/dev/null
+check "admin: upload bootstrap CA" "$ENROLL" admin ca upload boot --cert boot-int/cert.pem --data data --json
+CODE=$(json "$WORK/.out" .verification_code)
+"$ENROLL" key new --out ver.key >/dev/null
+"$ENROLL" csr new --key ver.key --dn "CN=$CODE" --out ver.csr 2>/dev/null
+"$ENROLL" ca sign --dir boot-int --profile device --cn "$CODE" ver.csr --out ver.crt 2>/dev/null
+check "admin: prove possession" "$ENROLL" admin ca verify boot --cert ver.crt --data data
+check "admin: X.509 group" "$ENROLL" admin group new xfleet --policy p30 --x509-ca boot --data data
+bootstrap_cert() { # RID CA-DIR -> RID.boot.{key,crt}
+  "$ENROLL" key new --out "$1.boot.key" --force >/dev/null
+  "$ENROLL" csr new --key "$1.boot.key" --dn "CN=$1" --out "$1.boot.csr" --force 2>/dev/null
+  "$ENROLL" ca sign --dir "$2" --profile device --cn "$1" "$1.boot.csr" --out "$1.boot.crt" --force 2>/dev/null
+}
+register_x509() { # RID CERT KEY BODY -> HTTP status
+  curl -s --max-time 10 --cacert root/cert.pem --cert "$2" --key "$3" -o "$WORK/.out" -w '%{http_code}' -X PUT \
+    -H 'Content-Type: application/json' --data-binary @"$4" "$URL/$SCOPE/registrations/$1/register?api-version=$API"
+}
+bootstrap_cert dev-x1 boot-int
+"$ENROLL" key new --out x1.key >/dev/null
+body dev-x1 x1.key dev-x1
+same "X.509 registration" "$(register_x509 dev-x1 dev-x1.boot.crt dev-x1.boot.key body.json)" "200"
+json "$WORK/.out" '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out x1.pem
+expect_exit 0 "X.509: the operational certificate holds the new key, not the bootstrap one" "$ENROLL" match x1.key x1.pem
+same "X.509: a certificate for another id is refused" "$(register_x509 dev-x9 dev-x1.boot.crt dev-x1.boot.key body.json)" "401"
+same "X.509: errorCode" "$(json "$WORK/.out" .errorCode)" "401002"
+bootstrap_cert dev-x2 devices-ca
+body dev-x2 x1.key dev-x2
+same "X.509: a certificate from a CA no group trusts is refused" "$(register_x509 dev-x2 dev-x2.boot.crt dev-x2.boot.key body.json)" "401"
+
 # Rejections: errorCode, HTTP status, and nothing but an audit event written.
 certs_before=$(db_count certificate); regs_before=$(db_count registration)
 reject() { # NAME WANT-HTTP WANT-CODE RID AUTH BODY
@@ -135,6 +174,13 @@ same "no registration written by rejections" "$(db_count registration)" "$regs_b
 lacks enrolld.log "$GROUP_KEY" "the log never holds a group key"
 lacks enrolld.log "SharedAccessSignature" "the log never holds a token"
 same "integrity" "$(sqlite3 data/enroll.db 'PRAGMA integrity_check')" "ok"
+
+curl -s --max-time 5 --cacert root/cert.pem "$URL/metrics" > metrics.txt
+issued=$(awk '/^enroll_issuances_total/ {print $2}' metrics.txt)
+same "metrics: issuances counted" "$issued" "$(db_count certificate)"
+contains metrics.txt 'error_code="401001"' "metrics: rejections by errorCode"
+contains metrics.txt 'enroll_store_commit_duration_seconds_count' "metrics: store commit latency"
+contains enrolld.log '"route":"register","registration_id":"dev-001","status":200' "log: route, registration id, status"
 
 kill -TERM "$PID"; wait "$PID"
 finish
