@@ -58,7 +58,7 @@ expect_exit 1 "TLS 1.1 is refused" openssl s_client -connect 127.0.0.1:$PORT -tl
 echo | openssl s_client -connect 127.0.0.1:$PORT -CAfile root/cert.pem > s_client.txt 2>&1
 contains s_client.txt "Verify return code: 0 (ok)" "TLS chain verifies"
 contains s_client.txt "Acceptable client certificate CA names" "client CA names offered"
-contains tls.json.log '"route":"healthz","status":200' "request log line"
+contains tls.json.log '"route":"healthz","registration_id":"","status":200' "request log line"
 contains tls.json.log '"client_cert":true' "log notes a client certificate"
 lacks tls.json.log "xxxxxxxx" "bodies are never logged"
 jq -c 'select(.event=="request")' tls.json.log >/dev/null 2>&1 && pass || fail "log lines are JSON"
