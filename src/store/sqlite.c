@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1445,7 +1446,18 @@ static enr_code configure(sqlite_store *s, enr_error *err)
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     /* Defensive: no writable_schema tricks, no journal_mode=OFF from SQL. */
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
-    if ((rc = query_text(s, "PRAGMA journal_mode=WAL", mode, sizeof mode, err)) != ENR_OK)
+    /* Switching a new database to WAL needs it alone for a moment, and SQLite
+     * answers SQLITE_BUSY at once (no busy handler) when several processes
+     * open a fresh store together: retry for up to the busy timeout. */
+    for (int waited_ms = 0;; waited_ms += 20) {
+        rc = query_text(s, "PRAGMA journal_mode=WAL", mode, sizeof mode, err);
+        int code = sqlite3_errcode(s->db) & 0xff;
+        if (rc == ENR_OK || (code != SQLITE_BUSY && code != SQLITE_LOCKED) || waited_ms >= BUSY_TIMEOUT_MS)
+            break;
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (rc != ENR_OK)
         return rc;
     if (strcmp(mode, "wal") != 0)
         return enr_error_set(err, ENR_E_IO, "%s: cannot use write-ahead logging (journal mode stays %s)",
