@@ -32,7 +32,7 @@ cat > enrolld.json <<JSON
 JSON
 "$ENROLLD" --config enrolld.json 2> enrolld.log &
 PID=$!; PIDS+=("$PID")
-for _ in $(seq 1 100); do PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
+for _ in $(seq 1 400); do PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
 URL=https://127.0.0.1:$PORT
 
 device_key() { # GROUP_KEY RID: base64(HMAC-SHA256(base64-decode(key), rid)), by openssl
@@ -47,7 +47,7 @@ sas() { # DEVICE_KEY RID [EXPIRY]
   printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
 }
 register() { # RID AUTH BODY-FILE -> response in $WORK/.out, HTTP status echoed
-  curl -s --max-time 10 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT \
+  curl -s --max-time 30 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT \
     -H 'Content-Type: application/json; charset=utf-8' -H "Authorization: $2" \
     --data-binary @"$3" "$URL/$SCOPE/registrations/$1/register?api-version=$API"
 }
@@ -78,7 +78,7 @@ same "the certificate is in the store" "$(sqlite3 data/enroll.db "select count(*
 
 # The operation can be read back.
 op=$(json answer.json .operationId)
-code=$(curl -s --max-time 10 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
+code=$(curl -s --max-time 30 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
   "$URL/$SCOPE/registrations/dev-001/operations/$op?api-version=$API")
 same "operation status" "$code" "200"
 same "operation answer" "$(json op.json .registrationState.issuedClientCertificate)" "$(json answer.json .registrationState.issuedClientCertificate)"
@@ -115,7 +115,7 @@ bootstrap_cert() { # RID CA-DIR -> RID.boot.{key,crt}
   "$ENROLL" ca sign --dir "$2" --profile device --cn "$1" "$1.boot.csr" --out "$1.boot.crt" --force 2>/dev/null
 }
 register_x509() { # RID CERT KEY BODY -> HTTP status
-  curl -s --max-time 10 --cacert root/cert.pem --cert "$2" --key "$3" -o "$WORK/.out" -w '%{http_code}' -X PUT \
+  curl -s --max-time 30 --cacert root/cert.pem --cert "$2" --key "$3" -o "$WORK/.out" -w '%{http_code}' -X PUT \
     -H 'Content-Type: application/json' --data-binary @"$4" "$URL/$SCOPE/registrations/$1/register?api-version=$API"
 }
 bootstrap_cert dev-x1 boot-int
@@ -159,11 +159,11 @@ printf '{"registrationId": "dev-002", "csr": ' > broken.json
 reject "malformed body" 400 400001 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" broken.json
 jq -n '{registrationId: "dev-003"}' > mismatch.json
 reject "body id differs from path" 400 400002 dev-002 "$(sas "$(device_key "$GROUP_KEY" dev-002)" dev-002)" mismatch.json
-code=$(curl -s --max-time 10 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
+code=$(curl -s --max-time 30 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
   --data-binary @body.json "$URL/0ne-other/registrations/dev-001/register?api-version=$API")
 same "unknown idScope" "$code" "404"
 same "unknown idScope: errorCode" "$(json "$WORK/.out" .errorCode)" "404001"
-code=$(curl -s --max-time 10 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
+code=$(curl -s --max-time 30 --cacert root/cert.pem -o "$WORK/.out" -w '%{http_code}' -X PUT -H "Authorization: $(sas "$DEV_KEY" dev-001)" \
   --data-binary @body.json "$URL/$SCOPE/registrations/dev-001/register")
 same "missing api-version" "$code" "400"
 head -c 200000 /dev/zero | tr '\0' 'a' > huge.json

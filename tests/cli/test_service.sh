@@ -23,7 +23,7 @@ start() { # CONFIG-FILE -> sets PID, PORT
   "$ENROLLD" --config "$1" 2> "$1.log" &
   PID=$!
   PIDS+=("$PID")
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 400); do
     PORT=$(grep -o '"port":[0-9]*' "$1.log" | head -1 | cut -d: -f2)
     [ -n "$PORT" ] && return 0
     kill -0 "$PID" 2>/dev/null || break
@@ -40,7 +40,7 @@ cat > tls.json <<'JSON'
 JSON
 start tls.json
 URL=https://127.0.0.1:$PORT
-CURL=(curl -s --max-time 5 --cacert root/cert.pem)
+CURL=(curl -s --max-time 30 --cacert root/cert.pem)
 
 same "healthz" "$("${CURL[@]}" "$URL/healthz")" '{"status":"ok"}'
 same "unknown route is 404" "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$URL/nope")" "404"
@@ -106,7 +106,7 @@ contains "$WORK/.err" "does not belong to" "mismatch: message"
 # Plain HTTP only when asked for.
 printf '{"listen":"127.0.0.1:0","plain_http":true,"workers":1}' > plain.json
 start plain.json
-same "plain HTTP healthz" "$(curl -s --max-time 5 "http://127.0.0.1:$PORT/healthz")" '{"status":"ok"}'
+same "plain HTTP healthz" "$(curl -s --max-time 30 "http://127.0.0.1:$PORT/healthz")" '{"status":"ok"}'
 kill -TERM "$PID"; wait "$PID"
 
 finish
