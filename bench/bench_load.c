@@ -1,0 +1,1092 @@
+/* Load generator for enrolld's DPS registration API over HTTPS.
+ *
+ * Every device is made before the clock starts: an EC P-256 key, a CSR with
+ * CN = registration id (base64 DER, built by libenroll), a SAS token derived
+ * from the group key, and the whole HTTP/1.1 request. Then N client threads
+ * (one blocking OpenSSL connection each) send
+ *     PUT /{scope}/registrations/{id}/register?api-version=2025-07-01-preview
+ * either over one keep-alive connection per thread (--mode keepalive) or over
+ * a new TLS connection per registration (--mode handshake, optionally with a
+ * client certificate: a fresh mTLS handshake per device). An answer counts as
+ * a registration only when it is HTTP 200 with status "assigned"; anything
+ * else is counted as an error, by kind.
+ *
+ * Printed beside the machine's limits, measured here:
+ *  - crypto: `openssl speed ecdsap256` on one core, 1 / (1/sign + 1/verify)
+ *    (one CSR verify and one certificate signature per registration), times
+ *    the number of cores;
+ *  - TLS: full handshakes/s of a bare OpenSSL server on this machine, twice:
+ *    `openssl s_server` timed by `openssl s_time -new` (one core each), and
+ *    an in-process bare OpenSSL server with the same worker count answering
+ *    a canned response, driven by this same client with the same
+ *    connections (the like-for-like figure for --mode handshake).
+ *
+ * --received FILE writes the leaf serial of every certificate received (as
+ * `openssl x509 -serial` prints it: upper-case hex, whole octets), one per
+ * line, flushed as it arrives: the crash test compares it with the store. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/ceiling.h"
+#include "enroll/csr.h"
+#include "enroll/dps.h"
+#include "enroll/sas.h"
+#include "enroll/signer.h"
+
+#define API_VERSION "2025-07-01-preview"
+#define RESPONSE_MAX (ENR_DPS_RESPONSE_BODY_MAX + 16384)
+#define IO_TIMEOUT_SECONDS 15
+#define ERROR_REPORTS_MAX 5
+
+/* ---- options ------------------------------------------------------------ */
+
+typedef enum { MODE_KEEPALIVE, MODE_HANDSHAKE } load_mode;
+
+static struct {
+    const char *host;
+    int port;
+    const char *scope;
+    const char *group_key;
+    const char *ca;
+    int connections;
+    double seconds;
+    long requests;
+    long devices;
+    long keys;
+    load_mode mode;
+    const char *client_cert;
+    const char *client_key;
+    const char *received;
+    const char *id_prefix;
+    const char *server_cert; /* for the bare-server ceilings */
+    const char *server_key;
+    int bare_workers;
+    double bare_seconds;
+    bool ceiling;
+    bool check_answers;
+} opt = {
+    .host = "127.0.0.1",
+    .connections = 64,
+    .mode = MODE_KEEPALIVE,
+    .bare_workers = 2,
+    .bare_seconds = 5,
+    .ceiling = true,
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bench_load --port P --scope S --group-key B64 --ca ROOT.pem\n"
+            "                  [--host 127.0.0.1] [--connections N] (--seconds T | --requests M)\n"
+            "                  [--mode keepalive|handshake] [--client-cert F --client-key F]\n"
+            "                  [--devices D] [--keys K] [--id-prefix P] [--received FILE] [--check]\n"
+            "                  [--server-cert F --server-key F [--bare-workers W] [--bare-seconds T]]\n"
+            "                  [--no-ceiling]\n"
+            "  --devices D      distinct devices made before the clock starts (default: --requests,\n"
+            "                   else 20000); the load cycles through them (a repeat is a renewal)\n"
+            "  --keys K         distinct EC P-256 device keys (default: D, at most 2000); device i\n"
+            "                   signs its own CSR (CN = its id) with key i %% K. Opening a key file\n"
+            "                   costs about 1 ms in OpenSSL 3.0's decoders, a CSR about 0.1 ms\n"
+            "  --received FILE  write every leaf serial received (upper-case hex), one per line\n"
+            "  --check          read every answer with enr_dps_register_response_parse (also\n"
+            "                   with --received); otherwise a 200 holding \"status\":\"assigned\"\n"
+            "  --server-cert/--server-key  enrolld's TLS certificate and key: measure the bare\n"
+            "                   OpenSSL handshake rate (s_server + s_time, and an in-process server\n"
+            "                   with --bare-workers threads driven by this client)\n"
+            "  --no-ceiling     skip openssl speed and the bare-server measurements\n");
+}
+
+static bool parse_options(int argc, char **argv)
+{
+    enum { O_HOST = 1, O_PORT, O_SCOPE, O_GROUP_KEY, O_CA, O_CONN, O_SECONDS, O_REQUESTS, O_DEVICES, O_MODE,
+           O_CCERT, O_CKEY, O_RECEIVED, O_PREFIX, O_SCERT, O_SKEY, O_BWORKERS, O_BSECONDS, O_NOCEIL,
+           O_CHECK, O_KEYS, O_HELP };
+    static const struct option longs[] = {
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"scope", required_argument, NULL, O_SCOPE},
+        {"group-key", required_argument, NULL, O_GROUP_KEY},
+        {"ca", required_argument, NULL, O_CA},
+        {"connections", required_argument, NULL, O_CONN},
+        {"seconds", required_argument, NULL, O_SECONDS},
+        {"requests", required_argument, NULL, O_REQUESTS},
+        {"devices", required_argument, NULL, O_DEVICES},
+        {"mode", required_argument, NULL, O_MODE},
+        {"client-cert", required_argument, NULL, O_CCERT},
+        {"client-key", required_argument, NULL, O_CKEY},
+        {"received", required_argument, NULL, O_RECEIVED},
+        {"id-prefix", required_argument, NULL, O_PREFIX},
+        {"server-cert", required_argument, NULL, O_SCERT},
+        {"server-key", required_argument, NULL, O_SKEY},
+        {"bare-workers", required_argument, NULL, O_BWORKERS},
+        {"bare-seconds", required_argument, NULL, O_BSECONDS},
+        {"no-ceiling", no_argument, NULL, O_NOCEIL},
+        {"check", no_argument, NULL, O_CHECK},
+        {"keys", required_argument, NULL, O_KEYS},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case O_HOST: opt.host = optarg; break;
+        case O_PORT: opt.port = atoi(optarg); break;
+        case O_SCOPE: opt.scope = optarg; break;
+        case O_GROUP_KEY: opt.group_key = optarg; break;
+        case O_CA: opt.ca = optarg; break;
+        case O_CONN: opt.connections = atoi(optarg); break;
+        case O_SECONDS: opt.seconds = atof(optarg); break;
+        case O_REQUESTS: opt.requests = atol(optarg); break;
+        case O_DEVICES: opt.devices = atol(optarg); break;
+        case O_MODE:
+            if (strcmp(optarg, "keepalive") == 0)
+                opt.mode = MODE_KEEPALIVE;
+            else if (strcmp(optarg, "handshake") == 0)
+                opt.mode = MODE_HANDSHAKE;
+            else {
+                fprintf(stderr, "bench_load: --mode is keepalive or handshake\n");
+                return false;
+            }
+            break;
+        case O_CCERT: opt.client_cert = optarg; break;
+        case O_CKEY: opt.client_key = optarg; break;
+        case O_RECEIVED: opt.received = optarg; break;
+        case O_PREFIX: opt.id_prefix = optarg; break;
+        case O_SCERT: opt.server_cert = optarg; break;
+        case O_SKEY: opt.server_key = optarg; break;
+        case O_BWORKERS: opt.bare_workers = atoi(optarg); break;
+        case O_BSECONDS: opt.bare_seconds = atof(optarg); break;
+        case O_NOCEIL: opt.ceiling = false; break;
+        case O_CHECK: opt.check_answers = true; break;
+        case O_KEYS: opt.keys = atol(optarg); break;
+        case O_HELP: usage(stdout); exit(0);
+        default: usage(stderr); return false;
+        }
+    }
+    if (optind != argc || opt.port <= 0 || opt.port > 65535 || !opt.scope || !opt.group_key || !opt.ca) {
+        usage(stderr);
+        return false;
+    }
+    if ((opt.seconds > 0) == (opt.requests > 0)) {
+        fprintf(stderr, "bench_load: give exactly one of --seconds T or --requests M\n");
+        return false;
+    }
+    if (opt.seconds > 600 || opt.connections < 1 || opt.connections > 4096 || opt.bare_workers < 1 ||
+        opt.bare_workers > 256 || opt.bare_seconds <= 0 || opt.bare_seconds > 120) {
+        fprintf(stderr, "bench_load: bounds: --seconds <= 600, --connections 1..4096, --bare-workers 1..256, "
+                        "--bare-seconds 0..120\n");
+        return false;
+    }
+    if ((opt.client_cert == NULL) != (opt.client_key == NULL) || (opt.server_cert == NULL) != (opt.server_key == NULL)) {
+        fprintf(stderr, "bench_load: a certificate needs its key (and the other way round)\n");
+        return false;
+    }
+    if (opt.devices <= 0)
+        opt.devices = opt.requests > 0 ? opt.requests : 20000;
+    if (opt.devices > 2000000) {
+        fprintf(stderr, "bench_load: --devices at most 2000000\n");
+        return false;
+    }
+    if (opt.keys <= 0 || opt.keys > opt.devices)
+        opt.keys = opt.devices < 2000 ? opt.devices : 2000;
+    if (opt.received != NULL)
+        opt.check_answers = true;
+    return true;
+}
+
+/* ---- devices, made before the clock starts ------------------------------ */
+
+typedef struct device {
+    char *request; /* the whole HTTP/1.1 request */
+    size_t request_len;
+} device;
+
+static device *devices;
+static char key_dir[256];
+static char id_prefix[64];
+static _Atomic long next_key;
+static _Atomic int prep_failed;
+
+/* Device i: its own id, CSR (CN = id, signed with `signer`), SAS token and request. */
+static bool make_device(long i, enr_signer *signer, enr_error *err)
+{
+    char rid[128], subject[160];
+    snprintf(rid, sizeof rid, "%s%ld", id_prefix, i);
+    snprintf(subject, sizeof subject, "/CN=%s", rid);
+    enr_csr_spec *spec = enr_csr_spec_new();
+    enr_csr *csr = NULL;
+    unsigned char *b64 = NULL;
+    size_t b64_len = 0;
+    char *device_key = NULL, *token = NULL;
+    bool ok = spec != NULL && enr_csr_spec_set_subject(spec, subject, err) == ENR_OK &&
+              enr_csr_build(spec, signer, &csr, err) == ENR_OK &&
+              enr_csr_encode_alloc(csr, ENR_CSR_BASE64, &b64, &b64_len, err) == ENR_OK &&
+              enr_sas_derive_device_key(opt.group_key, rid, &device_key, err) == ENR_OK &&
+              enr_sas_token_make(opt.scope, rid, device_key, time(NULL) + 6 * 3600, &token, err) == ENR_OK;
+    if (ok) {
+        char body[4096];
+        int blen = snprintf(body, sizeof body, "{\"registrationId\":\"%s\",\"csr\":\"%s\"}", rid, (char *)b64);
+        size_t cap = (size_t)blen + strlen(token) + 512;
+        char *req = malloc(cap);
+        int n = req ? snprintf(req, cap,
+                               "PUT /%s/registrations/%s/register?api-version=" API_VERSION " HTTP/1.1\r\n"
+                               "Host: %s:%d\r\n"
+                               "Content-Type: application/json; charset=utf-8\r\n"
+                               "Authorization: %s\r\n"
+                               "Content-Length: %d\r\n"
+                               "%s"
+                               "\r\n%s",
+                               opt.scope, rid, opt.host, opt.port, token, blen,
+                               opt.mode == MODE_HANDSHAKE ? "Connection: close\r\n" : "", body)
+                     : -1;
+        if (blen <= 0 || (size_t)blen >= sizeof body || n <= 0 || (size_t)n >= cap) {
+            ok = false;
+            enr_error_set(err, ENR_E_INTERNAL, "request too long");
+            free(req);
+        } else {
+            devices[i].request = req;
+            devices[i].request_len = (size_t)n;
+        }
+    }
+    enr_sas_secret_free(token);
+    enr_sas_secret_free(device_key);
+    free(b64);
+    enr_csr_free(csr);
+    enr_csr_spec_free(spec);
+    return ok;
+}
+
+/* Key k, then every device i with i % keys == k (a signer stays in one thread). */
+static void *prep_thread(void *arg)
+{
+    (void)arg;
+    enr_error err;
+    for (;;) {
+        long k = atomic_fetch_add(&next_key, 1);
+        if (k >= opt.keys || atomic_load(&prep_failed))
+            break;
+        char key_path[512];
+        snprintf(key_path, sizeof key_path, "%s/%ld.key", key_dir, k);
+        enr_signer *signer = NULL;
+        bool ok = enr_key_generate_file(ENR_KEY_EC_P256, key_path, NULL, true, &err) == ENR_OK &&
+                  enr_signer_open(key_path, NULL, NULL, &signer, &err) == ENR_OK;
+        unlink(key_path);
+        long i = k;
+        for (; ok && i < opt.devices; i += opt.keys)
+            ok = make_device(i, signer, &err);
+        enr_signer_free(signer);
+        if (!ok) {
+            if (atomic_exchange(&prep_failed, 1) == 0)
+                fprintf(stderr, "bench_load: device %ld: %s\n", i, err.message);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static bool make_devices(int cores)
+{
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; /* keys are fsync'ed: use tmpfs */
+    snprintf(key_dir, sizeof key_dir, "%s/bench-load-keys-XXXXXX", base);
+    if (mkdtemp(key_dir) == NULL) {
+        perror("bench_load: mkdtemp");
+        return false;
+    }
+    devices = calloc((size_t)opt.devices, sizeof *devices);
+    if (devices == NULL)
+        return false;
+    int n = cores < 1 ? 1 : cores > 16 ? 16 : cores;
+    pthread_t threads[16];
+    for (int t = 0; t < n; t++)
+        pthread_create(&threads[t], NULL, prep_thread, NULL);
+    for (int t = 0; t < n; t++)
+        pthread_join(threads[t], NULL);
+    rmdir(key_dir);
+    return !atomic_load(&prep_failed);
+}
+
+/* ---- client connections ------------------------------------------------- */
+
+typedef struct conn {
+    int fd;
+    SSL *ssl;
+} conn;
+
+static void conn_close(conn *c)
+{
+    if (c->ssl != NULL) {
+        (void)SSL_shutdown(c->ssl); /* sends close_notify, does not wait for the peer's */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+static void set_timeouts(int fd)
+{
+    struct timeval tv = {IO_TIMEOUT_SECONDS, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static bool conn_open(conn *c, SSL_CTX *ctx, const char *host, int port, char *why, size_t cap)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        snprintf(why, cap, "socket: %s", strerror(errno));
+        return false;
+    }
+    int on = 1;
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    set_timeouts(c->fd);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(why, cap, "%s is not an IPv4 address", host);
+        conn_close(c);
+        return false;
+    }
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(why, cap, "connect %s:%d: %s", host, port, strerror(errno));
+        conn_close(c);
+        return false;
+    }
+    c->ssl = SSL_new(ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set1_host(c->ssl, host) != 1 ||
+        SSL_connect(c->ssl) != 1) {
+        unsigned long e = ERR_get_error();
+        snprintf(why, cap, "TLS handshake: %s", e ? ERR_reason_error_string(e) : strerror(errno));
+        ERR_clear_error();
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+static bool write_all(conn *c, const char *data, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        size_t n = 0;
+        if (SSL_write_ex(c->ssl, data + done, len - done, &n) != 1)
+            return false;
+        done += n;
+    }
+    return true;
+}
+
+/* Case-insensitive header lookup in [headers, end): the value, trimmed. */
+static const char *header_value(const char *headers, const char *end, const char *name, size_t *vlen)
+{
+    size_t nlen = strlen(name);
+    for (const char *line = headers; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            eol = end;
+        if ((size_t)(eol - line) > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = eol;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+            *vlen = (size_t)(ve - v);
+            return v;
+        }
+        line = eol + 1;
+    }
+    return NULL;
+}
+
+typedef struct response {
+    int status;
+    const char *body;
+    size_t body_len;
+    bool close; /* the server said Connection: close */
+} response;
+
+/* Reads one response into buf (cap bytes). */
+static bool read_response(conn *c, char *buf, size_t cap, response *r, char *why, size_t wcap)
+{
+    size_t have = 0;
+    const char *head_end = NULL;
+    while (head_end == NULL) {
+        size_t n = 0;
+        if (have + 1 >= cap) {
+            snprintf(why, wcap, "response headers too long");
+            return false;
+        }
+        if (SSL_read_ex(c->ssl, buf + have, cap - 1 - have, &n) != 1) {
+            snprintf(why, wcap, "%s", have ? "connection lost mid-response" : "connection lost before a response");
+            ERR_clear_error();
+            return false;
+        }
+        have += n;
+        buf[have] = '\0';
+        head_end = strstr(buf, "\r\n\r\n");
+    }
+    if (strncmp(buf, "HTTP/1.", 7) != 0 || have < 12) {
+        snprintf(why, wcap, "not an HTTP response");
+        return false;
+    }
+    r->status = atoi(buf + 9);
+    size_t vlen = 0;
+    const char *v = header_value(buf, head_end, "Content-Length", &vlen);
+    if (v == NULL) {
+        snprintf(why, wcap, "no Content-Length");
+        return false;
+    }
+    size_t body_len = (size_t)strtoul(v, NULL, 10);
+    v = header_value(buf, head_end, "Connection", &vlen);
+    r->close = v != NULL && vlen == 5 && strncasecmp(v, "close", 5) == 0;
+    size_t head_len = (size_t)(head_end - buf) + 4;
+    if (head_len + body_len + 1 > cap) {
+        snprintf(why, wcap, "response too long (%zu bytes)", body_len);
+        return false;
+    }
+    while (have < head_len + body_len) {
+        size_t n = 0;
+        if (SSL_read_ex(c->ssl, buf + have, head_len + body_len - have, &n) != 1) {
+            snprintf(why, wcap, "connection lost mid-body");
+            ERR_clear_error();
+            return false;
+        }
+        have += n;
+    }
+    buf[head_len + body_len] = '\0';
+    r->body = buf + head_len;
+    r->body_len = body_len;
+    return true;
+}
+
+/* ---- the load ----------------------------------------------------------- */
+
+typedef struct stats {
+    long ok;
+    long err_connect, err_io, err_http, err_answer;
+    double *lat_ms;
+    size_t lat_n, lat_cap;
+} stats;
+
+typedef struct target {
+    const char *host;
+    int port;
+    SSL_CTX *ctx;
+    load_mode mode;
+    double seconds;
+    long requests;
+    bool check; /* false: the canned answer of the bare server */
+    _Atomic long next;
+    double start, deadline;
+    pthread_barrier_t ready, go;
+} target;
+
+static FILE *received_file;
+static pthread_mutex_t received_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int error_reports;
+
+static void report_error(const char *what, const char *detail)
+{
+    if (atomic_fetch_add(&error_reports, 1) < ERROR_REPORTS_MAX)
+        fprintf(stderr, "bench_load: %s: %.300s\n", what, detail);
+}
+
+static void add_latency(stats *s, double ms)
+{
+    if (s->lat_n == s->lat_cap) {
+        size_t cap = s->lat_cap ? s->lat_cap * 2 : 4096;
+        double *p = realloc(s->lat_ms, cap * sizeof *p);
+        if (p == NULL)
+            return;
+        s->lat_ms = p;
+        s->lat_cap = cap;
+    }
+    s->lat_ms[s->lat_n++] = ms;
+}
+
+/* An answer of ours: "assigned", and the leaf serial recorded when asked. */
+static bool answer_ok(const response *r, char *why, size_t wcap)
+{
+    if (!opt.check_answers) {
+        if (strstr(r->body, "\"status\":\"assigned\"") || strstr(r->body, "\"status\": \"assigned\""))
+            return true;
+        snprintf(why, wcap, "200 without status assigned: %.200s", r->body);
+        return false;
+    }
+    enr_dps_register_response *resp = NULL;
+    enr_error err;
+    if (enr_dps_register_response_parse(r->body, r->body_len, &resp, &err) != ENR_OK) {
+        snprintf(why, wcap, "unreadable answer: %s", err.message);
+        return false;
+    }
+    bool ok = enr_dps_response_status(resp) == ENR_DPS_STATUS_ASSIGNED &&
+              enr_dps_response_registration_status(resp) == ENR_DPS_STATUS_ASSIGNED &&
+              enr_dps_response_chain_len(resp) > 0;
+    if (!ok)
+        snprintf(why, wcap, "answer not assigned with a certificate");
+    if (ok && received_file != NULL) {
+        size_t len = 0;
+        const unsigned char *der = enr_dps_response_chain_der(resp, 0, &len);
+        X509 *leaf = der ? d2i_X509(NULL, &der, (long)len) : NULL;
+        const ASN1_INTEGER *serial = leaf ? X509_get0_serialNumber(leaf) : NULL;
+        if (serial == NULL) {
+            ok = false;
+            snprintf(why, wcap, "issuedCertificateChain[0] is not a certificate");
+        } else {
+            char hex[2 * 21 + 2] = "";
+            const unsigned char *b = ASN1_STRING_get0_data(serial);
+            int n = ASN1_STRING_length(serial);
+            if (n <= 0)
+                snprintf(hex, sizeof hex, "00");
+            for (int i = 0; i < n && i < 21; i++)
+                snprintf(hex + 2 * i, 3, "%02X", b[i]);
+            pthread_mutex_lock(&received_lock);
+            fprintf(received_file, "%s\n", hex);
+            fflush(received_file);
+            pthread_mutex_unlock(&received_lock);
+        }
+        X509_free(leaf);
+    }
+    enr_dps_register_response_free(resp);
+    return ok;
+}
+
+typedef struct client {
+    target *t;
+    stats s;
+    pthread_t thread;
+} client;
+
+static void *client_thread(void *arg)
+{
+    client *cl = arg;
+    target *t = cl->t;
+    stats *s = &cl->s;
+    conn c = {.fd = -1};
+    char why[512];
+    char *buf = malloc(RESPONSE_MAX);
+    if (t->mode == MODE_KEEPALIVE && buf != NULL && !conn_open(&c, t->ctx, t->host, t->port, why, sizeof why)) {
+        s->err_connect++;
+        report_error("connect", why);
+    }
+    pthread_barrier_wait(&t->ready);
+    pthread_barrier_wait(&t->go);
+    while (buf != NULL) {
+        double t0 = bench_now();
+        if (t->seconds > 0 && t0 >= t->deadline)
+            break;
+        long i = atomic_fetch_add(&t->next, 1);
+        if (t->requests > 0 && i >= t->requests)
+            break;
+        const device *d = &devices[i % opt.devices];
+        if (c.ssl == NULL && !conn_open(&c, t->ctx, t->host, t->port, why, sizeof why)) {
+            s->err_connect++;
+            report_error("connect", why);
+            usleep(20 * 1000); /* the server is down: do not spin */
+            continue;
+        }
+        response r;
+        if (!write_all(&c, d->request, d->request_len)) {
+            s->err_io++;
+            report_error("send", "connection lost while sending");
+            ERR_clear_error();
+            conn_close(&c);
+            continue;
+        }
+        if (!read_response(&c, buf, RESPONSE_MAX, &r, why, sizeof why)) {
+            s->err_io++;
+            report_error("receive", why);
+            conn_close(&c);
+            continue;
+        }
+        if (r.status != 200) {
+            s->err_http++;
+            char detail[400];
+            snprintf(detail, sizeof detail, "HTTP %d: %.300s", r.status, r.body);
+            report_error("answer", detail);
+        } else if (t->check && !answer_ok(&r, why, sizeof why)) {
+            s->err_answer++;
+            report_error("answer", why);
+        } else {
+            s->ok++;
+            add_latency(s, (bench_now() - t0) * 1000.0);
+        }
+        if (t->mode == MODE_HANDSHAKE || r.close)
+            conn_close(&c);
+    }
+    conn_close(&c);
+    free(buf);
+    return NULL;
+}
+
+typedef struct result {
+    long ok, err_connect, err_io, err_http, err_answer;
+    double elapsed, rate, p50, p99, max;
+} result;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile(const double *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    size_t k = (size_t)(p * (double)(n - 1) + 0.5);
+    return sorted[k < n ? k : n - 1];
+}
+
+static bool run_load(target *t, int connections, result *res)
+{
+    client *clients = calloc((size_t)connections, sizeof *clients);
+    if (clients == NULL)
+        return false;
+    pthread_barrier_init(&t->ready, NULL, (unsigned)connections + 1);
+    pthread_barrier_init(&t->go, NULL, (unsigned)connections + 1);
+    atomic_store(&t->next, 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (int i = 0; i < connections; i++) {
+        clients[i].t = t;
+        if (pthread_create(&clients[i].thread, &attr, client_thread, &clients[i]) != 0) {
+            fprintf(stderr, "bench_load: cannot start client thread %d\n", i);
+            exit(1);
+        }
+    }
+    pthread_attr_destroy(&attr);
+    pthread_barrier_wait(&t->ready); /* keep-alive connections are up: start the clock */
+    t->start = bench_now();
+    t->deadline = t->start + t->seconds;
+    pthread_barrier_wait(&t->go);
+    memset(res, 0, sizeof *res);
+    size_t total = 0;
+    for (int i = 0; i < connections; i++) {
+        pthread_join(clients[i].thread, NULL);
+        total += clients[i].s.lat_n;
+    }
+    res->elapsed = bench_now() - t->start;
+    double *all = malloc((total ? total : 1) * sizeof *all);
+    size_t n = 0;
+    for (int i = 0; i < connections; i++) {
+        stats *s = &clients[i].s;
+        res->ok += s->ok;
+        res->err_connect += s->err_connect;
+        res->err_io += s->err_io;
+        res->err_http += s->err_http;
+        res->err_answer += s->err_answer;
+        if (all != NULL && s->lat_n) {
+            memcpy(all + n, s->lat_ms, s->lat_n * sizeof *all);
+            n += s->lat_n;
+        }
+        free(s->lat_ms);
+    }
+    if (all != NULL) {
+        qsort(all, n, sizeof *all, cmp_double);
+        res->p50 = percentile(all, n, 0.50);
+        res->p99 = percentile(all, n, 0.99);
+        res->max = n ? all[n - 1] : 0;
+    }
+    res->rate = res->elapsed > 0 ? (double)res->ok / res->elapsed : 0;
+    free(all);
+    free(clients);
+    pthread_barrier_destroy(&t->ready);
+    pthread_barrier_destroy(&t->go);
+    return true;
+}
+
+static SSL_CTX *client_context(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* every device is new: full handshakes */
+    if (SSL_CTX_load_verify_locations(ctx, opt.ca, NULL) != 1) {
+        fprintf(stderr, "bench_load: %s: cannot load the CA certificate\n", opt.ca);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (opt.client_cert != NULL && (SSL_CTX_use_certificate_chain_file(ctx, opt.client_cert) != 1 ||
+                                    SSL_CTX_use_PrivateKey_file(ctx, opt.client_key, SSL_FILETYPE_PEM) != 1 ||
+                                    SSL_CTX_check_private_key(ctx) != 1)) {
+        fprintf(stderr, "bench_load: %s / %s: cannot load the client certificate and key\n", opt.client_cert,
+                opt.client_key);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* ---- the bare OpenSSL server, for the handshake ceiling ------------------ */
+
+static const char BARE_ANSWER_HEAD[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n";
+#define BARE_BODY_LEN 3000 /* about the size of an assigned answer with a three-certificate chain */
+
+typedef struct bare_server {
+    SSL_CTX *ctx;
+    int fd;
+    int port;
+    int workers;
+    _Atomic int stop;
+    pthread_t threads[256];
+    char *answer;
+    size_t answer_len;
+} bare_server;
+
+static int accept_any(int preverify, X509_STORE_CTX *store)
+{
+    (void)preverify, (void)store;
+    return 1;
+}
+
+static void bare_serve(bare_server *b, int fd, char *buf, size_t cap)
+{
+    SSL *ssl = SSL_new(b->ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
+        goto out;
+    for (;;) { /* requests on this connection */
+        size_t have = 0;
+        const char *head_end = NULL;
+        while (head_end == NULL && have + 1 < cap) {
+            size_t n = 0;
+            if (SSL_read_ex(ssl, buf + have, cap - 1 - have, &n) != 1)
+                goto out;
+            have += n;
+            buf[have] = '\0';
+            head_end = strstr(buf, "\r\n\r\n");
+        }
+        if (head_end == NULL)
+            goto out;
+        size_t vlen = 0;
+        const char *v = header_value(buf, head_end, "Content-Length", &vlen);
+        size_t need = (size_t)(head_end - buf) + 4 + (v ? (size_t)strtoul(v, NULL, 10) : 0);
+        if (need > cap)
+            goto out;
+        while (have < need) {
+            size_t n = 0;
+            if (SSL_read_ex(ssl, buf + have, need - have, &n) != 1)
+                goto out;
+            have += n;
+        }
+        v = header_value(buf, head_end, "Connection", &vlen);
+        bool close_after = v != NULL && vlen == 5 && strncasecmp(v, "close", 5) == 0;
+        size_t done = 0;
+        while (done < b->answer_len) {
+            size_t n = 0;
+            if (SSL_write_ex(ssl, b->answer + done, b->answer_len - done, &n) != 1)
+                goto out;
+            done += n;
+        }
+        if (close_after)
+            break;
+    }
+out:
+    ERR_clear_error();
+    if (ssl != NULL) {
+        (void)SSL_shutdown(ssl);
+        SSL_free(ssl);
+    }
+    close(fd);
+}
+
+static void *bare_thread(void *arg)
+{
+    bare_server *b = arg;
+    char *buf = malloc(128 * 1024);
+    while (buf != NULL && !atomic_load(&b->stop)) {
+        int fd = accept(b->fd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            break; /* shut down */
+        }
+        int on = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+        set_timeouts(fd);
+        bare_serve(b, fd, buf, 128 * 1024);
+    }
+    free(buf);
+    return NULL;
+}
+
+static bool bare_start(bare_server *b, int workers)
+{
+    memset(b, 0, sizeof *b);
+    b->fd = -1;
+    b->workers = workers;
+    b->ctx = SSL_CTX_new(TLS_server_method());
+    if (b->ctx == NULL)
+        return false;
+    /* As enrolld configures its context: TLS >= 1.2, ask for a client certificate, require none. */
+    SSL_CTX_set_min_proto_version(b->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(b->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_verify(b->ctx, SSL_VERIFY_PEER, accept_any);
+    SSL_CTX_set_session_id_context(b->ctx, (const unsigned char *)"bare", 4);
+    if (SSL_CTX_use_certificate_chain_file(b->ctx, opt.server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(b->ctx, opt.server_key, SSL_FILETYPE_PEM) != 1) {
+        fprintf(stderr, "bench_load: %s / %s: cannot load the server certificate and key\n", opt.server_cert,
+                opt.server_key);
+        return false;
+    }
+    char body[BARE_BODY_LEN + 1];
+    memset(body, 'x', BARE_BODY_LEN);
+    body[BARE_BODY_LEN] = '\0';
+    static const char head[] = "{\"status\":\"assigned\",\"pad\":\"";
+    memcpy(body, head, sizeof head - 1);
+    memcpy(body + BARE_BODY_LEN - 2, "\"}", 2);
+    size_t cap = sizeof BARE_ANSWER_HEAD + BARE_BODY_LEN + 64;
+    b->answer = malloc(cap);
+    if (b->answer == NULL)
+        return false;
+    int n = snprintf(b->answer, cap, "%sContent-Length: %d\r\n\r\n%s", BARE_ANSWER_HEAD, BARE_BODY_LEN, body);
+    b->answer_len = (size_t)n;
+    b->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (b->fd < 0 || setsockopt(b->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(b->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
+        bind(b->fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(b->fd, 1024) != 0 ||
+        getsockname(b->fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("bench_load: bare server");
+        return false;
+    }
+    b->port = ntohs(sa.sin_port);
+    for (int i = 0; i < workers; i++)
+        if (pthread_create(&b->threads[i], NULL, bare_thread, b) != 0)
+            return false;
+    return true;
+}
+
+static void bare_stop(bare_server *b)
+{
+    atomic_store(&b->stop, 1);
+    if (b->fd >= 0)
+        shutdown(b->fd, SHUT_RDWR); /* wakes every accept() */
+    for (int i = 0; i < b->workers; i++)
+        pthread_join(b->threads[i], NULL);
+    if (b->fd >= 0)
+        close(b->fd);
+    SSL_CTX_free(b->ctx);
+    free(b->answer);
+}
+
+/* ---- openssl s_server + s_time ------------------------------------------ */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static bool port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Full handshakes per second: `openssl s_time -new` against `openssl
+ * s_server` (asking for a client certificate, as enrolld does). 0 on failure. */
+static double s_time_rate(int seconds, double *out_count, double *out_secs)
+{
+    int port = free_port();
+    if (port <= 0)
+        return 0;
+    char accept_arg[32], connect_arg[32], time_arg[16];
+    snprintf(accept_arg, sizeof accept_arg, "127.0.0.1:%d", port);
+    snprintf(connect_arg, sizeof connect_arg, "127.0.0.1:%d", port);
+    snprintf(time_arg, sizeof time_arg, "%d", seconds);
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execlp("openssl", "openssl", "s_server", "-accept", accept_arg, "-cert", opt.server_cert, "-key",
+               opt.server_key, "-verify", "1", "-www", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    double rate = 0;
+    bool up = false;
+    for (int i = 0; i < 100 && !up; i++) {
+        up = port_open(port);
+        if (!up)
+            usleep(30 * 1000);
+    }
+    if (up) {
+        /* Build the command by hand: the paths come from our own command line. */
+        char cmd[2048];
+        int n = snprintf(cmd, sizeof cmd, "openssl s_time -connect %s -new -time %s", connect_arg, time_arg);
+        if (opt.client_cert != NULL)
+            n += snprintf(cmd + n, sizeof cmd - (size_t)n, " -cert '%s' -key '%s'", opt.client_cert, opt.client_key);
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>/dev/null");
+        FILE *p = popen(cmd, "r");
+        char line[512];
+        while (p != NULL && fgets(line, sizeof line, p) != NULL) {
+            long count = 0, secs = 0;
+            /* "12345 connections in 6 real seconds, 0 bytes read per connection" */
+            if (sscanf(line, "%ld connections in %ld real seconds", &count, &secs) == 2 && secs > 0) {
+                rate = (double)count / (double)secs;
+                *out_count = (double)count;
+                *out_secs = (double)secs;
+            }
+        }
+        if (p != NULL)
+            pclose(p);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    return rate;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void print_result(const char *what, const result *r)
+{
+    long errors = r->err_connect + r->err_io + r->err_http + r->err_answer;
+    printf("  %-28s %8.0f registrations/s   p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms   (%ld ok in %.2f s)\n",
+           what, r->rate, r->p50, r->p99, r->max, r->ok, r->elapsed);
+    printf("  %-28s %8ld errors (connect/TLS %ld, I/O %ld, HTTP status %ld, answer %ld)\n", "", errors,
+           r->err_connect, r->err_io, r->err_http, r->err_answer);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 1) { /* `make bench` runs every bench_* binary: this one is driven by bench/run_load.sh */
+        printf("bench_load: needs a running enrolld; bench/run_load.sh sets one up and runs it\n");
+        return 0;
+    }
+    if (!parse_options(argc, argv))
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    long cores_l = sysconf(_SC_NPROCESSORS_ONLN);
+    int cores = cores_l > 0 ? (int)cores_l : 1;
+    if (opt.id_prefix != NULL)
+        snprintf(id_prefix, sizeof id_prefix, "%s", opt.id_prefix);
+    else
+        snprintf(id_prefix, sizeof id_prefix, "load-%lx-%d-", (unsigned long)time(NULL), (int)getpid());
+    if (opt.received != NULL && (received_file = fopen(opt.received, "w")) == NULL) {
+        perror(opt.received);
+        return 1;
+    }
+    SSL_CTX *ctx = client_context();
+    if (ctx == NULL)
+        return 1;
+
+    double t0 = bench_now();
+    if (!make_devices(cores))
+        return 1;
+    double prep = bench_now() - t0;
+    const char *mode_name = opt.mode == MODE_KEEPALIVE ? "keep-alive" : "new TLS connection per registration";
+    printf("bench_load: %s, %d connections, %s%s, %ld devices with %ld keys (made in %.1f s, before the clock), "
+           "%d cores\n",
+           mode_name, opt.connections, opt.client_cert ? "client certificate (mTLS), " : "",
+           opt.requests > 0 ? "fixed request count" : "fixed time", opt.devices, opt.keys, prep, cores);
+    fflush(stdout);
+
+    target t = {.host = opt.host, .port = opt.port, .ctx = ctx, .mode = opt.mode, .seconds = opt.seconds,
+                .requests = opt.requests, .check = true};
+    result r;
+    if (!run_load(&t, opt.connections, &r))
+        return 1;
+    char what[64];
+    snprintf(what, sizeof what, "enrolld %s:", opt.mode == MODE_KEEPALIVE ? "keep-alive" : "handshake");
+    print_result(what, &r);
+    if (received_file != NULL)
+        fclose(received_file);
+    fflush(stdout);
+
+    double crypto_ceiling = 0, tls_bare = 0, tls_s_time = 0;
+    if (opt.ceiling) {
+        double sign_s = 0, verify_s = 0;
+        if (bench_openssl_ecdsa_p256(&sign_s, &verify_s) == 0) {
+            double per_core = 1.0 / (1.0 / sign_s + 1.0 / verify_s);
+            crypto_ceiling = per_core * cores;
+            printf("  ceiling, crypto:             %8.0f /s = %d cores x %.0f (openssl speed ecdsap256: sign %.0f/s, "
+                   "verify %.0f/s; 1/(1/sign+1/verify))   enrolld at %.1f%%\n",
+                   crypto_ceiling, cores, per_core, sign_s, verify_s, 100.0 * r.rate / crypto_ceiling);
+        }
+        if (opt.server_cert != NULL) {
+            bare_server b;
+            if (bare_start(&b, opt.bare_workers)) {
+                target bt = {.host = "127.0.0.1", .port = b.port, .ctx = ctx, .mode = MODE_HANDSHAKE,
+                             .seconds = opt.bare_seconds, .check = false};
+                /* The canned server does not care about the request: reuse the devices' ones. */
+                result br;
+                if (run_load(&bt, opt.connections, &br)) {
+                    tls_bare = br.rate;
+                    printf("  ceiling, TLS (in-process):   %8.0f handshakes/s: bare OpenSSL server, %d threads, new "
+                           "connection per request, same client, %d connections (p50 %.2f ms, %ld errors)\n",
+                           br.rate, opt.bare_workers, opt.connections, br.p50,
+                           br.err_connect + br.err_io + br.err_http + br.err_answer);
+                }
+            }
+            bare_stop(&b);
+            double count = 0, secs = 0;
+            tls_s_time = s_time_rate(5, &count, &secs);
+            if (tls_s_time > 0)
+                printf("  ceiling, TLS (s_time):       %8.0f handshakes/s: openssl s_server (one process) + "
+                       "s_time -new%s (%.0f in %.0f s)\n",
+                       tls_s_time, opt.client_cert ? " -cert" : "", count, secs);
+            else
+                printf("  ceiling, TLS (s_time):       not measured (openssl s_server/s_time failed)\n");
+            if (opt.mode == MODE_HANDSHAKE && tls_bare > 0)
+                printf("  enrolld handshake rate:      %.1f%% of the in-process bare server, %.1f%% of s_time\n",
+                       100.0 * r.rate / tls_bare, tls_s_time > 0 ? 100.0 * r.rate / tls_s_time : 0.0);
+        }
+    }
+    /* One line for scripts. */
+    printf("RESULT mode=%s connections=%d ok=%ld errors=%ld rate=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
+           "crypto_ceiling=%.0f tls_bare=%.0f tls_s_time=%.0f\n",
+           opt.mode == MODE_KEEPALIVE ? "keepalive" : "handshake", opt.connections, r.ok,
+           r.err_connect + r.err_io + r.err_http + r.err_answer, r.rate, r.p50, r.p99, r.max, crypto_ceiling,
+           tls_bare, tls_s_time);
+    for (long i = 0; i < opt.devices; i++)
+        free(devices[i].request);
+    free(devices);
+    SSL_CTX_free(ctx);
+    return 0;
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Load test of enrolld on this machine: sets up a CA, the store and enrolld
+# ("workers": 2) in a scratch directory on disk, runs bench_load in
+# keep-alive mode and with a new mTLS connection per registration, prints the
+# figures beside the machine's limits, stops enrolld and checks durability
+# (PRAGMA integrity_check; at least as many certificates in the store as
+# registrations the generator counted; no serial twice).
+#
+#   bench/run_load.sh [BUILD_DIR]        (default: build)
+# Environment: CONNECTIONS (64), SECONDS_KEEPALIVE (10), SECONDS_HANDSHAKE (10),
+#   HS_CONNECTIONS (16), WORKERS (2), KEEP_WORK=1 to keep the scratch directory.
+set -uo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-build}
+case "$BUILD" in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
+ENROLL=$BUILD/src/enroll
+ENROLLD=$BUILD/src/enrolld
+LOAD=$BUILD/bench/bench_load
+for b in "$ENROLL" "$ENROLLD" "$LOAD"; do
+  [ -x "$b" ] || { echo "run_load: $b is missing: build first (make build)" >&2; exit 1; }
+done
+for t in openssl sqlite3 jq; do
+  command -v "$t" >/dev/null || { echo "run_load: needs $t" >&2; exit 1; }
+done
+CONNECTIONS=${CONNECTIONS:-64}
+SECONDS_KEEPALIVE=${SECONDS_KEEPALIVE:-10}
+SECONDS_HANDSHAKE=${SECONDS_HANDSHAKE:-10}
+HS_CONNECTIONS=${HS_CONNECTIONS:-16}
+WORKERS=${WORKERS:-2}
+SCOPE=0ne0000bench
+
+WORK=$(mktemp -d /tmp/enroll-load-XXXXXX) # on disk, not tmpfs: the commits are really fsync'ed
+PID=
+cleanup() {
+  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+  [ -n "${KEEP_WORK:-}" ] && echo "run_load: kept $WORK" >&2 || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$WORK" || exit 1
+die() { echo "run_load: $*" >&2; exit 1; }
+
+# CA, server certificate, a device certificate for the mTLS handshakes, store contents.
+"$ENROLL" ca init --dir root --subject '/O=Bench/CN=Bench Root' >/dev/null || die "ca init root"
+"$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Bench/CN=Bench Devices' >/dev/null || die "ca init devices"
+"$ENROLL" key new --out server.key >/dev/null
+"$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
+"$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null || die "server certificate"
+"$ENROLL" key new --out client.key >/dev/null
+"$ENROLL" csr new --key client.key --dn CN=bench-client --out client.csr 2>/dev/null
+"$ENROLL" ca sign --dir devices-ca --profile device client.csr --out client.pem 2>/dev/null || die "client certificate"
+"$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null || die "admin ca add"
+"$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256 --data data \
+  >/dev/null || die "admin policy new"
+"$ENROLL" admin group new fleet --policy p30 --symmetric --hub mqtt.example:8883 --data data --json > group.json ||
+  die "admin group new"
+GROUP_KEY=$(jq -r .primary_key group.json)
+
+cat > enrolld.json <<JSON
+{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": $WORKERS}
+JSON
+"$ENROLLD" --config enrolld.json 2> enrolld.log &
+PID=$!
+PORT=
+for _ in $(seq 1 100); do
+  PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)
+  [ -n "$PORT" ] && break
+  sleep 0.05
+done
+[ -n "$PORT" ] || { cat enrolld.log >&2; die "enrolld did not start"; }
+
+echo "== enrolld: $WORKERS workers on 127.0.0.1:$PORT, store $WORK/data (SQLite WAL, synchronous=FULL), $(nproc) cores shared with the load generator"
+COMMON=(--port "$PORT" --scope "$SCOPE" --group-key "$GROUP_KEY" --ca root/cert.pem
+        --server-cert server.pem --server-key server.key --bare-workers "$WORKERS")
+ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; } # enrolld's user+system CPU, in clock ticks
+HZ=$(getconf CLK_TCK)
+cpu_per_registration() { # TICKS-BEFORE RESULT-FILE: enrolld CPU ms per registration (it idles during the ceilings)
+  local ok
+  ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$2")
+  awk -v t=$(( $(ticks) - $1 )) -v hz="$HZ" -v ok="${ok:-0}" \
+    'BEGIN { if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d)\n", 1000 * t / hz / ok, t / hz, ok }'
+}
+t0=$(ticks)
+"$LOAD" "${COMMON[@]}" --mode keepalive --connections "$CONNECTIONS" --seconds "$SECONDS_KEEPALIVE" \
+  --id-prefix ka- --devices 60000 --bare-seconds 3 | tee keepalive.out
+cpu_per_registration "$t0" keepalive.out
+# The handshake run presents a client certificate: a fresh mTLS handshake per device.
+t0=$(ticks)
+"$LOAD" "${COMMON[@]}" --mode handshake --connections "$HS_CONNECTIONS" --seconds "$SECONDS_HANDSHAKE" \
+  --client-cert client.pem --client-key client.key --id-prefix hs- --devices 20000 \
+  --bare-seconds "$SECONDS_HANDSHAKE" | tee handshake.out
+cpu_per_registration "$t0" handshake.out
+field() { sed -n "s/^RESULT .* $2=\([0-9.]*\).*/\1/p" "$1"; }
+echo "== against the aims (issue 4)"
+awk -v r="$(field keepalive.out rate)" \
+  'BEGIN { printf "  keep-alive: %.0f durable registrations/s, aim 5000/s: %s\n", r, (r >= 5000 ? "met" : sprintf("not met (%.0f%%)", 100 * r / 5000)) }'
+awk -v r="$(field handshake.out rate)" -v b="$(field handshake.out tls_bare)" -v s="$(field handshake.out tls_s_time)" \
+  'BEGIN { if (b > 0) printf "  new mTLS connection per device: %.0f/s = %.0f%% of the bare OpenSSL server with the same workers and client (%.0f/s; aim 80%%: %s), %.0f%% of s_server+s_time (%.0f/s)\n", r, 100 * r / b, b, (r >= 0.8 * b ? "met" : "not met"), (s > 0 ? 100 * r / s : 0), s }'
+
+kill -TERM "$PID"
+wait "$PID"
+echo "enrolld exit status: $? (after SIGTERM)"
+PID=
+
+ok_ka=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' keepalive.out)
+ok_hs=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' handshake.out)
+integrity=$(sqlite3 data/enroll.db 'PRAGMA integrity_check')
+certs=$(sqlite3 data/enroll.db 'select count(*) from certificate')
+dups=$(sqlite3 data/enroll.db 'select count(*) from (select 1 from certificate group by issuer, serial having count(*) > 1)')
+status=0
+echo "== durability"
+echo "  PRAGMA integrity_check: $integrity"
+[ "$integrity" = ok ] || status=1
+echo "  certificates in the store: $certs; registrations the generator counted: ${ok_ka:-?} keep-alive + ${ok_hs:-?} handshake = $(( ${ok_ka:-0} + ${ok_hs:-0} ))"
+[ -n "$ok_ka" ] && [ -n "$ok_hs" ] && [ "$certs" -ge $(( ok_ka + ok_hs )) ] || { echo "  FAIL: fewer certificates than registrations"; status=1; }
+echo "  serials recorded twice (same issuer): $dups"
+[ "$dups" = 0 ] || status=1
+[ "$status" = 0 ] && echo "run_load: durability checks passed" || echo "run_load: durability checks FAILED"
+exit "$status"
