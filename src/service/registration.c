@@ -375,6 +375,11 @@ static enr_dps_error lint_gate(const char *csr_b64, const char *registration_id,
         return ENR_DPS_CSR_NOT_DECODABLE;
     }
     enr_dps_error result = ENR_DPS_OK;
+    /* A failed proof of possession outranks every other finding. */
+    if (enr_lint_report_has(report, "csr.signature.invalid")) {
+        snprintf(message, cap, "the CSR's signature does not verify (proof of possession)");
+        result = ENR_DPS_CSR_SIGNATURE_INVALID;
+    }
     for (size_t i = 0; i < enr_lint_report_count(report) && result == ENR_DPS_OK; i++) {
         const enr_finding *f = enr_lint_report_get(report, i);
         if (f->severity != ENR_SEVERITY_ERROR)
@@ -436,11 +441,8 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "%s", err.message);
         goto reject;
     }
-    if (enr_csr_verify(csr, &err) != ENR_OK) {
-        e = ENR_DPS_CSR_SIGNATURE_INVALID;
-        snprintf(message, sizeof message, "the CSR's signature does not verify (proof of possession)");
-        goto reject;
-    }
+    /* The linter verifies the self-signature (and enr_ca_issue checks it
+     * once more as the CA's own guarantee): no separate verify here. */
     if ((e = lint_gate(csr_b64, rid, message, sizeof message)) != ENR_DPS_OK)
         goto reject;
     enr_credential_policy policy = {0};
