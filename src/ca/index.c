@@ -203,13 +203,6 @@ enr_code ca_index_append_line(const char *dir, const char *file, const char *lin
     return rc;
 }
 
-static time_t asn1_time_to_time_t(const ASN1_TIME *t)
-{
-    struct tm tm;
-    if (ASN1_TIME_to_tm(t, &tm) != 1)
-        return 0;
-    return timegm(&tm);
-}
 
 /* The default recorder: one line in issued.jsonl, fsync'ed. */
 enr_code ca_index_record(void *ctx, X509 *cert, const char *profile, enr_error *err)
@@ -229,8 +222,8 @@ enr_code ca_index_record(void *ctx, X509 *cert, const char *profile, enr_error *
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     if (rc == ENR_OK) {
         char nb[32], na[32], now[32];
-        enr_time_format(asn1_time_to_time_t(X509_get0_notBefore(cert)), nb, sizeof nb);
-        enr_time_format(asn1_time_to_time_t(X509_get0_notAfter(cert)), na, sizeof na);
+        enr_time_format(enr_asn1_time_to_time_t(X509_get0_notBefore(cert)), nb, sizeof nb);
+        enr_time_format(enr_asn1_time_to_time_t(X509_get0_notAfter(cert)), na, sizeof na);
         enr_time_format(time(NULL), now, sizeof now);
         json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "serial", serial, "subject", subject,
                                 "profile", profile, "not_before", nb, "not_after", na, "issued_at", now,

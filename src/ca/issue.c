@@ -355,11 +355,6 @@ static enr_code add_profile_extensions(enr_ca *ca, X509 *cert, const enr_profile
     return ENR_OK;
 }
 
-static time_t asn1_to_time(const ASN1_TIME *t)
-{
-    struct tm tm;
-    return ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
-}
 
 void enr_ca_set_recorder(enr_ca *ca, enr_issue_recorder recorder, void *ctx)
 {
@@ -378,7 +373,7 @@ static enr_code build_and_sign(enr_ca *ca, const enr_csr *csr, const enr_profile
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     time_t not_before = enr_duration_apply(now, &profile->backdate, -1);
     time_t not_after = enr_duration_apply(now, &profile->validity, 1);
-    time_t ca_not_after = asn1_to_time(X509_get0_notAfter(ca->cert));
+    time_t ca_not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(ca->cert));
     if (ca_not_after != 0 && not_after > ca_not_after)
         not_after = ca_not_after; /* never outlive the issuer */
     if (not_after <= now)

@@ -506,11 +506,6 @@ static json_t *json_time(time_t t)
     return t != 0 ? json_string(buf) : json_null();
 }
 
-static time_t asn1_time_t(const ASN1_TIME *t)
-{
-    struct tm tm;
-    return t != NULL && ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
-}
 
 /* What a certificate is, in the words the lists use. */
 typedef struct cert_facts {
@@ -524,7 +519,7 @@ static void cert_facts_of(X509 *x, cert_facts *f)
     memset(f, 0, sizeof *f);
     f->subject = enr_name_format(X509_get_subject_name(x));
     f->issuer = enr_name_format(X509_get_issuer_name(x));
-    f->not_after = asn1_time_t(X509_get0_notAfter(x));
+    f->not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(x));
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (X509_digest(x, EVP_sha256(), md, &n) == 1)
@@ -591,10 +586,10 @@ static enr_code read_certificate(const char *path, X509 **out, enr_error *err)
         return rc;
     char when[32];
     if (X509_cmp_current_time(X509_get0_notAfter(*out)) < 0) {
-        time_text(asn1_time_t(X509_get0_notAfter(*out)), when, sizeof when);
+        time_text(enr_asn1_time_to_time_t(X509_get0_notAfter(*out)), when, sizeof when);
         rc = enr_error_set(err, ENR_E_POLICY, "%s: the certificate expired on %s", path, when);
     } else if (X509_cmp_current_time(X509_get0_notBefore(*out)) > 0) {
-        time_text(asn1_time_t(X509_get0_notBefore(*out)), when, sizeof when);
+        time_text(enr_asn1_time_to_time_t(X509_get0_notBefore(*out)), when, sizeof when);
         rc = enr_error_set(err, ENR_E_POLICY, "%s: the certificate is not valid before %s", path, when);
     }
     if (rc != ENR_OK) {

@@ -240,11 +240,8 @@ static int ca_init(int argc, char **argv)
     char *subject = enr_name_format(X509_get_subject_name(cert));
     char *issuer = enr_name_format(X509_get_issuer_name(cert));
     long pathlen = X509_get_pathlen(cert);
-    const ASN1_TIME *na = X509_get0_notAfter(cert);
-    struct tm tm;
-    char until[32] = "?";
-    if (ASN1_TIME_to_tm(na, &tm) == 1)
-        enr_time_format(timegm(&tm), until, sizeof until);
+    char until[32];
+    enr_time_format(enr_asn1_time_to_time_t(X509_get0_notAfter(cert)), until, sizeof until);
     if (a.json) {
         json_t *o2 = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s}", "dir", a.dir, "subject", subject ? subject : "",
                                "issuer", issuer ? issuer : "", "pathlen", (json_int_t)pathlen, "not_after", until,
@@ -446,10 +443,8 @@ static int ca_sign(int argc, char **argv)
         serial = bn ? BN_bn2hex(bn) : NULL;
         BN_free(bn);
         char *subject = enr_name_format(X509_get_subject_name(cert));
-        struct tm tm;
-        char until[32] = "?";
-        if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
-            enr_time_format(timegm(&tm), until, sizeof until);
+        char until[32];
+        enr_time_format(enr_asn1_time_to_time_t(X509_get0_notAfter(cert)), until, sizeof until);
         fprintf(stderr, "issued %s certificate, serial %s, to %s, valid until %s\n", enr_profile_name(profile),
                 serial ? serial : "?", subject ? subject : "?", until);
         OPENSSL_free(serial);

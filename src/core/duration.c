@@ -121,3 +121,9 @@ void enr_time_format(time_t t, char *buf, size_t cap)
     gmtime_r(&t, &tm);
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+time_t enr_asn1_time_to_time_t(const ASN1_TIME *t)
+{
+    struct tm tm;
+    return t != NULL && ASN1_TIME_to_tm(t, &tm) == 1 ? timegm(&tm) : 0;
+}
