@@ -428,12 +428,12 @@ static enr_code record_issued(void *ctx, X509 *cert, const char *profile, enr_er
 }
 
 /* Lint errors reject the request; the DPS rule (CN = registration id) has its own code. */
-static enr_dps_error lint_gate(const char *csr_b64, const char *registration_id, char *message, size_t cap)
+static enr_dps_error lint_gate(const enr_csr *csr, const char *registration_id, char *message, size_t cap)
 {
     enr_lint_options opts = {registration_id};
     enr_lint_report *report = NULL;
     enr_error err;
-    if (enr_lint_csr((const unsigned char *)csr_b64, strlen(csr_b64), &opts, &report, &err) != ENR_OK) {
+    if (enr_lint_csr_parsed(csr, &opts, &report, &err) != ENR_OK) {
         snprintf(message, cap, "the CSR could not be linted: %s", err.message);
         return ENR_DPS_CSR_NOT_DECODABLE;
     }
@@ -510,9 +510,9 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "%s", err.message);
         goto reject;
     }
-    /* The linter verifies the self-signature (and enr_ca_issue checks it
-     * once more as the CA's own guarantee): no separate verify here. */
-    if ((e = lint_gate(csr_b64, rid, message, sizeof message)) != ENR_DPS_OK)
+    /* The linter verifies the self-signature; enr_ca_issue's own check of
+     * it finds the verdict kept in the request. */
+    if ((e = lint_gate(csr, rid, message, sizeof message)) != ENR_DPS_OK)
         goto reject;
     enr_credential_policy policy = {0};
     if (enr_store_get_policy(r->store, c.policy, &policy, &err) != ENR_OK ||
