@@ -28,6 +28,7 @@ struct registrar {
         enr_ca *ca;
     } cas[CA_CACHE_MAX];
     size_t ca_count;
+    bool deferred; /* commits are handed back as jobs (group commit) */
 };
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err)
@@ -56,6 +57,20 @@ void registrar_free(registrar *r)
         enr_ca_free(r->cas[i].ca);
     enr_store_close(r->store);
     free(r);
+}
+
+void registrar_set_deferred(registrar *r, bool deferred)
+{
+    r->deferred = deferred;
+}
+
+void registration_job_free(registration_job *job)
+{
+    if (job == NULL)
+        return;
+    enr_certificate_free(&job->certificate);
+    free(job->answer);
+    free(job);
 }
 
 bool registrar_owns_path(const char *path)
@@ -342,6 +357,7 @@ typedef struct commit_context {
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     char *answer;                   /* the final body, also the operation's result */
     double commit_ms;
+    registration_job *job;          /* deferred: the commit, handed to the caller */
 } commit_context;
 
 /* The recorder enr_ca_issue calls before it returns a certificate: the
@@ -409,6 +425,32 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     snprintf(audit.registration_id, sizeof audit.registration_id, "%s", c->registration_id);
     snprintf(audit.outcome, sizeof audit.outcome, "ok");
     snprintf(audit.detail, sizeof audit.detail, "%s", cert ? "certificate issued" : "assigned without a certificate");
+    if (rc == ENR_OK && c->r->deferred) {
+        /* Group commit: the job carries everything; the caller answers only
+         * after the committer has it in the store. */
+        registration_job *job = calloc(1, sizeof *job);
+        if (job == NULL) {
+            enr_certificate_free(&rec);
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        } else {
+            job->registration = reg;
+            job->certificate = rec; /* takes the DER */
+            memset(&rec, 0, sizeof rec);
+            job->operation = op;
+            job->operation.result_json = job->answer = c->answer;
+            c->answer = NULL;
+            job->audit = audit;
+            job->issued = cert != NULL;
+            snprintf(job->registration_id, sizeof job->registration_id, "%s", c->registration_id);
+            job->item = (enr_registration_commit){&job->registration, cert ? &job->certificate : NULL,
+                                                  &job->operation, &job->audit, ENR_E_INTERNAL, {0}};
+            registration_job_free(c->job);
+            c->job = job;
+        }
+        for (size_t i = 0; i < chain_len; i++)
+            OPENSSL_free(ders[i]);
+        return rc;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == ENR_OK)
@@ -545,6 +587,11 @@ static void handle_register(registrar *r, const registration_request *req, const
         goto reject;
     }
 answered:
+    if (c.job != NULL) {
+        out->pending = c.job;
+        c.job = NULL;
+        goto done;
+    }
     out->status = 200;
     out->issued = csr != NULL;
     out->commit_ms = c.commit_ms;
@@ -554,6 +601,7 @@ answered:
 reject:
     answer_error(r, out, e, message, rid);
 done:
+    registration_job_free(c.job); /* a commit prepared for a request that failed after all */
     free(c.answer);
     enr_profile_free(profile);
     enr_csr_free(csr);
@@ -615,4 +663,24 @@ void registrar_handle(registrar *r, const registration_request *req, registratio
         handle_register(r, req, &path, out);
     else
         handle_operation(r, req, &path, out);
+}
+
+void registrar_finish(registrar *r, registration_job *job, registration_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->route = "register";
+    snprintf(out->registration_id, sizeof out->registration_id, "%s", job->registration_id);
+    out->commit_ms = job->commit_ms;
+    if (job->item.result == ENR_OK) {
+        out->status = 200;
+        out->issued = job->issued;
+        out->body = job->answer;
+        job->answer = NULL;
+        return;
+    }
+    /* Nothing was stored, so nothing is sent: the device tries again. */
+    fprintf(stderr, "{\"event\":\"commit_failed\",\"registration_id\":\"%s\",\"message\":\"%s\"}\n",
+            job->registration_id, enr_code_name(job->item.result));
+    answer_error(r, out, ENR_DPS_STORE_UNAVAILABLE, "the registration could not be recorded; try again",
+                 job->registration_id);
 }
