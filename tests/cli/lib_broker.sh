@@ -40,7 +40,14 @@ broker__install_trap() {
     prev=$3
   fi
   # shellcheck disable=SC2064
-  trap "broker_stop; $prev" EXIT
+  if [ -z "$prev" ]; then
+    trap "broker_stop" EXIT
+  else
+    # The caller's trap sees the script's exit status in \$?, as before (at
+    # the start of an else branch \$? is the condition's status), and a
+    # non-zero status does not stop it under set -e.
+    trap "broker__rc=\$?; broker_stop; if (exit \$broker__rc); then $prev; else $prev; fi" EXIT
+  fi
   broker__trap_set=1
 }
 
@@ -75,7 +82,7 @@ ACL
     echo "connection_messages true"
     # As root mosquitto would switch to the `mosquitto` user, who cannot read
     # the caller's private temporary directory; stay who we are.
-    [ "$(id -u)" -eq 0 ] && echo "user root"
+    if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
     echo
     echo "listener $1 127.0.0.1"
     echo "cafile $ca"
@@ -83,7 +90,7 @@ ACL
     echo "keyfile $key"
     echo "require_certificate true"
     echo "use_identity_as_username true"
-    [ -n "$crl" ] && echo "crlfile $crl"
+    if [ -n "$crl" ]; then echo "crlfile $crl"; fi
   } > "$dir/mosquitto.conf"
 }
 
