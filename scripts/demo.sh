@@ -35,7 +35,7 @@ cleanup() {
   [ -n "$SUB_PID" ] && kill "$SUB_PID" 2>/dev/null && wait "$SUB_PID" 2>/dev/null
   if [ -n "$ENROLLD_PID" ]; then kill -TERM "$ENROLLD_PID" 2>/dev/null; wait "$ENROLLD_PID" 2>/dev/null; fi
   broker_stop
-  [ -n "${KEEP_DEMO:-}" ] && echo "(kept $work)" || rm -rf "$work"
+  if [ -n "${KEEP_DEMO:-}" ]; then echo "(kept $work)"; else rm -rf "$work"; fi
   [ $rc -eq 0 ] || echo "demo: failed (exit $rc)" >&2
 }
 trap cleanup EXIT

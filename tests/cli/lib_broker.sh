@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2120,SC2119,SC2154
 # A throwaway mosquitto broker for the tests and the demo: mutual TLS on
 # 127.0.0.1, a free port, its own config, log and pid file in a directory of
 # the caller's, stopped on exit. Source it (bash); it needs no other helper.

@@ -128,9 +128,10 @@ sub_end
 same "and is delivered" "$(cat after-crl.txt)" "devices/dev-001/telemetry after-crl"
 
 # --- 5. Expiry ---
-# `enroll ca sign` will not issue a certificate valid for under a minute, nor
-# one whose validity lies in the past (it always starts now), and this machine
-# has no faketime. So the expired certificate is signed with `openssl ca`,
+# `enroll ca sign` will not issue a certificate valid for under a minute
+# ("validity PT1S is shorter than a minute"), has no option to set notBefore
+# (validity starts at issuance, backdated a few minutes for clock skew), and
+# this machine has no faketime; waiting a minute and more is too slow. So the expired certificate is signed with `openssl ca`,
 # which takes explicit -startdate/-enddate, using the issuing CA's key file and
 # the same extensions as enroll's device profile. The control: the same
 # command with current dates makes a certificate the broker accepts, so the
