@@ -29,6 +29,8 @@ struct registrar {
     } cas[CA_CACHE_MAX];
     size_t ca_count;
     bool deferred; /* commits are handed back as jobs (group commit) */
+    registrar_in_flight_fn in_flight;
+    void *in_flight_arg;
 };
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err)
@@ -62,6 +64,12 @@ void registrar_free(registrar *r)
 void registrar_set_deferred(registrar *r, bool deferred)
 {
     r->deferred = deferred;
+}
+
+void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg)
+{
+    r->in_flight = fn;
+    r->in_flight_arg = arg;
 }
 
 void registration_job_free(registration_job *job)
@@ -624,7 +632,18 @@ static void handle_operation(registrar *r, const registration_request *req, cons
         return;
     }
     enr_operation op = {0};
-    if (enr_store_get_operation(r->store, path->operation_id, &op, &err) != ENR_OK ||
+    enr_code found = enr_store_get_operation(r->store, path->operation_id, &op, &err);
+    if (found == ENR_E_NOTFOUND && r->in_flight != NULL &&
+        r->in_flight(r->in_flight_arg, path->operation_id, path->registration_id)) {
+        /* Answered 202 and still being committed: poll again. */
+        if (enr_dps_write_operation_status_assigning(path->operation_id, path->registration_id, &out->body,
+                                                     &err) == ENR_OK) {
+            out->status = 202;
+            out->retry_after = 1;
+            return;
+        }
+    }
+    if (found != ENR_OK ||
         !enr_dps_registration_id_equal(op.registration_id, path->registration_id) || op.result_json == NULL) {
         enr_operation_free(&op);
         answer_error(r, out, ENR_DPS_UNKNOWN_OPERATION, "no such operation for this registration",

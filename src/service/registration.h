@@ -60,6 +60,7 @@ typedef struct registration_answer {
     bool issued;               /* a certificate was issued and committed */
     double commit_ms;          /* time in the store commit, when there was one */
     registration_job *pending; /* deferred: commit this, then registrar_finish; no body yet */
+    int retry_after;           /* seconds for a Retry-After header; 0: none */
 } registration_answer;
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err);
@@ -70,6 +71,10 @@ void registrar_handle(registrar *r, const registration_request *req, registratio
 /* Commits go to the caller as registration_answer.pending instead of the
  * store (the caller batches them; see committer.h). */
 void registrar_set_deferred(registrar *r, bool deferred);
+/* Tells the operation-status route about operations answered 202 whose
+ * commit is still running (so they read "assigning", not "unknown"). */
+typedef bool (*registrar_in_flight_fn)(void *arg, const char *operation_id, const char *registration_id);
+void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg);
 /* The answer for a deferred registration once its commit is over (the
  * job's item.result says how it went); takes the job's answer body. */
 void registrar_finish(registrar *r, registration_job *job, registration_answer *out);
