@@ -708,6 +708,9 @@ time_t enr_device_renew_at(const enr_device *d)
     return d != NULL ? renew_time(&d->id) : 0;
 }
 
+/* Records an outcome. On disk only the last-result fields change: a failed
+ * provisioning with a new configuration (another key, another URL) must not
+ * pair the old certificate with the new settings. */
 static void record(enr_device *d, bool ok, const char *message)
 {
     replace(&d->id.last_result, strdup(ok ? "ok" : "error"));
@@ -716,8 +719,23 @@ static void record(enr_device *d, bool ok, const char *message)
     if (ok)
         d->id.last_success = d->id.last_attempt;
     enr_error e;
-    if (dev_store_prepare(d->store_dir, &e) == ENR_OK)
+    if (dev_store_prepare(d->store_dir, &e) != ENR_OK)
+        return;
+    dev_identity disk;
+    enr_code lrc = dev_identity_load(d->store_dir, &disk, &e);
+    if (lrc == ENR_OK && disk.generation > 0) {
+        replace(&disk.last_result, strdup(d->id.last_result));
+        replace(&disk.last_message, strdup(message));
+        disk.last_attempt = d->id.last_attempt;
+        if (ok)
+            disk.last_success = d->id.last_success;
+        (void)dev_identity_save(d->store_dir, &disk, &e);
+    } else if (lrc == ENR_OK || lrc == ENR_E_NOTFOUND) {
+        /* No identity yet: keep the configuration so the agent can retry. */
         (void)dev_identity_save(d->store_dir, &d->id, &e);
+    } /* else a damaged identity.json: left alone for a person to look at */
+    if (lrc == ENR_OK)
+        dev_identity_free(&disk);
 }
 
 /* New generation files first (each synced), then one rename of

@@ -88,6 +88,10 @@ expect_exit 0 "individual: chain verifies" openssl verify -CAfile root/cert.pem 
 expect_exit 1 "a wrong key is refused by the service" "$ENROLL" device provision "${COMMON[@]}" --registration-id solo-2 \
     --device-key-file solo.key --key solo2.pem --store s2b
 contains "$WORK/.err" "401" "the refusal names the HTTP status"
+expect_exit 1 "re-provisioning with a refused credential" "$ENROLL" device provision "${COMMON[@]}" \
+    --registration-id solo-1 --device-key-file group.key --key solo-other.pem --store s2
+same "a failed re-provisioning keeps the key that matches the certificate" "$(jq -r .key s2/identity.json)" "$WORK/solo.key.pem"
+same "a failed re-provisioning records the error" "$(jq -r .last_result s2/identity.json)" "error"
 
 # ---- X.509 bootstrap over mTLS
 "$ENROLL" ca init --dir boot-root --subject '/CN=Bootstrap Root' >/dev/null
