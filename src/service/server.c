@@ -26,6 +26,7 @@
 
 #include "enroll/duration.h"
 #include "enroll/service.h"
+#include "service/committer.h"
 #include "service/registration.h"
 
 #define LATENCY_BUCKETS 8
@@ -65,7 +66,19 @@ typedef struct worker {
     unsigned long next_request;
     registrar *registrar;       /* NULL when the config has no id_scope */
     worker_metrics metrics;
+    /* Registrations the committer has finished with, to answer here. */
+    pthread_mutex_t committed_lock;
+    registration_job *committed;
+    struct event *committed_event;
 } worker;
+
+/* What a deferred request needs again when its commit is over. */
+typedef struct pending_request {
+    struct evhttp_request *req;
+    double start_ms;
+    unsigned long id;
+    enum evhttp_cmd_type cmd;
+} pending_request;
 
 struct enr_service {
     enr_service_config cfg;     /* borrowed strings from the caller's config */
@@ -74,6 +87,7 @@ struct enr_service {
     int port;
     int worker_count;
     worker *workers;
+    committer *committer;       /* group commit of registrations; NULL without id_scope */
 };
 
 /* ---- TLS ---- */
@@ -317,6 +331,50 @@ static void serve_registration(worker *w, struct evhttp_request *req, const char
     evhttp_clear_headers(&query);
 }
 
+static void answer_registration(worker *w, struct evhttp_request *req, registration_answer *answer, double start,
+                                unsigned long id, enum evhttp_cmd_type cmd)
+{
+    count_registration(w, answer);
+    reply_json(req, answer->status, answer->status == 200 ? "OK" : "Error", answer->body ? answer->body : "{}");
+    free(answer->body);
+    double latency = now_ms() - start;
+    count(w, answer->status, latency);
+    log_request(w, id, method_name(cmd), answer->route, answer->registration_id, answer->status, latency,
+                has_client_certificate(req));
+    atomic_fetch_sub(&w->in_flight, 1);
+}
+
+/* On the committer's thread: hand the job back to its worker's loop. */
+static void registration_committed(registration_job *job, void *arg)
+{
+    worker *w = arg;
+    pthread_mutex_lock(&w->committed_lock);
+    job->next = w->committed;
+    w->committed = job;
+    pthread_mutex_unlock(&w->committed_lock);
+    event_active(w->committed_event, EV_READ, 0);
+}
+
+static void answer_committed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker *w = arg;
+    pthread_mutex_lock(&w->committed_lock);
+    registration_job *job = w->committed;
+    w->committed = NULL;
+    pthread_mutex_unlock(&w->committed_lock);
+    while (job != NULL) {
+        registration_job *next = job->next;
+        pending_request *p = job->context;
+        registration_answer answer;
+        registrar_finish(w->registrar, job, &answer);
+        answer_registration(w, p->req, &answer, p->start_ms, p->id, p->cmd);
+        free(p);
+        registration_job_free(job);
+        job = next;
+    }
+}
+
 static void handle_request(struct evhttp_request *req, void *arg)
 {
     worker *w = arg;
@@ -350,12 +408,24 @@ static void handle_request(struct evhttp_request *req, void *arg)
     } else if (w->registrar != NULL && registrar_owns_path(path)) {
         registration_answer answer;
         serve_registration(w, req, path, cmd, &answer);
-        route = answer.route;
-        status = answer.status;
-        snprintf(registration_id, sizeof registration_id, "%s", answer.registration_id);
-        count_registration(w, &answer);
-        reply_json(req, status, status == 200 ? "OK" : "Error", answer.body ? answer.body : "{}");
-        free(answer.body);
+        pending_request *p = answer.pending ? malloc(sizeof *p) : NULL;
+        if (p != NULL) {
+            /* Answered from answer_committed once the store has it. */
+            *p = (pending_request){req, start, id, cmd};
+            answer.pending->context = p;
+            answer.pending->done = registration_committed;
+            answer.pending->done_arg = w;
+            committer_submit(w->svc->committer, answer.pending);
+            return;
+        }
+        if (answer.pending != NULL) { /* no memory to wait: fail it as an unfinished commit */
+            answer.pending->item.result = ENR_E_NOMEM;
+            registration_job *job = answer.pending;
+            registrar_finish(w->registrar, job, &answer);
+            registration_job_free(job);
+        }
+        answer_registration(w, req, &answer, start, id, cmd);
+        return;
     } else {
         status = 404;
         reply_json(req, status, "Not Found", "{\"message\":\"no such route\"}");
@@ -449,10 +519,13 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (svc->cfg.id_scope != NULL &&
         (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
         return rc;
+    if (w->registrar != NULL)
+        registrar_set_deferred(w->registrar, true);
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
-    if (w->http == NULL || w->stop_event == NULL)
+    w->committed_event = w->base ? event_new(w->base, -1, 0, answer_committed, w) : NULL;
+    if (w->http == NULL || w->stop_event == NULL || w->committed_event == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
     evhttp_set_max_headers_size(w->http, svc->cfg.max_header_bytes);
@@ -483,8 +556,12 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->worker_count = cfg->workers > 0 ? cfg->workers : (int)(cores > 0 ? cores : 1);
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
+        pthread_mutex_init(&svc->workers[i].committed_lock, NULL);
     for (int i = 0; rc == ENR_OK && i < svc->worker_count; i++)
         rc = worker_init(svc, &svc->workers[i], i, err);
+    if (rc == ENR_OK && cfg->id_scope != NULL)
+        rc = committer_new(cfg->data_dir, &svc->committer, err);
     if (rc != ENR_OK) {
         enr_service_free(svc);
         return rc;
@@ -546,12 +623,22 @@ void enr_service_free(enr_service *svc)
 {
     if (svc == NULL)
         return;
+    /* Before the workers' loops go: it may still hand them jobs. */
+    committer_free(svc->committer);
     for (int i = 0; svc->workers && i < svc->worker_count; i++) {
         worker *w = &svc->workers[i];
         if (w->drain_timer)
             event_free(w->drain_timer);
         if (w->stop_event)
             event_free(w->stop_event);
+        if (w->committed_event)
+            event_free(w->committed_event);
+        for (registration_job *job = w->committed, *next; job != NULL; job = next) {
+            next = job->next; /* committed, never answered: the loop had stopped */
+            free(job->context);
+            registration_job_free(job);
+        }
+        pthread_mutex_destroy(&w->committed_lock);
         if (w->http)
             evhttp_free(w->http);
         if (w->base)

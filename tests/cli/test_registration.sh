@@ -130,8 +130,35 @@ bootstrap_cert dev-x2 devices-ca
 body dev-x2 x1.key dev-x2
 same "X.509: a certificate from a CA no group trusts is refused" "$(register_x509 dev-x2 dev-x2.boot.crt dev-x2.boot.key body.json)" "401"
 
+# The answer tells the device when to renew: notAfter - the policy's window.
+same "renewal window announced" "$(json answer.json .registrationState.renewalWindow)" "P7D"
+want=$(date -u -d "$(openssl x509 -in leaf.pem -noout -enddate | cut -d= -f2) - 7 days" +%Y-%m-%dT%H:%M:%S)
+same "renewAfterUtc = notAfter - P7D" "$(json answer.json .registrationState.renewAfterUtc | cut -c1-19)" "$want"
+
+# Renewal over mTLS with the operational certificate itself (no bootstrap
+# credential): dev-001's newest certificate, then a new key and CSR.
+"$ENROLL" key new --out dev3.key >/dev/null
+body dev-001 dev3.key dev-001
+same "renewal over mTLS with the operational certificate" "$(register_x509 dev-001 leaf2.pem dev2.key body.json)" "200"
+json "$WORK/.out" '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out leaf3.pem
+expect_exit 0 "mTLS renewal: the new certificate holds the new key" "$ENROLL" match dev3.key leaf3.pem
+expect_exit 0 "mTLS renewal: the new chain verifies" openssl verify -purpose sslclient -CAfile root/cert.pem -untrusted inter.pem leaf3.pem
+same "three certificates recorded for dev-001" "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-001'")" "3"
+body dev-x1 dev3.key dev-x1
+same "an operational certificate cannot register another id" "$(register_x509 dev-x1 leaf3.pem dev3.key body.json)" "401"
+
 # Rejections: errorCode, HTTP status, and nothing but an audit event written.
 certs_before=$(db_count certificate); regs_before=$(db_count registration)
+check "admin: revoke dev-001's first certificate" "$ENROLL" admin cert revoke --serial "$serial" --reason superseded --data data
+body dev-001 dev3.key dev-001
+same "a revoked operational certificate is refused" "$(register_x509 dev-001 leaf.pem dev.key body.json)" "401"
+same "revoked: errorCode" "$(json "$WORK/.out" .errorCode)" "401002"
+contains "$WORK/.out" "revoked" "revoked: the message says why"
+sqlite3 data/enroll.db "update registration set status = 'disabled' where registration_id = 'dev-001'"
+same "a disabled registration is refused" "$(register dev-001 "$(sas "$DEV_KEY" dev-001)" body.json)" "403"
+same "disabled registration: errorCode" "$(json "$WORK/.out" .errorCode)" "403002"
+same "disabled registration: mTLS renewal refused too" "$(register_x509 dev-001 leaf3.pem dev3.key body.json)" "403"
+sqlite3 data/enroll.db "update registration set status = 'assigned' where registration_id = 'dev-001'"
 reject() { # NAME WANT-HTTP WANT-CODE RID AUTH BODY
   local got
   got=$(register "$4" "$5" "$6")
