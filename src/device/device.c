@@ -694,12 +694,16 @@ static char *serial_text(X509 *c)
     return out;
 }
 
+/* A window configured on the device wins (an operator's decision for this
+ * device), then the service's hint, then 2/3 of the lifetime. */
 static time_t renew_time(const dev_identity *id)
 {
     if (id->generation == 0)
         return 0;
     if (id->renew_before > 0)
         return id->not_after - id->renew_before;
+    if (id->service_renew_after > 0 && id->service_renew_after < id->not_after)
+        return id->service_renew_after;
     return id->not_before + (id->not_after - id->not_before) * 2 / 3;
 }
 
@@ -801,6 +805,12 @@ static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_regis
     replace(&d->id.key_ref, strdup(key_ref));
     d->id.not_before = enr_asn1_time_to_time_t(X509_get0_notBefore(leaf));
     d->id.not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(leaf));
+    const char *hint = enr_dps_response_renew_after(r), *window = enr_dps_response_renewal_window(r);
+    time_t hint_at = 0;
+    if (hint == NULL || enr_dps_time_parse(hint, &hint_at, NULL) != ENR_OK)
+        hint_at = 0;
+    d->id.service_renew_after = hint_at;
+    replace(&d->id.service_window, window ? strdup(window) : NULL);
     d->id.renew_at = renew_time(&d->id);
     char msg[256];
     snprintf(msg, sizeof msg, "certificate %s issued by %s", d->id.serial ? d->id.serial : "?",

@@ -24,6 +24,8 @@ typedef struct dev_identity {
     char *cert, *chain, *bundle;
     char *serial, *subject, *issuer, *assigned_hub;
     time_t not_before, not_after, renew_at;
+    time_t service_renew_after; /* the service's hint (renewAfterUtc), 0: none */
+    char *service_window;       /* its renewalWindow text, for people */
     char *last_result, *last_message;
     time_t last_attempt, last_success;
 } dev_identity;

@@ -24,7 +24,7 @@ void dev_identity_free(dev_identity *id)
                        &id->symmetric_key_file, &id->bootstrap_cert_file, &id->bootstrap_key_file,
                        &id->key_ref, &id->key_type, &id->pkcs11_module, &id->pkcs11_pin_file,
                        &id->cert, &id->chain, &id->bundle, &id->serial, &id->subject, &id->issuer,
-                       &id->assigned_hub, &id->last_result, &id->last_message};
+                       &id->assigned_hub, &id->service_window, &id->last_result, &id->last_message};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         free(*fields[i]);
     memset(id, 0, sizeof *id);
@@ -105,6 +105,8 @@ enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err)
     out->not_after = get_time(o, "not_after");
     out->renew_at = get_time(o, "renew_at");
     out->last_attempt = get_time(o, "last_attempt");
+    out->service_renew_after = get_time(o, "service_renew_after");
+    out->service_window = get_str(o, "service_renewal_window");
     out->last_success = get_time(o, "last_success");
     json_decref(o);
     if (out->registration_id == NULL || out->url == NULL || out->id_scope == NULL || out->key_ref == NULL ||
@@ -160,6 +162,8 @@ enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *e
     set_time(o, "not_before", id->not_before);
     set_time(o, "not_after", id->not_after);
     set_time(o, "renew_at", id->renew_at);
+    set_time(o, "service_renew_after", id->service_renew_after);
+    set_str(o, "service_renewal_window", id->service_window);
     set_str(o, "last_result", id->last_result);
     set_str(o, "last_message", id->last_message);
     set_time(o, "last_attempt", id->last_attempt);

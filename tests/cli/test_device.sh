@@ -65,7 +65,8 @@ same "status: serial" "$(json "$WORK/.out" .serial)" "$(serial_of "$CERT1")"
 same "status: last result" "$(json "$WORK/.out" .last_result)" "ok"
 same "status: issuer" "$(json "$WORK/.out" .issuer)" "/O=Acme/CN=Acme Devices"
 days=$(json "$WORK/.out" .days_to_renewal | cut -d. -f1)
-[ "$days" -ge 19 ] && [ "$days" -le 20 ] && pass || fail "renewal at 2/3 of 30 days: $days days"
+[ "$days" -ge 22 ] && [ "$days" -le 23 ] && pass || fail "renewal at the service's hint (30 days - 7): $days days"
+same "status: the service's renewal window" "$(jq -r .service_renewal_window s1/identity.json)" "P7D"
 check "status (text)" "$ENROLL" device status --store s1
 contains "$WORK/.out" "Renewal due:" "text status shows the renewal time"
 
@@ -145,6 +146,7 @@ if [ -e "$MODULE" ]; then
   # Renewal with a token key: mTLS with it is unsupported, so the agent falls
   # back to the bootstrap credential (docs/device.md).
   check "pkcs11: renewal" "$ENROLL" device run --store s4 --once --renew-before P31D --json
+  contains "$WORK/.err" "using the bootstrap credential" "pkcs11: renewal fell back to the bootstrap credential"
   same "pkcs11: renewed" "$(json "$WORK/.out" .renewed)" "true"
   [ "$(json "$WORK/.out" .serial)" != "$(serial_of "$P11CERT")" ] && pass || fail "pkcs11 renewal gave no new serial"
 else
@@ -159,7 +161,7 @@ same "same serial" "$(json "$WORK/.out" .serial)" "$OLD"
 check "run --once, due, with a hook" "$ENROLL" device run --store s1 --once --renew-before P31D --json \
     --hook 'echo "$ENROLL_CERT $ENROLL_KEY" > hook.out'
 same "renewed" "$(json "$WORK/.out" .renewed)" "true"
-contains "$WORK/.err" "using the bootstrap credential" "renewal fell back from mTLS to the bootstrap credential"
+lacks "$WORK/.err" "using the bootstrap credential" "renewal authenticated with the operational certificate (mTLS)"
 NEW=$(json "$WORK/.out" .serial)
 [ -n "$NEW" ] && [ "$NEW" != "$OLD" ] && pass || fail "renewal gave no new serial ($OLD -> $NEW)"
 same "generation 2" "$(json "$WORK/.out" .generation)" "2"
