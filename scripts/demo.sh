@@ -17,8 +17,9 @@
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
-enroll="$root/$build/src/enroll"
-enrolld="$root/$build/src/enrolld"
+case $build in /*) ;; *) build=$root/$build ;; esac
+enroll="$build/src/enroll"
+enrolld="$build/src/enrolld"
 for f in "$enroll" "$enrolld"; do
   [ -x "$f" ] || { echo "demo: $f is missing: build first (make demo does)" >&2; exit 3; }
 done
@@ -74,7 +75,7 @@ if "$enroll" device --help >/dev/null 2>&1; then HAVE_DEVICE=1; else HAVE_DEVICE
 
 echo "${bold}enroll demo${off}: an operator sets up a CA, an MQTT broker and the provisioning"
 echo "service; three devices provision themselves and talk to the broker. Work dir: $work"
-echo "(enroll and enrolld below are $root/$build/src/enroll and .../enrolld)"
+echo "(enroll and enrolld below are $build/src/enroll and .../enrolld)"
 
 step "1. The operator's CA: a root (pathlen 1) and an issuing CA for devices (pathlen 0)"
 run "$enroll" ca init --dir root --subject '/O=Acme/CN=Acme Root CA'

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The device client against DPS's asynchronous flow: enrolld answers every
+# registration 202 "assigning" (limits.assigning_after_ms = 0) and the client
+# must follow operationId + Retry-After by polling until it is assigned.
+. "$(dirname "$0")/lib.sh"
+cd "$WORK"
+ENROLLD=$(dirname "$ENROLL")/enrolld
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+SCOPE=0ne00000078
+
+"$ENROLL" ca init --dir root --subject '/O=Acme/CN=Acme Root' >/dev/null
+"$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Acme/CN=Acme Devices' >/dev/null
+"$ENROLL" key new --out server.key >/dev/null
+"$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
+"$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null
+"$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null
+"$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --data data >/dev/null
+check "admin: group" "$ENROLL" admin group new fleet --policy p30 --symmetric --data data --json
+json "$WORK/.out" .primary_key > group.key
+chmod 600 group.key
+
+cat > enrolld.json <<JSON
+{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2, "limits": {"assigning_after_ms": 0}}
+JSON
+"$ENROLLD" --config enrolld.json 2> enrolld.log &
+PIDS+=("$!")
+for _ in $(seq 1 400); do PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
+
+check "provision through 202 + polling" "$ENROLL" device provision --url "https://127.0.0.1:$PORT" --scope "$SCOPE" \
+    --trust root/cert.pem --registration-id dev-a1 --group-key-file group.key --key dev.key --store s --json --timeout 20
+same "provisioned" "$(json "$WORK/.out" .provisioned)" "true"
+CERT=$(json "$WORK/.out" .certificate)
+CHAIN=$(json "$WORK/.out" .chain)
+expect_exit 0 "the polled certificate verifies (openssl)" openssl verify -purpose sslclient -CAfile root/cert.pem -untrusted "$CHAIN" "$CERT"
+expect_exit 0 "it holds the device's key" "$ENROLL" match dev.key "$CERT"
+serial=$(openssl x509 -in "$CERT" -noout -serial | cut -d= -f2)
+same "the service's store has it" "$(sqlite3 data/enroll.db "select count(*) from certificate where serial='$serial'")" "1"
+contains enrolld.log '"route":"register","registration_id":"dev-a1","status":202' "the PUT was answered 202"
+contains enrolld.log '"route":"operation","registration_id":"dev-a1","status":200' "the client polled the operation to 200"
+
+# Renewal goes the same way (over mTLS with the operational certificate).
+check "renew through 202 + polling" "$ENROLL" device run --store s --once --renew-before P31D
+check "status after renewal" "$ENROLL" device status --store s --json
+[ "$(json "$WORK/.out" .serial)" != "$serial" ] && pass || fail "renewal through the asynchronous flow gave a new serial"
+grep -q '"method":"PUT","route":"register","registration_id":"dev-a1","status":202,.*"client_cert":true' enrolld.log &&
+  pass || fail "the renewal came over mTLS and was answered 202"
+same "two certificates for dev-a1" "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-a1'")" "2"
+finish

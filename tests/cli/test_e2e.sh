@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole story, as `make demo` tells it, judged from the outside: a root
+# and issuing CA, enrolld, three devices provisioned by `enroll device`
+# (file key + group SAS, SoftHSM2 key, X.509 bootstrap over mTLS), each
+# publishing to a real mosquitto over mutual TLS with its issued certificate,
+# the observer receiving exactly those messages, a spoofed topic refused.
+. "$(dirname "$0")/lib.sh"
+BUILD=$(cd "$(dirname "$ENROLL")/.." && pwd)
+out=$WORK/demo.out
+bash "$ENROLL_SOURCE_DIR/scripts/demo.sh" "$BUILD" > "$out" 2>&1
+status=$?
+same "the demo exits 0" "$status" "0"
+[ "$status" = 0 ] || tail -40 "$out" >&2
+contains "$out" "This build has 'enroll device'" "the devices use the device client, not the curl fallback"
+for d in dev-001 dev-002 dev-003; do
+  contains "$out" "\$ enroll device provision" "device client provisioning shown"
+  grep -q "^ *subject: CN=$d\$" "$out" && pass || fail "$d: its certificate's subject is shown"
+done
+contains "$out" '> devices/dev-001/telemetry {"temp": 21.5}' "the observer got dev-001's message (file key)"
+contains "$out" '> devices/dev-002/telemetry {"temp": 19.0, "key": "in a token"}' "the observer got dev-002's message (PKCS#11 key)"
+contains "$out" '> devices/dev-003/telemetry {"temp": 23.25}' "the observer got dev-003's message (X.509 bootstrap)"
+same "exactly three messages" "$(grep -c '^ *> devices/' "$out")" "3"
+contains "$out" "Not authorized" "a device publishing under another's prefix is refused"
+grep -q '> devices/dev-002/telemetry spoofed' "$out" && fail "a spoofed message was delivered" || pass
+work=$(sed -n 's/.*Everything above ran in \(.*\) (now removed).*/\1/p' "$out")
+[ -n "$work" ] && [ ! -e "$work" ] && pass || fail "the demo removes its work directory ($work)"
+pgrep -f "$work" >/dev/null 2>&1 && fail "processes of the demo are still running" || pass
+finish
