@@ -18,20 +18,32 @@
 #include "enroll/store.h"
 
 #define CA_CACHE_MAX 16
+#define ISSUERS_MAX 7
 #define SAS_SKEW_SECONDS 300
 
 struct registrar {
     enr_store *store;
     char id_scope[65];
-    struct {
+    struct cached_ca {
         char name[ENR_STORE_ID_MAX + 1];
         enr_ca *ca;
+        /* Its chain up to the root, encoded once: every answer carries it. */
+        enr_dps_der issuers[ISSUERS_MAX];
+        size_t issuer_count;
     } cas[CA_CACHE_MAX];
     size_t ca_count;
     bool deferred; /* commits are handed back as jobs (group commit) */
     registrar_in_flight_fn in_flight;
     void *in_flight_arg;
 };
+
+static void cached_ca_clear(struct cached_ca *entry)
+{
+    enr_ca_free(entry->ca);
+    for (size_t i = 0; i < entry->issuer_count; i++)
+        OPENSSL_free((void *)entry->issuers[i].der);
+    memset(entry, 0, sizeof *entry);
+}
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err)
 {
@@ -56,7 +68,7 @@ void registrar_free(registrar *r)
     if (r == NULL)
         return;
     for (size_t i = 0; i < r->ca_count; i++)
-        enr_ca_free(r->cas[i].ca);
+        cached_ca_clear(&r->cas[i]);
     enr_store_close(r->store);
     free(r);
 }
@@ -330,11 +342,11 @@ static enr_dps_error attest(registrar *r, const registration_request *req, const
 
 /* ---- issuing ---- */
 
-static enr_ca *issuing_ca(registrar *r, const char *name, enr_error *err)
+static const struct cached_ca *issuing_ca(registrar *r, const char *name, enr_error *err)
 {
     for (size_t i = 0; i < r->ca_count; i++)
         if (strcmp(r->cas[i].name, name) == 0)
-            return r->cas[i].ca;
+            return &r->cas[i];
     enr_ca_record rec = {0};
     if (enr_store_get_ca(r->store, name, &rec, err) != ENR_OK)
         return NULL;
@@ -345,18 +357,33 @@ static enr_ca *issuing_ca(registrar *r, const char *name, enr_error *err)
     if (rc != ENR_OK)
         return NULL;
     if (r->ca_count == CA_CACHE_MAX) {
-        enr_ca_free(r->cas[0].ca);
+        cached_ca_clear(&r->cas[0]);
         memmove(&r->cas[0], &r->cas[1], sizeof r->cas[0] * (CA_CACHE_MAX - 1));
+        memset(&r->cas[CA_CACHE_MAX - 1], 0, sizeof r->cas[0]);
         r->ca_count--;
     }
-    snprintf(r->cas[r->ca_count].name, sizeof r->cas[0].name, "%s", name);
-    r->cas[r->ca_count++].ca = ca;
-    return ca;
+    struct cached_ca *entry = &r->cas[r->ca_count];
+    snprintf(entry->name, sizeof entry->name, "%s", name);
+    entry->ca = ca;
+    STACK_OF(X509) *issuers = enr_ca_chain(ca);
+    for (int i = 0; i < sk_X509_num(issuers) && entry->issuer_count < ISSUERS_MAX; i++) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(sk_X509_value(issuers, i), &der);
+        if (n <= 0) {
+            cached_ca_clear(entry);
+            enr_error_set(err, ENR_E_CRYPTO, "cannot encode the chain of CA %s", name);
+            return NULL;
+        }
+        entry->issuers[entry->issuer_count++] = (enr_dps_der){der, (size_t)n};
+    }
+    r->ca_count++;
+    return entry;
 }
 
 typedef struct commit_context {
     registrar *r;
     enr_ca *ca;                     /* NULL: a classic registration */
+    const struct cached_ca *issuer; /* ca with its encoded chain */
     const enr_enrollment *enrollment;
     const char *registration_id;    /* as the device sent it */
     const char *policy;
@@ -375,19 +402,15 @@ typedef struct commit_context {
 static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
 {
     time_t now = time(NULL);
-    enr_dps_der chain[8];
-    unsigned char *ders[8] = {0};
+    enr_dps_der chain[1 + ISSUERS_MAX];
     size_t chain_len = 0;
     enr_code rc = ENR_OK;
-    if (cert != NULL) {
-        STACK_OF(X509) *issuers = enr_ca_chain(c->ca);
-        int n = i2d_X509(cert, &ders[0]);
-        chain[chain_len++] = (enr_dps_der){ders[0], n > 0 ? (size_t)n : 0};
-        for (int i = 0; i < sk_X509_num(issuers) && chain_len < 8; i++) {
-            n = i2d_X509(sk_X509_value(issuers, i), &ders[chain_len]);
-            chain[chain_len] = (enr_dps_der){ders[chain_len], n > 0 ? (size_t)n : 0};
-            chain_len++;
-        }
+    enr_certificate rec = {0};
+    if (cert != NULL && (rc = enr_certificate_from_x509(cert, &rec, err)) == ENR_OK) {
+        /* The store's copy of the leaf is the chain's first element: one encoding. */
+        chain[chain_len++] = (enr_dps_der){rec.der.data, rec.der.len};
+        for (size_t i = 0; i < c->issuer->issuer_count; i++)
+            chain[chain_len++] = c->issuer->issuers[i];
     }
     time_t renew_after = 0;
     enr_duration window;
@@ -408,7 +431,8 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     };
     free(c->answer);
     c->answer = NULL;
-    rc = enr_dps_write_assigned(&a, &c->answer, err);
+    if (rc == ENR_OK)
+        rc = enr_dps_write_assigned(&a, &c->answer, err);
 
     enr_registration reg = {0};
     snprintf(reg.registration_id, sizeof reg.registration_id, "%s", c->registration_id);
@@ -419,8 +443,7 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     snprintf(reg.device_id, sizeof reg.device_id, "%s", c->registration_id);
     snprintf(reg.assigned_hub, sizeof reg.assigned_hub, "%s", c->enrollment->assigned_hub);
     snprintf(reg.etag, sizeof reg.etag, "%s", etag);
-    enr_certificate rec = {0};
-    if (rc == ENR_OK && cert != NULL && (rc = enr_certificate_from_x509(cert, &rec, err)) == ENR_OK) {
+    if (rc == ENR_OK && cert != NULL) {
         snprintf(rec.registration_id, sizeof rec.registration_id, "%s", c->registration_id);
         snprintf(rec.policy, sizeof rec.policy, "%s", c->policy ? c->policy : "");
     }
@@ -455,8 +478,6 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
             registration_job_free(c->job);
             c->job = job;
         }
-        for (size_t i = 0; i < chain_len; i++)
-            OPENSSL_free(ders[i]);
         return rc;
     }
     struct timespec t0, t1;
@@ -466,8 +487,6 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     c->commit_ms = (double)(t1.tv_sec - t0.tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     enr_certificate_free(&rec);
-    for (size_t i = 0; i < chain_len; i++)
-        OPENSSL_free(ders[i]);
     return rc;
 }
 
@@ -566,7 +585,7 @@ static void handle_register(registrar *r, const registration_request *req, const
         goto reject;
     enr_credential_policy policy = {0};
     if (enr_store_get_policy(r->store, c.policy, &policy, &err) != ENR_OK ||
-        (c.ca = issuing_ca(r, policy.ca_name, &err)) == NULL) {
+        (c.issuer = issuing_ca(r, policy.ca_name, &err)) == NULL) {
         e = ENR_DPS_INTERNAL;
         snprintf(message, sizeof message, "the credential policy of this enrollment cannot be used");
         fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n", c.policy, err.message);
@@ -580,6 +599,7 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "the credential policy is invalid");
         goto reject;
     }
+    c.ca = c.issuer->ca;
     c.renewal_window = policy.renewal_window[0] ? policy.renewal_window : NULL;
     enr_ca_set_recorder(c.ca, record_issued, &c);
     X509 *cert = NULL;

@@ -1245,17 +1245,20 @@ static enr_code serial_of(const X509 *x509, char out[ENR_STORE_SERIAL_MAX + 1], 
     return rc;
 }
 
+/* One encoding pass (a sizing call would be a second full one). */
 static enr_code der_of(const X509 *x509, enr_buf *out, enr_error *err)
 {
-    int len = i2d_X509(x509, NULL);
+    unsigned char *der = NULL;
+    int len = i2d_X509(x509, &der);
     if (len <= 0)
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the certificate");
     out->data = malloc((size_t)len + 1);
-    if (out->data == NULL)
+    if (out->data == NULL) {
+        OPENSSL_free(der);
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    unsigned char *p = out->data;
-    if (i2d_X509(x509, &p) != len)
-        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the certificate");
+    }
+    memcpy(out->data, der, (size_t)len);
+    OPENSSL_free(der);
     out->len = (size_t)len;
     out->data[out->len] = '\0';
     return ENR_OK;
