@@ -26,6 +26,7 @@
 
 #include "enroll/duration.h"
 #include "enroll/service.h"
+#include "service/admin_api.h"
 #include "service/registration.h"
 
 #define LATENCY_BUCKETS 8
@@ -64,6 +65,7 @@ typedef struct worker {
     time_t stop_deadline;
     unsigned long next_request;
     registrar *registrar;       /* NULL when the config has no id_scope */
+    admin_api *admin;           /* NULL when the config has no admin section */
     worker_metrics metrics;
 } worker;
 
@@ -356,6 +358,8 @@ static void handle_request(struct evhttp_request *req, void *arg)
         count_registration(w, &answer);
         reply_json(req, status, status == 200 ? "OK" : "Error", answer.body ? answer.body : "{}");
         free(answer.body);
+    } else if (w->admin != NULL && admin_api_owns_path(path)) {
+        status = admin_api_serve(w->admin, req, path, &route);
     } else {
         status = 404;
         reply_json(req, status, "Not Found", "{\"message\":\"no such route\"}");
@@ -448,6 +452,9 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
         svc->port = port; /* the others join the port the first one got */
     if (svc->cfg.id_scope != NULL &&
         (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
+        return rc;
+    if (svc->cfg.admin_client_ca != NULL &&
+        (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
         return rc;
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
@@ -559,6 +566,7 @@ void enr_service_free(enr_service *svc)
         if (w->fd >= 0)
             close(w->fd);
         registrar_free(w->registrar);
+        admin_api_free(w->admin);
     }
     free(svc->workers);
     SSL_CTX_free(svc->tls);
