@@ -234,6 +234,48 @@ same "audit: the admin certificate is the actor" \
 same "no store change by refusals or bad input" \
   "$(sqlite3 data/enroll.db "SELECT COUNT(*) FROM enrollment_group WHERE group_id = 'evil'")" "0"
 
+# ---- enroll admin --url: the same commands through the API ------------------------------
+R() { "$ENROLL" admin "$@" --url "$URL" --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem; }
+rrun() { local want=$1 what=$2; shift 2; expect_exit "$want" "--url: $what" R "$@"; }
+rrun 0 "group list --json" group list --json
+same "--url: group list" "$(json "$WORK/.out" '[.[].group_id] | join(",")')" "fleet,xfleet,fleet-api"
+"$ENROLL" admin group list --data data --json > local.json
+same "--url: the same answer as --data" "$(jq -S 'map(del(.updated_at))' "$WORK/.out")" "$(jq -S 'map(del(.updated_at))' local.json)"
+rrun 0 "group show (text)" group show fleet
+contains "$WORK/.out" "Enabled:     yes" "--url: text output"
+rrun 0 "group new" group new fleet-url --policy p30 --symmetric --json
+same "--url: group new in the store" "$(sqlite3 data/enroll.db "SELECT COUNT(*) FROM enrollment_group WHERE group_id = 'fleet-url'")" "1"
+rrun 1 "group new: taken" group new fleet-url --policy p30 --symmetric
+contains "$WORK/.err" "exists already" "--url: the service's message"
+rrun 3 "group show: unknown" group show nope
+rrun 2 "policy new: a bad duration names the option" policy new bad --validity P30X --renewal-window P7D --ca devices
+contains "$WORK/.err" "--validity" "--url: usage errors name the option"
+rrun 0 "ca upload --cert FILE (sent in the request)" ca upload impostor --cert impostor-ca/cert.pem --json
+same "--url: ca upload" "$(json "$WORK/.out" .verified)" "false"
+rrun 0 "individual new --x509-cert FILE" individual new dev-url --policy p30 --x509-cert boot.pem --json
+same "--url: the device certificate" "$(json "$WORK/.out" '.certificates[0].subject')" "CN=dev-x1"
+rrun 0 "key derive" key derive --group fleet --registration-id dev-006
+same "--url: key derive" "$(cat "$WORK/.out")" "$(device_key "$GROUP_KEY" dev-006)"
+rrun 0 "registration disable" registration disable dev-001
+contains "$WORK/.out" "disabled" "--url: registration disable"
+rrun 0 "registration enable" registration enable dev-001
+rrun 0 "crl --out" crl --ca devices --out url.crl
+check "--url: the CRL verifies" openssl crl -in url.crl -CAfile devices-ca/cert.pem -verify -noout
+rrun 0 "audit list" audit list --registration dev-001 --json
+expect_exit 1 "--url: a device certificate is refused" "$ENROLL" admin group list --url "$URL" \
+  --admin-cert device.pem --admin-key dev.key --trust root/cert.pem
+contains "$WORK/.err" "refused the admin credential (HTTP 403)" "--url: refusal message"
+lacks "$WORK/.out" "fleet" "--url: refusal: no data"
+expect_exit 1 "--url: a server we do not trust" "$ENROLL" admin group list --url "$URL" \
+  --admin-cert admin.pem --admin-key admin.key --trust admin-ca/cert.pem
+contains "$WORK/.err" "does not verify" "--url: untrusted server: message"
+expect_exit 0 "--url: by host name" "$ENROLL" admin group list --url "https://localhost:$PORT" \
+  --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem
+expect_exit 2 "--url: no admin key" "$ENROLL" admin group list --url "$URL" --admin-cert admin.pem
+expect_exit 2 "--url and --data" "$ENROLL" admin group list --url "$URL" --data data --admin-cert admin.pem --admin-key admin.key
+expect_exit 2 "--url: not https" "$ENROLL" admin group list --url "http://127.0.0.1:$PORT" --admin-cert admin.pem --admin-key admin.key
+expect_exit 3 "--url: nothing listening" "$ENROLL" admin group list --url "https://127.0.0.1:1" --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem
+
 # ---- the request log ------------------------------------------------------------------
 contains enrolld.log '"route":"admin.group.list"' "log: the admin route"
 contains enrolld.log '"route":"admin","registration_id":"","status":403' "log: refusals"
