@@ -284,6 +284,7 @@ for secret in "$GROUP_KEY" "$NEW_KEY" "$DK5" "SharedAccessSignature" "BEGIN"; do
 done
 same "integrity" "$(sqlite3 data/enroll.db 'PRAGMA integrity_check')" "ok"
 kill -TERM "$PID"; wait "$PID"
+same "enrolld stops cleanly (no leak reports under ASan)" "$?" "0"
 
 # ---- no admin section: no admin API ------------------------------------------------------
 cat > plain.json <<JSON
@@ -295,6 +296,7 @@ URL=https://127.0.0.1:$PORT
 same "no admin section: 404" "$(api GET /admin/v1/group/list)" "404"
 lacks "$WORK/.out" "fleet" "no admin section: no data"
 kill -TERM "$LAST_PID"; wait "$LAST_PID"
+same "enrolld without admin stops cleanly" "$?" "0"
 
 # ---- an admin CA that signs devices is refused at start ---------------------------------------
 sed 's|admin-ca/cert.pem|root/cert.pem|' enrolld.json > shared.json
