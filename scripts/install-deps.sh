@@ -8,6 +8,7 @@ PACKAGES=(
   libssl-dev openssl libjansson-dev libcmocka-dev libp11-kit-dev
   softhsm2 opensc gnutls-bin jq
   libevent-dev libsqlite3-dev sqlite3 curl
+  mosquitto mosquitto-clients libengine-pkcs11-openssl
 )
 
 missing=()

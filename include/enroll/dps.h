@@ -239,6 +239,12 @@ typedef struct enr_dps_assignment {
      * (the leaf) and trustBundle (the last element, as PEM) are written. */
     const enr_dps_der *chain;
     size_t chain_len;
+    /* With a certificate: when the device should renew it, from the
+     * credential policy (seed 003's renewalWindow). Written as
+     * registrationState.renewalWindow (ISO 8601) and .renewAfterUtc, enrolld
+     * extensions that DPS clients ignore. NULL / 0: omitted. */
+    const char *renewal_window;
+    time_t renew_after;
 } enr_dps_assignment;
 
 typedef struct enr_dps_failure {
@@ -302,6 +308,10 @@ const char *enr_dps_response_etag(const enr_dps_register_response *r);
 const char *enr_dps_response_created(const enr_dps_register_response *r);
 const char *enr_dps_response_last_updated(const enr_dps_register_response *r);
 const char *enr_dps_response_payload(const enr_dps_register_response *r); /* JSON text */
+/* enrolld's renewal hint (see enr_dps_assignment): renewalWindow as ISO 8601
+ * text and renewAfterUtc as a timestamp; NULL when absent. */
+const char *enr_dps_response_renewal_window(const enr_dps_register_response *r);
+const char *enr_dps_response_renew_after(const enr_dps_register_response *r);
 /* issuedCertificateChain, leaf first (0 when absent). */
 size_t enr_dps_response_chain_len(const enr_dps_register_response *r);
 const unsigned char *enr_dps_response_chain_der(const enr_dps_register_response *r, size_t i,

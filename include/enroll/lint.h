@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "enroll/csr.h"
 #include "enroll/error.h"
 
 #ifdef __cplusplus
@@ -38,6 +39,13 @@ typedef struct enr_lint_report enr_lint_report;
  * finding, not a failure. */
 enr_code enr_lint_csr(const unsigned char *in, size_t len, const enr_lint_options *opts,
                       enr_lint_report **out, enr_error *err);
+/* Lints a request enr_csr_parse already read (the service's path): the
+ * same rules without decoding it again, and the signature verdict is
+ * enr_csr_verify's (kept in the request, so the CA does not verify twice).
+ * The encoding rules see the request's DER as parsed; what only raw input
+ * shows (PEM labels, bytes after the request) enr_csr_parse refuses anyway. */
+enr_code enr_lint_csr_parsed(const enr_csr *csr, const enr_lint_options *opts, enr_lint_report **out,
+                             enr_error *err);
 void enr_lint_report_free(enr_lint_report *report);
 
 size_t enr_lint_report_count(const enr_lint_report *report);

@@ -30,6 +30,10 @@ typedef struct enr_service_config {
     long max_header_bytes;
     int timeout_seconds;
     int shutdown_grace_seconds;
+    /* A registration whose store commit has not finished after this long is
+     * answered 202 "assigning" with its operationId and Retry-After; the
+     * device polls the operation (DPS's asynchronous flow). 0: always. */
+    long assigning_after_ms;
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
@@ -37,7 +41,7 @@ typedef struct enr_service_config {
  *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
  *  "admin": {"client_ca": "admin-ca.pem"},
  *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
- *  "timeout_seconds": 30}, "shutdown_grace_seconds": 10}
+ *  "timeout_seconds": 30, "assigning_after_ms": 2000}, "shutdown_grace_seconds": 10}
  * Relative paths are taken relative to the config file's directory.
  * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
  * TLS client certificates chaining to admin.client_ca: keep that CA apart

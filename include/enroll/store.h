@@ -293,6 +293,23 @@ enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind 
 enr_code enr_store_commit_registration(enr_store *store, const enr_registration *registration,
                                        const enr_certificate *cert, const enr_operation *op,
                                        const enr_audit_event *audit, enr_error *err);
+/* One registration commit of a group commit. */
+typedef struct enr_registration_commit {
+    const enr_registration *registration;
+    const enr_certificate *certificate;  /* NULL: nothing issued */
+    const enr_operation *operation;
+    const enr_audit_event *audit;        /* may be NULL */
+    enr_code result;                     /* set by enr_store_commit_registrations */
+    enr_error error;                     /* when result is not ENR_OK */
+} enr_registration_commit;
+
+/* Group commit: many registration commits in one transaction, so one
+ * fsync covers them all. Each item is all or nothing on its own (a taken
+ * serial or a bad field rolls back that item only, and its result says
+ * why); the others commit. The return value is ENR_OK when the transaction
+ * committed; otherwise nothing did, and every item's result says so. */
+enr_code enr_store_commit_registrations(enr_store *store, enr_registration_commit *items, size_t count,
+                                        enr_error *err);
 enr_code enr_store_get_registration(enr_store *store, const char *registration_id,
                                     enr_registration *out, enr_error *err);
 /* Ordered by registration id. */
@@ -374,6 +391,10 @@ typedef struct enr_store_ops {
     enr_code (*commit_registration)(void *impl, const enr_registration *registration,
                                     const enr_certificate *cert, const enr_operation *op,
                                     const enr_audit_event *audit, enr_error *err);
+    /* Optional (NULL: enr_store_commit_registrations commits one by one).
+     * Items arrive checked and normalised; the backend sets each result. */
+    enr_code (*commit_registrations)(void *impl, enr_registration_commit *items, size_t count,
+                                     enr_error *err);
     enr_code (*get_registration)(void *impl, const char *registration_id, enr_registration *out,
                                  enr_error *err);
     enr_code (*list_registrations)(void *impl, const enr_registration_filter *filter,

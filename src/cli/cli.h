@@ -42,5 +42,6 @@ int cli_csr(int argc, char **argv);
 int cli_match(int argc, char **argv);
 int cli_ca(int argc, char **argv);
 int cli_admin(int argc, char **argv);
+int cli_device(int argc, char **argv);
 
 #endif

@@ -39,6 +39,11 @@ static const char USAGE[] =
     "  verify       verify a chain to a root, with purpose, time and CRLs\n"
     "Provisioning service (enrolld's store):\n"
     "  admin        CAs, policies, enrollments, device keys, registrations, certificates, audit\n"
+    "Device (the client of the provisioning service):\n"
+    "  device provision  register with a bootstrap credential and store the issued identity\n"
+    "  device status     the stored identity, its expiry and renewal time, the last result\n"
+    "  device run        the agent: renew when due, run a hook on a new certificate\n"
+    "  device export     the identity as an encrypted PKCS#12 file\n"
     "\n"
     "Every command takes --help. Exit codes: 0 success, 1 finding or refusal,\n"
     "2 bad usage, 3 file/token trouble, 4 internal error.\n"
@@ -151,6 +156,8 @@ int main(int argc, char **argv)
         return cli_verify(argc - 1, argv + 1);
     if (strcmp(noun, "admin") == 0)
         return cli_admin(argc - 1, argv + 1);
+    if (strcmp(noun, "device") == 0)
+        return cli_device(argc - 1, argv + 1);
     fprintf(stderr, "enroll: unknown command '%s'\n\n%s", noun, USAGE);
     return CLI_EXIT_USAGE;
 }

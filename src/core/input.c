@@ -139,7 +139,8 @@ static enr_code der_walk(const unsigned char *base, const unsigned char *p, size
     int tag = 0, xclass = 0;
     long max = len > (size_t)LONG_MAX ? LONG_MAX : (long)len;
     int ret = ASN1_get_object(&q, &content_len, &tag, &xclass, max);
-    ERR_clear_error();
+    if (ret & 0x80)
+        ERR_clear_error(); /* it queues an error only then; clearing costs more than the walk */
     size_t header_len = (size_t)(q - p);
     if (ret == 0 && tag == 0 && xclass == V_ASN1_UNIVERSAL)
         return fail_at(err, bad_offset, (size_t)(p - base), "DER error",

@@ -3,6 +3,7 @@
 #include <openssl/provider.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "csr/csr_internal.h"
@@ -88,14 +89,21 @@ done:
     return rc;
 }
 
-static enr_code finish_from_req(X509_REQ *req, EVP_PKEY *public_key, enr_encoding enc, enr_csr **out,
-                                enr_error *err)
+/* `input`: the DER the request was read from, kept as it came (a re-encoding
+ * would hide what the linter must see); NULL for a request built here. */
+static enr_code finish_from_req(X509_REQ *req, EVP_PKEY *public_key, enr_encoding enc,
+                                const enr_decoded *input, enr_csr **out, enr_error *err)
 {
     enr_csr *csr = calloc(1, sizeof *csr);
     if (csr == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     unsigned char *der = NULL;
-    int n = i2d_X509_REQ(req, &der);
+    int n = -1;
+    if (input != NULL && input->der_len <= INT_MAX && (der = OPENSSL_malloc(input->der_len)) != NULL) {
+        memcpy(der, input->der, input->der_len);
+        n = (int)input->der_len;
+    } else if (input == NULL)
+        n = i2d_X509_REQ(req, &der);
     if (n <= 0) {
         free(csr);
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the request");
@@ -187,7 +195,7 @@ enr_code enr_csr_build(const enr_csr_spec *spec, enr_signer *signer, enr_csr **o
                                "the one the URI names?)");
         goto fail;
     }
-    rc = finish_from_req(req, enr_signer_public_key(signer), ENR_ENCODING_DER, out, err);
+    rc = finish_from_req(req, enr_signer_public_key(signer), ENR_ENCODING_DER, NULL, out, err);
     if (rc == ENR_OK)
         req = NULL;
 fail:
@@ -221,6 +229,14 @@ static OSSL_LIB_CTX *decoder_free_libctx(void)
 {
     /* On failure parsing still works, only slower, in the default context. */
     return CRYPTO_THREAD_run_once(&no_decoders_once, no_decoders_init) ? no_decoders : NULL;
+}
+
+X509_REQ *enr_csr_d2i_fast(const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    return len <= (size_t)LONG_MAX ? (X509_REQ *)ASN1_item_d2i_ex(NULL, &p, (long)len, ASN1_ITEM_rptr(X509_REQ),
+                                                                 decoder_free_libctx(), NULL)
+                                   : NULL;
 }
 
 enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_error *err)
@@ -261,7 +277,7 @@ enr_code enr_csr_parse(const unsigned char *in, size_t len, enr_csr **out, enr_e
         goto done;
     }
     ERR_clear_error();
-    rc = finish_from_req(req, key, dec.encoding, out, err);
+    rc = finish_from_req(req, key, dec.encoding, &dec, out, err);
     EVP_PKEY_free(key);
     if (rc != ENR_OK)
         X509_REQ_free(req);
@@ -272,8 +288,11 @@ done:
 
 enr_code enr_csr_verify(const enr_csr *csr, enr_error *err)
 {
-    int ok = X509_REQ_verify_ex(csr->req, csr->public_key, NULL, NULL);
-    if (ok != 1)
+    /* The verdict is a property of the immutable request, kept in it. */
+    int *verified = &((enr_csr *)csr)->verified;
+    if (*verified == 0)
+        *verified = X509_REQ_verify_ex(csr->req, csr->public_key, NULL, NULL) == 1 ? 1 : -1;
+    if (*verified < 0)
         return enr_error_openssl(err, ENR_E_VERIFY,
                                  "the request's self-signature does not verify: it was not signed "
                                  "by the private key of the public key it carries");

@@ -25,6 +25,14 @@ struct enr_csr {
     unsigned char *der;
     size_t der_len;
     enr_encoding input_encoding;
+    /* enr_csr_verify's verdict, kept: a request never changes after it is
+     * made, and the service's linter and the CA would each verify it. 0 not
+     * yet, 1 verified, -1 failed (the message is made again). */
+    int verified;
 };
+
+/* d2i_X509_REQ in the decoder-free library context (see csr.c): for code
+ * that needs another parsed copy of a request cheaply. */
+X509_REQ *enr_csr_d2i_fast(const unsigned char *der, size_t len);
 
 #endif

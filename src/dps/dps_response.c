@@ -28,6 +28,8 @@ struct enr_dps_register_response {
     char *etag;
     char *created;
     char *last_updated;
+    char *renewal_window;
+    char *renew_after;
     char *payload;
     der_blob chain[ENR_DPS_CHAIN_MAX];
     size_t chain_len;
@@ -45,7 +47,8 @@ void enr_dps_register_response_free(enr_dps_register_response *r)
         return;
     char *strings[] = {r->operation_id, r->registration_id, r->assigned_hub, r->device_id,
                        r->substatus,    r->etag,            r->created,      r->last_updated,
-                       r->payload,      r->error_message,   r->tracking_id};
+                       r->payload,      r->error_message,   r->tracking_id,  r->renewal_window,
+                       r->renew_after};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         free(strings[i]);
     for (size_t i = 0; i < r->chain_len; i++)
@@ -274,6 +277,10 @@ static enr_code get_state_strings(json_t *state, enr_dps_register_response *r, e
         rc = get_time(state, "lastUpdatedDateTimeUtc", &r->last_updated, err);
     if (rc == ENR_OK)
         rc = get_string(state, "errorMessage", SHORT_STRING_MAX, &r->error_message, err);
+    if (rc == ENR_OK)
+        rc = get_string(state, "renewalWindow", 64, &r->renewal_window, err);
+    if (rc == ENR_OK)
+        rc = get_time(state, "renewAfterUtc", &r->renew_after, err);
     return rc;
 }
 
@@ -419,6 +426,16 @@ const char *enr_dps_response_etag(const enr_dps_register_response *r)
 const char *enr_dps_response_created(const enr_dps_register_response *r)
 {
     return r->created;
+}
+
+const char *enr_dps_response_renewal_window(const enr_dps_register_response *r)
+{
+    return r->renewal_window;
+}
+
+const char *enr_dps_response_renew_after(const enr_dps_register_response *r)
+{
+    return r->renew_after;
 }
 
 const char *enr_dps_response_last_updated(const enr_dps_register_response *r)

@@ -299,6 +299,10 @@ static enr_code assigned_state(const enr_dps_assignment *a, json_t *state, enr_e
     }
     if (rc == ENR_OK && a->chain_len > 0)
         rc = put_certificates(state, a, err);
+    if (rc == ENR_OK && a->chain_len > 0 && a->renewal_window != NULL)
+        rc = put_string(state, "renewalWindow", a->renewal_window, err);
+    if (rc == ENR_OK && a->chain_len > 0 && a->renew_after != 0)
+        rc = put_time(state, "renewAfterUtc", a->renew_after, err);
     return rc;
 }
 

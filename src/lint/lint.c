@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "csr/csr_internal.h"
+#include "enroll/csr.h"
 #include "enroll/input.h"
 #include "enroll/name.h"
 #include "enroll/pubkey.h"
@@ -625,10 +627,9 @@ static X509_NAME *fresh_copy_of_name(const X509_NAME *name)
 /* DER re-encoding of the whole request, from its decoded fields. Works on a
  * copy: forcing a re-encode would drop the original bytes of the signed part,
  * which the signature check needs. Returns the length, or -1. */
-static int canonical_encoding(const enr_decoded *dec, unsigned char **out)
+static int canonical_encoding(const unsigned char *der, size_t der_len, unsigned char **out)
 {
-    const unsigned char *p = dec->der;
-    X509_REQ *copy = d2i_X509_REQ(NULL, &p, (long)dec->der_len);
+    X509_REQ *copy = enr_csr_d2i_fast(der, der_len);
     X509_NAME *subject = copy != NULL ? fresh_copy_of_name(X509_REQ_get_subject_name(copy)) : NULL;
     int n = -1;
     if (subject != NULL && X509_REQ_set_subject_name(copy, subject) &&
@@ -640,18 +641,19 @@ static int canonical_encoding(const enr_decoded *dec, unsigned char **out)
     return n;
 }
 
-static void check_canonical_der(enr_lint_report *r, const enr_decoded *dec)
+static void check_canonical_der(enr_lint_report *r, const unsigned char *der, size_t der_len,
+                                enr_encoding encoding)
 {
     unsigned char *again = NULL;
-    int n = canonical_encoding(dec, &again);
+    int n = canonical_encoding(der, der_len, &again);
     if (n < 0)
         return; /* nothing to compare with; the other checks still run */
-    if ((size_t)n != dec->der_len || memcmp(again, dec->der, dec->der_len) != 0)
+    if ((size_t)n != der_len || memcmp(again, der, der_len) != 0)
         emit(r, R_ENCODING_NOT_DER,
              "the request is not DER: re-encoding it differs from byte %zu of the %s "
              "(BER, a non-minimal length, an unsorted SET or similar)",
-             first_difference(dec->der, dec->der_len, again, (size_t)n),
-             dec->encoding == ENR_ENCODING_DER ? "input" : "decoded DER");
+             first_difference(der, der_len, again, (size_t)n),
+             encoding == ENR_ENCODING_DER ? "input" : "decoded DER");
     OPENSSL_free(again);
 }
 
@@ -716,9 +718,10 @@ static bool check_signature_algorithm(enr_lint_report *r, const X509_REQ *req)
     return true;
 }
 
-static void check_signature(enr_lint_report *r, X509_REQ *req, EVP_PKEY *key)
+static void check_signature(enr_lint_report *r, X509_REQ *req, EVP_PKEY *key, const enr_csr *csr)
 {
-    if (X509_REQ_verify(req, key) == 1)
+    enr_error ignored;
+    if (csr != NULL ? enr_csr_verify(csr, &ignored) == ENR_OK : X509_REQ_verify(req, key) == 1)
         return;
     char why[400];
     emit(r, R_SIGNATURE_INVALID,
@@ -759,16 +762,17 @@ static void check_rsa_key(enr_lint_report *r, const enr_pubkey_info *info)
 }
 
 /* Returns the key, or NULL when the request carries none OpenSSL can use. */
-static EVP_PKEY *check_key(enr_lint_report *r, X509_REQ *req)
+static EVP_PKEY *check_key(enr_lint_report *r, X509_REQ *req, EVP_PKEY *parsed_key)
 {
-    EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+    EVP_PKEY *key = parsed_key != NULL ? parsed_key : X509_REQ_get0_pubkey(req);
     if (key == NULL) {
         report_undecodable_key(r, req);
         return NULL;
     }
     enr_pubkey_info info;
     enr_error err;
-    if (enr_pubkey_describe(key, &info, &err) != ENR_OK) {
+    /* The type is all the rules need; a fingerprint would cost an encoding pass. */
+    if (enr_pubkey_classify(key, &info, &err) != ENR_OK) {
         emit(r, R_KEY_MALFORMED, "the public key cannot be examined: %s", err.message);
         return key;
     }
@@ -1304,16 +1308,18 @@ static void check_extensions(enr_lint_report *r, X509_REQ *req)
 
 /* ---- putting it together ---------------------------------------------- */
 
-static void lint_request(enr_lint_report *r, X509_REQ *req, const enr_decoded *dec,
-                         const enr_lint_options *opts)
+/* `csr`: the request as enr_csr_parse made it (its key and verdict are
+ * used), or NULL when linting raw input. */
+static void lint_request(enr_lint_report *r, X509_REQ *req, const enr_csr *csr, const unsigned char *der,
+                         size_t der_len, enr_encoding encoding, const enr_lint_options *opts)
 {
-    check_canonical_der(r, dec);
+    check_canonical_der(r, der, der_len, encoding);
     check_version(r, req);
     bool algorithm_known = check_signature_algorithm(r, req);
-    EVP_PKEY *key = check_key(r, req);
+    EVP_PKEY *key = check_key(r, req, csr != NULL ? enr_csr_public_key(csr) : NULL);
     /* Without a known algorithm or a usable key the verdict would only repeat those findings. */
     if (algorithm_known && key != NULL)
-        check_signature(r, req, key);
+        check_signature(r, req, key, csr);
     check_subject(r, X509_REQ_get_subject_name(req), opts);
     check_attributes(r, req);
     check_extensions(r, req);
@@ -1344,7 +1350,7 @@ static void lint_input(enr_lint_report *r, const unsigned char *in, size_t len,
         report_not_a_request(r, &dec);
     } else {
         check_trailing_data(r, &dec);
-        lint_request(r, req, &dec, opts);
+        lint_request(r, req, NULL, dec.der, dec.der_len, dec.encoding, opts);
         X509_REQ_free(req);
     }
     enr_decoded_free(&dec);
@@ -1361,6 +1367,27 @@ enr_code enr_lint_csr(const unsigned char *in, size_t len, const enr_lint_option
     if (report == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     lint_input(report, in, len, opts != NULL ? opts : &NO_OPTIONS);
+    ERR_clear_error();
+    if (report->out_of_memory) {
+        enr_lint_report_free(report);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory while linting the request");
+    }
+    *out = report;
+    return ENR_OK;
+}
+
+enr_code enr_lint_csr_parsed(const enr_csr *csr, const enr_lint_options *opts, enr_lint_report **out,
+                             enr_error *err)
+{
+    if (out == NULL || csr == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_lint_csr_parsed: no request or no place for the report");
+    *out = NULL;
+    static const enr_lint_options NO_OPTIONS = {NULL};
+    enr_lint_report *report = calloc(1, sizeof *report);
+    if (report == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    lint_request(report, csr->req, csr, csr->der, csr->der_len, ENR_ENCODING_DER,
+                 opts != NULL ? opts : &NO_OPTIONS);
     ERR_clear_error();
     if (report->out_of_memory) {
         enr_lint_report_free(report);

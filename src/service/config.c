@@ -111,7 +111,8 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
                                       "limits", "shutdown_grace_seconds", "admin", NULL};
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
     static const char *const ADMIN[] = {"client_ca", NULL};
-    static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds", NULL};
+    static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds",
+                                         "assigning_after_ms", NULL};
     if (rc == ENR_OK && !json_is_object(root))
         rc = enr_error_set(err, ENR_E_PARSE, "config: the top level must be a JSON object");
     if (rc == ENR_OK)
@@ -121,6 +122,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         cfg->max_header_bytes = 8 * 1024;
         cfg->timeout_seconds = 30;
         cfg->shutdown_grace_seconds = 10;
+        cfg->assigning_after_ms = 2000;
         const char *listen = json_string_value(json_object_get(root, "listen"));
         rc = listen ? parse_listen(listen, cfg, err)
                     : enr_error_set(err, ENR_E_PARSE, "config: \"listen\" (host:port) is required");
@@ -200,6 +202,8 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
             rc = int_value(limits, "max_header_bytes", "limits", 1024, 1L << 20, &cfg->max_header_bytes, err);
         if (rc == ENR_OK)
             rc = int_value(limits, "timeout_seconds", "limits", 1, 3600, &timeout, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "assigning_after_ms", "limits", 0, 60000, &cfg->assigning_after_ms, err);
         if (rc == ENR_OK)
             cfg->timeout_seconds = (int)timeout;
     }

@@ -12,6 +12,7 @@
 #include "enroll/name.h"
 #include "enroll/csr.h"
 #include "enroll/dps.h"
+#include "enroll/duration.h"
 #include "enroll/lint.h"
 #include "enroll/sas.h"
 #include "enroll/store.h"
@@ -27,6 +28,9 @@ struct registrar {
         enr_ca *ca;
     } cas[CA_CACHE_MAX];
     size_t ca_count;
+    bool deferred; /* commits are handed back as jobs (group commit) */
+    registrar_in_flight_fn in_flight;
+    void *in_flight_arg;
 };
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err)
@@ -55,6 +59,26 @@ void registrar_free(registrar *r)
         enr_ca_free(r->cas[i].ca);
     enr_store_close(r->store);
     free(r);
+}
+
+void registrar_set_deferred(registrar *r, bool deferred)
+{
+    r->deferred = deferred;
+}
+
+void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg)
+{
+    r->in_flight = fn;
+    r->in_flight_arg = arg;
+}
+
+void registration_job_free(registration_job *job)
+{
+    if (job == NULL)
+        return;
+    enr_certificate_free(&job->certificate);
+    free(job->answer);
+    free(job);
 }
 
 bool registrar_owns_path(const char *path)
@@ -198,6 +222,56 @@ static bool same_certificate(X509 *cert, const enr_buf *der)
     return same;
 }
 
+/* Renewal over mTLS: the device shows the operational certificate enrolld
+ * issued to it. The store holds that exact certificate (so no chain walk is
+ * needed: the bytes are ours, and the TLS handshake proved the key); it must
+ * belong to this registration, be unrevoked and inside its validity, and
+ * the enrollment it came through is the one that decides again.
+ * ENR_DPS_UNKNOWN_ENROLLMENT: not a certificate of ours, try the others. */
+static enr_dps_error attest_operational(registrar *r, X509 *cert, const char *registration_id,
+                                        attested *out, char *message, size_t cap)
+{
+    enr_error err;
+    char *issuer = enr_name_format(X509_get_issuer_name(cert));
+    char serial[ENR_STORE_SERIAL_MAX + 1] = "";
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    if (hex != NULL && strlen(hex) <= ENR_STORE_SERIAL_MAX)
+        snprintf(serial, sizeof serial, "%s", hex);
+    OPENSSL_free(hex);
+    BN_free(bn);
+    enr_certificate known = {0};
+    enr_code found = issuer != NULL && serial[0] != '\0'
+                         ? enr_store_get_certificate(r->store, issuer, serial, &known, &err)
+                         : ENR_E_NOTFOUND;
+    free(issuer);
+    if (found != ENR_OK)
+        return found == ENR_E_NOTFOUND ? ENR_DPS_UNKNOWN_ENROLLMENT : ENR_DPS_STORE_UNAVAILABLE;
+    enr_dps_error result = ENR_DPS_CERT_AUTH_FAILED;
+    time_t now = time(NULL);
+    enr_registration reg = {0};
+    if (!same_certificate(cert, &known.der))
+        snprintf(message, cap, "the client certificate is not the one enrolld issued with its serial");
+    else if (!enr_dps_registration_id_equal(known.registration_id, registration_id))
+        snprintf(message, cap, "the client certificate was issued to another registration");
+    else if (known.revoked)
+        snprintf(message, cap, "the client certificate is revoked");
+    else if (now < known.not_before || now > known.not_after)
+        snprintf(message, cap, "the client certificate is outside its validity; register with the "
+                                "bootstrap credential instead");
+    else if (enr_store_get_registration(r->store, registration_id, &reg, &err) != ENR_OK)
+        snprintf(message, cap, "the registration of this certificate is gone");
+    else if (enr_store_get_enrollment(r->store, reg.enrollment_kind, reg.enrollment_id, &out->enrollment,
+                                      &err) != ENR_OK)
+        snprintf(message, cap, "the enrollment this device registered through is gone");
+    else {
+        out->found = true;
+        result = ENR_DPS_OK;
+    }
+    enr_certificate_free(&known);
+    return result;
+}
+
 static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain, const char *registration_id,
                                  attested *out, char *message, size_t cap)
 {
@@ -222,6 +296,9 @@ static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain
         }
         enr_enrollment_free(&individual);
     }
+    enr_dps_error renewal = attest_operational(r, cert, registration_id, out, message, cap);
+    if (renewal != ENR_DPS_UNKNOWN_ENROLLMENT)
+        return renewal;
     enr_enrollment_list groups = {0};
     if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
         snprintf(message, cap, "the store is unavailable");
@@ -284,9 +361,11 @@ typedef struct commit_context {
     const char *registration_id;    /* as the device sent it */
     const char *policy;
     const char *payload_json;
+    const char *renewal_window;     /* the policy's, or NULL */
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     char *answer;                   /* the final body, also the operation's result */
     double commit_ms;
+    registration_job *job;          /* deferred: the commit, handed to the caller */
 } commit_context;
 
 /* The recorder enr_ca_issue calls before it returns a certificate: the
@@ -310,6 +389,13 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
             chain_len++;
         }
     }
+    time_t renew_after = 0;
+    enr_duration window;
+    if (cert != NULL && c->renewal_window != NULL && enr_duration_parse(c->renewal_window, &window, err) == ENR_OK) {
+        time_t not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(cert));
+        if (not_after > 0)
+            renew_after = enr_duration_apply(not_after, &window, -1);
+    }
     char etag[ENR_STORE_ETAG_MAX + 1] = "";
     (void)enr_store_make_etag(etag, err);
     const char *hub = c->enrollment->assigned_hub[0] ? c->enrollment->assigned_hub : NULL;
@@ -318,6 +404,7 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
         .updated_at = now, .assigned_hub = hub, .device_id = hub ? c->registration_id : NULL,
         .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag, .payload_json = c->payload_json,
         .chain = chain_len ? chain : NULL, .chain_len = chain_len,
+        .renewal_window = renew_after != 0 ? c->renewal_window : NULL, .renew_after = renew_after,
     };
     free(c->answer);
     c->answer = NULL;
@@ -346,6 +433,32 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     snprintf(audit.registration_id, sizeof audit.registration_id, "%s", c->registration_id);
     snprintf(audit.outcome, sizeof audit.outcome, "ok");
     snprintf(audit.detail, sizeof audit.detail, "%s", cert ? "certificate issued" : "assigned without a certificate");
+    if (rc == ENR_OK && c->r->deferred) {
+        /* Group commit: the job carries everything; the caller answers only
+         * after the committer has it in the store. */
+        registration_job *job = calloc(1, sizeof *job);
+        if (job == NULL) {
+            enr_certificate_free(&rec);
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        } else {
+            job->registration = reg;
+            job->certificate = rec; /* takes the DER */
+            memset(&rec, 0, sizeof rec);
+            job->operation = op;
+            job->operation.result_json = job->answer = c->answer;
+            c->answer = NULL;
+            job->audit = audit;
+            job->issued = cert != NULL;
+            snprintf(job->registration_id, sizeof job->registration_id, "%s", c->registration_id);
+            job->item = (enr_registration_commit){&job->registration, cert ? &job->certificate : NULL,
+                                                  &job->operation, &job->audit, ENR_E_INTERNAL, {0}};
+            registration_job_free(c->job);
+            c->job = job;
+        }
+        for (size_t i = 0; i < chain_len; i++)
+            OPENSSL_free(ders[i]);
+        return rc;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == ENR_OK)
@@ -365,12 +478,12 @@ static enr_code record_issued(void *ctx, X509 *cert, const char *profile, enr_er
 }
 
 /* Lint errors reject the request; the DPS rule (CN = registration id) has its own code. */
-static enr_dps_error lint_gate(const char *csr_b64, const char *registration_id, char *message, size_t cap)
+static enr_dps_error lint_gate(const enr_csr *csr, const char *registration_id, char *message, size_t cap)
 {
     enr_lint_options opts = {registration_id};
     enr_lint_report *report = NULL;
     enr_error err;
-    if (enr_lint_csr((const unsigned char *)csr_b64, strlen(csr_b64), &opts, &report, &err) != ENR_OK) {
+    if (enr_lint_csr_parsed(csr, &opts, &report, &err) != ENR_OK) {
         snprintf(message, cap, "the CSR could not be linted: %s", err.message);
         return ENR_DPS_CSR_NOT_DECODABLE;
     }
@@ -413,6 +526,12 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "enrollment %s is disabled", who.enrollment.id);
         goto reject;
     }
+    enr_registration known = {0};
+    if (enr_store_get_registration(r->store, rid, &known, &err) == ENR_OK && strcmp(known.status, "disabled") == 0) {
+        e = ENR_DPS_REGISTRATION_DISABLED;
+        snprintf(message, sizeof message, "registration %s is disabled", rid);
+        goto reject;
+    }
     if (enr_dps_register_request_parse(req->body ? req->body : "", req->body_len, rid, &body, &e, &err) != ENR_OK) {
         snprintf(message, sizeof message, "%s", err.message);
         goto reject;
@@ -441,9 +560,9 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "%s", err.message);
         goto reject;
     }
-    /* The linter verifies the self-signature (and enr_ca_issue checks it
-     * once more as the CA's own guarantee): no separate verify here. */
-    if ((e = lint_gate(csr_b64, rid, message, sizeof message)) != ENR_DPS_OK)
+    /* The linter verifies the self-signature; enr_ca_issue's own check of
+     * it finds the verdict kept in the request. */
+    if ((e = lint_gate(csr, rid, message, sizeof message)) != ENR_DPS_OK)
         goto reject;
     enr_credential_policy policy = {0};
     if (enr_store_get_policy(r->store, c.policy, &policy, &err) != ENR_OK ||
@@ -461,6 +580,7 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "the credential policy is invalid");
         goto reject;
     }
+    c.renewal_window = policy.renewal_window[0] ? policy.renewal_window : NULL;
     enr_ca_set_recorder(c.ca, record_issued, &c);
     X509 *cert = NULL;
     enr_code rc = enr_ca_issue(c.ca, csr, profile, 0, &cert, &err);
@@ -475,6 +595,11 @@ static void handle_register(registrar *r, const registration_request *req, const
         goto reject;
     }
 answered:
+    if (c.job != NULL) {
+        out->pending = c.job;
+        c.job = NULL;
+        goto done;
+    }
     out->status = 200;
     out->issued = csr != NULL;
     out->commit_ms = c.commit_ms;
@@ -484,6 +609,7 @@ answered:
 reject:
     answer_error(r, out, e, message, rid);
 done:
+    registration_job_free(c.job); /* a commit prepared for a request that failed after all */
     free(c.answer);
     enr_profile_free(profile);
     enr_csr_free(csr);
@@ -506,7 +632,18 @@ static void handle_operation(registrar *r, const registration_request *req, cons
         return;
     }
     enr_operation op = {0};
-    if (enr_store_get_operation(r->store, path->operation_id, &op, &err) != ENR_OK ||
+    enr_code found = enr_store_get_operation(r->store, path->operation_id, &op, &err);
+    if (found == ENR_E_NOTFOUND && r->in_flight != NULL &&
+        r->in_flight(r->in_flight_arg, path->operation_id, path->registration_id)) {
+        /* Answered 202 and still being committed: poll again. */
+        if (enr_dps_write_operation_status_assigning(path->operation_id, path->registration_id, &out->body,
+                                                     &err) == ENR_OK) {
+            out->status = 202;
+            out->retry_after = 1;
+            return;
+        }
+    }
+    if (found != ENR_OK ||
         !enr_dps_registration_id_equal(op.registration_id, path->registration_id) || op.result_json == NULL) {
         enr_operation_free(&op);
         answer_error(r, out, ENR_DPS_UNKNOWN_OPERATION, "no such operation for this registration",
@@ -545,4 +682,24 @@ void registrar_handle(registrar *r, const registration_request *req, registratio
         handle_register(r, req, &path, out);
     else
         handle_operation(r, req, &path, out);
+}
+
+void registrar_finish(registrar *r, registration_job *job, registration_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->route = "register";
+    snprintf(out->registration_id, sizeof out->registration_id, "%s", job->registration_id);
+    out->commit_ms = job->commit_ms;
+    if (job->item.result == ENR_OK) {
+        out->status = 200;
+        out->issued = job->issued;
+        out->body = job->answer;
+        job->answer = NULL;
+        return;
+    }
+    /* Nothing was stored, so nothing is sent: the device tries again. */
+    fprintf(stderr, "{\"event\":\"commit_failed\",\"registration_id\":\"%s\",\"message\":\"%s\"}\n",
+            job->registration_id, enr_code_name(job->item.result));
+    answer_error(r, out, ENR_DPS_STORE_UNAVAILABLE, "the registration could not be recorded; try again",
+                 job->registration_id);
 }

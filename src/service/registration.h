@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include "enroll/error.h"
+#include "enroll/store.h"
 
 typedef struct registrar registrar;
 
@@ -28,6 +29,28 @@ typedef struct registration_request {
     STACK_OF(X509) *client_chain; /* what the client sent with it, or NULL */
 } registration_request;
 
+/* A registration ready to commit, when the registrar defers its commits to
+ * the group committer (registrar_set_deferred): nothing may reach the
+ * device until the store holds it. */
+typedef struct registration_job {
+    enr_registration_commit item;  /* points into the fields below; item.result is the outcome */
+    enr_registration registration;
+    enr_certificate certificate;   /* owns its DER */
+    enr_operation operation;
+    enr_audit_event audit;
+    char *answer;                  /* the 200 body, sent once committed */
+    bool issued;
+    char registration_id[129];
+    double commit_ms;              /* the group commit's duration */
+    /* For the committer and the server. */
+    void (*done)(struct registration_job *job, void *arg);
+    void *done_arg;
+    void *context;
+    struct registration_job *next;
+} registration_job;
+
+void registration_job_free(registration_job *job);
+
 typedef struct registration_answer {
     int status;                /* HTTP status */
     char *body;                /* JSON, malloc'ed */
@@ -36,6 +59,8 @@ typedef struct registration_answer {
     int error_code;            /* the DPS errorCode of a rejection; 0 when answered */
     bool issued;               /* a certificate was issued and committed */
     double commit_ms;          /* time in the store commit, when there was one */
+    registration_job *pending; /* deferred: commit this, then registrar_finish; no body yet */
+    int retry_after;           /* seconds for a Retry-After header; 0: none */
 } registration_answer;
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err);
@@ -43,5 +68,15 @@ void registrar_free(registrar *r);
 /* True when `path` is one of the DPS routes (so the caller hands it here). */
 bool registrar_owns_path(const char *path);
 void registrar_handle(registrar *r, const registration_request *req, registration_answer *out);
+/* Commits go to the caller as registration_answer.pending instead of the
+ * store (the caller batches them; see committer.h). */
+void registrar_set_deferred(registrar *r, bool deferred);
+/* Tells the operation-status route about operations answered 202 whose
+ * commit is still running (so they read "assigning", not "unknown"). */
+typedef bool (*registrar_in_flight_fn)(void *arg, const char *operation_id, const char *registration_id);
+void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg);
+/* The answer for a deferred registration once its commit is over (the
+ * job's item.result says how it went); takes the job's answer body. */
+void registrar_finish(registrar *r, registration_job *job, registration_answer *out);
 
 #endif

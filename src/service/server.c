@@ -20,13 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "enroll/dps.h"
 #include "enroll/duration.h"
 #include "enroll/service.h"
 #include "service/admin_api.h"
+#include "service/committer.h"
 #include "service/registration.h"
 
 #define LATENCY_BUCKETS 8
@@ -67,7 +70,30 @@ typedef struct worker {
     registrar *registrar;       /* NULL when the config has no id_scope */
     admin_api *admin;           /* NULL when the config has no admin section */
     worker_metrics metrics;
+    /* Registrations the committer has finished with, to answer here. */
+    pthread_mutex_t committed_lock;
+    registration_job *committed;
+    struct event *committed_event;
 } worker;
+
+/* What a deferred request needs again when its commit is over. */
+typedef struct pending_request {
+    struct evhttp_request *req;
+    double start_ms;
+    unsigned long id;
+    enum evhttp_cmd_type cmd;
+    struct worker *w;
+    registration_job *job;
+    struct event *timer;   /* answers 202 when the commit takes too long */
+    bool answered;         /* 202 sent: the device polls the operation */
+} pending_request;
+
+/* Operations answered 202 whose commit is still running. */
+typedef struct assigning_entry {
+    char operation_id[ENR_STORE_ID_MAX + 1];
+    char registration_id[ENR_STORE_ID_MAX + 1];
+    struct assigning_entry *next;
+} assigning_entry;
 
 struct enr_service {
     enr_service_config cfg;     /* borrowed strings from the caller's config */
@@ -76,6 +102,9 @@ struct enr_service {
     int port;
     int worker_count;
     worker *workers;
+    committer *committer;       /* group commit of registrations; NULL without id_scope */
+    pthread_mutex_t assigning_lock;
+    assigning_entry *assigning;
 };
 
 /* ---- TLS ---- */
@@ -319,6 +348,130 @@ static void serve_registration(worker *w, struct evhttp_request *req, const char
     evhttp_clear_headers(&query);
 }
 
+static void answer_registration(worker *w, struct evhttp_request *req, registration_answer *answer, double start,
+                                unsigned long id, enum evhttp_cmd_type cmd)
+{
+    count_registration(w, answer);
+    if (answer->retry_after > 0) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%d", answer->retry_after);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", seconds);
+    }
+    reply_json(req, answer->status, answer->status == 200 ? "OK" : answer->status == 202 ? "Accepted" : "Error",
+               answer->body ? answer->body : "{}");
+    free(answer->body);
+    double latency = now_ms() - start;
+    count(w, answer->status, latency);
+    log_request(w, id, method_name(cmd), answer->route, answer->registration_id, answer->status, latency,
+                has_client_certificate(req));
+    atomic_fetch_sub(&w->in_flight, 1);
+}
+
+/* On the committer's thread: hand the job back to its worker's loop. */
+static void registration_committed(registration_job *job, void *arg)
+{
+    worker *w = arg;
+    pthread_mutex_lock(&w->committed_lock);
+    job->next = w->committed;
+    w->committed = job;
+    pthread_mutex_unlock(&w->committed_lock);
+    event_active(w->committed_event, EV_READ, 0);
+}
+
+static bool operation_assigning(void *arg, const char *operation_id, const char *registration_id)
+{
+    enr_service *svc = arg;
+    bool found = false;
+    pthread_mutex_lock(&svc->assigning_lock);
+    for (assigning_entry *e = svc->assigning; e != NULL && !found; e = e->next)
+        found = strcmp(e->operation_id, operation_id) == 0 &&
+                strcasecmp(e->registration_id, registration_id) == 0;
+    pthread_mutex_unlock(&svc->assigning_lock);
+    return found;
+}
+
+static void assigning_remove(enr_service *svc, const char *operation_id)
+{
+    pthread_mutex_lock(&svc->assigning_lock);
+    for (assigning_entry **at = &svc->assigning; *at != NULL; at = &(*at)->next)
+        if (strcmp((*at)->operation_id, operation_id) == 0) {
+            assigning_entry *gone = *at;
+            *at = gone->next;
+            free(gone);
+            break;
+        }
+    pthread_mutex_unlock(&svc->assigning_lock);
+}
+
+/* DPS's asynchronous answer: 202, the operation id, Retry-After. The
+ * request is over; the commit goes on, and the operation-status route
+ * says "assigning" until the store has it. */
+static void answer_assigning(pending_request *p)
+{
+    worker *w = p->w;
+    assigning_entry *e = calloc(1, sizeof *e);
+    char *body = NULL;
+    enr_error err;
+    if (e == NULL ||
+        enr_dps_write_assigning(p->job->operation.operation_id, &body, &err) != ENR_OK)
+        goto fail; /* then the device gets its answer when the commit is over */
+    snprintf(e->operation_id, sizeof e->operation_id, "%s", p->job->operation.operation_id);
+    snprintf(e->registration_id, sizeof e->registration_id, "%s", p->job->registration_id);
+    pthread_mutex_lock(&w->svc->assigning_lock);
+    e->next = w->svc->assigning;
+    w->svc->assigning = e;
+    pthread_mutex_unlock(&w->svc->assigning_lock);
+    p->answered = true;
+    evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
+    reply_json(p->req, 202, "Accepted", body);
+    free(body);
+    double latency = now_ms() - p->start_ms;
+    count(w, 202, latency);
+    log_request(w, p->id, method_name(p->cmd), "register", p->job->registration_id, 202, latency,
+                has_client_certificate(p->req));
+    p->req = NULL; /* answered: libevent frees it */
+    return;
+fail:
+    free(e);
+    free(body);
+}
+
+static void assigning_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    answer_assigning(arg);
+}
+
+static void answer_committed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker *w = arg;
+    pthread_mutex_lock(&w->committed_lock);
+    registration_job *job = w->committed;
+    w->committed = NULL;
+    pthread_mutex_unlock(&w->committed_lock);
+    while (job != NULL) {
+        registration_job *next = job->next;
+        pending_request *p = job->context;
+        registration_answer answer;
+        registrar_finish(w->registrar, job, &answer);
+        if (p->timer != NULL)
+            event_free(p->timer);
+        if (p->answered) {
+            /* The device was told to poll; the store now answers it. */
+            assigning_remove(w->svc, job->operation.operation_id);
+            count_registration(w, &answer);
+            free(answer.body);
+            atomic_fetch_sub(&w->in_flight, 1);
+        } else {
+            answer_registration(w, p->req, &answer, p->start_ms, p->id, p->cmd);
+        }
+        free(p);
+        registration_job_free(job);
+        job = next;
+    }
+}
+
 static void handle_request(struct evhttp_request *req, void *arg)
 {
     worker *w = arg;
@@ -352,12 +505,33 @@ static void handle_request(struct evhttp_request *req, void *arg)
     } else if (w->registrar != NULL && registrar_owns_path(path)) {
         registration_answer answer;
         serve_registration(w, req, path, cmd, &answer);
-        route = answer.route;
-        status = answer.status;
-        snprintf(registration_id, sizeof registration_id, "%s", answer.registration_id);
-        count_registration(w, &answer);
-        reply_json(req, status, status == 200 ? "OK" : "Error", answer.body ? answer.body : "{}");
-        free(answer.body);
+        pending_request *p = answer.pending ? malloc(sizeof *p) : NULL;
+        if (p != NULL) {
+            /* Answered from answer_committed once the store has it, or 202
+             * first if that takes longer than assigning_after_ms. */
+            *p = (pending_request){.req = req, .start_ms = start, .id = id, .cmd = cmd, .w = w,
+                                   .job = answer.pending};
+            long after = w->svc->cfg.assigning_after_ms;
+            answer.pending->context = p;
+            answer.pending->done = registration_committed;
+            answer.pending->done_arg = w;
+            committer_submit(w->svc->committer, answer.pending);
+            if (after == 0) {
+                answer_assigning(p);
+            } else if ((p->timer = evtimer_new(w->base, assigning_timeout, p)) != NULL) {
+                struct timeval tv = {after / 1000, (after % 1000) * 1000};
+                evtimer_add(p->timer, &tv);
+            }
+            return;
+        }
+        if (answer.pending != NULL) { /* no memory to wait: fail it as an unfinished commit */
+            answer.pending->item.result = ENR_E_NOMEM;
+            registration_job *job = answer.pending;
+            registrar_finish(w->registrar, job, &answer);
+            registration_job_free(job);
+        }
+        answer_registration(w, req, &answer, start, id, cmd);
+        return;
     } else if (w->admin != NULL && admin_api_owns_path(path)) {
         status = admin_api_serve(w->admin, req, path, &route);
     } else {
@@ -453,13 +627,18 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (svc->cfg.id_scope != NULL &&
         (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
         return rc;
+    if (w->registrar != NULL) {
+        registrar_set_deferred(w->registrar, true);
+        registrar_set_in_flight(w->registrar, operation_assigning, svc);
+    }
     if (svc->cfg.admin_client_ca != NULL &&
         (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
         return rc;
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
-    if (w->http == NULL || w->stop_event == NULL)
+    w->committed_event = w->base ? event_new(w->base, -1, 0, answer_committed, w) : NULL;
+    if (w->http == NULL || w->stop_event == NULL || w->committed_event == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
     evhttp_set_max_headers_size(w->http, svc->cfg.max_header_bytes);
@@ -483,6 +662,7 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     svc->cfg = *cfg;
     pthread_mutex_init(&svc->tls_lock, NULL);
+    pthread_mutex_init(&svc->assigning_lock, NULL);
     enr_code rc = ENR_OK;
     if (!cfg->plain_http)
         rc = tls_context_new(cfg, &svc->tls, err);
@@ -490,8 +670,12 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->worker_count = cfg->workers > 0 ? cfg->workers : (int)(cores > 0 ? cores : 1);
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
+        pthread_mutex_init(&svc->workers[i].committed_lock, NULL);
     for (int i = 0; rc == ENR_OK && i < svc->worker_count; i++)
         rc = worker_init(svc, &svc->workers[i], i, err);
+    if (rc == ENR_OK && cfg->id_scope != NULL)
+        rc = committer_new(cfg->data_dir, &svc->committer, err);
     if (rc != ENR_OK) {
         enr_service_free(svc);
         return rc;
@@ -553,12 +737,25 @@ void enr_service_free(enr_service *svc)
 {
     if (svc == NULL)
         return;
+    /* Before the workers' loops go: it may still hand them jobs. */
+    committer_free(svc->committer);
     for (int i = 0; svc->workers && i < svc->worker_count; i++) {
         worker *w = &svc->workers[i];
         if (w->drain_timer)
             event_free(w->drain_timer);
         if (w->stop_event)
             event_free(w->stop_event);
+        if (w->committed_event)
+            event_free(w->committed_event);
+        for (registration_job *job = w->committed, *next; job != NULL; job = next) {
+            next = job->next; /* committed, never answered: the loop had stopped */
+            pending_request *p = job->context;
+            if (p != NULL && p->timer != NULL)
+                event_free(p->timer);
+            free(p);
+            registration_job_free(job);
+        }
+        pthread_mutex_destroy(&w->committed_lock);
         if (w->http)
             evhttp_free(w->http);
         if (w->base)
@@ -569,6 +766,11 @@ void enr_service_free(enr_service *svc)
         admin_api_free(w->admin);
     }
     free(svc->workers);
+    for (assigning_entry *e = svc->assigning, *next; e != NULL; e = next) {
+        next = e->next;
+        free(e);
+    }
+    pthread_mutex_destroy(&svc->assigning_lock);
     SSL_CTX_free(svc->tls);
     pthread_mutex_destroy(&svc->tls_lock);
     free(svc);

@@ -149,6 +149,9 @@ typedef enum stmt_id {
     ST_BEGIN_READ,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_ROLLBACK_TO_SAVEPOINT,
+    ST_RELEASE_SAVEPOINT,
     ST_INTEGRITY,
     ST_AUDIT_INSERT,
     ST_AUDIT_LIST,
@@ -222,6 +225,9 @@ static const char *const SQL[ST_COUNT] = {
     [ST_BEGIN_READ] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT item",
+    [ST_ROLLBACK_TO_SAVEPOINT] = "ROLLBACK TO item",
+    [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_INTEGRITY] = "PRAGMA integrity_check",
     [ST_AUDIT_INSERT] = "INSERT INTO audit_event (at, kind, registration_id, outcome, reason_code, detail) "
                         "VALUES (:at, :kind, :registration_id, :outcome, :reason_code, :detail)",
@@ -1185,6 +1191,46 @@ static enr_code sqlite_commit_registration(void *impl, const enr_registration *r
     return finish(s, rc, err);
 }
 
+/* Each item inside a savepoint, so a failing one (a serial taken) leaves
+ * the others in the transaction; one COMMIT, one fsync, for them all. */
+static enr_code sqlite_commit_registrations(void *impl, enr_registration_commit *items, size_t count,
+                                            enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    for (size_t i = 0; i < count; i++) {
+        enr_registration_commit *it = &items[i];
+        if (rc != ENR_OK) {
+            it->result = rc;
+            it->error = *err;
+            continue;
+        }
+        enr_error *e = &it->error;
+        enr_code item = run_simple(s, ST_SAVEPOINT, "starting a savepoint", e);
+        if (item == ENR_OK && (item = upsert_registration(s, it->registration, e)) == ENR_OK &&
+            (it->certificate == NULL || (item = insert_certificate(s, it->certificate, e)) == ENR_OK) &&
+            (item = insert_operation(s, it->operation, e)) == ENR_OK)
+            item = insert_optional_audit(s, it->audit, e);
+        if (item != ENR_OK && sqlite3_get_autocommit(s->db)) {
+            /* The error ended the whole transaction (I/O, full disk): nothing holds. */
+            rc = enr_error_set(err, item, "%s", e->message);
+        } else if (item != ENR_OK &&
+                   (run_simple(s, ST_ROLLBACK_TO_SAVEPOINT, "rolling back an item", NULL) != ENR_OK ||
+                    run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", NULL) != ENR_OK)) {
+            rc = enr_error_set(err, ENR_E_IO, "cannot roll back one item of a group commit");
+        } else if (item == ENR_OK && run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", e) != ENR_OK) {
+            rc = enr_error_set(err, ENR_E_IO, "%s", e->message);
+        }
+        it->result = item;
+    }
+    rc = finish(s, rc, err);
+    if (rc != ENR_OK)
+        for (size_t i = 0; i < count; i++)
+            if (items[i].result == ENR_OK)
+                items[i].result = rc, items[i].error = *err;
+    return rc;
+}
+
 static enr_code get_registration(sqlite_store *s, const char *registration_id, enr_registration *out,
                                  enr_error *err)
 {
@@ -1598,6 +1644,7 @@ static const enr_store_ops SQLITE_OPS = {
     .list_enrollments = sqlite_list_enrollments,
     .set_enrollment_enabled = sqlite_set_enrollment_enabled,
     .commit_registration = sqlite_commit_registration,
+    .commit_registrations = sqlite_commit_registrations,
     .get_registration = sqlite_get_registration,
     .list_registrations = sqlite_list_registrations,
     .set_registration_enabled = sqlite_set_registration_enabled,

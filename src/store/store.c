@@ -954,6 +954,67 @@ enr_code enr_store_commit_registration(enr_store *store, const enr_registration 
     return store->ops->commit_registration(store->impl, &reg, cert != NULL ? &c : NULL, &o, a, err);
 }
 
+typedef struct prepared_commit {
+    enr_registration reg;
+    enr_certificate cert;
+    enr_operation op;
+    enr_audit_event audit;
+} prepared_commit;
+
+static enr_code prepare_commit(const enr_registration_commit *in, prepared_commit *p, enr_registration_commit *out,
+                               enr_error *err)
+{
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (in->registration == NULL || in->operation == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "a registration commit needs a registration and an operation");
+    if ((rc = prepare_registration(in->registration, &p->reg, err)) != ENR_OK ||
+        (in->certificate != NULL &&
+         (rc = prepare_certificate(in->certificate, p->reg.registration_id, &p->cert, err)) != ENR_OK) ||
+        (rc = prepare_operation(in->operation, p->reg.registration_id, &p->op, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(in->audit, &p->audit, &a, err)) != ENR_OK)
+        return rc;
+    if (in->certificate != NULL) {
+        snprintf(p->reg.last_certificate_issuer, sizeof p->reg.last_certificate_issuer, "%s", p->cert.issuer);
+        snprintf(p->reg.last_certificate_serial, sizeof p->reg.last_certificate_serial, "%s", p->cert.serial);
+    }
+    *out = (enr_registration_commit){&p->reg, in->certificate != NULL ? &p->cert : NULL, &p->op, a, ENR_OK, {0}};
+    return ENR_OK;
+}
+
+enr_code enr_store_commit_registrations(enr_store *store, enr_registration_commit *items, size_t count,
+                                        enr_error *err)
+{
+    if (store == NULL || (items == NULL && count > 0))
+        return enr_error_set(err, ENR_E_USAGE, "enr_store_commit_registrations: no store or no items");
+    if (store->ops->commit_registrations == NULL) {
+        for (size_t i = 0; i < count; i++)
+            items[i].result = enr_store_commit_registration(store, items[i].registration, items[i].certificate,
+                                                            items[i].operation, items[i].audit, &items[i].error);
+        return ENR_OK;
+    }
+    prepared_commit *prepared = calloc(count ? count : 1, sizeof *prepared);
+    enr_registration_commit *ready = calloc(count ? count : 1, sizeof *ready);
+    size_t *from = calloc(count ? count : 1, sizeof *from);
+    if (prepared == NULL || ready == NULL || from == NULL) {
+        free(prepared), free(ready), free(from);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        items[i].result = prepare_commit(&items[i], &prepared[n], &ready[n], &items[i].error);
+        if (items[i].result == ENR_OK)
+            from[n++] = i;
+    }
+    enr_code rc = n > 0 ? store->ops->commit_registrations(store->impl, ready, n, err) : ENR_OK;
+    for (size_t k = 0; k < n; k++) {
+        items[from[k]].result = rc == ENR_OK ? ready[k].result : rc;
+        items[from[k]].error = rc == ENR_OK ? ready[k].error : *err;
+    }
+    free(prepared), free(ready), free(from);
+    return rc;
+}
+
 enr_code enr_store_get_registration(enr_store *store, const char *registration_id,
                                     enr_registration *out, enr_error *err)
 {

@@ -1031,12 +1031,28 @@ static void test_round_trip_assigned(void **state)
     assert_memory_equal(root, c.der[2], len);
     assert_int_equal(enr_dps_response_error_code(r), 0);
     assert_null(enr_dps_response_error_message(r));
+    assert_null(enr_dps_response_renewal_window(r));
+    assert_null(enr_dps_response_renew_after(r));
     enr_dps_register_response_free(r);
     free(text);
 
-    /* Classic: nothing issued. */
-    a = sample_assignment(NULL);
+    /* The renewal hint goes out with a certificate and reads back. */
+    a.renewal_window = "P7D";
+    a.renew_after = a.created_at + 23 * 86400;
     assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_OK);
+    r = read_ok(text);
+    assert_string_equal(enr_dps_response_renewal_window(r), "P7D");
+    assert_int_equal(enr_dps_time_parse(enr_dps_response_renew_after(r), &t, &err), ENR_OK);
+    assert_int_equal(t, a.renew_after);
+    enr_dps_register_response_free(r);
+    free(text);
+
+    /* Classic: nothing issued, so no renewal hint either. */
+    a = sample_assignment(NULL);
+    a.renewal_window = "P7D";
+    a.renew_after = a.created_at + 23 * 86400;
+    assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_OK);
+    assert_null(strstr(text, "renew"));
     r = read_ok(text);
     assert_int_equal(enr_dps_response_chain_len(r), 0);
     assert_null(enr_dps_response_client_certificate(r, &len));

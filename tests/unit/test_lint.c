@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "enroll/csr.h"
 #include "enroll/lint.h"
 
 #define MAX_IDS 6
@@ -487,6 +488,70 @@ static void test_fixtures(void **state)
     }
 }
 
+/* The service's path (a request enr_csr_parse read, linted in place) finds
+ * exactly what linting the raw bytes finds, for every request it can parse;
+ * and the verdict on the signature is the one enr_csr_verify keeps. */
+static void assert_parsed_path_agrees(const char *what, const unsigned char *in, size_t len)
+{
+    enr_csr *csr = NULL;
+    enr_error err;
+    if (enr_csr_parse(in, len, &csr, &err) != ENR_OK)
+        return;
+    enr_lint_report *raw = lint_bytes(in, len, "dev-001");
+    enr_lint_options opts = {"dev-001"};
+    enr_lint_report *parsed = NULL;
+    assert_int_equal(enr_lint_csr_parsed(csr, &opts, &parsed, &err), ENR_OK);
+    bool same = enr_lint_report_count(raw) == enr_lint_report_count(parsed);
+    for (size_t i = 0; same && i < enr_lint_report_count(raw); i++) {
+        /* OpenSSL's own reason text may differ: the verdict may be one kept from before. */
+        const char *a = enr_lint_report_get(raw, i)->message, *b = enr_lint_report_get(parsed, i)->message;
+        const char *a_end = strstr(a, " (openssl:"), *b_end = strstr(b, " (openssl:");
+        size_t a_len = a_end ? (size_t)(a_end - a) : strlen(a), b_len = b_end ? (size_t)(b_end - b) : strlen(b);
+        same = strcmp(enr_lint_report_get(raw, i)->id, enr_lint_report_get(parsed, i)->id) == 0 &&
+               a_len == b_len && memcmp(a, b, a_len) == 0;
+    }
+    if (!same) {
+        print_report("raw", raw);
+        print_report("parsed", parsed);
+        fail_msg("%s: the parsed-request lint differs from the raw one", what);
+    }
+    bool invalid = enr_lint_report_has(parsed, "csr.signature.invalid");
+    bool verifies = enr_csr_verify(csr, &err) == ENR_OK;
+    if (invalid == verifies && enr_lint_report_has(parsed, "csr.signature.unknown_algorithm") == 0)
+        fail_msg("%s: lint says signature %s, enr_csr_verify says %s", what, invalid ? "invalid" : "fine",
+                 verifies ? "fine" : "invalid");
+    enr_lint_report_free(raw);
+    enr_lint_report_free(parsed);
+    enr_csr_free(csr);
+}
+
+static void test_parsed_path_agrees(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++) {
+        size_t len;
+        unsigned char *in = read_data(FIXTURES[i].file, &len);
+        assert_parsed_path_agrees(FIXTURES[i].file, in, len);
+        free(in);
+    }
+    size_t len;
+    unsigned char *der = make_clean_der("dev-001", &len);
+    unsigned char *flipped = malloc(len);
+    assert_non_null(flipped);
+    for (size_t at = 0; at < len; at++) {
+        memcpy(flipped, der, len);
+        flipped[at] ^= 0x01;
+        char what[64];
+        snprintf(what, sizeof what, "DER with byte %zu ^ 0x01", at);
+        assert_parsed_path_agrees(what, flipped, len);
+    }
+    free(flipped);
+    free(der);
+    enr_lint_report *report = NULL;
+    enr_error err;
+    assert_int_equal(enr_lint_csr_parsed(NULL, NULL, &report, &err), ENR_E_USAGE);
+}
+
 static void test_dns_syntax_severity(void **state)
 {
     (void)state;
@@ -787,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_clean_requests),
         cmocka_unit_test(test_clean_in_every_encoding),
         cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_parsed_path_agrees),
         cmocka_unit_test(test_dns_syntax_severity),
         cmocka_unit_test(test_expect_cn),
         cmocka_unit_test(test_trailing_data_inside_der),

@@ -37,6 +37,7 @@ static void test_good_config(void **state)
     assert_int_equal(cfg->max_body_bytes, 2048);
     assert_int_equal(cfg->max_header_bytes, 8192);  /* default */
     assert_int_equal(cfg->timeout_seconds, 30);      /* default */
+    assert_int_equal(cfg->assigning_after_ms, 2000); /* default */
     assert_false(cfg->plain_http);
     assert_null(cfg->admin_client_ca);
     enr_service_config_free(cfg);
@@ -78,6 +79,8 @@ static void test_bad_configs(void **state)
         {"{\"listen\":\"h:1\",\"tls\":[]}", "object"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"max_body_bytes\":1}}", "max_body_bytes"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"timeout_seconds\":1.5}}", "timeout_seconds"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"assigning_after_ms\":-1}}", "assigning_after_ms"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"assigning_after_ms\":60001}}", "assigning_after_ms"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"workers\":-1}", "workers"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"extra\":1}", "unknown key \"extra\""},
         {"{\"listen\":\"h:1\",\"listen\":\"h:2\",\"plain_http\":true}", "duplicate"},

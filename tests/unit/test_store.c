@@ -746,6 +746,55 @@ static void test_commit_is_all_or_nothing(void **state)
     enr_certificate_list_free(&all);
 }
 
+/* Group commit: one transaction, each item on its own. */
+static void test_group_commit(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    commit_ok(f, "dev-a", "7F01", now + 86400);
+    enr_registration r[4] = {registration("dev-b", "fleet"), registration("dev-c", "fleet"),
+                             registration("dev-d", "fleet"), registration("dev-e", "fleet")};
+    enr_certificate c[4] = {certificate(ISSUER, "7F02", now + 86400), certificate(ISSUER, "7F01", now + 86400),
+                            certificate(ISSUER, "7F03", now + 86400), certificate(ISSUER, "7F04", now + 86400)};
+    enr_operation op[4] = {operation("op-b"), operation("op-c"), operation("op-d"), operation("op-e")};
+    enr_audit_event a[4] = {audit("register", "dev-b", "ok", 0, "b"), audit("register", "dev-c", "ok", 0, "c"),
+                            audit("register", "dev-d", "ok", 0, "d"), audit("register", "dev-e", "ok", 0, "e")};
+    enr_registration_commit items[4];
+    for (int i = 0; i < 4; i++)
+        items[i] = (enr_registration_commit){&r[i], &c[i], &op[i], &a[i], ENR_E_INTERNAL, {0}};
+    items[3].certificate = NULL;          /* a classic registration among them */
+    snprintf(r[2].registration_id, sizeof r[2].registration_id, "bad id!"); /* refused before the backend */
+    assert_int_equal(enr_store_commit_registrations(f->store, items, 4, &err), ENR_OK);
+    assert_int_equal(items[0].result, ENR_OK);
+    assert_int_equal(items[1].result, ENR_E_EXISTS); /* dev-a holds 7F01 */
+    assert_non_null(strstr(items[1].error.message, "7F01"));
+    assert_int_equal(items[2].result, ENR_E_USAGE);
+    assert_int_equal(items[3].result, ENR_OK);
+    enr_registration got;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-b", &got, &err), ENR_OK);
+    assert_string_equal(got.last_certificate_serial, "7F02");
+    assert_int_equal(enr_store_get_registration(f->store, "dev-e", &got, &err), ENR_OK);
+    /* The failed item left nothing behind: no registration, operation or audit event. */
+    assert_int_equal(enr_store_get_registration(f->store, "dev-c", &got, &err), ENR_E_NOTFOUND);
+    enr_operation got_op = {0};
+    assert_int_equal(enr_store_get_operation(f->store, "op-c", &got_op, &err), ENR_E_NOTFOUND);
+    enr_audit_filter only_c = {.registration_id = "dev-c"};
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, &only_c, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 0);
+    enr_audit_list_free(&events);
+    assert_int_equal(enr_store_get_operation(f->store, "op-e", &got_op, &err), ENR_OK);
+    enr_operation_free(&got_op);
+    enr_certificate_list all;
+    assert_int_equal(enr_store_list_certificates(f->store, NULL, &all, &err), ENR_OK);
+    assert_int_equal(all.count, 2);
+    enr_certificate_list_free(&all);
+    /* An empty batch is fine; a missing array is not. */
+    assert_int_equal(enr_store_commit_registrations(f->store, NULL, 0, &err), ENR_OK);
+    assert_int_equal(enr_store_commit_registrations(f->store, NULL, 2, &err), ENR_E_USAGE);
+}
+
 static void test_rejection_writes_only_audit(void **state)
 {
     fixture *f = *state;
@@ -1488,6 +1537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_credential_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enrollments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_and_lookups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejection_writes_only_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_registrations, setup, teardown),

@@ -1,0 +1,1008 @@
+/* The device client (device.h): registration over HTTPS with a bootstrap
+ * credential or the current operational certificate, checks on what comes
+ * back, and the hand-over to the identity store (identity.c). */
+#include <errno.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "device/device_internal.h"
+#include "enroll/cert.h"
+#include "enroll/csr.h"
+#include "enroll/device.h"
+#include "enroll/dps.h"
+#include "enroll/duration.h"
+#include "enroll/fileio.h"
+#include "enroll/http_client.h"
+#include "enroll/name.h"
+#include "enroll/pubkey.h"
+#include "enroll/sas.h"
+
+#define DEFAULT_API_VERSION "2025-07-01-preview"
+#define SAS_LIFETIME_SECONDS 3600
+#define POLLS_MAX 120
+
+struct enr_device {
+    dev_identity id; /* the saved configuration and the current identity */
+    char *store_dir;
+    char *trust_file, *ca_trust_file; /* where to read trust from for this run */
+    enr_device_auth auth;
+    enr_key_type key_type;
+    bool rotate_key;
+    int max_attempts, backoff_initial_ms, backoff_max_ms, timeout_ms;
+    time_t (*clock)(void *ctx);
+    bool (*sleep)(void *ctx, long ms);
+    void (*log)(void *ctx, const char *message);
+    void *ctx;
+};
+
+const char *enr_device_auth_name(enr_device_auth a)
+{
+    switch (a) {
+    case ENR_DEVICE_AUTH_DEVICE_KEY: return "device-key";
+    case ENR_DEVICE_AUTH_GROUP_KEY: return "group-key";
+    case ENR_DEVICE_AUTH_X509: return "x509";
+    case ENR_DEVICE_AUTH_NONE: break;
+    }
+    return "none";
+}
+
+static enr_device_auth auth_parse(const char *s)
+{
+    if (s == NULL)
+        return ENR_DEVICE_AUTH_NONE;
+    if (strcmp(s, "device-key") == 0)
+        return ENR_DEVICE_AUTH_DEVICE_KEY;
+    if (strcmp(s, "group-key") == 0)
+        return ENR_DEVICE_AUTH_GROUP_KEY;
+    if (strcmp(s, "x509") == 0)
+        return ENR_DEVICE_AUTH_X509;
+    return ENR_DEVICE_AUTH_NONE;
+}
+
+static void say(const enr_device *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const enr_device *d, const char *fmt, ...)
+{
+    if (d->log == NULL)
+        return;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    d->log(d->ctx, msg);
+}
+
+static time_t now_of(const enr_device *d)
+{
+    return d->clock != NULL ? d->clock(d->ctx) : time(NULL);
+}
+
+static bool pause_ms(const enr_device *d, long ms)
+{
+    if (d->sleep != NULL)
+        return d->sleep(d->ctx, ms);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return true;
+}
+
+/* Absolute, so the agent finds files whatever its working directory. */
+static char *absolute(const char *path)
+{
+    if (path == NULL)
+        return NULL;
+    if (path[0] == '/' || enr_key_ref_is_token(path))
+        return strdup(path);
+    char cwd[DEV_PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return NULL;
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *out = malloc(n);
+    if (out != NULL)
+        snprintf(out, n, "%s/%s", cwd, path);
+    return out;
+}
+
+static void replace(char **slot, char *value)
+{
+    free(*slot);
+    *slot = value;
+}
+
+void enr_device_free(enr_device *d)
+{
+    if (d == NULL)
+        return;
+    dev_identity_free(&d->id);
+    free(d->store_dir);
+    free(d->trust_file);
+    free(d->ca_trust_file);
+    free(d);
+}
+
+static void apply_tuning(enr_device *d, const enr_device_config *c)
+{
+    if (c == NULL)
+        return;
+    if (c->renew_before_seconds > 0)
+        d->id.renew_before = c->renew_before_seconds;
+    if (c->rotate_key)
+        d->rotate_key = true;
+    if (c->max_attempts > 0)
+        d->max_attempts = c->max_attempts;
+    if (c->backoff_initial_ms > 0)
+        d->backoff_initial_ms = c->backoff_initial_ms;
+    if (c->backoff_max_ms > 0)
+        d->backoff_max_ms = c->backoff_max_ms;
+    if (c->timeout_ms > 0)
+        d->timeout_ms = c->timeout_ms;
+    if (c->clock != NULL)
+        d->clock = c->clock;
+    if (c->sleep != NULL)
+        d->sleep = c->sleep;
+    if (c->log != NULL)
+        d->log = c->log;
+    if (c->ctx != NULL)
+        d->ctx = c->ctx;
+}
+
+static enr_device *device_alloc(void)
+{
+    enr_device *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return NULL;
+    d->max_attempts = 6;
+    d->backoff_initial_ms = 1000;
+    d->backoff_max_ms = 60000;
+    d->timeout_ms = 30000;
+    d->key_type = ENR_KEY_EC_P256;
+    return d;
+}
+
+enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_error *err)
+{
+    if (cfg == NULL || out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_new: NULL argument");
+    *out = NULL;
+    enr_url url;
+    enr_code rc = enr_url_parse(cfg->url, &url, err);
+    if (rc != ENR_OK)
+        return rc;
+    if (cfg->id_scope == NULL || cfg->id_scope[0] == '\0' || strlen(cfg->id_scope) > ENR_DPS_ID_SCOPE_MAX)
+        return enr_error_set(err, ENR_E_USAGE, "an idScope (1..%d characters) is required", ENR_DPS_ID_SCOPE_MAX);
+    for (const char *p = cfg->id_scope; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '_' || *p == '-'))
+            return enr_error_set(err, ENR_E_USAGE, "idScope '%s': character '%c' not allowed", cfg->id_scope, *p);
+    if (cfg->registration_id == NULL || !enr_registration_id_valid(cfg->registration_id))
+        return enr_error_set(err, ENR_E_USAGE,
+                             "registration id '%s' is not 1..128 of [A-Za-z0-9._:-] ending alphanumeric or '-'",
+                             cfg->registration_id ? cfg->registration_id : "");
+    if ((cfg->auth == ENR_DEVICE_AUTH_DEVICE_KEY || cfg->auth == ENR_DEVICE_AUTH_GROUP_KEY) &&
+        cfg->symmetric_key_file == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "symmetric-key attestation needs the key file");
+    if (cfg->auth == ENR_DEVICE_AUTH_X509 && (cfg->bootstrap_cert_file == NULL || cfg->bootstrap_key_file == NULL))
+        return enr_error_set(err, ENR_E_USAGE, "X.509 attestation needs the bootstrap certificate and key");
+    if (cfg->auth == ENR_DEVICE_AUTH_NONE)
+        return enr_error_set(err, ENR_E_USAGE, "a bootstrap credential is required (device key, group key or "
+                                               "bootstrap certificate)");
+    if (cfg->key_ref == NULL || cfg->trust_file == NULL || cfg->store_dir == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "the key, the trust anchor and the store directory are required");
+    if (cfg->api_version != NULL) {
+        enr_dps_api_generation gen;
+        if (enr_dps_api_version_check(cfg->api_version, &gen, err) != ENR_OK)
+            return ENR_E_USAGE;
+    }
+    enr_device *d = device_alloc();
+    if (d == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    d->store_dir = absolute(cfg->store_dir);
+    /* Keep what the store knows about the current identity (generation,
+     * files): a new provisioning replaces it only once the new one checks out. */
+    if (d->store_dir != NULL && dev_identity_load(d->store_dir, &d->id, NULL) != ENR_OK)
+        memset(&d->id, 0, sizeof d->id);
+    dev_identity *id = &d->id;
+    replace(&id->registration_id, strdup(cfg->registration_id));
+    replace(&id->url, strdup(cfg->url));
+    replace(&id->id_scope, strdup(cfg->id_scope));
+    replace(&id->api_version, strdup(cfg->api_version ? cfg->api_version : DEFAULT_API_VERSION));
+    replace(&id->auth, strdup(enr_device_auth_name(cfg->auth)));
+    replace(&id->symmetric_key_file, absolute(cfg->symmetric_key_file));
+    replace(&id->bootstrap_cert_file, absolute(cfg->bootstrap_cert_file));
+    replace(&id->bootstrap_key_file, absolute(cfg->bootstrap_key_file));
+    replace(&id->key_ref, absolute(cfg->key_ref));
+    replace(&id->key_type, strdup(enr_key_type_name(cfg->key_type)));
+    replace(&id->pkcs11_module, absolute(cfg->pkcs11_module));
+    replace(&id->pkcs11_pin_file, absolute(cfg->pkcs11_pin_file));
+    id->renew_before = cfg->renew_before_seconds;
+    d->auth = cfg->auth;
+    d->key_type = cfg->key_type;
+    d->trust_file = absolute(cfg->trust_file);
+    d->ca_trust_file = absolute(cfg->ca_trust_file ? cfg->ca_trust_file : cfg->trust_file);
+    apply_tuning(d, cfg);
+    if (d->store_dir == NULL || id->registration_id == NULL || id->url == NULL || id->id_scope == NULL ||
+        id->key_ref == NULL || d->trust_file == NULL || d->ca_trust_file == NULL) {
+        enr_device_free(d);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    *out = d;
+    return ENR_OK;
+}
+
+enr_code enr_device_open(const char *store_dir, const enr_device_config *overrides, enr_device **out,
+                         enr_error *err)
+{
+    if (store_dir == NULL || out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_open: NULL argument");
+    *out = NULL;
+    enr_device *d = device_alloc();
+    if (d == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    d->store_dir = absolute(store_dir);
+    enr_code rc = d->store_dir == NULL ? enr_error_set(err, ENR_E_NOMEM, "out of memory")
+                                       : dev_identity_load(d->store_dir, &d->id, err);
+    if (rc != ENR_OK) {
+        enr_device_free(d);
+        return rc;
+    }
+    d->auth = auth_parse(d->id.auth);
+    enr_error ignored;
+    if (d->id.key_type == NULL || enr_key_type_parse(d->id.key_type, &d->key_type, &ignored) != ENR_OK)
+        d->key_type = ENR_KEY_EC_P256;
+    char path[DEV_PATH_MAX];
+    d->trust_file = dev_path(path, sizeof path, d->store_dir, DEV_SERVICE_TRUST) == 0 ? strdup(path) : NULL;
+    d->ca_trust_file = dev_path(path, sizeof path, d->store_dir, DEV_CA_TRUST) == 0 ? strdup(path) : NULL;
+    apply_tuning(d, overrides);
+    *out = d;
+    return ENR_OK;
+}
+
+/* ---- keys ---- */
+
+typedef struct key_handle {
+    enr_signer *signer;
+    char *pin;
+} key_handle;
+
+static void key_close(key_handle *k)
+{
+    enr_signer_free(k->signer);
+    enr_secret_free(k->pin);
+    memset(k, 0, sizeof *k);
+}
+
+/* Opens the key, making it first when it does not exist yet. */
+static enr_code key_open(enr_device *d, const char *ref, bool create, bool overwrite, key_handle *k, enr_error *err)
+{
+    memset(k, 0, sizeof *k);
+    bool token = enr_key_ref_is_token(ref);
+    enr_code rc;
+    if (token && d->id.pkcs11_pin_file != NULL &&
+        (rc = enr_secret_read_file(d->id.pkcs11_pin_file, &k->pin, err)) != ENR_OK)
+        return rc;
+    enr_token_options opts = {d->id.pkcs11_module, k->pin};
+    if (overwrite || (create && !token && access(ref, F_OK) != 0)) {
+        if (!token) {
+            rc = enr_key_generate_file(d->key_type, ref, NULL, overwrite, err);
+        } else {
+            rc = enr_key_generate_token(d->key_type, ref, &opts, overwrite, err);
+        }
+        if (rc != ENR_OK) {
+            key_close(k);
+            return rc;
+        }
+        say(d, "made a new %s key (%s)", enr_key_type_name(d->key_type), token ? "in the token" : ref);
+    }
+    rc = enr_signer_open(ref, NULL, &opts, &k->signer, err);
+    if (rc == ENR_E_NOTFOUND && token && create) {
+        enr_error_clear(err);
+        if ((rc = enr_key_generate_token(d->key_type, ref, &opts, false, err)) == ENR_OK) {
+            say(d, "made a new %s key in the token", enr_key_type_name(d->key_type));
+            rc = enr_signer_open(ref, NULL, &opts, &k->signer, err);
+        }
+    }
+    if (rc != ENR_OK)
+        key_close(k);
+    return rc;
+}
+
+/* ---- one registration ---- */
+
+typedef enum { CRED_BOOTSTRAP, CRED_OPERATIONAL } credential;
+
+typedef struct exchange {
+    enr_dps_register_response *answer; /* the final "assigned" answer */
+    bool auth_refused;                 /* 401/403: the credential itself was refused */
+} exchange;
+
+static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_error *err)
+{
+    enr_csr_spec *spec = enr_csr_spec_new();
+    enr_csr *csr = NULL;
+    unsigned char *b64 = NULL;
+    size_t b64_len = 0;
+    char dn[160];
+    snprintf(dn, sizeof dn, "CN=%s", d->id.registration_id);
+    enr_code rc = spec == NULL ? enr_error_set(err, ENR_E_NOMEM, "out of memory") : ENR_OK;
+    if (rc == ENR_OK && (rc = enr_csr_spec_add_dn(spec, dn, err)) == ENR_OK &&
+        (rc = enr_csr_spec_set_ext_key_usage(spec, "clientAuth", err)) == ENR_OK &&
+        (rc = enr_csr_build(spec, signer, &csr, err)) == ENR_OK)
+        rc = enr_csr_encode_alloc(csr, ENR_CSR_BASE64, &b64, &b64_len, err);
+    if (rc == ENR_OK) {
+        json_t *o = json_pack("{s:s,s:s%}", "registrationId", d->id.registration_id, "csr", (const char *)b64,
+                              b64_len);
+        *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (*out == NULL)
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    free(b64);
+    enr_csr_free(csr);
+    enr_csr_spec_free(spec);
+    return rc;
+}
+
+static enr_code sas_header(enr_device *d, char **out, enr_error *err)
+{
+    char *key = NULL, *device_key = NULL;
+    enr_code rc = enr_secret_read_file(d->id.symmetric_key_file, &key, err);
+    if (rc == ENR_OK && d->auth == ENR_DEVICE_AUTH_GROUP_KEY)
+        rc = enr_sas_derive_device_key(key, d->id.registration_id, &device_key, err);
+    if (rc == ENR_OK)
+        rc = enr_sas_token_make(d->id.id_scope, d->id.registration_id, device_key ? device_key : key,
+                                time(NULL) + SAS_LIFETIME_SECONDS, out, err);
+    enr_sas_secret_free(device_key);
+    enr_secret_free(key);
+    return rc;
+}
+
+static enr_code client_for(enr_device *d, credential cred, enr_http_client **out, enr_error *err)
+{
+    enr_http_client_options o = {.trust_file = d->trust_file, .io_timeout_ms = d->timeout_ms,
+                                 .connect_timeout_ms = d->timeout_ms < 10000 ? d->timeout_ms : 10000,
+                                 .max_body = ENR_DPS_RESPONSE_BODY_MAX};
+    char chain[DEV_PATH_MAX];
+    if (cred == CRED_OPERATIONAL) {
+        if (enr_key_ref_is_token(d->id.key_ref))
+            return enr_error_set(err, ENR_E_UNSUPPORTED,
+                                 "mTLS with a key in a PKCS#11 token is not supported yet (docs/device.md)");
+        if (d->id.chain == NULL || dev_path(chain, sizeof chain, d->store_dir, d->id.chain) != 0)
+            return enr_error_set(err, ENR_E_NOTFOUND, "no operational certificate to authenticate with");
+        o.client_cert_file = chain;
+        o.client_key_file = d->id.key_ref;
+    } else if (d->auth == ENR_DEVICE_AUTH_X509) {
+        o.client_cert_file = d->id.bootstrap_cert_file;
+        o.client_key_file = d->id.bootstrap_key_file;
+    }
+    return enr_http_client_new(d->id.url, &o, out, err);
+}
+
+/* Judges one HTTP answer. ENR_OK with *done (assigned) or !*done (poll
+ * *op_id); ENR_E_IO with *retry for what waiting may cure. */
+static enr_code judge(enr_device *d, const enr_http_response *resp, exchange *x, bool *done, bool *retry,
+                      char *op_id, size_t op_cap, enr_error *err)
+{
+    *done = false;
+    *retry = false;
+    enr_dps_register_response *r = NULL;
+    enr_error perr;
+    bool parsed = enr_dps_register_response_parse((const char *)resp->body, resp->body_len, &r, &perr) == ENR_OK;
+    if (resp->status == 429 || resp->status >= 500) {
+        *retry = true;
+        enr_error_set(err, ENR_E_IO, "the service is busy or failing (HTTP %d%s%s)", resp->status,
+                      parsed && enr_dps_response_error_message(r) ? ": " : "",
+                      parsed && enr_dps_response_error_message(r) ? enr_dps_response_error_message(r) : "");
+        enr_dps_register_response_free(r);
+        return ENR_E_IO;
+    }
+    if (resp->status != 200 && resp->status != 202) {
+        x->auth_refused = resp->status == 401 || resp->status == 403;
+        if (parsed)
+            enr_error_set(err, ENR_E_POLICY, "the service refused the registration: HTTP %d, errorCode %d: %.300s",
+                          resp->status, enr_dps_response_error_code(r),
+                          enr_dps_response_error_message(r) ? enr_dps_response_error_message(r) : "(no message)");
+        else
+            enr_error_set(err, ENR_E_POLICY, "the service refused the registration: HTTP %d", resp->status);
+        enr_dps_register_response_free(r);
+        return ENR_E_POLICY;
+    }
+    if (!parsed)
+        return enr_error_set(err, ENR_E_PARSE, "the service's answer (HTTP %d) is not a DPS registration answer: %s",
+                             resp->status, perr.message);
+    enr_dps_status st = enr_dps_response_status(r);
+    if (st == ENR_DPS_STATUS_ASSIGNED) {
+        const char *rid = enr_dps_response_registration_id(r);
+        if (rid != NULL && !enr_dps_registration_id_equal(rid, d->id.registration_id)) {
+            enr_dps_register_response_free(r);
+            return enr_error_set(err, ENR_E_VERIFY, "the answer is for registration '%.128s', not '%s'", rid,
+                                 d->id.registration_id);
+        }
+        x->answer = r;
+        *done = true;
+        return ENR_OK;
+    }
+    if (st == ENR_DPS_STATUS_ASSIGNING) {
+        const char *op = enr_dps_response_operation_id(r);
+        enr_code rc = ENR_OK;
+        if (op == NULL || strlen(op) >= op_cap || enr_dps_registration_id_check(op, strlen(op), NULL) != ENR_OK)
+            rc = enr_error_set(err, ENR_E_PARSE, "the service answered 'assigning' without a usable operationId");
+        else
+            snprintf(op_id, op_cap, "%s", op);
+        enr_dps_register_response_free(r);
+        return rc;
+    }
+    enr_error_set(err, ENR_E_POLICY, "registration %s: errorCode %d: %.300s", enr_dps_status_name(st),
+                  enr_dps_response_error_code(r),
+                  enr_dps_response_error_message(r) ? enr_dps_response_error_message(r) : "(no message)");
+    enr_dps_register_response_free(r);
+    return ENR_E_POLICY;
+}
+
+static long backoff_ms(const enr_device *d, int attempt, long retry_after_s)
+{
+    long base = d->backoff_initial_ms;
+    for (int i = 1; i < attempt && base < d->backoff_max_ms; i++)
+        base *= 2;
+    if (base > d->backoff_max_ms)
+        base = d->backoff_max_ms;
+    unsigned int r = 0;
+    (void)RAND_bytes((unsigned char *)&r, sizeof r);
+    /* "Equal jitter": half fixed, half random, so a fleet that lost the
+     * service together does not come back in lockstep. */
+    long wait = base / 2 + (long)(r % (unsigned long)(base / 2 + 1));
+    if (retry_after_s > 0 && retry_after_s * 1000 > wait)
+        wait = retry_after_s * 1000 > d->backoff_max_ms ? d->backoff_max_ms : retry_after_s * 1000;
+    return wait;
+}
+
+/* PUT register, then GET the operation until it is final; each step
+ * retried on connection errors, 5xx and 429. */
+static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, exchange *x, enr_error *err)
+{
+    memset(x, 0, sizeof *x);
+    char *body = NULL, *token = NULL;
+    enr_http_client *client = NULL;
+    enr_code rc = make_body(d, signer, &body, err);
+    bool sas = cred == CRED_BOOTSTRAP &&
+               (d->auth == ENR_DEVICE_AUTH_DEVICE_KEY || d->auth == ENR_DEVICE_AUTH_GROUP_KEY);
+    if (rc == ENR_OK)
+        rc = client_for(d, cred, &client, err);
+    char path[512], op_id[ENR_DPS_OPERATION_ID_MAX + 1] = "";
+    int attempt = 0, polls = 0;
+    long retry_after = 0;
+    while (rc == ENR_OK) {
+        if (sas && (rc = sas_header(d, &token, err)) != ENR_OK)
+            break;
+        enr_http_header h[3] = {{"Accept", "application/json"},
+                                {"Content-Type", "application/json; charset=utf-8"},
+                                {"Authorization", token}};
+        bool put = op_id[0] == '\0';
+        if (put)
+            snprintf(path, sizeof path, "/%s/registrations/%s/register?api-version=%s", d->id.id_scope,
+                     d->id.registration_id, d->id.api_version);
+        else
+            snprintf(path, sizeof path, "/%s/registrations/%s/operations/%s?api-version=%s", d->id.id_scope,
+                     d->id.registration_id, op_id, d->id.api_version);
+        enr_http_request req = {put ? "PUT" : "GET", path, h, sas ? 3u : 2u, put ? body : NULL,
+                                put ? strlen(body) : 0};
+        enr_http_response resp = {0};
+        attempt++;
+        rc = enr_http_client_send(client, &req, &resp, err);
+        enr_sas_secret_free(token);
+        token = NULL;
+        bool done = false, retry = rc == ENR_E_IO;
+        retry_after = 0;
+        if (rc == ENR_OK) {
+            retry_after = resp.retry_after;
+            rc = judge(d, &resp, x, &done, &retry, op_id, sizeof op_id, err);
+        }
+        enr_http_response_free(&resp);
+        if (rc == ENR_OK && done)
+            break;
+        if (rc == ENR_OK) {
+            /* 202 assigning: poll after Retry-After (1..60 s). */
+            if (++polls > POLLS_MAX) {
+                rc = enr_error_set(err, ENR_E_IO, "the registration was still 'assigning' after %d polls", POLLS_MAX);
+                break;
+            }
+            long wait = retry_after >= 1 ? (retry_after > 60 ? 60 : retry_after) * 1000 : 2000;
+            say(d, "registration assigning (operation %s): polling in %ld ms", op_id, wait);
+            attempt = 0;
+            if (!pause_ms(d, wait))
+                rc = enr_error_set(err, ENR_E_IO, "interrupted");
+            continue;
+        }
+        if (!retry || attempt >= d->max_attempts)
+            break;
+        long wait = backoff_ms(d, attempt, retry_after);
+        say(d, "attempt %d of %d failed: %s; retrying in %ld ms", attempt, d->max_attempts, err->message, wait);
+        if (!pause_ms(d, wait))
+            break;
+        rc = ENR_OK;
+    }
+    enr_sas_secret_free(token);
+    enr_http_client_free(client);
+    free(body);
+    return rc;
+}
+
+/* ---- checking what came back ---- */
+
+static enr_code load_roots(const char *path, STACK_OF(X509) **out, enr_error *err)
+{
+    enr_code rc = enr_cert_read_file(path, out, err);
+    if (rc != ENR_OK)
+        enr_error_prefix(err, "CA trust anchor");
+    return rc;
+}
+
+static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, enr_signer *signer,
+                             STACK_OF(X509) **chain_out, enr_error *err)
+{
+    *chain_out = NULL;
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    STACK_OF(X509) *roots = NULL;
+    if (chain == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    size_t n = enr_dps_response_chain_len(r);
+    enr_code rc = ENR_OK;
+    for (size_t i = 0; i < n && rc == ENR_OK; i++) {
+        size_t len = 0;
+        const unsigned char *der = enr_dps_response_chain_der(r, i, &len);
+        X509 *c = NULL;
+        rc = enr_cert_read_one(der, len, &c, err);
+        if (rc == ENR_OK && !sk_X509_push(chain, c)) {
+            X509_free(c);
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        }
+    }
+    if (rc == ENR_OK && n == 0) {
+        size_t len = 0;
+        const unsigned char *der = enr_dps_response_client_certificate(r, &len);
+        X509 *c = NULL;
+        if (der == NULL)
+            rc = enr_error_set(err, ENR_E_POLICY,
+                               "the service assigned the device but issued no certificate (does the enrollment "
+                               "have a credential policy?)");
+        else if ((rc = enr_cert_read_one(der, len, &c, err)) == ENR_OK && !sk_X509_push(chain, c)) {
+            X509_free(c);
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        }
+    }
+    if (rc != ENR_OK) {
+        if (rc == ENR_E_PARSE)
+            enr_error_prefix(err, "issued certificate");
+        goto done;
+    }
+    X509 *leaf = sk_X509_value(chain, 0);
+    char *cn = enr_name_common_name(X509_get_subject_name(leaf));
+    bool cn_ok = cn != NULL && strcmp(cn, d->id.registration_id) == 0;
+    if (!cn_ok) {
+        rc = enr_error_set(err, ENR_E_VERIFY, "the issued certificate names CN '%.128s', not the registration id '%s'",
+                           cn ? cn : "(none)", d->id.registration_id);
+        free(cn);
+        goto done;
+    }
+    free(cn);
+    if (!enr_pubkey_equal(X509_get0_pubkey(leaf), enr_signer_public_key(signer))) {
+        rc = enr_error_set(err, ENR_E_VERIFY,
+                           "the issued certificate is for another public key than the device's key");
+        goto done;
+    }
+    if ((rc = load_roots(d->ca_trust_file, &roots, err)) != ENR_OK)
+        goto done;
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    for (int i = 1; untrusted != NULL && i < sk_X509_num(chain); i++)
+        (void)sk_X509_push(untrusted, sk_X509_value(chain, i));
+    enr_verify_options vo = {.roots = roots, .untrusted = untrusted, .purpose = ENR_PURPOSE_CLIENT,
+                             .at = now_of(d)};
+    enr_verify_result vr;
+    rc = enr_cert_verify(leaf, &vo, &vr, err);
+    sk_X509_free(untrusted);
+    if (rc != ENR_OK) {
+        enr_error_prefix(err, "the issued certificate does not verify to the CA trust anchor (%s)", vr.reason_name);
+        goto done;
+    }
+    *chain_out = chain;
+    chain = NULL;
+done:
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(roots, X509_free);
+    return rc;
+}
+
+/* ---- storing ---- */
+
+static enr_code pem_of(STACK_OF(X509) *certs, int from, int to, bool skip_self_signed, char **out, size_t *len,
+                       enr_error *err)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (int i = from; i < to; i++) {
+        X509 *c = sk_X509_value(certs, i);
+        if (skip_self_signed && i > 0 && X509_check_issued(c, c) == X509_V_OK)
+            continue;
+        if (!PEM_write_bio_X509(b, c)) {
+            BIO_free(b);
+            return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode a certificate");
+        }
+    }
+    char *p = NULL;
+    long n = BIO_get_mem_data(b, &p);
+    *out = malloc((size_t)n + 1);
+    if (*out != NULL) {
+        memcpy(*out, p, (size_t)n);
+        (*out)[n] = '\0';
+        *len = (size_t)n;
+    }
+    BIO_free(b);
+    return *out ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+}
+
+static enr_code write_store_file(enr_device *d, const char *name, const char *data, size_t len, enr_error *err)
+{
+    char path[DEV_PATH_MAX];
+    if (dev_path(path, sizeof path, d->store_dir, name) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "store path too long");
+    return enr_file_write_atomic(path, data, len, 0644, true, err);
+}
+
+static enr_code copy_into_store(enr_device *d, const char *src, const char *name, enr_error *err)
+{
+    char path[DEV_PATH_MAX];
+    if (dev_path(path, sizeof path, d->store_dir, name) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "store path too long");
+    if (strcmp(src, path) == 0)
+        return ENR_OK;
+    enr_buf b;
+    enr_code rc = enr_file_read(src, ENR_INPUT_LIMIT, &b, err);
+    if (rc == ENR_OK) {
+        rc = enr_file_write_atomic(path, b.data, b.len, 0644, true, err);
+        enr_buf_free(&b);
+    }
+    return rc;
+}
+
+static char *name_text(const X509_NAME *n)
+{
+    char buf[256];
+    X509_NAME_oneline(n, buf, sizeof buf);
+    return strdup(buf);
+}
+
+static char *serial_text(X509 *c)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    char *out = hex ? strdup(hex) : NULL;
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return out;
+}
+
+/* A window configured on the device wins (an operator's decision for this
+ * device), then the service's hint, then 2/3 of the lifetime. */
+static time_t renew_time(const dev_identity *id)
+{
+    if (id->generation == 0)
+        return 0;
+    if (id->renew_before > 0)
+        return id->not_after - id->renew_before;
+    if (id->service_renew_after > 0 && id->service_renew_after < id->not_after)
+        return id->service_renew_after;
+    return id->not_before + (id->not_after - id->not_before) * 2 / 3;
+}
+
+time_t enr_device_renew_at(const enr_device *d)
+{
+    return d != NULL ? renew_time(&d->id) : 0;
+}
+
+/* Records an outcome. On disk only the last-result fields change: a failed
+ * provisioning with a new configuration (another key, another URL) must not
+ * pair the old certificate with the new settings. */
+static void record(enr_device *d, bool ok, const char *message)
+{
+    replace(&d->id.last_result, strdup(ok ? "ok" : "error"));
+    replace(&d->id.last_message, strdup(message));
+    d->id.last_attempt = now_of(d);
+    if (ok)
+        d->id.last_success = d->id.last_attempt;
+    enr_error e;
+    if (dev_store_prepare(d->store_dir, &e) != ENR_OK)
+        return;
+    dev_identity disk;
+    enr_code lrc = dev_identity_load(d->store_dir, &disk, &e);
+    if (lrc == ENR_OK && disk.generation > 0) {
+        replace(&disk.last_result, strdup(d->id.last_result));
+        replace(&disk.last_message, strdup(message));
+        disk.last_attempt = d->id.last_attempt;
+        if (ok)
+            disk.last_success = d->id.last_success;
+        (void)dev_identity_save(d->store_dir, &disk, &e);
+    } else if (lrc == ENR_OK || lrc == ENR_E_NOTFOUND) {
+        /* No identity yet: keep the configuration so the agent can retry. */
+        (void)dev_identity_save(d->store_dir, &d->id, &e);
+    } /* else a damaged identity.json: left alone for a person to look at */
+    if (lrc == ENR_OK)
+        dev_identity_free(&disk);
+}
+
+/* New generation files first (each synced), then one rename of
+ * identity.json makes them current. Until that rename the old identity is
+ * the one every reader sees. */
+static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_register_response *r, const char *key_ref,
+                       enr_error *err)
+{
+    long gen = d->id.generation + 1;
+    char cert_name[64], chain_name[64], bundle_name[64];
+    snprintf(cert_name, sizeof cert_name, "cert-%ld.pem", gen);
+    snprintf(chain_name, sizeof chain_name, "chain-%ld.pem", gen);
+    snprintf(bundle_name, sizeof bundle_name, "bundle-%ld.pem", gen);
+    char *pem = NULL;
+    size_t len = 0;
+    enr_code rc = pem_of(chain, 0, 1, false, &pem, &len, err);
+    if (rc == ENR_OK)
+        rc = write_store_file(d, cert_name, pem, len, err);
+    free(pem);
+    pem = NULL;
+    /* What a TLS client sends: the leaf and its intermediates, no root. */
+    if (rc == ENR_OK && (rc = pem_of(chain, 0, sk_X509_num(chain), true, &pem, &len, err)) == ENR_OK)
+        rc = write_store_file(d, chain_name, pem, len, err);
+    free(pem);
+    pem = NULL;
+    /* The trust bundle, kept for connecting to the hub: informational, never
+     * used to trust the service or the chain (only configured anchors are). */
+    bool bundle = false;
+    if (rc == ENR_OK && enr_dps_response_trust_bundle_len(r) > 0) {
+        STACK_OF(X509) *b = sk_X509_new_null();
+        for (size_t i = 0; b != NULL && rc == ENR_OK && i < enr_dps_response_trust_bundle_len(r); i++) {
+            size_t l = 0;
+            const unsigned char *der = enr_dps_response_trust_bundle_der(r, i, &l);
+            X509 *c = NULL;
+            if (enr_cert_read_one(der, l, &c, NULL) == ENR_OK && !sk_X509_push(b, c))
+                X509_free(c);
+        }
+        if (b != NULL && sk_X509_num(b) > 0 && (rc = pem_of(b, 0, sk_X509_num(b), false, &pem, &len, err)) == ENR_OK) {
+            rc = write_store_file(d, bundle_name, pem, len, err);
+            bundle = rc == ENR_OK;
+        }
+        free(pem);
+        sk_X509_pop_free(b, X509_free);
+    }
+    if (rc == ENR_OK && (rc = copy_into_store(d, d->trust_file, DEV_SERVICE_TRUST, err)) == ENR_OK)
+        rc = copy_into_store(d, d->ca_trust_file, DEV_CA_TRUST, err);
+    if (rc != ENR_OK)
+        return rc;
+    const char *crash = getenv("ENROLL_DEVICE_TEST_CRASH");
+    if (crash != NULL && strcmp(crash, "before-commit") == 0)
+        _exit(70); /* tests: a power cut after the files, before the switch */
+
+    X509 *leaf = sk_X509_value(chain, 0);
+    d->id.generation = gen;
+    replace(&d->id.cert, strdup(cert_name));
+    replace(&d->id.chain, strdup(chain_name));
+    replace(&d->id.bundle, bundle ? strdup(bundle_name) : NULL);
+    replace(&d->id.serial, serial_text(leaf));
+    replace(&d->id.subject, name_text(X509_get_subject_name(leaf)));
+    replace(&d->id.issuer, name_text(X509_get_issuer_name(leaf)));
+    const char *hub = enr_dps_response_assigned_hub(r);
+    replace(&d->id.assigned_hub, hub ? strdup(hub) : NULL);
+    replace(&d->id.key_ref, strdup(key_ref));
+    d->id.not_before = enr_asn1_time_to_time_t(X509_get0_notBefore(leaf));
+    d->id.not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(leaf));
+    const char *hint = enr_dps_response_renew_after(r), *window = enr_dps_response_renewal_window(r);
+    time_t hint_at = 0;
+    if (hint == NULL || enr_dps_time_parse(hint, &hint_at, NULL) != ENR_OK)
+        hint_at = 0;
+    d->id.service_renew_after = hint_at;
+    replace(&d->id.service_window, window ? strdup(window) : NULL);
+    d->id.renew_at = renew_time(&d->id);
+    char msg[256];
+    snprintf(msg, sizeof msg, "certificate %s issued by %s", d->id.serial ? d->id.serial : "?",
+             d->id.issuer ? d->id.issuer : "?");
+    replace(&d->id.last_result, strdup("ok"));
+    replace(&d->id.last_message, strdup(msg));
+    d->id.last_attempt = d->id.last_success = now_of(d);
+    if ((rc = dev_identity_save(d->store_dir, &d->id, err)) != ENR_OK)
+        return rc;
+    char keep[DEV_PATH_MAX];
+    snprintf(keep, sizeof keep, "%s", d->id.key_ref);
+    dev_store_prune(d->store_dir, gen, keep);
+    say(d, "new identity stored: generation %ld, serial %s, expires %ld", gen, d->id.serial ? d->id.serial : "?",
+        (long)d->id.not_after);
+    return ENR_OK;
+}
+
+/* ---- provision and renew ---- */
+
+static enr_code register_and_store(enr_device *d, const char *key_ref, bool create_key, bool fresh_key,
+                                   credential first, enr_error *err)
+{
+    key_handle k;
+    enr_code rc = dev_store_prepare(d->store_dir, err);
+    if (rc == ENR_OK)
+        rc = key_open(d, key_ref, create_key, fresh_key, &k, err);
+    if (rc != ENR_OK) {
+        record(d, false, err->message);
+        return rc;
+    }
+    exchange x = {0};
+    rc = do_register(d, k.signer, first, &x, err);
+    if (rc != ENR_OK && first == CRED_OPERATIONAL && d->auth != ENR_DEVICE_AUTH_NONE &&
+        (x.auth_refused || rc == ENR_E_UNSUPPORTED || rc == ENR_E_NOTFOUND)) {
+        say(d, "renewal with the operational certificate failed (%s); using the bootstrap credential", err->message);
+        enr_error_clear(err);
+        rc = do_register(d, k.signer, CRED_BOOTSTRAP, &x, err);
+    }
+    STACK_OF(X509) *chain = NULL;
+    if (rc == ENR_OK)
+        rc = check_issued(d, x.answer, k.signer, &chain, err);
+    if (rc == ENR_OK)
+        rc = commit(d, chain, x.answer, key_ref, err);
+    if (rc != ENR_OK) {
+        say(d, "kept the previous identity: %s", err->message);
+        record(d, false, err->message);
+    }
+    sk_X509_pop_free(chain, X509_free);
+    enr_dps_register_response_free(x.answer);
+    key_close(&k);
+    return rc;
+}
+
+enr_code enr_device_provision(enr_device *d, enr_error *err)
+{
+    if (d == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_provision: NULL argument");
+    char key_ref[DEV_PATH_MAX];
+    snprintf(key_ref, sizeof key_ref, "%s", d->id.key_ref);
+    return register_and_store(d, key_ref, true, false, CRED_BOOTSTRAP, err);
+}
+
+enr_code enr_device_renew_if_due(enr_device *d, time_t now, bool *renewed, enr_error *err)
+{
+    if (d == NULL || renewed == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_renew_if_due: NULL argument");
+    *renewed = false;
+    if (d->id.generation == 0) {
+        say(d, "no certificate yet: provisioning with the bootstrap credential");
+        enr_code rc = enr_device_provision(d, err);
+        *renewed = rc == ENR_OK;
+        return rc;
+    }
+    time_t at = renew_time(&d->id);
+    if (now < at)
+        return ENR_OK;
+    say(d, "certificate %s is due for renewal", d->id.serial ? d->id.serial : "?");
+    char key_ref[DEV_PATH_MAX];
+    bool fresh = false;
+    if (d->rotate_key && !enr_key_ref_is_token(d->id.key_ref)) {
+        char name[64];
+        snprintf(name, sizeof name, "key-%ld.pem", d->id.generation + 1);
+        if (dev_path(key_ref, sizeof key_ref, d->store_dir, name) != 0)
+            return enr_error_set(err, ENR_E_USAGE, "store path too long");
+        fresh = true;
+    } else {
+        if (d->rotate_key)
+            say(d, "key rotation is for file keys only: renewing with the same token key");
+        snprintf(key_ref, sizeof key_ref, "%s", d->id.key_ref);
+    }
+    enr_code rc = register_and_store(d, key_ref, false, fresh, CRED_OPERATIONAL, err);
+    *renewed = rc == ENR_OK;
+    return rc;
+}
+
+/* ---- status and export ---- */
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+enr_code enr_device_status_read(const char *store_dir, enr_device_status *out, enr_error *err)
+{
+    if (store_dir == NULL || out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_status_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    dev_identity id;
+    enr_code rc = dev_identity_load(store_dir, &id, err);
+    if (rc != ENR_OK)
+        return rc;
+    copy_field(out->registration_id, sizeof out->registration_id, id.registration_id);
+    copy_field(out->url, sizeof out->url, id.url);
+    copy_field(out->id_scope, sizeof out->id_scope, id.id_scope);
+    copy_field(out->auth, sizeof out->auth, id.auth);
+    copy_field(out->key_ref, sizeof out->key_ref, id.key_ref);
+    copy_field(out->subject, sizeof out->subject, id.subject);
+    copy_field(out->issuer, sizeof out->issuer, id.issuer);
+    copy_field(out->serial, sizeof out->serial, id.serial);
+    copy_field(out->assigned_hub, sizeof out->assigned_hub, id.assigned_hub);
+    copy_field(out->last_result, sizeof out->last_result, id.last_result);
+    copy_field(out->last_message, sizeof out->last_message, id.last_message);
+    out->not_before = id.not_before;
+    out->not_after = id.not_after;
+    out->renew_at = renew_time(&id);
+    out->generation = id.generation;
+    out->last_attempt = id.last_attempt;
+    out->last_success = id.last_success;
+    if (id.cert != NULL)
+        snprintf(out->cert_path, sizeof out->cert_path, "%s/%s", store_dir, id.cert);
+    if (id.chain != NULL)
+        snprintf(out->chain_path, sizeof out->chain_path, "%s/%s", store_dir, id.chain);
+    dev_identity_free(&id);
+    return ENR_OK;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1; /* never prompt: the device's key file is not encrypted */
+}
+
+enr_code enr_device_export_pkcs12(const char *store_dir, const char *out_path, const char *passphrase,
+                                  bool overwrite, enr_error *err)
+{
+    if (store_dir == NULL || out_path == NULL || passphrase == NULL || passphrase[0] == '\0')
+        return enr_error_set(err, ENR_E_USAGE, "a store, an output file and a passphrase are required");
+    dev_identity id;
+    enr_code rc = dev_identity_load(store_dir, &id, err);
+    if (rc != ENR_OK)
+        return rc;
+    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *chain = NULL;
+    PKCS12 *p12 = NULL;
+    unsigned char *der = NULL;
+    char path[DEV_PATH_MAX];
+    if (id.generation == 0 || id.chain == NULL) {
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "%s holds no certificate yet", store_dir);
+        goto done;
+    }
+    if (enr_key_ref_is_token(id.key_ref)) {
+        rc = enr_error_set(err, ENR_E_UNSUPPORTED,
+                           "the key is in a PKCS#11 token and cannot leave it: nothing to export");
+        goto done;
+    }
+    BIO *b = BIO_new_file(id.key_ref, "r");
+    key = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(b);
+    if (key == NULL) {
+        rc = enr_error_openssl(err, ENR_E_IO, "cannot read the device key %s", id.key_ref);
+        goto done;
+    }
+    if (dev_path(path, sizeof path, store_dir, id.chain) != 0 || (rc = enr_cert_read_file(path, &chain, err)) != ENR_OK)
+        goto done;
+    X509 *leaf = sk_X509_shift(chain);
+    p12 = PKCS12_create(passphrase, id.registration_id, key, leaf, chain, NID_aes_256_cbc, NID_aes_256_cbc,
+                        PKCS12_DEFAULT_ITER, PKCS12_DEFAULT_ITER, 0);
+    X509_free(leaf);
+    int n = p12 ? i2d_PKCS12(p12, &der) : -1;
+    if (n <= 0) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot build the PKCS#12 file");
+        goto done;
+    }
+    rc = enr_file_write_atomic(out_path, der, (size_t)n, 0600, overwrite, err);
+done:
+    OPENSSL_free(der);
+    PKCS12_free(p12);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+    dev_identity_free(&id);
+    return rc;
+}

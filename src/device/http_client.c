@@ -1,0 +1,460 @@
+/* The blocking HTTPS client (http_client.h): non-blocking sockets driven by
+ * poll() against one deadline, so no step (connect, handshake, a stalled
+ * server trickling bytes) can hang a device agent. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "enroll/http_client.h"
+
+struct enr_http_client {
+    enr_url url;
+    SSL_CTX *ctx;
+    int connect_timeout_ms, io_timeout_ms;
+    size_t max_body;
+};
+
+/* ---- URLs ---- */
+
+static bool host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
+}
+
+enr_code enr_url_parse(const char *url, enr_url *out, enr_error *err)
+{
+    if (url == NULL || out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no URL given");
+    memset(out, 0, sizeof *out);
+    if (strncasecmp(url, "https://", 8) != 0)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "URL '%.200s' must start with https:// (the service hands out credentials)",
+                             url);
+    const char *h = url + 8, *end;
+    if (*h == '[') {
+        end = strchr(h, ']');
+        if (end == NULL || (size_t)(end - h - 1) >= sizeof out->host || end == h + 1)
+            return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': unterminated IPv6 address", url);
+        memcpy(out->host, h + 1, (size_t)(end - h - 1));
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, out->host, &a6) != 1)
+            return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': bad IPv6 address", url);
+        out->host_is_ip = true;
+        end++;
+    } else {
+        end = h;
+        while (host_char(*end))
+            end++;
+        if (end == h || (size_t)(end - h) >= sizeof out->host)
+            return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': missing or too long host name", url);
+        memcpy(out->host, h, (size_t)(end - h));
+        struct in_addr a4;
+        out->host_is_ip = inet_pton(AF_INET, out->host, &a4) == 1;
+    }
+    out->port = 443;
+    if (*end == ':') {
+        char *stop;
+        errno = 0;
+        if (end[1] < '0' || end[1] > '9')
+            return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': bad port", url);
+        unsigned long port = strtoul(end + 1, &stop, 10);
+        if (errno != 0 || port == 0 || port > 65535)
+            return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': port must be 1..65535", url);
+        out->port = (unsigned short)port;
+        end = stop;
+    }
+    if (*end == '/') {
+        size_t n = strlen(end);
+        while (n > 0 && end[n - 1] == '/')
+            n--;
+        if (n >= sizeof out->base_path)
+            return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': path too long", url);
+        for (size_t i = 0; i < n; i++)
+            if (!(host_char(end[i]) || end[i] == '/' || end[i] == '_' || end[i] == '~' || end[i] == '%'))
+                return enr_error_set(err, ENR_E_USAGE, "URL '%.200s': character '%c' not allowed in the path",
+                                     url, end[i]);
+        memcpy(out->base_path, end, n);
+        end += strlen(end);
+    }
+    if (*end != '\0')
+        return enr_error_set(err, ENR_E_USAGE,
+                             "URL '%.200s': unexpected '%c' (give https://host[:port][/path] only)", url, *end);
+    return ENR_OK;
+}
+
+/* ---- the client ---- */
+
+enr_code enr_http_client_new(const char *url, const enr_http_client_options *opts,
+                             enr_http_client **out, enr_error *err)
+{
+    if (out == NULL || opts == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_http_client_new: NULL argument");
+    *out = NULL;
+    if (opts->trust_file == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "a trust anchor file for the service is required");
+    enr_http_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code rc = enr_url_parse(url, &c->url, err);
+    if (rc != ENR_OK)
+        goto fail;
+    c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
+    c->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 30000;
+    c->max_body = opts->max_body > 0 ? opts->max_body : ENR_HTTP_BODY_DEFAULT_MAX;
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ctx == NULL || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS context");
+        goto fail;
+    }
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    if (!SSL_CTX_load_verify_locations(c->ctx, opts->trust_file, NULL)) {
+        rc = enr_error_openssl(err, ENR_E_IO, "cannot load the trust anchor %s", opts->trust_file);
+        goto fail;
+    }
+    if (opts->client_cert != NULL) {
+        if (opts->client_key == NULL ||
+            SSL_CTX_use_certificate(c->ctx, opts->client_cert) != 1 ||
+            SSL_CTX_use_PrivateKey(c->ctx, opts->client_key) != 1) {
+            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot use the client certificate and key");
+            goto fail;
+        }
+        for (int i = 0; opts->client_chain != NULL && i < sk_X509_num(opts->client_chain); i++)
+            if (SSL_CTX_add1_chain_cert(c->ctx, sk_X509_value(opts->client_chain, i)) != 1) {
+                rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the client chain");
+                goto fail;
+            }
+    } else if (opts->client_cert_file != NULL || opts->client_key_file != NULL) {
+        if (opts->client_cert_file == NULL || opts->client_key_file == NULL) {
+            rc = enr_error_set(err, ENR_E_USAGE, "a client certificate needs its key, and a key its certificate");
+            goto fail;
+        }
+        if (SSL_CTX_use_certificate_chain_file(c->ctx, opts->client_cert_file) != 1) {
+            rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client certificate %s",
+                                   opts->client_cert_file);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(c->ctx, opts->client_key_file, SSL_FILETYPE_PEM) != 1) {
+            rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client key %s", opts->client_key_file);
+            goto fail;
+        }
+    }
+    if ((opts->client_cert != NULL || opts->client_cert_file != NULL) &&
+        SSL_CTX_check_private_key(c->ctx) != 1) {
+        rc = enr_error_openssl(err, ENR_E_VERIFY, "the client key does not belong to the client certificate");
+        goto fail;
+    }
+    *out = c;
+    return ENR_OK;
+fail:
+    enr_http_client_free(c);
+    return rc;
+}
+
+void enr_http_client_free(enr_http_client *client)
+{
+    if (client == NULL)
+        return;
+    SSL_CTX_free(client->ctx);
+    free(client);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for `events` on fd until the deadline: 1 ready, 0 timed out, -1 error. */
+static int wait_fd(int fd, short events, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {fd, events, 0};
+        int n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+static enr_code connect_any(const enr_http_client *c, int *fd_out, enr_error *err)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", c->url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = c->url.host_is_ip ? AI_NUMERICHOST : 0};
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(c->url.host, port, &hints, &res);
+    if (g != 0)
+        return enr_error_set(err, ENR_E_IO, "cannot resolve %s: %s", c->url.host, gai_strerror(g));
+    int saved = 0;
+    bool timed_out = false;
+    for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        int r = connect(fd, a->ai_addr, a->ai_addrlen);
+        if (r != 0 && errno == EINPROGRESS) {
+            int w = wait_fd(fd, POLLOUT, now_ms() + c->connect_timeout_ms);
+            socklen_t sl = sizeof saved;
+            if (w == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &saved, &sl) == 0 && saved == 0)
+                r = 0;
+            else if (w == 0)
+                timed_out = true;
+            else if (w < 0)
+                saved = errno;
+        } else if (r != 0) {
+            saved = errno;
+        }
+        if (r == 0) {
+            freeaddrinfo(res);
+            *fd_out = fd;
+            return ENR_OK;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (timed_out && saved == 0)
+        return enr_error_set(err, ENR_E_IO, "cannot connect to %s port %u: timed out after %d ms", c->url.host,
+                             c->url.port, c->connect_timeout_ms);
+    return enr_error_set(err, ENR_E_IO, "cannot connect to %s port %u: %s", c->url.host, c->url.port,
+                         strerror(saved ? saved : ECONNREFUSED));
+}
+
+/* Drives one SSL call to completion against the deadline. Returns the
+ * call's result (> 0 done, 0 clean EOF for reads) or -1 on error/timeout,
+ * with *timed_out telling which. */
+typedef int (*ssl_op)(SSL *ssl, void *buf, int len);
+
+static int op_read(SSL *ssl, void *buf, int len) { return SSL_read(ssl, buf, len); }
+static int op_write(SSL *ssl, void *buf, int len) { return SSL_write(ssl, buf, len); }
+static int op_connect(SSL *ssl, void *buf, int len)
+{
+    (void)buf;
+    (void)len;
+    return SSL_connect(ssl);
+}
+
+static int drive(SSL *ssl, int fd, ssl_op op, void *buf, int len, long long deadline, bool *timed_out,
+                 bool *eof)
+{
+    *timed_out = false;
+    *eof = false;
+    for (;;) {
+        ERR_clear_error();
+        int r = op(ssl, buf, len);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(ssl, r);
+        short ev;
+        if (e == SSL_ERROR_WANT_READ)
+            ev = POLLIN;
+        else if (e == SSL_ERROR_WANT_WRITE)
+            ev = POLLOUT;
+        else if (e == SSL_ERROR_ZERO_RETURN) {
+            *eof = true;
+            return 0;
+        } else if (e == SSL_ERROR_SSL && op == op_read &&
+                   ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            /* A server that closes without close_notify: the parser decides
+             * whether the message was complete (framing), so this is EOF. */
+            ERR_clear_error();
+            *eof = true;
+            return 0;
+        } else
+            return -1;
+        int w = wait_fd(fd, ev, deadline);
+        if (w == 0) {
+            *timed_out = true;
+            return -1;
+        }
+        if (w < 0)
+            return -1;
+    }
+}
+
+static bool has_crlf(const char *s)
+{
+    return s != NULL && strpbrk(s, "\r\n") != NULL;
+}
+
+/* The request head: method, path, Host, the caller's fields, framing. */
+static enr_code build_head(const enr_http_client *c, const enr_http_request *req, char **out, size_t *len,
+                           enr_error *err)
+{
+    if (req->method == NULL || req->path == NULL || req->path[0] != '/' || has_crlf(req->method) ||
+        has_crlf(req->path) || strchr(req->path, ' ') != NULL || strchr(req->method, ' ') != NULL)
+        return enr_error_set(err, ENR_E_USAGE, "bad HTTP method or path");
+    size_t cap = 256 + strlen(req->method) + strlen(req->path) + strlen(c->url.host) + strlen(c->url.base_path);
+    for (size_t i = 0; i < req->header_count; i++) {
+        const enr_http_header *h = &req->headers[i];
+        if (h->name == NULL || h->value == NULL || has_crlf(h->name) || has_crlf(h->value) ||
+            strchr(h->name, ':') != NULL)
+            return enr_error_set(err, ENR_E_USAGE, "bad HTTP header field (name or value with CR, LF or ':')");
+        cap += strlen(h->name) + strlen(h->value) + 4;
+    }
+    char *b = malloc(cap);
+    if (b == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    bool v6 = strchr(c->url.host, ':') != NULL;
+    int n = snprintf(b, cap, "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\n", req->method, c->url.base_path, req->path,
+                     v6 ? "[" : "", c->url.host, v6 ? "]" : "", c->url.port);
+    size_t used = n > 0 ? (size_t)n : 0;
+    for (size_t i = 0; i < req->header_count; i++) {
+        n = snprintf(b + used, cap - used, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    n = snprintf(b + used, cap - used, "Content-Length: %zu\r\nConnection: close\r\n\r\n", req->body_len);
+    used += n > 0 ? (size_t)n : 0;
+    *out = b;
+    *len = used;
+    return ENR_OK;
+}
+
+static enr_code tls_failure(const enr_http_client *c, SSL *ssl, bool timed_out, const char *step, enr_error *err)
+{
+    if (timed_out)
+        return enr_error_set(err, ENR_E_IO, "%s %s: timed out", step, c->url.host);
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK)
+        return enr_error_set(err, ENR_E_VERIFY,
+                             "the service at %s is not trusted: %s (check --trust: it must hold the root "
+                             "that issued the service's certificate, and the certificate must name %s)",
+                             c->url.host, X509_verify_cert_error_string(v), c->url.host);
+    unsigned long e = ERR_peek_error();
+    if (e != 0)
+        return enr_error_openssl(err, ENR_E_IO, "%s %s failed", step, c->url.host);
+    return enr_error_set(err, ENR_E_IO, "%s %s failed: %s", step, c->url.host,
+                         errno ? strerror(errno) : "connection closed");
+}
+
+enr_code enr_http_client_send(enr_http_client *c, const enr_http_request *req, enr_http_response *resp,
+                              enr_error *err)
+{
+    if (c == NULL || req == NULL || resp == NULL || (req->body == NULL && req->body_len > 0))
+        return enr_error_set(err, ENR_E_USAGE, "enr_http_client_send: NULL argument");
+    memset(resp, 0, sizeof *resp);
+    char *head = NULL;
+    size_t head_len = 0;
+    enr_code rc = build_head(c, req, &head, &head_len, err);
+    if (rc != ENR_OK)
+        return rc;
+    int fd = -1;
+    SSL *ssl = NULL;
+    unsigned char *buf = NULL;
+    if ((rc = connect_any(c, &fd, err)) != ENR_OK)
+        goto done;
+    long long deadline = now_ms() + c->io_timeout_ms;
+    ssl = SSL_new(c->ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS connection object");
+        goto done;
+    }
+    /* Name check: an IP address against the IP SANs, a name against DNS SANs
+     * (and SNI, which is for names only). */
+    if (c->url.host_is_ip) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->url.host) != 1) {
+            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected IP address");
+            goto done;
+        }
+    } else if (SSL_set1_host(ssl, c->url.host) != 1 || SSL_set_tlsext_host_name(ssl, c->url.host) != 1) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected host name");
+        goto done;
+    }
+    bool timed_out, eof;
+    errno = 0;
+    if (drive(ssl, fd, op_connect, NULL, 0, deadline, &timed_out, &eof) <= 0) {
+        rc = tls_failure(c, ssl, timed_out, "TLS handshake with", err);
+        goto done;
+    }
+    const unsigned char *parts[2] = {(const unsigned char *)head, req->body};
+    size_t lens[2] = {head_len, req->body_len};
+    for (int p = 0; p < 2; p++) {
+        for (size_t off = 0; off < lens[p];) {
+            size_t n = lens[p] - off > 16384 ? 16384 : lens[p] - off;
+            int w = drive(ssl, fd, op_write, (void *)(uintptr_t)(parts[p] + off), (int)n, deadline, &timed_out, &eof);
+            if (w <= 0) {
+                rc = tls_failure(c, ssl, timed_out, "sending to", err);
+                goto done;
+            }
+            off += (size_t)w;
+        }
+    }
+    size_t cap = ENR_HTTP_HEAD_MAX + c->max_body + c->max_body / 4 + 4096, used = 0;
+    size_t alloc = 16384;
+    buf = malloc(alloc);
+    if (buf == NULL) {
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (;;) {
+        if (used == alloc) {
+            if (alloc >= cap) {
+                rc = enr_error_set(err, ENR_E_PARSE, "the answer from %s is larger than %zu bytes", c->url.host,
+                                   cap);
+                goto done;
+            }
+            size_t na = alloc * 2 > cap ? cap : alloc * 2;
+            unsigned char *nb = realloc(buf, na);
+            if (nb == NULL) {
+                rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+                goto done;
+            }
+            buf = nb;
+            alloc = na;
+        }
+        errno = 0;
+        int r = drive(ssl, fd, op_read, buf + used, (int)(alloc - used > 65536 ? 65536 : alloc - used), deadline,
+                      &timed_out, &eof);
+        if (r < 0) {
+            if (timed_out)
+                rc = enr_error_set(err, ENR_E_IO, "no complete answer from %s within %d ms", c->url.host,
+                                   c->io_timeout_ms);
+            else
+                rc = enr_error_openssl(err, ENR_E_IO, "reading from %s failed%s%s", c->url.host,
+                                       errno ? ": " : "", errno ? strerror(errno) : "");
+            goto done;
+        }
+        used += (size_t)r;
+        bool complete = false;
+        rc = enr_http_response_parse(buf, used, eof, c->max_body, resp, &complete, err);
+        if (rc != ENR_OK) {
+            enr_error_prefix(err, "answer from %s", c->url.host);
+            goto done;
+        }
+        if (complete)
+            break;
+    }
+    (void)SSL_shutdown(ssl);
+done:
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(head);
+    return rc;
+}

@@ -1,0 +1,220 @@
+/* The identity store on disk (device_internal.h). One small file,
+ * identity.json, names the current generation's files; it is replaced by
+ * one atomic rename after the new files are written and synced, so a power
+ * cut leaves either the old identity or the new one. */
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "device/device_internal.h"
+#include "enroll/cert.h"
+#include "enroll/duration.h"
+#include "enroll/fileio.h"
+
+void dev_identity_free(dev_identity *id)
+{
+    if (id == NULL)
+        return;
+    char **fields[] = {&id->registration_id, &id->url, &id->id_scope, &id->api_version, &id->auth,
+                       &id->symmetric_key_file, &id->bootstrap_cert_file, &id->bootstrap_key_file,
+                       &id->key_ref, &id->key_type, &id->pkcs11_module, &id->pkcs11_pin_file,
+                       &id->cert, &id->chain, &id->bundle, &id->serial, &id->subject, &id->issuer,
+                       &id->assigned_hub, &id->service_window, &id->last_result, &id->last_message};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        free(*fields[i]);
+    memset(id, 0, sizeof *id);
+}
+
+int dev_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static char *get_str(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return dup_or_null(s);
+}
+
+static time_t get_time(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    time_t t = 0;
+    enr_error e;
+    if (s != NULL && enr_time_parse(s, &t, &e) != ENR_OK)
+        t = 0;
+    return t;
+}
+
+enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char path[DEV_PATH_MAX];
+    if (dev_path(path, sizeof path, dir, DEV_IDENTITY_FILE) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "store path too long");
+    enr_buf buf;
+    enr_code rc = enr_file_read(path, 64 * 1024, &buf, err);
+    if (rc != ENR_OK) {
+        if (access(path, F_OK) != 0)
+            return enr_error_set(err, ENR_E_NOTFOUND, "%s holds no identity (run 'enroll device provision' first)",
+                                 dir);
+        return rc;
+    }
+    json_error_t jerr;
+    json_t *o = json_loadb((const char *)buf.data, buf.len, JSON_REJECT_DUPLICATES, &jerr);
+    enr_buf_free(&buf);
+    if (!json_is_object(o) || json_integer_value(json_object_get(o, "version")) != 1) {
+        json_decref(o);
+        return enr_error_set(err, ENR_E_PARSE, "%s: not an identity file this version reads", path);
+    }
+    out->registration_id = get_str(o, "registration_id");
+    out->url = get_str(o, "url");
+    out->id_scope = get_str(o, "id_scope");
+    out->api_version = get_str(o, "api_version");
+    out->auth = get_str(o, "auth");
+    out->symmetric_key_file = get_str(o, "symmetric_key_file");
+    out->bootstrap_cert_file = get_str(o, "bootstrap_cert_file");
+    out->bootstrap_key_file = get_str(o, "bootstrap_key_file");
+    out->key_ref = get_str(o, "key");
+    out->key_type = get_str(o, "key_type");
+    out->pkcs11_module = get_str(o, "pkcs11_module");
+    out->pkcs11_pin_file = get_str(o, "pkcs11_pin_file");
+    out->cert = get_str(o, "cert");
+    out->chain = get_str(o, "chain");
+    out->bundle = get_str(o, "trust_bundle");
+    out->serial = get_str(o, "serial");
+    out->subject = get_str(o, "subject");
+    out->issuer = get_str(o, "issuer");
+    out->assigned_hub = get_str(o, "assigned_hub");
+    out->last_result = get_str(o, "last_result");
+    out->last_message = get_str(o, "last_message");
+    out->generation = (long)json_integer_value(json_object_get(o, "generation"));
+    out->renew_before = (long)json_integer_value(json_object_get(o, "renew_before_seconds"));
+    out->not_before = get_time(o, "not_before");
+    out->not_after = get_time(o, "not_after");
+    out->renew_at = get_time(o, "renew_at");
+    out->last_attempt = get_time(o, "last_attempt");
+    out->service_renew_after = get_time(o, "service_renew_after");
+    out->service_window = get_str(o, "service_renewal_window");
+    out->last_success = get_time(o, "last_success");
+    json_decref(o);
+    if (out->registration_id == NULL || out->url == NULL || out->id_scope == NULL || out->key_ref == NULL ||
+        out->auth == NULL) {
+        dev_identity_free(out);
+        return enr_error_set(err, ENR_E_PARSE, "%s: required members missing", path);
+    }
+    return ENR_OK;
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    if (v != NULL)
+        json_object_set_new(o, k, json_string(v));
+}
+
+static void set_time(json_t *o, const char *k, time_t t)
+{
+    if (t == 0)
+        return;
+    char buf[32];
+    enr_time_format(t, buf, sizeof buf);
+    json_object_set_new(o, k, json_string(buf));
+}
+
+enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *err)
+{
+    json_t *o = json_object();
+    if (o == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    json_object_set_new(o, "version", json_integer(1));
+    set_str(o, "registration_id", id->registration_id);
+    set_str(o, "url", id->url);
+    set_str(o, "id_scope", id->id_scope);
+    set_str(o, "api_version", id->api_version);
+    set_str(o, "auth", id->auth);
+    set_str(o, "symmetric_key_file", id->symmetric_key_file);
+    set_str(o, "bootstrap_cert_file", id->bootstrap_cert_file);
+    set_str(o, "bootstrap_key_file", id->bootstrap_key_file);
+    set_str(o, "key", id->key_ref);
+    set_str(o, "key_type", id->key_type);
+    set_str(o, "pkcs11_module", id->pkcs11_module);
+    set_str(o, "pkcs11_pin_file", id->pkcs11_pin_file);
+    json_object_set_new(o, "renew_before_seconds", json_integer(id->renew_before));
+    json_object_set_new(o, "generation", json_integer(id->generation));
+    set_str(o, "cert", id->cert);
+    set_str(o, "chain", id->chain);
+    set_str(o, "trust_bundle", id->bundle);
+    set_str(o, "serial", id->serial);
+    set_str(o, "subject", id->subject);
+    set_str(o, "issuer", id->issuer);
+    set_str(o, "assigned_hub", id->assigned_hub);
+    set_time(o, "not_before", id->not_before);
+    set_time(o, "not_after", id->not_after);
+    set_time(o, "renew_at", id->renew_at);
+    set_time(o, "service_renew_after", id->service_renew_after);
+    set_str(o, "service_renewal_window", id->service_window);
+    set_str(o, "last_result", id->last_result);
+    set_str(o, "last_message", id->last_message);
+    set_time(o, "last_attempt", id->last_attempt);
+    set_time(o, "last_success", id->last_success);
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    char path[DEV_PATH_MAX];
+    enr_code rc = dev_path(path, sizeof path, dir, DEV_IDENTITY_FILE) != 0
+                      ? enr_error_set(err, ENR_E_USAGE, "store path too long")
+                      : enr_file_write_atomic(path, text, strlen(text), 0600, true, err);
+    free(text);
+    return rc;
+}
+
+enr_code dev_store_prepare(const char *dir, enr_error *err)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return enr_error_set(err, ENR_E_IO, "cannot create the store %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return enr_error_set(err, ENR_E_IO, "the store %s is not a directory", dir);
+    return ENR_OK;
+}
+
+/* Files of generations other than the current and the one before are no
+ * longer named by anything: a crashed attempt's leftovers, or superseded
+ * identities. */
+void dev_store_prune(const char *dir, long current, const char *keep)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        static const char *const prefixes[] = {"cert-", "chain-", "bundle-", "key-"};
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+            size_t pl = strlen(prefixes[i]);
+            if (strncmp(e->d_name, prefixes[i], pl) != 0)
+                continue;
+            char *end;
+            long g = strtol(e->d_name + pl, &end, 10);
+            if (end == e->d_name + pl || strcmp(end, ".pem") != 0)
+                continue;
+            if (g < current - 1 || g > current) {
+                char path[DEV_PATH_MAX];
+                if (dev_path(path, sizeof path, dir, e->d_name) == 0 && (keep == NULL || strcmp(path, keep) != 0))
+                    (void)unlink(path);
+            }
+        }
+    }
+    closedir(d);
+}
