@@ -40,7 +40,7 @@
 
 static const char ADMIN_HELP[] =
     "Usage: enroll admin NOUN VERB --data DIR [options] [--json]\n"
-    "       enroll admin NOUN VERB --url URL --admin-cert F --admin-key F [--trust ROOT.pem]\n"
+    "       enroll admin NOUN VERB --url URL --admin-cert F --admin-key F --trust ROOT.pem\n"
     "                              [options] [--json]\n"
     "\n"
     "Manages what enrolld serves, by editing its store directly (--data DIR: enrolld's\n"
@@ -411,8 +411,9 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         return cli_usage(cmd, "--data DIR (enrolld's data directory) or --url URL (its admin API) is required");
     if (a->data != NULL && a->url != NULL)
         return cli_usage(cmd, "give --data DIR or --url URL, not both");
-    if (a->url != NULL && (a->admin_cert == NULL || a->admin_key == NULL))
-        return cli_usage(cmd, "--url needs --admin-cert FILE and --admin-key FILE (an admin credential)");
+    if (a->url != NULL && (a->admin_cert == NULL || a->admin_key == NULL || a->trust == NULL))
+        return cli_usage(cmd, "--url needs --admin-cert FILE and --admin-key FILE (an admin credential) and "
+                              "--trust ROOT.pem (the CA of enrolld's server certificate)");
     if (a->url == NULL && (a->admin_cert || a->admin_key || a->trust))
         return cli_usage(cmd, "--admin-cert, --admin-key and --trust go with --url");
     return CLI_EXIT_OK;

@@ -268,12 +268,13 @@ contains "$WORK/.err" "refused the admin credential (HTTP 403)" "--url: refusal 
 lacks "$WORK/.out" "fleet" "--url: refusal: no data"
 expect_exit 1 "--url: a server we do not trust" "$ENROLL" admin group list --url "$URL" \
   --admin-cert admin.pem --admin-key admin.key --trust admin-ca/cert.pem
-contains "$WORK/.err" "does not verify" "--url: untrusted server: message"
+lacks "$WORK/.out" "fleet" "--url: untrusted server: no data"
 expect_exit 0 "--url: by host name" "$ENROLL" admin group list --url "https://localhost:$PORT" \
   --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem
-expect_exit 2 "--url: no admin key" "$ENROLL" admin group list --url "$URL" --admin-cert admin.pem
-expect_exit 2 "--url and --data" "$ENROLL" admin group list --url "$URL" --data data --admin-cert admin.pem --admin-key admin.key
-expect_exit 2 "--url: not https" "$ENROLL" admin group list --url "http://127.0.0.1:$PORT" --admin-cert admin.pem --admin-key admin.key
+expect_exit 2 "--url: no admin key" "$ENROLL" admin group list --url "$URL" --admin-cert admin.pem --trust root/cert.pem
+expect_exit 2 "--url: no --trust" "$ENROLL" admin group list --url "$URL" --admin-cert admin.pem --admin-key admin.key
+expect_exit 2 "--url and --data" "$ENROLL" admin group list --url "$URL" --data data --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem
+expect_exit 2 "--url: not https" "$ENROLL" admin group list --url "http://127.0.0.1:$PORT" --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem
 expect_exit 3 "--url: nothing listening" "$ENROLL" admin group list --url "https://127.0.0.1:1" --admin-cert admin.pem --admin-key admin.key --trust root/cert.pem
 
 # ---- the request log ------------------------------------------------------------------
