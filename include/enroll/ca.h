@@ -7,6 +7,7 @@
 
 #include <openssl/x509.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "enroll/csr.h"
@@ -106,6 +107,24 @@ enr_code enr_ca_revoke(enr_ca *ca, const char *serial_hex, int reason, time_t wh
 /* A new v2 CRL (CRL number + 1, AKI, reasons; nextUpdate = now + P7D),
  * written to DIR/crl.pem and returned (free with X509_CRL_free). */
 enr_code enr_ca_crl(enr_ca *ca, time_t now, X509_CRL **out, enr_error *err);
+
+/* A revocation recorded outside the CA directory (enrolld's store). */
+typedef struct enr_crl_entry {
+    const char *serial_hex;
+    int reason;                 /* RFC 5280 CRLReason */
+    time_t revoked_at;
+} enr_crl_entry;
+
+typedef struct enr_crl_options {
+    time_t now;                 /* 0: the current time */
+    int64_t next_update;        /* seconds after now; 0: 7 days */
+    const enr_crl_entry *extra; /* listed too, besides the directory's own revocations */
+    size_t extra_count;
+} enr_crl_options;
+
+/* enr_ca_crl with options: the same CRL number sequence and DIR/crl.pem, so
+ * CRLs made either way never reuse a number. */
+enr_code enr_ca_crl_ex(enr_ca *ca, const enr_crl_options *opts, X509_CRL **out, enr_error *err);
 
 /* ---- what was issued ---------------------------------------------------- */
 

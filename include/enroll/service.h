@@ -23,6 +23,7 @@ typedef struct enr_service_config {
     char *tls_cert;         /* server certificate chain, PEM */
     char *tls_key;          /* its key, PEM */
     char *tls_client_ca;    /* optional: CA names offered to clients (mTLS) */
+    char *admin_client_ca;  /* optional: the admin API's CA(s); absent: no admin API (404) */
     bool plain_http;        /* only with no tls_*: behind a TLS terminator */
     int workers;            /* 0: one per core */
     long max_body_bytes;
@@ -38,9 +39,13 @@ typedef struct enr_service_config {
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
  * {"listen": "127.0.0.1:8443", "data_dir": "/var/lib/enroll", "id_scope": "0ne0001",
  *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
+ *  "admin": {"client_ca": "admin-ca.pem"},
  *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
  *  "timeout_seconds": 30, "assigning_after_ms": 2000}, "shutdown_grace_seconds": 10}
- * Relative paths are taken relative to the config file's directory. */
+ * Relative paths are taken relative to the config file's directory.
+ * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
+ * TLS client certificates chaining to admin.client_ca: keep that CA apart
+ * from every CA that signs device certificates. It needs TLS and data_dir. */
 enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
                                   enr_service_config **out, enr_error *err);
 enr_code enr_service_config_load(const char *path, enr_service_config **out, enr_error *err);

@@ -315,6 +315,13 @@ enr_code enr_store_get_registration(enr_store *store, const char *registration_i
 /* Ordered by registration id. */
 enr_code enr_store_list_registrations(enr_store *store, const enr_registration_filter *filter,
                                       enr_registration_list *out, enr_error *err);
+/* Disabling sets the status to "disabled" (the service then refuses the
+ * device, whatever its enrollment says) and remembers the status it had;
+ * enabling gives that back. Both are idempotent and give a new etag;
+ * certificates are untouched (revoke them separately). Unknown:
+ * ENR_E_NOTFOUND. */
+enr_code enr_store_set_registration_enabled(enr_store *store, const char *registration_id, bool enabled,
+                                            const enr_audit_event *audit, enr_error *err);
 
 enr_code enr_store_get_certificate(enr_store *store, const char *issuer, const char *serial,
                                    enr_certificate *out, enr_error *err);
@@ -392,6 +399,9 @@ typedef struct enr_store_ops {
                                  enr_error *err);
     enr_code (*list_registrations)(void *impl, const enr_registration_filter *filter,
                                    enr_registration_list *out, enr_error *err);
+    enr_code (*set_registration_enabled)(void *impl, const char *registration_id, bool enabled,
+                                         const char *etag, time_t now, const enr_audit_event *audit,
+                                         enr_error *err);
 
     enr_code (*get_certificate)(void *impl, const char *issuer, const char *serial,
                                 enr_certificate *out, enr_error *err);

@@ -141,8 +141,8 @@ enr_code enr_ca_list(enr_ca *ca, enr_issued **out, size_t *count, enr_error *err
     return ENR_OK;
 }
 
-static enr_code write_crl(enr_ca *ca, time_t now, const enr_issued *items, size_t count,
-                          X509_CRL **out, enr_error *err)
+static enr_code write_crl(enr_ca *ca, time_t now, int64_t next_update_after, const enr_issued *items,
+                          size_t count, X509_CRL **out, enr_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/crlnumber", ca->dir);
@@ -169,7 +169,7 @@ static enr_code write_crl(enr_ca *ca, time_t now, const enr_issued *items, size_
         return enr_error_set(err, ENR_E_USAGE, "the CA was opened without its key; it cannot sign a CRL");
     X509_CRL *crl = X509_CRL_new();
     ASN1_TIME *this_update = ASN1_TIME_set(NULL, now);
-    ASN1_TIME *next_update = ASN1_TIME_set(NULL, now + 7 * 86400);
+    ASN1_TIME *next_update = ASN1_TIME_set(NULL, now + (time_t)next_update_after);
     ASN1_INTEGER *crl_number = ASN1_INTEGER_new();
     AUTHORITY_KEYID akid = {ca->key_id, NULL, NULL};
     enr_code rc = ENR_OK;
@@ -239,10 +239,59 @@ done:
     return rc;
 }
 
+#define DEFAULT_NEXT_UPDATE (7 * 86400)
+
 enr_code enr_ca_crl(enr_ca *ca, time_t now, X509_CRL **out, enr_error *err)
 {
-    if (now == 0)
-        now = time(NULL);
+    enr_crl_options opts = {.now = now};
+    return enr_ca_crl_ex(ca, &opts, out, err);
+}
+
+/* Adds revocations recorded elsewhere to the index's, once per serial: a
+ * certificate revoked in both places keeps the index's record. */
+static enr_code add_extra(enr_issued **items, size_t *count, const enr_crl_entry *extra, size_t extra_count,
+                          enr_error *err)
+{
+    if (extra_count == 0)
+        return ENR_OK;
+    enr_issued *grown = realloc(*items, (*count + extra_count) * sizeof *grown);
+    if (grown == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    *items = grown;
+    BIGNUM *a = NULL, *b = NULL;
+    enr_code rc = ENR_OK;
+    size_t n = *count;
+    for (size_t i = 0; rc == ENR_OK && i < extra_count; i++) {
+        const char *hex = extra[i].serial_hex;
+        if (hex == NULL || strlen(hex) >= sizeof grown[0].serial || !BN_hex2bn(&a, hex) ||
+            strlen(hex) != strspn(hex, "0123456789abcdefABCDEF")) {
+            rc = enr_error_set(err, ENR_E_USAGE, "'%.60s' is not a hexadecimal serial number", hex ? hex : "");
+            break;
+        }
+        bool seen = false;
+        for (size_t j = 0; j < n && !seen; j++)
+            seen = grown[j].revoked && BN_hex2bn(&b, grown[j].serial) && BN_cmp(a, b) == 0;
+        if (seen)
+            continue;
+        enr_issued *it = &grown[n++];
+        memset(it, 0, sizeof *it);
+        snprintf(it->serial, sizeof it->serial, "%s", hex);
+        it->revoked = true;
+        it->reason = extra[i].reason;
+        it->revoked_at = extra[i].revoked_at;
+    }
+    BN_free(a);
+    BN_free(b);
+    *count = n;
+    return rc;
+}
+
+enr_code enr_ca_crl_ex(enr_ca *ca, const enr_crl_options *opts, X509_CRL **out, enr_error *err)
+{
+    time_t now = opts->now != 0 ? opts->now : time(NULL);
+    int64_t next = opts->next_update != 0 ? opts->next_update : DEFAULT_NEXT_UPDATE;
+    if (next < 0)
+        return enr_error_set(err, ENR_E_USAGE, "the next update must come after this one");
     enr_code rc = ca_index_lock(ca, err);
     if (rc != ENR_OK)
         return rc;
@@ -250,7 +299,9 @@ enr_code enr_ca_crl(enr_ca *ca, time_t now, X509_CRL **out, enr_error *err)
     size_t count = 0;
     rc = enr_ca_list(ca, &items, &count, err);
     if (rc == ENR_OK)
-        rc = write_crl(ca, now, items, count, out, err);
+        rc = add_extra(&items, &count, opts->extra, opts->extra_count, err);
+    if (rc == ENR_OK)
+        rc = write_crl(ca, now, next, items, count, out, err);
     free(items);
     ca_index_unlock(ca);
     return rc;
@@ -293,7 +344,7 @@ enr_code enr_ca_revoke(enr_ca *ca, const char *serial_hex, int reason, time_t wh
             hit->revoked = true;
             hit->reason = reason;
             hit->revoked_at = when;
-            rc = write_crl(ca, time(NULL), items, count, NULL, err);
+            rc = write_crl(ca, time(NULL), DEFAULT_NEXT_UPDATE, items, count, NULL, err);
         }
     }
     BN_free(want);

@@ -1,5 +1,7 @@
-/* enroll admin ca | policy | group | individual | key | registration | cert | audit:
- * what enrolld serves, edited in its store directly (--data DIR). */
+/* enroll admin ca | policy | group | individual | key | registration | cert | audit | crl:
+ * what enrolld serves, edited in its store directly (--data DIR) or through
+ * its admin API (--url). Argument parsing and text output only: the
+ * commands themselves are the admin library's (enroll/admin.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -20,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/admin_remote.h"
 #include "cli/cli.h"
+#include "enroll/admin.h"
 #include "enroll/ca.h"
 #include "enroll/cert.h"
 #include "enroll/duration.h"
@@ -30,17 +34,21 @@
 #include "enroll/signer.h"
 #include "enroll/store.h"
 
-/* Where devices are sent when an enrollment names no hub: a local broker. */
+/* Defaults the admin library applies, for the help texts. */
 #define DEFAULT_HUB "localhost:8883"
 #define DEFAULT_KEY_TYPES "ec-p256,ec-p384"
-#define SYMMETRIC_KEY_BYTES 32
 
 static const char ADMIN_HELP[] =
     "Usage: enroll admin NOUN VERB --data DIR [options] [--json]\n"
+    "       enroll admin NOUN VERB --url URL --admin-cert F --admin-key F --trust ROOT.pem\n"
+    "                              [options] [--json]\n"
     "\n"
-    "Manages what enrolld serves by editing its store directly: DIR is enrolld's data\n"
-    "directory (data_dir in its config), holding enroll.db. Safe while enrolld runs.\n"
-    "Every change is recorded as an audit event; keys never appear in errors or events.\n"
+    "Manages what enrolld serves, by editing its store directly (--data DIR: enrolld's\n"
+    "data directory, data_dir in its config, holding enroll.db; safe while enrolld runs)\n"
+    "or through enrolld's admin API (--url https://HOST:PORT, with an admin certificate\n"
+    "and key issued by the admin CA in enrolld's config; --trust: the CA of enrolld's\n"
+    "server certificate). Every change is recorded as an audit event naming who made\n"
+    "it; keys never appear in errors or events.\n"
     "\n"
     "CAs and credential policies:\n"
     "  ca add NAME --ca-dir DIR        an issuing CA (a directory made by `enroll ca init`)\n"
@@ -60,11 +68,13 @@ static const char ADMIN_HELP[] =
     "  registration list [--group ID | --individual RID] [--status S]\n"
     "  registration show RID\n"
     "  registration revoke RID --reason R\n"
+    "  registration disable RID | enable RID\n"
     "  cert list [--expiring P7D] [--revoked] [--registration RID] [--issuer DN]\n"
     "  cert revoke --serial HEX [--issuer DN] --reason R\n"
     "  audit list [--registration RID]\n"
+    "  crl --ca NAME --out FILE [--next-update P7D]\n"
     "\n"
-    "Every command takes --data DIR, --json (machine-readable output) and --help\n"
+    "Every command takes --data DIR (or --url ...), --json (machine-readable output) and --help\n"
     "(`enroll admin group --help` describes the group verbs). Exit codes: 0 done,\n"
     "1 refused (exists, unverified, wrong proof, wrong kind), 2 bad usage, 3 store or file\n"
     "trouble, or no such CA, policy, enrollment, registration or certificate, 4 internal.\n"
@@ -204,6 +214,7 @@ static const char REGISTRATION_HELP[] =
     "                                      --data DIR [--json]\n"
     "       enroll admin registration show RID --data DIR [--json]\n"
     "       enroll admin registration revoke RID --reason R --data DIR [--json]\n"
+    "       enroll admin registration disable|enable RID --data DIR [--json]\n"
     "\n"
     "list    Registered devices, by registration id; --group / --individual: those that\n"
     "        registered through that enrollment; --status: assigning, assigned, failed,\n"
@@ -211,7 +222,11 @@ static const char REGISTRATION_HELP[] =
     "show    One registration and every certificate issued to it.\n"
     "revoke  Revokes every certificate of the registration not revoked yet. The device\n"
     "        can still register again: disable its enrollment to stop that (for one\n"
-    "        device of a group, a disabled individual enrollment of its own).\n"
+    "        device of a group, a disabled individual enrollment of its own, or disable\n"
+    "        the registration).\n"
+    "disable Sets the registration's status to disabled: enrolld refuses the device\n"
+    "        (registering again, renewing) whatever its enrollment says. Its certificates\n"
+    "        stay valid until revoked. enable gives back the status it had.\n"
     "\n"
     "Options:\n"
     "  --reason R   unspecified keyCompromise cACompromise affiliationChanged superseded\n"
@@ -219,7 +234,26 @@ static const char REGISTRATION_HELP[] =
     "\n"
     "Examples:\n"
     "  enroll admin registration list --group fleet-a --data /var/lib/enroll\n"
-    "  enroll admin registration revoke dev-001 --reason keyCompromise --data /var/lib/enroll\n";
+    "  enroll admin registration revoke dev-001 --reason keyCompromise --data /var/lib/enroll\n"
+    "  enroll admin registration disable dev-001 --data /var/lib/enroll\n";
+
+static const char CRL_HELP[] =
+    "Usage: enroll admin crl --ca NAME --out FILE [--next-update D] --data DIR [--json]\n"
+    "\n"
+    "Writes a CRL of an issuing CA in the store (`enroll admin ca add`), signed with\n"
+    "that CA's key (from its CA directory), listing every certificate of that CA revoked\n"
+    "in the store (`cert revoke`, `registration revoke`) or in the CA directory (`enroll\n"
+    "ca revoke`). It continues the CA directory's CRL numbers, which only grow, and is\n"
+    "also written to the directory's crl.pem. Publish FILE where relying parties fetch it.\n"
+    "\n"
+    "Options:\n"
+    "  --ca NAME          the issuing CA\n"
+    "  --out FILE         where the CRL goes (PEM)\n"
+    "  --next-update D    ISO 8601 duration until nextUpdate (default P7D)\n"
+    "\n"
+    "Examples:\n"
+    "  enroll admin crl --ca issuing --out /srv/www/issuing.crl --data /var/lib/enroll\n"
+    "  openssl crl -in /srv/www/issuing.crl -noout -text\n";
 
 static const char CERT_HELP[] =
     "Usage: enroll admin cert list [--expiring D] [--revoked] [--registration RID]\n"
@@ -253,7 +287,8 @@ static const char AUDIT_HELP[] =
 enum { OPT_DATA = 1, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WINDOW, OPT_CA, OPT_KEY_TYPES,
        OPT_POLICY, OPT_SYMMETRIC, OPT_X509_CA, OPT_X509_CERT, OPT_HUB, OPT_GROUP, OPT_INDIVIDUAL,
        OPT_REGISTRATION_ID, OPT_SECONDARY, OPT_REGISTRATION, OPT_STATUS, OPT_REASON, OPT_ISSUER,
-       OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_JSON, OPT_HELP };
+       OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_OUT, OPT_NEXT_UPDATE, OPT_URL, OPT_ADMIN_CERT,
+       OPT_ADMIN_KEY, OPT_TRUST, OPT_JSON, OPT_HELP };
 
 static const struct option ADMIN_OPTIONS[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -279,6 +314,12 @@ static const struct option ADMIN_OPTIONS[] = {
     {"serial", required_argument, NULL, OPT_SERIAL},
     {"expiring", required_argument, NULL, OPT_EXPIRING},
     {"revoked", no_argument, NULL, OPT_REVOKED},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"next-update", required_argument, NULL, OPT_NEXT_UPDATE},
+    {"url", required_argument, NULL, OPT_URL},
+    {"admin-cert", required_argument, NULL, OPT_ADMIN_CERT},
+    {"admin-key", required_argument, NULL, OPT_ADMIN_KEY},
+    {"trust", required_argument, NULL, OPT_TRUST},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -286,16 +327,17 @@ static const struct option ADMIN_OPTIONS[] = {
 
 /* Which options a verb takes: a bit per OPT_* value. */
 #define O(name) (UINT64_C(1) << OPT_##name)
-#define ALWAYS (O(DATA) | O(JSON) | O(HELP))
+#define ALWAYS (O(DATA) | O(URL) | O(ADMIN_CERT) | O(ADMIN_KEY) | O(TRUST) | O(JSON) | O(HELP))
 
 #define MAX_X509_CA 16
 
 typedef struct admin_args {
     const char *data, *ca_dir, *cert, *validity, *renewal_window, *ca, *key_types, *policy,
         *x509_cert, *hub, *group, *individual, *registration_id, *registration, *status, *reason,
-        *issuer, *serial, *expiring;
+        *issuer, *serial, *expiring, *out, *next_update, *url, *admin_cert, *admin_key, *trust;
     const char *x509_ca[MAX_X509_CA];
     size_t x509_ca_count;
+    const char *positional;
     bool symmetric, secondary, revoked, json, help;
 } admin_args;
 
@@ -348,6 +390,12 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         case OPT_SERIAL: a->serial = optarg; break;
         case OPT_EXPIRING: a->expiring = optarg; break;
         case OPT_REVOKED: a->revoked = true; break;
+        case OPT_OUT: a->out = optarg; break;
+        case OPT_NEXT_UPDATE: a->next_update = optarg; break;
+        case OPT_URL: a->url = optarg; break;
+        case OPT_ADMIN_CERT: a->admin_cert = optarg; break;
+        case OPT_ADMIN_KEY: a->admin_key = optarg; break;
+        case OPT_TRUST: a->trust = optarg; break;
         case OPT_JSON: a->json = true; break;
         case OPT_HELP:
         case 'h': a->help = true; break;
@@ -359,31 +407,136 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         fputs(help, stdout);
         return -1;
     }
-    if (a->data == NULL)
-        return cli_usage(cmd, "--data DIR (enrolld's data directory) is required");
+    if (a->data == NULL && a->url == NULL)
+        return cli_usage(cmd, "--data DIR (enrolld's data directory) or --url URL (its admin API) is required");
+    if (a->data != NULL && a->url != NULL)
+        return cli_usage(cmd, "give --data DIR or --url URL, not both");
+    if (a->url != NULL && (a->admin_cert == NULL || a->admin_key == NULL || a->trust == NULL))
+        return cli_usage(cmd, "--url needs --admin-cert FILE and --admin-key FILE (an admin credential) and "
+                              "--trust ROOT.pem (the CA of enrolld's server certificate)");
+    if (a->url == NULL && (a->admin_cert || a->admin_key || a->trust))
+        return cli_usage(cmd, "--admin-cert, --admin-key and --trust go with --url");
     return CLI_EXIT_OK;
 }
 
-/* The positional arguments: exactly `want` of them (0 or 1). */
-static int want_args(const char *cmd, int argc, char **argv, int want, const char *what)
+/* ---- the command's arguments, as the admin library takes them ------------- */
+
+/* How the CLI names an argument in messages: an option, a file, or nothing
+ * (the positional argument). */
+typedef struct arg_label {
+    const char *key, *label;
+} arg_label;
+
+typedef struct request {
+    json_t *args;
+    arg_label labels[24];
+    size_t label_count;
+} request;
+
+static void label(request *r, const char *key, const char *text)
 {
-    if (want == 0 && optind < argc)
-        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
-    if (want == 1 && optind != argc - 1)
-        return cli_usage(cmd, "give exactly one %s", what);
-    return CLI_EXIT_OK;
+    if (r->label_count < sizeof r->labels / sizeof r->labels[0])
+        r->labels[r->label_count++] = (arg_label){key, text};
 }
 
-/* Copies a command-line value into a fixed store field, or says it is too long. */
-static int copy_field(const char *cmd, const char *what, char *dst, size_t cap, const char *src)
+static void put_text(request *r, const char *key, const char *option, const char *value)
 {
-    if (strlen(src) >= cap)
-        return cli_usage(cmd, "%s is longer than %zu characters", what, cap - 1);
-    memcpy(dst, src, strlen(src) + 1);
-    return CLI_EXIT_OK;
+    if (value == NULL)
+        return;
+    json_object_set_new(r->args, key, json_string(value));
+    label(r, key, option);
 }
 
-/* ---- the store ------------------------------------------------------------ */
+/* A certificate file, sent as PEM: a remote service cannot read our files. */
+static enr_code put_certificate(request *r, const char *key, const char *path, enr_error *err)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    X509 *x = NULL;
+    enr_code rc = cli_read_input(path, &data, &len, err);
+    if (rc == ENR_OK && (rc = enr_cert_read_one(data, len, &x, err)) != ENR_OK)
+        enr_error_prefix(err, "%s", path);
+    free(data);
+    BIO *bio = NULL;
+    if (rc == ENR_OK && ((bio = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_X509(bio, x)))
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode %s", path);
+    if (rc == ENR_OK) {
+        char *pem;
+        long n = BIO_get_mem_data(bio, &pem);
+        json_object_set_new(r->args, key, json_stringn(pem, (size_t)n));
+        label(r, key, path);
+    }
+    BIO_free(bio);
+    X509_free(x);
+    return rc;
+}
+
+static enr_code build_request(const admin_args *a, const char *positional_key, request *r, enr_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if ((r->args = json_object()) == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    if (positional_key != NULL) {
+        json_object_set_new(r->args, positional_key, json_string(a->positional));
+        label(r, positional_key, NULL);
+    }
+    put_text(r, "ca_dir", "--ca-dir", a->ca_dir);
+    put_text(r, "validity", "--validity", a->validity);
+    put_text(r, "renewal_window", "--renewal-window", a->renewal_window);
+    put_text(r, "ca", "--ca", a->ca);
+    put_text(r, "key_types", "--key-types", a->key_types);
+    put_text(r, "policy", "--policy", a->policy);
+    put_text(r, "hub", "--hub", a->hub);
+    put_text(r, "group", "--group", a->group);
+    put_text(r, "individual", "--individual", a->individual);
+    put_text(r, "registration_id", "--registration-id", a->registration_id);
+    put_text(r, "registration", "--registration", a->registration);
+    put_text(r, "status", "--status", a->status);
+    put_text(r, "reason", "--reason", a->reason);
+    put_text(r, "issuer", "--issuer", a->issuer);
+    put_text(r, "serial", "--serial", a->serial);
+    put_text(r, "expiring", "--expiring", a->expiring);
+    put_text(r, "next_update", "--next-update", a->next_update);
+    if (a->symmetric)
+        json_object_set_new(r->args, "symmetric", json_true());
+    if (a->secondary)
+        json_object_set_new(r->args, "secondary", json_true());
+    if (a->revoked)
+        json_object_set_new(r->args, "revoked", json_true());
+    if (a->x509_ca_count > 0) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < a->x509_ca_count; i++)
+            json_array_append_new(arr, json_string(a->x509_ca[i]));
+        json_object_set_new(r->args, "x509_ca", arr);
+        label(r, "x509_ca", "--x509-ca");
+    }
+    enr_code rc = ENR_OK;
+    if (a->cert != NULL)
+        rc = put_certificate(r, "cert", a->cert, err);
+    if (rc == ENR_OK && a->x509_cert != NULL)
+        rc = put_certificate(r, "x509_cert", a->x509_cert, err);
+    return rc;
+}
+
+/* "validity: ..." from the library becomes "--validity: ...", "cert: ..."
+ * becomes "FILE: ...", and the positional argument's name is dropped. */
+static void relabel(const request *r, enr_error *err)
+{
+    for (size_t i = 0; i < r->label_count; i++) {
+        size_t n = strlen(r->labels[i].key);
+        if (strncmp(err->message, r->labels[i].key, n) != 0 || strncmp(err->message + n, ": ", 2) != 0)
+            continue;
+        char rest[sizeof err->message];
+        snprintf(rest, sizeof rest, "%s", err->message + n + 2);
+        if (r->labels[i].label == NULL)
+            snprintf(err->message, sizeof err->message, "%s", rest);
+        else
+            snprintf(err->message, sizeof err->message, "%s: %s", r->labels[i].label, rest);
+        return;
+    }
+}
+
+/* ---- running it: the store here, or enrolld's admin API ------------------- */
 
 /* Only commands that add a CA may create a store: a mistyped --data for
  * anything else would otherwise make an empty one and report nothing. */
@@ -403,1664 +556,516 @@ static enr_code open_store(const admin_args *a, bool may_create, enr_store **out
     return enr_store_open_sqlite(a->data, out, err);
 }
 
-static void audit_set(enr_audit_event *ev, const char *kind, const char *registration_id,
-                      const char *outcome, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* An audit event for this command: the detail says what changed and which
- * local user changed it, never a key. */
-static void audit_set(enr_audit_event *ev, const char *kind, const char *registration_id,
-                      const char *outcome, const char *fmt, ...)
+static enr_code run_local(const admin_args *a, const char *command, bool may_create, const char *args,
+                          char **result, enr_error *err)
 {
-    memset(ev, 0, sizeof *ev);
-    snprintf(ev->kind, sizeof ev->kind, "%s", kind);
-    if (registration_id != NULL)
-        snprintf(ev->registration_id, sizeof ev->registration_id, "%s", registration_id);
-    snprintf(ev->outcome, sizeof ev->outcome, "%s", outcome);
-    char what[ENR_STORE_DETAIL_MAX + 1];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    const struct passwd *pw = getpwuid(geteuid());
-    snprintf(ev->detail, sizeof ev->detail, "%s (enroll admin, user %s)", what,
-             pw != NULL ? pw->pw_name : "?");
-}
-
-static enr_code no_such(enr_code rc, enr_error *err, const char *hint)
-{
-    if (rc == ENR_E_NOTFOUND) {
-        size_t used = strlen(err->message);
-        snprintf(err->message + used, sizeof err->message - used, "%s", hint);
+    enr_store *store = NULL;
+    enr_code rc = open_store(a, may_create, &store, err);
+    if (rc == ENR_OK) {
+        const struct passwd *pw = getpwuid(geteuid());
+        char actor[160];
+        snprintf(actor, sizeof actor, "enroll admin, user %s", pw != NULL ? pw->pw_name : "?");
+        enr_admin_context ctx = {.actor = actor, .remote = false};
+        rc = enr_admin_execute(store, &ctx, command, args, strlen(args), result, err);
     }
+    enr_store_close(store);
     return rc;
 }
 
-static enr_code get_ca(enr_store *s, const admin_args *a, const char *name, enr_ca_record *out,
-                       enr_error *err)
+/* Runs the command and gives back its parsed answer. Returns an exit code. */
+static int execute(const char *cmd, const admin_args *a, const char *command, bool may_create,
+                   const char *positional_key, json_t **answer)
 {
-    enr_code rc = enr_store_get_ca(s, name, out, err);
-    if (rc == ENR_E_NOTFOUND)
-        enr_error_set(err, rc, "no CA named '%s' in %s/enroll.db (see `enroll admin ca list`)", name,
-                      a->data);
-    return rc;
+    *answer = NULL;
+    enr_error err;
+    request r;
+    enr_code rc = build_request(a, positional_key, &r, &err);
+    char *args = rc == ENR_OK ? json_dumps(r.args, JSON_COMPACT) : NULL;
+    if (rc == ENR_OK && args == NULL)
+        rc = enr_error_set(&err, ENR_E_NOMEM, "out of memory");
+    char *result = NULL;
+    if (rc == ENR_OK && a->url != NULL)
+        rc = cli_admin_remote(a->url, a->admin_cert, a->admin_key, a->trust, command, args, &result, &err);
+    else if (rc == ENR_OK)
+        rc = run_local(a, command, may_create, args, &result, &err);
+    if (args != NULL) {
+        OPENSSL_cleanse(args, strlen(args));
+        free(args);
+    }
+    json_decref(r.args);
+    if (rc == ENR_OK) {
+        json_error_t jerr;
+        *answer = json_loads(result, JSON_REJECT_DUPLICATES, &jerr);
+        if (*answer == NULL)
+            rc = enr_error_set(&err, ENR_E_PARSE, "the answer is not JSON: %s", jerr.text);
+    }
+    enr_admin_result_free(result);
+    if (rc == ENR_OK)
+        return CLI_EXIT_OK;
+    relabel(&r, &err);
+    if (rc == ENR_E_USAGE)
+        return cli_usage(cmd, "%s", err.message);
+    return cli_fail(&err, a->json);
 }
 
-static enr_code get_policy(enr_store *s, const admin_args *a, const char *name,
-                           enr_credential_policy *out, enr_error *err)
-{
-    enr_code rc = enr_store_get_policy(s, name, out, err);
-    if (rc == ENR_E_NOTFOUND)
-        enr_error_set(err, rc,
-                      "no credential policy named '%s' in %s/enroll.db (see `enroll admin policy "
-                      "list`; make one with `enroll admin policy new`)",
-                      name, a->data);
-    return rc;
-}
-
-static const char *kind_noun(enr_enrollment_kind kind)
-{
-    return kind == ENR_ENROLLMENT_GROUP ? "group" : "individual";
-}
-
-static const char *kind_words(enr_enrollment_kind kind)
-{
-    return kind == ENR_ENROLLMENT_GROUP ? "enrollment group" : "individual enrollment";
-}
-
-static enr_code get_enrollment(enr_store *s, const admin_args *a, enr_enrollment_kind kind,
-                               const char *id, enr_enrollment *out, enr_error *err)
-{
-    enr_code rc = enr_store_get_enrollment(s, kind, id, out, err);
-    if (rc == ENR_E_NOTFOUND)
-        enr_error_set(err, rc, "no %s '%s' in %s/enroll.db (see `enroll admin %s list`)",
-                      kind_words(kind), id, a->data, kind_noun(kind));
-    return rc;
-}
-
-/* ---- output helpers ------------------------------------------------------- */
+/* ---- text output ---------------------------------------------------------- */
 
 static void print_json(json_t *o)
 {
     json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', stdout);
-    json_decref(o);
 }
 
-static json_t *json_text(const char *s)
+/* A string member, or `none` when it is absent or null. */
+static const char *str(json_t *o, const char *key, const char *none)
 {
-    return s != NULL && s[0] != '\0' ? json_string(s) : json_null();
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL ? s : none;
 }
 
-static void time_text(time_t t, char *buf, size_t cap)
+static bool flag(json_t *o, const char *key)
 {
-    if (t == 0)
-        snprintf(buf, cap, "-");
-    else
-        enr_time_format(t, buf, cap);
+    return json_is_true(json_object_get(o, key));
 }
 
-static json_t *json_time(time_t t)
+static const char *kind_words(const char *kind)
 {
-    char buf[32];
-    time_text(t, buf, sizeof buf);
-    return t != 0 ? json_string(buf) : json_null();
+    return strcmp(kind, "group") == 0 ? "enrollment group" : "individual enrollment";
 }
 
-
-/* What a certificate is, in the words the lists use. */
-typedef struct cert_facts {
-    char *subject, *issuer;
-    time_t not_after;
-    char sha256[65];
-} cert_facts;
-
-static void cert_facts_of(X509 *x, cert_facts *f)
+static void ca_added_text(const admin_args *a, json_t *o)
 {
-    memset(f, 0, sizeof *f);
-    f->subject = enr_name_format(X509_get_subject_name(x));
-    f->issuer = enr_name_format(X509_get_issuer_name(x));
-    f->not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(x));
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (X509_digest(x, EVP_sha256(), md, &n) == 1)
-        for (unsigned int i = 0; i < n && i < 32; i++)
-            snprintf(f->sha256 + 2 * i, 3, "%02x", md[i]);
+    (void)a;
+    printf("added issuing CA '%s'\n  Subject:   %s\n  Expires:   %s\n  Directory: %s\n", str(o, "name", "?"),
+           str(o, "subject", "?"), str(o, "not_after", "-"), str(o, "ca_dir", "?"));
 }
 
-static void cert_facts_free(cert_facts *f)
+static void ca_uploaded_text(const admin_args *a, json_t *o)
 {
-    free(f->subject);
-    free(f->issuer);
+    const char *name = str(o, "name", "?"), *code = str(o, "verification_code", "?");
+    printf("uploaded bootstrap CA '%s' (%s), not verified yet\n"
+           "Verification code: %s\n"
+           "Sign a certificate with subject CN=%s by this CA's key, then run\n"
+           "  enroll admin ca verify %s --cert FILE %s %s\n",
+           name, str(o, "subject", "?"), code, code, name, a->data ? "--data" : "--url",
+           a->data ? a->data : a->url);
 }
 
-static X509 *x509_of(const enr_buf *der)
+static void ca_verified_text(const admin_args *a, json_t *o)
 {
-    const unsigned char *p = der->data;
-    return der->data != NULL ? d2i_X509(NULL, &p, (long)der->len) : NULL;
+    (void)a;
+    printf("bootstrap CA '%s' verified: groups may now name it with --x509-ca\n", str(o, "name", "?"));
 }
 
-static json_t *cert_facts_json(const enr_buf *der)
+static void ca_list_text(const admin_args *a, json_t *arr)
 {
-    X509 *x = x509_of(der);
-    if (x == NULL)
-        return json_pack("{s:s}", "error", "the stored certificate does not parse");
-    cert_facts f;
-    cert_facts_of(x, &f);
-    json_t *o = json_object();
-    json_object_set_new(o, "subject", json_text(f.subject));
-    json_object_set_new(o, "issuer", json_text(f.issuer));
-    json_object_set_new(o, "not_after", json_time(f.not_after));
-    json_object_set_new(o, "fingerprint_sha256", json_string(f.sha256));
-    cert_facts_free(&f);
-    X509_free(x);
-    return o;
-}
-
-static enr_code der_of(X509 *x, enr_buf *out, enr_error *err)
-{
-    memset(out, 0, sizeof *out);
-    int n = i2d_X509(x, NULL);
-    if (n <= 0)
-        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode a certificate");
-    out->data = malloc((size_t)n + 1);
-    if (out->data == NULL)
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    unsigned char *p = out->data;
-    i2d_X509(x, &p);
-    out->len = (size_t)n;
-    out->data[out->len] = '\0';
-    return ENR_OK;
-}
-
-/* Exactly one certificate from a file, valid now. */
-static enr_code read_certificate(const char *path, X509 **out, enr_error *err)
-{
-    unsigned char *data = NULL;
-    size_t len = 0;
-    *out = NULL;
-    enr_code rc = cli_read_input(path, &data, &len, err);
-    if (rc == ENR_OK && (rc = enr_cert_read_one(data, len, out, err)) != ENR_OK)
-        enr_error_prefix(err, "%s", path);
-    free(data);
-    if (rc != ENR_OK)
-        return rc;
-    char when[32];
-    if (X509_cmp_current_time(X509_get0_notAfter(*out)) < 0) {
-        time_text(enr_asn1_time_to_time_t(X509_get0_notAfter(*out)), when, sizeof when);
-        rc = enr_error_set(err, ENR_E_POLICY, "%s: the certificate expired on %s", path, when);
-    } else if (X509_cmp_current_time(X509_get0_notBefore(*out)) > 0) {
-        time_text(enr_asn1_time_to_time_t(X509_get0_notBefore(*out)), when, sizeof when);
-        rc = enr_error_set(err, ENR_E_POLICY, "%s: the certificate is not valid before %s", path, when);
-    }
-    if (rc != ENR_OK) {
-        X509_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
-/* ---- ca ------------------------------------------------------------------- */
-
-static enr_code chain_pem_of(STACK_OF(X509) *chain, char **out, enr_error *err)
-{
-    *out = NULL;
-    if (sk_X509_num(chain) < 2)
-        return ENR_OK; /* a root: no issuers above it */
-    BIO *bio = BIO_new(BIO_s_mem());
-    int ok = bio != NULL;
-    for (int i = 1; ok && i < sk_X509_num(chain); i++)
-        ok = PEM_write_bio_X509(bio, sk_X509_value(chain, i));
-    if (!ok) {
-        BIO_free(bio);
-        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the CA chain");
-    }
-    char *data;
-    long n = BIO_get_mem_data(bio, &data);
-    *out = malloc((size_t)n + 1);
-    if (*out != NULL) {
-        memcpy(*out, data, (size_t)n);
-        (*out)[n] = '\0';
-    }
-    BIO_free(bio);
-    return *out != NULL ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
-}
-
-static const char *ca_state(const enr_ca_record *ca)
-{
-    if (ca->role == ENR_CA_ISSUING)
-        return "issuing";
-    return ca->verified ? "verified" : "unverified";
-}
-
-static json_t *ca_json(const enr_ca_record *ca)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "name", json_string(ca->name));
-    json_object_set_new(o, "role", json_string(ca->role == ENR_CA_ISSUING ? "issuing" : "bootstrap"));
-    X509 *x = x509_of(&ca->certificate);
-    if (x != NULL) {
-        cert_facts f;
-        cert_facts_of(x, &f);
-        json_object_set_new(o, "subject", json_text(f.subject));
-        json_object_set_new(o, "issuer", json_text(f.issuer));
-        json_object_set_new(o, "not_after", json_time(f.not_after));
-        json_object_set_new(o, "fingerprint_sha256", json_string(f.sha256));
-        cert_facts_free(&f);
-        X509_free(x);
-    }
-    if (ca->role == ENR_CA_ISSUING) {
-        json_object_set_new(o, "ca_dir", json_text(ca->key_ref));
-    } else {
-        json_object_set_new(o, "verified", json_boolean(ca->verified));
-        json_object_set_new(o, "verification_code", json_text(ca->verified ? "" : ca->verification_code));
-    }
-    json_object_set_new(o, "created_at", json_time(ca->created_at));
-    json_object_set_new(o, "updated_at", json_time(ca->updated_at));
-    return o;
-}
-
-static int ca_add(const char *cmd, const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(CA_DIR), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, "CA name")) != CLI_EXIT_OK)
-        return rc;
-    if (a.ca_dir == NULL)
-        return cli_usage(cmd, "--ca-dir DIR (a CA directory made by `enroll ca init`) is required");
-    enr_ca_record rec = {0};
-    if ((rc = copy_field(cmd, "the CA name", rec.name, sizeof rec.name, argv[optind])) != CLI_EXIT_OK)
-        return rc;
-    rec.role = ENR_CA_ISSUING;
-    enr_error err;
-    enr_ca *ca = NULL;
-    enr_store *store = NULL;
-    char abs[PATH_MAX] = "";
-    enr_code code = enr_ca_open_public(a.ca_dir, &ca, &err);
-    if (code == ENR_OK && realpath(a.ca_dir, abs) == NULL)
-        code = enr_error_set(&err, ENR_E_IO, "%s: %s", a.ca_dir, strerror(errno));
-    if (code == ENR_OK && strlen(abs) > ENR_STORE_KEY_REF_MAX)
-        code = enr_error_set(&err, ENR_E_USAGE, "%s: the path is longer than %d bytes", abs,
-                             ENR_STORE_KEY_REF_MAX);
-    cert_facts f = {0};
-    if (code == ENR_OK) {
-        X509 *cert = enr_ca_cert(ca);
-        cert_facts_of(cert, &f);
-        char until[32];
-        time_text(f.not_after, until, sizeof until);
-        if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
-            code = enr_error_set(&err, ENR_E_POLICY, "%s: the CA certificate expired on %s", a.ca_dir, until);
-        if (code == ENR_OK)
-            code = der_of(cert, &rec.certificate, &err);
-        if (code == ENR_OK)
-            code = chain_pem_of(enr_ca_chain(ca), &rec.chain_pem, &err);
-        snprintf(rec.key_ref, sizeof rec.key_ref, "%s", abs);
-    }
-    if (code == ENR_OK)
-        code = open_store(&a, true, &store, &err);
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.ca.add", NULL, "ok", "issuing CA '%s' added: %s, directory %s", rec.name,
-                  f.subject ? f.subject : "?", abs);
-        code = enr_store_create_ca(store, &rec, &ev, &err);
-    }
-    enr_store_close(store);
-    enr_ca_free(ca);
-    if (code != ENR_OK) {
-        cert_facts_free(&f);
-        enr_ca_record_free(&rec);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = ca_json(&rec);
-        json_object_set_new(o, "action", json_string("added"));
-        print_json(o);
-    } else {
-        char until[32];
-        time_text(f.not_after, until, sizeof until);
-        printf("added issuing CA '%s'\n  Subject:   %s\n  Expires:   %s\n  Directory: %s\n", rec.name,
-               f.subject ? f.subject : "?", until, rec.key_ref);
-    }
-    cert_facts_free(&f);
-    enr_ca_record_free(&rec);
-    return CLI_EXIT_OK;
-}
-
-static int ca_upload(const char *cmd, const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(CERT), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, "CA name")) != CLI_EXIT_OK)
-        return rc;
-    if (a.cert == NULL)
-        return cli_usage(cmd, "--cert FILE (the CA certificate devices chain to) is required");
-    enr_ca_record rec = {0};
-    if ((rc = copy_field(cmd, "the CA name", rec.name, sizeof rec.name, argv[optind])) != CLI_EXIT_OK)
-        return rc;
-    rec.role = ENR_CA_BOOTSTRAP;
-    enr_error err;
-    X509 *x = NULL;
-    enr_store *store = NULL;
-    cert_facts f = {0};
-    enr_code code = read_certificate(a.cert, &x, &err);
-    if (code == ENR_OK && X509_check_ca(x) < 1)
-        code = enr_error_set(&err, ENR_E_POLICY,
-                             "%s: not a CA certificate (no basicConstraints CA:TRUE); upload the CA "
-                             "that signs the devices' certificates",
-                             a.cert);
-    if (code == ENR_OK) {
-        cert_facts_of(x, &f);
-        code = der_of(x, &rec.certificate, &err);
-    }
-    unsigned char raw[16];
-    if (code == ENR_OK && RAND_bytes(raw, sizeof raw) != 1)
-        code = enr_error_openssl(&err, ENR_E_CRYPTO, "no randomness for a verification code");
-    for (size_t i = 0; code == ENR_OK && i < sizeof raw; i++)
-        snprintf(rec.verification_code + 2 * i, 3, "%02X", raw[i]);
-    if (code == ENR_OK)
-        code = open_store(&a, true, &store, &err);
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.ca.upload", NULL, "ok",
-                  "bootstrap CA '%s' uploaded: %s; awaiting proof of possession", rec.name,
-                  f.subject ? f.subject : "?");
-        code = enr_store_create_ca(store, &rec, &ev, &err);
-    }
-    enr_store_close(store);
-    X509_free(x);
-    if (code != ENR_OK) {
-        cert_facts_free(&f);
-        enr_ca_record_free(&rec);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = ca_json(&rec);
-        json_object_set_new(o, "action", json_string("uploaded"));
-        print_json(o);
-    } else {
-        printf("uploaded bootstrap CA '%s' (%s), not verified yet\n"
-               "Verification code: %s\n"
-               "Sign a certificate with subject CN=%s by this CA's key, then run\n"
-               "  enroll admin ca verify %s --cert FILE --data %s\n",
-               rec.name, f.subject ? f.subject : "?", rec.verification_code, rec.verification_code,
-               rec.name, a.data);
-    }
-    cert_facts_free(&f);
-    enr_ca_record_free(&rec);
-    return CLI_EXIT_OK;
-}
-
-/* The proof of possession: `cert` names the code and the CA's key signed it. */
-static enr_code check_verification_cert(const enr_ca_record *ca, X509 *cert, const char *path,
-                                        enr_error *err)
-{
-    char *cn = enr_name_common_name(X509_get_subject_name(cert));
-    enr_code rc = ENR_OK;
-    if (cn == NULL)
-        rc = enr_error_set(err, ENR_E_VERIFY, "%s: the subject has no CN; it must be the verification code",
-                           path);
-    else if (strcmp(cn, ca->verification_code) != 0)
-        rc = enr_error_set(err, ENR_E_VERIFY,
-                           "%s: subject CN '%.80s' is not the verification code of CA '%s' (`enroll "
-                           "admin ca list` shows the code)",
-                           path, cn, ca->name);
-    free(cn);
-    if (rc != ENR_OK)
-        return rc;
-    X509 *ca_x = x509_of(&ca->certificate);
-    EVP_PKEY *ca_key = ca_x != NULL ? X509_get0_pubkey(ca_x) : NULL;
-    if (ca_key == NULL)
-        rc = enr_error_openssl(err, ENR_E_PARSE, "CA '%s': the stored certificate's key does not parse",
-                               ca->name);
-    else if (X509_verify(cert, ca_key) != 1)
-        rc = enr_error_openssl(err, ENR_E_VERIFY,
-                               "%s: not signed by the key of CA '%s'; sign it with that CA's key",
-                               path, ca->name);
-    X509_free(ca_x);
-    return rc;
-}
-
-static int ca_verify(const char *cmd, const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(CERT), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, "CA name")) != CLI_EXIT_OK)
-        return rc;
-    if (a.cert == NULL)
-        return cli_usage(cmd, "--cert FILE (the certificate with CN = the verification code) is required");
-    const char *name = argv[optind];
-    enr_error err;
-    enr_store *store = NULL;
-    enr_ca_record ca = {0};
-    X509 *x = NULL;
-    bool refused = false;
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = get_ca(store, &a, name, &ca, &err);
-    if (code == ENR_OK && ca.role != ENR_CA_BOOTSTRAP)
-        code = enr_error_set(&err, ENR_E_POLICY,
-                             "CA '%s' is an issuing CA: only uploaded (bootstrap) CAs are verified", name);
-    if (code == ENR_OK && ca.verified)
-        code = enr_error_set(&err, ENR_E_EXISTS, "bootstrap CA '%s' is verified already; nothing to do",
-                             name);
-    if (code == ENR_OK) {
-        code = read_certificate(a.cert, &x, &err);
-        if (code == ENR_OK)
-            code = check_verification_cert(&ca, x, a.cert, &err);
-        refused = code == ENR_E_VERIFY || code == ENR_E_POLICY || code == ENR_E_PARSE;
-    }
-    enr_audit_event ev;
-    if (code == ENR_OK) {
-        audit_set(&ev, "admin.ca.verify", NULL, "ok", "bootstrap CA '%s': proof of possession accepted",
-                  name);
-        code = enr_store_set_ca_verification(store, name, "", true, &ev, &err);
-    } else if (refused) {
-        enr_error ignored;
-        audit_set(&ev, "admin.ca.verify", NULL, "rejected", "bootstrap CA '%s': proof of possession refused",
-                  name);
-        (void)enr_store_record_audit(store, &ev, &ignored);
-    }
-    X509_free(x);
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_ca_record_free(&ca);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        ca.verified = true;
-        json_t *o = ca_json(&ca);
-        json_object_set_new(o, "action", json_string("verified"));
-        print_json(o);
-    } else {
-        printf("bootstrap CA '%s' verified: groups may now name it with --x509-ca\n", name);
-    }
-    enr_ca_record_free(&ca);
-    return CLI_EXIT_OK;
-}
-
-static int ca_list(const char *cmd, const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, 0, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_ca_record_list list = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = enr_store_list_cas(store, &list, &err);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < list.count; i++) {
-        const enr_ca_record *ca = &list.items[i];
-        if (a.json) {
-            json_array_append_new(arr, ca_json(ca));
-            continue;
-        }
-        X509 *x = x509_of(&ca->certificate);
-        cert_facts f = {0};
-        if (x != NULL)
-            cert_facts_of(x, &f);
-        char until[32];
-        time_text(f.not_after, until, sizeof until);
-        printf("%-24s %-10s %s  %s", ca->name, ca_state(ca), until, f.subject ? f.subject : "?");
-        if (ca->role == ENR_CA_ISSUING)
-            printf("  (%s)", ca->key_ref);
-        else if (!ca->verified)
-            printf("  (code %s)", ca->verification_code);
+    (void)a;
+    size_t i;
+    json_t *ca;
+    json_array_foreach(arr, i, ca) {
+        bool issuing = strcmp(str(ca, "role", ""), "issuing") == 0;
+        const char *state = issuing ? "issuing" : flag(ca, "verified") ? "verified" : "unverified";
+        printf("%-24s %-10s %s  %s", str(ca, "name", "?"), state, str(ca, "not_after", "-"), str(ca, "subject", "?"));
+        if (issuing)
+            printf("  (%s)", str(ca, "ca_dir", "?"));
+        else if (!flag(ca, "verified"))
+            printf("  (code %s)", str(ca, "verification_code", "?"));
         putchar('\n');
-        cert_facts_free(&f);
-        X509_free(x);
     }
-    if (a.json)
-        print_json(arr);
-    else {
-        if (list.count == 0)
-            printf("(no CAs)\n");
-        json_decref(arr);
-    }
-    enr_ca_record_list_free(&list);
-    return CLI_EXIT_OK;
+    if (json_array_size(arr) == 0)
+        printf("(no CAs)\n");
 }
 
-/* ---- policy --------------------------------------------------------------- */
-
-static json_t *policy_json(const enr_credential_policy *p)
+static void policy_new_text(const admin_args *a, json_t *o)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "name", json_string(p->name));
-    json_object_set_new(o, "validity", json_string(p->validity));
-    json_object_set_new(o, "renewal_window", json_string(p->renewal_window));
-    json_object_set_new(o, "ca", json_string(p->ca_name));
-    json_object_set_new(o, "key_types", json_string(p->key_types));
-    json_object_set_new(o, "created_at", json_time(p->created_at));
-    return o;
+    (void)a;
+    printf("created credential policy '%s'\n  Validity:       %s\n  Renewal window: %s\n"
+           "  CA:             %s\n  Key types:      %s\n",
+           str(o, "name", "?"), str(o, "validity", "?"), str(o, "renewal_window", "?"), str(o, "ca", "?"),
+           str(o, "key_types", "?"));
 }
 
-static int policy_new(const char *cmd, const char *help, int argc, char **argv)
+static void policy_list_text(const admin_args *a, json_t *arr)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(VALIDITY) | O(RENEWAL_WINDOW) | O(CA) | O(KEY_TYPES), argc,
-                              argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, "policy name")) != CLI_EXIT_OK)
-        return rc;
-    if (a.validity == NULL || a.renewal_window == NULL || a.ca == NULL)
-        return cli_usage(cmd, "--validity D, --renewal-window D and --ca NAME are required "
-                              "(e.g. --validity P30D --renewal-window P7D --ca issuing)");
-    enr_error err;
-    enr_duration d;
-    if (enr_duration_parse(a.validity, &d, &err) != ENR_OK)
-        return cli_usage(cmd, "--validity: %s", err.message);
-    if (enr_duration_parse(a.renewal_window, &d, &err) != ENR_OK)
-        return cli_usage(cmd, "--renewal-window: %s", err.message);
-    enr_credential_policy p = {0};
-    const char *types = a.key_types ? a.key_types : DEFAULT_KEY_TYPES;
-    if ((rc = copy_field(cmd, "the policy name", p.name, sizeof p.name, argv[optind])) != CLI_EXIT_OK ||
-        (rc = copy_field(cmd, "--validity", p.validity, sizeof p.validity, a.validity)) != CLI_EXIT_OK ||
-        (rc = copy_field(cmd, "--renewal-window", p.renewal_window, sizeof p.renewal_window,
-                         a.renewal_window)) != CLI_EXIT_OK ||
-        (rc = copy_field(cmd, "--ca", p.ca_name, sizeof p.ca_name, a.ca)) != CLI_EXIT_OK ||
-        (rc = copy_field(cmd, "--key-types", p.key_types, sizeof p.key_types, types)) != CLI_EXIT_OK)
-        return rc;
-    char list[ENR_STORE_KEY_TYPES_MAX + 1], *save = NULL;
-    snprintf(list, sizeof list, "%s", types);
-    for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-        enr_key_type kt;
-        if (enr_key_type_parse(t, &kt, &err) != ENR_OK)
-            return cli_usage(cmd, "--key-types: %s", err.message);
-    }
-    enr_store *store = NULL;
-    enr_ca_record ca = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = no_such(get_ca(store, &a, a.ca, &ca, &err), &err,
-                       "; add the issuing CA first: `enroll admin ca add NAME --ca-dir DIR`");
-    if (code == ENR_OK && ca.role != ENR_CA_ISSUING)
-        code = enr_error_set(&err, ENR_E_POLICY,
-                             "CA '%s' is a device-attestation (bootstrap) CA: a policy needs an issuing "
-                             "CA (`enroll admin ca add`)",
-                             a.ca);
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.policy.create", NULL, "ok",
-                  "credential policy '%s' created: validity %s, renewal window %s, CA '%s', key types %s",
-                  p.name, p.validity, p.renewal_window, p.ca_name, p.key_types);
-        code = enr_store_create_policy(store, &p, &ev, &err);
-    }
-    enr_ca_record_free(&ca);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    if (a.json) {
-        json_t *o = policy_json(&p);
-        json_object_set_new(o, "action", json_string("created"));
-        print_json(o);
-    } else {
-        printf("created credential policy '%s'\n  Validity:       %s\n  Renewal window: %s\n"
-               "  CA:             %s\n  Key types:      %s\n",
-               p.name, p.validity, p.renewal_window, p.ca_name, p.key_types);
-    }
-    return CLI_EXIT_OK;
+    (void)a;
+    size_t i;
+    json_t *p;
+    json_array_foreach(arr, i, p)
+        printf("%-24s validity %-8s renew %-8s CA %-20s keys %s\n", str(p, "name", "?"), str(p, "validity", "?"),
+               str(p, "renewal_window", "?"), str(p, "ca", "?"), str(p, "key_types", "?"));
+    if (json_array_size(arr) == 0)
+        printf("(no credential policies)\n");
 }
 
-static int policy_list(const char *cmd, const char *help, int argc, char **argv)
+static const char *enrollment_id(json_t *e)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, 0, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_policy_list list = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = enr_store_list_policies(store, &list, &err);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < list.count; i++) {
-        const enr_credential_policy *p = &list.items[i];
-        if (a.json)
-            json_array_append_new(arr, policy_json(p));
-        else
-            printf("%-24s validity %-8s renew %-8s CA %-20s keys %s\n", p->name, p->validity,
-                   p->renewal_window, p->ca_name, p->key_types);
-    }
-    if (a.json)
-        print_json(arr);
-    else {
-        if (list.count == 0)
-            printf("(no credential policies)\n");
-        json_decref(arr);
-    }
-    enr_policy_list_free(&list);
-    return CLI_EXIT_OK;
+    return str(e, "group_id", str(e, "registration_id", "?"));
 }
 
-/* ---- enrollments ---------------------------------------------------------- */
-
-/* HOST, HOST:PORT or [IPv6]:PORT, as a device would connect to it. */
-static bool hub_valid(const char *hub)
+static void enrollment_text(json_t *e)
 {
-    size_t len = strlen(hub);
-    if (len == 0 || len > ENR_STORE_HUB_MAX)
-        return false;
-    char host[ENR_STORE_HUB_MAX + 1];
-    const char *port = NULL;
-    unsigned char addr[16];
-    bool host_ok;
-    if (hub[0] == '[') {
-        const char *close = strchr(hub, ']');
-        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
-            return false;
-        snprintf(host, sizeof host, "%.*s", (int)(close - hub - 1), hub + 1);
-        host_ok = inet_pton(AF_INET6, host, addr) == 1;
-        port = close[1] == ':' ? close + 2 : NULL;
-    } else {
-        const char *colon = strchr(hub, ':');
-        if (colon != NULL && strchr(colon + 1, ':') != NULL)
-            return false; /* an IPv6 address needs brackets */
-        snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - hub) : (int)len, hub);
-        host_ok = enr_dns_name_valid(host, false) || inet_pton(AF_INET, host, addr) == 1;
-        port = colon ? colon + 1 : NULL;
-    }
-    if (!host_ok)
-        return false;
-    if (port == NULL)
-        return true;
-    size_t digits = strspn(port, "0123456789");
-    if (digits == 0 || digits > 5 || port[digits] != '\0')
-        return false;
-    long n = strtol(port, NULL, 10);
-    return n >= 1 && n <= 65535;
+    bool symmetric = strcmp(str(e, "attestation", ""), "symmetric") == 0;
+    printf("%s '%s'\n", kind_words(str(e, "kind", "")), enrollment_id(e));
+    printf("  Attestation: %s\n", symmetric ? "symmetric key" : "X.509");
+    printf("  Policy:      %s\n", str(e, "policy", "(none: no certificate)"));
+    printf("  Hub:         %s\n", str(e, "assigned_hub", "-"));
+    printf("  Enabled:     %s\n", flag(e, "enabled") ? "yes" : "no");
+    printf("  Created:     %s\n  Updated:     %s\n", str(e, "created_at", "-"), str(e, "updated_at", "-"));
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(e, "certificates"), i, c)
+        printf("  Certificate: %s (until %s, SHA-256 %s)\n", str(c, "subject", "?"), str(c, "not_after", "-"),
+               str(c, "fingerprint_sha256", "?"));
 }
 
-/* 32 random bytes, base64: a fresh symmetric key. */
-static enr_code new_key(char out[ENR_STORE_KEY_MAX + 1], enr_error *err)
+static void enrollment_new_text(const admin_args *a, json_t *e)
 {
-    unsigned char raw[SYMMETRIC_KEY_BYTES];
-    char *b64 = NULL;
-    enr_code rc = RAND_bytes(raw, sizeof raw) == 1
-                      ? enr_base64_encode(raw, sizeof raw, &b64, err)
-                      : enr_error_openssl(err, ENR_E_CRYPTO, "no randomness for a key");
-    OPENSSL_cleanse(raw, sizeof raw);
-    if (rc == ENR_OK)
-        snprintf(out, ENR_STORE_KEY_MAX + 1, "%s", b64);
-    if (b64 != NULL) {
-        OPENSSL_cleanse(b64, strlen(b64));
-        free(b64);
-    }
-    return rc;
+    printf("created ");
+    enrollment_text(e);
+    if (strcmp(str(e, "attestation", ""), "symmetric") != 0)
+        return;
+    bool group = strcmp(str(e, "kind", ""), "group") == 0;
+    printf("  Primary key:   %s\n  Secondary key: %s\n", str(e, "primary_key", "?"), str(e, "secondary_key", "?"));
+    printf("Keep the keys secret. `enroll admin key show --%s %s %s %s` prints them again%s.\n", str(e, "kind", ""),
+           enrollment_id(e), a->data ? "--data" : "--url", a->data ? a->data : a->url,
+           group ? "; `enroll admin key derive` makes each device's key" : "");
 }
 
-/* Everything but the keys; with_keys adds them (new and key show only). */
-static json_t *enrollment_json(const enr_enrollment *e, bool with_keys)
+static void enrollment_list_text(const admin_args *a, json_t *arr)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "kind", json_string(kind_noun(e->kind)));
-    json_object_set_new(o, e->kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id",
-                        json_string(e->id));
-    json_object_set_new(o, "attestation",
-                        json_string(e->attestation == ENR_ATTEST_SYMMETRIC ? "symmetric" : "x509"));
-    json_object_set_new(o, "policy", json_text(e->policy));
-    json_object_set_new(o, "assigned_hub", json_text(e->assigned_hub));
-    json_object_set_new(o, "enabled", json_boolean(e->enabled));
-    json_object_set_new(o, "etag", json_text(e->etag));
-    json_object_set_new(o, "created_at", json_time(e->created_at));
-    json_object_set_new(o, "updated_at", json_time(e->updated_at));
-    if (e->attestation == ENR_ATTEST_X509) {
-        json_t *certs = json_array();
-        for (size_t i = 0; i < e->certificate_count; i++)
-            json_array_append_new(certs, cert_facts_json(&e->certificates[i]));
-        json_object_set_new(o, "certificates", certs);
-    } else if (with_keys) {
-        json_object_set_new(o, "primary_key", json_string(e->primary_key));
-        json_object_set_new(o, "secondary_key", json_text(e->secondary_key));
-    }
-    return o;
+    (void)a;
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+        printf("%-32s %-9s policy %-16s hub %-24s %s\n", enrollment_id(e), str(e, "attestation", "?"),
+               str(e, "policy", "-"), str(e, "assigned_hub", "-"), flag(e, "enabled") ? "enabled" : "DISABLED");
 }
 
-static void enrollment_text(const enr_enrollment *e)
+static void group_list_text(const admin_args *a, json_t *arr)
 {
-    char created[32], updated[32];
-    time_text(e->created_at, created, sizeof created);
-    time_text(e->updated_at, updated, sizeof updated);
-    printf("%s '%s'\n", kind_words(e->kind), e->id);
-    printf("  Attestation: %s\n", e->attestation == ENR_ATTEST_SYMMETRIC ? "symmetric key" : "X.509");
-    printf("  Policy:      %s\n", e->policy[0] ? e->policy : "(none: no certificate)");
-    printf("  Hub:         %s\n", e->assigned_hub);
-    printf("  Enabled:     %s\n", e->enabled ? "yes" : "no");
-    printf("  Created:     %s\n  Updated:     %s\n", created, updated);
-    for (size_t i = 0; e->attestation == ENR_ATTEST_X509 && i < e->certificate_count; i++) {
-        X509 *x = x509_of(&e->certificates[i]);
-        cert_facts f = {0};
-        if (x != NULL)
-            cert_facts_of(x, &f);
-        char until[32];
-        time_text(f.not_after, until, sizeof until);
-        printf("  Certificate: %s (until %s, SHA-256 %s)\n", f.subject ? f.subject : "?", until, f.sha256);
-        cert_facts_free(&f);
-        X509_free(x);
-    }
+    enrollment_list_text(a, arr);
+    if (json_array_size(arr) == 0)
+        printf("(no enrollment groups)\n");
 }
 
-/* The CA certificates an X.509 group trusts: verified bootstrap CAs only. */
-static enr_code attach_bootstrap_cas(enr_store *store, const admin_args *a, enr_enrollment *e,
-                                     enr_error *err)
+static void individual_list_text(const admin_args *a, json_t *arr)
 {
-    e->certificates = calloc(a->x509_ca_count, sizeof *e->certificates);
-    if (e->certificates == NULL)
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < a->x509_ca_count; i++) {
-        enr_ca_record ca;
-        enr_code rc = no_such(get_ca(store, a, a->x509_ca[i], &ca, err), err,
-                              "; upload it first: `enroll admin ca upload NAME --cert FILE`");
-        if (rc == ENR_OK && ca.role != ENR_CA_BOOTSTRAP)
-            rc = enr_error_set(err, ENR_E_POLICY,
-                               "CA '%s' is an issuing CA; --x509-ca takes device-attestation CAs "
-                               "uploaded with `enroll admin ca upload`",
-                               ca.name);
-        if (rc == ENR_OK && !ca.verified)
-            rc = enr_error_set(err, ENR_E_POLICY,
-                               "bootstrap CA '%s' is not verified yet: prove possession of its key "
-                               "with `enroll admin ca verify %s --cert FILE` (the code is in `enroll "
-                               "admin ca list`)",
-                               ca.name, ca.name);
-        if (rc == ENR_OK) {
-            e->certificates[i] = ca.certificate; /* taken over */
-            ca.certificate.data = NULL;
-            ca.certificate.len = 0;
-            e->certificate_count = i + 1;
-        }
-        enr_ca_record_free(&ca);
-        if (rc != ENR_OK)
-            return rc;
-    }
-    return ENR_OK;
+    enrollment_list_text(a, arr);
+    if (json_array_size(arr) == 0)
+        printf("(no individual enrollments)\n");
 }
 
-static enr_code attach_device_cert(const admin_args *a, enr_enrollment *e, enr_error *err)
+static void enrollment_show_text(const admin_args *a, json_t *e)
 {
-    X509 *x = NULL;
-    enr_code rc = read_certificate(a->x509_cert, &x, err);
-    if (rc == ENR_OK && X509_check_ca(x) >= 1)
-        rc = enr_error_set(err, ENR_E_POLICY,
-                           "%s: a CA certificate; --x509-cert takes the device's own certificate "
-                           "(for devices under a CA, make a group with --x509-ca)",
-                           a->x509_cert);
-    if (rc == ENR_OK) {
-        e->certificates = calloc(1, sizeof *e->certificates);
-        rc = e->certificates != NULL ? der_of(x, &e->certificates[0], err)
-                                     : enr_error_set(err, ENR_E_NOMEM, "out of memory");
-        if (rc == ENR_OK)
-            e->certificate_count = 1;
-    }
-    X509_free(x);
-    return rc;
+    (void)a;
+    enrollment_text(e);
+    json_t *keys = json_object_get(e, "keys");
+    if (keys != NULL)
+        printf("  Keys:        primary%s (`enroll admin key show --%s %s`)\n",
+               json_array_size(keys) > 1 ? " and secondary" : "", str(e, "kind", ""), enrollment_id(e));
+    printf("  Registrations: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(e, "registrations")));
 }
 
-static int enrollment_new(enr_enrollment_kind kind, const char *cmd, const char *help, int argc,
-                          char **argv)
+static void enrollment_enabled_text(const admin_args *a, json_t *e)
 {
-    bool group = kind == ENR_ENROLLMENT_GROUP;
-    admin_args a;
-    uint64_t allowed = O(POLICY) | O(SYMMETRIC) | O(HUB) | (group ? O(X509_CA) : O(X509_CERT));
-    int rc = parse_admin_args(cmd, help, allowed, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, group ? "group id" : "registration id")) != CLI_EXIT_OK)
-        return rc;
-    const char *id = argv[optind];
-    bool x509 = group ? a.x509_ca_count > 0 : a.x509_cert != NULL;
-    if (a.symmetric == x509)
-        return cli_usage(cmd, "choose the attestation: --symmetric or %s",
-                         group ? "--x509-ca NAME" : "--x509-cert FILE");
-    if (a.policy == NULL)
-        return cli_usage(cmd, "--policy NAME (a credential policy) is required");
-    if (!enr_registration_id_valid(id))
-        return cli_usage(cmd, "%s '%.130s' must be 1 to 128 characters of A-Z a-z 0-9 . _ : - ending in a "
-                              "letter, digit or '-'",
-                         group ? "group id" : "registration id", id);
-    const char *hub = a.hub ? a.hub : DEFAULT_HUB;
-    if (!hub_valid(hub))
-        return cli_usage(cmd, "--hub '%.260s' is not HOST or HOST:PORT (e.g. mqtt.example.com:8883)", hub);
-    for (size_t i = 0; i < a.x509_ca_count; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(a.x509_ca[i], a.x509_ca[j]) == 0)
-                return cli_usage(cmd, "--x509-ca %s is given twice", a.x509_ca[i]);
-    enr_enrollment e = {0};
-    e.kind = kind;
-    e.attestation = x509 ? ENR_ATTEST_X509 : ENR_ATTEST_SYMMETRIC;
-    e.enabled = true;
-    if ((rc = copy_field(cmd, "the id", e.id, sizeof e.id, id)) != CLI_EXIT_OK ||
-        (rc = copy_field(cmd, "--policy", e.policy, sizeof e.policy, a.policy)) != CLI_EXIT_OK ||
-        (rc = copy_field(cmd, "--hub", e.assigned_hub, sizeof e.assigned_hub, hub)) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_credential_policy policy;
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = get_policy(store, &a, a.policy, &policy, &err);
-    if (code == ENR_OK && x509 && group)
-        code = attach_bootstrap_cas(store, &a, &e, &err);
-    else if (code == ENR_OK && x509)
-        code = attach_device_cert(&a, &e, &err);
-    else if (code == ENR_OK) {
-        code = new_key(e.primary_key, &err);
-        if (code == ENR_OK)
-            code = new_key(e.secondary_key, &err);
-    }
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        char how[300];
-        if (!x509)
-            snprintf(how, sizeof how, "symmetric keys generated");
-        else if (!group)
-            snprintf(how, sizeof how, "x509, the device certificate in %s", a.x509_cert);
-        else {
-            snprintf(how, sizeof how, "x509 under CA");
-            for (size_t i = 0; i < a.x509_ca_count; i++) {
-                size_t used = strlen(how);
-                snprintf(how + used, sizeof how - used, "%s '%s'", i ? "," : "", a.x509_ca[i]);
-            }
-        }
-        audit_set(&ev, group ? "admin.group.create" : "admin.individual.create", group ? NULL : id, "ok",
-                  "%s '%s' created: %s, policy '%s', hub '%s'", kind_words(kind), id, how, e.policy,
-                  e.assigned_hub);
-        code = enr_store_create_enrollment(store, &e, &ev, &err);
-    }
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_enrollment_free(&e);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = enrollment_json(&e, true);
-        json_object_set_new(o, "action", json_string("created"));
-        print_json(o);
-    } else {
-        printf("created ");
-        enrollment_text(&e);
-        if (!x509) {
-            printf("  Primary key:   %s\n  Secondary key: %s\n", e.primary_key, e.secondary_key);
-            printf("Keep the keys secret. `enroll admin key show --%s %s --data %s` prints them again%s.\n",
-                   kind_noun(kind), e.id, a.data,
-                   group ? "; `enroll admin key derive` makes each device's key" : "");
-        }
-    }
-    enr_enrollment_free(&e);
-    return CLI_EXIT_OK;
-}
-
-static int enrollment_list(enr_enrollment_kind kind, const char *cmd, const char *help, int argc,
-                           char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, 0, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_enrollment_list list = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = enr_store_list_enrollments(store, kind, &list, &err);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < list.count; i++) {
-        const enr_enrollment *e = &list.items[i];
-        if (a.json)
-            json_array_append_new(arr, enrollment_json(e, false));
-        else
-            printf("%-32s %-9s policy %-16s hub %-24s %s\n", e->id,
-                   e->attestation == ENR_ATTEST_SYMMETRIC ? "symmetric" : "x509",
-                   e->policy[0] ? e->policy : "-", e->assigned_hub, e->enabled ? "enabled" : "DISABLED");
-    }
-    if (a.json)
-        print_json(arr);
-    else {
-        if (list.count == 0)
-            printf("(no %ss)\n", kind_words(kind));
-        json_decref(arr);
-    }
-    enr_enrollment_list_free(&list);
-    return CLI_EXIT_OK;
-}
-
-static int enrollment_show(enr_enrollment_kind kind, const char *cmd, const char *help, int argc,
-                           char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, 0, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, kind == ENR_ENROLLMENT_GROUP ? "group id" : "registration id")) !=
-        CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_enrollment e = {0};
-    enr_registration_list regs = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = get_enrollment(store, &a, kind, argv[optind], &e, &err);
-    if (code == ENR_OK) {
-        enr_registration_filter f = {.enrollment_kind = kind, .enrollment_id = e.id};
-        code = enr_store_list_registrations(store, &f, &regs, &err);
-    }
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_enrollment_free(&e);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = enrollment_json(&e, false);
-        json_object_set_new(o, "registrations", json_integer((json_int_t)regs.count));
-        print_json(o);
-    } else {
-        enrollment_text(&e);
-        if (e.attestation == ENR_ATTEST_SYMMETRIC)
-            printf("  Keys:        primary%s (`enroll admin key show --%s %s`)\n",
-                   e.secondary_key[0] ? " and secondary" : "", kind_noun(kind), e.id);
-        printf("  Registrations: %zu\n", regs.count);
-    }
-    enr_registration_list_free(&regs);
-    enr_enrollment_free(&e);
-    return CLI_EXIT_OK;
-}
-
-static int enrollment_set_enabled(enr_enrollment_kind kind, bool enabled, const char *cmd,
-                                  const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, 0, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, kind == ENR_ENROLLMENT_GROUP ? "group id" : "registration id")) !=
-        CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_enrollment e = {0};
-    bool changed = false;
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = get_enrollment(store, &a, kind, argv[optind], &e, &err);
-    if (code == ENR_OK && e.enabled != enabled) {
-        enr_audit_event ev;
-        char kind_text[48];
-        snprintf(kind_text, sizeof kind_text, "admin.%s.%s", kind_noun(kind), enabled ? "enable" : "disable");
-        audit_set(&ev, kind_text, kind == ENR_ENROLLMENT_INDIVIDUAL ? e.id : NULL, "ok", "%s '%s' %s",
-                  kind_words(kind), e.id, enabled ? "enabled" : "disabled");
-        code = enr_store_set_enrollment_enabled(store, kind, e.id, enabled, &ev, &err);
-        changed = code == ENR_OK;
-    }
-    if (code == ENR_OK && changed) {
-        enr_enrollment_free(&e);
-        code = get_enrollment(store, &a, kind, argv[optind], &e, &err);
-    }
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_enrollment_free(&e);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = enrollment_json(&e, false);
-        json_object_set_new(o, "changed", json_boolean(changed));
-        print_json(o);
-    } else if (changed) {
-        printf("%s '%s' %s\n", kind_words(kind), e.id,
+    (void)a;
+    bool enabled = flag(e, "enabled");
+    const char *words = kind_words(str(e, "kind", ""));
+    if (flag(e, "changed"))
+        printf("%s '%s' %s\n", words, enrollment_id(e),
                enabled ? "enabled: its devices may register again"
                        : "disabled: no new registrations (issued certificates stay valid until revoked)");
-    } else {
-        printf("%s '%s' is %s already; nothing changed\n", kind_words(kind), e.id,
-               enabled ? "enabled" : "disabled");
-    }
-    enr_enrollment_free(&e);
-    return CLI_EXIT_OK;
+    else
+        printf("%s '%s' is %s already; nothing changed\n", words, enrollment_id(e), enabled ? "enabled" : "disabled");
 }
 
-static int group_new(const char *cmd, const char *help, int argc, char **argv)
+static void key_show_text(const admin_args *a, json_t *o)
 {
-    return enrollment_new(ENR_ENROLLMENT_GROUP, cmd, help, argc, argv);
-}
-static int group_list(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_list(ENR_ENROLLMENT_GROUP, cmd, help, argc, argv);
-}
-static int group_show(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_show(ENR_ENROLLMENT_GROUP, cmd, help, argc, argv);
-}
-static int group_disable(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_set_enabled(ENR_ENROLLMENT_GROUP, false, cmd, help, argc, argv);
-}
-static int group_enable(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_set_enabled(ENR_ENROLLMENT_GROUP, true, cmd, help, argc, argv);
-}
-static int individual_new(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_new(ENR_ENROLLMENT_INDIVIDUAL, cmd, help, argc, argv);
-}
-static int individual_list(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_list(ENR_ENROLLMENT_INDIVIDUAL, cmd, help, argc, argv);
-}
-static int individual_show(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_show(ENR_ENROLLMENT_INDIVIDUAL, cmd, help, argc, argv);
-}
-static int individual_disable(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_set_enabled(ENR_ENROLLMENT_INDIVIDUAL, false, cmd, help, argc, argv);
-}
-static int individual_enable(const char *cmd, const char *help, int argc, char **argv)
-{
-    return enrollment_set_enabled(ENR_ENROLLMENT_INDIVIDUAL, true, cmd, help, argc, argv);
+    (void)a;
+    const char *secondary = str(o, "secondary_key", NULL);
+    printf("%s '%s'\n  Primary key:   %s\n  Secondary key: %s\n", kind_words(str(o, "kind", "")), enrollment_id(o),
+           str(o, "primary_key", "?"), secondary ? secondary : "(none)");
 }
 
-/* ---- keys ----------------------------------------------------------------- */
-
-/* A symmetric-key enrollment, or a refusal naming its attestation. */
-static enr_code get_symmetric(enr_store *store, const admin_args *a, enr_enrollment_kind kind,
-                              const char *id, enr_enrollment *e, enr_error *err)
+static void key_derive_text(const admin_args *a, json_t *o)
 {
-    enr_code rc = get_enrollment(store, a, kind, id, e, err);
-    if (rc == ENR_OK && e->attestation != ENR_ATTEST_SYMMETRIC)
-        rc = enr_error_set(err, ENR_E_POLICY, "%s '%s' uses X.509 attestation: it has no keys",
-                           kind_words(kind), e->id);
-    return rc;
+    (void)a;
+    printf("%s\n", str(o, "device_key", "?"));
 }
 
-static int key_show(const char *cmd, const char *help, int argc, char **argv)
+static void certificate_text(json_t *c)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(GROUP) | O(INDIVIDUAL), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    if ((a.group == NULL) == (a.individual == NULL))
-        return cli_usage(cmd, "give exactly one of --group ID or --individual RID");
-    enr_enrollment_kind kind = a.group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
-    const char *id = a.group ? a.group : a.individual;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_enrollment e = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = get_symmetric(store, &a, kind, id, &e, &err);
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.key.show", kind == ENR_ENROLLMENT_INDIVIDUAL ? e.id : NULL, "ok",
-                  "keys of %s '%s' shown", kind_words(kind), e.id);
-        code = enr_store_record_audit(store, &ev, &err);
-    }
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_enrollment_free(&e);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = json_object();
-        json_object_set_new(o, kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id",
-                            json_string(e.id));
-        json_object_set_new(o, "primary_key", json_string(e.primary_key));
-        json_object_set_new(o, "secondary_key", json_text(e.secondary_key));
-        print_json(o);
-    } else {
-        printf("%s '%s'\n  Primary key:   %s\n  Secondary key: %s\n", kind_words(kind), e.id, e.primary_key,
-               e.secondary_key[0] ? e.secondary_key : "(none)");
-    }
-    enr_enrollment_free(&e);
-    return CLI_EXIT_OK;
+    bool revoked = flag(c, "revoked");
+    printf("%-40s %s  %-24s %s  (issuer %s)%s%s\n", str(c, "serial", "?"), str(c, "not_after", "-"),
+           str(c, "registration_id", "-"), str(c, "subject", ""), str(c, "issuer", ""), revoked ? "  REVOKED " : "",
+           revoked ? str(c, "reason", "unspecified") : "");
 }
 
-static int key_derive(const char *cmd, const char *help, int argc, char **argv)
+static void registration_list_text(const admin_args *a, json_t *arr)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(GROUP) | O(REGISTRATION_ID) | O(SECONDARY), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    if (a.group == NULL || a.registration_id == NULL)
-        return cli_usage(cmd, "--group ID and --registration-id RID are required");
-    if (!enr_registration_id_valid(a.registration_id))
-        return cli_usage(cmd, "--registration-id '%.130s' must be 1 to 128 characters of A-Z a-z 0-9 . _ : - "
-                              "ending in a letter, digit or '-'",
-                         a.registration_id);
-    enr_error err;
-    enr_store *store = NULL;
-    enr_enrollment e = {0};
-    char *device_key = NULL;
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = get_symmetric(store, &a, ENR_ENROLLMENT_GROUP, a.group, &e, &err);
-    if (code == ENR_OK && a.secondary && e.secondary_key[0] == '\0')
-        code = enr_error_set(&err, ENR_E_POLICY, "enrollment group '%s' has no secondary key", e.id);
-    if (code == ENR_OK)
-        code = enr_sas_derive_device_key(a.secondary ? e.secondary_key : e.primary_key, a.registration_id,
-                                         &device_key, &err);
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.key.derive", a.registration_id, "ok",
-                  "device key of '%s' derived from the %s key of enrollment group '%s'", a.registration_id,
-                  a.secondary ? "secondary" : "primary", e.id);
-        code = enr_store_record_audit(store, &ev, &err);
+    (void)a;
+    size_t i;
+    json_t *r;
+    json_array_foreach(arr, i, r) {
+        json_t *last = json_object_get(r, "last_certificate");
+        printf("%-32s %-10s %s %-24s hub %-24s %s  last %s\n", str(r, "registration_id", "?"), str(r, "status", "?"),
+               str(r, "enrollment_kind", "?"), str(r, "enrollment_id", "?"), str(r, "assigned_hub", "-"),
+               str(r, "updated_at", "-"), str(last, "serial", "-"));
     }
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_sas_secret_free(device_key);
-        enr_enrollment_free(&e);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "group_id", json_string(e.id));
-        json_object_set_new(o, "registration_id", json_string(a.registration_id));
-        json_object_set_new(o, "from", json_string(a.secondary ? "secondary" : "primary"));
-        json_object_set_new(o, "device_key", json_string(device_key));
-        print_json(o);
-    } else {
-        printf("%s\n", device_key);
-    }
-    enr_sas_secret_free(device_key);
-    enr_enrollment_free(&e);
-    return CLI_EXIT_OK;
+    if (json_array_size(arr) == 0)
+        printf("(no registrations)\n");
 }
 
-/* ---- registrations -------------------------------------------------------- */
-
-static json_t *certificate_json(const enr_certificate *c)
+static void registration_show_text(const admin_args *a, json_t *r)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer((json_int_t)c->id));
-    json_object_set_new(o, "serial", json_string(c->serial));
-    json_object_set_new(o, "issuer", json_text(c->issuer));
-    json_object_set_new(o, "subject", json_text(c->subject));
-    json_object_set_new(o, "registration_id", json_text(c->registration_id));
-    json_object_set_new(o, "policy", json_text(c->policy));
-    json_object_set_new(o, "not_before", json_time(c->not_before));
-    json_object_set_new(o, "not_after", json_time(c->not_after));
-    json_object_set_new(o, "issued_at", json_time(c->issued_at));
-    json_object_set_new(o, "spki_sha256", json_text(c->spki_sha256));
-    json_object_set_new(o, "revoked", json_boolean(c->revoked));
-    if (c->revoked) {
-        json_object_set_new(o, "reason", json_string(enr_revocation_reason_name(c->revocation_reason)));
-        json_object_set_new(o, "revoked_at", json_time(c->revoked_at));
+    (void)a;
+    const char *sub = str(r, "substatus", "");
+    json_t *certs = json_object_get(r, "certificates");
+    printf("registration '%s'\n  Status:      %s%s%s\n  Enrollment:  %s '%s'\n  Device id:   %s\n"
+           "  Hub:         %s\n  Created:     %s\n  Updated:     %s\n  Certificates: %zu\n",
+           str(r, "registration_id", "?"), str(r, "status", "?"), sub[0] ? " / " : "", sub,
+           kind_words(str(r, "enrollment_kind", "")), str(r, "enrollment_id", "?"), str(r, "device_id", "-"),
+           str(r, "assigned_hub", "-"), str(r, "created_at", "-"), str(r, "updated_at", "-"), json_array_size(certs));
+    size_t i;
+    json_t *c;
+    json_array_foreach(certs, i, c) {
+        printf("    ");
+        certificate_text(c);
     }
-    return o;
 }
 
-static void certificate_text(const enr_certificate *c)
+static void registration_revoke_text(const admin_args *a, json_t *o)
 {
-    char until[32];
-    time_text(c->not_after, until, sizeof until);
-    printf("%-40s %s  %-24s %s  (issuer %s)%s%s\n", c->serial, until,
-           c->registration_id[0] ? c->registration_id : "-", c->subject, c->issuer,
-           c->revoked ? "  REVOKED " : "",
-           c->revoked ? enr_revocation_reason_name(c->revocation_reason) : "");
+    (void)a;
+    json_t *revoked = json_object_get(o, "revoked");
+    size_t n = json_array_size(revoked);
+    const char *rid = str(o, "registration_id", "?");
+    if (n == 0)
+        printf("registration '%s' has no certificate left to revoke\n", rid);
+    else
+        printf("revoked %zu certificate%s of registration '%s' (%s):\n", n, n == 1 ? "" : "s", rid,
+               str(o, "reason", "?"));
+    size_t i;
+    json_t *c;
+    json_array_foreach(revoked, i, c) {
+        printf("    ");
+        certificate_text(c);
+    }
+    fprintf(stderr, "note: the device may register again while its %s '%s' is enabled (or disable the "
+                    "registration: `enroll admin registration disable %s`)\n",
+            kind_words(str(o, "enrollment_kind", "")), str(o, "enrollment_id", "?"), rid);
 }
 
-static json_t *registration_json(const enr_registration *r)
+static void registration_enabled_text(const admin_args *a, json_t *r)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "registration_id", json_string(r->registration_id));
-    json_object_set_new(o, "enrollment_kind", json_string(kind_noun(r->enrollment_kind)));
-    json_object_set_new(o, "enrollment_id", json_string(r->enrollment_id));
-    json_object_set_new(o, "status", json_string(r->status));
-    json_object_set_new(o, "substatus", json_text(r->substatus));
-    json_object_set_new(o, "device_id", json_text(r->device_id));
-    json_object_set_new(o, "assigned_hub", json_text(r->assigned_hub));
-    json_object_set_new(o, "etag", json_text(r->etag));
-    json_object_set_new(o, "created_at", json_time(r->created_at));
-    json_object_set_new(o, "updated_at", json_time(r->updated_at));
-    json_object_set_new(o, "last_certificate",
-                        r->last_certificate_serial[0]
-                            ? json_pack("{s:s,s:s}", "issuer", r->last_certificate_issuer, "serial",
-                                        r->last_certificate_serial)
-                            : json_null());
-    return o;
+    (void)a;
+    const char *rid = str(r, "registration_id", "?");
+    bool disabled = strcmp(str(r, "status", ""), "disabled") == 0;
+    if (!flag(r, "changed"))
+        printf("registration '%s' is %s already; nothing changed\n", rid, disabled ? "disabled" : "enabled");
+    else if (disabled)
+        printf("registration '%s' disabled: the device may not register or renew (its certificates stay "
+               "valid until revoked)\n",
+               rid);
+    else
+        printf("registration '%s' enabled: status %s again\n", rid, str(r, "status", "?"));
 }
 
-static int registration_list(const char *cmd, const char *help, int argc, char **argv)
+static void cert_list_text(const admin_args *a, json_t *arr)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(GROUP) | O(INDIVIDUAL) | O(STATUS), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    if (a.group != NULL && a.individual != NULL)
-        return cli_usage(cmd, "give --group ID or --individual RID, not both");
-    static const char *const STATUSES[] = {"assigning", "assigned", "failed", "disabled", "unassigned", NULL};
-    bool status_ok = a.status == NULL;
-    for (size_t i = 0; !status_ok && STATUSES[i] != NULL; i++)
-        status_ok = strcmp(a.status, STATUSES[i]) == 0;
-    if (!status_ok)
-        return cli_usage(cmd, "--status '%s': choose assigning, assigned, failed, disabled or unassigned",
-                         a.status);
-    enr_registration_filter f = {0};
-    f.status = a.status;
-    if (a.group != NULL || a.individual != NULL) {
-        f.enrollment_kind = a.group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
-        f.enrollment_id = a.group ? a.group : a.individual;
-    }
-    enr_error err;
-    enr_store *store = NULL;
-    enr_registration_list list = {0};
-    enr_enrollment e = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    /* An unknown enrollment is a mistake, not an empty list. */
-    if (code == ENR_OK && f.enrollment_id != NULL)
-        code = get_enrollment(store, &a, f.enrollment_kind, f.enrollment_id, &e, &err);
-    enr_enrollment_free(&e);
-    if (code == ENR_OK)
-        code = enr_store_list_registrations(store, &f, &list, &err);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < list.count; i++) {
-        const enr_registration *r = &list.items[i];
-        if (a.json) {
-            json_array_append_new(arr, registration_json(r));
-            continue;
-        }
-        char updated[32];
-        time_text(r->updated_at, updated, sizeof updated);
-        printf("%-32s %-10s %s %-24s hub %-24s %s  last %s\n", r->registration_id, r->status,
-               kind_noun(r->enrollment_kind), r->enrollment_id, r->assigned_hub[0] ? r->assigned_hub : "-",
-               updated, r->last_certificate_serial[0] ? r->last_certificate_serial : "-");
-    }
-    if (a.json)
-        print_json(arr);
-    else {
-        if (list.count == 0)
-            printf("(no registrations)\n");
-        json_decref(arr);
-    }
-    enr_registration_list_free(&list);
-    return CLI_EXIT_OK;
+    (void)a;
+    size_t i;
+    json_t *c;
+    json_array_foreach(arr, i, c)
+        certificate_text(c);
+    if (json_array_size(arr) == 0)
+        printf("(no certificates)\n");
 }
 
-static int registration_show(const char *cmd, const char *help, int argc, char **argv)
+static void cert_revoke_text(const admin_args *a, json_t *c)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, 0, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, "registration id")) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_store *store = NULL;
-    enr_registration r;
-    enr_certificate_list certs = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = no_such(enr_store_get_registration(store, argv[optind], &r, &err), &err,
-                       " (see `enroll admin registration list`)");
-    if (code == ENR_OK) {
-        enr_certificate_filter f = {.registration_id = r.registration_id};
-        code = enr_store_list_certificates(store, &f, &certs, &err);
-    }
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    if (a.json) {
-        json_t *o = registration_json(&r);
-        json_t *arr = json_array();
-        for (size_t i = 0; i < certs.count; i++)
-            json_array_append_new(arr, certificate_json(&certs.items[i]));
-        json_object_set_new(o, "certificates", arr);
-        print_json(o);
-    } else {
-        char created[32], updated[32];
-        time_text(r.created_at, created, sizeof created);
-        time_text(r.updated_at, updated, sizeof updated);
-        printf("registration '%s'\n  Status:      %s%s%s\n  Enrollment:  %s '%s'\n  Device id:   %s\n"
-               "  Hub:         %s\n  Created:     %s\n  Updated:     %s\n  Certificates: %zu\n",
-               r.registration_id, r.status, r.substatus[0] ? " / " : "", r.substatus,
-               kind_words(r.enrollment_kind), r.enrollment_id, r.device_id[0] ? r.device_id : "-",
-               r.assigned_hub[0] ? r.assigned_hub : "-", created, updated, certs.count);
-        for (size_t i = 0; i < certs.count; i++) {
-            printf("    ");
-            certificate_text(&certs.items[i]);
-        }
-    }
-    enr_certificate_list_free(&certs);
-    return CLI_EXIT_OK;
+    (void)a;
+    const char *rid = str(c, "registration_id", "");
+    printf("revoked certificate %s from issuer '%s'%s%s%s (%s)\n", str(c, "serial", "?"), str(c, "issuer", "?"),
+           rid[0] ? " of registration '" : "", rid, rid[0] ? "'" : "", str(c, "reason", "?"));
 }
 
-static int registration_revoke(const char *cmd, const char *help, int argc, char **argv)
+static void audit_list_text(const admin_args *a, json_t *arr)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(REASON), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 1, "registration id")) != CLI_EXIT_OK)
-        return rc;
-    if (a.reason == NULL)
-        return cli_usage(cmd, "--reason R is required (e.g. keyCompromise, superseded, "
-                              "cessationOfOperation)");
-    enr_error err;
-    int reason = 0;
-    if (enr_revocation_reason_parse(a.reason, &reason, &err) != ENR_OK)
-        return cli_usage(cmd, "%s", err.message);
-    enr_store *store = NULL;
-    enr_registration r;
-    enr_certificate_list revoked = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = no_such(enr_store_get_registration(store, argv[optind], &r, &err), &err,
-                       " (see `enroll admin registration list`)");
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.registration.revoke", r.registration_id, "ok",
-                  "every certificate of registration '%s' revoked: %s", r.registration_id,
-                  enr_revocation_reason_name(reason));
-        code = enr_store_revoke_registration(store, r.registration_id, reason, 0, &ev, &revoked, &err);
+    (void)a;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(arr, i, ev) {
+        printf("%s  %-26s %-8s %-24s", str(ev, "at", "-"), str(ev, "kind", "?"), str(ev, "outcome", "?"),
+               str(ev, "registration_id", "-"));
+        json_int_t code = json_integer_value(json_object_get(ev, "reason_code"));
+        if (code != 0)
+            printf(" %" JSON_INTEGER_FORMAT, code);
+        printf("  %s\n", str(ev, "detail", ""));
     }
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    if (a.json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "registration_id", json_string(r.registration_id));
-        json_object_set_new(o, "reason", json_string(enr_revocation_reason_name(reason)));
-        json_t *arr = json_array();
-        for (size_t i = 0; i < revoked.count; i++)
-            json_array_append_new(arr, certificate_json(&revoked.items[i]));
-        json_object_set_new(o, "revoked", arr);
-        print_json(o);
-    } else {
-        if (revoked.count == 0)
-            printf("registration '%s' has no certificate left to revoke\n", r.registration_id);
-        else
-            printf("revoked %zu certificate%s of registration '%s' (%s):\n", revoked.count,
-                   revoked.count == 1 ? "" : "s", r.registration_id, enr_revocation_reason_name(reason));
-        for (size_t i = 0; i < revoked.count; i++) {
-            printf("    ");
-            certificate_text(&revoked.items[i]);
-        }
-        fprintf(stderr, "note: the device may register again while its %s '%s' is enabled\n",
-                kind_words(r.enrollment_kind), r.enrollment_id);
-    }
-    enr_certificate_list_free(&revoked);
-    return CLI_EXIT_OK;
+    if (json_array_size(arr) == 0)
+        printf("(no audit events)\n");
 }
 
-/* ---- certificates --------------------------------------------------------- */
-
-static int cert_list(const char *cmd, const char *help, int argc, char **argv)
+static void crl_text(const admin_args *a, json_t *o)
 {
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(EXPIRING) | O(REVOKED) | O(REGISTRATION) | O(ISSUER), argc, argv,
-                              &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_certificate_filter f = {0};
-    f.now = time(NULL);
-    if (a.expiring != NULL) {
-        enr_duration d;
-        if (enr_duration_parse(a.expiring, &d, &err) != ENR_OK)
-            return cli_usage(cmd, "--expiring: %s", err.message);
-        time_t until = enr_duration_apply(f.now, &d, 1);
-        f.expiring_within = until > f.now ? (int64_t)(until - f.now) : 0;
-        if (f.expiring_within == 0)
-            return cli_usage(cmd, "--expiring '%s' is not a period into the future", a.expiring);
-    }
-    f.revoked = a.revoked ? ENR_REVOKED_ONLY : a.expiring ? ENR_REVOKED_NONE : ENR_REVOKED_ANY;
-    f.registration_id = a.registration;
-    f.issuer = a.issuer;
-    enr_store *store = NULL;
-    enr_certificate_list list = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = enr_store_list_certificates(store, &f, &list, &err);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < list.count; i++) {
-        if (a.json)
-            json_array_append_new(arr, certificate_json(&list.items[i]));
-        else
-            certificate_text(&list.items[i]);
-    }
-    if (a.json)
-        print_json(arr);
-    else {
-        if (list.count == 0)
-            printf("(no certificates)\n");
-        json_decref(arr);
-    }
-    enr_certificate_list_free(&list);
-    return CLI_EXIT_OK;
+    printf("CRL of CA '%s' (%s): number %" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT
+           " revoked, next update %s, written to %s\n",
+           str(o, "ca", "?"), str(o, "issuer", "?"), json_integer_value(json_object_get(o, "crl_number")),
+           json_integer_value(json_object_get(o, "revoked")), str(o, "next_update", "-"), a->out);
 }
 
-/* A serial as `openssl x509 -serial` prints it: upper case, whole octets,
- * no leading zero octets. False when it is not 1 to 40 hex digits. */
-static bool canonical_serial(const char *in, char out[ENR_STORE_SERIAL_MAX + 1])
-{
-    size_t len = strlen(in);
-    if (len == 0 || len > ENR_STORE_SERIAL_MAX || strspn(in, "0123456789abcdefABCDEF") != len)
-        return false;
-    while (*in == '0')
-        in++;
-    size_t digits = strlen(in), width = digits == 0 ? 2 : digits + (digits & 1);
-    memset(out, '0', width - digits);
-    for (size_t i = 0; i < digits; i++)
-        out[width - digits + i] = (in[i] >= 'a' && in[i] <= 'f') ? (char)(in[i] - 'a' + 'A') : in[i];
-    out[width] = '\0';
-    return true;
-}
-
-/* The one certificate with this serial (from `issuer`, when given). */
-static enr_code find_certificate(enr_store *store, const char *issuer, const char *serial,
-                                 enr_certificate *out, enr_error *err)
-{
-    if (issuer != NULL) {
-        enr_code rc = enr_store_get_certificate(store, issuer, serial, out, err);
-        return no_such(rc, err, " (see `enroll admin cert list`)");
-    }
-    enr_certificate_list all = {0};
-    enr_code rc = enr_store_list_certificates(store, NULL, &all, err);
-    size_t found = 0, at = 0;
-    for (size_t i = 0; rc == ENR_OK && i < all.count; i++)
-        if (strcmp(all.items[i].serial, serial) == 0) {
-            found++;
-            at = i;
-        }
-    if (rc == ENR_OK && found == 0)
-        rc = enr_error_set(err, ENR_E_NOTFOUND, "no certificate with serial %s in the store (see `enroll "
-                                                "admin cert list`)",
-                           serial);
-    else if (rc == ENR_OK && found > 1)
-        rc = enr_error_set(err, ENR_E_USAGE,
-                           "%zu certificates from different issuers have serial %s: give --issuer DN as "
-                           "`enroll admin cert list` prints it",
-                           found, serial);
-    if (rc == ENR_OK) {
-        *out = all.items[at];
-        memset(&all.items[at], 0, sizeof all.items[at]); /* taken over */
-    }
-    enr_certificate_list_free(&all);
-    return rc;
-}
-
-static int cert_revoke(const char *cmd, const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(SERIAL) | O(ISSUER) | O(REASON), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    if (a.serial == NULL || a.reason == NULL)
-        return cli_usage(cmd, "--serial HEX and --reason R are required");
-    char serial[ENR_STORE_SERIAL_MAX + 1];
-    if (!canonical_serial(a.serial, serial))
-        return cli_usage(cmd, "--serial '%.50s' is not 1 to %d hex digits (as `openssl x509 -serial` "
-                              "prints it)",
-                         a.serial, ENR_STORE_SERIAL_MAX);
-    enr_error err;
-    int reason = 0;
-    if (enr_revocation_reason_parse(a.reason, &reason, &err) != ENR_OK)
-        return cli_usage(cmd, "%s", err.message);
-    enr_store *store = NULL;
-    enr_certificate c = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = find_certificate(store, a.issuer, serial, &c, &err);
-    if (code == ENR_E_USAGE) {
-        enr_store_close(store);
-        return cli_usage(cmd, "%s", err.message);
-    }
-    if (code == ENR_OK && c.revoked)
-        code = enr_error_set(&err, ENR_E_EXISTS, "certificate %s from issuer '%s' is revoked already (%s)",
-                             c.serial, c.issuer, enr_revocation_reason_name(c.revocation_reason));
-    if (code == ENR_OK) {
-        enr_audit_event ev;
-        audit_set(&ev, "admin.cert.revoke", c.registration_id, "ok",
-                  "certificate %s from issuer '%s' revoked: %s", c.serial, c.issuer,
-                  enr_revocation_reason_name(reason));
-        code = enr_store_revoke_certificate(store, c.issuer, c.serial, reason, 0, &ev, &err);
-    }
-    enr_store_close(store);
-    if (code != ENR_OK) {
-        enr_certificate_free(&c);
-        return cli_fail(&err, a.json);
-    }
-    if (a.json) {
-        c.revoked = true;
-        c.revocation_reason = reason;
-        c.revoked_at = time(NULL);
-        json_t *o = certificate_json(&c);
-        json_object_set_new(o, "action", json_string("revoked"));
-        print_json(o);
-    } else {
-        printf("revoked certificate %s from issuer '%s'%s%s%s (%s)\n", c.serial, c.issuer,
-               c.registration_id[0] ? " of registration '" : "", c.registration_id,
-               c.registration_id[0] ? "'" : "", enr_revocation_reason_name(reason));
-    }
-    enr_certificate_free(&c);
-    return CLI_EXIT_OK;
-}
-
-/* ---- audit ---------------------------------------------------------------- */
-
-static int audit_list(const char *cmd, const char *help, int argc, char **argv)
-{
-    admin_args a;
-    int rc = parse_admin_args(cmd, help, O(REGISTRATION), argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc < 0 ? CLI_EXIT_OK : rc;
-    if ((rc = want_args(cmd, argc, argv, 0, NULL)) != CLI_EXIT_OK)
-        return rc;
-    enr_error err;
-    enr_audit_filter f = {.registration_id = a.registration};
-    enr_store *store = NULL;
-    enr_audit_list list = {0};
-    enr_code code = open_store(&a, false, &store, &err);
-    if (code == ENR_OK)
-        code = enr_store_list_audit(store, &f, &list, &err);
-    enr_store_close(store);
-    if (code != ENR_OK)
-        return cli_fail(&err, a.json);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < list.count; i++) {
-        const enr_audit_event *ev = &list.items[i];
-        if (a.json) {
-            json_t *o = json_object();
-            json_object_set_new(o, "id", json_integer((json_int_t)ev->id));
-            json_object_set_new(o, "at", json_time(ev->at));
-            json_object_set_new(o, "kind", json_string(ev->kind));
-            json_object_set_new(o, "registration_id", json_text(ev->registration_id));
-            json_object_set_new(o, "outcome", json_string(ev->outcome));
-            json_object_set_new(o, "reason_code", json_integer(ev->reason_code));
-            json_object_set_new(o, "detail", json_text(ev->detail));
-            json_array_append_new(arr, o);
-            continue;
-        }
-        char at[32];
-        time_text(ev->at, at, sizeof at);
-        printf("%s  %-26s %-8s %-24s", at, ev->kind, ev->outcome,
-               ev->registration_id[0] ? ev->registration_id : "-");
-        if (ev->reason_code != 0)
-            printf(" %d", ev->reason_code);
-        printf("  %s\n", ev->detail);
-    }
-    if (a.json)
-        print_json(arr);
-    else {
-        if (list.count == 0)
-            printf("(no audit events)\n");
-        json_decref(arr);
-    }
-    enr_audit_list_free(&list);
-    return CLI_EXIT_OK;
-}
-
-/* ---- dispatch ------------------------------------------------------------- */
-
-typedef int (*verb_fn)(const char *cmd, const char *help, int argc, char **argv);
+/* ---- verbs ---------------------------------------------------------------- */
 
 typedef struct admin_verb {
     const char *name;
-    verb_fn fn;
+    const char *command;           /* the admin library's command */
+    uint64_t options;              /* allowed besides ALWAYS */
+    const char *positional_key;    /* the one positional argument's name, or NULL for none */
+    const char *positional_what;   /* for "give exactly one ..." */
+    bool may_create;               /* may make a new store (--data) */
+    void (*text)(const admin_args *a, json_t *answer);
 } admin_verb;
 
 typedef struct admin_noun {
     const char *name;
     const char *help;
     const char *verbs_text; /* for "unknown verb" */
-    admin_verb verbs[6];
+    admin_verb verbs[7];
 } admin_noun;
+
+/* Required options, checked before anything runs so the message names the
+ * option (the library checks again, for every caller). */
+static int check_required(const char *cmd, const char *command, const admin_args *a)
+{
+    if (strcmp(command, "ca.add") == 0 && a->ca_dir == NULL)
+        return cli_usage(cmd, "--ca-dir DIR (a CA directory made by `enroll ca init`) is required");
+    if (strcmp(command, "ca.upload") == 0 && a->cert == NULL)
+        return cli_usage(cmd, "--cert FILE (the CA certificate devices chain to) is required");
+    if (strcmp(command, "ca.verify") == 0 && a->cert == NULL)
+        return cli_usage(cmd, "--cert FILE (the certificate with CN = the verification code) is required");
+    if (strcmp(command, "policy.new") == 0 && (a->validity == NULL || a->renewal_window == NULL || a->ca == NULL))
+        return cli_usage(cmd, "--validity D, --renewal-window D and --ca NAME are required "
+                              "(e.g. --validity P30D --renewal-window P7D --ca issuing)");
+    if (strcmp(command, "group.new") == 0 || strcmp(command, "individual.new") == 0) {
+        bool group = command[0] == 'g';
+        bool x509 = group ? a->x509_ca_count > 0 : a->x509_cert != NULL;
+        if (a->symmetric == x509)
+            return cli_usage(cmd, "choose the attestation: --symmetric or %s",
+                             group ? "--x509-ca NAME" : "--x509-cert FILE");
+        if (a->policy == NULL)
+            return cli_usage(cmd, "--policy NAME (a credential policy) is required");
+    }
+    if (strcmp(command, "key.show") == 0 && (a->group == NULL) == (a->individual == NULL))
+        return cli_usage(cmd, "give exactly one of --group ID or --individual RID");
+    if (strcmp(command, "key.derive") == 0 && (a->group == NULL || a->registration_id == NULL))
+        return cli_usage(cmd, "--group ID and --registration-id RID are required");
+    if (strcmp(command, "registration.list") == 0 && a->group != NULL && a->individual != NULL)
+        return cli_usage(cmd, "give --group ID or --individual RID, not both");
+    if (strcmp(command, "registration.revoke") == 0 && a->reason == NULL)
+        return cli_usage(cmd, "--reason R is required (e.g. keyCompromise, superseded, cessationOfOperation)");
+    if (strcmp(command, "cert.revoke") == 0 && (a->serial == NULL || a->reason == NULL))
+        return cli_usage(cmd, "--serial HEX and --reason R are required");
+    if (strcmp(command, "crl.export") == 0 && (a->ca == NULL || a->out == NULL))
+        return cli_usage(cmd, "--ca NAME (an issuing CA in the store) and --out FILE are required");
+    return CLI_EXIT_OK;
+}
+
+static int run_verb(const admin_verb *v, const char *cmd, const char *help, int argc, char **argv)
+{
+    admin_args a;
+    int rc = parse_admin_args(cmd, help, v->options, argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (v->positional_key == NULL && optind < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    if (v->positional_key != NULL && optind != argc - 1)
+        return cli_usage(cmd, "give exactly one %s", v->positional_what);
+    if (v->positional_key != NULL)
+        a.positional = argv[optind];
+    if ((rc = check_required(cmd, v->command, &a)) != CLI_EXIT_OK)
+        return rc;
+    json_t *answer = NULL;
+    if ((rc = execute(cmd, &a, v->command, v->may_create, v->positional_key, &answer)) != CLI_EXIT_OK)
+        return rc;
+    if (strcmp(v->command, "crl.export") == 0) {
+        enr_error err;
+        const char *pem = str(answer, "crl_pem", "");
+        if (cli_write(a.out, pem, strlen(pem), 0644, true, &err) != ENR_OK) {
+            json_decref(answer);
+            return cli_fail(&err, a.json);
+        }
+        json_object_del(answer, "crl_pem");
+        json_object_set_new(answer, "out", json_string(a.out));
+    }
+    if (a.json)
+        print_json(answer);
+    else
+        v->text(&a, answer);
+    if (enr_admin_command_secret(v->command)) {
+        /* The answer's strings are jansson's copies: wipe the keys. */
+        static const char *const SECRETS[] = {"primary_key", "secondary_key", "device_key", NULL};
+        for (size_t i = 0; SECRETS[i] != NULL; i++) {
+            json_t *s = json_object_get(answer, SECRETS[i]);
+            if (json_is_string(s))
+                OPENSSL_cleanse((void *)json_string_value(s), json_string_length(s));
+        }
+    }
+    json_decref(answer);
+    return CLI_EXIT_OK;
+}
 
 static const admin_noun NOUNS[] = {
     {"ca", CA_HELP, "add, upload, verify, list",
-     {{"add", ca_add}, {"upload", ca_upload}, {"verify", ca_verify}, {"list", ca_list}, {NULL, NULL}}},
-    {"policy", POLICY_HELP, "new, list", {{"new", policy_new}, {"list", policy_list}, {NULL, NULL}}},
+     {{"add", "ca.add", O(CA_DIR), "name", "CA name", true, ca_added_text},
+      {"upload", "ca.upload", O(CERT), "name", "CA name", true, ca_uploaded_text},
+      {"verify", "ca.verify", O(CERT), "name", "CA name", false, ca_verified_text},
+      {"list", "ca.list", 0, NULL, NULL, false, ca_list_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"policy", POLICY_HELP, "new, list",
+     {{"new", "policy.new", O(VALIDITY) | O(RENEWAL_WINDOW) | O(CA) | O(KEY_TYPES), "name", "policy name", false,
+       policy_new_text},
+      {"list", "policy.list", 0, NULL, NULL, false, policy_list_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
     {"group", GROUP_HELP, "new, list, show, disable, enable",
-     {{"new", group_new}, {"list", group_list}, {"show", group_show}, {"disable", group_disable},
-      {"enable", group_enable}, {NULL, NULL}}},
+     {{"new", "group.new", O(POLICY) | O(SYMMETRIC) | O(HUB) | O(X509_CA), "id", "group id", false,
+       enrollment_new_text},
+      {"list", "group.list", 0, NULL, NULL, false, group_list_text},
+      {"show", "group.show", 0, "id", "group id", false, enrollment_show_text},
+      {"disable", "group.disable", 0, "id", "group id", false, enrollment_enabled_text},
+      {"enable", "group.enable", 0, "id", "group id", false, enrollment_enabled_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
     {"individual", INDIVIDUAL_HELP, "new, list, show, disable, enable",
-     {{"new", individual_new}, {"list", individual_list}, {"show", individual_show},
-      {"disable", individual_disable}, {"enable", individual_enable}, {NULL, NULL}}},
-    {"key", KEY_HELP, "show, derive", {{"show", key_show}, {"derive", key_derive}, {NULL, NULL}}},
-    {"registration", REGISTRATION_HELP, "list, show, revoke",
-     {{"list", registration_list}, {"show", registration_show}, {"revoke", registration_revoke},
-      {NULL, NULL}}},
-    {"cert", CERT_HELP, "list, revoke", {{"list", cert_list}, {"revoke", cert_revoke}, {NULL, NULL}}},
-    {"audit", AUDIT_HELP, "list", {{"list", audit_list}, {NULL, NULL}}},
+     {{"new", "individual.new", O(POLICY) | O(SYMMETRIC) | O(HUB) | O(X509_CERT), "id", "registration id", false,
+       enrollment_new_text},
+      {"list", "individual.list", 0, NULL, NULL, false, individual_list_text},
+      {"show", "individual.show", 0, "id", "registration id", false, enrollment_show_text},
+      {"disable", "individual.disable", 0, "id", "registration id", false, enrollment_enabled_text},
+      {"enable", "individual.enable", 0, "id", "registration id", false, enrollment_enabled_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"key", KEY_HELP, "show, derive",
+     {{"show", "key.show", O(GROUP) | O(INDIVIDUAL), NULL, NULL, false, key_show_text},
+      {"derive", "key.derive", O(GROUP) | O(REGISTRATION_ID) | O(SECONDARY), NULL, NULL, false, key_derive_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"registration", REGISTRATION_HELP, "list, show, revoke, disable, enable",
+     {{"list", "registration.list", O(GROUP) | O(INDIVIDUAL) | O(STATUS), NULL, NULL, false, registration_list_text},
+      {"show", "registration.show", 0, "id", "registration id", false, registration_show_text},
+      {"revoke", "registration.revoke", O(REASON), "id", "registration id", false, registration_revoke_text},
+      {"disable", "registration.disable", 0, "id", "registration id", false, registration_enabled_text},
+      {"enable", "registration.enable", 0, "id", "registration id", false, registration_enabled_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"cert", CERT_HELP, "list, revoke",
+     {{"list", "cert.list", O(EXPIRING) | O(REVOKED) | O(REGISTRATION) | O(ISSUER), NULL, NULL, false, cert_list_text},
+      {"revoke", "cert.revoke", O(SERIAL) | O(ISSUER) | O(REASON), NULL, NULL, false, cert_revoke_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"audit", AUDIT_HELP, "list",
+     {{"list", "audit.list", O(REGISTRATION), NULL, NULL, false, audit_list_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
 };
+
+/* `enroll admin crl` has no verb. */
+static const admin_verb CRL_VERB = {"crl", "crl.export", O(CA) | O(OUT) | O(NEXT_UPDATE), NULL, NULL, false,
+                                    crl_text};
 
 int cli_admin(int argc, char **argv)
 {
@@ -2068,13 +1073,15 @@ int cli_admin(int argc, char **argv)
         fputs(ADMIN_HELP, argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
+    if (strcmp(argv[1], "crl") == 0)
+        return run_verb(&CRL_VERB, "admin crl", CRL_HELP, argc - 1, argv + 1);
     const admin_noun *noun = NULL;
     for (size_t i = 0; i < sizeof NOUNS / sizeof NOUNS[0]; i++)
         if (strcmp(argv[1], NOUNS[i].name) == 0)
             noun = &NOUNS[i];
     if (noun == NULL)
         return cli_usage("admin",
-                         "unknown noun '%s' (ca, policy, group, individual, key, registration, cert, audit)",
+                         "unknown noun '%s' (ca, policy, group, individual, key, registration, cert, audit, crl)",
                          argv[1]);
     char where[64];
     snprintf(where, sizeof where, "admin %s", noun->name);
@@ -2086,7 +1093,7 @@ int cli_admin(int argc, char **argv)
         if (strcmp(argv[2], v->name) == 0) {
             char cmd[96];
             snprintf(cmd, sizeof cmd, "%s %s", where, v->name);
-            return v->fn(cmd, noun->help, argc - 2, argv + 2);
+            return run_verb(v, cmd, noun->help, argc - 2, argv + 2);
         }
     }
     return cli_usage(where, "unknown verb '%s' (%s)", argv[2], noun->verbs_text);

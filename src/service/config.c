@@ -19,6 +19,7 @@ void enr_service_config_free(enr_service_config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
+    free(cfg->admin_client_ca);
     free(cfg);
 }
 
@@ -107,8 +108,9 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     enr_service_config *cfg = calloc(1, sizeof *cfg);
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
     static const char *const TOP[] = {"listen", "data_dir", "id_scope", "tls", "plain_http", "workers",
-                                      "limits", "shutdown_grace_seconds", NULL};
+                                      "limits", "shutdown_grace_seconds", "admin", NULL};
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
+    static const char *const ADMIN[] = {"client_ca", NULL};
     static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds",
                                          "assigning_after_ms", NULL};
     if (rc == ENR_OK && !json_is_object(root))
@@ -164,6 +166,24 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
                            "(only behind a TLS terminator)");
     if (rc == ENR_OK && tls != NULL && cfg->plain_http)
         rc = enr_error_set(err, ENR_E_PARSE, "config: \"tls\" and \"plain_http\": true exclude each other");
+    json_t *admin = root ? json_object_get(root, "admin") : NULL;
+    if (rc == ENR_OK && admin != NULL) {
+        if (!json_is_object(admin))
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"admin\" must be an object");
+        if (rc == ENR_OK)
+            rc = only_known_keys(admin, "admin", ADMIN, err);
+        if (rc == ENR_OK)
+            rc = path_value(admin, "client_ca", "admin", base_dir, &cfg->admin_client_ca, err);
+        if (rc == ENR_OK && cfg->admin_client_ca == NULL)
+            rc = enr_error_set(err, ENR_E_PARSE,
+                               "config: admin needs \"client_ca\" (the CA that issues admin certificates)");
+        /* Admin certificates are only ever seen in a TLS handshake. */
+        if (rc == ENR_OK && cfg->plain_http)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"admin\" needs \"tls\" (admins authenticate with "
+                                                 "TLS client certificates), not plain_http");
+        if (rc == ENR_OK && cfg->data_dir == NULL)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"admin\" needs \"data_dir\" (where the store is)");
+    }
     long workers = 0, grace = cfg ? cfg->shutdown_grace_seconds : 0;
     if (rc == ENR_OK)
         rc = int_value(root, "workers", "config", 0, 256, &workers, err);

@@ -28,6 +28,7 @@
 #include "enroll/dps.h"
 #include "enroll/duration.h"
 #include "enroll/service.h"
+#include "service/admin_api.h"
 #include "service/committer.h"
 #include "service/registration.h"
 
@@ -67,6 +68,7 @@ typedef struct worker {
     time_t stop_deadline;
     unsigned long next_request;
     registrar *registrar;       /* NULL when the config has no id_scope */
+    admin_api *admin;           /* NULL when the config has no admin section */
     worker_metrics metrics;
     /* Registrations the committer has finished with, to answer here. */
     pthread_mutex_t committed_lock;
@@ -530,6 +532,8 @@ static void handle_request(struct evhttp_request *req, void *arg)
         }
         answer_registration(w, req, &answer, start, id, cmd);
         return;
+    } else if (w->admin != NULL && admin_api_owns_path(path)) {
+        status = admin_api_serve(w->admin, req, path, &route);
     } else {
         status = 404;
         reply_json(req, status, "Not Found", "{\"message\":\"no such route\"}");
@@ -627,6 +631,9 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
         registrar_set_deferred(w->registrar, true);
         registrar_set_in_flight(w->registrar, operation_assigning, svc);
     }
+    if (svc->cfg.admin_client_ca != NULL &&
+        (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
+        return rc;
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
@@ -756,6 +763,7 @@ void enr_service_free(enr_service *svc)
         if (w->fd >= 0)
             close(w->fd);
         registrar_free(w->registrar);
+        admin_api_free(w->admin);
     }
     free(svc->workers);
     for (assigning_entry *e = svc->assigning, *next; e != NULL; e = next) {

@@ -137,6 +137,8 @@ static const char *const MIGRATIONS[] = {
     "  detail TEXT\n"
     ");\n"
     "CREATE INDEX audit_by_registration ON audit_event (registration_id, id);\n",
+    /* 2: a disabled registration remembers the status it had, for enable */
+    "ALTER TABLE registration ADD COLUMN status_before_disable TEXT;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -175,6 +177,8 @@ typedef enum stmt_id {
     ST_REGISTRATION_UPSERT,
     ST_REGISTRATION_GET,
     ST_REGISTRATION_LIST,
+    ST_REGISTRATION_DISABLE,
+    ST_REGISTRATION_ENABLE,
     ST_CERT_INSERT,
     ST_CERT_GET,
     ST_CERT_LIST,
@@ -269,6 +273,17 @@ static const char *const SQL[ST_COUNT] = {
                              "AND (:status IS NULL OR status = :status) "
                              "AND (:after IS NULL OR registration_id > :after) "
                              "ORDER BY registration_id LIMIT :limit",
+    /* Idempotent both ways: disabling twice keeps the status from before the
+     * first time; enabling one that is not disabled changes nothing but the
+     * etag. No row changed means no such registration. */
+    [ST_REGISTRATION_DISABLE] =
+        "UPDATE registration SET status_before_disable = CASE WHEN status = 'disabled' "
+        "THEN status_before_disable ELSE status END, status = 'disabled', etag = :etag, "
+        "updated_at = :now WHERE registration_id = :id",
+    [ST_REGISTRATION_ENABLE] =
+        "UPDATE registration SET status = CASE WHEN status = 'disabled' "
+        "THEN COALESCE(status_before_disable, 'assigned') ELSE status END, "
+        "status_before_disable = NULL, etag = :etag, updated_at = :now WHERE registration_id = :id",
     [ST_CERT_INSERT] = "INSERT INTO certificate (issuer, serial, registration_id, policy, subject, "
                        "not_before, not_after, issued_at, spki_sha256, der) VALUES (:issuer, :serial, "
                        ":registration_id, :policy, :subject, :not_before, :not_after, :issued_at, "
@@ -1254,6 +1269,29 @@ static enr_code sqlite_list_registrations(void *impl, const enr_registration_fil
                      err);
 }
 
+static enr_code sqlite_set_registration_enabled(void *impl, const char *registration_id, bool enabled,
+                                                const char *etag, time_t now,
+                                                const enr_audit_event *audit, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    if ((rc = statement(s, enabled ? ST_REGISTRATION_ENABLE : ST_REGISTRATION_DISABLE, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":id", registration_id);
+        bind_text(&b, ":etag", etag);
+        bind_int(&b, ":now", (int64_t)now);
+        rc = run(s, st, &b, "changing a registration", err);
+    }
+    if (rc == ENR_OK && sqlite3_changes(s->db) == 0)
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "no registration '%s'", registration_id);
+    if (rc == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
 static enr_code get_certificate(sqlite_store *s, const char *issuer, const char *serial,
                                 enr_certificate *out, enr_error *err)
 {
@@ -1609,6 +1647,7 @@ static const enr_store_ops SQLITE_OPS = {
     .commit_registrations = sqlite_commit_registrations,
     .get_registration = sqlite_get_registration,
     .list_registrations = sqlite_list_registrations,
+    .set_registration_enabled = sqlite_set_registration_enabled,
     .get_certificate = sqlite_get_certificate,
     .list_certificates = sqlite_list_certificates,
     .revoke_certificate = sqlite_revoke_certificate,

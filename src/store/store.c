@@ -1031,6 +1031,21 @@ enr_code enr_store_get_registration(enr_store *store, const char *registration_i
     return rc;
 }
 
+enr_code enr_store_set_registration_enabled(enr_store *store, const char *registration_id, bool enabled,
+                                            const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, set_registration_enabled, "enable or disable registrations", err);
+    char key[ENR_STORE_ID_MAX + 1], etag[ENR_STORE_ETAG_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = normalize_id("a registration id", registration_id, key, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = enr_store_make_etag(etag, err)) != ENR_OK)
+        return rc;
+    return store->ops->set_registration_enabled(store->impl, key, enabled, etag, time(NULL), a, err);
+}
+
 enr_code enr_store_list_registrations(enr_store *store, const enr_registration_filter *filter,
                                       enr_registration_list *out, enr_error *err)
 {

@@ -327,13 +327,78 @@ run 2 "registration revoke: bad reason" registration revoke dev-002 --reason bec
 run 0 "cert list --expiring leaves revoked ones out" cert list --expiring P1Y --json
 same "expiring: not revoked" "$(json "$WORK/.out" '[.[].serial] | join(",")')" "$S2,$S7"
 
+# ---- disabling a registration --------------------------------------------------------------
+run 0 "registration disable" registration disable DEV-002 --json
+same "registration disable: status" "$(json "$WORK/.out" .status)" "disabled"
+same "registration disable: changed" "$(json "$WORK/.out" .changed)" "true"
+same "registration disable: in the store" "$(sqlite3 "$D/enroll.db" "SELECT status FROM registration WHERE registration_id = 'dev-002'")" "disabled"
+same "registration disable: the rest is kept" "$(sqlite3 "$D/enroll.db" "SELECT substatus, device_id, last_certificate_serial FROM registration WHERE registration_id = 'dev-002'")" "initialAssignment|dev-002|$S2"
+same "registration disable: certificates untouched" "$(sqlite3 "$D/enroll.db" "SELECT revoked FROM certificate WHERE serial = '$S2'")" "0"
+run 0 "registration disable again" registration disable dev-002
+contains "$WORK/.out" "nothing changed" "disable twice: nothing changed"
+run 0 "registration list --status disabled" registration list --status disabled --json
+same "registration list --status disabled" "$(json "$WORK/.out" '[.[].registration_id] | join(",")')" "dev-002"
+run 0 "registration show: disabled" registration show dev-002
+contains "$WORK/.out" "Status:      disabled" "registration show: disabled"
+run 0 "registration enable" registration enable dev-002 --json
+same "registration enable: the status from before" "$(json "$WORK/.out" .status)" "assigned"
+run 0 "registration enable again (text)" registration enable dev-002
+contains "$WORK/.out" "enabled already" "enable twice: nothing changed"
+run 0 "registration disable (text)" registration disable dev-007
+contains "$WORK/.out" "may not register or renew" "registration disable text"
+run 3 "registration disable: unknown" registration disable dev-999
+contains "$WORK/.err" "no registration 'dev-999'" "disable unknown: message"
+run 2 "registration disable: no id" registration disable
+run 2 "registration disable: bad id" registration disable 'dev 1'
+
+# ---- CRL export ------------------------------------------------------------------------------
+run 0 "crl" crl --ca issuing --out issuing.crl --json
+same "crl: two revoked" "$(json "$WORK/.out" .revoked)" "2"
+N1=$(json "$WORK/.out" .crl_number)
+same "crl: written where asked" "$(json "$WORK/.out" .out)" "issuing.crl"
+lacks "$WORK/.out" "BEGIN X509 CRL" "crl --json does not print the CRL"
+check "crl: signed by the issuing CA" openssl crl -in issuing.crl -CAfile int/cert.pem -verify -noout
+contains "$WORK/.err" "verify OK" "crl verifies"
+openssl crl -in issuing.crl -noout -text > crl.txt
+contains crl.txt "$S1A" "crl lists the revoked certificate"
+contains crl.txt "$S1B" "crl lists the registration's revoked certificate"
+contains crl.txt "Key Compromise" "crl carries the reason"
+lacks crl.txt "$S2" "crl leaves out valid certificates"
+lacks crl.txt "$S7" "crl leaves out another issuer's revocations"
+expect_exit 2 "openssl verify -crl_check rejects a revoked certificate" \
+  openssl verify -crl_check -CRLfile issuing.crl -CAfile root/cert.pem -untrusted int/cert.pem dev1a.pem
+grep -q "certificate revoked" "$WORK/.out" "$WORK/.err" && pass || fail "verify: not refused as revoked"
+check "openssl verify -crl_check accepts a valid certificate" \
+  openssl verify -crl_check -CRLfile issuing.crl -CAfile root/cert.pem -untrusted int/cert.pem dev2.pem
+run 0 "crl again (text), next update in a day" crl --ca issuing --out issuing2.crl --next-update P1D
+contains "$WORK/.out" "written to issuing2.crl" "crl text"
+N2=$(openssl crl -in issuing2.crl -noout -crlnumber | cut -d= -f2)
+[ $((16#$N2)) -gt "$N1" ] && pass || fail "CRL number did not grow: $N1 then $N2"
+last=$(date -d "$(openssl crl -in issuing2.crl -noout -lastupdate | cut -d= -f2)" +%s)
+next=$(date -d "$(openssl crl -in issuing2.crl -noout -nextupdate | cut -d= -f2)" +%s)
+same "crl --next-update P1D" "$((next - last))" "86400"
+check "enroll ca crl continues the numbers" "$ENROLL" ca crl --dir int --out int3.crl
+N3=$(openssl crl -in int/crl.pem -noout -crlnumber | cut -d= -f2)
+[ $((16#$N3)) -gt $((16#$N2)) ] && pass || fail "enroll ca crl reused a CRL number: $N2 then $N3"
+run 1 "crl: a bootstrap CA" crl --ca factory --out x.crl
+contains "$WORK/.err" "bootstrap" "crl of a bootstrap CA: message"
+run 3 "crl: unknown CA" crl --ca nope --out x.crl
+run 2 "crl: --out is required" crl --ca issuing
+run 2 "crl: bad --next-update" crl --ca issuing --out x.crl --next-update soon
+contains "$WORK/.err" "--next-update" "bad --next-update: names the option"
+run 2 "crl: an option of another verb" crl --ca issuing --out x.crl --hub x
+[ ! -e x.crl ] && pass || fail "a refused crl wrote a file"
+expect_exit 0 "admin crl --help" "$ENROLL" admin crl --help
+contains "$WORK/.out" "Examples:" "admin crl --help has examples"
+
 # ---- the audit trail ---------------------------------------------------------------------
 run 0 "audit list" audit list --json
 cp "$WORK/.out" audit.json
 for kind in admin.ca.add admin.ca.upload admin.ca.verify admin.policy.create admin.group.create \
             admin.group.disable admin.group.enable admin.individual.create admin.individual.disable \
             admin.individual.enable admin.key.show admin.key.derive admin.cert.revoke \
-            admin.registration.revoke; do
+            admin.registration.revoke admin.registration.disable admin.registration.enable \
+            admin.crl.export; do
   [ "$(jq --arg k "$kind" '[.[] | select(.kind == $k and .outcome == "ok")] | length' audit.json)" -ge 1 ] &&
     pass || fail "no '$kind' audit event"
 done

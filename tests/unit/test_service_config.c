@@ -39,6 +39,20 @@ static void test_good_config(void **state)
     assert_int_equal(cfg->timeout_seconds, 30);      /* default */
     assert_int_equal(cfg->assigning_after_ms, 2000); /* default */
     assert_false(cfg->plain_http);
+    assert_null(cfg->admin_client_ca);
+    enr_service_config_free(cfg);
+}
+
+static void test_admin_config(void **state)
+{
+    (void)state;
+    enr_error err;
+    enr_service_config *cfg = parse("{\"listen\":\"127.0.0.1:0\",\"data_dir\":\"/d\","
+                                    "\"tls\":{\"cert\":\"s.pem\",\"key\":\"s.key\"},"
+                                    "\"admin\":{\"client_ca\":\"admin-ca.pem\"}}",
+                                    &err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->admin_client_ca, "/etc/enroll/admin-ca.pem");
     enr_service_config_free(cfg);
 }
 
@@ -74,6 +88,16 @@ static void test_bad_configs(void **state)
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"id_scope\":\"0ne1\"}", "needs \"data_dir\""},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"a/b\"}", "id_scope"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"\"}", "id_scope"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"b\"},\"data_dir\":\"d\",\"admin\":[]}", "object"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"b\"},\"data_dir\":\"d\",\"admin\":{}}", "client_ca"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"b\"},\"data_dir\":\"d\","
+         "\"admin\":{\"client_ca\":\"\"}}", "non-empty"},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"b\"},\"data_dir\":\"d\","
+         "\"admin\":{\"client_ca\":\"x\",\"token\":\"t\"}}", "unknown key \"token\""},
+        {"{\"listen\":\"h:1\",\"tls\":{\"cert\":\"a\",\"key\":\"b\"},\"admin\":{\"client_ca\":\"x\"}}",
+         "needs \"data_dir\""},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"admin\":{\"client_ca\":\"x\"}}",
+         "needs \"tls\""},
     };
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
         enr_error err;
@@ -87,6 +111,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_admin_config),
         cmocka_unit_test(test_bad_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

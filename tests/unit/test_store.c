@@ -249,8 +249,9 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
 
     sqlite3 *db = raw_db(f);
-    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 1);
-    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 1);
+    /* One row per migration, applied once whatever the reopens. */
+    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 2);
+    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 2);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -899,6 +900,74 @@ static void test_list_registrations(void **state)
     assert_int_equal(enr_store_list_registrations(f->store, &bad, &list, &err), ENR_E_USAGE);
 }
 
+static void test_registration_disable_enable(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    commit_ok(f, "dev-1", "01", now + 86400);
+    enr_registration before, r;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-1", &before, &err), ENR_OK);
+    assert_string_equal(before.status, "assigned");
+
+    enr_audit_event a = audit("admin.registration.disable", "dev-1", "ok", 0, "disabled");
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "DEV-1", false, &a, &err), ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-1", &r, &err), ENR_OK);
+    assert_string_equal(r.status, "disabled");
+    assert_string_not_equal(r.etag, before.etag);
+    /* Everything else is what it was. */
+    assert_string_equal(r.substatus, before.substatus);
+    assert_string_equal(r.device_id, before.device_id);
+    assert_string_equal(r.assigned_hub, before.assigned_hub);
+    assert_string_equal(r.last_certificate_serial, before.last_certificate_serial);
+    assert_int_equal(r.created_at, before.created_at);
+    enr_registration_filter disabled = {.status = "disabled"};
+    enr_registration_list list;
+    assert_int_equal(enr_store_list_registrations(f->store, &disabled, &list, &err), ENR_OK);
+    assert_int_equal(list.count, 1);
+    enr_registration_list_free(&list);
+    /* Certificates are untouched: revocation is separate. */
+    enr_certificate_filter revoked = {.revoked = ENR_REVOKED_ONLY};
+    enr_certificate_list certs;
+    assert_int_equal(enr_store_list_certificates(f->store, &revoked, &certs, &err), ENR_OK);
+    assert_int_equal(certs.count, 0);
+    enr_certificate_list_free(&certs);
+
+    /* Twice: still disabled, and enabling gives back "assigned", not "disabled". */
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "dev-1", false, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "dev-1", true, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-1", &r, &err), ENR_OK);
+    assert_string_equal(r.status, "assigned");
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "dev-1", true, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-1", &r, &err), ENR_OK);
+    assert_string_equal(r.status, "assigned");
+
+    /* A failed registration comes back failed. */
+    enr_registration fr = registration("dev-2", "fleet");
+    snprintf(fr.status, sizeof fr.status, "failed");
+    enr_operation op = operation("op-2");
+    snprintf(op.status, sizeof op.status, "failed");
+    assert_int_equal(enr_store_commit_registration(f->store, &fr, NULL, &op, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "dev-2", false, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "dev-2", true, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-2", &r, &err), ENR_OK);
+    assert_string_equal(r.status, "failed");
+
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "nobody", false, &a, &err), ENR_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "nobody"));
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "bad id!", false, NULL, &err), ENR_E_USAGE);
+
+    /* One audit event: the refused change wrote none. */
+    enr_audit_list events;
+    enr_audit_filter af = {.registration_id = "dev-1"};
+    assert_int_equal(enr_store_list_audit(f->store, &af, &events, &err), ENR_OK);
+    size_t disables = 0;
+    for (size_t i = 0; i < events.count; i++)
+        disables += strcmp(events.items[i].kind, "admin.registration.disable") == 0;
+    assert_int_equal(disables, 1);
+    enr_audit_list_free(&events);
+}
+
 /* ---- certificates ------------------------------------------------------- */
 
 static void test_certificate_filters(void **state)
@@ -1472,6 +1541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejection_writes_only_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_registrations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_disable_enable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificate_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificate_from_x509, setup, teardown),

@@ -1,0 +1,55 @@
+/* Administration of what enrolld serves: CAs, credential policies,
+ * enrollments, keys, registrations, certificates, revocation, CRLs and the
+ * audit trail.
+ *
+ * One entry point: a command name ("group.new") and its arguments as a JSON
+ * object, run against a store, answered with a JSON document. `enroll admin
+ * --data DIR` and enrolld's /admin/v1 routes both call it, so both check,
+ * refuse and audit alike; docs/admin-api.md lists the commands and their
+ * arguments. Arguments are outside input: unknown names, wrong types and
+ * bad values are ENR_E_USAGE with a message that starts with the argument's
+ * name ("validity: ..."), so a front end can point at its own spelling of
+ * it (the CLI says "--validity: ..."). */
+#ifndef ENROLL_ADMIN_H
+#define ENROLL_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "enroll/error.h"
+#include "enroll/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Arguments larger than this are refused before parsing. */
+#define ENR_ADMIN_ARGS_MAX (256 * 1024)
+
+typedef struct enr_admin_context {
+    /* Who asks, appended to every audit event's detail: "enroll admin, user
+     * alice" or "admin API, O=Acme, CN=ops". Never a key. */
+    const char *actor;
+    /* Over the network: paths in arguments must be absolute (they name the
+     * server's files, not the caller's). */
+    bool remote;
+} enr_admin_context;
+
+/* Runs one command. `args` is a JSON object (NULL or empty: no arguments).
+ * On success *result is a NUL-terminated JSON document (free it with
+ * enr_admin_result_free: key.show and key.derive answer secrets). */
+enr_code enr_admin_execute(enr_store *store, const enr_admin_context *ctx, const char *command,
+                           const char *args, size_t args_len, char **result, enr_error *err);
+void enr_admin_result_free(char *result);
+
+/* "group.new", ... */
+bool enr_admin_command_known(const char *command);
+/* Commands that change nothing but the audit trail (list, show). */
+bool enr_admin_command_read_only(const char *command);
+/* Commands whose answer holds a secret (key.show, key.derive): never log it. */
+bool enr_admin_command_secret(const char *command);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
