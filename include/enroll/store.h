@@ -290,6 +290,8 @@ enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind 
  * All or nothing. A certificate whose (issuer, serial) is taken is
  * ENR_E_EXISTS, so enr_ca_issue draws another serial; the certificate's and
  * operation's registration ids, if set, must be the registration's. */
+/* A registration an operator disabled is never overwritten: committing to
+ * it is ENR_E_POLICY and writes nothing. */
 enr_code enr_store_commit_registration(enr_store *store, const enr_registration *registration,
                                        const enr_certificate *cert, const enr_operation *op,
                                        const enr_audit_event *audit, enr_error *err);

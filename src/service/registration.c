@@ -717,6 +717,10 @@ void registrar_finish(registrar *r, registration_job *job, registration_answer *
         job->answer = NULL;
         return;
     }
+    if (job->item.result == ENR_E_POLICY) { /* disabled while it was being issued */
+        answer_error(r, out, ENR_DPS_REGISTRATION_DISABLED, job->item.error.message, job->registration_id);
+        return;
+    }
     /* Nothing was stored, so nothing is sent: the device tries again. */
     fprintf(stderr, "{\"event\":\"commit_failed\",\"registration_id\":\"%s\",\"message\":\"%s\"}\n",
             job->registration_id, enr_code_name(job->item.result));

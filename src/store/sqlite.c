@@ -265,7 +265,8 @@ static const char *const SQL[ST_COUNT] = {
         "substatus = excluded.substatus, device_id = excluded.device_id, "
         "assigned_hub = excluded.assigned_hub, etag = excluded.etag, updated_at = excluded.updated_at, "
         "last_certificate_issuer = COALESCE(excluded.last_certificate_issuer, last_certificate_issuer), "
-        "last_certificate_serial = COALESCE(excluded.last_certificate_serial, last_certificate_serial)",
+        "last_certificate_serial = COALESCE(excluded.last_certificate_serial, last_certificate_serial) "
+        "WHERE registration.status <> 'disabled'",
     [ST_REGISTRATION_GET] = "SELECT " REGISTRATION_COLUMNS " FROM registration WHERE registration_id = :id",
     [ST_REGISTRATION_LIST] = "SELECT " REGISTRATION_COLUMNS " FROM registration "
                              "WHERE (:kind IS NULL OR enrollment_kind = :kind) "
@@ -1127,7 +1128,12 @@ static enr_code upsert_registration(sqlite_store *s, const enr_registration *r, 
     bind_int(&b, ":updated_at", (int64_t)r->updated_at);
     bind_text(&b, ":last_certificate_issuer", r->last_certificate_issuer);
     bind_text(&b, ":last_certificate_serial", r->last_certificate_serial);
-    return run(s, st, &b, "storing the registration", err);
+    rc = run(s, st, &b, "storing the registration", err);
+    /* Disabled between the service's check and this commit: the row stays
+     * as the operator left it, and nothing of this registration commits. */
+    if (rc == ENR_OK && sqlite3_changes(s->db) == 0)
+        rc = enr_error_set(err, ENR_E_POLICY, "registration '%s' is disabled", r->registration_id);
+    return rc;
 }
 
 static enr_code insert_certificate(sqlite_store *s, const enr_certificate *c, enr_error *err)

@@ -154,11 +154,12 @@ body dev-001 dev3.key dev-001
 same "a revoked operational certificate is refused" "$(register_x509 dev-001 leaf.pem dev.key body.json)" "401"
 same "revoked: errorCode" "$(json "$WORK/.out" .errorCode)" "401002"
 contains "$WORK/.out" "revoked" "revoked: the message says why"
-sqlite3 data/enroll.db "update registration set status = 'disabled' where registration_id = 'dev-001'"
+check "admin: disable dev-001's registration" "$ENROLL" admin registration disable dev-001 --data data
 same "a disabled registration is refused" "$(register dev-001 "$(sas "$DEV_KEY" dev-001)" body.json)" "403"
 same "disabled registration: errorCode" "$(json "$WORK/.out" .errorCode)" "403002"
 same "disabled registration: mTLS renewal refused too" "$(register_x509 dev-001 leaf3.pem dev3.key body.json)" "403"
-sqlite3 data/enroll.db "update registration set status = 'assigned' where registration_id = 'dev-001'"
+check "admin: enable it again" "$ENROLL" admin registration enable dev-001 --data data
+same "enabled: the status it had" "$(sqlite3 data/enroll.db "select status from registration where registration_id = 'dev-001'")" "assigned"
 reject() { # NAME WANT-HTTP WANT-CODE RID AUTH BODY
   local got
   got=$(register "$4" "$5" "$6")

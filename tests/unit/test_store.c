@@ -790,6 +790,22 @@ static void test_group_commit(void **state)
     assert_int_equal(enr_store_list_certificates(f->store, NULL, &all, &err), ENR_OK);
     assert_int_equal(all.count, 2);
     enr_certificate_list_free(&all);
+    /* An operator disabled dev-b meanwhile: its next commit writes nothing. */
+    assert_int_equal(enr_store_set_registration_enabled(f->store, "dev-b", false, NULL, &err), ENR_OK);
+    enr_registration again = registration("dev-b", "fleet");
+    enr_certificate again_cert = certificate(ISSUER, "7F09", now + 86400);
+    enr_operation again_op = operation("op-b2");
+    enr_registration_commit one = {&again, &again_cert, &again_op, NULL, ENR_E_INTERNAL, {0}};
+    assert_int_equal(enr_store_commit_registrations(f->store, &one, 1, &err), ENR_OK);
+    assert_int_equal(one.result, ENR_E_POLICY);
+    assert_non_null(strstr(one.error.message, "disabled"));
+    assert_int_equal(enr_store_get_registration(f->store, "dev-b", &got, &err), ENR_OK);
+    assert_string_equal(got.status, "disabled");
+    assert_string_equal(got.last_certificate_serial, "7F02");
+    assert_int_equal(enr_store_get_operation(f->store, "op-b2", &got_op, &err), ENR_E_NOTFOUND);
+    enr_certificate none;
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "7F09", &none, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_commit_registration(f->store, &again, &again_cert, &again_op, NULL, &err), ENR_E_POLICY);
     /* An empty batch is fine; a missing array is not. */
     assert_int_equal(enr_store_commit_registrations(f->store, NULL, 0, &err), ENR_OK);
     assert_int_equal(enr_store_commit_registrations(f->store, NULL, 2, &err), ENR_E_USAGE);
