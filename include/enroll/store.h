@@ -301,6 +301,12 @@ typedef struct enr_registration_commit {
     const enr_certificate *certificate;  /* NULL: nothing issued */
     const enr_operation *operation;
     const enr_audit_event *audit;        /* may be NULL */
+    /* Re-checked inside the transaction, since what attestation saw may
+     * have changed while the certificate was being issued (an operator
+     * revoked the credential or disabled the enrollment): */
+    const char *credential_issuer;       /* a certificate of this store presented as */
+    const char *credential_serial;       /* the credential must still be unrevoked; NULL: none */
+    bool require_enrollment_enabled;     /* the registration's enrollment must still be enabled */
     enr_code result;                     /* set by enr_store_commit_registrations */
     enr_error error;                     /* when result is not ENR_OK */
 } enr_registration_commit;
@@ -308,7 +314,8 @@ typedef struct enr_registration_commit {
 /* Group commit: many registration commits in one transaction, so one
  * fsync covers them all. Each item is all or nothing on its own (a taken
  * serial or a bad field rolls back that item only, and its result says
- * why); the others commit. The return value is ENR_OK when the transaction
+ * why); the others commit. A failed re-check (above) or a disabled
+ * registration is ENR_E_POLICY for that item. The return value is ENR_OK when the transaction
  * committed; otherwise nothing did, and every item's result says so. */
 enr_code enr_store_commit_registrations(enr_store *store, enr_registration_commit *items, size_t count,
                                         enr_error *err);

@@ -127,6 +127,10 @@ static void answer_error(registrar *r, registration_answer *out, enr_dps_error e
 typedef struct attested {
     enr_enrollment enrollment;
     bool found;
+    /* Renewal with an operational certificate: which one (the commit checks
+     * again that it is still unrevoked). */
+    char credential_issuer[ENR_STORE_DN_MAX + 1];
+    char credential_serial[ENR_STORE_SERIAL_MAX + 1];
 } attested;
 
 static bool sas_matches(const enr_sas_token *token, const char *scope, const char *registration_id,
@@ -278,6 +282,8 @@ static enr_dps_error attest_operational(registrar *r, X509 *cert, const char *re
         snprintf(message, cap, "the enrollment this device registered through is gone");
     else {
         out->found = true;
+        snprintf(out->credential_issuer, sizeof out->credential_issuer, "%s", known.issuer);
+        snprintf(out->credential_serial, sizeof out->credential_serial, "%s", known.serial);
         result = ENR_DPS_OK;
     }
     enr_certificate_free(&known);
@@ -385,6 +391,7 @@ typedef struct commit_context {
     enr_ca *ca;                     /* NULL: a classic registration */
     const struct cached_ca *issuer; /* ca with its encoded chain */
     const enr_enrollment *enrollment;
+    const attested *who;            /* the credential, re-checked at commit */
     const char *registration_id;    /* as the device sent it */
     const char *policy;
     const char *payload_json;
@@ -473,8 +480,14 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
             job->audit = audit;
             job->issued = cert != NULL;
             snprintf(job->registration_id, sizeof job->registration_id, "%s", c->registration_id);
-            job->item = (enr_registration_commit){&job->registration, cert ? &job->certificate : NULL,
-                                                  &job->operation, &job->audit, ENR_E_INTERNAL, {0}};
+            snprintf(job->credential_issuer, sizeof job->credential_issuer, "%s", c->who->credential_issuer);
+            snprintf(job->credential_serial, sizeof job->credential_serial, "%s", c->who->credential_serial);
+            job->item = (enr_registration_commit){
+                .registration = &job->registration, .certificate = cert ? &job->certificate : NULL,
+                .operation = &job->operation, .audit = &job->audit,
+                .credential_issuer = job->credential_serial[0] ? job->credential_issuer : NULL,
+                .credential_serial = job->credential_serial[0] ? job->credential_serial : NULL,
+                .require_enrollment_enabled = true, .result = ENR_E_INTERNAL};
             registration_job_free(c->job);
             c->job = job;
         }
@@ -557,6 +570,7 @@ static void handle_register(registrar *r, const registration_request *req, const
     }
     c.r = r;
     c.enrollment = &who.enrollment;
+    c.who = &who;
     c.registration_id = rid;
     c.payload_json = enr_dps_register_request_payload(body);
     c.policy = who.enrollment.policy[0] ? who.enrollment.policy : NULL;
@@ -651,18 +665,30 @@ static void handle_operation(registrar *r, const registration_request *req, cons
         answer_error(r, out, e, message, path->registration_id);
         return;
     }
-    enr_operation op = {0};
-    enr_code found = enr_store_get_operation(r->store, path->operation_id, &op, &err);
-    if (found == ENR_E_NOTFOUND && r->in_flight != NULL &&
-        r->in_flight(r->in_flight_arg, path->operation_id, path->registration_id)) {
-        /* Answered 202 and still being committed: poll again. */
-        if (enr_dps_write_operation_status_assigning(path->operation_id, path->registration_id, &out->body,
-                                                     &err) == ENR_OK) {
-            out->status = 202;
-            out->retry_after = 1;
+    /* The in-flight list first: an entry leaves it only after its COMMIT
+     * returned, so when it is not there the store read below sees it. */
+    registrar_operation_state state =
+        r->in_flight != NULL ? r->in_flight(r->in_flight_arg, path->operation_id, path->registration_id)
+                             : REGISTRAR_OPERATION_UNKNOWN;
+    if (state == REGISTRAR_OPERATION_ASSIGNING &&
+        enr_dps_write_operation_status_assigning(path->operation_id, path->registration_id, &out->body, &err) ==
+            ENR_OK) {
+        out->status = 202; /* answered 202 and still being committed: poll again */
+        out->retry_after = 1;
+        return;
+    }
+    if (state == REGISTRAR_OPERATION_FAILED) {
+        time_t now = time(NULL);
+        enr_dps_failure f = {.operation_id = path->operation_id, .registration_id = path->registration_id,
+                             .created_at = now, .updated_at = now, .error = ENR_DPS_STORE_UNAVAILABLE,
+                             .message = "the registration could not be recorded; register again"};
+        if (enr_dps_write_failed(&f, &out->body, &err) == ENR_OK) {
+            out->status = 200;
             return;
         }
     }
+    enr_operation op = {0};
+    enr_code found = enr_store_get_operation(r->store, path->operation_id, &op, &err);
     if (found != ENR_OK ||
         !enr_dps_registration_id_equal(op.registration_id, path->registration_id) || op.result_json == NULL) {
         enr_operation_free(&op);
@@ -717,8 +743,11 @@ void registrar_finish(registrar *r, registration_job *job, registration_answer *
         job->answer = NULL;
         return;
     }
-    if (job->item.result == ENR_E_POLICY) { /* disabled while it was being issued */
-        answer_error(r, out, ENR_DPS_REGISTRATION_DISABLED, job->item.error.message, job->registration_id);
+    if (job->item.result == ENR_E_POLICY) { /* refused meanwhile: disabled, or the credential revoked */
+        enr_dps_error e = strstr(job->item.error.message, "certificate") ? ENR_DPS_CERT_AUTH_FAILED
+                          : strstr(job->item.error.message, "enrollment") ? ENR_DPS_ENROLLMENT_DISABLED
+                                                                           : ENR_DPS_REGISTRATION_DISABLED;
+        answer_error(r, out, e, job->item.error.message, job->registration_id);
         return;
     }
     /* Nothing was stored, so nothing is sent: the device tries again. */

@@ -38,6 +38,8 @@ typedef struct registration_job {
     enr_certificate certificate;   /* owns its DER */
     enr_operation operation;
     enr_audit_event audit;
+    char credential_issuer[ENR_STORE_DN_MAX + 1]; /* an operational certificate presented, or "" */
+    char credential_serial[ENR_STORE_SERIAL_MAX + 1];
     char *answer;                  /* the 200 body, sent once committed */
     bool issued;
     char registration_id[129];
@@ -72,8 +74,15 @@ void registrar_handle(registrar *r, const registration_request *req, registratio
  * store (the caller batches them; see committer.h). */
 void registrar_set_deferred(registrar *r, bool deferred);
 /* Tells the operation-status route about operations answered 202 whose
- * commit is still running (so they read "assigning", not "unknown"). */
-typedef bool (*registrar_in_flight_fn)(void *arg, const char *operation_id, const char *registration_id);
+ * commit is still running (so they read "assigning", not "unknown"), or
+ * whose commit failed (they read "failed", and the device starts over). */
+typedef enum registrar_operation_state {
+    REGISTRAR_OPERATION_UNKNOWN = 0,
+    REGISTRAR_OPERATION_ASSIGNING,
+    REGISTRAR_OPERATION_FAILED
+} registrar_operation_state;
+typedef registrar_operation_state (*registrar_in_flight_fn)(void *arg, const char *operation_id,
+                                                            const char *registration_id);
 void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg);
 /* The answer for a deferred registration once its commit is over (the
  * job's item.result says how it went); takes the job's answer body. */

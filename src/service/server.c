@@ -92,8 +92,12 @@ typedef struct pending_request {
 typedef struct assigning_entry {
     char operation_id[ENR_STORE_ID_MAX + 1];
     char registration_id[ENR_STORE_ID_MAX + 1];
+    time_t failed_until; /* 0: still assigning; else its commit failed, said until then */
     struct assigning_entry *next;
 } assigning_entry;
+
+/* How long a failed operation reads "failed" before it is unknown. */
+#define FAILED_OPERATION_SECONDS 300
 
 struct enr_service {
     enr_service_config cfg;     /* borrowed strings from the caller's config */
@@ -351,6 +355,7 @@ static void serve_registration(worker *w, struct evhttp_request *req, const char
 static void answer_registration(worker *w, struct evhttp_request *req, registration_answer *answer, double start,
                                 unsigned long id, enum evhttp_cmd_type cmd)
 {
+    bool client_cert = has_client_certificate(req); /* before the reply, which may free req */
     count_registration(w, answer);
     if (answer->retry_after > 0) {
         char seconds[16];
@@ -363,7 +368,7 @@ static void answer_registration(worker *w, struct evhttp_request *req, registrat
     double latency = now_ms() - start;
     count(w, answer->status, latency);
     log_request(w, id, method_name(cmd), answer->route, answer->registration_id, answer->status, latency,
-                has_client_certificate(req));
+                client_cert);
     atomic_fetch_sub(&w->in_flight, 1);
 }
 
@@ -378,26 +383,42 @@ static void registration_committed(registration_job *job, void *arg)
     event_active(w->committed_event, EV_READ, 0);
 }
 
-static bool operation_assigning(void *arg, const char *operation_id, const char *registration_id)
+static registrar_operation_state operation_state(void *arg, const char *operation_id, const char *registration_id)
 {
     enr_service *svc = arg;
-    bool found = false;
+    registrar_operation_state state = REGISTRAR_OPERATION_UNKNOWN;
+    time_t now = time(NULL);
     pthread_mutex_lock(&svc->assigning_lock);
-    for (assigning_entry *e = svc->assigning; e != NULL && !found; e = e->next)
-        found = strcmp(e->operation_id, operation_id) == 0 &&
-                strcasecmp(e->registration_id, registration_id) == 0;
+    for (assigning_entry **at = &svc->assigning; *at != NULL;) {
+        assigning_entry *e = *at;
+        if (e->failed_until != 0 && e->failed_until < now) { /* said long enough */
+            *at = e->next;
+            free(e);
+            continue;
+        }
+        if (state == REGISTRAR_OPERATION_UNKNOWN && strcmp(e->operation_id, operation_id) == 0 &&
+            strcasecmp(e->registration_id, registration_id) == 0)
+            state = e->failed_until != 0 ? REGISTRAR_OPERATION_FAILED : REGISTRAR_OPERATION_ASSIGNING;
+        at = &e->next;
+    }
     pthread_mutex_unlock(&svc->assigning_lock);
-    return found;
+    return state;
 }
 
-static void assigning_remove(enr_service *svc, const char *operation_id)
+/* The commit is over: a committed operation is the store's to answer; a
+ * failed one reads "failed" for a while, so a polling device starts over. */
+static void assigning_done(enr_service *svc, const char *operation_id, bool committed)
 {
     pthread_mutex_lock(&svc->assigning_lock);
     for (assigning_entry **at = &svc->assigning; *at != NULL; at = &(*at)->next)
         if (strcmp((*at)->operation_id, operation_id) == 0) {
-            assigning_entry *gone = *at;
-            *at = gone->next;
-            free(gone);
+            assigning_entry *e = *at;
+            if (committed) {
+                *at = e->next;
+                free(e);
+            } else {
+                e->failed_until = time(NULL) + FAILED_OPERATION_SECONDS;
+            }
             break;
         }
     pthread_mutex_unlock(&svc->assigning_lock);
@@ -422,13 +443,13 @@ static void answer_assigning(pending_request *p)
     w->svc->assigning = e;
     pthread_mutex_unlock(&w->svc->assigning_lock);
     p->answered = true;
+    bool client_cert = has_client_certificate(p->req);
     evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
     reply_json(p->req, 202, "Accepted", body);
     free(body);
     double latency = now_ms() - p->start_ms;
     count(w, 202, latency);
-    log_request(w, p->id, method_name(p->cmd), "register", p->job->registration_id, 202, latency,
-                has_client_certificate(p->req));
+    log_request(w, p->id, method_name(p->cmd), "register", p->job->registration_id, 202, latency, client_cert);
     p->req = NULL; /* answered: libevent frees it */
     return;
 fail:
@@ -459,7 +480,7 @@ static void answer_committed(evutil_socket_t fd, short what, void *arg)
             event_free(p->timer);
         if (p->answered) {
             /* The device was told to poll; the store now answers it. */
-            assigning_remove(w->svc, job->operation.operation_id);
+            assigning_done(w->svc, job->operation.operation_id, job->item.result == ENR_OK);
             count_registration(w, &answer);
             free(answer.body);
             atomic_fetch_sub(&w->in_flight, 1);
@@ -485,6 +506,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
     const char *route = "unknown";
     char registration_id[129] = "";
     int status;
+    bool client_cert = has_client_certificate(req); /* for the log: the reply may free req */
     if (path == NULL || uri == NULL) {
         route = "malformed";
         status = 400;
@@ -540,7 +562,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
     }
     double latency = now_ms() - start;
     count(w, status, latency);
-    log_request(w, id, method_name(cmd), route, registration_id, status, latency, has_client_certificate(req));
+    log_request(w, id, method_name(cmd), route, registration_id, status, latency, client_cert);
     atomic_fetch_sub(&w->in_flight, 1);
 }
 
@@ -629,7 +651,7 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
         return rc;
     if (w->registrar != NULL) {
         registrar_set_deferred(w->registrar, true);
-        registrar_set_in_flight(w->registrar, operation_assigning, svc);
+        registrar_set_in_flight(w->registrar, operation_state, svc);
     }
     if (svc->cfg.admin_client_ca != NULL &&
         (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)

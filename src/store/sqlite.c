@@ -150,6 +150,7 @@ typedef enum stmt_id {
     ST_COMMIT,
     ST_ROLLBACK,
     ST_SAVEPOINT,
+    ST_COMMIT_PRECONDITIONS,
     ST_ROLLBACK_TO_SAVEPOINT,
     ST_RELEASE_SAVEPOINT,
     ST_INTEGRITY,
@@ -226,6 +227,10 @@ static const char *const SQL[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SAVEPOINT] = "SAVEPOINT item",
+    [ST_COMMIT_PRECONDITIONS] =
+        "SELECT COALESCE((SELECT enabled FROM enrollment_group WHERE :kind = 'group' AND group_id = :id), "
+        "(SELECT enabled FROM individual_enrollment WHERE :kind = 'individual' AND registration_id = :id), 0), "
+        "(SELECT revoked FROM certificate WHERE issuer = :issuer AND serial = :serial)",
     [ST_ROLLBACK_TO_SAVEPOINT] = "ROLLBACK TO item",
     [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_INTEGRITY] = "PRAGMA integrity_check",
@@ -1197,6 +1202,45 @@ static enr_code sqlite_commit_registration(void *impl, const enr_registration *r
     return finish(s, rc, err);
 }
 
+typedef struct preconditions {
+    int enrollment_enabled;
+    int credential_state; /* 0 unrevoked, 1 revoked, -1 not in the store */
+} preconditions;
+
+static enr_code read_preconditions(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    (void)err;
+    preconditions *p = item;
+    p->enrollment_enabled = sqlite3_column_int(st, 0);
+    p->credential_state = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1);
+    return ENR_OK;
+}
+
+static enr_code check_preconditions(sqlite_store *s, const enr_registration_commit *it, enr_error *err)
+{
+    if (!it->require_enrollment_enabled && it->credential_serial == NULL)
+        return ENR_OK;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_COMMIT_PRECONDITIONS, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":kind", kind_text(it->registration->enrollment_kind));
+    bind_text(&b, ":id", it->registration->enrollment_id);
+    bind_text(&b, ":issuer", it->credential_issuer);
+    bind_text(&b, ":serial", it->credential_serial);
+    preconditions p = {0, -1};
+    if ((rc = fetch_one(s, st, &b, read_preconditions, &p, "no answer", err)) != ENR_OK)
+        return rc;
+    if (it->require_enrollment_enabled && !p.enrollment_enabled)
+        return enr_error_set(err, ENR_E_POLICY, "the %s enrollment '%s' was disabled meanwhile",
+                             kind_text(it->registration->enrollment_kind), it->registration->enrollment_id);
+    if (it->credential_serial != NULL && p.credential_state != 0)
+        return enr_error_set(err, ENR_E_POLICY, "the certificate presented as credential (serial %s) was %s meanwhile",
+                             it->credential_serial, p.credential_state > 0 ? "revoked" : "removed");
+    return ENR_OK;
+}
+
 /* Each item inside a savepoint, so a failing one (a serial taken) leaves
  * the others in the transaction; one COMMIT, one fsync, for them all. */
 static enr_code sqlite_commit_registrations(void *impl, enr_registration_commit *items, size_t count,
@@ -1213,7 +1257,8 @@ static enr_code sqlite_commit_registrations(void *impl, enr_registration_commit 
         }
         enr_error *e = &it->error;
         enr_code item = run_simple(s, ST_SAVEPOINT, "starting a savepoint", e);
-        if (item == ENR_OK && (item = upsert_registration(s, it->registration, e)) == ENR_OK &&
+        if (item == ENR_OK && (item = check_preconditions(s, it, e)) == ENR_OK &&
+            (item = upsert_registration(s, it->registration, e)) == ENR_OK &&
             (it->certificate == NULL || (item = insert_certificate(s, it->certificate, e)) == ENR_OK) &&
             (item = insert_operation(s, it->operation, e)) == ENR_OK)
             item = insert_optional_audit(s, it->audit, e);

@@ -978,7 +978,9 @@ static enr_code prepare_commit(const enr_registration_commit *in, prepared_commi
         snprintf(p->reg.last_certificate_issuer, sizeof p->reg.last_certificate_issuer, "%s", p->cert.issuer);
         snprintf(p->reg.last_certificate_serial, sizeof p->reg.last_certificate_serial, "%s", p->cert.serial);
     }
-    *out = (enr_registration_commit){&p->reg, in->certificate != NULL ? &p->cert : NULL, &p->op, a, ENR_OK, {0}};
+    *out = (enr_registration_commit){&p->reg, in->certificate != NULL ? &p->cert : NULL, &p->op, a,
+                                     in->credential_issuer, in->credential_serial, in->require_enrollment_enabled,
+                                     ENR_OK, {0}};
     return ENR_OK;
 }
 

@@ -78,8 +78,10 @@ static registration_job *job_new(const char *rid, const char *serial, tally *t)
     snprintf(job->audit.outcome, sizeof job->audit.outcome, "ok");
     snprintf(job->registration_id, sizeof job->registration_id, "%s", rid);
     job->issued = serial != NULL;
-    job->item = (enr_registration_commit){&job->registration, serial ? &job->certificate : NULL, &job->operation,
-                                          &job->audit, ENR_E_INTERNAL, {0}};
+    job->item = (enr_registration_commit){.registration = &job->registration,
+                                          .certificate = serial ? &job->certificate : NULL,
+                                          .operation = &job->operation, .audit = &job->audit,
+                                          .result = ENR_E_INTERNAL};
     job->done = count_done;
     job->done_arg = t;
     return job;

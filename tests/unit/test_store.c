@@ -762,7 +762,8 @@ static void test_group_commit(void **state)
                             audit("register", "dev-d", "ok", 0, "d"), audit("register", "dev-e", "ok", 0, "e")};
     enr_registration_commit items[4];
     for (int i = 0; i < 4; i++)
-        items[i] = (enr_registration_commit){&r[i], &c[i], &op[i], &a[i], ENR_E_INTERNAL, {0}};
+        items[i] = (enr_registration_commit){.registration = &r[i], .certificate = &c[i], .operation = &op[i],
+                                             .audit = &a[i], .result = ENR_E_INTERNAL};
     items[3].certificate = NULL;          /* a classic registration among them */
     snprintf(r[2].registration_id, sizeof r[2].registration_id, "bad id!"); /* refused before the backend */
     assert_int_equal(enr_store_commit_registrations(f->store, items, 4, &err), ENR_OK);
@@ -795,7 +796,8 @@ static void test_group_commit(void **state)
     enr_registration again = registration("dev-b", "fleet");
     enr_certificate again_cert = certificate(ISSUER, "7F09", now + 86400);
     enr_operation again_op = operation("op-b2");
-    enr_registration_commit one = {&again, &again_cert, &again_op, NULL, ENR_E_INTERNAL, {0}};
+    enr_registration_commit one = {.registration = &again, .certificate = &again_cert, .operation = &again_op,
+                                   .result = ENR_E_INTERNAL};
     assert_int_equal(enr_store_commit_registrations(f->store, &one, 1, &err), ENR_OK);
     assert_int_equal(one.result, ENR_E_POLICY);
     assert_non_null(strstr(one.error.message, "disabled"));
@@ -809,6 +811,60 @@ static void test_group_commit(void **state)
     /* An empty batch is fine; a missing array is not. */
     assert_int_equal(enr_store_commit_registrations(f->store, NULL, 0, &err), ENR_OK);
     assert_int_equal(enr_store_commit_registrations(f->store, NULL, 2, &err), ENR_E_USAGE);
+}
+
+/* What attestation saw is checked again inside the group commit: the
+ * enrollment still enabled, the operational certificate presented still
+ * unrevoked (and still there). */
+static void test_group_commit_rechecks_the_credential(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+    enr_enrollment g = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &g, NULL, &err), ENR_OK);
+    commit_ok(f, "dev-a", "7F01", now + 86400); /* dev-a's operational certificate */
+
+    enr_registration r = registration("dev-a", "fleet");
+    enr_certificate c = certificate(ISSUER, "7F02", now + 86400);
+    enr_operation op = operation("op-renew-1");
+    enr_registration_commit item = {.registration = &r, .certificate = &c, .operation = &op,
+                                    .credential_issuer = ISSUER, .credential_serial = "7F01",
+                                    .require_enrollment_enabled = true};
+    assert_int_equal(enr_store_commit_registrations(f->store, &item, 1, &err), ENR_OK);
+    assert_int_equal(item.result, ENR_OK); /* all still as attestation saw it */
+
+    /* The credential revoked while the renewal was in flight. */
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "7F02", 1, 0, NULL, &err), ENR_OK);
+    c = certificate(ISSUER, "7F03", now + 86400);
+    op = operation("op-renew-2");
+    item = (enr_registration_commit){.registration = &r, .certificate = &c, .operation = &op,
+                                     .credential_issuer = ISSUER, .credential_serial = "7F02",
+                                     .require_enrollment_enabled = true};
+    assert_int_equal(enr_store_commit_registrations(f->store, &item, 1, &err), ENR_OK);
+    assert_int_equal(item.result, ENR_E_POLICY);
+    assert_non_null(strstr(item.error.message, "revoked"));
+    enr_certificate got;
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "7F03", &got, &err), ENR_E_NOTFOUND);
+
+    /* A credential the store does not hold. */
+    item.credential_serial = "7FFF";
+    assert_int_equal(enr_store_commit_registrations(f->store, &item, 1, &err), ENR_OK);
+    assert_int_equal(item.result, ENR_E_POLICY);
+
+    /* The enrollment disabled meanwhile (no certificate credential: SAS). */
+    assert_int_equal(enr_store_set_enrollment_enabled(f->store, ENR_ENROLLMENT_GROUP, "fleet", false, NULL, &err),
+                     ENR_OK);
+    item = (enr_registration_commit){.registration = &r, .certificate = &c, .operation = &op,
+                                     .require_enrollment_enabled = true};
+    assert_int_equal(enr_store_commit_registrations(f->store, &item, 1, &err), ENR_OK);
+    assert_int_equal(item.result, ENR_E_POLICY);
+    assert_non_null(strstr(item.error.message, "enrollment 'fleet' was disabled"));
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "7F03", &got, &err), ENR_E_NOTFOUND);
+    enr_operation got_op;
+    assert_int_equal(enr_store_get_operation(f->store, "op-renew-2", &got_op, &err), ENR_E_NOTFOUND);
 }
 
 static void test_rejection_writes_only_audit(void **state)
@@ -1554,6 +1610,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enrollments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_and_lookups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_rechecks_the_credential, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejection_writes_only_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_registrations, setup, teardown),
