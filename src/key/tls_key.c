@@ -120,7 +120,8 @@ static int key_import(void *keydata, int selection, const OSSL_PARAM params[])
         size_t len = 0;
         if (!OSSL_PARAM_get_octet_ptr(p, &ptr, &len) || ptr == NULL)
             return 0;
-        /* The const is the param API's: we were handed the signer to use. */
+        /* Only enr_tls_key_new, which owns this library context, imports
+         * with a signer; the const is the param API's. */
         enr_signer *signer = (enr_signer *)(uintptr_t)ptr;
         EVP_PKEY *pub = enr_signer_public_key(signer);
         if (!EVP_PKEY_is_a(pub, kind_name(k->kind)) || !EVP_PKEY_up_ref(pub))
@@ -296,9 +297,17 @@ static void *sig_dupctx(void *vctx)
     *d = *c;
     d->md = NULL;
     d->mdctx = NULL;
-    if ((c->md != NULL && (!EVP_MD_up_ref(c->md) || (d->md = c->md) == NULL)) ||
-        (c->mdctx != NULL &&
-         ((d->mdctx = EVP_MD_CTX_new()) == NULL || EVP_MD_CTX_copy_ex(d->mdctx, c->mdctx) != 1))) {
+    if (c->md != NULL) {
+        if (!EVP_MD_up_ref(c->md)) {
+            sig_freectx(d);
+            return NULL;
+        }
+        d->md = c->md;
+    }
+    /* EVP_DigestSignFinal finishes on a copy, so the copy carries the
+     * hash state so far. */
+    if (c->mdctx != NULL &&
+        ((d->mdctx = EVP_MD_CTX_new()) == NULL || EVP_MD_CTX_copy_ex(d->mdctx, c->mdctx) != 1)) {
         sig_freectx(d);
         return NULL;
     }
@@ -390,6 +399,8 @@ static int sig_sign_init(void *vctx, void *provkey, const OSSL_PARAM params[])
     if (c == NULL || k == NULL || k->signer == NULL)
         return 0;
     c->key = k;
+    EVP_MD_free(c->md);
+    c->md = NULL;
     c->pss = false;
     c->pss_unsupported = false;
     return sig_set_ctx_params(c, params);
@@ -543,8 +554,10 @@ static const OSSL_DISPATCH PROVIDER[] = {
 static int provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
                          const OSSL_DISPATCH **out, void **provctx)
 {
+    /* Everything a key needs travels with the key (its signer), so the
+     * provider itself has no state; the core handle serves as context. */
     *out = PROVIDER;
-    *provctx = (void *)(uintptr_t)handle; /* unused, but must not be NULL-checked away */
+    *provctx = (void *)(uintptr_t)handle;
     return 1;
 }
 

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdbool.h>
@@ -344,6 +345,77 @@ static void test_rsa_tls13_pss_and_tls12_pkcs1(void **state)
     enr_signer_free(signer);
 }
 
+/* EVP_PKEY_sign over a digest (no handshake): ECDSA and RSA-PSS from the
+ * token, verified with the public key by the default provider. */
+static void sign_prehashed(EVP_PKEY *pkey, EVP_PKEY *pub, bool pss)
+{
+    static const unsigned char data[] = "handshake transcript, more or less";
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    assert_int_equal(EVP_Digest(data, sizeof data, digest, &digest_len, EVP_sha384(), NULL), 1);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha384()), 1);
+    if (pss) {
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST), 1);
+    }
+    size_t len = 0;
+    assert_int_equal(EVP_PKEY_sign(ctx, NULL, &len, digest, digest_len), 1);
+    unsigned char *sig = malloc(len);
+    assert_non_null(sig);
+    assert_int_equal(EVP_PKEY_sign(ctx, sig, &len, digest, digest_len), 1);
+    EVP_PKEY_CTX_free(ctx);
+
+    EVP_PKEY_CTX *vctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, "provider=default");
+    assert_non_null(vctx);
+    assert_int_equal(EVP_PKEY_verify_init(vctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_signature_md(vctx, EVP_sha384()), 1);
+    if (pss) {
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(vctx, RSA_PKCS1_PSS_PADDING), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(vctx, RSA_PSS_SALTLEN_DIGEST), 1);
+    }
+    assert_int_equal(EVP_PKEY_verify(vctx, sig, len, digest, digest_len), 1);
+    digest[0] ^= 1;
+    assert_int_not_equal(EVP_PKEY_verify(vctx, sig, len, digest, digest_len), 1);
+    EVP_PKEY_CTX_free(vctx);
+    free(sig);
+    ERR_clear_error();
+}
+
+static void test_sign_prehashed(void **state)
+{
+    require_softhsm(state);
+    enr_signer *ec = token_signer(ENR_KEY_EC_P256, "tls-pre-ec");
+    enr_signer *rsa = token_signer(ENR_KEY_RSA_2048, "tls-pre-rsa");
+    enr_tls_key *eck = NULL, *rsak = NULL;
+    enr_error err = {0};
+    assert_int_equal(enr_tls_key_new(ec, &eck, &err), ENR_OK);
+    assert_int_equal(enr_tls_key_new(rsa, &rsak, &err), ENR_OK);
+    sign_prehashed(enr_tls_key_pkey(eck), enr_signer_public_key(ec), false);
+    sign_prehashed(enr_tls_key_pkey(rsak), enr_signer_public_key(rsa), true);
+    sign_prehashed(enr_tls_key_pkey(rsak), enr_signer_public_key(rsa), false);
+
+    /* A PSS salt other than the digest length cannot be asked of the token:
+     * refused, not signed some other way. */
+    unsigned char digest[32] = {1}, sig[512];
+    size_t len = sizeof sig;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, enr_tls_key_pkey(rsak), NULL);
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, 20), 1);
+    assert_int_not_equal(EVP_PKEY_sign(ctx, sig, &len, digest, sizeof digest), 1);
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    enr_tls_key_free(rsak);
+    enr_tls_key_free(eck);
+    enr_signer_free(rsa); /* reverse order of opening (token.h) */
+    enr_signer_free(ec);
+}
+
 /* A certificate for another key is refused before any handshake. */
 static void test_mismatched_certificate(void **state)
 {
@@ -444,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_ec_p256_tls13_and_tls12),
         cmocka_unit_test(test_ec_p384_tls13),
         cmocka_unit_test(test_rsa_tls13_pss_and_tls12_pkcs1),
+        cmocka_unit_test(test_sign_prehashed),
         cmocka_unit_test(test_mismatched_certificate),
         cmocka_unit_test(test_wrong_pin),
     };
