@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 #include "enroll/error.h"
+#include "enroll/signer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,14 +87,15 @@ enr_code enr_http_response_parse(const unsigned char *data, size_t len, bool at_
 
 typedef struct enr_http_client_options {
     const char *trust_file;   /* PEM trust anchor(s) for the server's certificate: required */
-    /* Client certificate for mTLS (all NULL: none). Either files... */
+    /* Client certificate for mTLS (all NULL: none): a file or objects... */
     const char *client_cert_file;  /* PEM: leaf first, then its chain */
+    X509 *client_cert;             /* borrowed; instead of client_cert_file */
+    STACK_OF(X509) *client_chain;  /* borrowed; with client_cert */
+    /* ...and its key: a file, or a signer (borrowed; it must outlive the
+     * client). A signer's key may be in a PKCS#11 token: the handshake is
+     * then signed inside the token (tls_key.h), and the key never leaves it. */
     const char *client_key_file;   /* PEM private key, unencrypted */
-    /* ...or objects (borrowed; used when client_cert is set): the key may be
-     * one whose private half lives elsewhere, e.g. in a token. */
-    X509 *client_cert;
-    STACK_OF(X509) *client_chain;
-    EVP_PKEY *client_key;
+    enr_signer *client_signer;
     int connect_timeout_ms;   /* 0: 10 s */
     int io_timeout_ms;        /* whole request after connecting; 0: 30 s */
     size_t max_body;          /* 0: ENR_HTTP_BODY_DEFAULT_MAX */

@@ -76,6 +76,15 @@ enr_code enr_signer_algorithm(const enr_signer *signer, const EVP_MD *md, X509_A
 enr_code enr_signer_sign(enr_signer *signer, const EVP_MD *md, const unsigned char *tbs,
                          size_t tbs_len, unsigned char **sig, size_t *sig_len, enr_error *err);
 
+/* Signs a digest the caller made with `md` (EC and RSA keys only): DER
+ * ECDSA-Sig-Value for EC; for RSA PKCS#1 v1.5, or with `rsa_pss` RSA-PSS
+ * with MGF1(md) and a salt as long as the digest, the only PSS form TLS
+ * uses. This is what a TLS handshake needs from a key it cannot hold
+ * (tls_key.h). The caller frees `*sig` with OPENSSL_free. */
+enr_code enr_signer_sign_digest(enr_signer *signer, const EVP_MD *md, bool rsa_pss,
+                                const unsigned char *digest, size_t digest_len,
+                                unsigned char **sig, size_t *sig_len, enr_error *err);
+
 /* Signs a certificate or a CRL in place: both AlgorithmIdentifiers (inner
  * and outer) and the signature. A token key signs inside the token. A signer
  * caches a prepared signing context, so use one signer from one thread at a

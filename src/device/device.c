@@ -369,23 +369,38 @@ static enr_code sas_header(enr_device *d, char **out, enr_error *err)
     return rc;
 }
 
-static enr_code client_for(enr_device *d, credential cred, enr_http_client **out, enr_error *err)
+/* The HTTPS client for one registration. A key in a token signs the TLS
+ * handshake inside the token (tls_key.h): the operational key through
+ * `signer`, already open for the CSR (a token key is never rotated, so it is
+ * the operational certificate's key), a bootstrap key through `boot`, which
+ * is opened here and which the caller closes after the client. */
+static enr_code client_for(enr_device *d, credential cred, enr_signer *signer, key_handle *boot,
+                           enr_http_client **out, enr_error *err)
 {
     enr_http_client_options o = {.trust_file = d->trust_file, .io_timeout_ms = d->timeout_ms,
                                  .connect_timeout_ms = d->timeout_ms < 10000 ? d->timeout_ms : 10000,
                                  .max_body = ENR_DPS_RESPONSE_BODY_MAX};
     char chain[DEV_PATH_MAX];
     if (cred == CRED_OPERATIONAL) {
-        if (enr_key_ref_is_token(d->id.key_ref))
-            return enr_error_set(err, ENR_E_UNSUPPORTED,
-                                 "mTLS with a key in a PKCS#11 token is not supported yet (docs/device.md)");
         if (d->id.chain == NULL || dev_path(chain, sizeof chain, d->store_dir, d->id.chain) != 0)
             return enr_error_set(err, ENR_E_NOTFOUND, "no operational certificate to authenticate with");
         o.client_cert_file = chain;
-        o.client_key_file = d->id.key_ref;
+        if (enr_key_ref_is_token(d->id.key_ref))
+            o.client_signer = signer;
+        else
+            o.client_key_file = d->id.key_ref;
     } else if (d->auth == ENR_DEVICE_AUTH_X509) {
         o.client_cert_file = d->id.bootstrap_cert_file;
-        o.client_key_file = d->id.bootstrap_key_file;
+        if (enr_key_ref_is_token(d->id.bootstrap_key_file)) {
+            enr_code rc = key_open(d, d->id.bootstrap_key_file, false, false, boot, err);
+            if (rc != ENR_OK) {
+                enr_error_prefix(err, "bootstrap key");
+                return rc;
+            }
+            o.client_signer = boot->signer;
+        } else {
+            o.client_key_file = d->id.bootstrap_key_file;
+        }
     }
     return enr_http_client_new(d->id.url, &o, out, err);
 }
@@ -475,11 +490,12 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
     memset(x, 0, sizeof *x);
     char *body = NULL, *token = NULL;
     enr_http_client *client = NULL;
+    key_handle boot = {0};
     enr_code rc = make_body(d, signer, &body, err);
     bool sas = cred == CRED_BOOTSTRAP &&
                (d->auth == ENR_DEVICE_AUTH_DEVICE_KEY || d->auth == ENR_DEVICE_AUTH_GROUP_KEY);
     if (rc == ENR_OK)
-        rc = client_for(d, cred, &client, err);
+        rc = client_for(d, cred, signer, &boot, &client, err);
     char path[512], op_id[ENR_DPS_OPERATION_ID_MAX + 1] = "";
     int attempt = 0, polls = 0;
     long retry_after = 0;
@@ -535,6 +551,7 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
     }
     enr_sas_secret_free(token);
     enr_http_client_free(client);
+    key_close(&boot); /* after the client, which borrowed its signer */
     free(body);
     return rc;
 }

@@ -21,10 +21,12 @@
 #include <unistd.h>
 
 #include "enroll/http_client.h"
+#include "enroll/tls_key.h"
 
 struct enr_http_client {
     enr_url url;
     SSL_CTX *ctx;
+    enr_tls_key *tls_key; /* with a client_signer: owns the library context of ctx */
     int connect_timeout_ms, io_timeout_ms;
     size_t max_body;
 };
@@ -117,7 +119,19 @@ enr_code enr_http_client_new(const char *url, const enr_http_client_options *opt
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     c->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 30000;
     c->max_body = opts->max_body > 0 ? opts->max_body : ENR_HTTP_BODY_DEFAULT_MAX;
-    c->ctx = SSL_CTX_new(TLS_client_method());
+    bool has_cert = opts->client_cert != NULL || opts->client_cert_file != NULL;
+    bool has_key = opts->client_signer != NULL || opts->client_key_file != NULL;
+    if (has_cert != has_key) {
+        rc = enr_error_set(err, ENR_E_USAGE, "a client certificate needs its key, and a key its certificate");
+        goto fail;
+    }
+    /* A signer's key is an EVP_PKEY of a provider that lives in the
+     * tls_key's own library context, so the TLS context must be made there. */
+    if (opts->client_signer != NULL &&
+        (rc = enr_tls_key_new(opts->client_signer, &c->tls_key, err)) != ENR_OK)
+        goto fail;
+    c->ctx = c->tls_key != NULL ? SSL_CTX_new_ex(enr_tls_key_libctx(c->tls_key), NULL, TLS_client_method())
+                                : SSL_CTX_new(TLS_client_method());
     if (c->ctx == NULL || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
         rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS context");
         goto fail;
@@ -128,10 +142,8 @@ enr_code enr_http_client_new(const char *url, const enr_http_client_options *opt
         goto fail;
     }
     if (opts->client_cert != NULL) {
-        if (opts->client_key == NULL ||
-            SSL_CTX_use_certificate(c->ctx, opts->client_cert) != 1 ||
-            SSL_CTX_use_PrivateKey(c->ctx, opts->client_key) != 1) {
-            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot use the client certificate and key");
+        if (SSL_CTX_use_certificate(c->ctx, opts->client_cert) != 1) {
+            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot use the client certificate");
             goto fail;
         }
         for (int i = 0; opts->client_chain != NULL && i < sk_X509_num(opts->client_chain); i++)
@@ -139,25 +151,23 @@ enr_code enr_http_client_new(const char *url, const enr_http_client_options *opt
                 rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the client chain");
                 goto fail;
             }
-    } else if (opts->client_cert_file != NULL || opts->client_key_file != NULL) {
-        if (opts->client_cert_file == NULL || opts->client_key_file == NULL) {
-            rc = enr_error_set(err, ENR_E_USAGE, "a client certificate needs its key, and a key its certificate");
+    } else if (opts->client_cert_file != NULL &&
+               SSL_CTX_use_certificate_chain_file(c->ctx, opts->client_cert_file) != 1) {
+        rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client certificate %s", opts->client_cert_file);
+        goto fail;
+    }
+    if (c->tls_key != NULL) {
+        if ((rc = enr_tls_key_use(c->tls_key, c->ctx, err)) != ENR_OK)
             goto fail;
-        }
-        if (SSL_CTX_use_certificate_chain_file(c->ctx, opts->client_cert_file) != 1) {
-            rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client certificate %s",
-                                   opts->client_cert_file);
-            goto fail;
-        }
+    } else if (opts->client_key_file != NULL) {
         if (SSL_CTX_use_PrivateKey_file(c->ctx, opts->client_key_file, SSL_FILETYPE_PEM) != 1) {
             rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client key %s", opts->client_key_file);
             goto fail;
         }
-    }
-    if ((opts->client_cert != NULL || opts->client_cert_file != NULL) &&
-        SSL_CTX_check_private_key(c->ctx) != 1) {
-        rc = enr_error_openssl(err, ENR_E_VERIFY, "the client key does not belong to the client certificate");
-        goto fail;
+        if (SSL_CTX_check_private_key(c->ctx) != 1) {
+            rc = enr_error_openssl(err, ENR_E_VERIFY, "the client key does not belong to the client certificate");
+            goto fail;
+        }
     }
     *out = c;
     return ENR_OK;
@@ -171,6 +181,7 @@ void enr_http_client_free(enr_http_client *client)
     if (client == NULL)
         return;
     SSL_CTX_free(client->ctx);
+    enr_tls_key_free(client->tls_key);
     free(client);
 }
 

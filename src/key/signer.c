@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,6 +316,46 @@ enr_code enr_signer_sign(enr_signer *signer, const EVP_MD *md, const unsigned ch
     }
     EVP_MD_CTX_free(ctx);
     return rc;
+}
+
+enr_code enr_signer_sign_digest(enr_signer *signer, const EVP_MD *md, bool rsa_pss,
+                                const unsigned char *digest, size_t digest_len,
+                                unsigned char **sig, size_t *sig_len, enr_error *err)
+{
+    *sig = NULL;
+    *sig_len = 0;
+    int base = EVP_PKEY_get_base_id(signer->public_key);
+    if (base != EVP_PKEY_EC && base != EVP_PKEY_RSA)
+        return enr_error_set(err, ENR_E_UNSUPPORTED, "a %s key cannot sign a digest",
+                             EVP_PKEY_get0_type_name(signer->public_key));
+    if (rsa_pss && base != EVP_PKEY_RSA)
+        return enr_error_set(err, ENR_E_USAGE, "RSA-PSS asked of a %s key",
+                             EVP_PKEY_get0_type_name(signer->public_key));
+    if (signer->token_key != NULL)
+        return enr_token_key_sign_digest(signer->token_key, md, rsa_pss, digest, digest_len, sig,
+                                         sig_len, err);
+
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, signer->key, NULL);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int ok = ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 &&
+             EVP_PKEY_CTX_set_signature_md(ctx, md) == 1;
+    if (ok && rsa_pss)
+        ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+    ok = ok && EVP_PKEY_sign(ctx, NULL, &len, digest, digest_len) == 1 &&
+         (buf = OPENSSL_malloc(len)) != NULL &&
+         EVP_PKEY_sign(ctx, buf, &len, digest, digest_len) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    if (!ok) {
+        OPENSSL_free(buf);
+        return enr_error_openssl(err, ENR_E_CRYPTO, "signing the %s digest failed",
+                                 EVP_MD_get0_name(md));
+    }
+    *sig = buf;
+    *sig_len = len;
+    return ENR_OK;
 }
 
 /* A ready DigestSign context for `md` (file keys only); NULL on failure. */

@@ -890,17 +890,16 @@ void enr_token_key_free(enr_token_key *key)
 
 /* One C_Sign into a buffer sized from the public key, so there is no
  * length query that could leave an operation active on a failed malloc. */
-static enr_code token_sign(enr_token_key *key, CK_MECHANISM_TYPE mechanism,
-                           const unsigned char *data, size_t len, unsigned char **out,
-                           size_t *out_len, enr_error *err)
+static enr_code token_sign_mech(enr_token_key *key, CK_MECHANISM *mech,
+                                const unsigned char *data, size_t len, unsigned char **out,
+                                size_t *out_len, enr_error *err)
 {
     token_session *s = &key->session;
     unsigned char *buf = OPENSSL_malloc(key->signature_max > 0 ? key->signature_max : 1);
     if (buf == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    CK_MECHANISM mech = {mechanism, NULL, 0};
     CK_ULONG sig_len = (CK_ULONG)key->signature_max;
-    CK_RV rv = s->module.fn->C_SignInit(s->handle, &mech, key->private_key);
+    CK_RV rv = s->module.fn->C_SignInit(s->handle, mech, key->private_key);
     if (rv == CKR_OK)
         rv = s->module.fn->C_Sign(s->handle, (CK_BYTE *)data, (CK_ULONG)len, buf, &sig_len);
     if (rv != CKR_OK) {
@@ -910,6 +909,14 @@ static enr_code token_sign(enr_token_key *key, CK_MECHANISM_TYPE mechanism,
     *out = buf;
     *out_len = sig_len;
     return ENR_OK;
+}
+
+static enr_code token_sign(enr_token_key *key, CK_MECHANISM_TYPE mechanism,
+                           const unsigned char *data, size_t len, unsigned char **out,
+                           size_t *out_len, enr_error *err)
+{
+    CK_MECHANISM mech = {mechanism, NULL, 0};
+    return token_sign_mech(key, &mech, data, len, out, out_len, err);
 }
 
 /* PKCS#11 gives r||s; X.509 wants the DER ECDSA-Sig-Value. */
@@ -991,6 +998,55 @@ static enr_code rsa_sign(enr_token_key *key, const EVP_MD *md, const unsigned ch
         rc = token_sign(key, CKM_RSA_PKCS, info, info_len, sig, sig_len, err);
     OPENSSL_free(info);
     return rc;
+}
+
+/* CKM_RSA_PKCS_PSS names the hash twice (the one the caller used and the
+ * one inside MGF1); TLS uses the same hash for both. */
+static enr_code pss_params_for(const EVP_MD *md, CK_RSA_PKCS_PSS_PARAMS *out, enr_error *err)
+{
+    static const struct {
+        int nid;
+        CK_MECHANISM_TYPE hash;
+        CK_RSA_PKCS_MGF_TYPE mgf;
+    } PSS_HASHES[] = {
+        {NID_sha256, CKM_SHA256, CKG_MGF1_SHA256},
+        {NID_sha384, CKM_SHA384, CKG_MGF1_SHA384},
+        {NID_sha512, CKM_SHA512, CKG_MGF1_SHA512},
+    };
+    for (size_t i = 0; i < sizeof PSS_HASHES / sizeof PSS_HASHES[0]; i++)
+        if (PSS_HASHES[i].nid == EVP_MD_get_type(md)) {
+            out->hashAlg = PSS_HASHES[i].hash;
+            out->mgf = PSS_HASHES[i].mgf;
+            out->sLen = (CK_ULONG)EVP_MD_get_size(md);
+            return ENR_OK;
+        }
+    return enr_error_set(err, ENR_E_UNSUPPORTED, "RSA-PSS with %s is not supported",
+                         EVP_MD_get0_name(md));
+}
+
+enr_code enr_token_key_sign_digest(enr_token_key *key, const EVP_MD *md, bool pss,
+                                   const unsigned char *digest, size_t digest_len,
+                                   unsigned char **sig, size_t *sig_len, enr_error *err)
+{
+    *sig = NULL;
+    *sig_len = 0;
+    int md_size = EVP_MD_get_size(md);
+    if (md_size <= 0 || digest_len != (size_t)md_size)
+        return enr_error_set(err, ENR_E_USAGE, "a %s digest has %d bytes, not %zu",
+                             EVP_MD_get0_name(md), md_size, digest_len);
+    if (key->key_type == CKK_EC) {
+        if (pss)
+            return enr_error_set(err, ENR_E_USAGE, "RSA-PSS asked of an EC key");
+        return ec_sign(key, digest, (unsigned int)digest_len, sig, sig_len, err);
+    }
+    if (!pss)
+        return rsa_sign(key, md, digest, (unsigned int)digest_len, sig, sig_len, err);
+    CK_RSA_PKCS_PSS_PARAMS params;
+    enr_code rc = pss_params_for(md, &params, err);
+    if (rc != ENR_OK)
+        return rc;
+    CK_MECHANISM mech = {CKM_RSA_PKCS_PSS, &params, sizeof params};
+    return token_sign_mech(key, &mech, digest, digest_len, sig, sig_len, err);
 }
 
 enr_code enr_token_key_sign(enr_token_key *key, const EVP_MD *md, const unsigned char *tbs,

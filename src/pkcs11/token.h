@@ -45,6 +45,14 @@ enr_code enr_token_key_generate(enr_key_type type, const char *uri, const enr_to
 enr_code enr_token_key_sign(enr_token_key *key, const EVP_MD *md, const unsigned char *tbs,
                             size_t tbs_len, unsigned char **sig, size_t *sig_len, enr_error *err);
 
+/* Signs a digest made with `md` (the TLS handshake hashes its transcript
+ * itself): EC as above; RSA PKCS#1 v1.5 as above, or with `pss` CKM_RSA_PKCS_PSS
+ * with MGF1 of the same hash and a salt as long as the digest (what TLS 1.3
+ * uses), for SHA-256/384/512. */
+enr_code enr_token_key_sign_digest(enr_token_key *key, const EVP_MD *md, bool pss,
+                                   const unsigned char *digest, size_t digest_len,
+                                   unsigned char **sig, size_t *sig_len, enr_error *err);
+
 /* Read fresh from the private key object: CKA_SENSITIVE, CKA_EXTRACTABLE,
  * CKA_LABEL (control bytes shown as '?') and CKA_ID in hex. */
 enr_code enr_token_key_facts(const enr_token_key *key, enr_signer_token_facts *out,

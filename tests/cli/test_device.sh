@@ -143,12 +143,47 @@ if [ -e "$MODULE" ]; then
   expect_exit 1 "pkcs11: export refused (the key cannot leave the token)" "$ENROLL" device export --store s4 \
       --pkcs12 p11.pfx --pass-file pass.txt
   contains "$WORK/.err" "cannot leave" "says why"
-  # Renewal with a token key: mTLS with it is unsupported, so the agent falls
-  # back to the bootstrap credential (docs/device.md).
+  # Renewal with a token key: mTLS with the operational certificate, the
+  # handshake signed inside the token (docs/device.md). enrolld's request log
+  # is the judge: every request of this renewal came with a client
+  # certificate, so no SAS token (the bootstrap credential) was used.
+  LOGSTART=$(wc -l < enrolld.log)
   check "pkcs11: renewal" "$ENROLL" device run --store s4 --once --renew-before P31D --json
-  contains "$WORK/.err" "using the bootstrap credential" "pkcs11: renewal fell back to the bootstrap credential"
+  lacks "$WORK/.err" "using the bootstrap credential" "pkcs11: no fallback to the bootstrap credential"
+  lacks "$WORK/.err" "not supported" "pkcs11: mTLS with the token key is supported"
   same "pkcs11: renewed" "$(json "$WORK/.out" .renewed)" "true"
+  P11CERT2=$(json "$WORK/.out" .certificate)
   [ "$(json "$WORK/.out" .serial)" != "$(serial_of "$P11CERT")" ] && pass || fail "pkcs11 renewal gave no new serial"
+  tail -n +$((LOGSTART + 1)) enrolld.log | grep '"registration_id":"dev-p11"' > p11req.log
+  contains p11req.log '"route":"register","registration_id":"dev-p11","status":200' "pkcs11: enrolld answered the renewal"
+  contains p11req.log '"client_cert":true' "pkcs11: enrolld saw the operational certificate"
+  lacks p11req.log '"client_cert":false' "pkcs11: no request of the renewal came without a client certificate"
+  expect_exit 0 "pkcs11: renewed leaf holds the same token key" "$ENROLL" match "$URI" "$P11CERT2" --module "$MODULE" --pin-file pin.txt
+  same "pkcs11: the service recorded the renewed certificate" \
+      "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-p11'")" "2"
+  pkcs11-tool --module "$MODULE" --token-label devtok --login --pin 87654321 --list-objects --type privkey > p11.txt 2>&1
+  contains p11.txt "never extractable" "pkcs11: the key is still non-extractable after renewal"
+  pkcs11-tool --module "$MODULE" --token-label devtok --login --pin 87654321 --read-object --type privkey \
+      --label devkey -o p11key.der > /dev/null 2>&1 || true
+  [ ! -s p11key.der ] && pass || fail "pkcs11: the private key could be read out of the token"
+  lacks "$WORK/.err" "87654321" "pkcs11: the PIN is never printed"
+
+  # X.509 bootstrap with the bootstrap key in the token too: mTLS with a
+  # token key from the first registration on.
+  BURI='pkcs11:token=devtok;object=bootkey'
+  check "pkcs11: bootstrap key in the token" "$ENROLL" key new --type ec-p256 --key "$BURI" --module "$MODULE" --pin-file pin.txt
+  "$ENROLL" csr new --key "$BURI" --module "$MODULE" --pin-file pin.txt --dn CN=dev-x2 --out x2.boot.csr 2>/dev/null
+  "$ENROLL" ca sign --dir boot-int --profile device --cn dev-x2 x2.boot.csr --out x2.boot.crt 2>/dev/null
+  LOGSTART=$(wc -l < enrolld.log)
+  check "pkcs11: x509 bootstrap provision with a token bootstrap key" "$ENROLL" device provision "${COMMON[@]}" \
+      --registration-id dev-x2 --bootstrap-cert x2.boot.crt --bootstrap-key "$BURI" \
+      --key 'pkcs11:token=devtok;object=x2key' --module "$MODULE" --pin-file pin.txt --store s11 --json
+  X2=$(json "$WORK/.out" .certificate)
+  expect_exit 0 "pkcs11: x509-bootstrapped chain verifies" openssl verify -CAfile root/cert.pem \
+      -untrusted "$(json "$WORK/.out" .chain)" "$X2"
+  tail -n +$((LOGSTART + 1)) enrolld.log | grep '"registration_id":"dev-x2"' > x2req.log
+  contains x2req.log '"client_cert":true' "pkcs11: enrolld saw the bootstrap certificate"
+  lacks x2req.log '"client_cert":false' "pkcs11: every request came with the bootstrap certificate"
 else
   echo "SKIP: $MODULE missing (PKCS#11 cases)"
 fi
