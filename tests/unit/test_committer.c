@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "enroll/sas.h"
 #include "enroll/store.h"
 #include "service/committer.h"
 #include "service/registration.h"
@@ -217,11 +218,84 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     remove_dir(dir);
 }
 
+static registrar_operation_state stub_state;
+
+static registrar_operation_state operation_state_stub(void *arg, const char *operation_id,
+                                                      const char *registration_id)
+{
+    (void)arg;
+    return strcmp(operation_id, "op-x") == 0 && strcmp(registration_id, "dev-p") == 0 ? stub_state
+                                                                                     : REGISTRAR_OPERATION_UNKNOWN;
+}
+
+/* What a polling device reads for an operation answered 202: assigning
+ * while the commit runs, failed (so it starts over) when the commit failed,
+ * unknown otherwise. */
+static void test_operation_states(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    enr_error err;
+    static const char KEY[] = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    enr_store *store = NULL;
+    assert_int_equal(enr_store_open_sqlite(dir, &store, &err), ENR_OK);
+    enr_enrollment e = {.kind = ENR_ENROLLMENT_INDIVIDUAL, .attestation = ENR_ATTEST_SYMMETRIC, .enabled = true};
+    snprintf(e.id, sizeof e.id, "dev-p");
+    snprintf(e.primary_key, sizeof e.primary_key, "%s", KEY);
+    snprintf(e.assigned_hub, sizeof e.assigned_hub, "mqtt.example.net");
+    if (enr_store_create_enrollment(store, &e, NULL, &err) != ENR_OK)
+        fail_msg("%s", err.message);
+    enr_store_close(store);
+    char *token = NULL;
+    assert_int_equal(enr_sas_token_make("0ne00000001", "dev-p", KEY, time(NULL) + 600, &token, &err), ENR_OK);
+
+    registrar *r = NULL;
+    assert_int_equal(registrar_new(dir, "0ne00000001", &r, &err), ENR_OK);
+    registrar_set_in_flight(r, operation_state_stub, NULL);
+    registration_request q = {.path = "/0ne00000001/registrations/dev-p/operations/op-x",
+                              .api_version = "2025-07-01-preview", .authorization = token};
+    registration_answer a;
+
+    stub_state = REGISTRAR_OPERATION_ASSIGNING;
+    registrar_handle(r, &q, &a);
+    assert_int_equal(a.status, 202);
+    assert_int_equal(a.retry_after, 1);
+    assert_non_null(strstr(a.body, "\"status\":\"assigning\""));
+    free(a.body);
+
+    stub_state = REGISTRAR_OPERATION_FAILED;
+    registrar_handle(r, &q, &a);
+    assert_int_equal(a.status, 200);
+    assert_non_null(strstr(a.body, "\"status\":\"failed\""));
+    assert_non_null(strstr(a.body, "503"));
+    assert_null(strstr(a.body, "issuedCertificateChain"));
+    free(a.body);
+
+    stub_state = REGISTRAR_OPERATION_UNKNOWN;
+    registrar_handle(r, &q, &a);
+    assert_int_equal(a.status, 404);
+    free(a.body);
+
+    /* Another device never learns the state of dev-p's operation. */
+    stub_state = REGISTRAR_OPERATION_ASSIGNING;
+    registration_request other = q;
+    other.authorization = "SharedAccessSignature sr=x&sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D&se=1&skn=registration";
+    registrar_handle(r, &other, &a);
+    assert_int_equal(a.status / 100, 4);
+    assert_null(strstr(a.body, "assigning"));
+    free(a.body);
+
+    registrar_free(r);
+    enr_sas_secret_free(token);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_from_many_threads_all_commit),
         cmocka_unit_test(test_failed_job_is_answered_as_unavailable),
+        cmocka_unit_test(test_operation_states),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
