@@ -161,7 +161,15 @@ same "same serial" "$(json "$WORK/.out" .serial)" "$OLD"
 check "run --once, due, with a hook" "$ENROLL" device run --store s1 --once --renew-before P31D --json \
     --hook 'echo "$ENROLL_CERT $ENROLL_KEY" > hook.out'
 same "renewed" "$(json "$WORK/.out" .renewed)" "true"
-lacks "$WORK/.err" "using the bootstrap credential" "renewal authenticated with the operational certificate (mTLS)"
+# enrolld logs whether the request came with a client certificate: the
+# renewal's register line must say so (the absence of a fallback message
+# proves nothing).
+last_register() { # RID -> the last register line enrolld logged for it
+  grep -F '"route":"register","registration_id":"'"$1"'"' enrolld.log | tail -1
+}
+last_register dev-001 > reg.line
+contains reg.line '"client_cert":true' "renewal authenticated with the operational certificate (mTLS)"
+lacks "$WORK/.err" "using the bootstrap credential" "renewal did not fall back"
 NEW=$(json "$WORK/.out" .serial)
 [ -n "$NEW" ] && [ "$NEW" != "$OLD" ] && pass || fail "renewal gave no new serial ($OLD -> $NEW)"
 same "generation 2" "$(json "$WORK/.out" .generation)" "2"
@@ -171,6 +179,9 @@ expect_exit 0 "renewed chain verifies" openssl verify -CAfile root/cert.pem -unt
 contains hook.out "$CERT2" "hook saw the new certificate"
 same "service recorded a second certificate for dev-001" \
     "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-001'")" "2"
+same "a run's --renew-before is not saved" "$(jq -r .renew_before_seconds s1/identity.json)" "0"
+check "run --once right after a forced renewal" "$ENROLL" device run --store s1 --once --json
+same "a one-off --renew-before does not make later runs renew" "$(json "$WORK/.out" .renewed)" "false"
 check "run --once, rotate the key" "$ENROLL" device run --store s1 --once --renew-before P31D --rotate-key --json
 same "rotated: generation 3" "$(json "$WORK/.out" .generation)" "3"
 same "rotated: key in the store" "$(json "$WORK/.out" .key)" "$(cd s1 && pwd)/key-3.pem"
@@ -178,6 +189,23 @@ expect_exit 1 "rotated: not the old key" "$ENROLL" match dev1.key "$(json "$WORK
 expect_exit 0 "rotated: the new key" "$ENROLL" match s1/key-3.pem s1/cert-3.pem
 same "rotated key 0600" "$(stat -c %a s1/key-3.pem)" "600"
 [ ! -f "$CERT1" ] && pass || fail "generation 1 files outlived two renewals"
+
+# ---- the store spelled differently: a trailing slash, a symlink. Pruning
+# must still recognise the current (rotated) key.
+check "store spelling: provision" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-006 \
+    --group-key-file group.key --key d6.key --store s6
+check "store spelling: rotate" "$ENROLL" device run --store "$WORK/s6" --once --renew-before P31D --rotate-key --json
+same "store spelling: rotated key" "$(json "$WORK/.out" .key)" "$WORK/s6/key-2.pem"
+ln -s s6 s6link
+check "store spelling: renew with a trailing slash" "$ENROLL" device run --store "$WORK/s6/" --once --renew-before P31D
+check "store spelling: renew through a symlink" "$ENROLL" device run --store s6link/ --once --renew-before P31D --json
+same "store spelling: generation 4" "$(json "$WORK/.out" .generation)" "4"
+[ -f s6/key-2.pem ] && pass || fail "store spelling: pruning deleted the current key"
+expect_exit 0 "store spelling: the current key matches the current certificate" "$ENROLL" match s6/key-2.pem \
+    "s6/$(jq -r .cert s6/identity.json)"
+check "store spelling: the next renewal" "$ENROLL" device run --store "$WORK/s6//" --once --renew-before P31D
+last_register dev-006 > reg.line
+contains reg.line '"client_cert":true' "store spelling: still renews over mTLS with the kept key"
 
 # ---- crash between writing the new generation and switching to it
 BEFORE=$(jq -r .serial s1/identity.json)
@@ -192,6 +220,28 @@ check "crash: next renewal succeeds over the leftovers" "$ENROLL" device run --s
 same "crash: generation 4 now" "$(json "$WORK/.out" .generation)" "4"
 expect_exit 0 "crash: new identity verifies" openssl verify -CAfile root/cert.pem -untrusted \
     "$(json "$WORK/.out" .chain)" "$(json "$WORK/.out" .certificate)"
+# A re-provisioning with other trust anchors that dies before the switch:
+# the current identity's anchors must be untouched.
+cat root/cert.pem boot-root/cert.pem > two-roots.pem
+ENROLL_DEVICE_TEST_CRASH=before-commit "$ENROLL" device provision "${COMMON[@]}" --trust two-roots.pem \
+    --registration-id dev-006 --group-key-file group.key --key d6.key --store s6 >/dev/null 2>&1
+same "crash: re-provisioning died at the hook" "$?" "70"
+expect_exit 0 "crash: the anchors the identity uses are still the old ones" \
+    cmp root/cert.pem "s6/$(jq -r '.service_trust // "service-trust.pem"' s6/identity.json)"
+check "crash: the agent still renews" "$ENROLL" device run --store s6 --once --renew-before P31D --json
+same "crash: renewed" "$(json "$WORK/.out" .renewed)" "true"
+
+# ---- the service revokes the operational certificate: enrolld refuses it
+# (401), the device falls back to its bootstrap credential and succeeds.
+REVOKED=$(jq -r .serial s1/identity.json)
+check "revoke the operational certificate" "$ENROLL" admin cert revoke --serial "$REVOKED" --reason superseded --data data
+check "renewal after revocation" "$ENROLL" device run --store s1 --once --renew-before P31D --json
+same "revoked: renewed" "$(json "$WORK/.out" .renewed)" "true"
+contains "$WORK/.err" "using the bootstrap credential" "revoked: fell back to the bootstrap credential"
+contains "$WORK/.err" "401" "revoked: the refusal was a 401"
+grep -F '"route":"register","registration_id":"dev-001"' enrolld.log | tail -2 > reg.lines
+contains reg.lines '"status":401' "revoked: enrolld refused the operational certificate"
+[ "$(json "$WORK/.out" .serial)" != "$REVOKED" ] && pass || fail "revoked: no new serial"
 
 # ---- service down: retries, then recovers when it comes back on the same port
 kill -TERM "$EPID"; wait "$EPID" 2>/dev/null
