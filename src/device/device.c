@@ -348,6 +348,7 @@ typedef struct exchange {
     enr_dps_register_response *answer; /* the final "assigned" answer */
     bool auth_refused;                 /* 401/403: the credential itself was refused */
     bool client_failed;                /* the TLS client (with its credential) could not be set up */
+    bool unknown_operation;            /* a poll answered 404: the service lost the operation */
 } exchange;
 
 static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_error *err)
@@ -432,6 +433,11 @@ static enr_code judge(enr_device *d, const enr_http_response *resp, exchange *x,
     }
     if (resp->status != 200 && resp->status != 202) {
         x->auth_refused = resp->status == 401 || resp->status == 403;
+        /* A poll (op_id set) of an operation the service does not know (it
+         * restarted, expired it, or another instance answered): not a
+         * verdict on the device, so the caller registers again. */
+        x->unknown_operation = op_id[0] != '\0' &&
+                               (resp->status == 404 || (parsed && enr_dps_response_error_code(r) == 404003));
         if (parsed)
             enr_error_set(err, ENR_E_POLICY, "the service refused the registration: HTTP %d, errorCode %d: %.300s",
                           resp->status, enr_dps_response_error_code(r),
@@ -503,7 +509,7 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
     if (rc == ENR_OK && (rc = client_for(d, cred, &client, err)) != ENR_OK)
         x->client_failed = true;
     char path[512], op_id[ENR_DPS_OPERATION_ID_MAX + 1] = "";
-    int attempt = 0, polls = 0;
+    int attempt = 0, polls = 0, restarts = 0;
     long retry_after = 0;
     while (rc == ENR_OK) {
         if (sas && (rc = sas_header(d, &token, err)) != ENR_OK)
@@ -534,6 +540,14 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
         enr_http_response_free(&resp);
         if (rc == ENR_OK && done)
             break;
+        if (rc == ENR_E_POLICY && x->unknown_operation && ++restarts < d->max_attempts) {
+            say(d, "the service does not know operation %s (%s): registering again", op_id, err->message);
+            x->unknown_operation = false;
+            op_id[0] = '\0';
+            enr_error_clear(err);
+            rc = ENR_OK;
+            continue;
+        }
         if (rc == ENR_OK) {
             /* 202 assigning: poll after Retry-After (1..60 s). */
             if (++polls > POLLS_MAX) {
