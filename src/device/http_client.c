@@ -280,8 +280,9 @@ static int drive(SSL *ssl, int fd, ssl_op op, void *buf, int len, long long dead
             return 0;
         } else if (e == SSL_ERROR_SSL && op == op_read &&
                    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-            /* A server that closes without close_notify: the parser decides
-             * whether the message was complete (framing), so this is EOF. */
+            /* A close without close_notify may be forged: it is safe to read
+             * as the end only because the parser accepts framed answers alone
+             * (Content-Length or chunked) and refuses an unfinished one. */
             ERR_clear_error();
             *eof = true;
             return 0;
