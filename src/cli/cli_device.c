@@ -416,6 +416,11 @@ static void run_hook(const char *hook, const char *store)
         return;
     pid_t pid = fork();
     if (pid == 0) {
+        /* The agent ignores SIGPIPE and catches SIGTERM/SIGINT; exec keeps an
+         * ignored signal ignored, and a hook's pipelines expect the default. */
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         setenv("ENROLL_CERT", s.cert_path, 1);
         setenv("ENROLL_CHAIN", s.chain_path, 1);
         setenv("ENROLL_KEY", s.key_ref, 1);
@@ -424,7 +429,12 @@ static void run_hook(const char *hook, const char *store)
         _exit(127);
     }
     int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+    pid_t w = -1;
+    /* SIGTERM interrupts the wait (the handler has no SA_RESTART): the agent
+     * stops after the hook, not by leaving it behind. */
+    while (pid > 0 && (w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (pid < 0 || w < 0) {
         log_stderr(NULL, "the hook could not be run");
         return;
     }

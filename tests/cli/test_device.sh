@@ -268,11 +268,33 @@ wait "$APID"
 same "agent: exit 0 on SIGTERM" "$?" "0"
 contains agent.err "stopping on signal" "agent: says why it stopped"
 
+# ---- the hook: default SIGPIPE (the agent ignores it, the hook's pipelines
+# must not), and a SIGTERM while it runs does not abandon it
+rm -f hook.started hook2.out yes.err
+"$ENROLL" device run --store s1 --renew-before P31D --interval 3600 \
+    --hook 'touch hook.started; yes 2> yes.err | head -n1 > /dev/null; sleep 1; echo done > hook2.out' 2> agent2.err &
+APID=$!
+for _ in $(seq 1 400); do [ -f hook.started ] && break; sleep 0.05; done
+kill -TERM "$APID"
+wait "$APID"
+same "agent: exit 0 on SIGTERM during the hook" "$?" "0"
+contains agent2.err "hook finished with status 0" "agent: waited for the hook through SIGTERM"
+contains hook2.out "done" "agent: the hook ran to its end"
+[ ! -s yes.err ] && pass || fail "the hook ran with SIGPIPE ignored: $(cat yes.err)"
+contains agent2.err "forced this renewal only" "agent: a --renew-before longer than the lifetime forced one renewal"
+
+# ---- a store others may write to is refused
+mkdir s7 && chmod 777 s7
+expect_exit 1 "a world-writable store is refused" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-007 \
+    --group-key-file group.key --key d7.key --store s7
+contains "$WORK/.err" "writable by every user" "says why the store is refused"
+[ ! -e d7.key ] && pass || fail "a key was made for a refused store"
+
 # ---- a fake service: garbage, a certificate for another key, for another CN
 cp -r s1 s1-before
 # openssl s_server cannot answer a PUT with a file, so the fake is a few lines of bash around `openssl s_server -naccept 1`
-serve_once() { # FILE PORT -> background server answering one request with FILE
-  (openssl s_server -quiet -accept "127.0.0.1:$2" -naccept 1 -cert server.pem -key server.key < <(sleep 1; cat "$1"; sleep 2) > /dev/null 2>&1) &
+serve_once() { # FILE PORT [CERT] -> background server answering one request with FILE
+  (openssl s_server -quiet -accept "127.0.0.1:$2" -naccept 1 -cert "${3:-server.pem}" -key server.key < <(sleep 1; cat "$1"; sleep 2) > /dev/null 2>&1) &
   PIDS+=("$!")
 }
 fake_port=$(( PORT + 1 ))
@@ -321,6 +343,21 @@ fake_run
 same "another CN: refused" "$FAKE_RC" "1"
 contains "$WORK/.err" "not the registration id" "another CN: says so"
 identity_unchanged "another CN"
+
+# A service certificate naming the host only in its subject CN (no SAN):
+# the host name is checked against SANs only.
+"$ENROLL" csr new --key server.key --dn CN=localhost --out nosan.csr 2>/dev/null
+"$ENROLL" ca sign --dir root --profile server nosan.csr --out nosan.pem 2>/dev/null
+if openssl x509 -in nosan.pem -noout -ext subjectAltName 2>/dev/null | grep -q DNS; then
+  fail "could not make a certificate without SANs"
+else
+  jq --arg u "https://localhost:$fake_port" '.url = $u' s1/identity.json > s1/identity.tmp && mv s1/identity.tmp s1/identity.json
+  serve_once garbage.body "$fake_port" nosan.pem
+  sleep 0.5
+  expect_exit 1 "a service named only by its CN is not trusted" "$ENROLL" device run --store s1 --once \
+      --renew-before P31D --retries 1
+  contains "$WORK/.err" "not trusted" "CN only: says the service is not trusted"
+fi
 same "failure recorded in the store" "$(jq -r .last_result s1/identity.json)" "error"
 
 kill -TERM "$EPID" 2>/dev/null; wait "$EPID" 2>/dev/null
