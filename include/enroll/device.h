@@ -94,7 +94,9 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
 /* A device from a store made by enr_device_provision, with the saved
  * configuration. `overrides` (may be NULL) replaces non-zero fields among
  * renew_before_seconds, rotate_key, max_attempts, backoff_*, timeout_ms and
- * the injection points. */
+ * the injection points, for this object only: nothing of it is saved (a
+ * renew_before_seconds not shorter than the certificate's lifetime forces
+ * one renewal). */
 enr_code enr_device_open(const char *store_dir, const enr_device_config *overrides, enr_device **out,
                          enr_error *err);
 void enr_device_free(enr_device *d);
@@ -111,8 +113,13 @@ enr_code enr_device_provision(enr_device *d, enr_error *err);
 
 /* When `now` is at or after the renewal time, registers again, first over
  * mTLS with the current operational certificate, and when the service
- * refuses that (or it is a token key, see docs/device.md), with the
- * bootstrap credential. `*renewed` says whether a new certificate landed. */
+ * refuses that or it cannot be used here (a missing or corrupt chain or
+ * key, a key that does not match, a token key: docs/device.md), with the
+ * bootstrap credential. Provisioning and renewal hold an exclusive lock on
+ * the store (STORE/.lock) and re-read identity.json under it, so the
+ * decision is made on the current identity whoever wrote it; a second
+ * caller waits through the injected sleep. `*renewed` says whether a new
+ * certificate landed. */
 enr_code enr_device_renew_if_due(enr_device *d, time_t now, bool *renewed, enr_error *err);
 
 /* When the current certificate is due for renewal (0 when there is none). */

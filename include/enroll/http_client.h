@@ -69,8 +69,9 @@ void enr_http_response_free(enr_http_response *resp);
  *  - `*complete` false and ENR_OK: well-formed so far, more bytes needed.
  *  - ENR_OK with `*complete`: `out` is filled (free with enr_http_response_free).
  *  - ENR_E_PARSE: malformed, with the reason and byte offset; `out` untouched.
- * `at_eof` says the peer closed the connection: a body without framing then
- * ends there, and anything unfinished is an error. Refused: other than
+ * `at_eof` says the peer closed the connection: anything unfinished is then an
+ * error. Refused: a body without Content-Length or chunked framing (a body
+ * ending at the close could be cut short by a forged TCP FIN); other than
  * HTTP/1.0 or 1.1; status outside 200..599 (1xx included: the client never
  * sends Expect); bare LF line ends; obs-fold; whitespace before ':'; bytes
  * outside VCHAR/SP/HTAB/obs-text in values; a head over ENR_HTTP_HEAD_MAX or

@@ -49,8 +49,10 @@ static const char DEVICE_HELP[] =
     "--trust      trust anchor(s) for the service's TLS certificate (the system store is\n"
     "             never used); copied into DIR\n"
     "--ca-trust   trust anchor(s) the issued chain must verify to; copied into DIR\n"
-    "--renew-before D  renew when now >= notAfter - D (ISO 8601, e.g. P7D); default: at 2/3\n"
-    "             of the certificate's lifetime\n"
+    "--renew-before D  renew when now >= notAfter - D (ISO 8601, e.g. P7D); default: the\n"
+    "             service's hint, else 2/3 of the certificate's lifetime. Saved by provision;\n"
+    "             for run, this run only (a D longer than the lifetime forces one renewal)\n"
+    "--store DIR  one process at a time: a second waits for DIR/.lock (and says so)\n"
     "\n"
     "Examples:\n"
     "  enroll device provision --url https://dps.example:8443 --scope 0ne0001 \\\n"
@@ -416,6 +418,11 @@ static void run_hook(const char *hook, const char *store)
         return;
     pid_t pid = fork();
     if (pid == 0) {
+        /* The agent ignores SIGPIPE and catches SIGTERM/SIGINT; exec keeps an
+         * ignored signal ignored, and a hook's pipelines expect the default. */
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         setenv("ENROLL_CERT", s.cert_path, 1);
         setenv("ENROLL_CHAIN", s.chain_path, 1);
         setenv("ENROLL_KEY", s.key_ref, 1);
@@ -424,7 +431,12 @@ static void run_hook(const char *hook, const char *store)
         _exit(127);
     }
     int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+    pid_t w = -1;
+    /* SIGTERM interrupts the wait (the handler has no SA_RESTART): the agent
+     * stops after the hook, not by leaving it behind. */
+    while (pid > 0 && (w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (pid < 0 || w < 0) {
         log_stderr(NULL, "the hook could not be run");
         return;
     }

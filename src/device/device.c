@@ -2,6 +2,7 @@
  * credential or the current operational certificate, checks on what comes
  * back, and the hand-over to the identity store (identity.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +42,10 @@ struct enr_device {
     enr_device_auth auth;
     enr_key_type key_type;
     bool rotate_key;
+    /* `run --renew-before`: for this process only, never saved (a one-off
+     * window must not make every later run renew). */
+    long renew_before_override;
+    bool from_store; /* opened from the store: its configuration is the saved one */
     int max_attempts, backoff_initial_ms, backoff_max_ms, timeout_ms;
     time_t (*clock)(void *ctx);
     bool (*sleep)(void *ctx, long ms);
@@ -137,8 +143,6 @@ static void apply_tuning(enr_device *d, const enr_device_config *c)
 {
     if (c == NULL)
         return;
-    if (c->renew_before_seconds > 0)
-        d->id.renew_before = c->renew_before_seconds;
     if (c->rotate_key)
         d->rotate_key = true;
     if (c->max_attempts > 0)
@@ -209,7 +213,9 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     enr_device *d = device_alloc();
     if (d == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    d->store_dir = absolute(cfg->store_dir);
+    char *abs_store = absolute(cfg->store_dir);
+    d->store_dir = abs_store != NULL ? dev_store_canonical(abs_store) : NULL;
+    free(abs_store);
     /* Keep what the store knows about the current identity (generation,
      * files): a new provisioning replaces it only once the new one checks out. */
     if (d->store_dir != NULL && dev_identity_load(d->store_dir, &d->id, NULL) != ENR_OK)
@@ -242,6 +248,22 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     return ENR_OK;
 }
 
+/* What an opened device takes from identity.json besides the record itself:
+ * the attestation kind, the key type, and the store's copies of the trust
+ * anchors that the current generation names. */
+static void adopt_saved_configuration(enr_device *d)
+{
+    d->auth = auth_parse(d->id.auth);
+    enr_error ignored;
+    if (d->id.key_type == NULL || enr_key_type_parse(d->id.key_type, &d->key_type, &ignored) != ENR_OK)
+        d->key_type = ENR_KEY_EC_P256;
+    char path[DEV_PATH_MAX];
+    const char *service = d->id.service_trust ? d->id.service_trust : DEV_SERVICE_TRUST;
+    const char *ca = d->id.ca_trust ? d->id.ca_trust : DEV_CA_TRUST;
+    replace(&d->trust_file, dev_path(path, sizeof path, d->store_dir, service) == 0 ? strdup(path) : NULL);
+    replace(&d->ca_trust_file, dev_path(path, sizeof path, d->store_dir, ca) == 0 ? strdup(path) : NULL);
+}
+
 enr_code enr_device_open(const char *store_dir, const enr_device_config *overrides, enr_device **out,
                          enr_error *err)
 {
@@ -251,21 +273,20 @@ enr_code enr_device_open(const char *store_dir, const enr_device_config *overrid
     enr_device *d = device_alloc();
     if (d == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    d->store_dir = absolute(store_dir);
+    char *abs_store = absolute(store_dir);
+    d->store_dir = abs_store != NULL ? dev_store_canonical(abs_store) : NULL;
+    free(abs_store);
     enr_code rc = d->store_dir == NULL ? enr_error_set(err, ENR_E_NOMEM, "out of memory")
                                        : dev_identity_load(d->store_dir, &d->id, err);
     if (rc != ENR_OK) {
         enr_device_free(d);
         return rc;
     }
-    d->auth = auth_parse(d->id.auth);
-    enr_error ignored;
-    if (d->id.key_type == NULL || enr_key_type_parse(d->id.key_type, &d->key_type, &ignored) != ENR_OK)
-        d->key_type = ENR_KEY_EC_P256;
-    char path[DEV_PATH_MAX];
-    d->trust_file = dev_path(path, sizeof path, d->store_dir, DEV_SERVICE_TRUST) == 0 ? strdup(path) : NULL;
-    d->ca_trust_file = dev_path(path, sizeof path, d->store_dir, DEV_CA_TRUST) == 0 ? strdup(path) : NULL;
+    d->from_store = true;
+    adopt_saved_configuration(d);
     apply_tuning(d, overrides);
+    if (overrides != NULL && overrides->renew_before_seconds > 0)
+        d->renew_before_override = overrides->renew_before_seconds;
     *out = d;
     return ENR_OK;
 }
@@ -326,6 +347,8 @@ typedef enum { CRED_BOOTSTRAP, CRED_OPERATIONAL } credential;
 typedef struct exchange {
     enr_dps_register_response *answer; /* the final "assigned" answer */
     bool auth_refused;                 /* 401/403: the credential itself was refused */
+    bool client_failed;                /* the TLS client (with its credential) could not be set up */
+    bool unknown_operation;            /* a poll answered 404: the service lost the operation */
 } exchange;
 
 static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_error *err)
@@ -425,6 +448,11 @@ static enr_code judge(enr_device *d, const enr_http_response *resp, exchange *x,
     }
     if (resp->status != 200 && resp->status != 202) {
         x->auth_refused = resp->status == 401 || resp->status == 403;
+        /* A poll (op_id set) of an operation the service does not know (it
+         * restarted, expired it, or another instance answered): not a
+         * verdict on the device, so the caller registers again. */
+        x->unknown_operation = op_id[0] != '\0' &&
+                               (resp->status == 404 || (parsed && enr_dps_response_error_code(r) == 404003));
         if (parsed)
             enr_error_set(err, ENR_E_POLICY, "the service refused the registration: HTTP %d, errorCode %d: %.300s",
                           resp->status, enr_dps_response_error_code(r),
@@ -494,10 +522,10 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
     enr_code rc = make_body(d, signer, &body, err);
     bool sas = cred == CRED_BOOTSTRAP &&
                (d->auth == ENR_DEVICE_AUTH_DEVICE_KEY || d->auth == ENR_DEVICE_AUTH_GROUP_KEY);
-    if (rc == ENR_OK)
-        rc = client_for(d, cred, signer, &boot, &client, err);
+    if (rc == ENR_OK && (rc = client_for(d, cred, signer, &boot, &client, err)) != ENR_OK)
+        x->client_failed = true;
     char path[512], op_id[ENR_DPS_OPERATION_ID_MAX + 1] = "";
-    int attempt = 0, polls = 0;
+    int attempt = 0, polls = 0, restarts = 0;
     long retry_after = 0;
     while (rc == ENR_OK) {
         if (sas && (rc = sas_header(d, &token, err)) != ENR_OK)
@@ -528,6 +556,14 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
         enr_http_response_free(&resp);
         if (rc == ENR_OK && done)
             break;
+        if (rc == ENR_E_POLICY && x->unknown_operation && ++restarts < d->max_attempts) {
+            say(d, "the service does not know operation %s (%s): registering again", op_id, err->message);
+            x->unknown_operation = false;
+            op_id[0] = '\0';
+            enr_error_clear(err);
+            rc = ENR_OK;
+            continue;
+        }
         if (rc == ENR_OK) {
             /* 202 assigning: poll after Retry-After (1..60 s). */
             if (++polls > POLLS_MAX) {
@@ -711,13 +747,19 @@ static char *serial_text(X509 *c)
     return out;
 }
 
-/* A window configured on the device wins (an operator's decision for this
- * device), then the service's hint, then 2/3 of the lifetime. */
-static time_t renew_time(const dev_identity *id)
+/* A window given to this run wins, then one configured at provisioning (an
+ * operator's decision for this device), then the service's hint, then 2/3
+ * of the lifetime. A run's window at least as long as the lifetime means
+ * "now" (a forced renewal); a saved one that long would renew at every
+ * check, forever, so it is ignored. */
+static time_t renew_time(const dev_identity *id, long override)
 {
     if (id->generation == 0)
         return 0;
-    if (id->renew_before > 0)
+    long lifetime = (long)(id->not_after - id->not_before);
+    if (override > 0)
+        return override >= lifetime ? id->not_before : id->not_after - override;
+    if (id->renew_before > 0 && id->renew_before < lifetime)
         return id->not_after - id->renew_before;
     if (id->service_renew_after > 0 && id->service_renew_after < id->not_after)
         return id->service_renew_after;
@@ -726,7 +768,7 @@ static time_t renew_time(const dev_identity *id)
 
 time_t enr_device_renew_at(const enr_device *d)
 {
-    return d != NULL ? renew_time(&d->id) : 0;
+    return d != NULL ? renew_time(&d->id, d->renew_before_override) : 0;
 }
 
 /* Records an outcome. On disk only the last-result fields change: a failed
@@ -761,15 +803,20 @@ static void record(enr_device *d, bool ok, const char *message)
 
 /* New generation files first (each synced), then one rename of
  * identity.json makes them current. Until that rename the old identity is
- * the one every reader sees. */
+ * the one every reader sees, on disk and in memory: the new record is built
+ * on a copy and swapped in only once it is saved. */
 static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_register_response *r, const char *key_ref,
                        enr_error *err)
 {
     long gen = d->id.generation + 1;
-    char cert_name[64], chain_name[64], bundle_name[64];
+    char cert_name[64], chain_name[64], bundle_name[64], service_name[64], ca_name[64];
     snprintf(cert_name, sizeof cert_name, "cert-%ld.pem", gen);
     snprintf(chain_name, sizeof chain_name, "chain-%ld.pem", gen);
     snprintf(bundle_name, sizeof bundle_name, "bundle-%ld.pem", gen);
+    /* The anchors are generation files too: rewriting the current ones in
+     * place would change the running identity's trust before the switch. */
+    snprintf(service_name, sizeof service_name, "service-trust-%ld.pem", gen);
+    snprintf(ca_name, sizeof ca_name, "ca-trust-%ld.pem", gen);
     char *pem = NULL;
     size_t len = 0;
     enr_code rc = pem_of(chain, 0, 1, false, &pem, &len, err);
@@ -801,51 +848,190 @@ static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_regis
         free(pem);
         sk_X509_pop_free(b, X509_free);
     }
-    if (rc == ENR_OK && (rc = copy_into_store(d, d->trust_file, DEV_SERVICE_TRUST, err)) == ENR_OK)
-        rc = copy_into_store(d, d->ca_trust_file, DEV_CA_TRUST, err);
+    if (rc == ENR_OK && (rc = copy_into_store(d, d->trust_file, service_name, err)) == ENR_OK)
+        rc = copy_into_store(d, d->ca_trust_file, ca_name, err);
     if (rc != ENR_OK)
         return rc;
     const char *crash = getenv("ENROLL_DEVICE_TEST_CRASH");
     if (crash != NULL && strcmp(crash, "before-commit") == 0)
         _exit(70); /* tests: a power cut after the files, before the switch */
 
+    dev_identity next;
+    if ((rc = dev_identity_copy(&next, &d->id, err)) != ENR_OK)
+        return rc;
     X509 *leaf = sk_X509_value(chain, 0);
-    d->id.generation = gen;
-    replace(&d->id.cert, strdup(cert_name));
-    replace(&d->id.chain, strdup(chain_name));
-    replace(&d->id.bundle, bundle ? strdup(bundle_name) : NULL);
-    replace(&d->id.serial, serial_text(leaf));
-    replace(&d->id.subject, name_text(X509_get_subject_name(leaf)));
-    replace(&d->id.issuer, name_text(X509_get_issuer_name(leaf)));
+    next.generation = gen;
+    replace(&next.cert, strdup(cert_name));
+    replace(&next.chain, strdup(chain_name));
+    replace(&next.bundle, bundle ? strdup(bundle_name) : NULL);
+    replace(&next.service_trust, strdup(service_name));
+    replace(&next.ca_trust, strdup(ca_name));
+    replace(&next.serial, serial_text(leaf));
+    replace(&next.subject, name_text(X509_get_subject_name(leaf)));
+    replace(&next.issuer, name_text(X509_get_issuer_name(leaf)));
     const char *hub = enr_dps_response_assigned_hub(r);
-    replace(&d->id.assigned_hub, hub ? strdup(hub) : NULL);
-    replace(&d->id.key_ref, strdup(key_ref));
-    d->id.not_before = enr_asn1_time_to_time_t(X509_get0_notBefore(leaf));
-    d->id.not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(leaf));
+    replace(&next.assigned_hub, hub ? strdup(hub) : NULL);
+    replace(&next.key_ref, strdup(key_ref));
+    next.not_before = enr_asn1_time_to_time_t(X509_get0_notBefore(leaf));
+    next.not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(leaf));
     const char *hint = enr_dps_response_renew_after(r), *window = enr_dps_response_renewal_window(r);
     time_t hint_at = 0;
     if (hint == NULL || enr_dps_time_parse(hint, &hint_at, NULL) != ENR_OK)
         hint_at = 0;
-    d->id.service_renew_after = hint_at;
-    replace(&d->id.service_window, window ? strdup(window) : NULL);
-    d->id.renew_at = renew_time(&d->id);
+    next.service_renew_after = hint_at;
+    replace(&next.service_window, window ? strdup(window) : NULL);
+    next.renew_at = renew_time(&next, 0);
     char msg[256];
-    snprintf(msg, sizeof msg, "certificate %s issued by %s", d->id.serial ? d->id.serial : "?",
-             d->id.issuer ? d->id.issuer : "?");
-    replace(&d->id.last_result, strdup("ok"));
-    replace(&d->id.last_message, strdup(msg));
-    d->id.last_attempt = d->id.last_success = now_of(d);
-    if ((rc = dev_identity_save(d->store_dir, &d->id, err)) != ENR_OK)
+    snprintf(msg, sizeof msg, "certificate %s issued by %s", next.serial ? next.serial : "?",
+             next.issuer ? next.issuer : "?");
+    replace(&next.last_result, strdup("ok"));
+    replace(&next.last_message, strdup(msg));
+    next.last_attempt = next.last_success = now_of(d);
+    if (next.cert == NULL || next.chain == NULL || next.service_trust == NULL || next.ca_trust == NULL ||
+        next.key_ref == NULL || next.last_result == NULL || next.last_message == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    if (rc == ENR_OK)
+        rc = dev_identity_save(d->store_dir, &next, err);
+    if (rc != ENR_OK) {
+        dev_identity_free(&next);
         return rc;
-    char keep[DEV_PATH_MAX];
-    snprintf(keep, sizeof keep, "%s", d->id.key_ref);
-    dev_store_prune(d->store_dir, gen, keep);
+    }
+    /* The key the new identity uses, and the previous one's (an application
+     * may still be using the previous certificate until it reloads). */
+    const char *keep[2] = {next.key_ref, d->id.key_ref};
+    dev_store_prune(d->store_dir, gen, keep, 2);
+    dev_identity_free(&d->id);
+    d->id = next;
+    if (d->id.renew_before > 0 && d->id.renew_before >= (long)(d->id.not_after - d->id.not_before))
+        say(d, "the configured renewal window (%ld s) is not shorter than the certificate's lifetime: ignored",
+            d->id.renew_before);
     say(d, "new identity stored: generation %ld, serial %s, expires %ld", gen, d->id.serial ? d->id.serial : "?",
         (long)d->id.not_after);
     return ENR_OK;
 }
 
 /* ---- provision and renew ---- */
+
+#define LOCK_FILE ".lock"
+#define LOCK_WAIT_MS (15L * 60 * 1000)
+#define LOCK_STEP_MS 250L
+
+/* One process at a time works on a store (load, register, commit): two
+ * would pick the same next generation and overwrite each other's files, or
+ * an agent would write back an identity a re-provisioning has replaced.
+ * A second process waits (interruptibly, bounded) and says for whom. */
+static enr_code store_lock(enr_device *d, int *fd_out, enr_error *err)
+{
+    *fd_out = -1;
+    char path[DEV_PATH_MAX];
+    if (dev_path(path, sizeof path, d->store_dir, LOCK_FILE) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "store path too long");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return enr_error_set(err, ENR_E_IO, "cannot open the store lock %s: %s", path, strerror(errno));
+    long waited = 0;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK) {
+            enr_error_set(err, ENR_E_IO, "cannot lock the store %s: %s", path, strerror(errno));
+            close(fd);
+            return ENR_E_IO;
+        }
+        char holder[32] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        if (waited == 0)
+            say(d, "the store is in use by another enroll process (pid %s, %s): waiting for it",
+                holder[0] ? holder : "?", path);
+        if (waited >= LOCK_WAIT_MS || !pause_ms(d, LOCK_STEP_MS)) {
+            close(fd);
+            return enr_error_set(err, ENR_E_IO,
+                                 "the store %s is in use by another enroll process (pid %s holds %s); gave up "
+                                 "waiting for it",
+                                 d->store_dir, holder[0] ? holder : "?", path);
+        }
+        waited += LOCK_STEP_MS;
+    }
+    /* Who holds it, for the message above (the lock is the flock, not this). */
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0)
+        (void)!pwrite(fd, pid, (size_t)len, 0);
+    *fd_out = fd;
+    return ENR_OK;
+}
+
+static void store_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
+/* The certificate facts from a freshly read record, keeping this device's
+ * configuration (a provisioning with new settings). */
+static void adopt_state(dev_identity *dst, dev_identity *src)
+{
+    char **pairs[][2] = {{&dst->cert, &src->cert},       {&dst->chain, &src->chain},
+                         {&dst->bundle, &src->bundle},   {&dst->service_trust, &src->service_trust},
+                         {&dst->ca_trust, &src->ca_trust}, {&dst->serial, &src->serial},
+                         {&dst->subject, &src->subject}, {&dst->issuer, &src->issuer},
+                         {&dst->assigned_hub, &src->assigned_hub}, {&dst->service_window, &src->service_window}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        replace(pairs[i][0], *pairs[i][1]);
+        *pairs[i][1] = NULL;
+    }
+    dst->generation = src->generation;
+    dst->not_before = src->not_before;
+    dst->not_after = src->not_after;
+    dst->renew_at = src->renew_at;
+    dst->service_renew_after = src->service_renew_after;
+}
+
+/* Under the lock: what the store holds now, not what it held when this
+ * device was opened (another process may have renewed or re-provisioned). */
+static enr_code reload(enr_device *d, enr_error *err)
+{
+    dev_identity disk;
+    enr_code rc = dev_identity_load(d->store_dir, &disk, err);
+    if (rc == ENR_E_NOTFOUND && !d->from_store) {
+        enr_error_clear(err);
+        return ENR_OK; /* nothing saved yet: a first provisioning */
+    }
+    if (rc != ENR_OK)
+        return rc;
+    if (d->from_store) {
+        dev_identity_free(&d->id);
+        d->id = disk;
+        adopt_saved_configuration(d);
+    } else {
+        adopt_state(&d->id, &disk);
+        dev_identity_free(&disk);
+    }
+    return ENR_OK;
+}
+
+/* Why the operational credential cannot be used, naming the file; false
+ * when it looks usable (the TLS setup judges the contents). */
+static bool operational_missing(const enr_device *d, char *why, size_t cap)
+{
+    char chain[DEV_PATH_MAX];
+    if (d->id.chain == NULL || dev_path(chain, sizeof chain, d->store_dir, d->id.chain) != 0) {
+        snprintf(why, cap, "the store names no operational certificate chain");
+        return true;
+    }
+    if (access(chain, R_OK) != 0) {
+        snprintf(why, cap, "the operational certificate chain %s is missing or unreadable (%s)", chain,
+                 strerror(errno));
+        return true;
+    }
+    if (!enr_key_ref_is_token(d->id.key_ref) && access(d->id.key_ref, R_OK) != 0) {
+        snprintf(why, cap, "the device key %s is missing or unreadable (%s)", d->id.key_ref, strerror(errno));
+        return true;
+    }
+    return false;
+}
 
 static enr_code register_and_store(enr_device *d, const char *key_ref, bool create_key, bool fresh_key,
                                    credential first, enr_error *err)
@@ -858,10 +1044,18 @@ static enr_code register_and_store(enr_device *d, const char *key_ref, bool crea
         record(d, false, err->message);
         return rc;
     }
+    char why[DEV_PATH_MAX + 128];
+    if (first == CRED_OPERATIONAL && d->auth != ENR_DEVICE_AUTH_NONE && operational_missing(d, why, sizeof why)) {
+        say(d, "cannot renew with the operational certificate: %s; using the bootstrap credential", why);
+        first = CRED_BOOTSTRAP;
+    }
     exchange x = {0};
     rc = do_register(d, k.signer, first, &x, err);
+    /* The service refused the certificate, or the local credential could
+     * not even be set up (a corrupt chain, a key that does not match it):
+     * the bootstrap credential is what it is kept for. */
     if (rc != ENR_OK && first == CRED_OPERATIONAL && d->auth != ENR_DEVICE_AUTH_NONE &&
-        (x.auth_refused || rc == ENR_E_UNSUPPORTED || rc == ENR_E_NOTFOUND)) {
+        (x.auth_refused || x.client_failed)) {
         say(d, "renewal with the operational certificate failed (%s); using the bootstrap credential", err->message);
         enr_error_clear(err);
         rc = do_register(d, k.signer, CRED_BOOTSTRAP, &x, err);
@@ -881,33 +1075,47 @@ static enr_code register_and_store(enr_device *d, const char *key_ref, bool crea
     return rc;
 }
 
-enr_code enr_device_provision(enr_device *d, enr_error *err)
+static enr_code provision_locked(enr_device *d, enr_error *err)
 {
-    if (d == NULL)
-        return enr_error_set(err, ENR_E_USAGE, "enr_device_provision: NULL argument");
     char key_ref[DEV_PATH_MAX];
     snprintf(key_ref, sizeof key_ref, "%s", d->id.key_ref);
     return register_and_store(d, key_ref, true, false, CRED_BOOTSTRAP, err);
 }
 
-enr_code enr_device_renew_if_due(enr_device *d, time_t now, bool *renewed, enr_error *err)
+enr_code enr_device_provision(enr_device *d, enr_error *err)
 {
-    if (d == NULL || renewed == NULL)
-        return enr_error_set(err, ENR_E_USAGE, "enr_device_renew_if_due: NULL argument");
-    *renewed = false;
+    if (d == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_provision: NULL argument");
+    int lock = -1;
+    enr_code rc = dev_store_prepare(d->store_dir, err);
+    if (rc == ENR_OK)
+        rc = store_lock(d, &lock, err);
+    if (rc == ENR_OK && (rc = reload(d, err)) == ENR_OK)
+        rc = provision_locked(d, err);
+    store_unlock(lock);
+    return rc;
+}
+
+static enr_code renew_locked(enr_device *d, time_t now, bool *renewed, enr_error *err)
+{
+    enr_code rc = reload(d, err);
+    if (rc != ENR_OK)
+        return rc;
     if (d->id.generation == 0) {
         say(d, "no certificate yet: provisioning with the bootstrap credential");
-        enr_code rc = enr_device_provision(d, err);
+        rc = provision_locked(d, err);
         *renewed = rc == ENR_OK;
         return rc;
     }
-    time_t at = renew_time(&d->id);
+    time_t at = renew_time(&d->id, d->renew_before_override);
     if (now < at)
         return ENR_OK;
     say(d, "certificate %s is due for renewal", d->id.serial ? d->id.serial : "?");
     char key_ref[DEV_PATH_MAX];
-    bool fresh = false;
-    if (d->rotate_key && !enr_key_ref_is_token(d->id.key_ref)) {
+    bool fresh = false, create = false;
+    credential first = CRED_OPERATIONAL;
+    bool token = enr_key_ref_is_token(d->id.key_ref);
+    if (d->rotate_key && !token) {
         char name[64];
         snprintf(name, sizeof name, "key-%ld.pem", d->id.generation + 1);
         if (dev_path(key_ref, sizeof key_ref, d->store_dir, name) != 0)
@@ -917,9 +1125,35 @@ enr_code enr_device_renew_if_due(enr_device *d, time_t now, bool *renewed, enr_e
         if (d->rotate_key)
             say(d, "key rotation is for file keys only: renewing with the same token key");
         snprintf(key_ref, sizeof key_ref, "%s", d->id.key_ref);
+        if (!token && access(key_ref, F_OK) != 0 && errno == ENOENT && d->auth != ENR_DEVICE_AUTH_NONE) {
+            /* The certificate is useless without its key: a new key can only
+             * be vouched for by the bootstrap credential. */
+            say(d, "the device key %s is missing: making a new one and registering with the bootstrap credential",
+                key_ref);
+            create = true;
+            first = CRED_BOOTSTRAP;
+        }
     }
-    enr_code rc = register_and_store(d, key_ref, false, fresh, CRED_OPERATIONAL, err);
+    rc = register_and_store(d, key_ref, create, fresh, first, err);
     *renewed = rc == ENR_OK;
+    if (rc == ENR_OK && d->renew_before_override >= (long)(d->id.not_after - d->id.not_before)) {
+        say(d, "the renewal window given to this run is not shorter than the certificate's lifetime: it forced "
+               "this renewal only");
+        d->renew_before_override = 0;
+    }
+    return rc;
+}
+
+enr_code enr_device_renew_if_due(enr_device *d, time_t now, bool *renewed, enr_error *err)
+{
+    if (d == NULL || renewed == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_renew_if_due: NULL argument");
+    *renewed = false;
+    int lock = -1;
+    enr_code rc = dev_store_prepare(d->store_dir, err);
+    if (rc == ENR_OK && (rc = store_lock(d, &lock, err)) == ENR_OK)
+        rc = renew_locked(d, now, renewed, err);
+    store_unlock(lock);
     return rc;
 }
 
@@ -952,7 +1186,7 @@ enr_code enr_device_status_read(const char *store_dir, enr_device_status *out, e
     copy_field(out->last_message, sizeof out->last_message, id.last_message);
     out->not_before = id.not_before;
     out->not_after = id.not_after;
-    out->renew_at = renew_time(&id);
+    out->renew_at = renew_time(&id, 0);
     out->generation = id.generation;
     out->last_attempt = id.last_attempt;
     out->last_success = id.last_success;

@@ -22,6 +22,9 @@ typedef struct dev_identity {
     long renew_before;
     long generation; /* 0: no certificate yet */
     char *cert, *chain, *bundle;
+    /* This generation's copies of the trust anchors (NULL in stores made
+     * before they were generation files: DEV_SERVICE_TRUST, DEV_CA_TRUST). */
+    char *service_trust, *ca_trust;
     char *serial, *subject, *issuer, *assigned_hub;
     time_t not_before, not_after, renew_at;
     time_t service_renew_after; /* the service's hint (renewAfterUtc), 0: none */
@@ -31,11 +34,22 @@ typedef struct dev_identity {
 } dev_identity;
 
 void dev_identity_free(dev_identity *id);
+/* A deep copy (ENR_E_NOMEM leaves *out empty). */
+enr_code dev_identity_copy(dev_identity *out, const dev_identity *src, enr_error *err);
 enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err);
 /* Atomic replace (temporary file, fsync, rename, fsync of the directory). */
 enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *err);
+/* Creates the store (0700, the parent directory synced) when absent;
+ * refuses one that is not a directory or that others may write to. */
 enr_code dev_store_prepare(const char *dir, enr_error *err);
-void dev_store_prune(const char *dir, long current, const char *keep);
+/* The store's one spelling (symlinks and trailing slashes resolved), so
+ * paths made from it compare equal; heap string, NULL when out of memory. */
+char *dev_store_canonical(const char *absolute_dir);
+/* Removes the store's generation files outside current-1..current. Key
+ * files (key-N.pem, which only the store makes) are kept whatever their
+ * number while they are one of the `keep` files (compared by device and
+ * inode, so a path spelled differently still matches). */
+void dev_store_prune(const char *dir, long current, const char *const *keep, size_t nkeep);
 int dev_path(char *out, size_t cap, const char *dir, const char *name);
 
 #endif

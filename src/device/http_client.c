@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -291,8 +292,9 @@ static int drive(SSL *ssl, int fd, ssl_op op, void *buf, int len, long long dead
             return 0;
         } else if (e == SSL_ERROR_SSL && op == op_read &&
                    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-            /* A server that closes without close_notify: the parser decides
-             * whether the message was complete (framing), so this is EOF. */
+            /* A close without close_notify may be forged: it is safe to read
+             * as the end only because the parser accepts framed answers alone
+             * (Content-Length or chunked) and refuses an unfinished one. */
             ERR_clear_error();
             *eof = true;
             return 0;
@@ -392,9 +394,14 @@ enr_code enr_http_client_send(enr_http_client *c, const enr_http_request *req, e
             rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected IP address");
             goto done;
         }
-    } else if (SSL_set1_host(ssl, c->url.host) != 1 || SSL_set_tlsext_host_name(ssl, c->url.host) != 1) {
-        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected host name");
-        goto done;
+    } else {
+        /* SANs only (a subject CN is not a name check anyone audits), and a
+         * wildcard only as a whole left-most label. */
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+        if (SSL_set1_host(ssl, c->url.host) != 1 || SSL_set_tlsext_host_name(ssl, c->url.host) != 1) {
+            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected host name");
+            goto done;
+        }
     }
     bool timed_out, eof;
     errno = 0;
@@ -466,6 +473,8 @@ done:
     if (fd >= 0)
         close(fd);
     free(buf);
+    if (head != NULL)
+        OPENSSL_cleanse(head, head_len); /* it holds the Authorization header (a SAS token) */
     free(head);
     return rc;
 }

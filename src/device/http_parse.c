@@ -203,7 +203,8 @@ static bool hex_value(unsigned char c, unsigned *v)
     return true;
 }
 
-/* Chunked body: copies the data into `body` (capacity max_body). */
+/* Chunked body: copies the data into `body` (capacity max_body) unless it
+ * is NULL, which only measures and checks it. */
 static pstate chunked(parser *p, size_t max_body, unsigned char *body, size_t *body_len)
 {
     head trailer_head = {0};
@@ -240,7 +241,8 @@ static pstate chunked(parser *p, size_t max_body, unsigned char *body, size_t *b
             return bad(p, p->pos, "body larger than the limit");
         if (p->len - p->pos < size + 2)
             return P_MORE;
-        memcpy(body + *body_len, p->d + p->pos, (size_t)size);
+        if (body != NULL)
+            memcpy(body + *body_len, p->d + p->pos, (size_t)size);
         *body_len += (size_t)size;
         p->pos += (size_t)size;
         if (p->d[p->pos] != '\r' || p->d[p->pos + 1] != '\n')
@@ -270,10 +272,17 @@ enr_code enr_http_response_parse(const unsigned char *data, size_t len, bool at_
         if (no_body) {
             body_len = 0;
         } else if (h.chunked) {
-            body = malloc(max_body + 1);
-            if (body == NULL)
-                return enr_error_set(err, ENR_E_NOMEM, "out of memory for an HTTP body");
-            s = chunked(&p, max_body, body, &body_len);
+            /* Measured first: the caller re-parses after every read, and a
+             * body-sized allocation each time would be the expensive part. */
+            size_t start = p.pos;
+            s = chunked(&p, max_body, NULL, &body_len);
+            if (s == P_OK) {
+                body = malloc(body_len + 1);
+                if (body == NULL)
+                    return enr_error_set(err, ENR_E_NOMEM, "out of memory for an HTTP body");
+                p.pos = start;
+                s = chunked(&p, max_body, body, &body_len);
+            }
         } else if (h.has_length) {
             if (h.length > max_body)
                 s = bad(&p, p.pos, "Content-Length larger than the body limit");
@@ -282,12 +291,11 @@ enr_code enr_http_response_parse(const unsigned char *data, size_t len, bool at_
             else
                 body_len = (size_t)h.length;
         } else {
-            /* No framing: the body runs to the end of the connection. */
-            body_len = p.len - p.pos;
-            if (body_len > max_body)
-                s = bad(&p, p.pos + max_body, "body larger than the limit");
-            else if (!at_eof)
-                s = P_MORE;
+            /* HTTP/1.x lets a body run to the end of the connection, but the
+             * end of a TCP connection can be forged (a FIN or RST injected
+             * without TLS's close_notify), which would cut the body short
+             * unnoticed; the services this client talks to always frame. */
+            s = bad(&p, p.pos, "no Content-Length or chunked framing (a body ending at the close is refused)");
         }
         if (s == P_OK && body == NULL) {
             body = malloc(body_len + 1);

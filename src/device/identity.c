@@ -4,7 +4,9 @@
  * cut leaves either the old identity or the new one. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +18,44 @@
 #include "enroll/duration.h"
 #include "enroll/fileio.h"
 
+#define F(m) offsetof(dev_identity, m)
+/* Every string member, for free and copy alike. */
+static const size_t STRING_FIELDS[] = {
+    F(registration_id), F(url), F(id_scope), F(api_version), F(auth), F(symmetric_key_file),
+    F(bootstrap_cert_file), F(bootstrap_key_file), F(key_ref), F(key_type), F(pkcs11_module),
+    F(pkcs11_pin_file), F(cert), F(chain), F(bundle), F(service_trust), F(ca_trust), F(serial),
+    F(subject), F(issuer), F(assigned_hub), F(service_window), F(last_result), F(last_message)};
+#undef F
+#define NFIELDS (sizeof STRING_FIELDS / sizeof STRING_FIELDS[0])
+
+static char **field_at(dev_identity *id, size_t offset)
+{
+    return (char **)(void *)((char *)id + offset);
+}
+
 void dev_identity_free(dev_identity *id)
 {
     if (id == NULL)
         return;
-    char **fields[] = {&id->registration_id, &id->url, &id->id_scope, &id->api_version, &id->auth,
-                       &id->symmetric_key_file, &id->bootstrap_cert_file, &id->bootstrap_key_file,
-                       &id->key_ref, &id->key_type, &id->pkcs11_module, &id->pkcs11_pin_file,
-                       &id->cert, &id->chain, &id->bundle, &id->serial, &id->subject, &id->issuer,
-                       &id->assigned_hub, &id->service_window, &id->last_result, &id->last_message};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        free(*fields[i]);
+    for (size_t i = 0; i < NFIELDS; i++)
+        free(*field_at(id, STRING_FIELDS[i]));
     memset(id, 0, sizeof *id);
+}
+
+enr_code dev_identity_copy(dev_identity *out, const dev_identity *src, enr_error *err)
+{
+    *out = *src;
+    bool ok = true;
+    for (size_t i = 0; i < NFIELDS; i++) {
+        char **slot = field_at(out, STRING_FIELDS[i]);
+        if (*slot != NULL && (*slot = strdup(*slot)) == NULL)
+            ok = false;
+    }
+    if (!ok) {
+        dev_identity_free(out);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    return ENR_OK;
 }
 
 int dev_path(char *out, size_t cap, const char *dir, const char *name)
@@ -93,6 +121,8 @@ enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err)
     out->cert = get_str(o, "cert");
     out->chain = get_str(o, "chain");
     out->bundle = get_str(o, "trust_bundle");
+    out->service_trust = get_str(o, "service_trust");
+    out->ca_trust = get_str(o, "ca_trust");
     out->serial = get_str(o, "serial");
     out->subject = get_str(o, "subject");
     out->issuer = get_str(o, "issuer");
@@ -155,6 +185,8 @@ enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *e
     set_str(o, "cert", id->cert);
     set_str(o, "chain", id->chain);
     set_str(o, "trust_bundle", id->bundle);
+    set_str(o, "service_trust", id->service_trust);
+    set_str(o, "ca_trust", id->ca_trust);
     set_str(o, "serial", id->serial);
     set_str(o, "subject", id->subject);
     set_str(o, "issuer", id->issuer);
@@ -180,27 +212,92 @@ enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *e
     return rc;
 }
 
+/* The directory holding `path`, synced so a new entry in it survives a
+ * power cut. */
+static void sync_parent(const char *path)
+{
+    char parent[DEV_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
 enr_code dev_store_prepare(const char *dir, enr_error *err)
 {
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) == 0)
+        sync_parent(dir);
+    else if (errno != EEXIST)
         return enr_error_set(err, ENR_E_IO, "cannot create the store %s: %s", dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return enr_error_set(err, ENR_E_IO, "the store %s is not a directory", dir);
+    /* Whoever can write the directory can swap identity.json or a key file
+     * under the agent. */
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return enr_error_set(err, ENR_E_POLICY,
+                             "the store %s is writable by %s (mode %03o): make it 0700 (chmod go-w %s)", dir,
+                             (st.st_mode & S_IWOTH) ? "every user" : "its group", (unsigned)(st.st_mode & 0777),
+                             dir);
     return ENR_OK;
+}
+
+char *dev_store_canonical(const char *dir)
+{
+    char *real = realpath(dir, NULL);
+    if (real != NULL)
+        return real;
+    /* Not made yet: resolve the parent, which must exist for mkdir anyway. */
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    char *trimmed = strndup(dir, n);
+    if (trimmed == NULL)
+        return NULL;
+    char *slash = strrchr(trimmed, '/');
+    char *parent = NULL;
+    if (slash != NULL && slash != trimmed) {
+        *slash = '\0';
+        parent = realpath(trimmed, NULL);
+        *slash = '/';
+    }
+    if (parent == NULL)
+        return trimmed;
+    size_t len = strlen(parent) + strlen(slash) + 1;
+    char *out = malloc(len);
+    if (out != NULL)
+        snprintf(out, len, "%s%s", parent, slash);
+    free(parent);
+    free(trimmed);
+    return out;
+}
+
+static bool same_file(const struct stat *a, const char *path)
+{
+    struct stat b;
+    return path != NULL && stat(path, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
 }
 
 /* Files of generations other than the current and the one before are no
  * longer named by anything: a crashed attempt's leftovers, or superseded
  * identities. */
-void dev_store_prune(const char *dir, long current, const char *keep)
+void dev_store_prune(const char *dir, long current, const char *const *keep, size_t nkeep)
 {
     DIR *d = opendir(dir);
     if (d == NULL)
         return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        static const char *const prefixes[] = {"cert-", "chain-", "bundle-", "key-"};
+        static const char *const prefixes[] = {"cert-", "chain-", "bundle-", "key-", "service-trust-", "ca-trust-"};
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
             size_t pl = strlen(prefixes[i]);
             if (strncmp(e->d_name, prefixes[i], pl) != 0)
@@ -209,11 +306,17 @@ void dev_store_prune(const char *dir, long current, const char *keep)
             long g = strtol(e->d_name + pl, &end, 10);
             if (end == e->d_name + pl || strcmp(end, ".pem") != 0)
                 continue;
-            if (g < current - 1 || g > current) {
-                char path[DEV_PATH_MAX];
-                if (dev_path(path, sizeof path, dir, e->d_name) == 0 && (keep == NULL || strcmp(path, keep) != 0))
-                    (void)unlink(path);
-            }
+            if (g >= current - 1 && g <= current)
+                continue;
+            char path[DEV_PATH_MAX];
+            struct stat st;
+            if (dev_path(path, sizeof path, dir, e->d_name) != 0 || lstat(path, &st) != 0)
+                continue;
+            bool kept = false;
+            for (size_t k = 0; k < nkeep && !kept; k++)
+                kept = same_file(&st, keep[k]);
+            if (!kept)
+                (void)unlink(path);
         }
     }
     closedir(d);

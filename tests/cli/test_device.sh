@@ -196,7 +196,15 @@ same "same serial" "$(json "$WORK/.out" .serial)" "$OLD"
 check "run --once, due, with a hook" "$ENROLL" device run --store s1 --once --renew-before P31D --json \
     --hook 'echo "$ENROLL_CERT $ENROLL_KEY" > hook.out'
 same "renewed" "$(json "$WORK/.out" .renewed)" "true"
-lacks "$WORK/.err" "using the bootstrap credential" "renewal authenticated with the operational certificate (mTLS)"
+# enrolld logs whether the request came with a client certificate: the
+# renewal's register line must say so (the absence of a fallback message
+# proves nothing).
+last_register() { # RID -> the last register line enrolld logged for it
+  grep -F '"route":"register","registration_id":"'"$1"'"' enrolld.log | tail -1
+}
+last_register dev-001 > reg.line
+contains reg.line '"client_cert":true' "renewal authenticated with the operational certificate (mTLS)"
+lacks "$WORK/.err" "using the bootstrap credential" "renewal did not fall back"
 NEW=$(json "$WORK/.out" .serial)
 [ -n "$NEW" ] && [ "$NEW" != "$OLD" ] && pass || fail "renewal gave no new serial ($OLD -> $NEW)"
 same "generation 2" "$(json "$WORK/.out" .generation)" "2"
@@ -206,6 +214,9 @@ expect_exit 0 "renewed chain verifies" openssl verify -CAfile root/cert.pem -unt
 contains hook.out "$CERT2" "hook saw the new certificate"
 same "service recorded a second certificate for dev-001" \
     "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-001'")" "2"
+same "a run's --renew-before is not saved" "$(jq -r .renew_before_seconds s1/identity.json)" "0"
+check "run --once right after a forced renewal" "$ENROLL" device run --store s1 --once --json
+same "a one-off --renew-before does not make later runs renew" "$(json "$WORK/.out" .renewed)" "false"
 check "run --once, rotate the key" "$ENROLL" device run --store s1 --once --renew-before P31D --rotate-key --json
 same "rotated: generation 3" "$(json "$WORK/.out" .generation)" "3"
 same "rotated: key in the store" "$(json "$WORK/.out" .key)" "$(cd s1 && pwd)/key-3.pem"
@@ -213,6 +224,23 @@ expect_exit 1 "rotated: not the old key" "$ENROLL" match dev1.key "$(json "$WORK
 expect_exit 0 "rotated: the new key" "$ENROLL" match s1/key-3.pem s1/cert-3.pem
 same "rotated key 0600" "$(stat -c %a s1/key-3.pem)" "600"
 [ ! -f "$CERT1" ] && pass || fail "generation 1 files outlived two renewals"
+
+# ---- the store spelled differently: a trailing slash, a symlink. Pruning
+# must still recognise the current (rotated) key.
+check "store spelling: provision" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-006 \
+    --group-key-file group.key --key d6.key --store s6
+check "store spelling: rotate" "$ENROLL" device run --store "$WORK/s6" --once --renew-before P31D --rotate-key --json
+same "store spelling: rotated key" "$(json "$WORK/.out" .key)" "$WORK/s6/key-2.pem"
+ln -s s6 s6link
+check "store spelling: renew with a trailing slash" "$ENROLL" device run --store "$WORK/s6/" --once --renew-before P31D
+check "store spelling: renew through a symlink" "$ENROLL" device run --store s6link/ --once --renew-before P31D --json
+same "store spelling: generation 4" "$(json "$WORK/.out" .generation)" "4"
+[ -f s6/key-2.pem ] && pass || fail "store spelling: pruning deleted the current key"
+expect_exit 0 "store spelling: the current key matches the current certificate" "$ENROLL" match s6/key-2.pem \
+    "s6/$(jq -r .cert s6/identity.json)"
+check "store spelling: the next renewal" "$ENROLL" device run --store "$WORK/s6//" --once --renew-before P31D
+last_register dev-006 > reg.line
+contains reg.line '"client_cert":true' "store spelling: still renews over mTLS with the kept key"
 
 # ---- crash between writing the new generation and switching to it
 BEFORE=$(jq -r .serial s1/identity.json)
@@ -227,6 +255,28 @@ check "crash: next renewal succeeds over the leftovers" "$ENROLL" device run --s
 same "crash: generation 4 now" "$(json "$WORK/.out" .generation)" "4"
 expect_exit 0 "crash: new identity verifies" openssl verify -CAfile root/cert.pem -untrusted \
     "$(json "$WORK/.out" .chain)" "$(json "$WORK/.out" .certificate)"
+# A re-provisioning with other trust anchors that dies before the switch:
+# the current identity's anchors must be untouched.
+cat root/cert.pem boot-root/cert.pem > two-roots.pem
+ENROLL_DEVICE_TEST_CRASH=before-commit "$ENROLL" device provision "${COMMON[@]}" --trust two-roots.pem \
+    --registration-id dev-006 --group-key-file group.key --key d6.key --store s6 >/dev/null 2>&1
+same "crash: re-provisioning died at the hook" "$?" "70"
+expect_exit 0 "crash: the anchors the identity uses are still the old ones" \
+    cmp root/cert.pem "s6/$(jq -r '.service_trust // "service-trust.pem"' s6/identity.json)"
+check "crash: the agent still renews" "$ENROLL" device run --store s6 --once --renew-before P31D --json
+same "crash: renewed" "$(json "$WORK/.out" .renewed)" "true"
+
+# ---- the service revokes the operational certificate: enrolld refuses it
+# (401), the device falls back to its bootstrap credential and succeeds.
+REVOKED=$(jq -r .serial s1/identity.json)
+check "revoke the operational certificate" "$ENROLL" admin cert revoke --serial "$REVOKED" --reason superseded --data data
+check "renewal after revocation" "$ENROLL" device run --store s1 --once --renew-before P31D --json
+same "revoked: renewed" "$(json "$WORK/.out" .renewed)" "true"
+contains "$WORK/.err" "using the bootstrap credential" "revoked: fell back to the bootstrap credential"
+contains "$WORK/.err" "401" "revoked: the refusal was a 401"
+grep -F '"route":"register","registration_id":"dev-001"' enrolld.log | tail -2 > reg.lines
+contains reg.lines '"status":401' "revoked: enrolld refused the operational certificate"
+[ "$(json "$WORK/.out" .serial)" != "$REVOKED" ] && pass || fail "revoked: no new serial"
 
 # ---- service down: retries, then recovers when it comes back on the same port
 kill -TERM "$EPID"; wait "$EPID" 2>/dev/null
@@ -253,11 +303,33 @@ wait "$APID"
 same "agent: exit 0 on SIGTERM" "$?" "0"
 contains agent.err "stopping on signal" "agent: says why it stopped"
 
+# ---- the hook: default SIGPIPE (the agent ignores it, the hook's pipelines
+# must not), and a SIGTERM while it runs does not abandon it
+rm -f hook.started hook2.out yes.err
+"$ENROLL" device run --store s1 --renew-before P31D --interval 3600 \
+    --hook 'touch hook.started; yes 2> yes.err | head -n1 > /dev/null; sleep 1; echo done > hook2.out' 2> agent2.err &
+APID=$!
+for _ in $(seq 1 400); do [ -f hook.started ] && break; sleep 0.05; done
+kill -TERM "$APID"
+wait "$APID"
+same "agent: exit 0 on SIGTERM during the hook" "$?" "0"
+contains agent2.err "hook finished with status 0" "agent: waited for the hook through SIGTERM"
+contains hook2.out "done" "agent: the hook ran to its end"
+[ ! -s yes.err ] && pass || fail "the hook ran with SIGPIPE ignored: $(cat yes.err)"
+contains agent2.err "forced this renewal only" "agent: a --renew-before longer than the lifetime forced one renewal"
+
+# ---- a store others may write to is refused
+mkdir s7 && chmod 777 s7
+expect_exit 1 "a world-writable store is refused" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-007 \
+    --group-key-file group.key --key d7.key --store s7
+contains "$WORK/.err" "writable by every user" "says why the store is refused"
+[ ! -e d7.key ] && pass || fail "a key was made for a refused store"
+
 # ---- a fake service: garbage, a certificate for another key, for another CN
 cp -r s1 s1-before
 # openssl s_server cannot answer a PUT with a file, so the fake is a few lines of bash around `openssl s_server -naccept 1`
-serve_once() { # FILE PORT -> background server answering one request with FILE
-  (openssl s_server -quiet -accept "127.0.0.1:$2" -naccept 1 -cert server.pem -key server.key < <(sleep 1; cat "$1"; sleep 2) > /dev/null 2>&1) &
+serve_once() { # FILE PORT [CERT] -> background server answering one request with FILE
+  (openssl s_server -quiet -accept "127.0.0.1:$2" -naccept 1 -cert "${3:-server.pem}" -key server.key < <(sleep 1; cat "$1"; sleep 2) > /dev/null 2>&1) &
   PIDS+=("$!")
 }
 fake_port=$(( PORT + 1 ))
@@ -306,6 +378,21 @@ fake_run
 same "another CN: refused" "$FAKE_RC" "1"
 contains "$WORK/.err" "not the registration id" "another CN: says so"
 identity_unchanged "another CN"
+
+# A service certificate naming the host only in its subject CN (no SAN):
+# the host name is checked against SANs only.
+"$ENROLL" csr new --key server.key --dn CN=localhost --out nosan.csr 2>/dev/null
+"$ENROLL" ca sign --dir root --profile server nosan.csr --out nosan.pem 2>/dev/null
+if openssl x509 -in nosan.pem -noout -ext subjectAltName 2>/dev/null | grep -q DNS; then
+  fail "could not make a certificate without SANs"
+else
+  jq --arg u "https://localhost:$fake_port" '.url = $u' s1/identity.json > s1/identity.tmp && mv s1/identity.tmp s1/identity.json
+  serve_once garbage.body "$fake_port" nosan.pem
+  sleep 0.5
+  expect_exit 1 "a service named only by its CN is not trusted" "$ENROLL" device run --store s1 --once \
+      --renew-before P31D --retries 1
+  contains "$WORK/.err" "not trusted" "CN only: says the service is not trusted"
+fi
 same "failure recorded in the store" "$(jq -r .last_result s1/identity.json)" "error"
 
 kill -TERM "$EPID" 2>/dev/null; wait "$EPID" 2>/dev/null

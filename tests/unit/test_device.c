@@ -1,8 +1,11 @@
 /* The device library without a service: renewal timing with an injected
  * clock (not due: nothing happens; due: it tries), the backoff it asks the
  * injected sleep for (bounded, growing, jittered), the fallback from the
- * operational certificate to the bootstrap credential, and that a failed
- * renewal changes nothing but the last result on disk. */
+ * operational certificate to the bootstrap credential (refused, or not
+ * usable locally: a corrupt chain, a key that does not match it, a missing
+ * key), that a failed renewal changes nothing but the last result on disk,
+ * the store lock and the reload under it, and pruning that recognises the
+ * current key whatever the spelling of its path. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include "device/device_internal.h"
 #include "enroll/device.h"
 #include "enroll/fileio.h"
 #include "enroll/signer.h"
@@ -38,6 +45,11 @@ static bool fake_sleep(void *ctx, long ms)
     if (f->nsleep < 16)
         f->sleeps[f->nsleep++] = ms;
     return true;
+}
+static bool fake_sleep_stop(void *ctx, long ms)
+{
+    (void)fake_sleep(ctx, ms);
+    return false; /* as on SIGTERM */
 }
 static void fake_log(void *ctx, const char *m)
 {
@@ -195,12 +207,187 @@ static void test_bad_config(void **state)
     assert_int_equal(enr_device_open("/nonexistent-store", NULL, &d, &err), ENR_E_NOTFOUND);
 }
 
+/* identity.json with `from` replaced by `to`. */
+static void edit_identity(const char *from, const char *to)
+{
+    char *text = read_text("identity.json");
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    char out[4096];
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    free(text);
+    write_text("identity.json", out);
+}
+
+/* A renewal from T0 + 20 days against nobody (127.0.0.1:1), once. */
+static void renew_against_nobody(fake *f, enr_code want)
+{
+    enr_device_config o = {.clock = fake_clock, .sleep = fake_sleep, .log = fake_log, .ctx = f, .max_attempts = 1,
+                           .timeout_ms = 2000};
+    enr_device *d = NULL;
+    enr_error err = {0};
+    assert_int_equal(enr_device_open(g_dir, &o, &d, &err), ENR_OK);
+    bool renewed = true;
+    f->now = T0 + 20 * DAY;
+    assert_int_equal(enr_device_renew_if_due(d, f->now, &renewed, &err), want);
+    assert_false(renewed);
+    enr_device_free(d);
+}
+
+static void test_saved_window_not_longer_than_lifetime(void **state)
+{
+    (void)state;
+    /* A saved window of 31 days on a 30-day certificate would renew at every
+     * check forever: it is ignored (2/3 of the lifetime applies). */
+    edit_identity("\"renew_before_seconds\": 0", "\"renew_before_seconds\": 2678400");
+    enr_device *d = NULL;
+    enr_error err = {0};
+    assert_int_equal(enr_device_open(g_dir, NULL, &d, &err), ENR_OK);
+    assert_int_equal(enr_device_renew_at(d), T0 + 20 * DAY);
+    enr_device_free(d);
+    /* Given to one run, the same window means "renew now". */
+    fake f = {.now = T0};
+    enr_device_config o = {.clock = fake_clock, .ctx = &f, .renew_before_seconds = 31 * DAY};
+    assert_int_equal(enr_device_open(g_dir, &o, &d, &err), ENR_OK);
+    assert_int_equal(enr_device_renew_at(d), T0);
+    enr_device_free(d);
+}
+
+static void test_corrupt_chain_falls_back(void **state)
+{
+    (void)state;
+    write_text("chain-1.pem", "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+    edit_identity("\"cert\": \"cert-1.pem\"", "\"cert\": \"cert-1.pem\", \"chain\": \"chain-1.pem\"");
+    fake f = {.now = T0};
+    renew_against_nobody(&f, ENR_E_IO);
+    assert_non_null(strstr(f.log, "using the bootstrap credential"));
+}
+
+static void test_mismatched_key_falls_back(void **state)
+{
+    (void)state;
+    /* A certificate for another key than device.key. */
+    char *other = read_text("service-trust.pem");
+    write_text("chain-1.pem", other);
+    free(other);
+    edit_identity("\"cert\": \"cert-1.pem\"", "\"cert\": \"cert-1.pem\", \"chain\": \"chain-1.pem\"");
+    fake f = {.now = T0};
+    renew_against_nobody(&f, ENR_E_IO);
+    assert_non_null(strstr(f.log, "client key"));
+    assert_non_null(strstr(f.log, "using the bootstrap credential"));
+}
+
+static void test_missing_key_made_again(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/device.key", g_dir);
+    assert_int_equal(unlink(path), 0);
+    fake f = {.now = T0};
+    renew_against_nobody(&f, ENR_E_IO);
+    assert_non_null(strstr(f.log, "is missing"));
+    assert_non_null(strstr(f.log, "bootstrap credential"));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0); /* a new key, for the bootstrap registration's CSR */
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_store_lock(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/.lock", g_dir);
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0); /* another process, as far as flock is concerned */
+    assert_int_equal(write(fd, "4242\n", 5), 5);
+    fake f = {.now = T0};
+    enr_device_config o = {.clock = fake_clock, .sleep = fake_sleep_stop, .log = fake_log, .ctx = &f,
+                           .max_attempts = 1};
+    enr_device *d = NULL;
+    enr_error err = {0};
+    assert_int_equal(enr_device_open(g_dir, &o, &d, &err), ENR_OK);
+    bool renewed = true;
+    f.now = T0 + 20 * DAY;
+    assert_int_equal(enr_device_renew_if_due(d, f.now, &renewed, &err), ENR_E_IO);
+    assert_false(renewed);
+    assert_non_null(strstr(err.message, "in use by another enroll process (pid 4242"));
+    assert_non_null(strstr(f.log, "waiting for it"));
+    assert_null(strstr(f.log, "due for renewal")); /* nothing attempted without the lock */
+    close(fd);
+    /* Released: the renewal goes ahead (and fails against nobody). */
+    f.log[0] = '\0';
+    assert_int_equal(enr_device_renew_if_due(d, f.now, &renewed, &err), ENR_E_IO);
+    assert_non_null(strstr(f.log, "due for renewal"));
+    enr_device_free(d);
+}
+
+static void test_reload_before_renewal(void **state)
+{
+    (void)state;
+    fake f = {.now = T0};
+    enr_device_config o = {.clock = fake_clock, .sleep = fake_sleep, .log = fake_log, .ctx = &f, .max_attempts = 1};
+    enr_device *d = NULL;
+    enr_error err = {0};
+    assert_int_equal(enr_device_open(g_dir, &o, &d, &err), ENR_OK);
+    /* Meanwhile another process renewed: generation 2, valid from T0 + 19 days. */
+    edit_identity("\"generation\": 1", "\"generation\": 2");
+    edit_identity("\"not_before\": \"2026-11-23T08:00:00Z\", \"not_after\": \"2026-12-23T08:00:00Z\"",
+                  "\"not_before\": \"2026-12-12T08:00:00Z\", \"not_after\": \"2027-01-11T08:00:00Z\"");
+    bool renewed = true;
+    f.now = T0 + 20 * DAY; /* due for the identity this device opened, not for the current one */
+    assert_int_equal(enr_device_renew_if_due(d, f.now, &renewed, &err), ENR_OK);
+    assert_false(renewed);
+    assert_string_equal(f.log, "");
+    assert_int_equal(enr_device_renew_at(d), T0 + 19 * DAY + 20 * DAY);
+    enr_device_free(d);
+}
+
+static void test_prune_keeps_current_key_by_identity(void **state)
+{
+    (void)state;
+    /* The store reached through a symlink and with a trailing slash: the
+     * key must still be recognised as the one to keep. */
+    char link[300], spelled[320], keep[400];
+    for (int g = 1; g <= 4; g++) {
+        char name[32];
+        snprintf(name, sizeof name, "cert-%d.pem", g);
+        write_text(name, "x");
+    }
+    write_text("key-1.pem", "k");
+    write_text("key-2.pem", "k");
+    snprintf(link, sizeof link, "%s-link", g_dir);
+    (void)unlink(link);
+    assert_int_equal(symlink(g_dir, link), 0);
+    snprintf(spelled, sizeof spelled, "%s/", link);
+    snprintf(keep, sizeof keep, "%s/key-2.pem", g_dir);
+    const char *keepers[] = {keep};
+    dev_store_prune(spelled, 4, keepers, 1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/key-2.pem", g_dir);
+    assert_int_equal(access(path, F_OK), 0);        /* named by the identity: kept */
+    snprintf(path, sizeof path, "%s/key-1.pem", g_dir);
+    assert_int_not_equal(access(path, F_OK), 0);    /* named by nothing: removed */
+    snprintf(path, sizeof path, "%s/cert-2.pem", g_dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/cert-3.pem", g_dir);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(unlink(link), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_renewal_timing_and_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configured_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_saved_window_not_longer_than_lifetime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_chain_falls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mismatched_key_falls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_key_made_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_before_renewal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_keeps_current_key_by_identity, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
