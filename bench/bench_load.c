@@ -848,6 +848,7 @@ static bool bare_start(bare_server *b, int workers)
     SSL_CTX_set_options(b->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_verify(b->ctx, SSL_VERIFY_PEER, accept_any);
     SSL_CTX_set_session_id_context(b->ctx, (const unsigned char *)"bare", 4);
+    SSL_CTX_set_num_tickets(b->ctx, 0); /* enrolld sends no TLS 1.3 tickets either */
     if (SSL_CTX_use_certificate_chain_file(b->ctx, opt.server_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(b->ctx, opt.server_key, SSL_FILETYPE_PEM) != 1) {
         fprintf(stderr, "bench_load: %s / %s: cannot load the server certificate and key\n", opt.server_cert,

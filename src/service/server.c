@@ -144,6 +144,11 @@ static enr_code tls_context_new(const enr_service_config *cfg, SSL_CTX **out, en
     /* Ask every client for a certificate, require none: each route decides. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_certificate);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"enrolld", 7);
+    /* Devices register once and renew weeks later, long after any ticket
+     * would have expired: TLS 1.3's two tickets per handshake (an encoding
+     * of the session with the client's certificate, encrypted) are work no
+     * client ever uses. */
+    SSL_CTX_set_num_tickets(ctx, 0);
     if (rc != ENR_OK) {
         SSL_CTX_free(ctx);
         return rc;
