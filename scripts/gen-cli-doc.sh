@@ -12,7 +12,7 @@ Exit codes, for every command: `0` success, `1` a finding or refusal, `2` bad
 usage, `3` file or token trouble, `4` internal error.
 HEAD
 for cmd in "" key csr match ca cert verify admin "admin ca" "admin policy" "admin group" \
-    "admin individual" "admin key" "admin registration" "admin cert" "admin audit" device; do
+    "admin individual" "admin key" "admin registration" "admin cert" "admin audit" "admin crl" device serve; do
   printf '\n## enroll %s\n\n```\n' "$cmd"
   # shellcheck disable=SC2086
   "$enroll" $cmd --help

@@ -43,5 +43,6 @@ int cli_match(int argc, char **argv);
 int cli_ca(int argc, char **argv);
 int cli_admin(int argc, char **argv);
 int cli_device(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif

@@ -39,6 +39,7 @@ static const char USAGE[] =
     "  verify       verify a chain to a root, with purpose, time and CRLs\n"
     "Provisioning service (enrolld's store):\n"
     "  admin        CAs, policies, enrollments, device keys, registrations, certificates, audit\n"
+    "  serve        run the provisioning service (enrolld) with a config file\n"
     "Device (the client of the provisioning service):\n"
     "  device provision  register with a bootstrap credential and store the issued identity\n"
     "  device status     the stored identity, its expiry and renewal time, the last result\n"
@@ -156,6 +157,8 @@ int main(int argc, char **argv)
         return cli_verify(argc - 1, argv + 1);
     if (strcmp(noun, "admin") == 0)
         return cli_admin(argc - 1, argv + 1);
+    if (strcmp(noun, "serve") == 0)
+        return cli_serve(argc - 1, argv + 1);
     if (strcmp(noun, "device") == 0)
         return cli_device(argc - 1, argv + 1);
     fprintf(stderr, "enroll: unknown command '%s'\n\n%s", noun, USAGE);
