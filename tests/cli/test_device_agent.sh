@@ -3,33 +3,21 @@
 # its identity, backs off, keeps running, renews once enrolld is back on the
 # same port, runs the hook for the new certificate, and exits 0 on SIGTERM.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_service.sh"
 cd "$WORK"
-ENROLLD=$(dirname "$ENROLL")/enrolld
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 SCOPE=0ne00000079
 
-"$ENROLL" ca init --dir root --subject '/O=Acme/CN=Acme Root' >/dev/null
-"$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Acme/CN=Acme Devices' >/dev/null
-"$ENROLL" key new --out server.key >/dev/null
-"$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
-"$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null
-"$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null
-"$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --data data >/dev/null
-"$ENROLL" admin group new fleet --policy p30 --symmetric --data data --json > group.json
-jq -r .primary_key group.json > group.key
-chmod 600 group.key
+service_pki
+service_store
 
 start_enrolld() { # PORT (0: any)
   cat > enrolld.json <<JSON
 {"listen": "127.0.0.1:$1", "data_dir": "data", "id_scope": "$SCOPE",
  "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 1}
 JSON
-  : > enrolld.log
-  "$ENROLLD" --config enrolld.json 2>> enrolld.log &
-  EPID=$!; PIDS+=("$EPID")
-  PORT=
-  for _ in $(seq 1 400); do PORT=$(grep -ao '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
+  enrolld_start enrolld.json enrolld.log
 }
 start_enrolld 0
 check "provision" "$ENROLL" device provision --url "https://127.0.0.1:$PORT" --scope "$SCOPE" --trust root/cert.pem \

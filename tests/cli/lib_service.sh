@@ -1,0 +1,37 @@
+# Shared by the CLI tests that run enrolld (source after lib.sh, inside $WORK).
+# service_pki: root/ and devices-ca/ CA directories, and server.{key,pem} for
+#   localhost and 127.0.0.1, issued by the root.
+# service_store SCOPE: the issuing CA, a P30D/P7D policy "p30" and a
+#   symmetric group "fleet" in data/; the group key in group.key (0600).
+# enrolld_start CONFIG LOG: starts enrolld in the background; sets EPID and
+#   PORT (read from its log), and adds it to PIDS for the caller's trap.
+ENROLLD=$(dirname "$ENROLL")/enrolld
+
+service_pki() {
+  "$ENROLL" ca init --dir root --subject '/O=Acme/CN=Acme Root' >/dev/null
+  "$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Acme/CN=Acme Devices' >/dev/null
+  "$ENROLL" key new --out server.key >/dev/null
+  "$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
+  "$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null
+}
+
+service_store() {
+  "$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null
+  "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --data data >/dev/null
+  "$ENROLL" admin group new fleet --policy p30 --symmetric --data data --json > group.json
+  jq -r .primary_key group.json > group.key
+  chmod 600 group.key
+}
+
+enrolld_start() {
+  : > "$2"
+  "$ENROLLD" --config "$1" 2>> "$2" &
+  EPID=$!
+  PIDS+=("$EPID")
+  PORT=
+  for _ in $(seq 1 400); do
+    PORT=$(grep -ao '"port":[0-9]*' "$2" | head -1 | cut -d: -f2)
+    [ -n "$PORT" ] && break
+    sleep 0.05
+  done
+}
