@@ -1356,17 +1356,21 @@ static void lint_input(enr_lint_report *r, const unsigned char *in, size_t len,
     enr_decoded_free(&dec);
 }
 
-enr_code enr_lint_csr(const unsigned char *in, size_t len, const enr_lint_options *opts,
-                      enr_lint_report **out, enr_error *err)
+/* One report, from raw bytes (`csr` NULL) or from a request already parsed. */
+static enr_code make_report(const unsigned char *in, size_t len, const enr_csr *csr,
+                            const enr_lint_options *opts, enr_lint_report **out, enr_error *err)
 {
-    if (out == NULL || (in == NULL && len > 0))
-        return enr_error_set(err, ENR_E_USAGE, "enr_lint_csr: no input or no place for the report");
     *out = NULL;
     static const enr_lint_options NO_OPTIONS = {NULL};
     enr_lint_report *report = calloc(1, sizeof *report);
     if (report == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    lint_input(report, in, len, opts != NULL ? opts : &NO_OPTIONS);
+    if (opts == NULL)
+        opts = &NO_OPTIONS;
+    if (csr == NULL)
+        lint_input(report, in, len, opts);
+    else
+        lint_request(report, csr->req, csr, csr->der, csr->der_len, ENR_ENCODING_DER, opts);
     ERR_clear_error();
     if (report->out_of_memory) {
         enr_lint_report_free(report);
@@ -1376,23 +1380,18 @@ enr_code enr_lint_csr(const unsigned char *in, size_t len, const enr_lint_option
     return ENR_OK;
 }
 
+enr_code enr_lint_csr(const unsigned char *in, size_t len, const enr_lint_options *opts,
+                      enr_lint_report **out, enr_error *err)
+{
+    if (out == NULL || (in == NULL && len > 0))
+        return enr_error_set(err, ENR_E_USAGE, "enr_lint_csr: no input or no place for the report");
+    return make_report(in, len, NULL, opts, out, err);
+}
+
 enr_code enr_lint_csr_parsed(const enr_csr *csr, const enr_lint_options *opts, enr_lint_report **out,
                              enr_error *err)
 {
     if (out == NULL || csr == NULL)
         return enr_error_set(err, ENR_E_USAGE, "enr_lint_csr_parsed: no request or no place for the report");
-    *out = NULL;
-    static const enr_lint_options NO_OPTIONS = {NULL};
-    enr_lint_report *report = calloc(1, sizeof *report);
-    if (report == NULL)
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    lint_request(report, csr->req, csr, csr->der, csr->der_len, ENR_ENCODING_DER,
-                 opts != NULL ? opts : &NO_OPTIONS);
-    ERR_clear_error();
-    if (report->out_of_memory) {
-        enr_lint_report_free(report);
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory while linting the request");
-    }
-    *out = report;
-    return ENR_OK;
+    return make_report(NULL, 0, csr, opts, out, err);
 }
