@@ -248,25 +248,21 @@ static enr_dps_error attest_operational(registrar *r, X509 *cert, const char *re
                                         attested *out, char *message, size_t cap)
 {
     enr_error err;
-    char *issuer = enr_name_format(X509_get_issuer_name(cert));
-    char serial[ENR_STORE_SERIAL_MAX + 1] = "";
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
-    if (hex != NULL && strlen(hex) <= ENR_STORE_SERIAL_MAX)
-        snprintf(serial, sizeof serial, "%s", hex);
-    OPENSSL_free(hex);
-    BN_free(bn);
-    enr_certificate known = {0};
-    enr_code found = issuer != NULL && serial[0] != '\0'
-                         ? enr_store_get_certificate(r->store, issuer, serial, &known, &err)
-                         : ENR_E_NOTFOUND;
-    free(issuer);
-    if (found != ENR_OK)
+    /* Issuer and serial in the store's own forms, and the DER to compare. */
+    enr_certificate presented = {0}, known = {0};
+    enr_code found = enr_certificate_from_x509(cert, &presented, &err);
+    if (found == ENR_OK)
+        found = enr_store_get_certificate(r->store, presented.issuer, presented.serial, &known, &err);
+    else
+        found = ENR_E_NOTFOUND; /* not in a form the store could hold: not ours */
+    if (found != ENR_OK) {
+        enr_certificate_free(&presented);
         return found == ENR_E_NOTFOUND ? ENR_DPS_UNKNOWN_ENROLLMENT : ENR_DPS_STORE_UNAVAILABLE;
+    }
     enr_dps_error result = ENR_DPS_CERT_AUTH_FAILED;
     time_t now = time(NULL);
     enr_registration reg = {0};
-    if (!same_certificate(cert, &known.der))
+    if (presented.der.len != known.der.len || memcmp(presented.der.data, known.der.data, known.der.len) != 0)
         snprintf(message, cap, "the client certificate is not the one enrolld issued with its serial");
     else if (!enr_dps_registration_id_equal(known.registration_id, registration_id))
         snprintf(message, cap, "the client certificate was issued to another registration");
@@ -286,6 +282,7 @@ static enr_dps_error attest_operational(registrar *r, X509 *cert, const char *re
         snprintf(out->credential_serial, sizeof out->credential_serial, "%s", known.serial);
         result = ENR_DPS_OK;
     }
+    enr_certificate_free(&presented);
     enr_certificate_free(&known);
     return result;
 }
