@@ -32,7 +32,6 @@ struct registrar {
         size_t issuer_count;
     } cas[CA_CACHE_MAX];
     size_t ca_count;
-    bool deferred; /* commits are handed back as jobs (group commit) */
     registrar_in_flight_fn in_flight;
     void *in_flight_arg;
 };
@@ -71,11 +70,6 @@ void registrar_free(registrar *r)
         cached_ca_clear(&r->cas[i]);
     enr_store_close(r->store);
     free(r);
-}
-
-void registrar_set_deferred(registrar *r, bool deferred)
-{
-    r->deferred = deferred;
 }
 
 void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg)
@@ -395,15 +389,15 @@ typedef struct commit_context {
     const char *renewal_window;     /* the policy's, or NULL */
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     char *answer;                   /* the final body, also the operation's result */
-    double commit_ms;
-    registration_job *job;          /* deferred: the commit, handed to the caller */
+    registration_job *job;          /* the commit, handed to the server */
 } commit_context;
 
-/* The recorder enr_ca_issue calls before it returns a certificate: the
- * answer is written first (it is the operation's stored result), then the
- * registration, certificate, operation and audit event are committed in
- * one transaction. Only after that does anything reach the device. */
-static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
+/* What enr_ca_issue's recorder does before it returns a certificate (and a
+ * classic registration does without one): writes the answer (it is also
+ * the operation's stored result) and packs it with the registration,
+ * certificate, operation and audit event into the job the group committer
+ * commits in one transaction. Nothing reaches the device before that. */
+static enr_code prepare_commit(commit_context *c, X509 *cert, enr_error *err)
 {
     time_t now = time(NULL);
     enr_dps_der chain[1 + ISSUERS_MAX];
@@ -460,50 +454,42 @@ static enr_code commit(commit_context *c, X509 *cert, enr_error *err)
     snprintf(audit.registration_id, sizeof audit.registration_id, "%s", c->registration_id);
     snprintf(audit.outcome, sizeof audit.outcome, "ok");
     snprintf(audit.detail, sizeof audit.detail, "%s", cert ? "certificate issued" : "assigned without a certificate");
-    if (rc == ENR_OK && c->r->deferred) {
-        /* Group commit: the job carries everything; the caller answers only
-         * after the committer has it in the store. */
-        registration_job *job = calloc(1, sizeof *job);
-        if (job == NULL) {
-            enr_certificate_free(&rec);
-            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
-        } else {
-            job->registration = reg;
-            job->certificate = rec; /* takes the DER */
-            memset(&rec, 0, sizeof rec);
-            job->operation = op;
-            job->operation.result_json = job->answer = c->answer;
-            c->answer = NULL;
-            job->audit = audit;
-            job->issued = cert != NULL;
-            snprintf(job->registration_id, sizeof job->registration_id, "%s", c->registration_id);
-            snprintf(job->credential_issuer, sizeof job->credential_issuer, "%s", c->who->credential_issuer);
-            snprintf(job->credential_serial, sizeof job->credential_serial, "%s", c->who->credential_serial);
-            job->item = (enr_registration_commit){
-                .registration = &job->registration, .certificate = cert ? &job->certificate : NULL,
-                .operation = &job->operation, .audit = &job->audit,
-                .credential_issuer = job->credential_serial[0] ? job->credential_issuer : NULL,
-                .credential_serial = job->credential_serial[0] ? job->credential_serial : NULL,
-                .require_enrollment_enabled = true, .result = ENR_E_INTERNAL};
-            registration_job_free(c->job);
-            c->job = job;
-        }
+    if (rc != ENR_OK) {
+        enr_certificate_free(&rec);
         return rc;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (rc == ENR_OK)
-        rc = enr_store_commit_registration(c->r->store, &reg, cert ? &rec : NULL, &op, &audit, err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    c->commit_ms = (double)(t1.tv_sec - t0.tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    enr_certificate_free(&rec);
-    return rc;
+    /* Group commit: the job carries everything; the server answers only
+     * after the committer has it in the store. */
+    registration_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        enr_certificate_free(&rec);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    job->registration = reg;
+    job->certificate = rec; /* takes the DER */
+    job->operation = op;
+    job->operation.result_json = job->answer = c->answer;
+    c->answer = NULL;
+    job->audit = audit;
+    job->issued = cert != NULL;
+    snprintf(job->registration_id, sizeof job->registration_id, "%s", c->registration_id);
+    snprintf(job->credential_issuer, sizeof job->credential_issuer, "%s", c->who->credential_issuer);
+    snprintf(job->credential_serial, sizeof job->credential_serial, "%s", c->who->credential_serial);
+    job->item = (enr_registration_commit){
+        .registration = &job->registration, .certificate = cert ? &job->certificate : NULL,
+        .operation = &job->operation, .audit = &job->audit,
+        .credential_issuer = job->credential_serial[0] ? job->credential_issuer : NULL,
+        .credential_serial = job->credential_serial[0] ? job->credential_serial : NULL,
+        .require_enrollment_enabled = true, .result = ENR_E_INTERNAL};
+    registration_job_free(c->job);
+    c->job = job;
+    return ENR_OK;
 }
 
 static enr_code record_issued(void *ctx, X509 *cert, const char *profile, enr_error *err)
 {
     (void)profile;
-    return commit(ctx, cert, err);
+    return prepare_commit(ctx, cert, err);
 }
 
 /* Lint errors reject the request; the DPS rule (CN = registration id) has its own code. */
@@ -579,7 +565,7 @@ static void handle_register(registrar *r, const registration_request *req, const
     const char *csr_b64 = enr_dps_register_request_csr(body);
     if (csr_b64 == NULL || c.policy == NULL) {
         /* Classic DPS registration: assign, issue nothing. */
-        if (commit(&c, NULL, &err) != ENR_OK) {
+        if (prepare_commit(&c, NULL, &err) != ENR_OK) {
             e = ENR_DPS_STORE_UNAVAILABLE;
             snprintf(message, sizeof message, "the registration could not be recorded");
             goto reject;
@@ -626,16 +612,8 @@ static void handle_register(registrar *r, const registration_request *req, const
         goto reject;
     }
 answered:
-    if (c.job != NULL) {
-        out->pending = c.job;
-        c.job = NULL;
-        goto done;
-    }
-    out->status = 200;
-    out->issued = csr != NULL;
-    out->commit_ms = c.commit_ms;
-    out->body = c.answer;
-    c.answer = NULL;
+    out->pending = c.job;
+    c.job = NULL;
     goto done;
 reject:
     answer_error(r, out, e, message, rid);

@@ -1,8 +1,9 @@
 /* Internal to enrolld: the DPS registration pipeline, one per worker thread
  * (it owns a store connection and the issuing CAs it has opened).
  *   request -> path/api-version/idScope -> attestation (SAS) -> enrollment
- *   -> body -> CSR verify + lint + policy -> issue -> one store commit
- *   (registration, certificate, operation, audit) -> answer.
+ *   -> body -> CSR verify + lint + policy -> issue -> a job for the group
+ *   committer (registration, certificate, operation, audit) -> answer once
+ *   it is committed (registrar_finish).
  * A rejection leaves at its step with one DPS error and writes only an
  * audit event. */
 #ifndef ENROLL_SERVICE_REGISTRATION_H
@@ -29,9 +30,8 @@ typedef struct registration_request {
     STACK_OF(X509) *client_chain; /* what the client sent with it, or NULL */
 } registration_request;
 
-/* A registration ready to commit, when the registrar defers its commits to
- * the group committer (registrar_set_deferred): nothing may reach the
- * device until the store holds it. */
+/* A registration ready to commit, for the group committer (committer.h):
+ * nothing may reach the device until the store holds it. */
 typedef struct registration_job {
     enr_registration_commit item;  /* points into the fields below; item.result is the outcome */
     enr_registration registration;
@@ -61,7 +61,7 @@ typedef struct registration_answer {
     int error_code;            /* the DPS errorCode of a rejection; 0 when answered */
     bool issued;               /* a certificate was issued and committed */
     double commit_ms;          /* time in the store commit, when there was one */
-    registration_job *pending; /* deferred: commit this, then registrar_finish; no body yet */
+    registration_job *pending; /* accepted: commit this, then registrar_finish; no body yet */
     int retry_after;           /* seconds for a Retry-After header; 0: none */
 } registration_answer;
 
@@ -70,9 +70,6 @@ void registrar_free(registrar *r);
 /* True when `path` is one of the DPS routes (so the caller hands it here). */
 bool registrar_owns_path(const char *path);
 void registrar_handle(registrar *r, const registration_request *req, registration_answer *out);
-/* Commits go to the caller as registration_answer.pending instead of the
- * store (the caller batches them; see committer.h). */
-void registrar_set_deferred(registrar *r, bool deferred);
 /* Tells the operation-status route about operations answered 202 whose
  * commit is still running (so they read "assigning", not "unknown"), or
  * whose commit failed (they read "failed", and the device starts over). */
@@ -84,7 +81,7 @@ typedef enum registrar_operation_state {
 typedef registrar_operation_state (*registrar_in_flight_fn)(void *arg, const char *operation_id,
                                                             const char *registration_id);
 void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg);
-/* The answer for a deferred registration once its commit is over (the
+/* The answer for an accepted registration once its commit is over (the
  * job's item.result says how it went); takes the job's answer body. */
 void registrar_finish(registrar *r, registration_job *job, registration_answer *out);
 

@@ -654,10 +654,8 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (svc->cfg.id_scope != NULL &&
         (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
         return rc;
-    if (w->registrar != NULL) {
-        registrar_set_deferred(w->registrar, true);
+    if (w->registrar != NULL)
         registrar_set_in_flight(w->registrar, operation_state, svc);
-    }
     if (svc->cfg.admin_client_ca != NULL &&
         (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
         return rc;
