@@ -74,9 +74,12 @@ typedef struct worker {
     pthread_mutex_t committed_lock;
     registration_job *committed;
     struct event *committed_event;
+    /* assigning_after_ms as one of libevent's common timeouts: every waiting
+     * registration arms the same duration, so a queue beats the heap. */
+    const struct timeval *assigning_after;
 } worker;
 
-/* What a deferred request needs again when its commit is over. */
+/* What a request waiting for its commit needs again when that is over. */
 typedef struct pending_request {
     struct evhttp_request *req;
     double start_ms;
@@ -546,8 +549,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
             if (after == 0) {
                 answer_assigning(p);
             } else if ((p->timer = evtimer_new(w->base, assigning_timeout, p)) != NULL) {
-                struct timeval tv = {after / 1000, (after % 1000) * 1000};
-                evtimer_add(p->timer, &tv);
+                evtimer_add(p->timer, w->assigning_after);
             }
             return;
         }
@@ -663,6 +665,10 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
     w->committed_event = w->base ? event_new(w->base, -1, 0, answer_committed, w) : NULL;
+    struct timeval after = {svc->cfg.assigning_after_ms / 1000, (svc->cfg.assigning_after_ms % 1000) * 1000};
+    if (w->base != NULL && svc->cfg.assigning_after_ms > 0 &&
+        (w->assigning_after = event_base_init_common_timeout(w->base, &after)) == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "cannot set up the assigning timeout");
     if (w->http == NULL || w->stop_event == NULL || w->committed_event == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
