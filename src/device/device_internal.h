@@ -37,6 +37,9 @@ void dev_identity_free(dev_identity *id);
 /* A deep copy (ENR_E_NOMEM leaves *out empty). */
 enr_code dev_identity_copy(dev_identity *out, const dev_identity *src, enr_error *err);
 enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err);
+/* The text of identity.json (`where` names it in messages): ENR_E_PARSE for
+ * anything but a version-1 object with the required members. */
+enr_code dev_identity_parse(const char *text, size_t len, const char *where, dev_identity *out, enr_error *err);
 /* Atomic replace (temporary file, fsync, rename, fsync of the directory). */
 enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *err);
 /* Creates the store (0700, the parent directory synced) when absent;

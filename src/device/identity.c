@@ -99,12 +99,19 @@ enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err)
                                  dir);
         return rc;
     }
-    json_error_t jerr;
-    json_t *o = json_loadb((const char *)buf.data, buf.len, JSON_REJECT_DUPLICATES, &jerr);
+    rc = dev_identity_parse((const char *)buf.data, buf.len, path, out, err);
     enr_buf_free(&buf);
+    return rc;
+}
+
+enr_code dev_identity_parse(const char *text, size_t len, const char *where, dev_identity *out, enr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(o) || json_integer_value(json_object_get(o, "version")) != 1) {
         json_decref(o);
-        return enr_error_set(err, ENR_E_PARSE, "%s: not an identity file this version reads", path);
+        return enr_error_set(err, ENR_E_PARSE, "%s: not an identity file this version reads", where);
     }
     out->registration_id = get_str(o, "registration_id");
     out->url = get_str(o, "url");
@@ -142,7 +149,7 @@ enr_code dev_identity_load(const char *dir, dev_identity *out, enr_error *err)
     if (out->registration_id == NULL || out->url == NULL || out->id_scope == NULL || out->key_ref == NULL ||
         out->auth == NULL) {
         dev_identity_free(out);
-        return enr_error_set(err, ENR_E_PARSE, "%s: required members missing", path);
+        return enr_error_set(err, ENR_E_PARSE, "%s: required members missing", where);
     }
     return ENR_OK;
 }

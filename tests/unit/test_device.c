@@ -186,6 +186,53 @@ static void test_configured_window(void **state)
     enr_device_free(d);
 }
 
+/* identity.json as a power cut, a full disk or a hand edit may leave it:
+ * refused with a message naming the file, never half-loaded. */
+static void test_identity_bad_input(void **state)
+{
+    (void)state;
+#define MIN_MEMBERS "\"registration_id\":\"dev-1\",\"url\":\"https://h:1\",\"id_scope\":\"s\"," \
+                    "\"key\":\"key.pem\",\"auth\":\"group-key\""
+    static const struct {
+        const char *text;
+        const char *why;
+    } BAD[] = {
+        {"", "not an identity file"},
+        {"{", "not an identity file"},
+        {"{\"version\":1,\"registration_id\":\"dev", "not an identity file"},       /* torn write */
+        {"[1]", "not an identity file"},
+        {"\"identity\"", "not an identity file"},
+        {"{" MIN_MEMBERS "}", "not an identity file"},                                     /* no version */
+        {"{\"version\":2," MIN_MEMBERS "}", "not an identity file"},                     /* a newer one */
+        {"{\"version\":\"1\"," MIN_MEMBERS "}", "not an identity file"},
+        {"{\"version\":1,\"version\":1," MIN_MEMBERS "}", "not an identity file"},     /* duplicate key */
+        {"{\"version\":1}", "required members missing"},
+        {"{\"version\":1,\"registration_id\":7,\"url\":\"https://h:1\",\"id_scope\":\"s\","
+         "\"key\":\"key.pem\",\"auth\":\"group-key\"}", "required members missing"},  /* wrong type */
+        {"{\"version\":1,\"url\":\"https://h:1\",\"id_scope\":\"s\",\"key\":\"k\",\"auth\":\"a\"}",
+         "required members missing"},
+        {"{\"version\":1," MIN_MEMBERS "} trailing", "not an identity file"},
+    };
+    for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
+        dev_identity id;
+        enr_error err = {0};
+        if (dev_identity_parse(BAD[i].text, strlen(BAD[i].text), "s/identity.json", &id, &err) != ENR_E_PARSE)
+            fail_msg("case %zu was accepted: %s", i, BAD[i].text);
+        if (strstr(err.message, "s/identity.json") == NULL || strstr(err.message, BAD[i].why) == NULL)
+            fail_msg("case %zu: message '%s' does not say '%s' about the file", i, err.message, BAD[i].why);
+        assert_null(id.registration_id); /* nothing half-loaded */
+    }
+    static const char good[] = "{\"version\":1," MIN_MEMBERS ",\"generation\":3,\"cert\":\"cert-3.pem\"}";
+    dev_identity id;
+    enr_error err = {0};
+    assert_int_equal(dev_identity_parse(good, strlen(good), "s/identity.json", &id, &err), ENR_OK);
+    assert_string_equal(id.registration_id, "dev-1");
+    assert_int_equal(id.generation, 3);
+    assert_string_equal(id.cert, "cert-3.pem");
+    dev_identity_free(&id);
+#undef MIN_MEMBERS
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -381,6 +428,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_renewal_timing_and_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configured_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+        cmocka_unit_test(test_identity_bad_input),
         cmocka_unit_test_setup_teardown(test_saved_window_not_longer_than_lifetime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_chain_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mismatched_key_falls_back, setup, teardown),
