@@ -69,6 +69,7 @@ typedef enum enr_dps_error {
     ENR_DPS_THROTTLED,
     ENR_DPS_INTERNAL,
     ENR_DPS_STORE_UNAVAILABLE,
+    ENR_DPS_CSR_KEY_COMPROMISED, /* the key of a certificate revoked for keyCompromise */
     ENR_DPS_ERROR_COUNT /* not an error: the number of values above */
 } enr_dps_error;
 

@@ -25,16 +25,39 @@ typedef enum enr_code {
     ENR_E_INTERNAL
 } enr_code;
 
+/* Why a rule refused (ENR_E_POLICY): what a caller decides on, so no
+ * decision ever depends on the wording of a message. A new reason is
+ * appended; a number keeps its meaning. */
+typedef enum enr_reason {
+    ENR_R_NONE = 0,
+    ENR_R_KEY_NOT_ALLOWED,        /* the request's key type, size or exponent */
+    ENR_R_NAME_NOT_ALLOWED,       /* subject or subjectAltName refused by the profile */
+    ENR_R_EXTENSION_NOT_ALLOWED,  /* a requested extension the profile refuses */
+    ENR_R_SIGNATURE_ALGORITHM,    /* the request is signed with a refused hash */
+    ENR_R_CA_EXPIRES,             /* the CA expires before the certificate would start */
+    ENR_R_ENROLLMENT_DISABLED,
+    ENR_R_REGISTRATION_DISABLED,
+    ENR_R_CREDENTIAL_REVOKED,     /* the certificate presented as credential was revoked */
+    ENR_R_KEY_COMPROMISED,        /* the key of a certificate revoked for keyCompromise */
+    ENR_R_ENROLLMENT_MISMATCH     /* the registration is bound to another enrollment */
+} enr_reason;
+
 #define ENR_ERROR_MESSAGE_MAX 512
 
 typedef struct enr_error {
     enr_code code;
+    enr_reason reason; /* set with ENR_E_POLICY by enr_error_refuse; else ENR_R_NONE */
     char message[ENR_ERROR_MESSAGE_MAX];
 } enr_error;
 
 /* Every setter accepts err == NULL and returns `code`, so a failing call can
- * be written as `return enr_error_set(err, ENR_E_PARSE, "...")`. */
+ * be written as `return enr_error_set(err, ENR_E_PARSE, "...")`. Setters
+ * other than enr_error_refuse clear the reason. */
 enr_code enr_error_set(enr_error *err, enr_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A refusal by a rule: ENR_E_POLICY with its reason. */
+enr_code enr_error_refuse(enr_error *err, enr_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Like enr_error_set, then appends the reason at the top of OpenSSL's error

@@ -15,6 +15,10 @@
 extern "C" {
 #endif
 
+/* Default for limits.sas_token_max_lifetime_seconds: one day. Device SDKs
+ * make tokens for an hour. */
+#define ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT 86400L
+
 typedef struct enr_service_config {
     char *listen_host;      /* "127.0.0.1" */
     int listen_port;        /* 0: any free port (printed when listening) */
@@ -34,6 +38,9 @@ typedef struct enr_service_config {
      * answered 202 "assigning" with its operationId and Retry-After; the
      * device polls the operation (DPS's asynchronous flow). 0: always. */
     long assigning_after_ms;
+    /* The longest a device's SAS token may live (se - now): a token made
+     * to last longer is refused even when genuine (default one day). */
+    long sas_token_max_lifetime_seconds;
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
@@ -41,7 +48,8 @@ typedef struct enr_service_config {
  *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
  *  "admin": {"client_ca": "admin-ca.pem"},
  *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
- *  "timeout_seconds": 30, "assigning_after_ms": 2000}, "shutdown_grace_seconds": 10}
+ *  "timeout_seconds": 30, "assigning_after_ms": 2000, "sas_token_max_lifetime_seconds": 86400},
+ *  "shutdown_grace_seconds": 10}
  * Relative paths are taken relative to the config file's directory.
  * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
  * TLS client certificates chaining to admin.client_ca: keep that CA apart

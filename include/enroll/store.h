@@ -283,6 +283,16 @@ enr_code enr_store_list_enrollments(enr_store *store, enr_enrollment_kind kind,
 enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind kind, const char *id,
                                           bool enabled, const enr_audit_event *audit, enr_error *err);
 
+/* Key rotation without downtime: the primary key becomes the secondary
+ * (devices still holding it keep registering) and `new_primary` (strict
+ * base64, as for creation) the primary; the old secondary is gone. A
+ * group's devices hold keys derived from these, so rotating a group key
+ * means handing devices keys derived from the new primary. Unknown, or an
+ * X.509 enrollment: ENR_E_NOTFOUND. */
+enr_code enr_store_rotate_enrollment_key(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                         const char *new_primary, const enr_audit_event *audit,
+                                         enr_error *err);
+
 /* ---- registrations, certificates, operations ---------------------------- */
 
 /* One transaction: upsert the registration, insert the certificate (may be
@@ -291,7 +301,8 @@ enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind 
  * ENR_E_EXISTS, so enr_ca_issue draws another serial; the certificate's and
  * operation's registration ids, if set, must be the registration's. */
 /* A registration an operator disabled is never overwritten: committing to
- * it is ENR_E_POLICY and writes nothing. */
+ * it is ENR_E_POLICY (reason ENR_R_REGISTRATION_DISABLED) and writes
+ * nothing. */
 enr_code enr_store_commit_registration(enr_store *store, const enr_registration *registration,
                                        const enr_certificate *cert, const enr_operation *op,
                                        const enr_audit_event *audit, enr_error *err);
@@ -314,8 +325,16 @@ typedef struct enr_registration_commit {
 /* Group commit: many registration commits in one transaction, so one
  * fsync covers them all. Each item is all or nothing on its own (a taken
  * serial or a bad field rolls back that item only, and its result says
- * why); the others commit. A failed re-check (above) or a disabled
- * registration is ENR_E_POLICY for that item. The return value is ENR_OK when the transaction
+ * why); the others commit. Every item is checked again inside the
+ * transaction, each refusal ENR_E_POLICY with its reason in item.error:
+ * the enrollment disabled meanwhile (ENR_R_ENROLLMENT_DISABLED, when
+ * require_enrollment_enabled), the credential revoked
+ * (ENR_R_CREDENTIAL_REVOKED), the registration disabled
+ * (ENR_R_REGISTRATION_DISABLED) or bound to another enrollment while this
+ * item comes through a group (ENR_R_ENROLLMENT_MISMATCH: a registration
+ * stays with its enrollment until enr_store_move_registration; an
+ * individual enrollment takes its id over), or the certificate's key
+ * blocked (ENR_R_KEY_COMPROMISED). The return value is ENR_OK when the transaction
  * committed; otherwise nothing did, and every item's result says so. */
 enr_code enr_store_commit_registrations(enr_store *store, enr_registration_commit *items, size_t count,
                                         enr_error *err);
@@ -350,6 +369,20 @@ enr_code enr_store_revoke_certificate(enr_store *store, const char *issuer, cons
 enr_code enr_store_revoke_registration(enr_store *store, const char *registration_id, int reason,
                                        time_t when, const enr_audit_event *audit,
                                        enr_certificate_list *revoked, enr_error *err);
+
+/* Moves a registration to another enrollment (an operator's decision,
+ * audited): from then on only that enrollment's credentials register it.
+ * Unknown registration or enrollment: ENR_E_NOTFOUND. */
+enr_code enr_store_move_registration(enr_store *store, const char *registration_id, enr_enrollment_kind kind,
+                                     const char *enrollment_id, const enr_audit_event *audit, enr_error *err);
+
+/* Keys revoked for keyCompromise are blocked for good: revoking with that
+ * reason (above) blocks the certificate's key, and enr_store_block_key
+ * records one revoked elsewhere (a CA directory attached to this store).
+ * Keyed by SPKI SHA-256 (64 hex digits); blocking twice keeps the first. */
+enr_code enr_store_block_key(enr_store *store, const char *spki_sha256, const char *issuer, const char *serial,
+                             time_t when, const enr_audit_event *audit, enr_error *err);
+enr_code enr_store_key_compromised(enr_store *store, const char *spki_sha256, bool *out, enr_error *err);
 
 enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr_operation *out,
                                  enr_error *err);
@@ -426,6 +459,16 @@ typedef struct enr_store_ops {
 
     enr_code (*get_operation)(void *impl, const char *operation_id, enr_operation *out,
                               enr_error *err);
+
+    enr_code (*rotate_enrollment_key)(void *impl, enr_enrollment_kind kind, const char *id,
+                                      const char *new_primary, const char *etag, time_t now,
+                                      const enr_audit_event *audit, enr_error *err);
+    enr_code (*move_registration)(void *impl, const char *registration_id, enr_enrollment_kind kind,
+                                  const char *enrollment_id, const char *etag, time_t now,
+                                  const enr_audit_event *audit, enr_error *err);
+    enr_code (*block_key)(void *impl, const char *spki_sha256, const char *issuer, const char *serial,
+                          time_t when, const enr_audit_event *audit, enr_error *err);
+    enr_code (*key_compromised)(void *impl, const char *spki_sha256, bool *out, enr_error *err);
 
     enr_code (*record_audit)(void *impl, const enr_audit_event *audit, enr_error *err);
     enr_code (*list_audit)(void *impl, const enr_audit_filter *filter, enr_audit_list *out,

@@ -80,15 +80,15 @@ static enr_code check_key(const enr_csr *csr, const enr_profile *profile, enr_er
     const char *type = enr_pubkey_type_name(&info);
     enr_key_type t;
     if (type == NULL || enr_key_type_parse(type, &t, NULL) != ENR_OK)
-        return enr_error_set(err, ENR_E_POLICY,
+        return enr_error_refuse(err, ENR_R_KEY_NOT_ALLOWED,
                              "key %s%s%s (%d bit) is not a type enroll issues for (ec-p256, ec-p384, "
                              "rsa-2048/3072/4096, ed25519)",
                              info.algorithm, info.curve[0] ? " " : "", info.curve, info.bits);
     if (!(profile->key_types & (1u << t)))
-        return enr_error_set(err, ENR_E_POLICY, "key type %s is not allowed by profile %s", type,
+        return enr_error_refuse(err, ENR_R_KEY_NOT_ALLOWED, "key type %s is not allowed by profile %s", type,
                              profile->name);
     if (strcmp(info.algorithm, "RSA") == 0 && info.rsa_exponent != 65537)
-        return enr_error_set(err, ENR_E_POLICY, "RSA public exponent %lu is refused (use 65537)",
+        return enr_error_refuse(err, ENR_R_KEY_NOT_ALLOWED, "RSA public exponent %lu is refused (use 65537)",
                              info.rsa_exponent);
     return ENR_OK;
 }
@@ -141,11 +141,11 @@ static enr_code check_san(const GENERAL_NAMES *names, const enr_profile *profile
                     w += (size_t)snprintf(value + w, sizeof value - w, "%s%x", k ? ":" : "",
                                           (unsigned)(b[k] << 8 | b[k + 1]));
             } else
-                return enr_error_set(err, ENR_E_POLICY, "subjectAltName %d: malformed IP address", i + 1);
+                return enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED, "subjectAltName %d: malformed IP address", i + 1);
             break;
         }
         default:
-            return enr_error_set(err, ENR_E_POLICY,
+            return enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED,
                                  "subjectAltName %d: this name type is never honoured (DNS, IP, URI "
                                  "and email only)",
                                  i + 1);
@@ -154,20 +154,20 @@ static enr_code check_san(const GENERAL_NAMES *names, const enr_profile *profile
             const ASN1_STRING *s = v;
             int len = ASN1_STRING_length(s);
             if (len <= 0 || (size_t)len >= sizeof value || memchr(ASN1_STRING_get0_data(s), 0, (size_t)len))
-                return enr_error_set(err, ENR_E_POLICY, "subjectAltName %d (%s) is empty or malformed",
+                return enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED, "subjectAltName %d (%s) is empty or malformed",
                                      i + 1, tname);
             memcpy(value, ASN1_STRING_get0_data(s), (size_t)len);
             bool well_formed = type == GEN_DNS     ? enr_dns_name_valid(value, false)
                                : type == GEN_EMAIL ? printable_without_spaces(value) && strchr(value, '@')
                                                    : printable_without_spaces(value) && strchr(value, ':');
             if (!well_formed)
-                return enr_error_set(err, ENR_E_POLICY,
+                return enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED,
                                      "subjectAltName %s:%s is not a well-formed %s%s", tname, value,
                                      type == GEN_DNS ? "host name" : type == GEN_EMAIL ? "email address" : "URI",
                                      type == GEN_DNS && strchr(value, '*') ? " (wildcards are never issued)" : "");
         }
         if (!san_allowed(profile, tname, value))
-            return enr_error_set(err, ENR_E_POLICY,
+            return enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED,
                                  profile->san_allow_count == 0
                                      ? "subjectAltName %s:%s is not allowed: profile %s allows no "
                                        "subjectAltName (add patterns with --san-allow)"
@@ -195,9 +195,9 @@ static enr_code check_requested_extensions(const enr_csr *csr, const enr_profile
         if (nid == NID_basic_constraints) {
             BASIC_CONSTRAINTS *bc = X509V3_EXT_d2i(ext);
             if (bc == NULL)
-                rc = enr_error_set(err, ENR_E_POLICY, "the requested basicConstraints cannot be decoded");
+                rc = enr_error_refuse(err, ENR_R_EXTENSION_NOT_ALLOWED, "the requested basicConstraints cannot be decoded");
             else if (bc->ca && !profile->is_ca)
-                rc = enr_error_set(err, ENR_E_POLICY,
+                rc = enr_error_refuse(err, ENR_R_EXTENSION_NOT_ALLOWED,
                                    "the request asks for a CA certificate (basicConstraints CA:TRUE); "
                                    "profile %s issues end-entity certificates only",
                                    profile->name);
@@ -207,7 +207,7 @@ static enr_code check_requested_extensions(const enr_csr *csr, const enr_profile
         } else if (nid == NID_subject_alt_name) {
             GENERAL_NAMES *names = X509V3_EXT_d2i(ext);
             if (names == NULL)
-                rc = enr_error_set(err, ENR_E_POLICY, "the requested subjectAltName cannot be decoded");
+                rc = enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED, "the requested subjectAltName cannot be decoded");
             else if ((rc = check_san(names, profile, err)) == ENR_OK && *san == NULL)
                 *san = names;
             else
@@ -215,7 +215,7 @@ static enr_code check_requested_extensions(const enr_csr *csr, const enr_profile
         } else if (X509_EXTENSION_get_critical(ext) && !X509_supported_extension(ext)) {
             char oid[80];
             OBJ_obj2txt(oid, sizeof oid, X509_EXTENSION_get_object(ext), 1);
-            rc = enr_error_set(err, ENR_E_POLICY, "the request asks for an unknown critical extension %s",
+            rc = enr_error_refuse(err, ENR_R_EXTENSION_NOT_ALLOWED, "the request asks for an unknown critical extension %s",
                                oid);
         }
     }
@@ -235,7 +235,7 @@ static enr_code subject_for(const enr_csr *csr, const enr_profile *profile, bool
         char *cn = enr_name_common_name(requested);
         bool same = cn != NULL && strcmp(cn, profile->force_cn) == 0;
         enr_code rc = same ? ENR_OK
-                           : enr_error_set(err, ENR_E_POLICY,
+                           : enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED,
                                            "the request's CN '%s' does not match the required id '%s'",
                                            cn ? cn : "(none)", profile->force_cn);
         free(cn);
@@ -251,14 +251,14 @@ static enr_code subject_for(const enr_csr *csr, const enr_profile *profile, bool
         return ENR_OK;
     }
     if (X509_NAME_entry_count(requested) == 0 && !has_san)
-        return enr_error_set(err, ENR_E_POLICY, "the request has neither a subject nor a subjectAltName");
+        return enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED, "the request has neither a subject nor a subjectAltName");
     if (profile->cn_is_host_name) {
         /* TLS clients still match a server's CN when there is no SAN: it
          * is a name like any other and passes the same allow-list. */
         char *cn = enr_name_common_name(requested);
         bool allowed = cn == NULL || (enr_dns_name_valid(cn, false) && san_allowed(profile, "DNS", cn));
         enr_code rc = allowed ? ENR_OK
-                              : enr_error_set(err, ENR_E_POLICY,
+                              : enr_error_refuse(err, ENR_R_NAME_NOT_ALLOWED,
                                               "the request's CN '%s' is not a host name profile %s allows",
                                               cn, profile->name);
         free(cn);
@@ -377,7 +377,7 @@ static enr_code build_and_sign(enr_ca *ca, const enr_csr *csr, const enr_profile
     if (ca_not_after != 0 && not_after > ca_not_after)
         not_after = ca_not_after; /* never outlive the issuer */
     if (not_after <= now)
-        rc = enr_error_set(err, ENR_E_POLICY, "this CA expires before the certificate could be valid");
+        rc = enr_error_refuse(err, ENR_R_CA_EXPIRES, "this CA expires before the certificate could be valid");
     else if ((rc = ca_serial_new(ca, &serial, err)) != ENR_OK)
         ;
     else if (!X509_set_version(cert, X509_VERSION_3) || !X509_set_serialNumber(cert, serial) ||
@@ -421,7 +421,7 @@ enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile
         return ENR_E_VERIFY;
     }
     if (weak_signature_hash(X509_REQ_get_signature_nid(enr_csr_x509_req(csr)), &hash))
-        return enr_error_set(err, ENR_E_POLICY, "the request is signed with %s; requests must use "
+        return enr_error_refuse(err, ENR_R_SIGNATURE_ALGORITHM, "the request is signed with %s; requests must use "
                                                 "SHA-256 or better", hash);
     if ((rc = check_key(csr, profile, err)) != ENR_OK)
         return rc;
@@ -430,7 +430,7 @@ enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile
     long pathlen = -1;
     if (profile->is_ca) {
         if (ca->pathlen == 0) {
-            rc = enr_error_set(err, ENR_E_POLICY,
+            rc = enr_error_refuse(err, ENR_R_EXTENSION_NOT_ALLOWED,
                                "this CA has pathlen 0: it may not issue CA certificates");
             goto done;
         }

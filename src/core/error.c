@@ -16,11 +16,25 @@ enr_code enr_error_set(enr_error *err, enr_code code, const char *fmt, ...)
     if (err == NULL)
         return code;
     err->code = code;
+    err->reason = ENR_R_NONE;
     va_list ap;
     va_start(ap, fmt);
     format_into(err, fmt, ap);
     va_end(ap);
     return code;
+}
+
+enr_code enr_error_refuse(enr_error *err, enr_reason reason, const char *fmt, ...)
+{
+    if (err == NULL)
+        return ENR_E_POLICY;
+    err->code = ENR_E_POLICY;
+    err->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    format_into(err, fmt, ap);
+    va_end(ap);
+    return ENR_E_POLICY;
 }
 
 enr_code enr_error_openssl(enr_error *err, enr_code code, const char *fmt, ...)
@@ -33,6 +47,7 @@ enr_code enr_error_openssl(enr_error *err, enr_code code, const char *fmt, ...)
     if (err == NULL)
         return code;
     err->code = code;
+    err->reason = ENR_R_NONE;
     va_list ap;
     va_start(ap, fmt);
     format_into(err, fmt, ap);
@@ -63,6 +78,7 @@ void enr_error_clear(enr_error *err)
     if (err == NULL)
         return;
     err->code = ENR_OK;
+    err->reason = ENR_R_NONE;
     err->message[0] = '\0';
 }
 

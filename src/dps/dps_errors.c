@@ -62,6 +62,8 @@ static const dps_error_entry ERRORS[] = {
     {ENR_DPS_INTERNAL, 500001, 500, "internal_error", "An internal error occurred."},
     {ENR_DPS_STORE_UNAVAILABLE, 503001, 503, "store_unavailable",
      "The registration store is unavailable: retry later."},
+    {ENR_DPS_CSR_KEY_COMPROMISED, 400011, 400, "csr_key_compromised",
+     "The CSR's public key belongs to a certificate revoked for keyCompromise."},
 };
 
 _Static_assert(sizeof ERRORS / sizeof ERRORS[0] == ENR_DPS_ERROR_COUNT,

@@ -1330,7 +1330,7 @@ static void lint_input(enr_lint_report *r, const unsigned char *in, size_t len,
 {
     enr_decoded dec;
     size_t bad_offset = 0;
-    enr_error why = {ENR_OK, ""};
+    enr_error why = {0};
     enr_code rc = enr_decode(in, len, &dec, &bad_offset, &why);
     if (rc == ENR_E_NOMEM) {
         r->out_of_memory = true;

@@ -112,7 +112,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
     static const char *const ADMIN[] = {"client_ca", NULL};
     static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds",
-                                         "assigning_after_ms", NULL};
+                                         "assigning_after_ms", "sas_token_max_lifetime_seconds", NULL};
     if (rc == ENR_OK && !json_is_object(root))
         rc = enr_error_set(err, ENR_E_PARSE, "config: the top level must be a JSON object");
     if (rc == ENR_OK)
@@ -123,6 +123,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         cfg->timeout_seconds = 30;
         cfg->shutdown_grace_seconds = 10;
         cfg->assigning_after_ms = 2000;
+        cfg->sas_token_max_lifetime_seconds = ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT;
         const char *listen = json_string_value(json_object_get(root, "listen"));
         rc = listen ? parse_listen(listen, cfg, err)
                     : enr_error_set(err, ENR_E_PARSE, "config: \"listen\" (host:port) is required");
@@ -204,6 +205,10 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
             rc = int_value(limits, "timeout_seconds", "limits", 1, 3600, &timeout, err);
         if (rc == ENR_OK)
             rc = int_value(limits, "assigning_after_ms", "limits", 0, 60000, &cfg->assigning_after_ms, err);
+        /* At most a year: a token that outlives that is a key by another name. */
+        if (rc == ENR_OK)
+            rc = int_value(limits, "sas_token_max_lifetime_seconds", "limits", 60, 366L * 86400,
+                           &cfg->sas_token_max_lifetime_seconds, err);
         if (rc == ENR_OK)
             cfg->timeout_seconds = (int)timeout;
     }

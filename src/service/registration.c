@@ -14,7 +14,9 @@
 #include "enroll/dps.h"
 #include "enroll/duration.h"
 #include "enroll/lint.h"
+#include "enroll/pubkey.h"
 #include "enroll/sas.h"
+#include "enroll/service.h"
 #include "enroll/store.h"
 
 #define CA_CACHE_MAX 16
@@ -34,6 +36,7 @@ struct registrar {
     size_t ca_count;
     registrar_in_flight_fn in_flight;
     void *in_flight_arg;
+    long sas_max_lifetime; /* seconds a SAS token may live beyond now */
 };
 
 static void cached_ca_clear(struct cached_ca *entry)
@@ -53,6 +56,7 @@ enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **o
     if (r == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     snprintf(r->id_scope, sizeof r->id_scope, "%s", id_scope);
+    r->sas_max_lifetime = ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT;
     enr_code rc = enr_store_open_sqlite(data_dir, &r->store, err);
     if (rc != ENR_OK) {
         free(r);
@@ -70,6 +74,11 @@ void registrar_free(registrar *r)
         cached_ca_clear(&r->cas[i]);
     enr_store_close(r->store);
     free(r);
+}
+
+void registrar_set_sas_max_lifetime(registrar *r, long seconds)
+{
+    r->sas_max_lifetime = seconds;
 }
 
 void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg)
@@ -94,6 +103,25 @@ bool registrar_owns_path(const char *path)
 }
 
 /* ---- answers ---- */
+
+/* The DPS code of a refusal by a rule, from its typed reason. */
+static enr_dps_error dps_error_of_refusal(const enr_error *refusal)
+{
+    switch (refusal->reason) {
+    case ENR_R_KEY_NOT_ALLOWED: return ENR_DPS_CSR_KEY_NOT_ALLOWED;
+    case ENR_R_KEY_COMPROMISED: return ENR_DPS_CSR_KEY_COMPROMISED;
+    case ENR_R_ENROLLMENT_DISABLED: return ENR_DPS_ENROLLMENT_DISABLED;
+    case ENR_R_REGISTRATION_DISABLED: return ENR_DPS_REGISTRATION_DISABLED;
+    case ENR_R_CREDENTIAL_REVOKED: return ENR_DPS_CERT_AUTH_FAILED;
+    case ENR_R_ENROLLMENT_MISMATCH: return ENR_DPS_AUTH_FAILED;
+    case ENR_R_NAME_NOT_ALLOWED:
+    case ENR_R_EXTENSION_NOT_ALLOWED:
+    case ENR_R_SIGNATURE_ALGORITHM:
+    case ENR_R_NONE: return ENR_DPS_CSR_LINT_ERROR;
+    case ENR_R_CA_EXPIRES: return ENR_DPS_INTERNAL;
+    }
+    return ENR_DPS_INTERNAL;
+}
 
 static void answer_error(registrar *r, registration_answer *out, enr_dps_error e, const char *message,
                          const char *registration_id)
@@ -127,17 +155,84 @@ typedef struct attested {
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
 } attested;
 
-static bool sas_matches(const enr_sas_token *token, const char *scope, const char *registration_id,
-                        const char *const *keys, size_t count, enr_code *why, enr_error *err)
+/* One enrollment's keys against the token: ENR_DPS_OK, ENR_DPS_AUTH_FAILED,
+ * or ENR_DPS_TOKEN_EXPIRED for a genuine token outside its time window
+ * (expired, or living longer than the configured maximum). */
+static enr_dps_error sas_check(const registrar *r, const enr_sas_token *token, const char *registration_id,
+                               const char *const *keys, char *message, size_t cap)
 {
-    int index = -1;
-    *why = enr_sas_token_verify(token, scope, registration_id, keys, count, time(NULL), SAS_SKEW_SECONDS, 0,
-                                &index, err);
-    return *why == ENR_OK;
+    enr_error err;
+    enr_code rc = enr_sas_token_verify(token, r->id_scope, registration_id, (const char *const *)keys, 2,
+                                       time(NULL), SAS_SKEW_SECONDS, r->sas_max_lifetime, NULL, &err);
+    if (rc == ENR_OK)
+        return ENR_DPS_OK;
+    if (rc == ENR_E_POLICY) {
+        snprintf(message, cap, "%s", err.message);
+        return ENR_DPS_TOKEN_EXPIRED;
+    }
+    snprintf(message, cap, "the SAS token does not verify for registration %s", registration_id);
+    return ENR_DPS_AUTH_FAILED;
 }
 
-/* Individual enrollment first (its keys are the device's), then every
- * symmetric group (device key = HMAC(group key, registration id)). */
+/* A group's keys are HMAC(group key, registration id). */
+static enr_dps_error sas_check_group(const registrar *r, const enr_sas_token *token, const char *registration_id,
+                                     const enr_enrollment *group, char *message, size_t cap)
+{
+    enr_error err;
+    char *device_keys[2] = {NULL, NULL};
+    enr_dps_error e = ENR_DPS_AUTH_FAILED;
+    snprintf(message, cap, "the SAS token does not verify for registration %s", registration_id);
+    if (enr_sas_derive_device_key(group->primary_key, registration_id, &device_keys[0], &err) == ENR_OK &&
+        (group->secondary_key[0] == '\0' ||
+         enr_sas_derive_device_key(group->secondary_key, registration_id, &device_keys[1], &err) == ENR_OK)) {
+        const char *keys[2] = {device_keys[0], device_keys[1]};
+        e = sas_check(r, token, registration_id, keys, message, cap);
+    }
+    enr_sas_secret_free(device_keys[0]);
+    enr_sas_secret_free(device_keys[1]);
+    return e;
+}
+
+/* Who decides for a registration id, as in DPS: its individual enrollment
+ * when there is one (alone: a disabled one refuses whatever credential
+ * comes, so an id can be blocked before it ever registered); else the
+ * enrollment group it registered through before (a registration stays
+ * with its enrollment until an operator moves it); else, for a new
+ * registration, any group whose credential matches. */
+typedef enum decider { DECIDER_INDIVIDUAL, DECIDER_BOUND_GROUP, DECIDER_ANY_GROUP, DECIDER_STORE_DOWN } decider;
+
+static decider who_decides(registrar *r, const char *registration_id, enr_enrollment *out)
+{
+    enr_error err;
+    enr_code rc = enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, out, &err);
+    if (rc == ENR_OK)
+        return DECIDER_INDIVIDUAL;
+    if (rc != ENR_E_NOTFOUND)
+        return DECIDER_STORE_DOWN;
+    enr_registration known = {0};
+    rc = enr_store_get_registration(r->store, registration_id, &known, &err);
+    if (rc == ENR_E_NOTFOUND)
+        return DECIDER_ANY_GROUP;
+    if (rc != ENR_OK)
+        return DECIDER_STORE_DOWN;
+    if (known.enrollment_kind != ENR_ENROLLMENT_GROUP) /* its individual enrollment is gone: no one may */
+        return DECIDER_BOUND_GROUP;
+    rc = enr_store_get_enrollment(r->store, ENR_ENROLLMENT_GROUP, known.enrollment_id, out, &err);
+    return rc == ENR_OK ? DECIDER_BOUND_GROUP : rc == ENR_E_NOTFOUND ? DECIDER_BOUND_GROUP : DECIDER_STORE_DOWN;
+}
+
+static enr_dps_error store_down(char *message, size_t cap)
+{
+    snprintf(message, cap, "the store is unavailable");
+    return ENR_DPS_STORE_UNAVAILABLE;
+}
+
+static enr_dps_error individual_disabled(const enr_enrollment *e, char *message, size_t cap)
+{
+    snprintf(message, cap, "the individual enrollment of %s is disabled", e->id);
+    return ENR_DPS_ENROLLMENT_DISABLED;
+}
+
 static enr_dps_error attest_sas(registrar *r, const char *authorization, const char *registration_id,
                                 attested *out, char *message, size_t cap)
 {
@@ -152,52 +247,55 @@ static enr_dps_error attest_sas(registrar *r, const char *authorization, const c
         snprintf(message, cap, "the SAS token is malformed: %s", err.message);
         return ENR_DPS_AUTH_FAILED;
     }
+    enr_enrollment decider_enrollment = {0};
     enr_dps_error result = ENR_DPS_AUTH_FAILED;
     snprintf(message, cap, "the SAS token does not verify for registration %s", registration_id);
-    enr_code why = ENR_E_VERIFY;
-    if (enr_sas_token_expiry(token) < time(NULL) - SAS_SKEW_SECONDS) {
-        snprintf(message, cap, "the SAS token expired; make a new one");
-        result = ENR_DPS_TOKEN_EXPIRED;
-        goto done;
-    }
-    enr_enrollment individual = {0};
-    if (enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, &individual, &err) == ENR_OK) {
-        const char *keys[2] = {individual.primary_key, individual.secondary_key[0] ? individual.secondary_key : NULL};
-        if (individual.attestation == ENR_ATTEST_SYMMETRIC &&
-            sas_matches(token, r->id_scope, registration_id, keys, 2, &why, &err)) {
-            out->enrollment = individual;
-            out->found = true;
-            result = ENR_DPS_OK;
-            goto done;
+    switch (who_decides(r, registration_id, &decider_enrollment)) {
+    case DECIDER_STORE_DOWN:
+        result = store_down(message, cap);
+        break;
+    case DECIDER_INDIVIDUAL:
+        if (!decider_enrollment.enabled)
+            result = individual_disabled(&decider_enrollment, message, cap);
+        else if (decider_enrollment.attestation == ENR_ATTEST_SYMMETRIC) {
+            const char *keys[2] = {decider_enrollment.primary_key,
+                                   decider_enrollment.secondary_key[0] ? decider_enrollment.secondary_key : NULL};
+            result = sas_check(r, token, registration_id, keys, message, cap);
         }
-        enr_enrollment_free(&individual);
-    }
-    enr_enrollment_list groups = {0};
-    if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
-        snprintf(message, cap, "the store is unavailable");
-        result = ENR_DPS_STORE_UNAVAILABLE;
-        goto done;
-    }
-    for (size_t i = 0; i < groups.count && !out->found; i++) {
-        enr_enrollment *g = &groups.items[i];
-        if (g->attestation != ENR_ATTEST_SYMMETRIC)
-            continue;
-        char *device_keys[2] = {NULL, NULL};
-        enr_sas_derive_device_key(g->primary_key, registration_id, &device_keys[0], &err);
-        if (g->secondary_key[0])
-            enr_sas_derive_device_key(g->secondary_key, registration_id, &device_keys[1], &err);
-        const char *keys[2] = {device_keys[0], device_keys[1]};
-        if (keys[0] != NULL && sas_matches(token, r->id_scope, registration_id, keys, 2, &why, &err)) {
-            out->enrollment = *g;
-            memset(g, 0, sizeof *g); /* moved out of the list */
-            out->found = true;
-            result = ENR_DPS_OK;
+        break;
+    case DECIDER_BOUND_GROUP:
+        if (decider_enrollment.attestation == ENR_ATTEST_SYMMETRIC)
+            result = sas_check_group(r, token, registration_id, &decider_enrollment, message, cap);
+        break;
+    case DECIDER_ANY_GROUP: {
+        enr_enrollment_list groups = {0};
+        if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
+            result = store_down(message, cap);
+            break;
         }
-        enr_sas_secret_free(device_keys[0]);
-        enr_sas_secret_free(device_keys[1]);
+        for (size_t i = 0; i < groups.count && result != ENR_DPS_OK; i++) {
+            enr_enrollment *g = &groups.items[i];
+            if (g->attestation != ENR_ATTEST_SYMMETRIC)
+                continue;
+            enr_dps_error e = sas_check_group(r, token, registration_id, g, message, cap);
+            if (e == ENR_DPS_OK) {
+                decider_enrollment = *g;
+                memset(g, 0, sizeof *g); /* moved out of the list */
+            }
+            if (e != ENR_DPS_AUTH_FAILED)
+                result = e;
+            if (e == ENR_DPS_TOKEN_EXPIRED)
+                break;
+        }
+        enr_enrollment_list_free(&groups);
+        break;
     }
-    enr_enrollment_list_free(&groups);
-done:
+    }
+    if (result == ENR_DPS_OK) {
+        out->enrollment = decider_enrollment;
+        out->found = true;
+    } else
+        enr_enrollment_free(&decider_enrollment);
     enr_sas_token_free(token);
     return result;
 }
@@ -281,10 +379,17 @@ static enr_dps_error attest_operational(registrar *r, X509 *cert, const char *re
     return result;
 }
 
+static bool currently_valid(X509 *cert)
+{
+    return X509_cmp_current_time(X509_get0_notAfter(cert)) > 0 && X509_cmp_current_time(X509_get0_notBefore(cert)) < 0;
+}
+
+/* Renewal through an operational certificate is the registration's own
+ * enrollment deciding again; any other certificate must chain to (or, for
+ * an individual enrollment, be) the deciding enrollment's. */
 static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain, const char *registration_id,
                                  attested *out, char *message, size_t cap)
 {
-    enr_error err;
     char *cn = enr_name_common_name(X509_get_subject_name(cert));
     bool named = cn != NULL && enr_dps_registration_id_equal(cn, registration_id);
     free(cn);
@@ -292,26 +397,63 @@ static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain
         snprintf(message, cap, "the client certificate's CN is not the registration id %s", registration_id);
         return ENR_DPS_CERT_AUTH_FAILED;
     }
-    enr_enrollment individual = {0};
-    if (enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, &individual, &err) == ENR_OK) {
+    enr_enrollment decider_enrollment = {0};
+    decider d = who_decides(r, registration_id, &decider_enrollment);
+    enr_dps_error result = ENR_DPS_CERT_AUTH_FAILED;
+    if (d == DECIDER_STORE_DOWN) {
+        result = store_down(message, cap);
+        goto done;
+    }
+    if (d == DECIDER_INDIVIDUAL && !decider_enrollment.enabled) {
+        result = individual_disabled(&decider_enrollment, message, cap);
+        goto done;
+    }
+    if (d == DECIDER_INDIVIDUAL && decider_enrollment.attestation == ENR_ATTEST_X509) {
         bool match = false;
-        for (size_t i = 0; individual.attestation == ENR_ATTEST_X509 && i < individual.certificate_count; i++)
-            match = match || same_certificate(cert, &individual.certificates[i]);
-        if (match && X509_cmp_current_time(X509_get0_notAfter(cert)) > 0 &&
-            X509_cmp_current_time(X509_get0_notBefore(cert)) < 0) {
-            out->enrollment = individual;
+        for (size_t i = 0; i < decider_enrollment.certificate_count; i++)
+            match = match || same_certificate(cert, &decider_enrollment.certificates[i]);
+        if (match && currently_valid(cert)) {
+            out->enrollment = decider_enrollment;
             out->found = true;
             return ENR_DPS_OK;
         }
-        enr_enrollment_free(&individual);
     }
-    enr_dps_error renewal = attest_operational(r, cert, registration_id, out, message, cap);
-    if (renewal != ENR_DPS_UNKNOWN_ENROLLMENT)
-        return renewal;
+    /* attest_operational finds the registration's enrollment itself, which
+     * is the deciding one (an individual enrollment takes its id over at
+     * its first registration; until then the group's certificate renews). */
+    result = attest_operational(r, cert, registration_id, out, message, cap);
+    if (result == ENR_DPS_OK && d == DECIDER_INDIVIDUAL &&
+        (out->enrollment.kind != ENR_ENROLLMENT_INDIVIDUAL)) {
+        enr_enrollment_free(&out->enrollment);
+        out->found = false;
+        snprintf(message, cap, "registration %s has an individual enrollment now: register with its credential",
+                 registration_id);
+        result = ENR_DPS_CERT_AUTH_FAILED;
+    }
+    if (result != ENR_DPS_UNKNOWN_ENROLLMENT)
+        goto done;
+    result = ENR_DPS_CERT_AUTH_FAILED;
+    if (d == DECIDER_INDIVIDUAL) {
+        snprintf(message, cap, "the client certificate is not the one of registration %s's individual enrollment",
+                 registration_id);
+        goto done;
+    }
+    if (d == DECIDER_BOUND_GROUP) {
+        if (decider_enrollment.attestation == ENR_ATTEST_X509 &&
+            chains_to(cert, chain, decider_enrollment.certificates, decider_enrollment.certificate_count)) {
+            out->enrollment = decider_enrollment;
+            out->found = true;
+            return ENR_DPS_OK;
+        }
+        snprintf(message, cap, "the client certificate does not chain to a CA of registration %s's enrollment",
+                 registration_id);
+        goto done;
+    }
+    enr_error err;
     enr_enrollment_list groups = {0};
     if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
-        snprintf(message, cap, "the store is unavailable");
-        return ENR_DPS_STORE_UNAVAILABLE;
+        result = store_down(message, cap);
+        goto done;
     }
     for (size_t i = 0; i < groups.count && !out->found; i++) {
         enr_enrollment *g = &groups.items[i];
@@ -319,14 +461,15 @@ static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain
             out->enrollment = *g;
             memset(g, 0, sizeof *g);
             out->found = true;
+            result = ENR_DPS_OK;
         }
     }
     enr_enrollment_list_free(&groups);
-    if (!out->found) {
+    if (!out->found)
         snprintf(message, cap, "the client certificate does not chain to a CA of any X.509 enrollment");
-        return ENR_DPS_CERT_AUTH_FAILED;
-    }
-    return ENR_DPS_OK;
+done:
+    enr_enrollment_free(&decider_enrollment);
+    return result;
 }
 
 static enr_dps_error attest(registrar *r, const registration_request *req, const char *registration_id,
@@ -522,6 +665,26 @@ static enr_dps_error lint_gate(const enr_csr *csr, const char *registration_id, 
     return result;
 }
 
+/* A key revoked for keyCompromise is never certified again, whoever asks. */
+static enr_dps_error key_gate(registrar *r, const enr_csr *csr, char *message, size_t cap)
+{
+    enr_error err;
+    char spki[ENR_STORE_SPKI_HEX + 1];
+    bool compromised = false;
+    if (enr_spki_sha256_hex(X509_REQ_get_X509_PUBKEY(enr_csr_x509_req(csr)), spki, &err) != ENR_OK) {
+        snprintf(message, cap, "the CSR's public key cannot be encoded: %s", err.message);
+        return ENR_DPS_CSR_NOT_DECODABLE;
+    }
+    if (enr_store_key_compromised(r->store, spki, &compromised, &err) != ENR_OK)
+        return store_down(message, cap);
+    if (compromised) {
+        snprintf(message, cap, "the CSR's key belongs to a certificate revoked for keyCompromise: generate a "
+                               "new key pair");
+        return ENR_DPS_CSR_KEY_COMPROMISED;
+    }
+    return ENR_DPS_OK;
+}
+
 static void handle_register(registrar *r, const registration_request *req, const enr_dps_path *path,
                             registration_answer *out)
 {
@@ -580,6 +743,9 @@ static void handle_register(registrar *r, const registration_request *req, const
      * it finds the verdict kept in the request. */
     if ((e = lint_gate(csr, rid, message, sizeof message)) != ENR_DPS_OK)
         goto reject;
+    /* Before signing anything; the commit checks again in its transaction. */
+    if ((e = key_gate(r, csr, message, sizeof message)) != ENR_DPS_OK)
+        goto reject;
     enr_credential_policy policy = {0};
     if (enr_store_get_policy(r->store, c.policy, &policy, &err) != ENR_OK ||
         (c.issuer = issuing_ca(r, policy.ca_name, &err)) == NULL) {
@@ -604,7 +770,7 @@ static void handle_register(registrar *r, const registration_request *req, const
     enr_ca_set_recorder(c.ca, NULL, NULL);
     X509_free(cert);
     if (rc != ENR_OK) {
-        e = rc == ENR_E_POLICY ? (strstr(err.message, "key") ? ENR_DPS_CSR_KEY_NOT_ALLOWED : ENR_DPS_CSR_LINT_ERROR)
+        e = rc == ENR_E_POLICY   ? dps_error_of_refusal(&err)
             : rc == ENR_E_VERIFY ? ENR_DPS_CSR_SIGNATURE_INVALID
             : rc == ENR_E_IO     ? ENR_DPS_STORE_UNAVAILABLE
                                  : ENR_DPS_INTERNAL;
@@ -718,11 +884,8 @@ void registrar_finish(registrar *r, registration_job *job, registration_answer *
         job->answer = NULL;
         return;
     }
-    if (job->item.result == ENR_E_POLICY) { /* refused meanwhile: disabled, or the credential revoked */
-        enr_dps_error e = strstr(job->item.error.message, "certificate") ? ENR_DPS_CERT_AUTH_FAILED
-                          : strstr(job->item.error.message, "enrollment") ? ENR_DPS_ENROLLMENT_DISABLED
-                                                                           : ENR_DPS_REGISTRATION_DISABLED;
-        answer_error(r, out, e, job->item.error.message, job->registration_id);
+    if (job->item.result == ENR_E_POLICY) { /* refused meanwhile: the store's re-check says why */
+        answer_error(r, out, dps_error_of_refusal(&job->item.error), job->item.error.message, job->registration_id);
         return;
     }
     /* Nothing was stored, so nothing is sent: the device tries again. */

@@ -67,6 +67,10 @@ typedef struct registration_answer {
 
 enr_code registrar_new(const char *data_dir, const char *id_scope, registrar **out, enr_error *err);
 void registrar_free(registrar *r);
+/* The longest a SAS token may live beyond now (its `se`); a token minted
+ * for longer is refused as 401003 even when genuine. Default
+ * ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT. */
+void registrar_set_sas_max_lifetime(registrar *r, long seconds);
 /* True when `path` is one of the DPS routes (so the caller hands it here). */
 bool registrar_owns_path(const char *path);
 void registrar_handle(registrar *r, const registration_request *req, registration_answer *out);

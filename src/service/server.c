@@ -656,8 +656,10 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (svc->cfg.id_scope != NULL &&
         (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
         return rc;
-    if (w->registrar != NULL)
+    if (w->registrar != NULL) {
         registrar_set_in_flight(w->registrar, operation_state, svc);
+        registrar_set_sas_max_lifetime(w->registrar, svc->cfg.sas_token_max_lifetime_seconds);
+    }
     if (svc->cfg.admin_client_ca != NULL &&
         (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
         return rc;

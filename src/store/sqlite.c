@@ -6,6 +6,7 @@
  * data. Statements are prepared once per connection and kept. */
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/x509v3.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,17 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX audit_by_registration ON audit_event (registration_id, id);\n",
     /* 2: a disabled registration remembers the status it had, for enable */
     "ALTER TABLE registration ADD COLUMN status_before_disable TEXT;\n",
+    /* 3: keys revoked for keyCompromise are never certified again; the
+     * revocations recorded before this version count too */
+    "CREATE TABLE compromised_key (\n"
+    "  spki_sha256 TEXT PRIMARY KEY NOT NULL,\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  at INTEGER NOT NULL\n"
+    ");\n"
+    "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
+    "SELECT spki_sha256, issuer, serial, revoked_at FROM certificate "
+    "WHERE revoked = 1 AND revocation_reason = 1 ORDER BY id;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -188,6 +200,13 @@ typedef enum stmt_id {
     ST_CERT_REVOKE_REGISTRATION,
     ST_OPERATION_INSERT,
     ST_OPERATION_GET,
+    ST_KEY_COMPROMISED_OF_CERT,
+    ST_KEY_COMPROMISED_OF_REGISTRATION,
+    ST_KEY_BLOCK,
+    ST_KEY_IS_COMPROMISED,
+    ST_GROUP_ROTATE_KEY,
+    ST_INDIVIDUAL_ROTATE_KEY,
+    ST_REGISTRATION_MOVE,
     ST_COUNT
 } stmt_id;
 
@@ -220,6 +239,9 @@ typedef enum stmt_id {
     "SELECT der FROM " table "_certificate WHERE " key " = :id ORDER BY position"
 #define ENROLLMENT_SQL_ENABLE(table, key) \
     "UPDATE " table " SET enabled = :enabled, etag = :etag, updated_at = :now WHERE " key " = :id"
+#define ENROLLMENT_SQL_ROTATE(table, key)                                                        \
+    "UPDATE " table " SET secondary_key = primary_key, primary_key = :key, etag = :etag, "       \
+    "updated_at = :now WHERE " key " = :id AND attestation = 'symmetric'"
 
 static const char *const SQL[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -230,7 +252,10 @@ static const char *const SQL[ST_COUNT] = {
     [ST_COMMIT_PRECONDITIONS] =
         "SELECT COALESCE((SELECT enabled FROM enrollment_group WHERE :kind = 'group' AND group_id = :id), "
         "(SELECT enabled FROM individual_enrollment WHERE :kind = 'individual' AND registration_id = :id), 0), "
-        "(SELECT revoked FROM certificate WHERE issuer = :issuer AND serial = :serial)",
+        "(SELECT revoked FROM certificate WHERE issuer = :issuer AND serial = :serial), "
+        "(SELECT enrollment_kind = :kind AND enrollment_id = :id FROM registration "
+        "WHERE registration_id = :registration_id), "
+        "EXISTS (SELECT 1 FROM compromised_key WHERE spki_sha256 = :spki)",
     [ST_ROLLBACK_TO_SAVEPOINT] = "ROLLBACK TO item",
     [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_INTEGRITY] = "PRAGMA integrity_check",
@@ -310,19 +335,37 @@ static const char *const SQL[ST_COUNT] = {
     [ST_OPERATION_INSERT] = "INSERT INTO operation (" OPERATION_COLUMNS ") VALUES (:operation_id, "
                             ":registration_id, :status, :result_json, :created_at, :updated_at)",
     [ST_OPERATION_GET] = "SELECT " OPERATION_COLUMNS " FROM operation WHERE operation_id = :id",
+    /* The first certificate revoked for keyCompromise names the key's entry. */
+    [ST_KEY_COMPROMISED_OF_CERT] = "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
+                                   "SELECT spki_sha256, issuer, serial, revoked_at FROM certificate "
+                                   "WHERE issuer = :issuer AND serial = :serial AND revocation_reason = 1",
+    [ST_KEY_COMPROMISED_OF_REGISTRATION] =
+        "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
+        "SELECT spki_sha256, issuer, serial, revoked_at FROM certificate "
+        "WHERE registration_id = :registration_id AND revocation_reason = 1 ORDER BY id",
+    [ST_KEY_BLOCK] = "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
+                     "VALUES (:spki, :issuer, :serial, :at)",
+    [ST_KEY_IS_COMPROMISED] = "SELECT EXISTS (SELECT 1 FROM compromised_key WHERE spki_sha256 = :spki)",
+    /* Rotation: the old primary stays valid as the secondary, so devices
+     * still holding it register until they have the new one. */
+    [ST_GROUP_ROTATE_KEY] = ENROLLMENT_SQL_ROTATE("enrollment_group", "group_id"),
+    [ST_INDIVIDUAL_ROTATE_KEY] = ENROLLMENT_SQL_ROTATE("individual_enrollment", "registration_id"),
+    [ST_REGISTRATION_MOVE] = "UPDATE registration SET enrollment_kind = :kind, enrollment_id = :enrollment_id, "
+                             "etag = :etag, updated_at = :now WHERE registration_id = :id",
 };
 
 typedef struct enrollment_statements {
-    stmt_id insert, cert_insert, get, list, certs, enable;
+    stmt_id insert, cert_insert, get, list, certs, enable, rotate;
 } enrollment_statements;
 
 static const enrollment_statements *enrollment_sql(enr_enrollment_kind kind)
 {
     static const enrollment_statements GROUP = {ST_GROUP_INSERT, ST_GROUP_CERT_INSERT, ST_GROUP_GET,
-                                                ST_GROUP_LIST, ST_GROUP_CERTS, ST_GROUP_ENABLE};
+                                                ST_GROUP_LIST, ST_GROUP_CERTS, ST_GROUP_ENABLE,
+                                                ST_GROUP_ROTATE_KEY};
     static const enrollment_statements INDIVIDUAL = {
         ST_INDIVIDUAL_INSERT, ST_INDIVIDUAL_CERT_INSERT, ST_INDIVIDUAL_GET,
-        ST_INDIVIDUAL_LIST, ST_INDIVIDUAL_CERTS, ST_INDIVIDUAL_ENABLE};
+        ST_INDIVIDUAL_LIST, ST_INDIVIDUAL_CERTS, ST_INDIVIDUAL_ENABLE, ST_INDIVIDUAL_ROTATE_KEY};
     return kind == ENR_ENROLLMENT_GROUP ? &GROUP : &INDIVIDUAL;
 }
 
@@ -1112,6 +1155,31 @@ static enr_code sqlite_set_enrollment_enabled(void *impl, enr_enrollment_kind ki
     return finish(s, rc, err);
 }
 
+static enr_code sqlite_rotate_enrollment_key(void *impl, enr_enrollment_kind kind, const char *id,
+                                             const char *new_primary, const char *etag, time_t now,
+                                             const enr_audit_event *audit, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    if ((rc = statement(s, enrollment_sql(kind)->rotate, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":id", id);
+        bind_text(&b, ":key", new_primary);
+        bind_text(&b, ":etag", etag);
+        bind_int(&b, ":now", (int64_t)now);
+        rc = run(s, st, &b, "rotating an enrollment's key", err);
+    }
+    /* No row: unknown, or an X.509 enrollment (no keys to rotate). */
+    if (rc == ENR_OK && sqlite3_changes(s->db) == 0)
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "no %s '%s' with symmetric keys", enrollment_word(kind), id);
+    if (rc == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
 /* ---- registrations, certificates, operations ---------------------------- */
 
 static enr_code upsert_registration(sqlite_store *s, const enr_registration *r, enr_error *err)
@@ -1137,7 +1205,7 @@ static enr_code upsert_registration(sqlite_store *s, const enr_registration *r, 
     /* Disabled between the service's check and this commit: the row stays
      * as the operator left it, and nothing of this registration commits. */
     if (rc == ENR_OK && sqlite3_changes(s->db) == 0)
-        rc = enr_error_set(err, ENR_E_POLICY, "registration '%s' is disabled", r->registration_id);
+        rc = enr_error_refuse(err, ENR_R_REGISTRATION_DISABLED, "registration '%s' is disabled", r->registration_id);
     return rc;
 }
 
@@ -1205,6 +1273,8 @@ static enr_code sqlite_commit_registration(void *impl, const enr_registration *r
 typedef struct preconditions {
     int enrollment_enabled;
     int credential_state; /* 0 unrevoked, 1 revoked, -1 not in the store */
+    int same_enrollment;  /* 1 the registration's own, 0 another one's, -1 a new registration */
+    int key_compromised;
 } preconditions;
 
 static enr_code read_preconditions(sqlite3_stmt *st, void *item, enr_error *err)
@@ -1213,31 +1283,48 @@ static enr_code read_preconditions(sqlite3_stmt *st, void *item, enr_error *err)
     preconditions *p = item;
     p->enrollment_enabled = sqlite3_column_int(st, 0);
     p->credential_state = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1);
+    p->same_enrollment = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
+    p->key_compromised = sqlite3_column_int(st, 3);
     return ENR_OK;
 }
 
+/* What attestation saw, checked again inside the transaction: the
+ * enrollment still enabled, the credential still unrevoked, the
+ * registration still bound to this enrollment (an individual enrollment
+ * takes a registration over: it alone decides for its id), and the key
+ * not revoked for keyCompromise meanwhile. */
 static enr_code check_preconditions(sqlite_store *s, const enr_registration_commit *it, enr_error *err)
 {
-    if (!it->require_enrollment_enabled && it->credential_serial == NULL)
-        return ENR_OK;
     sqlite3_stmt *st = NULL;
     enr_code rc = statement(s, ST_COMMIT_PRECONDITIONS, &st, err);
     if (rc != ENR_OK)
         return rc;
+    const enr_registration *r = it->registration;
     binder b = {st, SQLITE_OK};
-    bind_text(&b, ":kind", kind_text(it->registration->enrollment_kind));
-    bind_text(&b, ":id", it->registration->enrollment_id);
+    bind_text(&b, ":kind", kind_text(r->enrollment_kind));
+    bind_text(&b, ":id", r->enrollment_id);
     bind_text(&b, ":issuer", it->credential_issuer);
     bind_text(&b, ":serial", it->credential_serial);
-    preconditions p = {0, -1};
+    bind_text(&b, ":registration_id", r->registration_id);
+    bind_text(&b, ":spki", it->certificate != NULL ? it->certificate->spki_sha256 : NULL);
+    preconditions p = {0, -1, -1, 0};
     if ((rc = fetch_one(s, st, &b, read_preconditions, &p, "no answer", err)) != ENR_OK)
         return rc;
     if (it->require_enrollment_enabled && !p.enrollment_enabled)
-        return enr_error_set(err, ENR_E_POLICY, "the %s enrollment '%s' was disabled meanwhile",
-                             kind_text(it->registration->enrollment_kind), it->registration->enrollment_id);
+        return enr_error_refuse(err, ENR_R_ENROLLMENT_DISABLED, "the %s enrollment '%s' was disabled meanwhile",
+                                kind_text(r->enrollment_kind), r->enrollment_id);
     if (it->credential_serial != NULL && p.credential_state != 0)
-        return enr_error_set(err, ENR_E_POLICY, "the certificate presented as credential (serial %s) was %s meanwhile",
-                             it->credential_serial, p.credential_state > 0 ? "revoked" : "removed");
+        return enr_error_refuse(err, ENR_R_CREDENTIAL_REVOKED,
+                                "the certificate presented as credential (serial %s) was %s meanwhile",
+                                it->credential_serial, p.credential_state > 0 ? "revoked" : "removed");
+    if (p.same_enrollment == 0 && r->enrollment_kind == ENR_ENROLLMENT_GROUP)
+        return enr_error_refuse(err, ENR_R_ENROLLMENT_MISMATCH,
+                                "registration '%s' belongs to another enrollment (an operator moves it with "
+                                "`enroll admin registration move`)",
+                                r->registration_id);
+    if (p.key_compromised)
+        return enr_error_refuse(err, ENR_R_KEY_COMPROMISED,
+                                "the request's key is the key of a certificate revoked for keyCompromise");
     return ENR_OK;
 }
 
@@ -1423,7 +1510,16 @@ static enr_code sqlite_revoke_certificate(void *impl, const char *issuer, const 
     enr_code rc = begin_write(s, err);
     if (rc != ENR_OK)
         return rc;
-    if ((rc = revoke_one(s, issuer, serial, reason, when, err)) == ENR_OK)
+    if ((rc = revoke_one(s, issuer, serial, reason, when, err)) == ENR_OK && reason == CRL_REASON_KEY_COMPROMISE) {
+        sqlite3_stmt *st = NULL;
+        if ((rc = statement(s, ST_KEY_COMPROMISED_OF_CERT, &st, err)) == ENR_OK) {
+            binder b = {st, SQLITE_OK};
+            bind_text(&b, ":issuer", issuer);
+            bind_text(&b, ":serial", serial);
+            rc = run(s, st, &b, "blocking a compromised key", err);
+        }
+    }
+    if (rc == ENR_OK)
         rc = insert_optional_audit(s, audit, err);
     return finish(s, rc, err);
 }
@@ -1465,7 +1561,86 @@ static enr_code sqlite_revoke_registration(void *impl, const char *registration_
     enr_code rc = begin_write(s, err);
     if (rc != ENR_OK)
         return rc;
-    if ((rc = revoke_all_of(s, registration_id, reason, when, revoked, err)) == ENR_OK)
+    if ((rc = revoke_all_of(s, registration_id, reason, when, revoked, err)) == ENR_OK &&
+        reason == CRL_REASON_KEY_COMPROMISE) {
+        sqlite3_stmt *st = NULL;
+        if ((rc = statement(s, ST_KEY_COMPROMISED_OF_REGISTRATION, &st, err)) == ENR_OK) {
+            binder b = {st, SQLITE_OK};
+            bind_text(&b, ":registration_id", registration_id);
+            rc = run(s, st, &b, "blocking compromised keys", err);
+        }
+    }
+    if (rc == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
+static enr_code sqlite_block_key(void *impl, const char *spki_sha256, const char *issuer, const char *serial,
+                                 time_t when, const enr_audit_event *audit, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    if ((rc = statement(s, ST_KEY_BLOCK, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":spki", spki_sha256);
+        bind_text(&b, ":issuer", issuer);
+        bind_text(&b, ":serial", serial);
+        bind_int(&b, ":at", (int64_t)when);
+        rc = run(s, st, &b, "blocking a compromised key", err);
+    }
+    if (rc == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
+static enr_code read_flag(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    (void)err;
+    *(bool *)item = sqlite3_column_int(st, 0) != 0;
+    return ENR_OK;
+}
+
+static enr_code sqlite_key_compromised(void *impl, const char *spki_sha256, bool *out, enr_error *err)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_KEY_IS_COMPROMISED, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":spki", spki_sha256);
+    return fetch_one(s, st, &b, read_flag, out, "no answer", err);
+}
+
+static enr_code sqlite_move_registration(void *impl, const char *registration_id, enr_enrollment_kind kind,
+                                         const char *enrollment_id, const char *etag, time_t now,
+                                         const enr_audit_event *audit, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    enr_enrollment target = {0};
+    /* The target must exist; reading it inside the write transaction
+     * keeps it from vanishing before the commit. */
+    rc = get_enrollment(s, kind, enrollment_id, &target, err);
+    enr_enrollment_free(&target);
+    sqlite3_stmt *st = NULL;
+    if (rc == ENR_OK && (rc = statement(s, ST_REGISTRATION_MOVE, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":id", registration_id);
+        bind_text(&b, ":kind", kind_text(kind));
+        bind_text(&b, ":enrollment_id", enrollment_id);
+        bind_text(&b, ":etag", etag);
+        bind_int(&b, ":now", (int64_t)now);
+        rc = run(s, st, &b, "moving a registration", err);
+    }
+    if (rc == ENR_OK && sqlite3_changes(s->db) == 0)
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "no registration '%s'", registration_id);
+    if (rc == ENR_OK)
         rc = insert_optional_audit(s, audit, err);
     return finish(s, rc, err);
 }
@@ -1703,6 +1878,10 @@ static const enr_store_ops SQLITE_OPS = {
     .list_certificates = sqlite_list_certificates,
     .revoke_certificate = sqlite_revoke_certificate,
     .revoke_registration = sqlite_revoke_registration,
+    .block_key = sqlite_block_key,
+    .key_compromised = sqlite_key_compromised,
+    .move_registration = sqlite_move_registration,
+    .rotate_enrollment_key = sqlite_rotate_enrollment_key,
     .get_operation = sqlite_get_operation,
     .record_audit = sqlite_record_audit,
     .list_audit = sqlite_list_audit,

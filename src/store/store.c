@@ -812,6 +812,27 @@ enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind 
     return store->ops->set_enrollment_enabled(store->impl, kind, key, enabled, etag, time(NULL), a, err);
 }
 
+enr_code enr_store_rotate_enrollment_key(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                         const char *new_primary, const enr_audit_event *audit,
+                                         enr_error *err)
+{
+    REQUIRE_OP(store, rotate_enrollment_key, "rotate enrollment keys", err);
+    char key[ENR_STORE_ID_MAX + 1], etag[ENR_STORE_ETAG_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_kind(kind, err)) != ENR_OK || (rc = normalize_id(id_word(kind), id, key, err)) != ENR_OK)
+        return rc;
+    if (new_primary == NULL || strnlen(new_primary, ENR_STORE_KEY_MAX + 1) > ENR_STORE_KEY_MAX ||
+        !is_base64(new_primary))
+        return enr_error_set(err, ENR_E_USAGE, "the new primary key is not strict base64 of at most %d characters",
+                             ENR_STORE_KEY_MAX);
+    if ((rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = enr_store_make_etag(etag, err)) != ENR_OK)
+        return rc;
+    return store->ops->rotate_enrollment_key(store->impl, kind, key, new_primary, etag, time(NULL), a, err);
+}
+
 /* ---- registrations ------------------------------------------------------ */
 
 static enr_code prepare_registration(const enr_registration *in, enr_registration *out, enr_error *err)
@@ -1167,6 +1188,52 @@ enr_code enr_store_revoke_registration(enr_store *store, const char *registratio
     if (rc != ENR_OK || list == &ignored)
         enr_certificate_list_free(list);
     return rc;
+}
+
+enr_code enr_store_move_registration(enr_store *store, const char *registration_id, enr_enrollment_kind kind,
+                                     const char *enrollment_id, const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, move_registration, "move registrations", err);
+    char key[ENR_STORE_ID_MAX + 1], target[ENR_STORE_ID_MAX + 1], etag[ENR_STORE_ETAG_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = normalize_id("a registration id", registration_id, key, err)) != ENR_OK ||
+        (rc = check_kind(kind, err)) != ENR_OK ||
+        (rc = normalize_id(id_word(kind), enrollment_id, target, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = enr_store_make_etag(etag, err)) != ENR_OK)
+        return rc;
+    if (kind == ENR_ENROLLMENT_INDIVIDUAL && strcmp(key, target) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "an individual enrollment is for its own registration id only");
+    return store->ops->move_registration(store->impl, key, kind, target, etag, time(NULL), a, err);
+}
+
+enr_code enr_store_block_key(enr_store *store, const char *spki_sha256, const char *issuer, const char *serial,
+                             time_t when, const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, block_key, "block keys", err);
+    char spki[ENR_STORE_SPKI_HEX + 1], canonical[ENR_STORE_SERIAL_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_spki_hash(spki_sha256 ? spki_sha256 : "", spki, err)) != ENR_OK ||
+        (rc = check_text("certificate issuer", issuer, ENR_STORE_DN_MAX, true, err)) != ENR_OK ||
+        (rc = canonical_serial(serial, canonical, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->block_key(store->impl, spki, issuer, canonical, now_or(when), a, err);
+}
+
+enr_code enr_store_key_compromised(enr_store *store, const char *spki_sha256, bool *out, enr_error *err)
+{
+    REQUIRE_OP(store, key_compromised, "look up compromised keys", err);
+    char spki[ENR_STORE_SPKI_HEX + 1];
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the answer");
+    *out = false;
+    enr_code rc = check_spki_hash(spki_sha256 ? spki_sha256 : "", spki, err);
+    return rc != ENR_OK ? rc : store->ops->key_compromised(store->impl, spki, out, err);
 }
 
 /* ---- operations and audit ----------------------------------------------- */

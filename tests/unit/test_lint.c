@@ -70,7 +70,7 @@ static enr_lint_report *lint_bytes(const unsigned char *in, size_t len, const ch
 {
     enr_lint_options opts = {expect_cn};
     enr_lint_report *report = NULL;
-    enr_error err = {ENR_OK, ""};
+    enr_error err = {0};
     assert_int_equal(enr_lint_csr(in, len, &opts, &report, &err), ENR_OK);
     assert_non_null(report);
     return report;

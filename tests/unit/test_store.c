@@ -250,8 +250,8 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
 
     sqlite3 *db = raw_db(f);
     /* One row per migration, applied once whatever the reopens. */
-    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 2);
-    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 2);
+    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 3);
+    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 3);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -260,7 +260,7 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     /* Every table the service needs. */
     static const char *const TABLES[] = {"ca", "credential_policy", "enrollment_group",
                                          "individual_enrollment", "registration", "certificate",
-                                         "operation", "audit_event", NULL};
+                                         "operation", "audit_event", "compromised_key", NULL};
     for (size_t i = 0; TABLES[i] != NULL; i++) {
         char sql[160];
         snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='%s'",
@@ -800,7 +800,7 @@ static void test_group_commit(void **state)
                                    .result = ENR_E_INTERNAL};
     assert_int_equal(enr_store_commit_registrations(f->store, &one, 1, &err), ENR_OK);
     assert_int_equal(one.result, ENR_E_POLICY);
-    assert_non_null(strstr(one.error.message, "disabled"));
+    assert_int_equal(one.error.reason, ENR_R_REGISTRATION_DISABLED);
     assert_int_equal(enr_store_get_registration(f->store, "dev-b", &got, &err), ENR_OK);
     assert_string_equal(got.status, "disabled");
     assert_string_equal(got.last_certificate_serial, "7F02");
@@ -845,7 +845,7 @@ static void test_group_commit_rechecks_the_credential(void **state)
                                      .require_enrollment_enabled = true};
     assert_int_equal(enr_store_commit_registrations(f->store, &item, 1, &err), ENR_OK);
     assert_int_equal(item.result, ENR_E_POLICY);
-    assert_non_null(strstr(item.error.message, "revoked"));
+    assert_int_equal(item.error.reason, ENR_R_CREDENTIAL_REVOKED);
     enr_certificate got;
     assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "7F03", &got, &err), ENR_E_NOTFOUND);
 
@@ -861,10 +861,177 @@ static void test_group_commit_rechecks_the_credential(void **state)
                                      .require_enrollment_enabled = true};
     assert_int_equal(enr_store_commit_registrations(f->store, &item, 1, &err), ENR_OK);
     assert_int_equal(item.result, ENR_E_POLICY);
+    assert_int_equal(item.error.reason, ENR_R_ENROLLMENT_DISABLED);
     assert_non_null(strstr(item.error.message, "enrollment 'fleet' was disabled"));
     assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "7F03", &got, &err), ENR_E_NOTFOUND);
     enr_operation got_op;
     assert_int_equal(enr_store_get_operation(f->store, "op-renew-2", &got_op, &err), ENR_E_NOTFOUND);
+}
+
+static enr_certificate certificate_with_key(const char *serial, time_t not_after, char spki_digit)
+{
+    enr_certificate c = certificate(ISSUER, serial, not_after);
+    memset(c.spki_sha256, spki_digit, ENR_STORE_SPKI_HEX);
+    c.spki_sha256[ENR_STORE_SPKI_HEX] = '\0';
+    return c;
+}
+
+static enr_code commit_one(fixture *f, enr_registration *r, enr_certificate *c, const char *op_id,
+                           enr_registration_commit *item)
+{
+    enr_error err;
+    static enr_operation op;
+    op = operation(op_id);
+    *item = (enr_registration_commit){.registration = r, .certificate = c, .operation = &op,
+                                      .require_enrollment_enabled = true, .result = ENR_E_INTERNAL};
+    assert_int_equal(enr_store_commit_registrations(f->store, item, 1, &err), ENR_OK);
+    return item->result;
+}
+
+/* A key revoked for keyCompromise is blocked for good, by every path:
+ * revoking one certificate, revoking a registration, or recording a
+ * revocation made elsewhere; other reasons block nothing. */
+static void test_compromised_keys_are_blocked(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+    enr_enrollment g = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &g, NULL, &err), ENR_OK);
+    enr_registration r = registration("dev-a", "fleet");
+    enr_registration_commit item;
+    enr_certificate a1 = certificate_with_key("A1", now + 86400, 'a');
+    assert_int_equal(commit_one(f, &r, &a1, "op-1", &item), ENR_OK);
+    char spki_a[ENR_STORE_SPKI_HEX + 1];
+    snprintf(spki_a, sizeof spki_a, "%s", a1.spki_sha256);
+    bool blocked = true;
+    assert_int_equal(enr_store_key_compromised(f->store, spki_a, &blocked, &err), ENR_OK);
+    assert_false(blocked);
+    /* superseded (4) blocks nothing ... */
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "A1", 4, 0, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_key_compromised(f->store, spki_a, &blocked, &err), ENR_OK);
+    assert_false(blocked);
+    enr_certificate a2 = certificate_with_key("A2", now + 86400, 'a');
+    assert_int_equal(commit_one(f, &r, &a2, "op-2", &item), ENR_OK);
+    /* ... keyCompromise (1) does, for any registration's request. */
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "A2", 1, 0, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_key_compromised(f->store, spki_a, &blocked, &err), ENR_OK);
+    assert_true(blocked);
+    enr_registration other = registration("dev-b", "fleet");
+    enr_certificate a3 = certificate_with_key("A3", now + 86400, 'A'); /* the same hash, upper case */
+    assert_int_equal(commit_one(f, &other, &a3, "op-3", &item), ENR_E_POLICY);
+    assert_int_equal(item.error.reason, ENR_R_KEY_COMPROMISED);
+    enr_certificate none;
+    assert_int_equal(enr_store_get_certificate(f->store, ISSUER, "A3", &none, &err), ENR_E_NOTFOUND);
+
+    /* Revoking a whole registration for keyCompromise blocks each of its keys. */
+    enr_certificate b1 = certificate_with_key("B1", now + 86400, 'b');
+    assert_int_equal(commit_one(f, &other, &b1, "op-4", &item), ENR_OK);
+    assert_int_equal(enr_store_revoke_registration(f->store, "dev-b", 1, 0, NULL, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_key_compromised(f->store, b1.spki_sha256, &blocked, &err), ENR_OK);
+    assert_true(blocked);
+
+    /* A revocation recorded elsewhere (a CA directory's own index). */
+    char spki_c[ENR_STORE_SPKI_HEX + 1];
+    memset(spki_c, 'c', ENR_STORE_SPKI_HEX);
+    spki_c[ENR_STORE_SPKI_HEX] = '\0';
+    assert_int_equal(enr_store_block_key(f->store, spki_c, ISSUER, "c1", 0, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_block_key(f->store, spki_c, ISSUER, "c2", 0, NULL, &err), ENR_OK); /* kept once */
+    assert_int_equal(enr_store_key_compromised(f->store, spki_c, &blocked, &err), ENR_OK);
+    assert_true(blocked);
+    assert_int_equal(enr_store_block_key(f->store, "not-hex", ISSUER, "c1", 0, NULL, &err), ENR_E_USAGE);
+    assert_int_equal(enr_store_key_compromised(f->store, "short", &blocked, &err), ENR_E_USAGE);
+    sqlite3 *db = raw_db(f);
+    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM compromised_key"), 3);
+}
+
+/* A registration stays with its enrollment: a commit through another group
+ * is refused with its reason until an operator moves it; an individual
+ * enrollment takes its own id over. */
+static void test_registration_stays_with_its_enrollment(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+    enr_enrollment a = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    enr_enrollment b = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "other", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &a, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_create_enrollment(f->store, &b, NULL, &err), ENR_OK);
+    enr_registration in_a = registration("dev-a", "fleet");
+    enr_registration_commit item;
+    enr_certificate c1 = certificate_with_key("C1", now + 86400, '1');
+    assert_int_equal(commit_one(f, &in_a, &c1, "op-1", &item), ENR_OK);
+    enr_registration in_b = registration("dev-a", "other");
+    enr_certificate c2 = certificate_with_key("C2", now + 86400, '2');
+    assert_int_equal(commit_one(f, &in_b, &c2, "op-2", &item), ENR_E_POLICY);
+    assert_int_equal(item.error.reason, ENR_R_ENROLLMENT_MISMATCH);
+    enr_registration got;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-a", &got, &err), ENR_OK);
+    assert_string_equal(got.enrollment_id, "fleet");
+
+    /* The operator moves it; then the other group's commit goes through. */
+    enr_audit_event moved = audit("admin.registration.move", "dev-a", "ok", 0, "moved to other");
+    assert_int_equal(enr_store_move_registration(f->store, "Dev-A", ENR_ENROLLMENT_GROUP, "other", &moved, &err),
+                     ENR_OK);
+    assert_int_equal(commit_one(f, &in_b, &c2, "op-3", &item), ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-a", &got, &err), ENR_OK);
+    assert_string_equal(got.enrollment_id, "other");
+    assert_int_equal(enr_store_move_registration(f->store, "dev-a", ENR_ENROLLMENT_GROUP, "nope", NULL, &err),
+                     ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_move_registration(f->store, "dev-zz", ENR_ENROLLMENT_GROUP, "fleet", NULL, &err),
+                     ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_move_registration(f->store, "dev-a", ENR_ENROLLMENT_INDIVIDUAL, "dev-b", NULL, &err),
+                     ENR_E_USAGE);
+
+    /* An individual enrollment for the id decides from now on. */
+    enr_enrollment own = symmetric_enrollment(ENR_ENROLLMENT_INDIVIDUAL, "dev-a", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &own, NULL, &err), ENR_OK);
+    enr_registration individually = registration("dev-a", "dev-a");
+    individually.enrollment_kind = ENR_ENROLLMENT_INDIVIDUAL;
+    enr_certificate c3 = certificate_with_key("C3", now + 86400, '3');
+    assert_int_equal(commit_one(f, &individually, &c3, "op-4", &item), ENR_OK);
+    enr_certificate c4 = certificate_with_key("C4", now + 86400, '4');
+    assert_int_equal(commit_one(f, &in_b, &c4, "op-5", &item), ENR_E_POLICY);
+    assert_int_equal(item.error.reason, ENR_R_ENROLLMENT_MISMATCH);
+    enr_audit_filter only_a = {.registration_id = "dev-a"};
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, &only_a, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 1);
+    assert_string_equal(events.items[0].kind, "admin.registration.move");
+    enr_audit_list_free(&events);
+}
+
+/* Rotation: the old primary becomes the secondary, atomically. */
+static void test_key_rotation(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+    enr_enrollment g = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &g, NULL, &err), ENR_OK);
+    char old_primary[ENR_STORE_KEY_MAX + 1], old_etag[ENR_STORE_ETAG_MAX + 1];
+    snprintf(old_primary, sizeof old_primary, "%s", g.primary_key);
+    snprintf(old_etag, sizeof old_etag, "%s", g.etag);
+    static const char NEW_KEY[] = "bmV3LWtleS1uZXcta2V5LW5ldy1rZXktbmV3LWtleQ==";
+    assert_int_equal(enr_store_rotate_enrollment_key(f->store, ENR_ENROLLMENT_GROUP, "Fleet", NEW_KEY, NULL, &err),
+                     ENR_OK);
+    enr_enrollment got;
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "fleet", &got, &err), ENR_OK);
+    assert_string_equal(got.primary_key, NEW_KEY);
+    assert_string_equal(got.secondary_key, old_primary);
+    assert_string_not_equal(got.etag, old_etag);
+    enr_enrollment_free(&got);
+    assert_int_equal(enr_store_rotate_enrollment_key(f->store, ENR_ENROLLMENT_GROUP, "fleet", "not base64!", NULL,
+                                                     &err),
+                     ENR_E_USAGE);
+    assert_null(strstr(err.message, "not base64!"));
+    assert_int_equal(enr_store_rotate_enrollment_key(f->store, ENR_ENROLLMENT_GROUP, "nope", NEW_KEY, NULL, &err),
+                     ENR_E_NOTFOUND);
 }
 
 static void test_rejection_writes_only_audit(void **state)
@@ -1610,6 +1777,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enrollments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_and_lookups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compromised_keys_are_blocked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_stays_with_its_enrollment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_rechecks_the_credential, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejection_writes_only_audit, setup, teardown),
