@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "enroll/ca.h"
 #include "enroll/error.h"
 #include "enroll/store.h"
 
@@ -48,6 +49,15 @@ bool enr_admin_command_known(const char *command);
 bool enr_admin_command_read_only(const char *command);
 /* Commands whose answer holds a secret (key.show, key.derive): never log it. */
 bool enr_admin_command_secret(const char *command);
+
+/* One record of a CA's revocations: the store's revocations of `ca`'s
+ * certificates, as a revocation source (enr_ca_set_revocation_source with
+ * the enr_store as ctx), so every CRL the CA directory writes lists them. */
+enr_code enr_admin_store_revocations(void *store, const enr_ca *ca, enr_crl_sink *sink, enr_error *err);
+/* enr_ca_open with the store as the CA's second record (above). The store
+ * must outlive the CA. */
+enr_code enr_admin_open_ca(enr_store *store, const char *dir, const char *passphrase, const enr_token_options *token,
+                           enr_ca **out, enr_error *err);
 
 #ifdef __cplusplus
 }

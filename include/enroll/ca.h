@@ -115,16 +115,49 @@ typedef struct enr_crl_entry {
     time_t revoked_at;
 } enr_crl_entry;
 
+/* Where a revocation source puts what it knows. */
+typedef struct enr_crl_sink enr_crl_sink;
+/* Adds one revocation (copied); a serial the directory records as revoked
+ * already keeps the directory's record. */
+enr_code enr_crl_sink_add(enr_crl_sink *sink, const enr_crl_entry *entry, enr_error *err);
+
+/* A second record of this CA's revocations (enrolld's store, for a CA
+ * attached to it): every CRL the CA writes, whichever call makes it
+ * (enr_ca_revoke, enr_ca_crl, enr_ca_crl_ex), lists its revocations too, so
+ * no CRL ever omits a revocation either record holds. Called under the
+ * directory's lock, once per CRL. `ctx` must outlive the CA or the next
+ * call; NULL removes the source. */
+typedef enr_code (*enr_revocation_source)(void *ctx, const enr_ca *ca, enr_crl_sink *sink, enr_error *err);
+void enr_ca_set_revocation_source(enr_ca *ca, enr_revocation_source source, void *ctx);
+
 typedef struct enr_crl_options {
     time_t now;                 /* 0: the current time */
     int64_t next_update;        /* seconds after now; 0: 7 days */
-    const enr_crl_entry *extra; /* listed too, besides the directory's own revocations */
-    size_t extra_count;
 } enr_crl_options;
 
 /* enr_ca_crl with options: the same CRL number sequence and DIR/crl.pem, so
  * CRLs made either way never reuse a number. */
 enr_code enr_ca_crl_ex(enr_ca *ca, const enr_crl_options *opts, X509_CRL **out, enr_error *err);
+
+/* ---- a CA directory attached to a store --------------------------------- */
+
+/* `enroll admin ca add` attaches a CA directory to enrolld's store: from
+ * then on the store records what enrolld issues from it and revokes. The
+ * directory keeps a note of that (DIR/store.json: the store's location and
+ * the CA's name there), so commands given only the directory find the
+ * store and see one state. Written atomically; attaching to the same store
+ * again is fine, to another one is ENR_E_EXISTS. */
+#define ENR_CA_STORE_LOCATION_MAX 4095
+enr_code enr_ca_attach(const char *dir, const char *store_location, const char *name, enr_error *err);
+/* ENR_OK with the location and name when attached; ENR_E_NOTFOUND when
+ * not; ENR_E_PARSE for a damaged note. */
+enr_code enr_ca_attachment(const enr_ca *ca, char location[ENR_CA_STORE_LOCATION_MAX + 1], char name[129],
+                           enr_error *err);
+const char *enr_ca_dir(const enr_ca *ca);
+/* The note's own format, {"store": LOCATION, "name": NAME}: strict (no
+ * other members, no duplicates, no NUL), ENR_E_PARSE otherwise. */
+enr_code enr_ca_attachment_parse(const char *text, size_t len, char location[ENR_CA_STORE_LOCATION_MAX + 1],
+                                 char name[129], enr_error *err);
 
 /* ---- what was issued ---------------------------------------------------- */
 

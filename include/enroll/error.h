@@ -39,7 +39,8 @@ typedef enum enr_reason {
     ENR_R_REGISTRATION_DISABLED,
     ENR_R_CREDENTIAL_REVOKED,     /* the certificate presented as credential was revoked */
     ENR_R_KEY_COMPROMISED,        /* the key of a certificate revoked for keyCompromise */
-    ENR_R_ENROLLMENT_MISMATCH     /* the registration is bound to another enrollment */
+    ENR_R_ENROLLMENT_MISMATCH,    /* the registration is bound to another enrollment */
+    ENR_R_TOKEN_TIME              /* a genuine SAS token expired, or lives longer than allowed */
 } enr_reason;
 
 #define ENR_ERROR_MESSAGE_MAX 512

@@ -63,8 +63,10 @@ extern "C" {
 bool enr_registration_id_valid(const char *id);
 
 /* Group enrollments: device key = base64(HMAC-SHA256(base64-decode(group
- * key), registration id)). The id is used exactly as given (no case
- * folding): the device computes it over the id it sends. ENR_E_USAGE for an
+ * key), lower-case registration id)). Registration ids compare without
+ * case (as in DPS; the store keeps them lower case), so the key is derived
+ * over the one canonical form: "Sensor-1" and "sensor-1" are one device
+ * with one key (docs/registration.md). ENR_E_USAGE for an
  * invalid id or a group key that is not strict base64 of 16..64 bytes.
  * Free `*device_key_b64` with enr_sas_secret_free. */
 enr_code enr_sas_derive_device_key(const char *group_key_b64, const char *registration_id,
@@ -119,7 +121,9 @@ const unsigned char *enr_sas_token_signature(const enr_sas_token *token, size_t 
  *     shows neither whether nor which key matched: else ENR_E_VERIFY
  *     "signature does not match";
  *  3. not expired (se >= now - skew) and, when max_lifetime_seconds > 0,
- *     not too far ahead (se <= now + skew + max_lifetime): else ENR_E_POLICY.
+ *     not too far ahead (se <= now + skew + max_lifetime): else ENR_E_POLICY
+ *     with reason ENR_R_TOKEN_TIME (the other ENR_E_POLICY refusals are
+ *     about the token's resource or key name).
  * The time window is judged only for a genuine token, so "expired" never
  * answers a forgery. `keys_b64` holds `key_count` base64 keys (primary,
  * secondary); a NULL entry is skipped (an enrollment without a secondary),

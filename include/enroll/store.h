@@ -62,6 +62,10 @@ void enr_store_close(enr_store *store);
 
 /* "sqlite", ... */
 const char *enr_store_backend(const enr_store *store);
+/* Where the store is, for people and for the notes that point at it (a CA
+ * directory attached to it): SQLite's absolute data directory. Never
+ * holds a secret. NULL when the backend does not say. */
+const char *enr_store_location(const enr_store *store);
 
 /* The backend's own consistency check (SQLite: PRAGMA integrity_check).
  * ENR_E_IO with the first problem found when it does not pass. */
@@ -405,6 +409,7 @@ enr_code enr_store_list_audit(enr_store *store, const enr_audit_filter *filter, 
  * are zeroed before the call and freed by the caller on failure. */
 typedef struct enr_store_ops {
     const char *name;
+    const char *(*location)(const void *impl); /* optional */
     void (*close)(void *impl);
     enr_code (*integrity_check)(void *impl, enr_error *err);
 

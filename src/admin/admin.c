@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "enroll/admin.h"
@@ -476,17 +477,41 @@ static enr_code ca_add(const call *c, json_t **out)
             rc = chain_pem_of(enr_ca_chain(ca), &rec.chain_pem, c->err);
         snprintf(rec.key_ref, sizeof rec.key_ref, "%s", abs);
     }
+    /* The directory learns which store keeps its record (enr_ca_attach), so
+     * `enroll ca revoke|crl|list --dir` see what enrolld issued and revoked.
+     * Refused first if another store has it; written after the store took
+     * the CA, and again when the same CA is added again (which repairs a
+     * directory attached before the note existed). */
+    const char *location = enr_store_location(c->store);
+    char known_location[ENR_CA_STORE_LOCATION_MAX + 1], known_name[129];
+    enr_error none;
+    if (rc == ENR_OK && location != NULL && enr_ca_attachment(ca, known_location, known_name, &none) == ENR_OK &&
+        strcmp(known_location, location) != 0)
+        rc = enr_error_set(c->err, ENR_E_EXISTS,
+                           "%s is attached to the store at %s already: a CA directory serves one store", abs,
+                           known_location);
+    bool again = false;
     if (rc == ENR_OK) {
         enr_audit_event ev;
         audit_set(c, &ev, "admin.ca.add", NULL, "ok", "issuing CA '%s' added: %s, directory %s", rec.name,
                   f.subject ? f.subject : "?", abs);
         rc = enr_store_create_ca(c->store, &rec, &ev, c->err);
+        enr_ca_record known = {0};
+        if (rc == ENR_E_EXISTS && enr_store_get_ca(c->store, rec.name, &known, &none) == ENR_OK &&
+            known.role == ENR_CA_ISSUING && strcmp(known.key_ref, abs) == 0) {
+            again = true;
+            rc = ENR_OK;
+        }
+        enr_ca_record_free(&known);
     }
+    if (rc == ENR_OK && location != NULL && (rc = enr_ca_attach(abs, location, rec.name, c->err)) != ENR_OK)
+        enr_error_prefix(c->err, "CA '%s' is in the store, but its directory could not be told (run this again)",
+                         rec.name);
     enr_ca_free(ca);
     cert_facts_free(&f);
     if (rc == ENR_OK) {
         *out = ca_json(&rec);
-        json_object_set_new(*out, "action", json_string("added"));
+        json_object_set_new(*out, "action", json_string(again ? "attached" : "added"));
     }
     enr_ca_record_free(&rec);
     return rc;
@@ -1046,7 +1071,52 @@ static enr_code key_derive(const call *c, json_t **out)
     return rc;
 }
 
+/* A new primary key; the old primary stays valid as the secondary, so
+ * devices move over without downtime (as DPS's regenerate-key). A group's
+ * devices hold keys derived from the group's: hand them keys derived from
+ * the new primary (`key derive`) before rotating again. */
+static enr_code key_rotate(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"group", "individual", NULL};
+    const char *group, *individual;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = arg_text(c, "group", false, ENR_STORE_ID_MAX, &group)) != ENR_OK ||
+        (rc = arg_text(c, "individual", false, ENR_STORE_ID_MAX, &individual)) != ENR_OK)
+        return rc;
+    if ((group == NULL) == (individual == NULL))
+        return enr_error_set(c->err, ENR_E_USAGE, "give exactly one of group or individual");
+    enr_enrollment_kind kind = group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
+    enr_enrollment e = {0};
+    char fresh[ENR_STORE_KEY_MAX + 1] = "";
+    rc = get_symmetric(c, kind, group ? group : individual, &e);
+    if (rc == ENR_OK)
+        rc = new_key(fresh, c->err);
+    if (rc == ENR_OK) {
+        enr_audit_event ev;
+        audit_set(c, &ev, "admin.key.rotate", kind == ENR_ENROLLMENT_INDIVIDUAL ? e.id : NULL, "ok",
+                  "keys of %s '%s' rotated: a new primary, the old primary is the secondary now", kind_words(kind),
+                  e.id);
+        rc = enr_store_rotate_enrollment_key(c->store, kind, e.id, fresh, &ev, c->err);
+    }
+    enr_enrollment_free(&e);
+    if (rc == ENR_OK)
+        rc = get_symmetric(c, kind, group ? group : individual, &e);
+    if (rc == ENR_OK) {
+        *out = json_object();
+        json_object_set_new(*out, kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id", json_string(e.id));
+        json_object_set_new(*out, "kind", json_string(kind_noun(kind)));
+        json_object_set_new(*out, "primary_key", json_string(e.primary_key));
+        json_object_set_new(*out, "secondary_key", json_text(e.secondary_key));
+        json_object_set_new(*out, "etag", json_string(e.etag));
+    }
+    OPENSSL_cleanse(fresh, sizeof fresh);
+    enr_enrollment_free(&e);
+    return rc;
+}
+
 /* ---- registrations ---------------------------------------------------------- */
+
+static void republish_crl(const call *c, const char *issuer, json_t *report);
 
 static enr_code arg_reason(const call *c, int *reason)
 {
@@ -1156,12 +1226,64 @@ static enr_code registration_revoke(const call *c, json_t **out)
         json_object_set_new(*out, "enrollment_kind", json_string(kind_noun(r.enrollment_kind)));
         json_object_set_new(*out, "enrollment_id", json_string(r.enrollment_id));
         json_object_set_new(*out, "reason", json_string(enr_revocation_reason_name(reason)));
-        json_t *arr = json_array();
-        for (size_t i = 0; i < revoked.count; i++)
+        json_t *arr = json_array(), *crls = json_array();
+        for (size_t i = 0; i < revoked.count; i++) {
             json_array_append_new(arr, certificate_json(&revoked.items[i]));
+            bool issuer_seen = false; /* one CRL per CA, however many of its certificates */
+            for (size_t j = 0; j < i && !issuer_seen; j++)
+                issuer_seen = strcmp(revoked.items[j].issuer, revoked.items[i].issuer) == 0;
+            if (!issuer_seen)
+                republish_crl(c, revoked.items[i].issuer, crls);
+        }
         json_object_set_new(*out, "revoked", arr);
+        json_object_set_new(*out, "crls", crls);
     }
     enr_certificate_list_free(&revoked);
+    return rc;
+}
+
+/* A registration stays with the enrollment it registered through; moving
+ * it to another is this explicit, audited act. */
+static enr_code registration_move(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"id", "group", "individual", NULL};
+    const char *id, *group, *individual;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = arg_text(c, "id", true, ENR_STORE_ID_MAX, &id)) != ENR_OK ||
+        (rc = arg_text(c, "group", false, ENR_STORE_ID_MAX, &group)) != ENR_OK ||
+        (rc = arg_text(c, "individual", false, ENR_STORE_ID_MAX, &individual)) != ENR_OK)
+        return rc;
+    if ((group == NULL) == (individual == NULL))
+        return enr_error_set(c->err, ENR_E_USAGE,
+                             "give exactly one of group (the group to move it to) or individual (its own "
+                             "individual enrollment)");
+    if (individual != NULL && strcasecmp(individual, id) != 0)
+        return enr_error_set(c->err, ENR_E_USAGE,
+                             "individual: an individual enrollment is for its own registration id only ('%.130s')",
+                             id);
+    enr_registration r;
+    rc = get_registration(c, id, &r);
+    enr_enrollment_kind kind = group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
+    const char *target = group ? group : r.registration_id;
+    enr_enrollment e = {0};
+    if (rc == ENR_OK)
+        rc = get_enrollment(c, kind, target, &e);
+    if (rc == ENR_OK) {
+        enr_audit_event ev;
+        audit_set(c, &ev, "admin.registration.move", r.registration_id, "ok",
+                  "registration '%s' moved from %s '%s' to %s '%s'", r.registration_id,
+                  kind_words(r.enrollment_kind), r.enrollment_id, kind_words(kind), e.id);
+        rc = enr_store_move_registration(c->store, r.registration_id, kind, e.id, &ev, c->err);
+    }
+    if (rc == ENR_OK) {
+        *out = json_object();
+        json_object_set_new(*out, "registration_id", json_string(r.registration_id));
+        json_object_set_new(*out, "from_kind", json_string(kind_noun(r.enrollment_kind)));
+        json_object_set_new(*out, "from", json_string(r.enrollment_id));
+        json_object_set_new(*out, "enrollment_kind", json_string(kind_noun(kind)));
+        json_object_set_new(*out, "enrollment_id", json_string(e.id));
+    }
+    enr_enrollment_free(&e);
     return rc;
 }
 
@@ -1315,12 +1437,110 @@ static enr_code cert_revoke(const call *c, json_t **out)
         cert.revoked_at = time(NULL);
         *out = certificate_json(&cert);
         json_object_set_new(*out, "action", json_string("revoked"));
+        json_t *crls = json_array();
+        republish_crl(c, cert.issuer, crls);
+        json_object_set_new(*out, "crls", crls);
     }
     enr_certificate_free(&cert);
     return rc;
 }
 
 /* ---- CRL -------------------------------------------------------------------- */
+
+enr_code enr_admin_store_revocations(void *store, const enr_ca *ca, enr_crl_sink *sink, enr_error *err)
+{
+    char *issuer = enr_name_format(X509_get_subject_name(enr_ca_cert(ca)));
+    if (issuer == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_certificate_list revoked = {0};
+    enr_certificate_filter f = {.issuer = issuer, .revoked = ENR_REVOKED_ONLY};
+    enr_code rc = enr_store_list_certificates(store, &f, &revoked, err);
+    for (size_t i = 0; rc == ENR_OK && i < revoked.count; i++) {
+        enr_crl_entry e = {revoked.items[i].serial, revoked.items[i].revocation_reason, revoked.items[i].revoked_at};
+        rc = enr_crl_sink_add(sink, &e, err);
+    }
+    if (rc != ENR_OK)
+        enr_error_prefix(err, "the store's revocations of %s", issuer);
+    enr_certificate_list_free(&revoked);
+    free(issuer);
+    return rc;
+}
+
+enr_code enr_admin_open_ca(enr_store *store, const char *dir, const char *passphrase, const enr_token_options *token,
+                           enr_ca **out, enr_error *err)
+{
+    enr_code rc = enr_ca_open(dir, passphrase, token, out, err);
+    if (rc == ENR_OK)
+        enr_ca_set_revocation_source(*out, enr_admin_store_revocations, store);
+    return rc;
+}
+
+/* An issuing CA of the store, opened with its key and the store's
+ * revocations as its second record. */
+static enr_code open_issuing_ca(const call *c, enr_ca_record *rec, enr_ca **ca)
+{
+    if (rec->role != ENR_CA_ISSUING)
+        return enr_error_set(c->err, ENR_E_POLICY,
+                             "CA '%s' is a device-attestation (bootstrap) CA: only issuing CAs publish CRLs here",
+                             rec->name);
+    return enr_admin_open_ca(c->store, rec->key_ref, NULL, NULL, ca, c->err);
+}
+
+static json_t *crl_json(const enr_ca_record *rec, X509_CRL *crl, time_t now, int64_t next)
+{
+    json_t *o = json_object();
+    char *issuer = enr_name_format(X509_CRL_get_issuer(crl));
+    ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    STACK_OF(X509_REVOKED) *listed = X509_CRL_get_REVOKED(crl);
+    json_object_set_new(o, "ca", json_string(rec->name));
+    json_object_set_new(o, "issuer", json_text(issuer));
+    json_object_set_new(o, "crl_number", json_integer(number ? (json_int_t)ASN1_INTEGER_get(number) : 0));
+    json_object_set_new(o, "this_update", json_time(now));
+    json_object_set_new(o, "next_update", json_time(now + (time_t)next));
+    json_object_set_new(o, "revoked", json_integer(listed ? sk_X509_REVOKED_num(listed) : 0));
+    ASN1_INTEGER_free(number);
+    free(issuer);
+    return o;
+}
+
+/* After a revocation in the store: the CA directory's crl.pem of the
+ * issuer lists it at once, as `enroll ca revoke` does for its own. Best
+ * effort (the revocation stands; a CA whose key needs a PIN or passphrase
+ * gets its CRL from `enroll admin crl`): the answer says which. */
+static void republish_crl(const call *c, const char *issuer, json_t *report)
+{
+    enr_ca_record_list cas = {0};
+    enr_error e;
+    if (enr_store_list_cas(c->store, &cas, &e) != ENR_OK)
+        return;
+    for (size_t i = 0; i < cas.count; i++) {
+        enr_ca_record *rec = &cas.items[i];
+        X509 *x = rec->role == ENR_CA_ISSUING ? x509_of(&rec->certificate) : NULL;
+        char *subject = x != NULL ? enr_name_format(X509_get_subject_name(x)) : NULL;
+        bool ours = subject != NULL && strcmp(subject, issuer) == 0;
+        free(subject);
+        X509_free(x);
+        if (!ours)
+            continue;
+        enr_ca *ca = NULL;
+        X509_CRL *crl = NULL;
+        enr_crl_options opts = {0};
+        call quiet = *c;
+        quiet.err = &e;
+        enr_code rc = open_issuing_ca(&quiet, rec, &ca);
+        if (rc == ENR_OK)
+            rc = enr_ca_crl_ex(ca, &opts, &crl, &e);
+        json_t *o = rc == ENR_OK ? crl_json(rec, crl, time(NULL), 7 * 86400) : json_object();
+        if (rc != ENR_OK) {
+            json_object_set_new(o, "ca", json_string(rec->name));
+            json_object_set_new(o, "error", json_string(e.message));
+        }
+        json_array_append_new(report, o);
+        X509_CRL_free(crl);
+        enr_ca_free(ca);
+    }
+    enr_ca_record_list_free(&cas);
+}
 
 /* A CRL of an issuing CA in the store: what its directory records as
  * revoked plus what the store does (enrolld records there), signed with the
@@ -1349,31 +1569,12 @@ static enr_code crl_export(const call *c, json_t **out)
     }
     enr_ca_record rec = {0};
     enr_ca *ca = NULL;
-    enr_certificate_list revoked = {0};
-    enr_crl_entry *entries = NULL;
-    char *issuer = NULL;
     X509_CRL *crl = NULL;
     rc = get_ca(c, name, &rec);
-    if (rc == ENR_OK && rec.role != ENR_CA_ISSUING)
-        rc = enr_error_set(c->err, ENR_E_POLICY,
-                           "CA '%s' is a device-attestation (bootstrap) CA: only issuing CAs publish CRLs here", name);
     if (rc == ENR_OK)
-        rc = enr_ca_open(rec.key_ref, NULL, NULL, &ca, c->err);
-    if (rc == ENR_OK && (issuer = enr_name_format(X509_get_subject_name(enr_ca_cert(ca)))) == NULL)
-        rc = enr_error_set(c->err, ENR_E_NOMEM, "out of memory");
+        rc = open_issuing_ca(c, &rec, &ca);
     if (rc == ENR_OK) {
-        enr_certificate_filter f = {.issuer = issuer, .revoked = ENR_REVOKED_ONLY};
-        rc = enr_store_list_certificates(c->store, &f, &revoked, c->err);
-    }
-    if (rc == ENR_OK && revoked.count > 0 && (entries = calloc(revoked.count, sizeof *entries)) == NULL)
-        rc = enr_error_set(c->err, ENR_E_NOMEM, "out of memory");
-    for (size_t i = 0; rc == ENR_OK && i < revoked.count; i++) {
-        entries[i].serial_hex = revoked.items[i].serial;
-        entries[i].reason = revoked.items[i].revocation_reason;
-        entries[i].revoked_at = revoked.items[i].revoked_at;
-    }
-    if (rc == ENR_OK) {
-        enr_crl_options opts = {.now = now, .next_update = next, .extra = entries, .extra_count = revoked.count};
+        enr_crl_options opts = {.now = now, .next_update = next};
         rc = enr_ca_crl_ex(ca, &opts, &crl, c->err);
     }
     BIO *bio = NULL;
@@ -1382,28 +1583,16 @@ static enr_code crl_export(const call *c, json_t **out)
     if (rc == ENR_OK) {
         char *pem;
         long len = BIO_get_mem_data(bio, &pem);
-        ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
-        STACK_OF(X509_REVOKED) *listed = X509_CRL_get_REVOKED(crl);
-        *out = json_object();
-        json_object_set_new(*out, "ca", json_string(rec.name));
-        json_object_set_new(*out, "issuer", json_string(issuer));
-        json_object_set_new(*out, "crl_number", json_integer(number ? (json_int_t)ASN1_INTEGER_get(number) : 0));
-        json_object_set_new(*out, "this_update", json_time(now));
-        json_object_set_new(*out, "next_update", json_time(now + (time_t)next));
-        json_object_set_new(*out, "revoked", json_integer(listed ? sk_X509_REVOKED_num(listed) : 0));
+        *out = crl_json(&rec, crl, now, next);
         json_object_set_new(*out, "crl_pem", json_stringn(pem, (size_t)len));
-        ASN1_INTEGER_free(number);
         enr_audit_event ev;
         enr_error ignored;
-        audit_set(c, &ev, "admin.crl.export", NULL, "ok", "CRL of CA '%s' exported: %d revoked", rec.name,
-                  listed ? sk_X509_REVOKED_num(listed) : 0);
+        audit_set(c, &ev, "admin.crl.export", NULL, "ok", "CRL of CA '%s' exported: %" JSON_INTEGER_FORMAT " revoked",
+                  rec.name, json_integer_value(json_object_get(*out, "revoked")));
         (void)enr_store_record_audit(c->store, &ev, &ignored);
     }
     BIO_free(bio);
     X509_CRL_free(crl);
-    free(issuer);
-    free(entries);
-    enr_certificate_list_free(&revoked);
     enr_ca_free(ca);
     enr_ca_record_free(&rec);
     return rc;
@@ -1489,11 +1678,13 @@ static const admin_command COMMANDS[] = {
     {"individual.enable", individual_enable, false, false},
     {"key.show", key_show, false, true},
     {"key.derive", key_derive, false, true},
+    {"key.rotate", key_rotate, false, true}, /* answers the new keys */
     {"registration.list", registration_list, true, false},
     {"registration.show", registration_show, true, false},
     {"registration.revoke", registration_revoke, false, false},
     {"registration.disable", registration_disable, false, false},
     {"registration.enable", registration_enable, false, false},
+    {"registration.move", registration_move, false, false},
     {"cert.list", cert_list, true, false},
     {"cert.revoke", cert_revoke, false, false},
     {"crl.export", crl_export, false, false},

@@ -464,3 +464,88 @@ STACK_OF(X509) *enr_ca_chain(const enr_ca *ca)
 {
     return ca->chain;
 }
+
+/* ---- attachment to a store ---------------------------------------------- */
+
+const char *enr_ca_dir(const enr_ca *ca)
+{
+    return ca->dir;
+}
+
+#define ATTACHMENT_FILE "store.json"
+
+enr_code enr_ca_attachment_parse(const char *text, size_t len, char location[ENR_CA_STORE_LOCATION_MAX + 1],
+                                 char name[129], enr_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *loc = NULL, *n = NULL;
+    enr_code rc = ENR_OK;
+    if (root == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+    else if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:s, s:s}", "store", &loc, "name", &n) != 0)
+        rc = enr_error_set(err, ENR_E_PARSE, "%s: it must be {\"store\": LOCATION, \"name\": CA NAME}", jerr.text);
+    else if (loc[0] == '\0' || strlen(loc) > ENR_CA_STORE_LOCATION_MAX || strlen(loc) != json_string_length(
+                 json_object_get(root, "store")))
+        rc = enr_error_set(err, ENR_E_PARSE, "\"store\" must be a path of 1 to %d bytes without NUL",
+                           ENR_CA_STORE_LOCATION_MAX);
+    else if (n[0] == '\0' || strlen(n) > 128 || strlen(n) != json_string_length(json_object_get(root, "name")))
+        rc = enr_error_set(err, ENR_E_PARSE, "\"name\" must be a CA name of 1 to 128 bytes without NUL");
+    else {
+        snprintf(location, ENR_CA_STORE_LOCATION_MAX + 1, "%s", loc);
+        snprintf(name, 129, "%s", n);
+    }
+    json_decref(root);
+    return rc;
+}
+
+static enr_code read_attachment(const char *dir, char location[ENR_CA_STORE_LOCATION_MAX + 1], char name[129],
+                                enr_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/" ATTACHMENT_FILE, dir);
+    enr_buf buf;
+    enr_code rc = enr_file_read(path, 16 * 1024, &buf, err);
+    if (rc != ENR_OK)
+        return rc;
+    rc = enr_ca_attachment_parse((const char *)buf.data, buf.len, location, name, err);
+    enr_buf_free(&buf);
+    if (rc != ENR_OK)
+        enr_error_prefix(err, "%s is damaged (`enroll admin ca add` writes it again)", path);
+    return rc;
+}
+
+enr_code enr_ca_attachment(const enr_ca *ca, char location[ENR_CA_STORE_LOCATION_MAX + 1], char name[129],
+                           enr_error *err)
+{
+    return read_attachment(ca->dir, location, name, err);
+}
+
+enr_code enr_ca_attach(const char *dir, const char *store_location, const char *name, enr_error *err)
+{
+    if (store_location == NULL || store_location[0] == '\0' || strlen(store_location) > ENR_CA_STORE_LOCATION_MAX ||
+        name == NULL || name[0] == '\0' || strlen(name) > 128)
+        return enr_error_set(err, ENR_E_USAGE, "a store location and a CA name are needed to attach %s", dir);
+    char location[ENR_CA_STORE_LOCATION_MAX + 1], known_name[129];
+    enr_error ignored;
+    enr_code rc = read_attachment(dir, location, known_name, &ignored);
+    if (rc == ENR_OK && strcmp(location, store_location) != 0)
+        return enr_error_set(err, ENR_E_EXISTS,
+                             "%s is attached to the store at %s already: one CA directory has one record of "
+                             "what it issued and revoked",
+                             dir, location);
+    if (rc == ENR_OK && strcmp(known_name, name) == 0)
+        return ENR_OK;
+    json_t *note = json_pack("{s:s, s:s}", "store", store_location, "name", name);
+    char *text = note != NULL ? json_dumps(note, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(note);
+    if (text == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/" ATTACHMENT_FILE, dir);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps ends without one; the NUL is not written */
+    rc = enr_file_write_atomic(path, text, len + 1, 0644, true, err);
+    free(text);
+    return rc;
+}

@@ -29,6 +29,8 @@ struct enr_ca {
     char *crl_url, *aia_url;
     enr_issue_recorder recorder;  /* NULL: the directory index */
     void *recorder_ctx;
+    enr_revocation_source revocation_source; /* NULL: the directory's revocations only */
+    void *revocation_source_ctx;
     serial_set serials;           /* every serial in the index */
     long index_offset;            /* how far issued.jsonl has been read */
     int lock_fd;

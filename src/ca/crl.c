@@ -247,42 +247,63 @@ enr_code enr_ca_crl(enr_ca *ca, time_t now, X509_CRL **out, enr_error *err)
     return enr_ca_crl_ex(ca, &opts, out, err);
 }
 
-/* Adds revocations recorded elsewhere to the index's, once per serial: a
- * certificate revoked in both places keeps the index's record. */
-static enr_code add_extra(enr_issued **items, size_t *count, const enr_crl_entry *extra, size_t extra_count,
-                          enr_error *err)
+struct enr_crl_sink {
+    enr_issued *items;
+    size_t count, cap;
+    size_t own_count; /* the directory's records come first */
+};
+
+void enr_ca_set_revocation_source(enr_ca *ca, enr_revocation_source source, void *ctx)
 {
-    if (extra_count == 0)
-        return ENR_OK;
-    enr_issued *grown = realloc(*items, (*count + extra_count) * sizeof *grown);
-    if (grown == NULL)
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    *items = grown;
+    ca->revocation_source = source;
+    ca->revocation_source_ctx = ctx;
+}
+
+/* A serial revoked in both records keeps the directory's record: the
+ * records hold different certificates, so this is for the odd collision,
+ * and it compares against the directory's revocations only. */
+enr_code enr_crl_sink_add(enr_crl_sink *sink, const enr_crl_entry *entry, enr_error *err)
+{
+    const char *hex = entry->serial_hex;
     BIGNUM *a = NULL, *b = NULL;
-    enr_code rc = ENR_OK;
-    size_t n = *count;
-    for (size_t i = 0; rc == ENR_OK && i < extra_count; i++) {
-        const char *hex = extra[i].serial_hex;
-        if (hex == NULL || strlen(hex) >= sizeof grown[0].serial || !BN_hex2bn(&a, hex) ||
-            strlen(hex) != strspn(hex, "0123456789abcdefABCDEF")) {
-            rc = enr_error_set(err, ENR_E_USAGE, "'%.60s' is not a hexadecimal serial number", hex ? hex : "");
-            break;
-        }
-        bool seen = false;
-        for (size_t j = 0; j < n && !seen; j++)
-            seen = grown[j].revoked && BN_hex2bn(&b, grown[j].serial) && BN_cmp(a, b) == 0;
-        if (seen)
-            continue;
-        enr_issued *it = &grown[n++];
-        memset(it, 0, sizeof *it);
-        snprintf(it->serial, sizeof it->serial, "%s", hex);
-        it->revoked = true;
-        it->reason = extra[i].reason;
-        it->revoked_at = extra[i].revoked_at;
+    if (hex == NULL || strlen(hex) >= sizeof sink->items[0].serial || !BN_hex2bn(&a, hex) ||
+        strlen(hex) != strspn(hex, "0123456789abcdefABCDEF")) {
+        BN_free(a);
+        return enr_error_set(err, ENR_E_USAGE, "'%.60s' is not a hexadecimal serial number", hex ? hex : "");
     }
+    bool seen = false;
+    for (size_t j = 0; j < sink->own_count && !seen; j++)
+        seen = sink->items[j].revoked && BN_hex2bn(&b, sink->items[j].serial) && BN_cmp(a, b) == 0;
     BN_free(a);
     BN_free(b);
-    *count = n;
+    if (seen)
+        return ENR_OK;
+    if (sink->count == sink->cap) {
+        size_t cap = sink->cap ? sink->cap * 2 : 16;
+        enr_issued *grown = realloc(sink->items, cap * sizeof *grown);
+        if (grown == NULL)
+            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        sink->items = grown;
+        sink->cap = cap;
+    }
+    enr_issued *it = &sink->items[sink->count++];
+    memset(it, 0, sizeof *it);
+    snprintf(it->serial, sizeof it->serial, "%s", hex);
+    it->revoked = true;
+    it->reason = entry->reason;
+    it->revoked_at = entry->revoked_at;
+    return ENR_OK;
+}
+
+/* What a CRL lists, under the lock: the directory's index with its
+ * revocations, then the revocation source's. */
+static enr_code collect_revocations(enr_ca *ca, enr_crl_sink *sink, enr_error *err)
+{
+    memset(sink, 0, sizeof *sink);
+    enr_code rc = enr_ca_list(ca, &sink->items, &sink->count, err);
+    sink->cap = sink->own_count = sink->count;
+    if (rc == ENR_OK && ca->revocation_source != NULL)
+        rc = ca->revocation_source(ca->revocation_source_ctx, ca, sink, err);
     return rc;
 }
 
@@ -295,14 +316,11 @@ enr_code enr_ca_crl_ex(enr_ca *ca, const enr_crl_options *opts, X509_CRL **out, 
     enr_code rc = ca_index_lock(ca, err);
     if (rc != ENR_OK)
         return rc;
-    enr_issued *items = NULL;
-    size_t count = 0;
-    rc = enr_ca_list(ca, &items, &count, err);
+    enr_crl_sink sink;
+    rc = collect_revocations(ca, &sink, err);
     if (rc == ENR_OK)
-        rc = add_extra(&items, &count, opts->extra, opts->extra_count, err);
-    if (rc == ENR_OK)
-        rc = write_crl(ca, now, next, items, count, out, err);
-    free(items);
+        rc = write_crl(ca, now, next, sink.items, sink.count, out, err);
+    free(sink.items);
     ca_index_unlock(ca);
     return rc;
 }
@@ -314,9 +332,10 @@ enr_code enr_ca_revoke(enr_ca *ca, const char *serial_hex, int reason, time_t wh
     enr_code rc = ca_index_lock(ca, err);
     if (rc != ENR_OK)
         return rc;
-    enr_issued *items = NULL;
-    size_t count = 0;
-    rc = enr_ca_list(ca, &items, &count, err);
+    enr_crl_sink sink;
+    rc = collect_revocations(ca, &sink, err);
+    enr_issued *items = sink.items;
+    size_t count = sink.own_count; /* only the directory's own can be revoked here */
     enr_issued *hit = NULL;
     /* Accept any case and leading zeros, as serials are printed both ways. */
     BIGNUM *want = NULL, *have = NULL;
@@ -344,7 +363,7 @@ enr_code enr_ca_revoke(enr_ca *ca, const char *serial_hex, int reason, time_t wh
             hit->revoked = true;
             hit->reason = reason;
             hit->revoked_at = when;
-            rc = write_crl(ca, time(NULL), DEFAULT_NEXT_UPDATE, items, count, NULL, err);
+            rc = write_crl(ca, time(NULL), DEFAULT_NEXT_UPDATE, items, sink.count, NULL, err);
         }
     }
     BN_free(want);

@@ -64,11 +64,13 @@ static const char ADMIN_HELP[] =
     "  individual list | show RID | disable RID | enable RID\n"
     "  key show (--group ID | --individual RID)\n"
     "  key derive --group ID --registration-id RID [--secondary]\n"
+    "  key rotate (--group ID | --individual RID)\n"
     "Devices:\n"
     "  registration list [--group ID | --individual RID] [--status S]\n"
     "  registration show RID\n"
     "  registration revoke RID --reason R\n"
     "  registration disable RID | enable RID\n"
+    "  registration move RID (--group ID | --individual RID)\n"
     "  cert list [--expiring P7D] [--revoked] [--registration RID] [--issuer DN]\n"
     "  cert revoke --serial HEX [--issuer DN] --reason R\n"
     "  audit list [--registration RID]\n"
@@ -197,16 +199,24 @@ static const char KEY_HELP[] =
     "Usage: enroll admin key show (--group ID | --individual RID) --data DIR [--json]\n"
     "       enroll admin key derive --group ID --registration-id RID [--secondary]\n"
     "                               --data DIR [--json]\n"
+    "       enroll admin key rotate (--group ID | --individual RID) --data DIR [--json]\n"
     "\n"
     "show    Prints the primary and secondary keys of a symmetric-key enrollment.\n"
     "derive  Prints a device's key: base64(HMAC-SHA256(group key, registration id)),\n"
-    "        from the primary group key (the secondary with --secondary). The id is used\n"
-    "        exactly as the device sends it: case matters.\n"
-    "Both print secrets: run them where no one else reads the terminal. Each use is\n"
+    "        from the primary group key (the secondary with --secondary). The id is\n"
+    "        taken in lower case: ids that differ only in case are one registration\n"
+    "        with one key.\n"
+    "rotate  Makes a new primary key; the old primary becomes the secondary, so devices\n"
+    "        holding it (or keys derived from it) still register while you hand out the\n"
+    "        new ones. Rotate again only when every device has moved over: the old\n"
+    "        secondary is then gone for good. Prints the new keys.\n"
+    "All three print secrets: run them where no one else reads the terminal. Each use is\n"
     "recorded as an audit event (without the keys).\n"
     "\n"
     "Examples:\n"
     "  enroll admin key show --group fleet-a --data /var/lib/enroll\n"
+    "  enroll admin key derive --group fleet-a --registration-id dev-001 --data /var/lib/enroll\n"
+    "  enroll admin key rotate --group fleet-a --data /var/lib/enroll\n"
     "  enroll admin key derive --group fleet-a --registration-id dev-001 --data /var/lib/enroll\n";
 
 static const char REGISTRATION_HELP[] =
@@ -215,6 +225,7 @@ static const char REGISTRATION_HELP[] =
     "       enroll admin registration show RID --data DIR [--json]\n"
     "       enroll admin registration revoke RID --reason R --data DIR [--json]\n"
     "       enroll admin registration disable|enable RID --data DIR [--json]\n"
+    "       enroll admin registration move RID (--group ID | --individual RID) --data DIR [--json]\n"
     "\n"
     "list    Registered devices, by registration id; --group / --individual: those that\n"
     "        registered through that enrollment; --status: assigning, assigned, failed,\n"
@@ -223,10 +234,14 @@ static const char REGISTRATION_HELP[] =
     "revoke  Revokes every certificate of the registration not revoked yet. The device\n"
     "        can still register again: disable its enrollment to stop that (for one\n"
     "        device of a group, a disabled individual enrollment of its own, or disable\n"
-    "        the registration).\n"
+    "        the registration). With keyCompromise, the certificates' keys are blocked\n"
+    "        for good: no CSR with one of them is ever signed again (errorCode 400011).\n"
     "disable Sets the registration's status to disabled: enrolld refuses the device\n"
     "        (registering again, renewing) whatever its enrollment says. Its certificates\n"
     "        stay valid until revoked. enable gives back the status it had.\n"
+    "move    A registration stays with the enrollment it first registered through: another\n"
+    "        group's credential is refused for it. move binds it to another group (or to\n"
+    "        its own individual enrollment, which also takes it over by existing).\n"
     "\n"
     "Options:\n"
     "  --reason R   unspecified keyCompromise cACompromise affiliationChanged superseded\n"
@@ -235,7 +250,8 @@ static const char REGISTRATION_HELP[] =
     "Examples:\n"
     "  enroll admin registration list --group fleet-a --data /var/lib/enroll\n"
     "  enroll admin registration revoke dev-001 --reason keyCompromise --data /var/lib/enroll\n"
-    "  enroll admin registration disable dev-001 --data /var/lib/enroll\n";
+    "  enroll admin registration disable dev-001 --data /var/lib/enroll\n"
+    "  enroll admin registration move dev-001 --group fleet-b --data /var/lib/enroll\n";
 
 static const char CRL_HELP[] =
     "Usage: enroll admin crl --ca NAME --out FILE [--next-update D] --data DIR [--json]\n"
@@ -787,10 +803,28 @@ static void key_show_text(const admin_args *a, json_t *o)
            str(o, "primary_key", "?"), secondary ? secondary : "(none)");
 }
 
+static void key_rotated_text(const admin_args *a, json_t *o)
+{
+    printf("rotated the keys of %s '%s'\n  Primary key:   %s (new)\n  Secondary key: %s (the old primary)\n",
+           kind_words(str(o, "kind", "")), enrollment_id(o), str(o, "primary_key", "?"), str(o, "secondary_key", "?"));
+    if (strcmp(str(o, "kind", ""), "group") == 0)
+        printf("Hand devices keys derived from the new primary (`enroll admin key derive --group %s "
+               "--registration-id RID %s %s`); keys derived from the old one work until the next rotation.\n",
+               enrollment_id(o), a->data ? "--data" : "--url", a->data ? a->data : a->url);
+}
+
 static void key_derive_text(const admin_args *a, json_t *o)
 {
     (void)a;
     printf("%s\n", str(o, "device_key", "?"));
+}
+
+static void registration_moved_text(const admin_args *a, json_t *o)
+{
+    (void)a;
+    printf("registration '%s' moved from %s '%s' to %s '%s': only its credentials register it now\n",
+           str(o, "registration_id", "?"), kind_words(str(o, "from_kind", "")), str(o, "from", "?"),
+           kind_words(str(o, "enrollment_kind", "")), str(o, "enrollment_id", "?"));
 }
 
 static void certificate_text(json_t *c)
@@ -958,6 +992,9 @@ static int check_required(const char *cmd, const char *command, const admin_args
     }
     if (strcmp(command, "key.show") == 0 && (a->group == NULL) == (a->individual == NULL))
         return cli_usage(cmd, "give exactly one of --group ID or --individual RID");
+    if ((strcmp(command, "key.rotate") == 0 || strcmp(command, "registration.move") == 0) &&
+        (a->group == NULL) == (a->individual == NULL))
+        return cli_usage(cmd, "give exactly one of --group ID or --individual RID");
     if (strcmp(command, "key.derive") == 0 && (a->group == NULL || a->registration_id == NULL))
         return cli_usage(cmd, "--group ID and --registration-id RID are required");
     if (strcmp(command, "registration.list") == 0 && a->group != NULL && a->individual != NULL)
@@ -1043,16 +1080,18 @@ static const admin_noun NOUNS[] = {
       {"disable", "individual.disable", 0, "id", "registration id", false, enrollment_enabled_text},
       {"enable", "individual.enable", 0, "id", "registration id", false, enrollment_enabled_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
-    {"key", KEY_HELP, "show, derive",
+    {"key", KEY_HELP, "show, derive, rotate",
      {{"show", "key.show", O(GROUP) | O(INDIVIDUAL), NULL, NULL, false, key_show_text},
       {"derive", "key.derive", O(GROUP) | O(REGISTRATION_ID) | O(SECONDARY), NULL, NULL, false, key_derive_text},
+      {"rotate", "key.rotate", O(GROUP) | O(INDIVIDUAL), NULL, NULL, false, key_rotated_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
-    {"registration", REGISTRATION_HELP, "list, show, revoke, disable, enable",
+    {"registration", REGISTRATION_HELP, "list, show, revoke, disable, enable, move",
      {{"list", "registration.list", O(GROUP) | O(INDIVIDUAL) | O(STATUS), NULL, NULL, false, registration_list_text},
       {"show", "registration.show", 0, "id", "registration id", false, registration_show_text},
       {"revoke", "registration.revoke", O(REASON), "id", "registration id", false, registration_revoke_text},
       {"disable", "registration.disable", 0, "id", "registration id", false, registration_enabled_text},
       {"enable", "registration.enable", 0, "id", "registration id", false, registration_enabled_text},
+      {"move", "registration.move", O(GROUP) | O(INDIVIDUAL), "id", "registration id", false, registration_moved_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
     {"cert", CERT_HELP, "list, revoke",
      {{"list", "cert.list", O(EXPIRING) | O(REVOKED) | O(REGISTRATION) | O(ISSUER), NULL, NULL, false, cert_list_text},

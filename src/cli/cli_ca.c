@@ -8,8 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
 #include "cli/cli.h"
+#include "enroll/admin.h"
 #include "enroll/ca.h"
+#include "enroll/store.h"
 #include "enroll/duration.h"
 #include "enroll/input.h"
 #include "enroll/name.h"
@@ -36,6 +42,12 @@ static const char CA_HELP[] =
     "revoke  Records a revocation and writes a fresh CRL (DIR/crl.pem).\n"
     "crl     Writes a new CRL (v2, CRL number, AKI, reasons; valid for 7 days).\n"
     "list    What this CA issued; --expiring P30D: those expiring within 30 days.\n"
+    "A CA directory added to enrolld's store (`enroll admin ca add`) has two records, its\n"
+    "own and the store's (what enrolld issued; profile \"enrolld\" in list), and these\n"
+    "commands see both: list shows both, revoke finds the serial in either (in the store\n"
+    "it is audited there), and every CRL lists every revocation either holds. A key\n"
+    "revoked for keyCompromise is then refused by enrolld too. DIR/store.json says which\n"
+    "store; when it cannot be opened here the command says what to run instead.\n"
     "\n"
     "Profiles: device (clientAuth, digitalSignature, 1 year, no SANs unless --san-allow),\n"
     "  server (serverAuth, DNS/IP SANs), intermediate (CA, keyCertSign+cRLSign, 5 years).\n"
@@ -270,6 +282,46 @@ static enr_code open_ca(const ca_args *a, enr_ca **ca, enr_error *err)
     return code;
 }
 
+/* A CA directory attached to enrolld's store (`enroll admin ca add`): the
+ * store is the second record of what the CA issued and revoked, and every
+ * command here sees both. NULL *store: not attached. */
+typedef struct attachment {
+    enr_store *store;
+    char location[ENR_CA_STORE_LOCATION_MAX + 1];
+    char name[129];
+} attachment;
+
+static enr_code open_attachment(enr_ca *ca, attachment *at, enr_error *err)
+{
+    memset(at, 0, sizeof *at);
+    enr_code rc = enr_ca_attachment(ca, at->location, at->name, err);
+    if (rc == ENR_E_NOTFOUND)
+        return ENR_OK;
+    if (rc != ENR_OK)
+        return rc;
+    /* Never create a store here: the note points at one that exists. */
+    char db[ENR_CA_STORE_LOCATION_MAX + 32];
+    struct stat st;
+    snprintf(db, sizeof db, "%s/enroll.db", at->location);
+    if (stat(db, &st) != 0 || (rc = enr_store_open_sqlite(at->location, &at->store, err)) != ENR_OK) {
+        if (rc == ENR_OK)
+            rc = enr_error_set(err, ENR_E_IO, "%s: %s", db, strerror(errno));
+        enr_error_prefix(err,
+                         "%s is attached to enrolld's store at %s (CA '%s'), which holds part of its record and "
+                         "cannot be opened here; use `enroll admin cert list|cert revoke|crl --ca %s --data %s`",
+                         enr_ca_dir(ca), at->location, at->name, at->name, at->location);
+        return rc;
+    }
+    enr_ca_set_revocation_source(ca, enr_admin_store_revocations, at->store);
+    return ENR_OK;
+}
+
+static void close_attachment(attachment *at)
+{
+    enr_store_close(at->store);
+    at->store = NULL;
+}
+
 static enr_code pem_of(X509 *cert, STACK_OF(X509) *rest, char **out, size_t *len, enr_error *err)
 {
     BIO *bio = BIO_new(BIO_s_mem());
@@ -460,6 +512,63 @@ static int ca_sign(int argc, char **argv)
     return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
 }
 
+/* Is `serial_hex` in the directory's own index? The entry is copied out. */
+static enr_code find_in_index(enr_ca *ca, const char *serial_hex, enr_issued *out, bool *found, enr_error *err)
+{
+    *found = false;
+    enr_issued *items = NULL;
+    size_t count = 0;
+    BIGNUM *want = NULL, *have = NULL;
+    enr_code rc = enr_ca_list(ca, &items, &count, err);
+    int digits = rc == ENR_OK ? BN_hex2bn(&want, serial_hex) : 0;
+    if (rc == ENR_OK && (digits == 0 || (size_t)digits != strlen(serial_hex)))
+        rc = enr_error_set(err, ENR_E_USAGE, "'%s' is not a hexadecimal serial number", serial_hex);
+    for (size_t i = 0; rc == ENR_OK && i < count && !*found; i++)
+        if (BN_hex2bn(&have, items[i].serial) && BN_cmp(have, want) == 0) {
+            *out = items[i];
+            *found = true;
+        }
+    BN_free(want);
+    BN_free(have);
+    free(items);
+    return rc;
+}
+
+static void actor_of(char *actor, size_t cap)
+{
+    const struct passwd *pw = getpwuid(geteuid());
+    snprintf(actor, cap, "enroll ca revoke, user %s", pw != NULL ? pw->pw_name : "?");
+}
+
+/* A serial of an attached CA that enrolld issued: revoked in the store (the
+ * admin library's cert.revoke: audited, key blocked for keyCompromise),
+ * then the directory's CRL rewritten with it. */
+static enr_code revoke_in_store(enr_ca *ca, attachment *at, const char *serial, const char *reason_name,
+                                enr_error *err)
+{
+    char *issuer = enr_name_format(X509_get_subject_name(enr_ca_cert(ca)));
+    json_t *args = issuer ? json_pack("{s:s, s:s, s:s}", "serial", serial, "issuer", issuer, "reason", reason_name)
+                          : NULL;
+    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    char actor[160], *result = NULL;
+    actor_of(actor, sizeof actor);
+    enr_admin_context ctx = {.actor = actor};
+    enr_code rc = text == NULL ? enr_error_set(err, ENR_E_NOMEM, "out of memory")
+                               : enr_admin_execute(at->store, &ctx, "cert.revoke", text, strlen(text), &result, err);
+    enr_admin_result_free(result);
+    free(text);
+    json_decref(args);
+    free(issuer);
+    if (rc == ENR_E_NOTFOUND)
+        enr_error_set(err, ENR_E_NOTFOUND,
+                      "serial %s was issued neither from %s nor through enrolld's store at %s (`enroll ca list "
+                      "--dir %s` shows both)",
+                      serial, enr_ca_dir(ca), at->location, enr_ca_dir(ca));
+    /* With our passphrase or PIN: the admin library's own republication
+     * may not have been able to open the key. */
+    return rc == ENR_OK ? enr_ca_crl(ca, 0, NULL, err) : rc;
+}
+
 static int ca_revoke(int argc, char **argv)
 {
     ca_args a;
@@ -472,15 +581,42 @@ static int ca_revoke(int argc, char **argv)
     int reason = 0;
     if (a.reason && enr_revocation_reason_parse(a.reason, &reason, &err) != ENR_OK)
         return cli_usage("ca revoke", "%s", err.message);
+    const char *serial = argv[optind];
     enr_ca *ca = NULL;
+    attachment at = {0};
+    enr_issued own = {0};
+    bool in_index = false;
     enr_code code = open_ca(&a, &ca, &err);
     if (code == ENR_OK)
-        code = enr_ca_revoke(ca, argv[optind], reason, 0, &err);
+        code = open_attachment(ca, &at, &err);
+    if (code == ENR_OK && at.store != NULL)
+        code = find_in_index(ca, serial, &own, &in_index, &err);
+    if (code == ENR_OK && at.store != NULL && !in_index)
+        code = revoke_in_store(ca, &at, serial, enr_revocation_reason_name(reason), &err);
+    else if (code == ENR_OK) {
+        code = enr_ca_revoke(ca, serial, reason, 0, &err);
+        /* One blocklist: a key compromised here is refused by enrolld too. */
+        if (code == ENR_OK && at.store != NULL && reason == 1) {
+            char *issuer = enr_name_format(X509_get_subject_name(enr_ca_cert(ca)));
+            char actor[160];
+            actor_of(actor, sizeof actor);
+            enr_audit_event ev = {0};
+            snprintf(ev.kind, sizeof ev.kind, "ca.revoke");
+            snprintf(ev.outcome, sizeof ev.outcome, "ok");
+            snprintf(ev.detail, sizeof ev.detail, "certificate %s from the CA directory revoked: keyCompromise, its key "
+                     "blocked (%s)", own.serial, actor);
+            code = issuer == NULL ? enr_error_set(&err, ENR_E_NOMEM, "out of memory")
+                                  : enr_store_block_key(at.store, own.spki_sha256, issuer, own.serial, 0, &ev, &err);
+            if (code != ENR_OK)
+                enr_error_prefix(&err, "revoked in %s, but its key could not be blocked in the store", a.dir);
+            free(issuer);
+        }
+    }
+    close_attachment(&at);
     enr_ca_free(ca);
     if (code != ENR_OK)
         return cli_fail(&err, a.json);
-    fprintf(stderr, "revoked %s (%s); new CRL in %s/crl.pem\n", argv[optind],
-            enr_revocation_reason_name(reason), a.dir);
+    fprintf(stderr, "revoked %s (%s); new CRL in %s/crl.pem\n", serial, enr_revocation_reason_name(reason), a.dir);
     return CLI_EXIT_OK;
 }
 
@@ -495,7 +631,10 @@ static int ca_crl(int argc, char **argv)
     enr_error err;
     enr_ca *ca = NULL;
     X509_CRL *crl = NULL;
+    attachment at = {0};
     enr_code code = open_ca(&a, &ca, &err);
+    if (code == ENR_OK)
+        code = open_attachment(ca, &at, &err);
     if (code == ENR_OK)
         code = enr_ca_crl(ca, 0, &crl, &err);
     if (code == ENR_OK) {
@@ -509,8 +648,43 @@ static int ca_crl(int argc, char **argv)
         BIO_free(bio);
     }
     X509_CRL_free(crl);
+    close_attachment(&at);
     enr_ca_free(ca);
     return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
+}
+
+/* What enrolld issued from an attached CA, after the directory's own. */
+static enr_code append_store_issued(enr_ca *ca, enr_store *store, enr_issued **items, size_t *count, enr_error *err)
+{
+    char *issuer = enr_name_format(X509_get_subject_name(enr_ca_cert(ca)));
+    enr_certificate_list certs = {0};
+    enr_certificate_filter f = {.issuer = issuer};
+    enr_code rc = issuer ? enr_store_list_certificates(store, &f, &certs, err)
+                         : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_issued *grown = rc == ENR_OK && certs.count > 0 ? realloc(*items, (*count + certs.count) * sizeof **items)
+                                                        : NULL;
+    if (rc == ENR_OK && certs.count > 0 && grown == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (size_t i = 0; grown != NULL && i < certs.count; i++) {
+        const enr_certificate *c = &certs.items[i];
+        enr_issued *it = &grown[(*count)++];
+        memset(it, 0, sizeof *it);
+        snprintf(it->serial, sizeof it->serial, "%s", c->serial);
+        snprintf(it->subject, sizeof it->subject, "%s", c->subject);
+        snprintf(it->profile, sizeof it->profile, "enrolld");
+        snprintf(it->spki_sha256, sizeof it->spki_sha256, "%s", c->spki_sha256);
+        it->not_before = c->not_before;
+        it->not_after = c->not_after;
+        it->issued_at = c->issued_at;
+        it->revoked = c->revoked;
+        it->reason = c->revocation_reason;
+        it->revoked_at = c->revoked_at;
+    }
+    if (grown != NULL)
+        *items = grown;
+    enr_certificate_list_free(&certs);
+    free(issuer);
+    return rc;
 }
 
 static int ca_list(int argc, char **argv)
@@ -532,12 +706,20 @@ static int ca_list(int argc, char **argv)
     enr_ca *ca = NULL;
     enr_issued *items = NULL;
     size_t count = 0;
+    attachment at = {0};
     enr_code code = enr_ca_open_public(a.dir, &ca, &err);
     if (code == ENR_OK)
         code = enr_ca_list(ca, &items, &count, &err);
+    if (code == ENR_OK)
+        code = open_attachment(ca, &at, &err);
+    if (code == ENR_OK && at.store != NULL)
+        code = append_store_issued(ca, at.store, &items, &count, &err);
+    close_attachment(&at);
     enr_ca_free(ca);
-    if (code != ENR_OK)
+    if (code != ENR_OK) {
+        free(items);
         return cli_fail(&err, a.json);
+    }
     json_t *arr = json_array();
     size_t shown = 0;
     for (size_t i = 0; i < count; i++) {

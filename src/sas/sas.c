@@ -3,6 +3,7 @@
  * meant is how two components end up disagreeing about who was let in. */
 #include "enroll/sas.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -300,9 +301,14 @@ enr_code enr_sas_derive_device_key(const char *group_key_b64, const char *regist
     rc = decode_key(group_key_b64, "group key", group_key, &group_key_len, err);
     if (rc != ENR_OK)
         return rc;
+    /* Over the canonical (lower-case) id: ids differing only in case are
+     * one registration (the store keeps it lower case), so they get one key. */
+    char canonical[ENR_REGISTRATION_ID_MAX + 1];
+    size_t id_len = strlen(registration_id);
+    for (size_t i = 0; i <= id_len; i++)
+        canonical[i] = (char)tolower((unsigned char)registration_id[i]);
     unsigned char device_key[ENR_SAS_SIGNATURE_LEN];
-    rc = hmac_sha256(group_key, group_key_len, (const unsigned char *)registration_id,
-                     strlen(registration_id), device_key, err);
+    rc = hmac_sha256(group_key, group_key_len, (const unsigned char *)canonical, id_len, device_key, err);
     OPENSSL_cleanse(group_key, sizeof group_key);
     if (rc == ENR_OK)
         rc = enr_base64_encode(device_key, sizeof device_key, device_key_b64, err);
@@ -874,7 +880,7 @@ static enr_code check_time_window(time_t expiry, time_t now, long skew_seconds,
     int64_t se = (int64_t)expiry, now64 = (int64_t)now;
     if (se < add_saturating(now64, -(int64_t)skew_seconds)) {
         window_times w = format_window(se, now64);
-        return enr_error_set(err, ENR_E_POLICY,
+        return enr_error_refuse(err, ENR_R_TOKEN_TIME,
                              "SAS token expired at %s (se=%lld); it is now %s and %ld s of "
                              "clock skew are allowed",
                              w.se, (long long)se, w.now, skew_seconds);
@@ -882,7 +888,7 @@ static enr_code check_time_window(time_t expiry, time_t now, long skew_seconds,
     if (max_lifetime_seconds > 0 &&
         se > add_saturating(add_saturating(now64, skew_seconds), max_lifetime_seconds)) {
         window_times w = format_window(se, now64);
-        return enr_error_set(err, ENR_E_POLICY,
+        return enr_error_refuse(err, ENR_R_TOKEN_TIME,
                              "SAS token expires too far in the future, at %s (se=%lld); it is "
                              "now %s and at most %ld s of lifetime plus %ld s of clock skew are "
                              "allowed",

@@ -118,6 +118,7 @@ static enr_dps_error dps_error_of_refusal(const enr_error *refusal)
     case ENR_R_EXTENSION_NOT_ALLOWED:
     case ENR_R_SIGNATURE_ALGORITHM:
     case ENR_R_NONE: return ENR_DPS_CSR_LINT_ERROR;
+    case ENR_R_TOKEN_TIME: return ENR_DPS_TOKEN_EXPIRED;
     case ENR_R_CA_EXPIRES: return ENR_DPS_INTERNAL;
     }
     return ENR_DPS_INTERNAL;
@@ -166,7 +167,7 @@ static enr_dps_error sas_check(const registrar *r, const enr_sas_token *token, c
                                        time(NULL), SAS_SKEW_SECONDS, r->sas_max_lifetime, NULL, &err);
     if (rc == ENR_OK)
         return ENR_DPS_OK;
-    if (rc == ENR_E_POLICY) {
+    if (rc == ENR_E_POLICY && err.reason == ENR_R_TOKEN_TIME) {
         snprintf(message, cap, "%s", err.message);
         return ENR_DPS_TOKEN_EXPIRED;
     }
@@ -493,6 +494,14 @@ static const struct cached_ca *issuing_ca(registrar *r, const char *name, enr_er
     enr_ca *ca = NULL;
     enr_code rc = rec.role == ENR_CA_ISSUING ? enr_ca_open(rec.key_ref, NULL, NULL, &ca, err)
                                               : enr_error_set(err, ENR_E_POLICY, "CA %s is not an issuing CA", name);
+    /* A directory added before it kept a note of its store learns it now
+     * (best effort: enrolld may not write there), so `enroll ca` commands
+     * given the directory see what enrolld issues. */
+    enr_error note_err;
+    const char *location = enr_store_location(r->store);
+    if (rc == ENR_OK && location != NULL && enr_ca_attach(rec.key_ref, location, name, &note_err) == ENR_E_EXISTS)
+        fprintf(stderr, "{\"event\":\"ca_attached_elsewhere\",\"ca\":\"%s\",\"message\":\"%s\"}\n", name,
+                note_err.message);
     enr_ca_record_free(&rec);
     if (rc != ENR_OK)
         return NULL;

@@ -384,6 +384,7 @@ static const char *kind_text(enr_enrollment_kind kind)
 typedef struct sqlite_store {
     sqlite3 *db;
     char path[4096];
+    char location[4096]; /* the data directory, absolute */
     sqlite3_stmt *stmts[ST_COUNT];
 } sqlite_store;
 
@@ -1854,7 +1855,13 @@ static void sqlite_close(void *impl)
     free(s);
 }
 
+static const char *sqlite_location(const void *impl)
+{
+    return ((const sqlite_store *)impl)->location;
+}
+
 static const enr_store_ops SQLITE_OPS = {
+    .location = sqlite_location,
     .name = "sqlite",
     .close = sqlite_close,
     .integrity_check = sqlite_integrity_check,
@@ -1914,6 +1921,8 @@ enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error 
     if (rc == ENR_OK && (rc = ensure_directory(data_dir, err)) == ENR_OK &&
         (rc = ensure_private_file(s->path, err)) == ENR_OK)
         rc = open_database(s, err);
+    if (rc == ENR_OK && realpath(data_dir, s->location) == NULL)
+        rc = enr_error_set(err, ENR_E_IO, "%s: %s", data_dir, strerror(errno));
     if (rc != ENR_OK) {
         sqlite_close(s);
         return rc;

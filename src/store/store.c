@@ -65,6 +65,11 @@ const char *enr_store_backend(const enr_store *store)
     return store != NULL ? store->ops->name : "none";
 }
 
+const char *enr_store_location(const enr_store *store)
+{
+    return store != NULL && store->ops->location != NULL ? store->ops->location(store->impl) : NULL;
+}
+
 static enr_code unsupported(const enr_store *store, const char *what, enr_error *err)
 {
     return enr_error_set(err, ENR_E_UNSUPPORTED, "the %s store cannot %s", store->ops->name, what);

@@ -61,8 +61,10 @@ same "ca add: fingerprint" "$(json "$WORK/.out" .fingerprint_sha256)" "$(fingerp
 same "the store is private" "$(stat -c %a "$D/enroll.db")" "600"
 same "the chain holds the root" "$(sqlite3 "$D/enroll.db" "SELECT chain_pem FROM ca WHERE name = 'issuing'" | openssl x509 -noout -subject)" \
   "$(openssl x509 -in root/cert.pem -noout -subject)"
-run 1 "ca add: a taken name" ca add issuing --ca-dir int
+run 1 "ca add: a taken name" ca add issuing --ca-dir root
 contains "$WORK/.err" "exists already" "taken CA name: message"
+run 0 "ca add: the same CA again attaches its directory again" ca add issuing --ca-dir int --json
+same "ca add again: attached" "$(json "$WORK/.out" .action)" "attached"
 run 3 "ca add: not a CA directory" ca add other --ca-dir nowhere
 contains "$WORK/.err" "enroll ca init" "not a CA directory: says what to do"
 run 2 "ca add: --ca-dir is required" ca add other
@@ -141,7 +143,7 @@ DK1=$(cat "$WORK/.out")
 same "key derive = HMAC-SHA256(group key, id)" "$DK1" "$(hmac_b64 "$P" dev-001)"
 run 0 "key derive --secondary --json" key derive --group fleet-a --registration-id Dev-002 --secondary --json
 DK2=$(json "$WORK/.out" .device_key)
-same "key derive --secondary" "$DK2" "$(hmac_b64 "$S" Dev-002)"
+same "key derive --secondary (over the lower-case id)" "$DK2" "$(hmac_b64 "$S" dev-002)"
 same "key derive: 32 bytes" "$(b64len "$DK2")" "32"
 run 2 "key derive: bad id" key derive --group fleet-a --registration-id 'dev 1'
 run 2 "key derive: no id" key derive --group fleet-a

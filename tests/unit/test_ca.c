@@ -204,6 +204,54 @@ static void test_index_tolerates_torn_last_line(void **state)
     enr_profile_free(profile);
 }
 
+/* The store.json note (on the root directory: an earlier test leaves the issuing index damaged): round trip, attaching elsewhere refused, and a
+ * bad-input table for the parser. */
+static void test_attachment_note(void **state)
+{
+    (void)state;
+    enr_error err;
+    enr_ca *ca = NULL;
+    char location[ENR_CA_STORE_LOCATION_MAX + 1], name[129];
+    assert_int_equal(enr_ca_open_public(root, &ca, &err), ENR_OK);
+    assert_int_equal(enr_ca_attachment(ca, location, name, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_ca_attach(root, "/var/lib/enroll", "devices", &err), ENR_OK);
+    assert_int_equal(enr_ca_attachment(ca, location, name, &err), ENR_OK);
+    assert_string_equal(location, "/var/lib/enroll");
+    assert_string_equal(name, "devices");
+    assert_int_equal(enr_ca_attach(root, "/var/lib/enroll", "devices", &err), ENR_OK); /* again: fine */
+    assert_int_equal(enr_ca_attach(root, "/srv/other", "devices", &err), ENR_E_EXISTS);
+    assert_non_null(strstr(err.message, "/var/lib/enroll"));
+    assert_int_equal(enr_ca_attach(root, "", "devices", &err), ENR_E_USAGE);
+    enr_ca_free(ca);
+
+    static const struct {
+        const char *text;
+        enr_code want;
+    } CASES[] = {
+        {"{\"store\": \"/d\", \"name\": \"n\"}", ENR_OK},
+        {"", ENR_E_PARSE},
+        {"{", ENR_E_PARSE},
+        {"[]", ENR_E_PARSE},
+        {"{\"store\": \"/d\"}", ENR_E_PARSE},                                     /* no name */
+        {"{\"store\": \"/d\", \"name\": \"n\", \"extra\": 1}", ENR_E_PARSE},        /* unknown member */
+        {"{\"store\": \"/d\", \"store\": \"/e\", \"name\": \"n\"}", ENR_E_PARSE}, /* duplicate */
+        {"{\"store\": 7, \"name\": \"n\"}", ENR_E_PARSE},                          /* wrong type */
+        {"{\"store\": \"\", \"name\": \"n\"}", ENR_E_PARSE},                       /* empty */
+        {"{\"store\": \"/d\\u0000/x\", \"name\": \"n\"}", ENR_E_PARSE},            /* NUL inside */
+        {"{\"store\": \"/d\", \"name\": \"n\"} trailing", ENR_E_PARSE},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        enr_code got = enr_ca_attachment_parse(CASES[i].text, strlen(CASES[i].text), location, name, &err);
+        if (got != CASES[i].want)
+            fail_msg("case %zu (%s): got %d, want %d", i, CASES[i].text, got, CASES[i].want);
+    }
+    char long_name[300];
+    memset(long_name, 'a', sizeof long_name);
+    char text[400];
+    snprintf(text, sizeof text, "{\"store\": \"/d\", \"name\": \"%.*s\"}", 129, long_name);
+    assert_int_equal(enr_ca_attachment_parse(text, strlen(text), location, name, &err), ENR_E_PARSE);
+}
+
 static void test_profile_refusals(void **state)
 {
     (void)state;
@@ -232,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_recorder_decides),
         cmocka_unit_test(test_index_tolerates_torn_last_line),
         cmocka_unit_test(test_profile_refusals),
+        cmocka_unit_test(test_attachment_note),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -218,6 +218,56 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     remove_dir(dir);
 }
 
+/* A refusal at commit time is answered from its typed reason, never from
+ * the words of its message: a disabled registration named certificate-7
+ * or enrollment-7 is 403002 (a search for "certificate" once made it
+ * 401002, one for "enrollment" 403001). */
+static void test_commit_refusal_is_answered_by_reason(void **state)
+{
+    (void)state;
+    char *dir = temp_dir();
+    enr_error err;
+    static const char *const IDS[] = {"certificate-7", "enrollment-7", "key-7"};
+    for (size_t i = 0; i < sizeof IDS / sizeof IDS[0]; i++) {
+        committer *c = NULL;
+        assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+        tally t = {0};
+        char serial[8];
+        snprintf(serial, sizeof serial, "7E0%zu", i);
+        registration_job *first = job_new(IDS[i], serial, &t);
+        committer_submit(c, first);
+        committer_free(c);
+        assert_int_equal(first->item.result, ENR_OK);
+
+        enr_store *store = NULL;
+        assert_int_equal(enr_store_open_sqlite(dir, &store, &err), ENR_OK);
+        assert_int_equal(enr_store_set_registration_enabled(store, IDS[i], false, NULL, &err), ENR_OK);
+        enr_store_close(store);
+
+        assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+        snprintf(serial, sizeof serial, "7E1%zu", i);
+        registration_job *again = job_new(IDS[i], serial, &t);
+        snprintf(again->operation.operation_id, sizeof again->operation.operation_id, "op-again-%zu", i);
+        committer_submit(c, again);
+        committer_free(c);
+        assert_int_equal(again->item.result, ENR_E_POLICY);
+        assert_int_equal(again->item.error.reason, ENR_R_REGISTRATION_DISABLED);
+
+        registrar *r = NULL;
+        assert_int_equal(registrar_new(dir, "0ne00000001", &r, &err), ENR_OK);
+        registration_answer answer;
+        registrar_finish(r, again, &answer);
+        assert_int_equal(answer.status, 403);
+        assert_int_equal(answer.error_code, 403002);
+        assert_non_null(strstr(answer.body, "\"errorCode\":403002"));
+        free(answer.body);
+        registrar_free(r);
+        registration_job_free(first);
+        registration_job_free(again);
+    }
+    remove_dir(dir);
+}
+
 static registrar_operation_state stub_state;
 
 static registrar_operation_state operation_state_stub(void *arg, const char *operation_id,
@@ -295,6 +345,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_from_many_threads_all_commit),
         cmocka_unit_test(test_failed_job_is_answered_as_unavailable),
+        cmocka_unit_test(test_commit_refusal_is_answered_by_reason),
         cmocka_unit_test(test_operation_states),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

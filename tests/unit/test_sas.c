@@ -199,16 +199,23 @@ static void test_derive_kat(void **state)
     enr_sas_secret_free(key);
 }
 
-/* The derivation uses the id exactly as sent, so case matters there. */
-static void test_derive_is_case_sensitive(void **state)
+/* Ids differing only in case are one registration with one key: the
+ * derivation is over the lower-case id (HMAC computed by openssl). */
+static void test_derive_is_over_the_canonical_id(void **state)
 {
     (void)state;
-    char *lower = NULL, *upper = NULL;
-    assert_int_equal(enr_sas_derive_device_key(GROUP_KEY_B64, "dev-001", &lower, NULL), ENR_OK);
-    assert_int_equal(enr_sas_derive_device_key(GROUP_KEY_B64, "DEV-001", &upper, NULL), ENR_OK);
-    assert_string_not_equal(lower, upper);
+    char *lower = NULL, *upper = NULL, *mixed = NULL;
+    assert_int_equal(enr_sas_derive_device_key(GROUP_KEY_B64, "sensor-1", &lower, NULL), ENR_OK);
+    assert_int_equal(enr_sas_derive_device_key(GROUP_KEY_B64, "SENSOR-1", &upper, NULL), ENR_OK);
+    assert_int_equal(enr_sas_derive_device_key(GROUP_KEY_B64, "Sensor-1", &mixed, NULL), ENR_OK);
+    assert_string_equal(lower, upper);
+    assert_string_equal(lower, mixed);
+    char want[128];
+    openssl_hmac_b64(GROUP_KEY_HEX, "sensor-1", NULL, want, sizeof want);
+    assert_string_equal(mixed, want);
     enr_sas_secret_free(lower);
     enr_sas_secret_free(upper);
+    enr_sas_secret_free(mixed);
 }
 
 static void test_derive_refuses_bad_keys(void **state)
@@ -389,6 +396,7 @@ static void test_expiry_and_skew_boundary(void **state)
     enr_code rc =
         verify_header(token, SCOPE, REG_ID, DEVICE_KEYS, 1, EXPIRY + 301, 300, 0, NULL, &err);
     assert_refused(rc, &err, ENR_E_POLICY, "expired at 2026-01-01T00:00:00Z");
+    assert_int_equal(err.reason, ENR_R_TOKEN_TIME); /* what the service answers 401003 on */
     rc = verify_header(token, SCOPE, REG_ID, DEVICE_KEYS, 1, EXPIRY + 1, 0, 0, NULL, &err);
     assert_refused(rc, &err, ENR_E_POLICY, "expired");
     assert_int_equal(
@@ -408,6 +416,7 @@ static void test_future_limit(void **state)
     enr_code rc =
         verify_header(token, SCOPE, REG_ID, DEVICE_KEYS, 1, now - 1, 300, 3600, NULL, &err);
     assert_refused(rc, &err, ENR_E_POLICY, "too far in the future");
+    assert_int_equal(err.reason, ENR_R_TOKEN_TIME);
     /* 0 means no limit: a token valid for centuries is still accepted. */
     assert_int_equal(verify_header(token, SCOPE, REG_ID, DEVICE_KEYS, 1, 0, 300, 0, NULL, &err),
                      ENR_OK);
@@ -436,6 +445,7 @@ static void test_wrong_registration_id(void **state)
     enr_code rc =
         verify_header(token, SCOPE, "dev-002", DEVICE_KEYS, 1, EXPIRY, 0, 0, NULL, &err);
     assert_refused(rc, &err, ENR_E_POLICY, "registration id '" REG_ID "', not 'dev-002'");
+    assert_int_equal(err.reason, ENR_R_NONE); /* another resource: not a time problem */
     rc = verify_header(token, SCOPE, "dev-00", DEVICE_KEYS, 1, EXPIRY, 0, 0, NULL, &err);
     assert_refused(rc, &err, ENR_E_POLICY, "registration id");
     enr_sas_secret_free(token);
@@ -727,7 +737,7 @@ int main(void)
         cmocka_unit_test(test_registration_id_valid),
         cmocka_unit_test(test_key_constants_agree),
         cmocka_unit_test(test_derive_kat),
-        cmocka_unit_test(test_derive_is_case_sensitive),
+        cmocka_unit_test(test_derive_is_over_the_canonical_id),
         cmocka_unit_test(test_derive_refuses_bad_keys),
         cmocka_unit_test(test_make_kat),
         cmocka_unit_test(test_make_refuses_bad_arguments),
