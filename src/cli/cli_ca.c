@@ -19,6 +19,7 @@
 #include "enroll/duration.h"
 #include "enroll/input.h"
 #include "enroll/name.h"
+#include "enroll/pubkey.h"
 
 static const char CA_HELP[] =
     "Usage: enroll ca init --dir DIR --subject DN [--type TYPE] [--validity P10Y] [--pathlen N]\n"
@@ -393,6 +394,23 @@ static enr_code build_profile(const ca_args *a, enr_profile **out, enr_error *er
     return rc;
 }
 
+/* One blocklist for an attached CA: a key revoked for keyCompromise in
+ * either record is never certified again, here as in enrolld. */
+static enr_code refuse_compromised_key(enr_store *store, const enr_csr *csr, enr_error *err)
+{
+    char spki[ENR_STORE_SPKI_HEX + 1];
+    bool compromised = false;
+    enr_code rc = enr_spki_sha256_hex(X509_REQ_get_X509_PUBKEY(enr_csr_x509_req(csr)), spki, err);
+    if (rc == ENR_OK)
+        rc = enr_store_key_compromised(store, spki, &compromised, err);
+    if (rc == ENR_OK && compromised)
+        rc = enr_error_refuse(err, ENR_R_KEY_COMPROMISED,
+                              "refused: the request's key belongs to a certificate revoked for keyCompromise "
+                              "(SPKI SHA-256 %s); the device needs a new key pair",
+                              spki);
+    return rc;
+}
+
 static int ca_sign(int argc, char **argv)
 {
     ca_args a;
@@ -454,6 +472,12 @@ static int ca_sign(int argc, char **argv)
         enr_error_prefix(&err, "%s", argv[optind]);
     if (code == ENR_OK)
         code = open_ca(&a, &ca, &err);
+    attachment at = {0};
+    if (code == ENR_OK)
+        code = open_attachment(ca, &at, &err);
+    if (code == ENR_OK && at.store != NULL)
+        code = refuse_compromised_key(at.store, csr, &err);
+    close_attachment(&at);
     if (code == ENR_OK && (code = enr_ca_issue(ca, csr, profile, 0, &cert, &err)) != ENR_OK)
         enr_error_prefix(&err, "%s", argv[optind]);
     if (code == ENR_OK) {

@@ -137,6 +137,11 @@ openssl crl -in admin5.crl -noout -text > admin5.txt
 for s in "$S1" "$S2" "$S3"; do contains admin5.txt "$s" "admin crl lists every revocation ($s)"; done
 body dev-003 dev-003.key
 register "a CSR with the directory's compromised key" 400 400011 dev-003 "$(sas "$(device_key "$GROUP_KEY" dev-003)" dev-003)"
+"$ENROLL" csr new --key dev-001.key --dn CN=bench-1 --out bench-1.csr 2>/dev/null
+expect_exit 1 "ca sign --dir refuses a key enrolld's store blocked" "$ENROLL" ca sign --dir devices-ca --profile device \
+  --cn bench-1 bench-1.csr --out bench-1.pem
+contains "$WORK/.err" "keyCompromise" "ca sign: says why"
+[ ! -e bench-1.pem ] && pass || fail "ca sign wrote a certificate for a compromised key"
 
 # keyCompromise blocks the key: for the same id, another id and another group.
 body dev-001 dev-001.key
