@@ -150,6 +150,9 @@ static void answer_error(registrar *r, registration_answer *out, enr_dps_error e
 typedef struct attested {
     enr_enrollment enrollment;
     bool found;
+    /* The registration as attestation read it (registered: it exists). */
+    enr_registration registration;
+    bool registered;
     /* Renewal with an operational certificate: which one (the commit checks
      * again that it is still unrevoked). */
     char credential_issuer[ENR_STORE_DN_MAX + 1];
@@ -202,24 +205,24 @@ static enr_dps_error sas_check_group(const registrar *r, const enr_sas_token *to
  * registration, any group whose credential matches. */
 typedef enum decider { DECIDER_INDIVIDUAL, DECIDER_BOUND_GROUP, DECIDER_ANY_GROUP, DECIDER_STORE_DOWN } decider;
 
-static decider who_decides(registrar *r, const char *registration_id, enr_enrollment *out)
+static decider who_decides(registrar *r, const char *registration_id, attested *who, enr_enrollment *out)
 {
     enr_error err;
-    enr_code rc = enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, out, &err);
+    enr_code rc = enr_store_get_registration(r->store, registration_id, &who->registration, &err);
+    if (rc != ENR_OK && rc != ENR_E_NOTFOUND)
+        return DECIDER_STORE_DOWN;
+    who->registered = rc == ENR_OK;
+    rc = enr_store_get_enrollment(r->store, ENR_ENROLLMENT_INDIVIDUAL, registration_id, out, &err);
     if (rc == ENR_OK)
         return DECIDER_INDIVIDUAL;
     if (rc != ENR_E_NOTFOUND)
         return DECIDER_STORE_DOWN;
-    enr_registration known = {0};
-    rc = enr_store_get_registration(r->store, registration_id, &known, &err);
-    if (rc == ENR_E_NOTFOUND)
+    if (!who->registered)
         return DECIDER_ANY_GROUP;
-    if (rc != ENR_OK)
-        return DECIDER_STORE_DOWN;
-    if (known.enrollment_kind != ENR_ENROLLMENT_GROUP) /* its individual enrollment is gone: no one may */
+    if (who->registration.enrollment_kind != ENR_ENROLLMENT_GROUP) /* its individual enrollment is gone: no one may */
         return DECIDER_BOUND_GROUP;
-    rc = enr_store_get_enrollment(r->store, ENR_ENROLLMENT_GROUP, known.enrollment_id, out, &err);
-    return rc == ENR_OK ? DECIDER_BOUND_GROUP : rc == ENR_E_NOTFOUND ? DECIDER_BOUND_GROUP : DECIDER_STORE_DOWN;
+    rc = enr_store_get_enrollment(r->store, ENR_ENROLLMENT_GROUP, who->registration.enrollment_id, out, &err);
+    return rc == ENR_OK || rc == ENR_E_NOTFOUND ? DECIDER_BOUND_GROUP : DECIDER_STORE_DOWN;
 }
 
 static enr_dps_error store_down(char *message, size_t cap)
@@ -251,7 +254,7 @@ static enr_dps_error attest_sas(registrar *r, const char *authorization, const c
     enr_enrollment decider_enrollment = {0};
     enr_dps_error result = ENR_DPS_AUTH_FAILED;
     snprintf(message, cap, "the SAS token does not verify for registration %s", registration_id);
-    switch (who_decides(r, registration_id, &decider_enrollment)) {
+    switch (who_decides(r, registration_id, out, &decider_enrollment)) {
     case DECIDER_STORE_DOWN:
         result = store_down(message, cap);
         break;
@@ -399,7 +402,7 @@ static enr_dps_error attest_x509(registrar *r, X509 *cert, STACK_OF(X509) *chain
         return ENR_DPS_CERT_AUTH_FAILED;
     }
     enr_enrollment decider_enrollment = {0};
-    decider d = who_decides(r, registration_id, &decider_enrollment);
+    decider d = who_decides(r, registration_id, out, &decider_enrollment);
     enr_dps_error result = ENR_DPS_CERT_AUTH_FAILED;
     if (d == DECIDER_STORE_DOWN) {
         result = store_down(message, cap);
@@ -713,8 +716,7 @@ static void handle_register(registrar *r, const registration_request *req, const
         snprintf(message, sizeof message, "enrollment %s is disabled", who.enrollment.id);
         goto reject;
     }
-    enr_registration known = {0};
-    if (enr_store_get_registration(r->store, rid, &known, &err) == ENR_OK && strcmp(known.status, "disabled") == 0) {
+    if (who.registered && strcmp(who.registration.status, "disabled") == 0) {
         e = ENR_DPS_REGISTRATION_DISABLED;
         snprintf(message, sizeof message, "registration %s is disabled", rid);
         goto reject;
