@@ -945,6 +945,7 @@ static void test_compromised_keys_are_blocked(void **state)
     assert_int_equal(enr_store_key_compromised(f->store, "short", &blocked, &err), ENR_E_USAGE);
     sqlite3 *db = raw_db(f);
     assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM compromised_key"), 3);
+    sqlite3_close(db);
 }
 
 /* A registration stays with its enrollment: a commit through another group
