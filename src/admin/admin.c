@@ -1000,7 +1000,8 @@ static enr_code get_symmetric(const call *c, enr_enrollment_kind kind, const cha
     return rc;
 }
 
-static enr_code key_show(const call *c, json_t **out)
+/* The one symmetric enrollment named by "group" or "individual". */
+static enr_code symmetric_target(const call *c, enr_enrollment_kind *kind, enr_enrollment *e)
 {
     static const char *const ARGS[] = {"group", "individual", NULL};
     const char *group, *individual;
@@ -1010,22 +1011,33 @@ static enr_code key_show(const call *c, json_t **out)
         return rc;
     if ((group == NULL) == (individual == NULL))
         return enr_error_set(c->err, ENR_E_USAGE, "give exactly one of group or individual");
-    enr_enrollment_kind kind = group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
+    *kind = group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
+    return get_symmetric(c, *kind, group ? group : individual, e);
+}
+
+static json_t *keys_json(enr_enrollment_kind kind, const enr_enrollment *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id", json_string(e->id));
+    json_object_set_new(o, "kind", json_string(kind_noun(kind)));
+    json_object_set_new(o, "primary_key", json_string(e->primary_key));
+    json_object_set_new(o, "secondary_key", json_text(e->secondary_key));
+    return o;
+}
+
+static enr_code key_show(const call *c, json_t **out)
+{
+    enr_enrollment_kind kind;
     enr_enrollment e = {0};
-    rc = get_symmetric(c, kind, group ? group : individual, &e);
+    enr_code rc = symmetric_target(c, &kind, &e);
     if (rc == ENR_OK) {
         enr_audit_event ev;
         audit_set(c, &ev, "admin.key.show", kind == ENR_ENROLLMENT_INDIVIDUAL ? e.id : NULL, "ok",
                   "keys of %s '%s' shown", kind_words(kind), e.id);
         rc = enr_store_record_audit(c->store, &ev, c->err);
     }
-    if (rc == ENR_OK) {
-        *out = json_object();
-        json_object_set_new(*out, kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id", json_string(e.id));
-        json_object_set_new(*out, "kind", json_string(kind_noun(kind)));
-        json_object_set_new(*out, "primary_key", json_string(e.primary_key));
-        json_object_set_new(*out, "secondary_key", json_text(e.secondary_key));
-    }
+    if (rc == ENR_OK)
+        *out = keys_json(kind, &e);
     enr_enrollment_free(&e);
     return rc;
 }
@@ -1077,18 +1089,10 @@ static enr_code key_derive(const call *c, json_t **out)
  * the new primary (`key derive`) before rotating again. */
 static enr_code key_rotate(const call *c, json_t **out)
 {
-    static const char *const ARGS[] = {"group", "individual", NULL};
-    const char *group, *individual;
-    enr_code rc;
-    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = arg_text(c, "group", false, ENR_STORE_ID_MAX, &group)) != ENR_OK ||
-        (rc = arg_text(c, "individual", false, ENR_STORE_ID_MAX, &individual)) != ENR_OK)
-        return rc;
-    if ((group == NULL) == (individual == NULL))
-        return enr_error_set(c->err, ENR_E_USAGE, "give exactly one of group or individual");
-    enr_enrollment_kind kind = group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
+    enr_enrollment_kind kind;
     enr_enrollment e = {0};
     char fresh[ENR_STORE_KEY_MAX + 1] = "";
-    rc = get_symmetric(c, kind, group ? group : individual, &e);
+    enr_code rc = symmetric_target(c, &kind, &e);
     if (rc == ENR_OK)
         rc = new_key(fresh, c->err);
     if (rc == ENR_OK) {
@@ -1098,16 +1102,12 @@ static enr_code key_rotate(const call *c, json_t **out)
                   e.id);
         rc = enr_store_rotate_enrollment_key(c->store, kind, e.id, fresh, &ev, c->err);
     }
-    enr_enrollment_free(&e);
-    if (rc == ENR_OK)
-        rc = get_symmetric(c, kind, group ? group : individual, &e);
     if (rc == ENR_OK) {
-        *out = json_object();
-        json_object_set_new(*out, kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id", json_string(e.id));
-        json_object_set_new(*out, "kind", json_string(kind_noun(kind)));
-        json_object_set_new(*out, "primary_key", json_string(e.primary_key));
-        json_object_set_new(*out, "secondary_key", json_text(e.secondary_key));
-        json_object_set_new(*out, "etag", json_string(e.etag));
+        /* The statement moved the primary read above to the secondary (a second
+         * rotation racing this one: `key show` has the final word). */
+        snprintf(e.secondary_key, sizeof e.secondary_key, "%s", e.primary_key);
+        snprintf(e.primary_key, sizeof e.primary_key, "%s", fresh);
+        *out = keys_json(kind, &e);
     }
     OPENSSL_cleanse(fresh, sizeof fresh);
     enr_enrollment_free(&e);
