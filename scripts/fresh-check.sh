@@ -125,6 +125,10 @@ bind --bind /dev "$R/dev"
 bind --bind /dev/pts "$R/dev/pts"
 bind -t tmpfs -o mode=1777,nosuid,nodev shm "$R/dev/shm"
 cp -L /etc/resolv.conf "$R/etc/resolv.conf"
+# An installed Debian system has /etc/hosts (the installer writes it; no
+# package ships it), a debootstrap root does not, and without it `localhost`
+# does not resolve. The machine's, as the installer makes it:
+[ -e "$R/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
 
 step "cloning $rev"
 git -C "$repo" bundle create "$R/root/enroll.bundle" HEAD 2>/dev/null
