@@ -134,11 +134,14 @@ step "cloning $rev"
 git -C "$repo" bundle create "$R/root/enroll.bundle" HEAD 2>/dev/null
 
 # in_root COMMAND: runs COMMAND in the root, as root, with a login-like
-# environment and nothing of the caller's.
+# environment and nothing of the caller's. In the background and waited
+# for, so a TERM to this script runs the trap at once (bash would hold it
+# until a foreground child ends); the trap kills what runs in the root.
 in_root() {
   chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    /bin/bash -c "$1"
+    /bin/bash -c "$1" &
+  wait "$!"
 }
 in_root 'git -c advice.detachedHead=false clone -q /root/enroll.bundle /root/enroll && rm /root/enroll.bundle'
 
