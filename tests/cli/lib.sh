@@ -8,8 +8,8 @@
 #   a command not found, an arithmetic or substitution error, which abandon
 #   the line before its pass or fail) is a failure: finish reads them back
 #   from a copy of stderr;
-# - helpers that make a test's inputs check what they made (nonempty, out),
-#   and a part of a test that cannot run for lack of a tool says so with
+# - helpers that make a test's inputs check what they made (out, hmac_b64,
+#   crl_number), and a part of a test that cannot run for lack of a tool says so with
 #   cannot_run, a failure.
 set -uo pipefail
 ENROLL=${ENROLL_BIN:?set ENROLL_BIN to the enroll binary}
@@ -25,17 +25,12 @@ exec 2> >(tee -a "$WORK/.stderr" >&"$LIB_STDERR")
 LIB_TEE_PID=$!
 
 pass() { PASSED=$((PASSED + 1)); }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; echo "$*" >> "$WORK/.failures"; }
+# One line per failure in the file (finish counts lines).
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; printf '%s\n' "${*//$'\n'/ }" >> "$WORK/.failures"; }
 
 # cannot_run WHAT WHY: part of a test cannot run here (a tool or module is
 # missing): a failure, not a skip, or a machine without it would pass.
 cannot_run() { fail "cannot run $1: $2 (scripts/install-deps.sh installs it)"; }
-
-# nonempty DESCRIPTION VALUE: a value a later check depends on was produced.
-# Prints VALUE back, so: X=$(nonempty "what" "$(command ...)") || ...
-nonempty() {
-  if [ -n "$2" ]; then printf '%s\n' "$2"; else fail "$1: produced nothing"; return 1; fi
-}
 
 # out DESCRIPTION COMMAND...: prints COMMAND's standard output, for a
 # helper making an input; a failing command, or one printing nothing, is a
@@ -123,7 +118,7 @@ finish() {
   # Hand stderr back and let tee write out what it has (bounded: a process
   # left running in the background may still hold the pipe).
   exec 2>&"$LIB_STDERR"
-  local errors
+  local errors line
   for _ in $(seq 1 100); do kill -0 "$LIB_TEE_PID" 2>/dev/null || break; sleep 0.02; done
   errors=$(grep -E '^[^ ]+\.sh: line [0-9]+: ' "$WORK/.stderr" 2>/dev/null)
   if [ -n "$errors" ]; then
