@@ -70,6 +70,8 @@ fi
 
 R=$(mktemp -d "${FRESH_DIR:-/var/tmp}/enroll-fresh-XXXXXX")
 MOUNTS=()   # mount points inside $R, in mount order
+exec {STDOUT}>&1 {STDERR}>&2
+BG_PID=     # the command bg_wait runs (below)
 
 mounted_under_root() { awk -v r="$R" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo; }
 
@@ -77,7 +79,10 @@ cleanup() {
   local rc=$? m i pid
   trap - EXIT INT TERM
   set +e
+  # A signal can arrive inside a redirected command (debootstrap's log).
+  exec 1>&"$STDOUT" 2>&"$STDERR"
   rm -f "$R.debootstrap.log"
+  [ -n "$BG_PID" ] && kill -KILL -- "-$BG_PID" 2>/dev/null
   # Whatever the tests left running inside the root holds its mounts.
   for pid in /proc/[0-9]*; do
     [ "$(readlink "$pid/root" 2>/dev/null)" = "$R" ] && kill -KILL "${pid#/proc/}" 2>/dev/null
@@ -109,9 +114,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# bg_wait COMMAND...: runs COMMAND in the background, in a process group of
+# its own, and waits for it, so a TERM to this script runs the trap at once
+# (bash holds a trapped signal until a foreground child ends) and the trap
+# can kill all of it.
+bg_wait() { setsid "$@" & BG_PID=$!; wait "$BG_PID"; }
 
 step "debootstrap --variant=minbase --include=git,make $SUITE from $MIRROR into $R"
-if ! debootstrap --variant=minbase --include=git,make "$SUITE" "$R" "$MIRROR" > "$R.debootstrap.log" 2>&1; then
+if ! bg_wait debootstrap --variant=minbase --include=git,make "$SUITE" "$R" "$MIRROR" > "$R.debootstrap.log" 2>&1; then
   tail -30 "$R.debootstrap.log" >&2
   if [ -f "$R/debootstrap/debootstrap.log" ]; then tail -30 "$R/debootstrap/debootstrap.log" >&2; fi
   exit 1
@@ -134,14 +144,11 @@ step "cloning $rev"
 git -C "$repo" bundle create "$R/root/enroll.bundle" HEAD 2>/dev/null
 
 # in_root COMMAND: runs COMMAND in the root, as root, with a login-like
-# environment and nothing of the caller's. In the background and waited
-# for, so a TERM to this script runs the trap at once (bash would hold it
-# until a foreground child ends); the trap kills what runs in the root.
+# environment and nothing of the caller's.
 in_root() {
-  chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+  bg_wait chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    /bin/bash -c "$1" &
-  wait "$!"
+    /bin/bash -c "$1"
 }
 in_root 'git -c advice.detachedHead=false clone -q /root/enroll.bundle /root/enroll && rm /root/enroll.bundle'
 
