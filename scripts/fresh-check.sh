@@ -69,6 +69,9 @@ if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
 fi
 
 R=$(mktemp -d "${FRESH_DIR:-/var/tmp}/enroll-fresh-XXXXXX")
+# It becomes /: 0755 as on a machine, not mktemp's 0700, which locks every
+# user but root out of the whole system (apt's _apt could not download).
+chmod 755 "$R"
 MOUNTS=()   # mount points inside $R, in mount order
 exec {STDOUT}>&1 {STDERR}>&2
 BG_PID=     # the command bg_wait runs (below)
