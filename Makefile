@@ -7,7 +7,7 @@ FUZZ_TIME  ?= 60
 SMOKE_TIME ?= 10
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build test asan fuzz-build fuzz-smoke fuzz check demo bench clean
+.PHONY: all deps build test asan fuzz-build fuzz-smoke fuzz check demo bench fresh-check clean
 
 all: build
 
@@ -58,6 +58,12 @@ demo: build
 
 bench: build
 	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && "$$b"; done; bench/run_load.sh $(BUILD)
+
+# The README's two commands, as root, in a fresh Debian 12 root (debootstrap
+# minbase + git + make) holding a clone of HEAD: what a new machine sees,
+# which CI cannot. Slow (a whole install and `make check`), so not in check.
+fresh-check:
+	@scripts/fresh-check.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

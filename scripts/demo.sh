@@ -150,7 +150,11 @@ fi
 
 # SAS token for the DPS registration: HMAC-SHA256 over "<scope>/registrations/<id>\n<expiry>".
 hmac_b64() { # KEY-B64 (message on stdin)
-  openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64
+  # Separately, so set -e stops here: openssl would take an empty hex key.
+  local hex
+  hex=$(printf '%s' "$1" | base64 -d | xxd -p -c 256)
+  [ -n "$hex" ] || { echo "demo: the key is not base64" >&2; return 1; }
+  openssl dgst -sha256 -mac HMAC -macopt "hexkey:$hex" -binary | base64
 }
 sas_token() { # DEVICE-KEY-B64 RID
   local se=$(( $(date +%s) + 3600 )) sr="$SCOPE%2Fregistrations%2F$2" sig

@@ -1,28 +1,63 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages enroll needs to build, test and demo.
 # As root it installs what is missing; otherwise it prints the command.
+# Then it checks that every command the build, the tests, the demo and the
+# scripts run is really there, naming the package of any that is not: a tool
+# missing at test time makes checks fail in confusing ways (or, worse, not
+# run), so it is reported here, before anything starts.
 set -euo pipefail
 
-PACKAGES=(
-  cmake ninja-build pkg-config gcc make clang libclang-rt-14-dev llvm
-  libssl-dev openssl libjansson-dev libcmocka-dev libp11-kit-dev
-  softhsm2 opensc gnutls-bin jq
-  libevent-dev libsqlite3-dev sqlite3 curl
-  mosquitto mosquitto-clients libengine-pkcs11-openssl
+# Libraries and headers (cmake finds them; no command to look for).
+LIBRARIES=(
+  libclang-rt-14-dev libssl-dev libjansson-dev libcmocka-dev libp11-kit-dev
+  libevent-dev libsqlite3-dev libengine-pkcs11-openssl
 )
+# COMMAND:PACKAGE for every program run by the Makefile, scripts/, bench/,
+# tests/cli/ and the unit tests (beyond those of a minimal Debian install:
+# coreutils, grep, sed, mawk, findutils, diffutils, util-linux, bash).
+TOOLS=(
+  cmake:cmake ninja:ninja-build pkg-config:pkg-config gcc:gcc make:make clang:clang
+  llvm-symbolizer:llvm                       # ASan/UBSan stack traces
+  openssl:openssl certtool:gnutls-bin        # the tests' independent judges
+  softhsm2-util:softhsm2 pkcs11-tool:opensc  # PKCS#11 tokens
+  jq:jq sqlite3:sqlite3 curl:curl
+  mosquitto:mosquitto mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients
+  xxd:xxd                                    # HMAC keys as hex for openssl
+  ss:iproute2                                # free ports for the broker
+  pgrep:procps                               # no process left behind (test_e2e)
+)
+
+declare -A seen=()
+PACKAGES=("${LIBRARIES[@]}")
+for t in "${TOOLS[@]}"; do
+  p=${t#*:}
+  [ -n "${seen[$p]:-}" ] || { PACKAGES+=("$p"); seen[$p]=1; }
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "enroll needs these Debian packages: ${missing[*]}" >&2
-  echo "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "enroll needs these Debian packages: ${missing[*]}" >&2
+    echo "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine has no package lists yet.
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+absent=()
+for t in "${TOOLS[@]}"; do
+  command -v "${t%%:*}" >/dev/null || absent+=("${t%%:*} (package ${t#*:})")
+done
+if [ ${#absent[@]} -gt 0 ]; then
+  echo "install-deps: these commands are not on PATH ($PATH) though their packages are installed:" >&2
+  printf '  %s\n' "${absent[@]}" >&2
   exit 1
 fi
-echo "installing: ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -52,14 +52,20 @@ broker__install_trap() {
   broker__trap_set=1
 }
 
+# A random port in 20000-59999 that nothing listens on (ss, from iproute2).
+# Without ss there is no knowing, so that is an error, not a guess.
 broker__free_port_guess() {
   local port used
-  used=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' || true)
+  command -v ss >/dev/null ||
+    { echo "lib_broker: ss is not installed (iproute2; scripts/install-deps.sh): cannot find a free port" >&2; return 1; }
+  used=$(ss -Htln | awk '{print $4}' | sed 's/.*://') ||
+    { echo "lib_broker: ss -Htln failed: cannot find a free port" >&2; return 1; }
   for _ in $(seq 1 50); do
     port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     grep -qx "$port" <<<"$used" || { echo "$port"; return 0; }
   done
-  echo "$port"
+  echo "lib_broker: 50 random ports in 20000-59999 are all in use" >&2
+  return 1
 }
 
 broker__write_config() { # PORT
@@ -100,7 +106,7 @@ ACL
 broker__launch() {
   local attempt port deadline
   for attempt in $(seq 1 10); do
-    port=$(broker__free_port_guess)
+    port=$(broker__free_port_guess) || return 1
     broker__write_config "$port"
     : > "$BROKER_DIR/mosquitto.log"
     rm -f "$BROKER_DIR/mosquitto.pid"

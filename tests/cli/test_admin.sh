@@ -19,9 +19,6 @@ run() {
   cat "$WORK/.err" >> "$ERRORS"
 }
 b64len() { printf '%s' "$1" | base64 -d | wc -c; }
-hmac_b64() { # KEY_B64 MESSAGE: base64(HMAC-SHA256(base64-decode(KEY), MESSAGE))
-  printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64
-}
 fingerprint() { openssl x509 -in "$1" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f'; }
 
 # ---- help, usage ------------------------------------------------------------
@@ -241,11 +238,15 @@ issue() { # ID VALIDITY OUT
   "$ENROLL" ca sign --dir int --profile device --cn "$1" --validity "$2" "$1-$3.csr" --out "$3" 2>/dev/null
 }
 epoch() { date -d "$(openssl x509 -in "$1" -noout "-$2" | cut -d= -f2)" +%s; }
-serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
+serial_of() { out "serial of $1" openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
+# The rows enrolld would write, made here: each value is checked, or an empty
+# certificate would be stored and the checks on it judge nothing.
 store_cert() { # FILE REGISTRATION_ID [ISSUER]
   local hex spki
-  hex=$(openssl x509 -in "$1" -outform DER | xxd -p | tr -d '\n')
-  spki=$(openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -c1-64)
+  hex=$(openssl x509 -in "$1" -outform DER | xxd -p | tr -d '\n') && [[ $hex =~ ^30[0-9a-f]+$ ]] ||
+    { fail "store_cert: $1 as hex DER: '${hex:0:16}'"; return 1; }
+  spki=$(openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -c1-64) &&
+    [ "$spki" != "$(printf '' | sha256sum | cut -c1-64)" ] || { fail "store_cert: the public key of $1"; return 1; }
   sqlite3 "$D/enroll.db" "INSERT INTO certificate (issuer, serial, registration_id, policy, subject, not_before,
     not_after, issued_at, spki_sha256, der) VALUES ('${3:-$ISSUER}', '$(serial_of "$1")', '$2', 'p30',
     'CN=$2', $(epoch "$1" startdate), $(epoch "$1" enddate), $now, '$spki', X'$hex')"
@@ -260,9 +261,9 @@ check "dev-001 first certificate" issue dev-001 P30D dev1a.pem
 check "dev-001 second certificate" issue dev-001 P30D dev1b.pem
 check "dev-002 certificate (3 days)" issue dev-002 P3D dev2.pem
 check "dev-007 certificate" issue dev-007 P30D dev7.pem
-store_registration dev-001 group fleet-a dev1b.pem
-store_registration dev-002 group fleet-a dev2.pem
-store_registration dev-007 individual dev-007 dev7.pem
+check "store dev-001's registration" store_registration dev-001 group fleet-a dev1b.pem
+check "store dev-002's registration" store_registration dev-002 group fleet-a dev2.pem
+check "store dev-007's registration" store_registration dev-007 individual dev-007 dev7.pem
 for pair in dev1a.pem:dev-001 dev1b.pem:dev-001 dev2.pem:dev-002 dev7.pem:dev-007; do
   store_cert "${pair%%:*}" "${pair##*:}" || fail "storing ${pair%%:*}"
 done
@@ -311,7 +312,7 @@ run 3 "cert revoke: unknown serial" cert revoke --serial 0BADC0DE --reason super
 run 2 "cert revoke: not hex" cert revoke --serial xyz --reason superseded
 run 2 "cert revoke: bad reason" cert revoke --serial "$S2" --reason because
 # The same serial from a second issuer: the serial alone is ambiguous.
-store_cert dev7.pem dev-007 "O=Other, CN=Other CA"
+check "store dev-007's certificate under another issuer" store_cert dev7.pem dev-007 "O=Other, CN=Other CA"
 run 2 "cert revoke: ambiguous serial" cert revoke --serial "$S7" --reason superseded
 contains "$WORK/.err" "give --issuer" "ambiguous serial: says what to do"
 run 0 "cert revoke --issuer" cert revoke --serial "$S7" --issuer "O=Other, CN=Other CA" --reason keyCompromise
@@ -374,14 +375,14 @@ check "openssl verify -crl_check accepts a valid certificate" \
   openssl verify -crl_check -CRLfile issuing.crl -CAfile root/cert.pem -untrusted int/cert.pem dev2.pem
 run 0 "crl again (text), next update in a day" crl --ca issuing --out issuing2.crl --next-update P1D
 contains "$WORK/.out" "written to issuing2.crl" "crl text"
-N2=$(openssl crl -in issuing2.crl -noout -crlnumber | cut -d= -f2)
-[ $((16#$N2)) -gt "$N1" ] && pass || fail "CRL number did not grow: $N1 then $N2"
+N2=$(crl_number issuing2.crl)
+[ "$N2" -gt "$N1" ] && pass || fail "CRL number did not grow: $N1 then $N2"
 last=$(date -d "$(openssl crl -in issuing2.crl -noout -lastupdate | cut -d= -f2)" +%s)
 next=$(date -d "$(openssl crl -in issuing2.crl -noout -nextupdate | cut -d= -f2)" +%s)
 same "crl --next-update P1D" "$((next - last))" "86400"
 check "enroll ca crl continues the numbers" "$ENROLL" ca crl --dir int --out int3.crl
-N3=$(openssl crl -in int/crl.pem -noout -crlnumber | cut -d= -f2)
-[ $((16#$N3)) -gt $((16#$N2)) ] && pass || fail "enroll ca crl reused a CRL number: $N2 then $N3"
+N3=$(crl_number int/crl.pem)
+[ "$N3" -gt "$N2" ] && pass || fail "enroll ca crl reused a CRL number: $N2 then $N3"
 run 1 "crl: a bootstrap CA" crl --ca factory --out x.crl
 contains "$WORK/.err" "bootstrap" "crl of a bootstrap CA: message"
 run 3 "crl: unknown CA" crl --ca nope --out x.crl

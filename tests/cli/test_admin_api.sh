@@ -59,10 +59,10 @@ URL=https://127.0.0.1:$PORT
 [ -n "$PORT" ] && pass || { fail "enrolld did not start"; cat enrolld.log >&2; finish; exit 1; }
 
 # ---- a device with an operational certificate (SAS registration) ----------------
-device_key() { printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64; }
+device_key() { hmac_b64 "$1" "$2"; }
 sas() { # DEVICE_KEY RID
   local se=$(( $(date +%s) + 3600 )) sr="$SCOPE%2Fregistrations%2F$2" sig
-  sig=$(printf '%s\n%s' "$sr" "$se" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64)
+  sig=$(hmac_b64 "$1" "$sr"$'\n'"$se")
   sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
   printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
 }

@@ -12,7 +12,7 @@ cd "$WORK"
 
 for tool in mosquitto mosquitto_pub mosquitto_sub; do
   if ! command -v "$tool" >/dev/null; then
-    echo "SKIP: $tool is not installed (scripts/install-deps.sh installs mosquitto, mosquitto-clients)"
+    cannot_run "the broker tests" "$tool is not installed (mosquitto, mosquitto-clients)"
     finish; exit
   fi
 done
@@ -180,9 +180,9 @@ refused_by_broker "an expired certificate" dev-old.crt dev-old.key "alert certif
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 ENGINE_SO="$(openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"/\1/p')/pkcs11.so"
 if [ ! -e "$MODULE" ]; then
-  echo "SKIP (PKCS#11 case): $MODULE missing (install softhsm2)"
+  cannot_run "the PKCS#11 case" "$MODULE is missing (softhsm2)"
 elif [ ! -e "$ENGINE_SO" ]; then
-  echo "SKIP (PKCS#11 case): the OpenSSL pkcs11 engine $ENGINE_SO is missing (install libengine-pkcs11-openssl)"
+  cannot_run "the PKCS#11 case" "the OpenSSL pkcs11 engine $ENGINE_SO is missing (libengine-pkcs11-openssl)"
 else
   mkdir tokens p11
   printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > softhsm2.conf

@@ -63,7 +63,13 @@ expect_exit 0 "ed25519: openssl verifies the CRL" openssl crl -in ed-int/crl.pem
 # Refusals: each with a clear reason, exit 1, and nothing recorded.
 before=$(issued_count ec-int)
 openssl req -in ec-dev.csr -outform DER -out good.der
-cp good.der tampered.der; printf '\x00' | dd of=tampered.der bs=1 seek=$(( $(stat -c %s good.der) - 5 )) conv=notrunc 2>/dev/null
+# One signature byte inverted (not set to a constant, which it already is
+# one time in 256, leaving the request valid).
+off=$(( $(stat -c %s good.der) - 5 ))
+byte=$(od -An -tu1 -j "$off" -N1 good.der | tr -d ' ')
+cp good.der tampered.der
+printf "\\x$(printf %02x $(( ${byte:?} ^ 0xff )))" | dd of=tampered.der bs=1 seek="$off" conv=notrunc 2>/dev/null
+check "the tampered request differs" test "$(sha256sum < tampered.der)" != "$(sha256sum < good.der)"
 expect_exit 1 "bad signature refused" "$ENROLL" ca sign --dir ec-int --profile device tampered.der --out x.crt
 contains "$WORK/.err" "proof of possession" "bad signature: reason"
 expect_exit 1 "point-at-infinity key refused (forged proof of possession)" "$ENROLL" ca sign --dir ec-int --profile device "$DATA/ec-point-at-infinity.der" --out x.crt

@@ -185,7 +185,7 @@ if [ -e "$MODULE" ]; then
   contains x2req.log '"client_cert":true' "pkcs11: enrolld saw the bootstrap certificate"
   lacks x2req.log '"client_cert":false' "pkcs11: every request came with the bootstrap certificate"
 else
-  echo "SKIP: $MODULE missing (PKCS#11 cases)"
+  cannot_run "the PKCS#11 cases" "$MODULE is missing (softhsm2)"
 fi
 
 # ---- renewal: not due, then due (with --renew-before longer than the validity)

@@ -5,7 +5,7 @@
 cd "$WORK"
 
 MODULE=/usr/lib/softhsm/libsofthsm2.so
-if [ ! -e "$MODULE" ]; then echo "SKIP: $MODULE missing"; finish; exit; fi
+if [ ! -e "$MODULE" ]; then cannot_run "the PKCS#11 tests" "$MODULE is missing (softhsm2)"; finish; exit; fi
 mkdir tokens
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > softhsm2.conf
 export SOFTHSM2_CONF=$WORK/softhsm2.conf

@@ -35,14 +35,12 @@ PID=$!; PIDS+=("$PID")
 for _ in $(seq 1 400); do PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
 URL=https://127.0.0.1:$PORT
 
-device_key() { # GROUP_KEY RID: base64(HMAC-SHA256(base64-decode(key), rid)), by openssl
-  printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64
-}
+device_key() { hmac_b64 "$1" "$2"; } # GROUP_KEY RID
 sas() { # DEVICE_KEY RID [EXPIRY]
   local se=${3:-$(( $(date +%s) + 3600 ))}
   local sr="$SCOPE%2Fregistrations%2F$2"
   local sig
-  sig=$(printf '%s\n%s' "$sr" "$se" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | xxd -p -c 256)" -binary | base64)
+  sig=$(hmac_b64 "$1" "$sr"$'\n'"$se")
   sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
   printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
 }

@@ -33,7 +33,7 @@
 #define WRONG_PIN "11223344"
 
 typedef struct fixture {
-    bool ready; /* false: SoftHSM2 is not installed, every test skips */
+    bool ready; /* false: SoftHSM2 is not installed, every test fails */
     char dir[PATH_MAX];
     char pin_file[PATH_MAX + 16];
 } fixture;
@@ -114,8 +114,9 @@ static int group_teardown(void **state)
 static fixture *require_softhsm(void **state)
 {
     fixture *f = *state;
+    /* Not a skip: a machine without SoftHSM2 would pass without running these. */
     if (!f->ready)
-        skip();
+        fail_msg("SoftHSM2 (%s) is not installed: scripts/install-deps.sh installs softhsm2", MODULE);
     return f;
 }
 
