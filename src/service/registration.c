@@ -385,7 +385,6 @@ typedef struct commit_context {
     const attested *who;            /* the credential, re-checked at commit */
     const char *registration_id;    /* as the device sent it */
     const char *policy;
-    const char *payload_json;
     const char *renewal_window;     /* the policy's, or NULL */
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     char *answer;                   /* the final body, also the operation's result */
@@ -420,10 +419,13 @@ static enr_code prepare_commit(commit_context *c, X509 *cert, enr_error *err)
     char etag[ENR_STORE_ETAG_MAX + 1] = "";
     (void)enr_store_make_etag(etag, err);
     const char *hub = c->enrollment->assigned_hub[0] ? c->enrollment->assigned_hub : NULL;
+    /* No payload: in DPS registrationState.payload is what a custom
+     * allocation policy returns, never the device's own payload echoed (that
+     * would also store it in every operation). */
     enr_dps_assignment a = {
         .operation_id = c->operation_id, .registration_id = c->registration_id, .created_at = now,
         .updated_at = now, .assigned_hub = hub, .device_id = hub ? c->registration_id : NULL,
-        .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag, .payload_json = c->payload_json,
+        .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag,
         .chain = chain_len ? chain : NULL, .chain_len = chain_len,
         .renewal_window = renew_after != 0 ? c->renewal_window : NULL, .renew_after = renew_after,
     };
@@ -555,7 +557,6 @@ static void handle_register(registrar *r, const registration_request *req, const
     c.enrollment = &who.enrollment;
     c.who = &who;
     c.registration_id = rid;
-    c.payload_json = enr_dps_register_request_payload(body);
     c.policy = who.enrollment.policy[0] ? who.enrollment.policy : NULL;
     if (enr_dps_tracking_id_new(c.operation_id, &err) != ENR_OK) {
         e = ENR_DPS_INTERNAL;
