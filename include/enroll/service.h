@@ -34,6 +34,15 @@ typedef struct enr_service_config {
      * answered 202 "assigning" with its operationId and Retry-After; the
      * device polls the operation (DPS's asynchronous flow). 0: always. */
     long assigning_after_ms;
+    /* Hostile clients (docs/registration.md, "Configuration"). */
+    long max_connections;           /* open connections on the listener; 0: from the fd limit */
+    int handshake_timeout_seconds;  /* a TLS handshake longer than this is dropped */
+    int request_timeout_seconds;    /* from ready (or the last answer) to a whole request read */
+    int log_lines_per_second;       /* per worker and event; the rest are counted in one line */
+    bool create_store;              /* a missing store is created (else: an error at start) */
+    int audit_max_age_days;         /* audit events older than this are pruned; 0: never */
+    long audit_max_rows;            /* only the newest this many are kept; 0: no bound */
+    int audit_refusal_samples;      /* refusals itemized per worker, errorCode and second */
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
@@ -41,11 +50,16 @@ typedef struct enr_service_config {
  *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
  *  "admin": {"client_ca": "admin-ca.pem"},
  *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
- *  "timeout_seconds": 30, "assigning_after_ms": 2000}, "shutdown_grace_seconds": 10}
+ *  "timeout_seconds": 30, "assigning_after_ms": 2000, "max_connections": 0,
+ *  "handshake_timeout_seconds": 10, "request_timeout_seconds": 30,
+ *  "log_lines_per_second": 20}, "shutdown_grace_seconds": 10, "create_store": false,
+ *  "audit": {"max_age_days": 365, "max_rows": 1000000, "refusal_samples_per_second": 10}}
  * Relative paths are taken relative to the config file's directory.
  * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
  * TLS client certificates chaining to admin.client_ca: keep that CA apart
- * from every CA that signs device certificates. It needs TLS and data_dir. */
+ * from every CA that signs device certificates. It needs TLS and data_dir.
+ * data_dir without id_scope or admin serves nothing from the store: an error
+ * (a forgotten id_scope would answer every device 404). */
 enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
                                   enr_service_config **out, enr_error *err);
 enr_code enr_service_config_load(const char *path, enr_service_config **out, enr_error *err);

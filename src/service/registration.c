@@ -34,6 +34,8 @@ struct registrar {
     size_t ca_count;
     registrar_in_flight_fn in_flight;
     void *in_flight_arg;
+    registrar_refusal_fn refusal_sink;
+    void *refusal_arg;
 };
 
 static void cached_ca_clear(struct cached_ca *entry)
@@ -78,6 +80,12 @@ void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg)
     r->in_flight_arg = arg;
 }
 
+void registrar_set_refusal_sink(registrar *r, registrar_refusal_fn fn, void *arg)
+{
+    r->refusal_sink = fn;
+    r->refusal_arg = arg;
+}
+
 void registration_job_free(registration_job *job)
 {
     if (job == NULL)
@@ -112,7 +120,11 @@ static void answer_error(registrar *r, registration_answer *out, enr_dps_error e
     snprintf(audit.outcome, sizeof audit.outcome, "%s", out->status >= 500 ? "error" : "rejected");
     audit.reason_code = enr_dps_error_code(e);
     snprintf(audit.detail, sizeof audit.detail, "%s", message);
-    if (r->store != NULL)
+    /* Refusals cost a client nothing to repeat: never a transaction and an
+     * fsync each on the event loop when a sink gathers them. */
+    if (r->refusal_sink != NULL)
+        r->refusal_sink(r->refusal_arg, &audit);
+    else if (r->store != NULL)
         (void)enr_store_record_audit(r->store, &audit, &err);
 }
 

@@ -130,7 +130,7 @@ static void test_jobs_from_many_threads_all_commit(void **state)
     char *dir = temp_dir();
     enr_error err;
     committer *c = NULL;
-    assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+    assert_int_equal(committer_new(dir, NULL, &c, &err), ENR_OK);
     tally t = {0};
     producer producers[THREADS];
     pthread_t threads[THREADS];
@@ -168,7 +168,7 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     char *dir = temp_dir();
     enr_error err;
     committer *c = NULL;
-    assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+    assert_int_equal(committer_new(dir, NULL, &c, &err), ENR_OK);
     tally t = {0};
     registration_job *first = job_new("dev-a", "7F01", &t);
     registration_job *clash = job_new("dev-b", "7F01", &t); /* the same serial again */
