@@ -1,5 +1,5 @@
-/* enrolld's HTTP(S) front: configuration, listeners (one event loop and
- * SO_REUSEPORT listener per worker thread), TLS with optional client
+/* enrolld's HTTP(S) front: configuration, listeners (one event loop per
+ * worker thread, all accepting on one listening socket), TLS with optional client
  * certificates, limits, per-request JSON logs, /healthz and /metrics,
  * graceful stop and certificate reload. The registration routes plug in
  * through enr_service_route (issue 4 continues there). */

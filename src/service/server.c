@@ -448,10 +448,25 @@ static void worker_tick(evutil_socket_t fd, short what, void *arg)
  * instead stop accepting for a moment, and spend the reserve descriptor to
  * accept and close the oldest waiting client (it learns at once, instead of
  * timing out). */
+static int tick_of(const struct event_base *base, const struct event *ev, void *arg)
+{
+    (void)base;
+    if (event_get_callback(ev) != worker_tick)
+        return 0;
+    *(worker **)arg = event_get_callback_arg(ev);
+    return 1;
+}
+
 static void accept_failed(struct evconnlistener *listener, void *arg)
 {
-    worker *w = arg;
+    (void)arg; /* evhttp's: the listener's callbacks share evhttp's argument */
     int e = EVUTIL_SOCKET_ERROR();
+    /* Which worker: the one whose tick runs on this loop (rare: at most a
+     * few times a second, since accepting pauses). */
+    worker *w = NULL;
+    (void)event_base_foreach_event(evconnlistener_get_base(listener), tick_of, &w);
+    if (w == NULL)
+        return;
     bool out_of_fds = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
     if (out_of_fds) {
         if (w->reserve_fd >= 0) {

@@ -16,7 +16,8 @@ service_pki
 service_store
 cat > enrolld.json <<JSON
 {"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2}
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2,
+ "limits": {"assigning_after_ms": 20000}}
 JSON
 enrolld_start enrolld.json enrolld.log
 URL=https://127.0.0.1:$PORT
@@ -44,5 +45,64 @@ same "a 5 KB payload is refused 413" "$(register pay-1 big.json)" "413"
 same "with errorCode 413002" "$(json "$WORK/.out" .errorCode)" "413002"
 contains "$WORK/.out" "the limit is 4096" "the message gives the limit"
 same "nothing was issued for it" "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='pay-1'")" "1"
+
+# ---- a second enrolld on the address this one serves refuses to start ----
+sed "s/127.0.0.1:0/127.0.0.1:$PORT/" enrolld.json > second.json
+timeout 10 "$ENROLLD" --config second.json 2> second.log & SECOND=$!; PIDS+=("$SECOND")
+sleep 1
+if kill -0 "$SECOND" 2>/dev/null; then fail "a second enrolld on 127.0.0.1:$PORT is running"; kill -9 "$SECOND"; else pass; fi
+wait "$SECOND"; same "it exits 3" "$?" "3"
+contains second.log "listen 127.0.0.1:$PORT: the address is in use" "the message names the address"
+lacks second.log '"event":"listening"' "it never listened"
+
+# ---- a missing store is an error unless asked for; id_scope is required ----
+sed 's/"data_dir": "data"/"data_dir": "nodata"/' enrolld.json > typo.json
+expect_exit 2 "a data_dir without a store" "$ENROLLD" --config typo.json
+contains "$WORK/.err" "nodata holds no store (no enroll.db)" "the message says what is missing, where"
+contains "$WORK/.err" '"create_store": true' "and what to do"
+[ ! -e nodata ] && pass || fail "the typo'd data_dir was created"
+sed 's/"data_dir": "data"/"data_dir": "fresh", "create_store": true/' enrolld.json > create.json
+enrolld_start create.json create.log
+[ -n "$PORT" ] && [ -f fresh/enroll.db ] && pass || fail "create_store: true makes the store ($(cat create.log))"
+kill -TERM "$EPID"; wait "$EPID"
+PORT=$(grep -ao '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)
+printf '{"listen": "127.0.0.1:0", "data_dir": "data", "tls": {"cert": "server.pem", "key": "server.key"}}' > noscope.json
+expect_exit 2 "a store and no id_scope" "$ENROLLD" --config noscope.json
+contains "$WORK/.err" 'not "id_scope"' "the message names id_scope"
+
+# ---- /healthz follows the store; every 503 carries Retry-After ----
+health() { "${CURL[@]}" -o "$WORK/.health" -D "$WORK/.hhdr" -w '%{http_code}' "$URL/healthz"; }
+same "healthz ok" "$(health)" "200"
+# Another process holds the write lock longer than the store waits (5 s).
+(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; echo ".shell touch locked"; sleep 12; echo "ROLLBACK;") | sqlite3 data/enroll.db & LOCKER=$!; PIDS+=("$LOCKER")
+for _ in $(seq 1 100); do [ -e locked ] && break; sleep 0.05; done
+[ -e locked ] && pass || fail "another process holds the store's write lock"
+jq -n '{registrationId: "locked-1"}' > classic.json
+same "a registration while the store is locked: 503" "$(register locked-1 classic.json)" "503"
+same "errorCode 503001" "$(json "$WORK/.out" .errorCode)" "503001"
+grep -qi '^Retry-After: [0-9]' "$WORK/.hdr" && pass || fail "the 503 carries Retry-After"
+code=; for _ in $(seq 1 40); do code=$(health); [ "$code" = 503 ] && break; sleep 0.25; done
+same "healthz 503 while the store cannot commit" "$code" "503"
+grep -qi '^Retry-After: [0-9]' "$WORK/.hhdr" && pass || fail "the health 503 carries Retry-After"
+same "it says why" "$(json "$WORK/.health" .store)" "cannot commit"
+wait "$LOCKER"
+code=; for _ in $(seq 1 60); do code=$(health); [ "$code" = 200 ] && break; sleep 0.25; done
+same "healthz ok again once the store takes writes" "$code" "200"
+jq -n '{registrationId: "locked-2"}' > classic2.json
+same "and registrations go through" "$(register locked-2 classic2.json)" "200"
+kill -TERM "$EPID"; wait "$EPID"
+
+# A full disk, as a file size limit: commits fail with EFBIG.
+SIZE=$(( $(stat -c %s data/enroll.db) + 96 * 1024 ))
+(exec prlimit --fsize=$SIZE "$ENROLLD" --config enrolld.json 2> full.log) & FPID=$!; PIDS+=("$FPID")
+PORT=; for _ in $(seq 1 400); do PORT=$(grep -ao '"port":[0-9]*' full.log | head -1 | cut -d: -f2); [ -n "$PORT" ] && break; sleep 0.05; done
+URL=https://127.0.0.1:$PORT
+code=; for i in $(seq 1 30); do jq -n --arg id "full-$i" '{registrationId: $id}' > full.json
+  code=$(register "full-$i" full.json); [ "$code" = 503 ] && break; done
+same "a registration on a full disk: 503" "$code" "503"
+grep -qi '^Retry-After: [0-9]' "$WORK/.hdr" && pass || fail "that 503 carries Retry-After"
+# (healthz is not checked here: a small write may still fit under the limit,
+# and the committer's recovery write then rightly says the store takes writes.)
+kill -TERM "$FPID"; wait "$FPID"
 
 finish
