@@ -15,6 +15,10 @@
 #define BATCH_MAX 256
 /* Audit events waiting for a flush; beyond, they are only counted. */
 #define AUDIT_QUEUE_MAX 4096
+/* After a failed write the store reads unhealthy at least this long: a
+ * write small enough to fit (the recovery probe) does not make a full disk
+ * look healthy again at once. */
+#define FAILED_HOLD_MS 10000
 /* Retention deletes this many rows per transaction, a few per second. */
 #define PRUNE_BATCH 1000
 #define PRUNE_BATCHES_PER_TICK 5
@@ -33,6 +37,7 @@ struct committer {
     bool started;
     _Atomic bool write_failed;     /* the last write failed; cleared by one that succeeds */
     _Atomic bool cannot_begin;     /* the last probe could not begin a write transaction */
+    _Atomic long long hold_until_ms; /* not ok before this (monotonic ms): FAILED_HOLD_MS after a failure */
 };
 
 static double seconds_now(void)
@@ -42,14 +47,21 @@ static double seconds_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static long long ms_now(void)
+{
+    return (long long)(seconds_now() * 1000.0);
+}
+
 static void note_write(committer *c, enr_code rc)
 {
     /* A refused item (a taken serial, a disabled enrollment) is the store
      * working; I/O errors, a full disk, a lock held too long are not. */
-    if (rc == ENR_E_IO || rc == ENR_E_NOMEM || rc == ENR_E_INTERNAL)
+    if (rc == ENR_E_IO || rc == ENR_E_NOMEM || rc == ENR_E_INTERNAL) {
         atomic_store(&c->write_failed, true);
-    else if (rc == ENR_OK)
+        atomic_store(&c->hold_until_ms, ms_now() + FAILED_HOLD_MS);
+    } else if (rc == ENR_OK) {
         atomic_store(&c->write_failed, false);
+    }
 }
 
 static void commit_batch(committer *c, registration_job **jobs, size_t n)
@@ -106,18 +118,24 @@ static void flush_audits(committer *c, enr_audit_event *batch)
 static void maintain(committer *c)
 {
     enr_error err;
+    enr_code probe = ENR_E_NOTFOUND; /* no write tried yet this tick */
     time_t before = c->options.audit_max_age_days > 0 ? time(NULL) - (time_t)c->options.audit_max_age_days * 86400
                                                        : 0;
     for (int i = 0; i < PRUNE_BATCHES_PER_TICK; i++) {
         size_t deleted = 0;
         enr_code rc = enr_store_prune_audit(c->store, before, c->options.audit_max_rows, PRUNE_BATCH, &deleted, &err);
         note_write(c, rc);
+        if (before != 0 || c->options.audit_max_rows != 0)
+            probe = rc; /* a DELETE takes the write lock even when it deletes nothing */
         if (rc != ENR_OK || deleted < PRUNE_BATCH)
             break;
     }
-    enr_code rc = enr_store_check_writable(c->store, &err);
+    /* Whether a write can begin: the pruning said so, or a probe. One
+     * attempt a tick, so a lock held elsewhere delays the registrations
+     * waiting behind it by one busy timeout at most. */
+    enr_code rc = probe != ENR_E_NOTFOUND ? probe : enr_store_check_writable(c->store, &err);
     atomic_store(&c->cannot_begin, rc != ENR_OK);
-    if (rc == ENR_OK && atomic_load(&c->write_failed)) {
+    if (rc == ENR_OK && atomic_load(&c->write_failed) && ms_now() >= atomic_load(&c->hold_until_ms)) {
         /* Writes failed and none has been tried since: try one (it is the
          * record of the recovery; when the store still fails nothing is
          * written). */
@@ -225,7 +243,8 @@ void committer_submit_audit(committer *c, const enr_audit_event *events, size_t 
 
 bool committer_store_ok(committer *c)
 {
-    return !atomic_load(&c->write_failed) && !atomic_load(&c->cannot_begin);
+    return !atomic_load(&c->write_failed) && !atomic_load(&c->cannot_begin) &&
+           ms_now() >= atomic_load(&c->hold_until_ms);
 }
 
 void committer_free(committer *c)

@@ -74,9 +74,12 @@ contains "$WORK/.err" 'not "id_scope"' "the message names id_scope"
 health() { "${CURL[@]}" -o "$WORK/.health" -D "$WORK/.hhdr" -w '%{http_code}' "$URL/healthz"; }
 same "healthz ok" "$(health)" "200"
 # Another process holds the write lock longer than the store waits (5 s).
-(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; echo ".shell touch locked"; sleep 12; echo "ROLLBACK;") | sqlite3 data/enroll.db & LOCKER=$!; PIDS+=("$LOCKER")
-for _ in $(seq 1 100); do [ -e locked ] && break; sleep 0.05; done
-[ -e locked ] && pass || fail "another process holds the store's write lock"
+(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; echo ".shell touch locked"; sleep 16; echo "ROLLBACK;") |
+  sqlite3 -bail data/enroll.db > locker.out 2>&1 & LOCKER=$!; PIDS+=("$LOCKER")
+for _ in $(seq 1 200); do [ -e locked ] && break; sleep 0.05; done
+[ -e locked ] && pass || fail "another process holds the store's write lock: $(cat locker.out)"
+if sqlite3 data/enroll.db "BEGIN IMMEDIATE; ROLLBACK;" 2> probe.err; then
+  fail "the store is not locked after all: $(cat locker.out)"; else contains probe.err "locked" "the store is locked"; fi
 jq -n '{registrationId: "locked-1"}' > classic.json
 same "a registration while the store is locked: 503" "$(register locked-1 classic.json)" "503"
 same "errorCode 503001" "$(json "$WORK/.out" .errorCode)" "503001"
@@ -86,7 +89,7 @@ same "healthz 503 while the store cannot commit" "$code" "503"
 grep -qi '^Retry-After: [0-9]' "$WORK/.hhdr" && pass || fail "the health 503 carries Retry-After"
 same "it says why" "$(json "$WORK/.health" .store)" "cannot commit"
 wait "$LOCKER"
-code=; for _ in $(seq 1 60); do code=$(health); [ "$code" = 200 ] && break; sleep 0.25; done
+code=; for _ in $(seq 1 120); do code=$(health); [ "$code" = 200 ] && break; sleep 0.25; done
 same "healthz ok again once the store takes writes" "$code" "200"
 jq -n '{registrationId: "locked-2"}' > classic2.json
 same "and registrations go through" "$(register locked-2 classic2.json)" "200"
@@ -101,8 +104,10 @@ code=; for i in $(seq 1 30); do jq -n --arg id "full-$i" '{registrationId: $id}'
   code=$(register "full-$i" full.json); [ "$code" = 503 ] && break; done
 same "a registration on a full disk: 503" "$code" "503"
 grep -qi '^Retry-After: [0-9]' "$WORK/.hdr" && pass || fail "that 503 carries Retry-After"
-# (healthz is not checked here: a small write may still fit under the limit,
-# and the committer's recovery write then rightly says the store takes writes.)
+same "healthz 503 on a full disk" "$(health)" "503"
+grep -qi '^Retry-After: [0-9]' "$WORK/.hhdr" && pass || fail "with Retry-After"
+"${CURL[@]}" "$URL/metrics" > full-metrics.txt
+contains full-metrics.txt "enroll_store_ok 0" "metrics say the store is not ok"
 kill -TERM "$FPID"; wait "$FPID"
 
 finish
