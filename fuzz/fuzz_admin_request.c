@@ -12,17 +12,24 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* One store per process in a fixed directory per user: libFuzzer leaves
- * without running exit handlers, so a fresh directory per run would pile
- * up; processes of one run may share it (SQLite allows that). */
+/* One store per process in a fixed directory per user and build: libFuzzer
+ * leaves without running exit handlers, so a fresh directory per run would
+ * pile up; processes of one run may share it (SQLite allows that). The
+ * build's own (a hash of the fuzzer's path): two checkouts whose schemas
+ * differ must not share a scratch store. */
 static enr_store *scratch_store(void)
 {
     static enr_store *store;
     if (store != NULL)
         return store;
-    char dir[64];
-    snprintf(dir, sizeof dir, "%s/enroll-fuzz-admin-%u", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
-             (unsigned)getuid());
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (ssize_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)exe[i]) * 16777619u;
+    char dir[96];
+    snprintf(dir, sizeof dir, "%s/enroll-fuzz-admin-%u-%08x", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+             (unsigned)getuid(), h);
     enr_error err;
     if (enr_store_open_sqlite(dir, &store, &err) != ENR_OK) {
         fprintf(stderr, "fuzz_admin_request: no scratch store: %s\n", err.message);
