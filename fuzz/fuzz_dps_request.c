@@ -43,7 +43,11 @@ static void fuzz_request(const char *body, size_t len)
     enr_csr *csr = NULL;
     if (enr_dps_register_request_decode_csr(req, &csr, &dps_err, &err) == ENR_OK)
         enr_csr_free(csr);
-    /* The payload goes back to the device in the final answer. */
+    /* An accepted payload is within its bound; the writers still carry a
+     * payload (a custom allocation's), so one must survive them. */
+    const char *payload = enr_dps_register_request_payload(req);
+    if (payload != NULL && strlen(payload) > ENR_DPS_PAYLOAD_MAX)
+        abort();
     enr_dps_assignment a = {.operation_id = "op-1", .registration_id = id,
                             .payload_json = enr_dps_register_request_payload(req)};
     char *text = NULL;

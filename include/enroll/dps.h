@@ -34,6 +34,7 @@ extern "C" {
 #define ENR_DPS_ID_SCOPE_MAX 64
 #define ENR_DPS_OPERATION_ID_MAX 128
 #define ENR_DPS_CSR_CHARS_MAX (32u * 1024u) /* base64 characters of one CSR */
+#define ENR_DPS_PAYLOAD_MAX 4096u           /* a request's payload, as compact JSON text */
 #define ENR_DPS_CHAIN_MAX 8                 /* certificates in issuedCertificateChain */
 #define ENR_DPS_TRACKING_ID_SIZE 37         /* a UUID and its NUL */
 #define ENR_DPS_TIME_SIZE 29                /* "2026-11-23T08:00:00.0000000Z" and its NUL */
@@ -66,6 +67,7 @@ typedef enum enr_dps_error {
     ENR_DPS_UNKNOWN_PATH,
     ENR_DPS_METHOD_NOT_ALLOWED,
     ENR_DPS_BODY_TOO_LARGE,
+    ENR_DPS_PAYLOAD_TOO_LARGE,
     ENR_DPS_THROTTLED,
     ENR_DPS_INTERNAL,
     ENR_DPS_STORE_UNAVAILABLE,
@@ -156,7 +158,10 @@ enr_code enr_dps_path_parse(const char *path, enr_dps_path *out, enr_dps_error *
  *   both are, they must carry the same base64. Neither: a classic
  *   registration.
  * - payload is any JSON value, kept as compact JSON text (numbers are
- *   re-serialised, so 0.1 may come back as 0.10000000000000001).
+ *   re-serialised, so 0.1 may come back as 0.10000000000000001) of at most
+ *   ENR_DPS_PAYLOAD_MAX bytes (ENR_DPS_PAYLOAD_TOO_LARGE). It is the
+ *   device's data for the enrollment (DPS hands it to a custom allocation
+ *   policy); enrolld neither stores nor echoes it.
  * - A JSON null for csr, clientCertificateCsr or payload means "absent".
  * - Other top-level members are ignored: device SDKs send extras such as
  *   "tpm" that enrolld has no use for. */
@@ -171,7 +176,7 @@ typedef enum enr_dps_csr_field {
 } enr_dps_csr_field;
 
 /* On failure `*dps_err` is the errorCode to answer (ENR_DPS_MALFORMED_BODY,
- * ENR_DPS_BODY_TOO_LARGE, ENR_DPS_REGISTRATION_ID_INVALID,
+ * ENR_DPS_BODY_TOO_LARGE, ENR_DPS_PAYLOAD_TOO_LARGE, ENR_DPS_REGISTRATION_ID_INVALID,
  * ENR_DPS_REGISTRATION_ID_MISMATCH, ENR_DPS_CSR_NOT_DECODABLE,
  * ENR_DPS_CSR_FIELDS_DIFFER, or ENR_DPS_INTERNAL when memory ran out) and
  * err->message is fit to send back to the device. */

@@ -1,5 +1,5 @@
-/* enrolld's HTTP(S) front: configuration, listeners (one event loop and
- * SO_REUSEPORT listener per worker thread), TLS with optional client
+/* enrolld's HTTP(S) front: configuration, listeners (one event loop per
+ * worker thread, all accepting on one listening socket), TLS with optional client
  * certificates, limits, per-request JSON logs, /healthz and /metrics,
  * graceful stop and certificate reload. The registration routes plug in
  * through enr_service_route (issue 4 continues there). */
@@ -41,6 +41,15 @@ typedef struct enr_service_config {
     /* The longest a device's SAS token may live (se - now): a token made
      * to last longer is refused even when genuine (default one day). */
     long sas_token_max_lifetime_seconds;
+    /* Hostile clients (docs/registration.md, "Configuration"). */
+    long max_connections;           /* open connections on the listener; 0: from the fd limit */
+    int handshake_timeout_seconds;  /* a TLS handshake longer than this is dropped */
+    int request_timeout_seconds;    /* from ready (or the last answer) to a whole request read */
+    int log_lines_per_second;       /* per worker and event; the rest are counted in one line */
+    bool create_store;              /* a missing store is created (else: an error at start) */
+    int audit_max_age_days;         /* audit events older than this are pruned; 0: never */
+    long audit_max_rows;            /* only the newest this many are kept; 0: no bound */
+    int audit_refusal_samples;      /* refusals itemized per worker, errorCode and second */
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
@@ -48,12 +57,17 @@ typedef struct enr_service_config {
  *  "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
  *  "admin": {"client_ca": "admin-ca.pem"},
  *  "workers": 2, "limits": {"max_body_bytes": 65536, "max_header_bytes": 8192,
- *  "timeout_seconds": 30, "assigning_after_ms": 2000, "sas_token_max_lifetime_seconds": 86400},
- *  "shutdown_grace_seconds": 10}
+ *  "timeout_seconds": 30, "assigning_after_ms": 2000, "max_connections": 0,
+ *  "handshake_timeout_seconds": 10, "request_timeout_seconds": 30,
+ *  "log_lines_per_second": 20, "sas_token_max_lifetime_seconds": 86400},
+ *  "shutdown_grace_seconds": 10, "create_store": false,
+ *  "audit": {"max_age_days": 365, "max_rows": 1000000, "refusal_samples_per_second": 10}}
  * Relative paths are taken relative to the config file's directory.
  * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
  * TLS client certificates chaining to admin.client_ca: keep that CA apart
- * from every CA that signs device certificates. It needs TLS and data_dir. */
+ * from every CA that signs device certificates. It needs TLS and data_dir.
+ * data_dir without id_scope or admin serves nothing from the store: an error
+ * (a forgotten id_scope would answer every device 404). */
 enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
                                   enr_service_config **out, enr_error *err);
 enr_code enr_service_config_load(const char *path, enr_service_config **out, enr_error *err);

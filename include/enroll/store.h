@@ -58,6 +58,10 @@ typedef struct enr_store enr_store;
  * rather than written with old assumptions. DATA_DIR is created (0700) if
  * it does not exist; its parent must. */
 enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error *err);
+/* True when DATA_DIR holds a SQLite store (its enroll.db exists), without
+ * opening or creating anything: a service refuses to start on a data
+ * directory that does not (a typo would otherwise make an empty store). */
+bool enr_store_sqlite_exists(const char *data_dir);
 void enr_store_close(enr_store *store);
 
 /* "sqlite", ... */
@@ -395,6 +399,17 @@ enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr
 
 /* For requests refused before anything else is written. */
 enr_code enr_store_record_audit(enr_store *store, const enr_audit_event *audit, enr_error *err);
+/* Many events in one transaction (one fsync): enrolld's batches of refusals. */
+enr_code enr_store_record_audits(enr_store *store, const enr_audit_event *events, size_t count, enr_error *err);
+/* Retention: deletes at most `limit` (1..100000) of the oldest events that
+ * are older than `before` (0: no age bound) or not among the newest
+ * `keep_rows` (0: no row bound); `*deleted` says how many. Call again while
+ * it deletes `limit`: each call is one short transaction. */
+enr_code enr_store_prune_audit(enr_store *store, time_t before, long keep_rows, size_t limit, size_t *deleted,
+                               enr_error *err);
+/* Whether a write transaction can begin now (a read-only file, a lock held
+ * too long): ENR_E_IO if not. It writes nothing. */
+enr_code enr_store_check_writable(enr_store *store, enr_error *err);
 /* Oldest first. filter may be NULL. */
 enr_code enr_store_list_audit(enr_store *store, const enr_audit_filter *filter, enr_audit_list *out,
                               enr_error *err);
@@ -476,6 +491,10 @@ typedef struct enr_store_ops {
     enr_code (*key_compromised)(void *impl, const char *spki_sha256, bool *out, enr_error *err);
 
     enr_code (*record_audit)(void *impl, const enr_audit_event *audit, enr_error *err);
+    enr_code (*record_audits)(void *impl, const enr_audit_event *events, size_t count, enr_error *err);
+    enr_code (*prune_audit)(void *impl, time_t before, long keep_rows, size_t limit, size_t *deleted,
+                            enr_error *err);
+    enr_code (*check_writable)(void *impl, enr_error *err);
     enr_code (*list_audit)(void *impl, const enr_audit_filter *filter, enr_audit_list *out,
                            enr_error *err);
 } enr_store_ops;

@@ -57,6 +57,8 @@ static const dps_error_entry ERRORS[] = {
      "Register takes PUT and operation status takes GET."},
     {ENR_DPS_BODY_TOO_LARGE, 413001, 413, "body_too_large",
      "The request body exceeds the size limit."},
+    {ENR_DPS_PAYLOAD_TOO_LARGE, 413002, 413, "payload_too_large",
+     "The request's payload exceeds 4 KiB."},
     {ENR_DPS_THROTTLED, 429001, 429, "throttled",
      "Too many requests: retry after the Retry-After interval."},
     {ENR_DPS_INTERNAL, 500001, 500, "internal_error", "An internal error occurred."},

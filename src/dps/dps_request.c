@@ -183,7 +183,16 @@ static enr_code read_payload(json_t *doc, enr_dps_register_request *req, enr_dps
     if (v == NULL || json_is_null(v))
         return ENR_OK;
     req->payload = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    return req->payload != NULL ? ENR_OK : out_of_memory(dps_err, err);
+    if (req->payload == NULL)
+        return out_of_memory(dps_err, err);
+    size_t n = strlen(req->payload);
+    if (n > ENR_DPS_PAYLOAD_MAX)
+        return fail(dps_err, ENR_DPS_PAYLOAD_TOO_LARGE,
+                    enr_error_set(err, ENR_E_PARSE,
+                                  "payload is %zu bytes as compact JSON; the limit is %u: send the "
+                                  "device's data for the enrollment, not bulk data",
+                                  n, ENR_DPS_PAYLOAD_MAX));
+    return ENR_OK;
 }
 
 enr_code enr_dps_register_request_parse(const char *body, size_t len,

@@ -120,6 +120,8 @@ static int reply(struct evhttp_request *req, int status, const char *reason, con
     evhttp_add_header(headers, "Content-Type", "application/json; charset=utf-8");
     /* Answers may hold keys (key.show): never cache them anywhere. */
     evhttp_add_header(headers, "Cache-Control", "no-store");
+    if (status == 503 || status == 429)
+        evhttp_add_header(headers, "Retry-After", "5");
     struct evbuffer *out = evbuffer_new();
     if (out != NULL) {
         evbuffer_add(out, body, strlen(body));
@@ -153,6 +155,7 @@ static int status_of(enr_code code, const char **reason)
     case ENR_E_POLICY:
     case ENR_E_VERIFY:
     case ENR_E_UNSUPPORTED: *reason = "Unprocessable Entity"; return 422;
+    case ENR_E_IO: *reason = "Service Unavailable"; return 503; /* the store: busy, full, read-only */
     default: *reason = "Internal Server Error"; return 500;
     }
 }

@@ -1,8 +1,11 @@
 #include "service/committer.h"
 
+#include <errno.h>
 #include <pthread.h>
-#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "enroll/store.h"
@@ -10,15 +13,31 @@
 /* More than this waits for the next transaction: keeps a transaction's
  * work (and the latency of its first job) bounded. */
 #define BATCH_MAX 256
+/* Audit events waiting for a flush; beyond, they are only counted. */
+#define AUDIT_QUEUE_MAX 4096
+/* After a failed write the store reads unhealthy at least this long: a
+ * write small enough to fit (the recovery probe) does not make a full disk
+ * look healthy again at once. */
+#define FAILED_HOLD_MS 10000
+/* Retention deletes this many rows per transaction, a few per second. */
+#define PRUNE_BATCH 1000
+#define PRUNE_BATCHES_PER_TICK 5
 
 struct committer {
     enr_store *store;
+    committer_options options;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     registration_job *head, *tail; /* FIFO */
+    enr_audit_event *audits;       /* AUDIT_QUEUE_MAX */
+    size_t audit_count;
+    unsigned long audit_overflow;  /* refusals beyond the queue, since the last flush */
     bool stopping;
     bool started;
+    _Atomic bool write_failed;     /* the last write failed; cleared by one that succeeds */
+    _Atomic bool cannot_begin;     /* the last probe could not begin a write transaction */
+    _Atomic long long hold_until_ms; /* not ok before this (monotonic ms): FAILED_HOLD_MS after a failure */
 };
 
 static double seconds_now(void)
@@ -28,6 +47,23 @@ static double seconds_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static long long ms_now(void)
+{
+    return (long long)(seconds_now() * 1000.0);
+}
+
+static void note_write(committer *c, enr_code rc)
+{
+    /* A refused item (a taken serial, a disabled enrollment) is the store
+     * working; I/O errors, a full disk, a lock held too long are not. */
+    if (rc == ENR_E_IO || rc == ENR_E_NOMEM || rc == ENR_E_INTERNAL) {
+        atomic_store(&c->write_failed, true);
+        atomic_store(&c->hold_until_ms, ms_now() + FAILED_HOLD_MS);
+    } else if (rc == ENR_OK) {
+        atomic_store(&c->write_failed, false);
+    }
+}
+
 static void commit_batch(committer *c, registration_job **jobs, size_t n)
 {
     enr_registration_commit items[BATCH_MAX];
@@ -35,29 +71,101 @@ static void commit_batch(committer *c, registration_job **jobs, size_t n)
         items[i] = jobs[i]->item;
     enr_error err;
     double t0 = seconds_now();
-    (void)enr_store_commit_registrations(c->store, items, n, &err); /* each item carries its result */
+    enr_code rc = enr_store_commit_registrations(c->store, items, n, &err); /* each item carries its result */
     double ms = (seconds_now() - t0) * 1000.0;
+    enr_code worst = rc;
     for (size_t i = 0; i < n; i++) {
         jobs[i]->item.result = items[i].result;
         jobs[i]->item.error = items[i].error;
         jobs[i]->commit_ms = ms;
+        if (items[i].result == ENR_E_IO)
+            worst = ENR_E_IO;
     }
+    note_write(c, worst);
     for (size_t i = 0; i < n; i++)
         jobs[i]->done(jobs[i], jobs[i]->done_arg);
+}
+
+/* The refusals gathered since the last flush, in one transaction. */
+static void flush_audits(committer *c, enr_audit_event *batch)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->audit_count;
+    unsigned long overflow = c->audit_overflow;
+    memcpy(batch, c->audits, n * sizeof *batch);
+    c->audit_count = 0;
+    c->audit_overflow = 0;
+    pthread_mutex_unlock(&c->lock);
+    if (overflow > 0) {
+        enr_audit_event *o = &batch[n++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->kind, sizeof o->kind, "register");
+        snprintf(o->outcome, sizeof o->outcome, "rejected");
+        snprintf(o->detail, sizeof o->detail,
+                 "%lu more refusals, not itemized: they came faster than the store took them", overflow);
+    }
+    if (n == 0)
+        return;
+    enr_error err;
+    enr_code rc = enr_store_record_audits(c->store, batch, n, &err);
+    note_write(c, rc);
+    if (rc != ENR_OK)
+        fprintf(stderr, "{\"event\":\"audit_write_failed\",\"events\":%zu,\"error\":\"%s\"}\n", n,
+                enr_code_name(rc));
+}
+
+/* Once a second: retention, and the store's health. */
+static void maintain(committer *c)
+{
+    enr_error err;
+    enr_code probe = ENR_E_NOTFOUND; /* no write tried yet this tick */
+    time_t before = c->options.audit_max_age_days > 0 ? time(NULL) - (time_t)c->options.audit_max_age_days * 86400
+                                                       : 0;
+    for (int i = 0; i < PRUNE_BATCHES_PER_TICK; i++) {
+        size_t deleted = 0;
+        enr_code rc = enr_store_prune_audit(c->store, before, c->options.audit_max_rows, PRUNE_BATCH, &deleted, &err);
+        note_write(c, rc);
+        if (before != 0 || c->options.audit_max_rows != 0)
+            probe = rc; /* a DELETE takes the write lock even when it deletes nothing */
+        if (rc != ENR_OK || deleted < PRUNE_BATCH)
+            break;
+    }
+    /* Whether a write can begin: the pruning said so, or a probe. One
+     * attempt a tick, so a lock held elsewhere delays the registrations
+     * waiting behind it by one busy timeout at most. */
+    enr_code rc = probe != ENR_E_NOTFOUND ? probe : enr_store_check_writable(c->store, &err);
+    atomic_store(&c->cannot_begin, rc != ENR_OK);
+    if (rc == ENR_OK && atomic_load(&c->write_failed) && ms_now() >= atomic_load(&c->hold_until_ms)) {
+        /* Writes failed and none has been tried since: try one (it is the
+         * record of the recovery; when the store still fails nothing is
+         * written). */
+        enr_audit_event e = {0};
+        snprintf(e.kind, sizeof e.kind, "store");
+        snprintf(e.outcome, sizeof e.outcome, "ok");
+        snprintf(e.detail, sizeof e.detail, "the store takes writes again after a failed write");
+        note_write(c, enr_store_record_audits(c->store, &e, 1, &err));
+    }
 }
 
 static void *committer_main(void *arg)
 {
     committer *c = arg;
     registration_job *batch[BATCH_MAX];
+    enr_audit_event *audits = malloc((AUDIT_QUEUE_MAX + 1) * sizeof *audits);
+    double next_tick = seconds_now() + 1.0;
     for (;;) {
         pthread_mutex_lock(&c->lock);
-        while (c->head == NULL && !c->stopping)
-            pthread_cond_wait(&c->wake, &c->lock);
-        if (c->head == NULL && c->stopping) {
-            pthread_mutex_unlock(&c->lock);
-            return NULL;
+        while (c->head == NULL && !c->stopping && seconds_now() < next_tick) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 200 * 1000 * 1000;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            (void)pthread_cond_timedwait(&c->wake, &c->lock, &until);
         }
+        bool stopping = c->stopping;
         size_t n = 0;
         while (c->head != NULL && n < BATCH_MAX) {
             batch[n++] = c->head;
@@ -68,16 +176,32 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&c->lock);
         for (size_t i = 0; i < n; i++)
             batch[i]->next = NULL;
-        commit_batch(c, batch, n);
+        if (n > 0)
+            commit_batch(c, batch, n);
+        if (stopping || seconds_now() >= next_tick) {
+            if (audits != NULL)
+                flush_audits(c, audits);
+            if (!stopping)
+                maintain(c);
+            next_tick = seconds_now() + 1.0;
+        }
+        if (stopping && n == 0)
+            break;
     }
+    free(audits);
+    return NULL;
 }
 
-enr_code committer_new(const char *data_dir, committer **out, enr_error *err)
+enr_code committer_new(const char *data_dir, const committer_options *options, committer **out, enr_error *err)
 {
     *out = NULL;
     committer *c = calloc(1, sizeof *c);
-    if (c == NULL)
+    if (c == NULL || (c->audits = calloc(AUDIT_QUEUE_MAX, sizeof *c->audits)) == NULL) {
+        free(c);
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    if (options != NULL)
+        c->options = *options;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     enr_code rc = enr_store_open_sqlite(data_dir, &c->store, err);
@@ -105,6 +229,24 @@ void committer_submit(committer *c, registration_job *job)
     pthread_mutex_unlock(&c->lock);
 }
 
+void committer_submit_audit(committer *c, const enr_audit_event *events, size_t count)
+{
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < count; i++) {
+        if (c->audit_count < AUDIT_QUEUE_MAX)
+            c->audits[c->audit_count++] = events[i];
+        else
+            c->audit_overflow++;
+    }
+    pthread_mutex_unlock(&c->lock); /* no wake-up: written with the next tick */
+}
+
+bool committer_store_ok(committer *c)
+{
+    return !atomic_load(&c->write_failed) && !atomic_load(&c->cannot_begin) &&
+           ms_now() >= atomic_load(&c->hold_until_ms);
+}
+
 void committer_free(committer *c)
 {
     if (c == NULL)
@@ -119,5 +261,6 @@ void committer_free(committer *c)
     enr_store_close(c->store);
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->lock);
+    free(c->audits);
     free(c);
 }

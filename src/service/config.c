@@ -108,11 +108,15 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     enr_service_config *cfg = calloc(1, sizeof *cfg);
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
     static const char *const TOP[] = {"listen", "data_dir", "id_scope", "tls", "plain_http", "workers",
-                                      "limits", "shutdown_grace_seconds", "admin", NULL};
+                                      "limits", "shutdown_grace_seconds", "admin", "create_store", "audit",
+                                      NULL};
+    static const char *const AUDIT[] = {"max_age_days", "max_rows", "refusal_samples_per_second", NULL};
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
     static const char *const ADMIN[] = {"client_ca", NULL};
     static const char *const LIMITS[] = {"max_body_bytes", "max_header_bytes", "timeout_seconds",
-                                         "assigning_after_ms", "sas_token_max_lifetime_seconds", NULL};
+                                         "assigning_after_ms", "max_connections", "handshake_timeout_seconds",
+                                         "request_timeout_seconds", "log_lines_per_second",
+                                         "sas_token_max_lifetime_seconds", NULL};
     if (rc == ENR_OK && !json_is_object(root))
         rc = enr_error_set(err, ENR_E_PARSE, "config: the top level must be a JSON object");
     if (rc == ENR_OK)
@@ -124,6 +128,12 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         cfg->shutdown_grace_seconds = 10;
         cfg->assigning_after_ms = 2000;
         cfg->sas_token_max_lifetime_seconds = ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT;
+        cfg->handshake_timeout_seconds = 10;
+        cfg->request_timeout_seconds = 30;
+        cfg->log_lines_per_second = 20;
+        cfg->audit_max_age_days = 365;
+        cfg->audit_max_rows = 1000000;
+        cfg->audit_refusal_samples = 10;
         const char *listen = json_string_value(json_object_get(root, "listen"));
         rc = listen ? parse_listen(listen, cfg, err)
                     : enr_error_set(err, ENR_E_PARSE, "config: \"listen\" (host:port) is required");
@@ -209,9 +219,53 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         if (rc == ENR_OK)
             rc = int_value(limits, "sas_token_max_lifetime_seconds", "limits", 60, 366L * 86400,
                            &cfg->sas_token_max_lifetime_seconds, err);
+        long handshake = cfg->handshake_timeout_seconds, request = cfg->request_timeout_seconds,
+             lines = cfg->log_lines_per_second;
         if (rc == ENR_OK)
+            rc = int_value(limits, "max_connections", "limits", 0, 1000000, &cfg->max_connections, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "handshake_timeout_seconds", "limits", 1, 300, &handshake, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "request_timeout_seconds", "limits", 1, 3600, &request, err);
+        if (rc == ENR_OK)
+            rc = int_value(limits, "log_lines_per_second", "limits", 1, 100000, &lines, err);
+        if (rc == ENR_OK) {
             cfg->timeout_seconds = (int)timeout;
+            cfg->handshake_timeout_seconds = (int)handshake;
+            cfg->request_timeout_seconds = (int)request;
+            cfg->log_lines_per_second = (int)lines;
+        }
     }
+    json_t *create = root ? json_object_get(root, "create_store") : NULL;
+    if (rc == ENR_OK && create != NULL && !json_is_boolean(create))
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"create_store\" must be true or false");
+    if (rc == ENR_OK)
+        cfg->create_store = json_is_true(create);
+    if (rc == ENR_OK && cfg->create_store && cfg->data_dir == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"create_store\" needs \"data_dir\" (where to create it)");
+    json_t *audit = root ? json_object_get(root, "audit") : NULL;
+    if (rc == ENR_OK && audit != NULL) {
+        long age = cfg->audit_max_age_days, samples = cfg->audit_refusal_samples;
+        if (!json_is_object(audit))
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"audit\" must be an object");
+        if (rc == ENR_OK)
+            rc = only_known_keys(audit, "audit", AUDIT, err);
+        if (rc == ENR_OK)
+            rc = int_value(audit, "max_age_days", "audit", 0, 36500, &age, err);
+        if (rc == ENR_OK)
+            rc = int_value(audit, "max_rows", "audit", 0, 1000000000L, &cfg->audit_max_rows, err);
+        if (rc == ENR_OK)
+            rc = int_value(audit, "refusal_samples_per_second", "audit", 0, 1000, &samples, err);
+        if (rc == ENR_OK) {
+            cfg->audit_max_age_days = (int)age;
+            cfg->audit_refusal_samples = (int)samples;
+        }
+    }
+    if (rc == ENR_OK && cfg->data_dir != NULL && cfg->id_scope == NULL && cfg->admin_client_ca == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE,
+                           "config: \"data_dir\" is given but not \"id_scope\": enrolld would answer every "
+                           "registration 404. Add \"id_scope\" (the ID scope devices are given), or drop "
+                           "\"data_dir\" to serve only /healthz and /metrics");
     if (rc == ENR_OK) {
         cfg->workers = (int)workers;
         cfg->shutdown_grace_seconds = (int)grace;

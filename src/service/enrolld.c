@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "enroll/service.h"
 
@@ -15,8 +16,10 @@ static const char USAGE[] =
     "SIGHUP reloads the TLS certificate and key.\n"
     "\n"
     "Example config (JSON):\n"
-    "  {\"listen\": \"127.0.0.1:8443\", \"data_dir\": \"data\",\n"
-    "   \"tls\": {\"cert\": \"server.pem\", \"key\": \"server.key\"}}\n";
+    "  {\"listen\": \"127.0.0.1:8443\", \"data_dir\": \"data\", \"id_scope\": \"0ne00000042\",\n"
+    "   \"tls\": {\"cert\": \"server.pem\", \"key\": \"server.key\"}}\n"
+    "data_dir must hold a store (made by `enroll admin ... --data DIR`) unless\n"
+    "\"create_store\": true. Every key: docs/registration.md, \"Configuration\".\n";
 
 int main(int argc, char **argv)
 {
@@ -45,6 +48,17 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file grown past RLIMIT_FSIZE is a failed write (the store answers
+     * 503 and /healthz says so), not the death of the service. */
+    signal(SIGXFSZ, SIG_IGN);
+    /* Every connection is a descriptor: take all the hard limit allows
+     * (the connection cap is drawn from it, limits.max_connections). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+            fprintf(stderr, "{\"event\":\"fd_limit_kept\",\"message\":\"cannot raise the soft descriptor limit\"}\n");
+    }
     evthread_use_pthreads();
 
     enr_error err;

@@ -37,6 +37,8 @@ struct registrar {
     registrar_in_flight_fn in_flight;
     void *in_flight_arg;
     long sas_max_lifetime; /* seconds a SAS token may live beyond now */
+    registrar_refusal_fn refusal_sink;
+    void *refusal_arg;
 };
 
 static void cached_ca_clear(struct cached_ca *entry)
@@ -85,6 +87,12 @@ void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg)
 {
     r->in_flight = fn;
     r->in_flight_arg = arg;
+}
+
+void registrar_set_refusal_sink(registrar *r, registrar_refusal_fn fn, void *arg)
+{
+    r->refusal_sink = fn;
+    r->refusal_arg = arg;
 }
 
 void registration_job_free(registration_job *job)
@@ -141,7 +149,11 @@ static void answer_error(registrar *r, registration_answer *out, enr_dps_error e
     snprintf(audit.outcome, sizeof audit.outcome, "%s", out->status >= 500 ? "error" : "rejected");
     audit.reason_code = enr_dps_error_code(e);
     snprintf(audit.detail, sizeof audit.detail, "%s", message);
-    if (r->store != NULL)
+    /* Refusals cost a client nothing to repeat: never a transaction and an
+     * fsync each on the event loop when a sink gathers them. */
+    if (r->refusal_sink != NULL)
+        r->refusal_sink(r->refusal_arg, &audit);
+    else if (r->store != NULL)
         (void)enr_store_record_audit(r->store, &audit, &err);
 }
 
@@ -540,7 +552,6 @@ typedef struct commit_context {
     const attested *who;            /* the credential, re-checked at commit */
     const char *registration_id;    /* as the device sent it */
     const char *policy;
-    const char *payload_json;
     const char *renewal_window;     /* the policy's, or NULL */
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     char *answer;                   /* the final body, also the operation's result */
@@ -575,10 +586,13 @@ static enr_code prepare_commit(commit_context *c, X509 *cert, enr_error *err)
     char etag[ENR_STORE_ETAG_MAX + 1] = "";
     (void)enr_store_make_etag(etag, err);
     const char *hub = c->enrollment->assigned_hub[0] ? c->enrollment->assigned_hub : NULL;
+    /* No payload: in DPS registrationState.payload is what a custom
+     * allocation policy returns, never the device's own payload echoed (that
+     * would also store it in every operation). */
     enr_dps_assignment a = {
         .operation_id = c->operation_id, .registration_id = c->registration_id, .created_at = now,
         .updated_at = now, .assigned_hub = hub, .device_id = hub ? c->registration_id : NULL,
-        .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag, .payload_json = c->payload_json,
+        .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag,
         .chain = chain_len ? chain : NULL, .chain_len = chain_len,
         .renewal_window = renew_after != 0 ? c->renewal_window : NULL, .renew_after = renew_after,
     };
@@ -729,7 +743,6 @@ static void handle_register(registrar *r, const registration_request *req, const
     c.enrollment = &who.enrollment;
     c.who = &who;
     c.registration_id = rid;
-    c.payload_json = enr_dps_register_request_payload(body);
     c.policy = who.enrollment.policy[0] ? who.enrollment.policy : NULL;
     if (enr_dps_tracking_id_new(c.operation_id, &err) != ENR_OK) {
         e = ENR_DPS_INTERNAL;

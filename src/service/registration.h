@@ -85,6 +85,11 @@ typedef enum registrar_operation_state {
 typedef registrar_operation_state (*registrar_in_flight_fn)(void *arg, const char *operation_id,
                                                             const char *registration_id);
 void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg);
+/* Where a refusal's audit event goes: with no sink it is written to the
+ * store at once (its own transaction); enrolld's workers gather them and
+ * hand them to the committer in batches (server.c). */
+typedef void (*registrar_refusal_fn)(void *arg, const enr_audit_event *audit);
+void registrar_set_refusal_sink(registrar *r, registrar_refusal_fn fn, void *arg);
 /* The answer for an accepted registration once its commit is over (the
  * job's item.result says how it went); takes the job's answer body. */
 void registrar_finish(registrar *r, registration_job *job, registration_answer *out);

@@ -1,5 +1,10 @@
 /* The HTTP(S) front of enrolld: a worker thread per core, each with its own
- * event loop and SO_REUSEPORT listener, sharing one SSL_CTX. */
+ * event loop accepting on one shared listening socket (bound once, without
+ * SO_REUSEPORT, so a second enrolld on the address fails to start instead of
+ * taking a share of the devices), sharing one SSL_CTX. Hostile clients are
+ * bounded per worker: a connection cap, handshake and whole-request
+ * deadlines, a pause (and a reserve descriptor) when accept runs out of
+ * descriptors, and rate-limited log lines. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -7,6 +12,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -21,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,7 +59,39 @@ typedef struct worker_metrics {
     _Atomic unsigned long by_class[6]; /* 1xx..5xx by status / 100 */
     _Atomic unsigned long latency_bucket[LATENCY_BUCKETS + 1];
     _Atomic unsigned long latency_ms_sum;
+    _Atomic unsigned long dropped[3];  /* by drop_reason */
+    _Atomic long open_connections;
+    _Atomic unsigned long accept_pauses;
 } worker_metrics;
+
+/* Why a connection was closed by enrolld rather than by its client. */
+enum drop_reason { DROP_HANDSHAKE = 0, DROP_REQUEST = 1, DROP_SHED = 2 };
+static const char *const DROP_NAMES[3] = {"handshake_timeout", "request_timeout", "shed_at_cap"};
+
+/* Log lines that a client can make repeat are limited per worker and kind
+ * to log_lines_per_second; the rest are counted in one "suppressed" line. */
+enum log_kind { LOG_ACCEPT_FAILED = 0, LOG_REFUSED, LOG_ERROR_ANSWER, LOG_DROPPED, LOG_KINDS };
+static const char *const LOG_NAMES[LOG_KINDS] = {"accept_failed", "request_4xx", "request_5xx", "dropped"};
+
+typedef struct log_limit {
+    double window_start_ms;
+    int lines;
+    unsigned long suppressed;
+} log_limit;
+
+/* A TLS connection, from accept to the SSL's end (an ex_data free callback
+ * tells us: evhttp frees connections on its own). Only its worker's thread
+ * touches it. */
+typedef struct tls_conn {
+    struct worker *w;
+    struct bufferevent *bev;
+    double accepted_ms;
+    double ready_ms;          /* handshake finished; 0: still in it */
+    double request_start_ms;  /* ready, or the last answer: a whole request must arrive by the deadline */
+    bool busy;                /* a request is being answered: no deadline */
+    bool dropping;            /* shut down, its free is on the way */
+    struct tls_conn *prev, *next; /* oldest first */
+} tls_conn;
 
 typedef struct worker {
     struct enr_service *svc;
@@ -77,6 +117,27 @@ typedef struct worker {
     /* assigning_after_ms as one of libevent's common timeouts: every waiting
      * registration arms the same duration, so a queue beats the heap. */
     const struct timeval *assigning_after;
+    /* Hostile clients. */
+    struct evconnlistener *listener; /* evhttp's, over this worker's dup of the socket */
+    tls_conn *conns, *conns_tail;
+    int conn_count;
+    int conn_cap;                    /* this worker's share of max_connections */
+    bool paused_cap, paused_fds, stopping;
+    int reserve_fd;                  /* closed to accept-and-close one waiting client when out of fds */
+    struct event *tick;              /* deadlines, shedding, suppressed-line counts */
+    struct event *resume;            /* accepting again after running out of fds */
+    log_limit logs[LOG_KINDS];
+    /* Refusals of this second: a few itemized per errorCode, the rest
+     * counted; handed to the committer once a second (one transaction). */
+    struct refusal_tally {
+        int code;
+        int sampled;
+        unsigned long more;
+        char outcome[ENR_STORE_WORD_MAX + 1];
+    } refusals[REJECTION_KINDS];
+    enr_audit_event *refusal_samples; /* audit_refusal_samples per tally */
+    size_t refusal_sample_count;
+    double refusal_window_ms;
 } worker;
 
 /* What a request waiting for its commit needs again when that is over. */
@@ -110,6 +171,9 @@ struct enr_service {
     int worker_count;
     worker *workers;
     committer *committer;       /* group commit of registrations; NULL without id_scope */
+    int listen_fd;              /* bound once; each worker accepts on a dup */
+    long max_connections;       /* effective: the config's, or from the fd limit */
+    int conn_index;             /* SSL ex_data index of a connection's tls_conn */
     pthread_mutex_t assigning_lock;
     assigning_entry *assigning;
 };
@@ -160,6 +224,95 @@ static enr_code tls_context_new(const enr_service_config *cfg, SSL_CTX **out, en
     return ENR_OK;
 }
 
+/* ---- hostile clients ---- */
+
+static double now_ms(void);
+
+static bool log_allowed(worker *w, enum log_kind kind);
+static void log_window(worker *w, enum log_kind k);
+
+static void listener_update(worker *w)
+{
+    if (w->listener == NULL)
+        return;
+    if (w->paused_cap || w->paused_fds || w->stopping)
+        evconnlistener_disable(w->listener);
+    else
+        evconnlistener_enable(w->listener);
+}
+
+/* The SSL of a connection is being freed: so is the connection. */
+static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    tls_conn *c = ptr;
+    if (c == NULL)
+        return;
+    worker *w = c->w;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        w->conns_tail = c->prev;
+    w->conn_count--;
+    atomic_fetch_sub(&w->metrics.open_connections, 1);
+    free(c);
+    if (w->paused_cap && w->conn_count < w->conn_cap) {
+        w->paused_cap = false;
+        listener_update(w);
+    }
+}
+
+static void conn_drop(worker *w, tls_conn *c, enum drop_reason why)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    c->dropping = true;
+    /* The socket stays open (no descriptor reuse under libevent's feet):
+     * the loop reads EOF and evhttp frees the connection as usual. */
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    atomic_fetch_add(&w->metrics.dropped[why], 1);
+    if (log_allowed(w, LOG_DROPPED)) {
+        char at[32];
+        enr_time_format(time(NULL), at, sizeof at);
+        fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"dropped\",\"worker\":%d,\"reason\":\"%s\",\"age_ms\":%.0f}\n", at,
+                w->index, DROP_NAMES[why], now_ms() - c->accepted_ms);
+    }
+}
+
+/* The connection a request came on (TLS only), or NULL. */
+static tls_conn *conn_of(worker *w, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = req ? evhttp_request_get_connection(req) : NULL;
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    return ssl ? SSL_get_ex_data(ssl, w->svc->conn_index) : NULL;
+}
+
+/* A request was read whole: no deadline while it is answered. */
+static void conn_busy(worker *w, struct evhttp_request *req)
+{
+    tls_conn *c = conn_of(w, req);
+    if (c != NULL) {
+        c->busy = true;
+        if (c->ready_ms == 0)
+            c->ready_ms = now_ms();
+    }
+}
+
+/* Answered: the next request on the connection has the whole deadline. */
+static void conn_idle(worker *w, struct evhttp_request *req)
+{
+    tls_conn *c = conn_of(w, req);
+    if (c != NULL) {
+        c->busy = false;
+        c->request_start_ms = now_ms();
+    }
+}
+
 static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
 {
     worker *w = arg;
@@ -168,11 +321,213 @@ static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
     pthread_mutex_unlock(&w->svc->tls_lock);
     if (ssl == NULL)
         return NULL;
+    tls_conn *c = calloc(1, sizeof *c);
     struct bufferevent *bev =
-        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (bev != NULL)
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        c ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (bev == NULL) {
+        free(c);
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    *c = (tls_conn){.w = w, .bev = bev, .accepted_ms = now_ms(), .prev = w->conns_tail};
+    if (w->conns_tail != NULL)
+        w->conns_tail->next = c;
+    else
+        w->conns = c;
+    w->conns_tail = c;
+    w->conn_count++;
+    atomic_fetch_add(&w->metrics.open_connections, 1);
+    SSL_set_ex_data(ssl, w->svc->conn_index, c);
+    if (w->conn_count >= w->conn_cap) { /* take no more until one goes */
+        w->paused_cap = true;
+        listener_update(w);
+    }
     return bev;
+}
+
+/* On the worker's loop: a refusal's audit event, itemized while this
+ * second's sample for its errorCode lasts, counted after. */
+static void refusal_audited(void *arg, const enr_audit_event *audit)
+{
+    worker *w = arg;
+    int k = 0;
+    while (k < REJECTION_KINDS && w->refusals[k].code != 0 && w->refusals[k].code != audit->reason_code)
+        k++;
+    if (k == REJECTION_KINDS)
+        k = REJECTION_KINDS - 1; /* more codes than slots: the last one counts them all */
+    struct refusal_tally *t = &w->refusals[k];
+    if (t->code == 0) {
+        t->code = audit->reason_code;
+        snprintf(t->outcome, sizeof t->outcome, "%s", audit->outcome);
+    }
+    if (t->sampled < w->svc->cfg.audit_refusal_samples && w->refusal_samples != NULL) {
+        w->refusal_samples[w->refusal_sample_count++] = *audit;
+        t->sampled++;
+    } else {
+        t->more++;
+    }
+}
+
+/* Hands the second's refusals to the committer: the samples, and one event
+ * per errorCode for those only counted. */
+static void refusals_flush(worker *w)
+{
+    committer *c = w->svc != NULL ? w->svc->committer : NULL; /* a worker never set up has no svc */
+    if (c == NULL)
+        return;
+    if (w->refusal_sample_count > 0)
+        committer_submit_audit(c, w->refusal_samples, w->refusal_sample_count);
+    for (int k = 0; k < REJECTION_KINDS && w->refusals[k].code != 0; k++) {
+        struct refusal_tally *t = &w->refusals[k];
+        if (t->more == 0)
+            continue;
+        enr_audit_event e = {0};
+        snprintf(e.kind, sizeof e.kind, "register");
+        snprintf(e.outcome, sizeof e.outcome, "%s", t->outcome);
+        e.reason_code = t->code;
+        snprintf(e.detail, sizeof e.detail,
+                 "%lu more refusals with errorCode %d within a second on worker %d, not itemized "
+                 "(audit.refusal_samples_per_second are)",
+                 t->more, t->code, w->index);
+        committer_submit_audit(c, &e, 1);
+    }
+    memset(w->refusals, 0, sizeof w->refusals);
+    w->refusal_sample_count = 0;
+}
+
+/* A client is waiting in the listen queue. */
+static bool listen_pending(worker *w)
+{
+    struct pollfd p = {.fd = w->svc->listen_fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* Every tick: deadlines; at the cap with clients waiting, the oldest
+ * connection that is not being answered and is older than a second makes
+ * room (a device's handshake takes milliseconds; slow clients hold slots). */
+static void worker_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker *w = arg;
+    const enr_service_config *cfg = &w->svc->cfg;
+    double now = now_ms();
+    double handshake_ms = cfg->handshake_timeout_seconds * 1000.0, request_ms = cfg->request_timeout_seconds * 1000.0;
+    tls_conn *oldest_idle = NULL;
+    for (tls_conn *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->busy || c->dropping)
+            continue;
+        if (c->ready_ms == 0) {
+            SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+            if (ssl != NULL && SSL_is_init_finished(ssl)) {
+                c->ready_ms = c->request_start_ms = now;
+            } else if (now - c->accepted_ms > handshake_ms) {
+                conn_drop(w, c, DROP_HANDSHAKE);
+                continue;
+            }
+        } else if (now - c->request_start_ms > request_ms) {
+            conn_drop(w, c, DROP_REQUEST);
+            continue;
+        }
+        if (oldest_idle == NULL && now - c->accepted_ms > 1000.0)
+            oldest_idle = c;
+    }
+    if (w->paused_cap && oldest_idle != NULL && listen_pending(w))
+        conn_drop(w, oldest_idle, DROP_SHED);
+    for (int k = 0; k < LOG_KINDS; k++)
+        log_window(w, (enum log_kind)k); /* the count of a finished second, if any */
+    if (now - w->refusal_window_ms >= 1000.0) {
+        refusals_flush(w);
+        w->refusal_window_ms = now;
+    }
+}
+
+/* accept() failed. Out of descriptors (EMFILE/ENFILE) the listening socket
+ * stays readable, so libevent would call accept again at once, forever:
+ * instead stop accepting for a moment, and spend the reserve descriptor to
+ * accept and close the oldest waiting client (it learns at once, instead of
+ * timing out). */
+static int tick_of(const struct event_base *base, const struct event *ev, void *arg)
+{
+    (void)base;
+    if (event_get_callback(ev) != worker_tick)
+        return 0;
+    *(worker **)arg = event_get_callback_arg(ev);
+    return 1;
+}
+
+static void accept_failed(struct evconnlistener *listener, void *arg)
+{
+    (void)arg; /* evhttp's: the listener's callbacks share evhttp's argument */
+    int e = EVUTIL_SOCKET_ERROR();
+    /* Which worker: the one whose tick runs on this loop (rare: at most a
+     * few times a second, since accepting pauses). */
+    worker *w = NULL;
+    (void)event_base_foreach_event(evconnlistener_get_base(listener), tick_of, &w);
+    if (w == NULL)
+        return;
+    bool out_of_fds = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+    if (out_of_fds) {
+        if (w->reserve_fd >= 0) {
+            close(w->reserve_fd);
+            int fd = accept(evconnlistener_get_fd(listener), NULL, NULL);
+            if (fd >= 0)
+                close(fd);
+            w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        w->paused_fds = true;
+        listener_update(w);
+        struct timeval pause = {0, 100 * 1000};
+        evtimer_add(w->resume, &pause);
+        atomic_fetch_add(&w->metrics.accept_pauses, 1);
+    }
+    if (log_allowed(w, LOG_ACCEPT_FAILED)) {
+        char at[32];
+        enr_time_format(time(NULL), at, sizeof at);
+        fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"accept_failed\",\"worker\":%d,\"error\":\"%s\",\"paused_ms\":%d}\n",
+                at, w->index, strerror(e), out_of_fds ? 100 : 0);
+    }
+}
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker *w = arg;
+    w->paused_fds = false;
+    listener_update(w);
+}
+
+/* Starts a new second for this kind when the last one is over, writing how
+ * many lines it suppressed. */
+static void log_window(worker *w, enum log_kind k)
+{
+    log_limit *l = &w->logs[k];
+    double now = now_ms();
+    if (now - l->window_start_ms >= 1000.0) {
+        if (l->suppressed > 0) {
+            char at[32];
+            enr_time_format(time(NULL), at, sizeof at);
+            fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"suppressed\",\"worker\":%d,\"what\":\"%s\",\"count\":%lu}\n",
+                    at, w->index, LOG_NAMES[k], l->suppressed);
+        }
+        l->window_start_ms = now;
+        l->lines = 0;
+        l->suppressed = 0;
+    }
+}
+
+/* True when a line of this kind may be written now. */
+static bool log_allowed(worker *w, enum log_kind kind)
+{
+    log_window(w, kind);
+    log_limit *l = &w->logs[kind];
+    if (l->lines < w->svc->cfg.log_lines_per_second) {
+        l->lines++;
+        return true;
+    }
+    l->suppressed++;
+    return false;
 }
 
 /* ---- requests ---- */
@@ -189,7 +544,11 @@ static void reply_json(struct evhttp_request *req, int status, const char *reaso
     struct evbuffer *body = evbuffer_new();
     if (body != NULL)
         evbuffer_add(body, json, strlen(json));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json; charset=utf-8");
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", "application/json; charset=utf-8");
+    /* Every "retry later" says when: device SDKs wait that long. */
+    if ((status == 503 || status == 429) && evhttp_find_header(headers, "Retry-After") == NULL)
+        evhttp_add_header(headers, "Retry-After", "5");
     evhttp_send_reply(req, status, reason, body);
     if (body != NULL)
         evbuffer_free(body);
@@ -257,6 +616,29 @@ static void metrics_text(enr_service *svc, struct evbuffer *out)
     evbuffer_add_printf(out, "enroll_http_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", total);
     evbuffer_add_printf(out, "enroll_http_request_duration_seconds_sum %g\n", (double)sum_ms / 1000.0);
     evbuffer_add_printf(out, "enroll_http_request_duration_seconds_count %lu\n", total);
+    long open = 0;
+    unsigned long dropped[3] = {0}, pauses = 0;
+    for (int i = 0; i < svc->worker_count; i++) {
+        worker_metrics *m = &svc->workers[i].metrics;
+        open += atomic_load(&m->open_connections);
+        pauses += atomic_load(&m->accept_pauses);
+        for (int r = 0; r < 3; r++)
+            dropped[r] += atomic_load(&m->dropped[r]);
+    }
+    evbuffer_add_printf(out, "# HELP enroll_connections_open TLS connections open now.\n"
+                             "# TYPE enroll_connections_open gauge\nenroll_connections_open %ld\n"
+                             "# HELP enroll_connections_max The connection cap (limits.max_connections).\n"
+                             "# TYPE enroll_connections_max gauge\nenroll_connections_max %ld\n"
+                             "# HELP enroll_connections_dropped_total Connections enrolld closed, by reason.\n"
+                             "# TYPE enroll_connections_dropped_total counter\n",
+                        open, svc->max_connections);
+    for (int r = 0; r < 3; r++)
+        evbuffer_add_printf(out, "enroll_connections_dropped_total{reason=\"%s\"} %lu\n", DROP_NAMES[r], dropped[r]);
+    evbuffer_add_printf(out, "# HELP enroll_accept_pauses_total Times accepting paused: out of file descriptors.\n"
+                             "# TYPE enroll_accept_pauses_total counter\nenroll_accept_pauses_total %lu\n"
+                             "# HELP enroll_store_ok 1 while the store takes commits.\n"
+                             "# TYPE enroll_store_ok gauge\nenroll_store_ok %d\n",
+                        pauses, svc->committer == NULL || committer_store_ok(svc->committer) ? 1 : 0);
 }
 
 static void count_registration(worker *w, const registration_answer *a)
@@ -301,6 +683,8 @@ static void count(worker *w, int status, double latency_ms)
 static void log_request(worker *w, unsigned long id, const char *method, const char *route,
                         const char *registration_id, int status, double latency_ms, bool client_cert)
 {
+    if (status >= 400 && !log_allowed(w, status >= 500 ? LOG_ERROR_ANSWER : LOG_REFUSED))
+        return; /* a client can repeat these at will: counted, not each written */
     char at[32];
     enr_time_format(time(NULL), at, sizeof at);
     /* The registration id went through enr_dps_path_parse ([A-Za-z0-9._:-]):
@@ -364,6 +748,7 @@ static void answer_registration(worker *w, struct evhttp_request *req, registrat
                                 unsigned long id, enum evhttp_cmd_type cmd)
 {
     bool client_cert = has_client_certificate(req); /* before the reply, which may free req */
+    conn_idle(w, req);
     count_registration(w, answer);
     if (answer->retry_after > 0) {
         char seconds[16];
@@ -452,6 +837,7 @@ static void answer_assigning(pending_request *p)
     pthread_mutex_unlock(&w->svc->assigning_lock);
     p->answered = true;
     bool client_cert = has_client_certificate(p->req);
+    conn_idle(w, p->req);
     evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
     reply_json(p->req, 202, "Accepted", body);
     free(body);
@@ -515,14 +901,25 @@ static void handle_request(struct evhttp_request *req, void *arg)
     char registration_id[129] = "";
     int status;
     bool client_cert = has_client_certificate(req); /* for the log: the reply may free req */
+    conn_busy(w, req);
+    if (path == NULL || w->registrar == NULL || !registrar_owns_path(path))
+        conn_idle(w, req); /* answered right here */
     if (path == NULL || uri == NULL) {
         route = "malformed";
         status = 400;
         reply_json(req, status, "Bad Request", "{\"message\":\"malformed request target\"}");
     } else if (strcmp(path, "/healthz") == 0 && cmd == EVHTTP_REQ_GET) {
         route = "healthz";
-        status = 200;
-        reply_json(req, status, "OK", "{\"status\":\"ok\"}");
+        /* Ok only while the store takes commits: a balancer sends devices
+         * elsewhere instead of to a service that answers them all 503. */
+        if (w->svc->committer != NULL && !committer_store_ok(w->svc->committer)) {
+            status = 503;
+            reply_json(req, status, "Service Unavailable",
+                       "{\"status\":\"unavailable\",\"store\":\"cannot commit\"}");
+        } else {
+            status = 200;
+            reply_json(req, status, "OK", "{\"status\":\"ok\"}");
+        }
     } else if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET) {
         route = "metrics";
         status = 200;
@@ -591,11 +988,19 @@ static enr_code listen_socket(const char *host, int port, int *fd_out, int *port
     enr_code rc = ENR_OK;
     /* TCP_NODELAY is inherited by accepted sockets: small TLS records would
      * otherwise wait for delayed ACKs (about 40 ms a request). */
+    /* No SO_REUSEPORT: with it a second process binds the same address and
+     * the kernel hands it a share of the devices, which it answers from its
+     * own store. One socket, accepted on by every worker, instead. */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0)
         rc = enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", host, port, strerror(errno));
+    else if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0)
+        rc = errno == EADDRINUSE
+                 ? enr_error_set(err, ENR_E_IO,
+                                 "listen %s:%d: the address is in use (another enrolld, or another program, "
+                                 "serves it): stop that one, or give this one another \"listen\"",
+                                 host, port)
+                 : enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", host, port, strerror(errno));
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (rc == ENR_OK && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -623,9 +1028,11 @@ static void stop_requested(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     worker *w = arg;
+    w->stopping = true;
     if (w->bound != NULL) {
         evhttp_del_accept_socket(w->http, w->bound); /* closes the listener */
         w->bound = NULL;
+        w->listener = NULL;
     }
     w->stop_deadline = time(NULL) + w->svc->cfg.shutdown_grace_seconds;
     struct timeval tick = {0, 20 * 1000};
@@ -645,20 +1052,23 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
 {
     w->svc = svc;
     w->index = index;
-    w->fd = -1;
-    int port = 0;
-    enr_code rc = listen_socket(svc->cfg.listen_host, svc->port ? svc->port : svc->cfg.listen_port, &w->fd,
-                                &port, err);
-    if (rc != ENR_OK)
-        return rc;
-    if (svc->port == 0)
-        svc->port = port; /* the others join the port the first one got */
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->fd = fcntl(svc->listen_fd, F_DUPFD_CLOEXEC, 0); /* evhttp closes its own */
+    long share = (svc->max_connections + svc->worker_count - 1) / svc->worker_count;
+    w->conn_cap = share > 0 ? (int)share : 1;
+    enr_code rc = ENR_OK;
+    if (w->fd < 0 || w->reserve_fd < 0)
+        return enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", svc->cfg.listen_host, svc->port, strerror(errno));
     if (svc->cfg.id_scope != NULL &&
         (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
         return rc;
     if (w->registrar != NULL) {
         registrar_set_in_flight(w->registrar, operation_state, svc);
         registrar_set_sas_max_lifetime(w->registrar, svc->cfg.sas_token_max_lifetime_seconds);
+        registrar_set_refusal_sink(w->registrar, refusal_audited, w);
+        size_t samples = (size_t)svc->cfg.audit_refusal_samples * REJECTION_KINDS;
+        if (samples > 0 && (w->refusal_samples = calloc(samples, sizeof *w->refusal_samples)) == NULL)
+            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     }
     if (svc->cfg.admin_client_ca != NULL &&
         (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
@@ -667,6 +1077,11 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
     w->committed_event = w->base ? event_new(w->base, -1, 0, answer_committed, w) : NULL;
+    w->tick = w->base ? event_new(w->base, -1, EV_PERSIST, worker_tick, w) : NULL;
+    w->resume = w->base ? evtimer_new(w->base, accept_resume, w) : NULL;
+    struct timeval quarter = {0, 250 * 1000};
+    if (w->tick == NULL || w->resume == NULL || event_add(w->tick, &quarter) != 0)
+        return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
     struct timeval after = {svc->cfg.assigning_after_ms / 1000, (svc->cfg.assigning_after_ms % 1000) * 1000};
     if (w->base != NULL && svc->cfg.assigning_after_ms > 0 &&
         (w->assigning_after = event_base_init_common_timeout(w->base, &after)) == NULL)
@@ -684,6 +1099,8 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (w->bound == NULL)
         return enr_error_set(err, ENR_E_IO, "cannot accept on %s:%d", svc->cfg.listen_host, svc->port);
     w->fd = -1; /* owned by evhttp now */
+    w->listener = evhttp_bound_socket_get_listener(w->bound);
+    evconnlistener_set_error_cb(w->listener, accept_failed);
     return ENR_OK;
 }
 
@@ -694,21 +1111,50 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     if (svc == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     svc->cfg = *cfg;
+    svc->listen_fd = -1;
     pthread_mutex_init(&svc->tls_lock, NULL);
     pthread_mutex_init(&svc->assigning_lock, NULL);
     enr_code rc = ENR_OK;
-    if (!cfg->plain_http)
+    /* A typo'd data_dir would otherwise be a fresh, empty store, and every
+     * device would be told its credential does not verify. */
+    if (cfg->data_dir != NULL && !cfg->create_store && !enr_store_sqlite_exists(cfg->data_dir))
+        rc = enr_error_set(err, ENR_E_USAGE,
+                           "data_dir %s holds no store (no enroll.db): check \"data_dir\" in the config; "
+                           "a store is made by `enroll admin ... --data %s`, or set \"create_store\": true "
+                           "to start with an empty one",
+                           cfg->data_dir, cfg->data_dir);
+    if (rc == ENR_OK && !cfg->plain_http)
         rc = tls_context_new(cfg, &svc->tls, err);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     svc->worker_count = cfg->workers > 0 ? cfg->workers : (int)(cores > 0 ? cores : 1);
+    /* The cap: the config's, or what the descriptor limit leaves after the
+     * service's own (stores, loops, reserves: about a dozen per worker). */
+    struct rlimit nofile;
+    long budget = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                      ? (long)nofile.rlim_cur - 32 - 16L * svc->worker_count
+                      : 1000000;
+    svc->max_connections = cfg->max_connections > 0 ? cfg->max_connections : (budget < 4096 ? budget : 4096);
+    if (svc->max_connections < svc->worker_count)
+        svc->max_connections = svc->worker_count;
+    if (rc == ENR_OK && svc->tls != NULL &&
+        (svc->conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_freed)) < 0)
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot register the connection slot");
+    int port = 0;
+    if (rc == ENR_OK)
+        rc = listen_socket(cfg->listen_host, cfg->listen_port, &svc->listen_fd, &port, err);
+    svc->port = port;
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
+    for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++) {
         pthread_mutex_init(&svc->workers[i].committed_lock, NULL);
+        svc->workers[i].fd = svc->workers[i].reserve_fd = -1;
+    }
     for (int i = 0; rc == ENR_OK && i < svc->worker_count; i++)
         rc = worker_init(svc, &svc->workers[i], i, err);
+    committer_options copts = {.audit_max_age_days = cfg->audit_max_age_days,
+                               .audit_max_rows = cfg->audit_max_rows};
     if (rc == ENR_OK && cfg->id_scope != NULL)
-        rc = committer_new(cfg->data_dir, &svc->committer, err);
+        rc = committer_new(cfg->data_dir, &copts, &svc->committer, err);
     if (rc != ENR_OK) {
         enr_service_free(svc);
         return rc;
@@ -727,8 +1173,12 @@ enr_code enr_service_start(enr_service *svc, enr_error *err)
     }
     char at[32];
     enr_time_format(time(NULL), at, sizeof at);
-    fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"listening\",\"address\":\"%s\",\"port\":%d,\"tls\":%s,\"workers\":%d}\n",
-            at, svc->cfg.listen_host, svc->port, svc->tls ? "true" : "false", svc->worker_count);
+    struct rlimit nofile = {0, 0};
+    (void)getrlimit(RLIMIT_NOFILE, &nofile);
+    fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"listening\",\"address\":\"%s\",\"port\":%d,\"tls\":%s,\"workers\":%d,"
+                    "\"max_connections\":%ld,\"fd_limit\":%ld}\n",
+            at, svc->cfg.listen_host, svc->port, svc->tls ? "true" : "false", svc->worker_count, svc->max_connections,
+            nofile.rlim_cur == RLIM_INFINITY ? -1L : (long)nofile.rlim_cur);
     return ENR_OK;
 }
 
@@ -770,7 +1220,10 @@ void enr_service_free(enr_service *svc)
 {
     if (svc == NULL)
         return;
-    /* Before the workers' loops go: it may still hand them jobs. */
+    /* The workers' last refusals, then the committer (before the workers'
+     * loops go: it may still hand them jobs). */
+    for (int i = 0; svc->workers && i < svc->worker_count; i++)
+        refusals_flush(&svc->workers[i]);
     committer_free(svc->committer);
     for (int i = 0; svc->workers && i < svc->worker_count; i++) {
         worker *w = &svc->workers[i];
@@ -780,6 +1233,10 @@ void enr_service_free(enr_service *svc)
             event_free(w->stop_event);
         if (w->committed_event)
             event_free(w->committed_event);
+        if (w->tick)
+            event_free(w->tick);
+        if (w->resume)
+            event_free(w->resume);
         for (registration_job *job = w->committed, *next; job != NULL; job = next) {
             next = job->next; /* committed, never answered: the loop had stopped */
             pending_request *p = job->context;
@@ -789,16 +1246,23 @@ void enr_service_free(enr_service *svc)
             registration_job_free(job);
         }
         pthread_mutex_destroy(&w->committed_lock);
+        w->stopping = true;
+        w->listener = NULL; /* evhttp_free frees it, then the connections */
         if (w->http)
             evhttp_free(w->http);
         if (w->base)
             event_base_free(w->base);
         if (w->fd >= 0)
             close(w->fd);
+        if (w->reserve_fd >= 0)
+            close(w->reserve_fd);
         registrar_free(w->registrar);
+        free(w->refusal_samples);
         admin_api_free(w->admin);
     }
     free(svc->workers);
+    if (svc->listen_fd >= 0)
+        close(svc->listen_fd);
     for (assigning_entry *e = svc->assigning, *next; e != NULL; e = next) {
         next = e->next;
         free(e);

@@ -168,6 +168,7 @@ typedef enum stmt_id {
     ST_INTEGRITY,
     ST_AUDIT_INSERT,
     ST_AUDIT_LIST,
+    ST_AUDIT_PRUNE,
     ST_CA_INSERT,
     ST_CA_GET,
     ST_CA_LIST,
@@ -264,6 +265,11 @@ static const char *const SQL[ST_COUNT] = {
     [ST_AUDIT_LIST] = "SELECT " AUDIT_COLUMNS " FROM audit_event "
                       "WHERE (:registration_id IS NULL OR registration_id = :registration_id) "
                       "AND at >= :since AND id > :after_id ORDER BY id LIMIT :limit",
+    /* The oldest first, by id (the primary key: no scan beyond what goes). */
+    [ST_AUDIT_PRUNE] = "DELETE FROM audit_event WHERE id IN (SELECT id FROM audit_event "
+                       "WHERE (:before > 0 AND at < :before) OR (:keep > 0 AND id <= "
+                       "(SELECT id FROM audit_event ORDER BY id DESC LIMIT 1 OFFSET :keep)) "
+                       "ORDER BY id LIMIT :limit)",
     [ST_CA_INSERT] = "INSERT INTO ca (" CA_COLUMNS ") VALUES (:name, :role, :certificate, :chain_pem, "
                      ":key_ref, :verification_code, :verified, :created_at, :updated_at)",
     [ST_CA_GET] = "SELECT " CA_COLUMNS " FROM ca WHERE name = :name",
@@ -827,6 +833,44 @@ static enr_code sqlite_record_audit(void *impl, const enr_audit_event *audit, en
 {
     /* One statement is its own transaction: no BEGIN needed. */
     return insert_audit(impl, audit, err);
+}
+
+static enr_code sqlite_record_audits(void *impl, const enr_audit_event *events, size_t count, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    for (size_t i = 0; rc == ENR_OK && i < count; i++)
+        rc = insert_audit(s, &events[i], err);
+    return finish(s, rc, err);
+}
+
+static enr_code sqlite_prune_audit(void *impl, time_t before, long keep_rows, size_t limit, size_t *deleted,
+                                   enr_error *err)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AUDIT_PRUNE, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_int(&b, ":before", (int64_t)before);
+    bind_int(&b, ":keep", keep_rows);
+    bind_limit(&b, limit);
+    rc = run(s, st, &b, "pruning audit events", err); /* one statement: its own transaction */
+    if (rc == ENR_OK)
+        *deleted = (size_t)sqlite3_changes(s->db);
+    return rc;
+}
+
+static enr_code sqlite_check_writable(void *impl, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc == ENR_OK)
+        rollback(s);
+    return rc;
 }
 
 static enr_code sqlite_list_audit(void *impl, const enr_audit_filter *f, enr_audit_list *out, enr_error *err)
@@ -1891,6 +1935,9 @@ static const enr_store_ops SQLITE_OPS = {
     .rotate_enrollment_key = sqlite_rotate_enrollment_key,
     .get_operation = sqlite_get_operation,
     .record_audit = sqlite_record_audit,
+    .record_audits = sqlite_record_audits,
+    .prune_audit = sqlite_prune_audit,
+    .check_writable = sqlite_check_writable,
     .list_audit = sqlite_list_audit,
 };
 
@@ -1904,6 +1951,14 @@ static enr_code open_database(sqlite_store *s, enr_error *err)
     }
     enr_code code = configure(s, err);
     return code == ENR_OK ? migrate(s, err) : code;
+}
+
+bool enr_store_sqlite_exists(const char *data_dir)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/%s", data_dir, DB_FILE);
+    struct stat st;
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error *err)

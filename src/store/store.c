@@ -1270,6 +1270,43 @@ enr_code enr_store_record_audit(enr_store *store, const enr_audit_event *audit, 
     return store->ops->record_audit(store->impl, &a, err);
 }
 
+enr_code enr_store_record_audits(enr_store *store, const enr_audit_event *events, size_t count, enr_error *err)
+{
+    REQUIRE_OP(store, record_audits, "record audit events", err);
+    if (count == 0)
+        return ENR_OK;
+    if (events == NULL || count > 100000)
+        return enr_error_set(err, ENR_E_USAGE, "1-100000 audit events to record, got %zu", count);
+    enr_audit_event *copy = malloc(count * sizeof *copy);
+    if (copy == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code rc = ENR_OK;
+    for (size_t i = 0; rc == ENR_OK && i < count; i++)
+        rc = prepare_audit(&events[i], &copy[i], err);
+    if (rc == ENR_OK)
+        rc = store->ops->record_audits(store->impl, copy, count, err);
+    free(copy);
+    return rc;
+}
+
+enr_code enr_store_prune_audit(enr_store *store, time_t before, long keep_rows, size_t limit, size_t *deleted,
+                               enr_error *err)
+{
+    REQUIRE_OP(store, prune_audit, "prune audit events", err);
+    if (deleted == NULL || limit == 0 || limit > 100000 || keep_rows < 0 || before < 0)
+        return enr_error_set(err, ENR_E_USAGE, "pruning audit events needs a limit of 1-100000 and no negative bound");
+    *deleted = 0;
+    if (before == 0 && keep_rows == 0)
+        return ENR_OK;
+    return store->ops->prune_audit(store->impl, before, keep_rows, limit, deleted, err);
+}
+
+enr_code enr_store_check_writable(enr_store *store, enr_error *err)
+{
+    REQUIRE_OP(store, check_writable, "check it takes writes", err);
+    return store->ops->check_writable(store->impl, err);
+}
+
 enr_code enr_store_list_audit(enr_store *store, const enr_audit_filter *filter, enr_audit_list *out,
                               enr_error *err)
 {

@@ -35,3 +35,15 @@ enrolld_start() {
     sleep 0.05
   done
 }
+
+# sas_token DEVICE_KEY RID [EXPIRY]: a SAS token for SCOPE, made with openssl
+# (independent of enroll's own code). device_key GROUP_KEY RID: the derived key.
+device_key() {
+  printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | od -An -v -tx1 | tr -d ' \n')" -binary | base64
+}
+sas_token() {
+  local se=${3:-$(( $(date +%s) + 3600 ))} sr="$SCOPE%2Fregistrations%2F$2" sig
+  sig=$(printf '%s\n%s' "$sr" "$se" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | od -An -v -tx1 | tr -d ' \n')" -binary | base64)
+  sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+  printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
+}

@@ -103,6 +103,9 @@ code=$(curl -s --max-time 30 --cacert root/cert.pem --cert admin.pem --key admin
 same "registration API: the admin certificate cannot act for dev-001" "$code" "401"
 
 # ---- refusals: every credential that is not an admin's ---------------------------
+# The registration API's refusals above reach the audit trail in enrolld's
+# next batch (about a second): let it land before the snapshot.
+sleep 2.5
 BEFORE=$(snap)
 refused() { # WHAT WANT-STATUS CERT KEY [EXTRA-CURL-ARGS...]
   local what=$1 want=$2 cert=$3 key=$4; shift 4

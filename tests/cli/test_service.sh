@@ -34,7 +34,7 @@ start() { # CONFIG-FILE -> sets PID, PORT
 }
 
 cat > tls.json <<'JSON'
-{"listen": "127.0.0.1:0", "data_dir": "data", "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "root/cert.pem"},
+{"listen": "127.0.0.1:0", "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "root/cert.pem"},
  "workers": 2, "limits": {"max_body_bytes": 4096, "max_header_bytes": 2048, "timeout_seconds": 5},
  "shutdown_grace_seconds": 2}
 JSON

@@ -130,7 +130,7 @@ static void test_jobs_from_many_threads_all_commit(void **state)
     char *dir = temp_dir();
     enr_error err;
     committer *c = NULL;
-    assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+    assert_int_equal(committer_new(dir, NULL, &c, &err), ENR_OK);
     tally t = {0};
     producer producers[THREADS];
     pthread_t threads[THREADS];
@@ -168,7 +168,7 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     char *dir = temp_dir();
     enr_error err;
     committer *c = NULL;
-    assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+    assert_int_equal(committer_new(dir, NULL, &c, &err), ENR_OK);
     tally t = {0};
     registration_job *first = job_new("dev-a", "7F01", &t);
     registration_job *clash = job_new("dev-b", "7F01", &t); /* the same serial again */
@@ -230,7 +230,7 @@ static void test_commit_refusal_is_answered_by_reason(void **state)
     static const char *const IDS[] = {"certificate-7", "enrollment-7", "key-7"};
     for (size_t i = 0; i < sizeof IDS / sizeof IDS[0]; i++) {
         committer *c = NULL;
-        assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+        assert_int_equal(committer_new(dir, NULL, &c, &err), ENR_OK);
         tally t = {0};
         char serial[8];
         snprintf(serial, sizeof serial, "7E0%zu", i);
@@ -244,7 +244,7 @@ static void test_commit_refusal_is_answered_by_reason(void **state)
         assert_int_equal(enr_store_set_registration_enabled(store, IDS[i], false, NULL, &err), ENR_OK);
         enr_store_close(store);
 
-        assert_int_equal(committer_new(dir, &c, &err), ENR_OK);
+        assert_int_equal(committer_new(dir, NULL, &c, &err), ENR_OK);
         snprintf(serial, sizeof serial, "7E1%zu", i);
         registration_job *again = job_new(IDS[i], serial, &t);
         snprintf(again->operation.operation_id, sizeof again->operation.operation_id, "op-again-%zu", i);

@@ -386,12 +386,26 @@ static char *big_body(size_t total)
 {
     char *s = malloc(total + 1);
     assert_non_null(s);
-    const char *head = "{\"registrationId\":\"dev-001\",\"payload\":\"";
+    /* An extra member (ignored) fills the body: the payload has its own limit. */
+    const char *head = "{\"registrationId\":\"dev-001\",\"tpm\":\"";
     size_t h = strlen(head);
     memcpy(s, head, h);
     memset(s + h, 'x', total - h - 2);
     memcpy(s + total - 2, "\"}", 2);
     s[total] = '\0';
+    return s;
+}
+
+/* A body whose payload is a string of `compact` bytes as compact JSON. */
+static char *payload_body(size_t compact)
+{
+    const char *head = "{\"registrationId\":\"dev-001\",\"payload\":\"";
+    size_t h = strlen(head), inner = compact - 2;
+    char *s = malloc(h + inner + 3);
+    assert_non_null(s);
+    memcpy(s, head, h);
+    memset(s + h, 'p', inner);
+    memcpy(s + h + inner, "\"}", 3);
     return s;
 }
 
@@ -497,6 +511,12 @@ static size_t bad_bodies(bad_body *t)
     strcpy(csr + at + ENR_DPS_CSR_CHARS_MAX + 4, "\"}");
     t[n++] = make_bad("csr too long", csr, ENR_DPS_CSR_NOT_DECODABLE, "the limit is 32768");
     free(csr);
+    char *payload = payload_body(ENR_DPS_PAYLOAD_MAX + 1);
+    t[n++] = make_bad("payload one byte over 4 KiB", payload, ENR_DPS_PAYLOAD_TOO_LARGE, "the limit is 4096");
+    free(payload);
+    payload = repeat_wrap("{\"registrationId\":\"dev-001\",\"payload\":[", "1,", "", 3000, "]}");
+    t[n++] = make_bad("payload of 6003 bytes in an array", payload, ENR_DPS_PAYLOAD_TOO_LARGE, "6003 bytes as compact JSON");
+    free(payload);
     t[n] = (bad_body){"1 MiB body", big_body(1u << 20), 1u << 20, ENR_DPS_BODY_TOO_LARGE,
                       "1048576 bytes; the limit is 65536"};
     n++;
@@ -611,6 +631,12 @@ static void test_request_good(void **state)
     req = parse_ok(brackets, "dev-001");
     enr_dps_register_request_free(req);
     free(brackets);
+    /* A payload of exactly 4 KiB passes. */
+    char *payload = payload_body(ENR_DPS_PAYLOAD_MAX);
+    req = parse_ok(payload, "dev-001");
+    assert_int_equal(strlen(enr_dps_register_request_payload(req)), ENR_DPS_PAYLOAD_MAX);
+    enr_dps_register_request_free(req);
+    free(payload);
     /* Exactly at the size limit passes. */
     char *big = big_body(ENR_DPS_REQUEST_BODY_MAX);
     req = parse_ok(big, "dev-001");

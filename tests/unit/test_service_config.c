@@ -23,7 +23,7 @@ static void test_good_config(void **state)
 {
     (void)state;
     enr_error err;
-    enr_service_config *cfg = parse("{\"listen\":\"[::1]:8443\",\"data_dir\":\"data\","
+    enr_service_config *cfg = parse("{\"listen\":\"[::1]:8443\",\"data_dir\":\"data\",\"id_scope\":\"0ne1\","
                                     "\"tls\":{\"cert\":\"s.pem\",\"key\":\"/abs/s.key\"},"
                                     "\"limits\":{\"max_body_bytes\":2048}}",
                                     &err);
@@ -40,6 +40,38 @@ static void test_good_config(void **state)
     assert_int_equal(cfg->assigning_after_ms, 2000); /* default */
     assert_false(cfg->plain_http);
     assert_null(cfg->admin_client_ca);
+    /* Hostile clients and the audit trail: the defaults. */
+    assert_int_equal(cfg->max_connections, 0); /* from the descriptor limit */
+    assert_int_equal(cfg->handshake_timeout_seconds, 10);
+    assert_int_equal(cfg->request_timeout_seconds, 30);
+    assert_int_equal(cfg->log_lines_per_second, 20);
+    assert_false(cfg->create_store);
+    assert_int_equal(cfg->audit_max_age_days, 365);
+    assert_int_equal(cfg->audit_max_rows, 1000000);
+    assert_int_equal(cfg->audit_refusal_samples, 10);
+    enr_service_config_free(cfg);
+}
+
+static void test_hostile_client_config(void **state)
+{
+    (void)state;
+    enr_error err;
+    enr_service_config *cfg = parse("{\"listen\":\"127.0.0.1:0\",\"data_dir\":\"d\",\"id_scope\":\"0ne1\","
+                                    "\"plain_http\":true,\"create_store\":true,"
+                                    "\"limits\":{\"max_connections\":200,\"handshake_timeout_seconds\":3,"
+                                    "\"request_timeout_seconds\":4,\"log_lines_per_second\":5},"
+                                    "\"audit\":{\"max_age_days\":0,\"max_rows\":5000,"
+                                    "\"refusal_samples_per_second\":2}}",
+                                    &err);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->max_connections, 200);
+    assert_int_equal(cfg->handshake_timeout_seconds, 3);
+    assert_int_equal(cfg->request_timeout_seconds, 4);
+    assert_int_equal(cfg->log_lines_per_second, 5);
+    assert_true(cfg->create_store);
+    assert_int_equal(cfg->audit_max_age_days, 0);
+    assert_int_equal(cfg->audit_max_rows, 5000);
+    assert_int_equal(cfg->audit_refusal_samples, 2);
     enr_service_config_free(cfg);
 }
 
@@ -98,6 +130,21 @@ static void test_bad_configs(void **state)
          "needs \"data_dir\""},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"admin\":{\"client_ca\":\"x\"}}",
          "needs \"tls\""},
+        /* A store, and nothing served from it: a forgotten id_scope. */
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\"}", "not \"id_scope\""},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"create_store\":\"yes\"}", "create_store"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"create_store\":true}", "needs \"data_dir\""},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"max_connections\":-1}}", "max_connections"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"handshake_timeout_seconds\":0}}",
+         "handshake_timeout_seconds"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"request_timeout_seconds\":3601}}",
+         "request_timeout_seconds"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"log_lines_per_second\":0}}",
+         "log_lines_per_second"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"audit\":[]}", "\"audit\" must be an object"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"audit\":{\"max_rows\":-5}}", "audit.max_rows"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"audit\":{\"max_age_days\":\"1y\"}}", "audit.max_age_days"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"audit\":{\"keep\":1}}", "unknown key \"keep\" in audit"},
     };
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
         enr_error err;
@@ -112,6 +159,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_config),
         cmocka_unit_test(test_admin_config),
+        cmocka_unit_test(test_hostile_client_config),
         cmocka_unit_test(test_bad_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
