@@ -5,21 +5,23 @@
 #include <stdio.h>
 #include <string.h>
 
-__attribute__((format(printf, 2, 0))) static void format_into(enr_error *err, const char *fmt,
-                                                            va_list ap)
+/* Every setter: the code, the reason (ENR_R_NONE but for refusals) and the message. */
+__attribute__((format(printf, 4, 0))) static enr_code fill(enr_error *err, enr_code code, enr_reason reason,
+                                                           const char *fmt, va_list ap)
 {
+    err->code = code;
+    err->reason = reason;
     vsnprintf(err->message, sizeof err->message, fmt, ap);
+    return code;
 }
 
 enr_code enr_error_set(enr_error *err, enr_code code, const char *fmt, ...)
 {
     if (err == NULL)
         return code;
-    err->code = code;
-    err->reason = ENR_R_NONE;
     va_list ap;
     va_start(ap, fmt);
-    format_into(err, fmt, ap);
+    fill(err, code, ENR_R_NONE, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -28,11 +30,9 @@ enr_code enr_error_refuse(enr_error *err, enr_reason reason, const char *fmt, ..
 {
     if (err == NULL)
         return ENR_E_POLICY;
-    err->code = ENR_E_POLICY;
-    err->reason = reason;
     va_list ap;
     va_start(ap, fmt);
-    format_into(err, fmt, ap);
+    fill(err, ENR_E_POLICY, reason, fmt, ap);
     va_end(ap);
     return ENR_E_POLICY;
 }
@@ -46,11 +46,9 @@ enr_code enr_error_openssl(enr_error *err, enr_code code, const char *fmt, ...)
     ERR_clear_error();
     if (err == NULL)
         return code;
-    err->code = code;
-    err->reason = ENR_R_NONE;
     va_list ap;
     va_start(ap, fmt);
-    format_into(err, fmt, ap);
+    fill(err, code, ENR_R_NONE, fmt, ap);
     va_end(ap);
     if (reason[0] != '\0') {
         size_t used = strlen(err->message);
