@@ -140,6 +140,7 @@ static void answer_error(registrar *r, registration_answer *out, enr_dps_error e
     (void)enr_dps_tracking_id_new(tracking, &err);
     out->status = enr_dps_error_http_status(e);
     out->error_code = enr_dps_error_code(e);
+    out->error = e;
     if (enr_dps_write_error(e, message, tracking, time(NULL), &out->body, &err) != ENR_OK)
         out->body = strdup("{\"errorCode\":500001,\"message\":\"internal error\"}");
     /* A rejection writes an audit event and nothing else. */
@@ -832,8 +833,9 @@ static void handle_operation(registrar *r, const registration_request *req, cons
     }
     /* The in-flight list first: an entry leaves it only after its COMMIT
      * returned, so when it is not there the store read below sees it. */
+    enr_dps_error why = ENR_DPS_OK;
     registrar_operation_state state =
-        r->in_flight != NULL ? r->in_flight(r->in_flight_arg, path->operation_id, path->registration_id)
+        r->in_flight != NULL ? r->in_flight(r->in_flight_arg, path->operation_id, path->registration_id, &why)
                              : REGISTRAR_OPERATION_UNKNOWN;
     if (state == REGISTRAR_OPERATION_ASSIGNING &&
         enr_dps_write_operation_status_assigning(path->operation_id, path->registration_id, &out->body, &err) ==
@@ -844,9 +846,10 @@ static void handle_operation(registrar *r, const registration_request *req, cons
     }
     if (state == REGISTRAR_OPERATION_FAILED) {
         time_t now = time(NULL);
+        bool store = why == ENR_DPS_STORE_UNAVAILABLE || why == ENR_DPS_OK;
         enr_dps_failure f = {.operation_id = path->operation_id, .registration_id = path->registration_id,
-                             .created_at = now, .updated_at = now, .error = ENR_DPS_STORE_UNAVAILABLE,
-                             .message = "the registration could not be recorded; register again"};
+                             .created_at = now, .updated_at = now, .error = store ? ENR_DPS_STORE_UNAVAILABLE : why,
+                             .message = store ? "the registration could not be recorded; register again" : NULL};
         if (enr_dps_write_failed(&f, &out->body, &err) == ENR_OK) {
             out->status = 200;
             return;

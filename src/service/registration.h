@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "enroll/error.h"
+#include "enroll/dps.h"
 #include "enroll/store.h"
 
 typedef struct registrar registrar;
@@ -59,6 +60,7 @@ typedef struct registration_answer {
     const char *route;         /* for the request log */
     char registration_id[129]; /* for the request log; may be empty */
     int error_code;            /* the DPS errorCode of a rejection; 0 when answered */
+    enr_dps_error error;       /* the same as the enum (ENR_DPS_OK when answered) */
     bool issued;               /* a certificate was issued and committed */
     double commit_ms;          /* time in the store commit, when there was one */
     registration_job *pending; /* accepted: commit this, then registrar_finish; no body yet */
@@ -82,8 +84,11 @@ typedef enum registrar_operation_state {
     REGISTRAR_OPERATION_ASSIGNING,
     REGISTRAR_OPERATION_FAILED
 } registrar_operation_state;
+/* For REGISTRAR_OPERATION_FAILED, *why is the refusal the commit ended
+ * with (ENR_DPS_STORE_UNAVAILABLE when the store failed; a typed refusal
+ * such as ENR_DPS_CSR_KEY_COMPROMISED when a re-check refused it). */
 typedef registrar_operation_state (*registrar_in_flight_fn)(void *arg, const char *operation_id,
-                                                            const char *registration_id);
+                                                            const char *registration_id, enr_dps_error *why);
 void registrar_set_in_flight(registrar *r, registrar_in_flight_fn fn, void *arg);
 /* Where a refusal's audit event goes: with no sink it is written to the
  * store at once (its own transaction); enrolld's workers gather them and

@@ -157,6 +157,7 @@ typedef struct assigning_entry {
     char operation_id[ENR_STORE_ID_MAX + 1];
     char registration_id[ENR_STORE_ID_MAX + 1];
     time_t failed_until; /* 0: still assigning; else its commit failed, said until then */
+    enr_dps_error failure; /* why, when failed_until is set */
     struct assigning_entry *next;
 } assigning_entry;
 
@@ -776,7 +777,8 @@ static void registration_committed(registration_job *job, void *arg)
     event_active(w->committed_event, EV_READ, 0);
 }
 
-static registrar_operation_state operation_state(void *arg, const char *operation_id, const char *registration_id)
+static registrar_operation_state operation_state(void *arg, const char *operation_id, const char *registration_id,
+                                                 enr_dps_error *why)
 {
     enr_service *svc = arg;
     registrar_operation_state state = REGISTRAR_OPERATION_UNKNOWN;
@@ -790,18 +792,22 @@ static registrar_operation_state operation_state(void *arg, const char *operatio
             continue;
         }
         if (state == REGISTRAR_OPERATION_UNKNOWN && strcmp(e->operation_id, operation_id) == 0 &&
-            strcasecmp(e->registration_id, registration_id) == 0)
+            strcasecmp(e->registration_id, registration_id) == 0) {
             state = e->failed_until != 0 ? REGISTRAR_OPERATION_FAILED : REGISTRAR_OPERATION_ASSIGNING;
+            *why = e->failure;
+        }
         at = &e->next;
     }
     pthread_mutex_unlock(&svc->assigning_lock);
     return state;
 }
 
-/* The commit is over: a committed operation is the store's to answer; a
- * failed one reads "failed" for a while, so a polling device starts over. */
-static void assigning_done(enr_service *svc, const char *operation_id, bool committed)
+/* The commit is over: a committed operation (failure ENR_DPS_OK) is the
+ * store's to answer; a failed one reads "failed" with its errorCode for a
+ * while, so a polling device learns why and starts over. */
+static void assigning_done(enr_service *svc, const char *operation_id, enr_dps_error failure)
 {
+    bool committed = failure == ENR_DPS_OK;
     pthread_mutex_lock(&svc->assigning_lock);
     for (assigning_entry **at = &svc->assigning; *at != NULL; at = &(*at)->next)
         if (strcmp((*at)->operation_id, operation_id) == 0) {
@@ -811,6 +817,7 @@ static void assigning_done(enr_service *svc, const char *operation_id, bool comm
                 free(e);
             } else {
                 e->failed_until = time(NULL) + FAILED_OPERATION_SECONDS;
+                e->failure = failure;
             }
             break;
         }
@@ -874,7 +881,10 @@ static void answer_committed(evutil_socket_t fd, short what, void *arg)
             event_free(p->timer);
         if (p->answered) {
             /* The device was told to poll; the store now answers it. */
-            assigning_done(w->svc, job->operation.operation_id, job->item.result == ENR_OK);
+            assigning_done(w->svc, job->operation.operation_id,
+                           job->item.result == ENR_OK ? ENR_DPS_OK
+                           : answer.error != ENR_DPS_OK ? answer.error
+                                                        : ENR_DPS_STORE_UNAVAILABLE);
             count_registration(w, &answer);
             free(answer.body);
             atomic_fetch_sub(&w->in_flight, 1);

@@ -269,11 +269,13 @@ static void test_commit_refusal_is_answered_by_reason(void **state)
 }
 
 static registrar_operation_state stub_state;
+static enr_dps_error stub_why;
 
 static registrar_operation_state operation_state_stub(void *arg, const char *operation_id,
-                                                      const char *registration_id)
+                                                      const char *registration_id, enr_dps_error *why)
 {
     (void)arg;
+    *why = stub_why;
     return strcmp(operation_id, "op-x") == 0 && strcmp(registration_id, "dev-p") == 0 ? stub_state
                                                                                      : REGISTRAR_OPERATION_UNKNOWN;
 }
@@ -320,6 +322,16 @@ static void test_operation_states(void **state)
     assert_non_null(strstr(a.body, "503"));
     assert_null(strstr(a.body, "issuedCertificateChain"));
     free(a.body);
+
+    /* Refused at commit for a typed reason after the 202: the poll says which. */
+    stub_why = ENR_DPS_CSR_KEY_COMPROMISED;
+    registrar_handle(r, &q, &a);
+    assert_int_equal(a.status, 200);
+    assert_non_null(strstr(a.body, "\"status\":\"failed\""));
+    assert_non_null(strstr(a.body, "400011"));
+    assert_null(strstr(a.body, "503001"));
+    free(a.body);
+    stub_why = ENR_DPS_OK;
 
     stub_state = REGISTRAR_OPERATION_UNKNOWN;
     registrar_handle(r, &q, &a);
