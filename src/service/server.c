@@ -1099,6 +1099,10 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (w->http == NULL || w->stop_event == NULL || w->committed_event == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
+    /* Read an oversized body to its end before answering 413: closing at once
+     * while the client still sends makes its kernel see a reset, and the
+     * client never reads the 413. The connection deadline bounds the read. */
+    evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(w->http, svc->cfg.max_header_bytes);
     evhttp_set_timeout(w->http, svc->cfg.timeout_seconds);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);

@@ -1,0 +1,185 @@
+/* The provisioning core: everything a registration is, whatever carried it.
+ *
+ * A front end (DPS over HTTPS, DPS over MQTT; later AWS fleet provisioning,
+ * EST) translates what arrived into an enr_provision_request: who the
+ * transport says the peer is (a SAS token, a TLS peer certificate and the
+ * chain it sent), the registration id, the parsed verb and the body. The
+ * core attests the peer, applies the enrollment's policy, issues, hands the
+ * registration to the group committer and completes the request with a typed
+ * outcome (status, errorCode, the DPS answer document) by calling the front
+ * end back on the event loop that asked. Nothing here knows HTTP or MQTT.
+ *
+ *   submit -> attest (enr_attest) -> enrollment/registration enabled
+ *     -> body -> CSR gates (enr_provision_check_csr) -> policy
+ *     (enr_provision_policy_load) -> sign (enr_ca_sign) -> a job for the
+ *     group committer -> committed: done(200) | slow: done(202), the
+ *     operation readable by any front end until the store holds it.
+ *
+ * Threads: one enr_provision_shared per service (the committer thread and
+ * the table of operations still being committed), one enr_provision per
+ * worker event loop (its own store connection and CA cache). An
+ * enr_provision is used only on its loop's thread. */
+#ifndef ENROLL_PROVISION_H
+#define ENROLL_PROVISION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "enroll/ca.h"
+#include "enroll/csr.h"
+#include "enroll/dps.h"
+#include "enroll/error.h"
+#include "enroll/store.h"
+
+struct event_base;
+
+/* ---- attestation: who the peer is, and who decides about it ------------ */
+
+/* What the transport says about the peer. Borrowed for the call. */
+typedef struct enr_peer_credential {
+    const char *sas_token;        /* a SAS token (HTTP Authorization, MQTT password), or NULL */
+    X509 *certificate;            /* the TLS client certificate, or NULL */
+    STACK_OF(X509) *chain;        /* what the client sent with it, or NULL */
+} enr_peer_credential;
+
+typedef struct enr_attestation {
+    enr_enrollment enrollment;    /* the enrollment that decided (found) */
+    bool found;
+    enr_registration registration; /* as the store held it (registered) */
+    bool registered;
+    /* Renewal with an operational certificate: which one (the commit checks
+     * again that it is still unrevoked). Empty otherwise. */
+    char credential_issuer[ENR_STORE_DN_MAX + 1];
+    char credential_serial[ENR_STORE_SERIAL_MAX + 1];
+} enr_attestation;
+
+typedef struct enr_attest_options {
+    const char *id_scope;
+    long sas_max_lifetime;        /* seconds a SAS token may live beyond now */
+    long sas_skew;                /* seconds of clock skew allowed */
+    time_t now;                   /* 0: the current time */
+} enr_attest_options;
+
+/* Attests `registration_id`: a SAS token (when present) against the keys of
+ * who decides (the id's individual enrollment; else the enrollment its
+ * registration is bound to; else any group), or else the TLS certificate
+ * (CN = id; the enrollment's certificate, a proven group CA, or the
+ * registration's own operational certificate for renewal). Then the
+ * enrollment and registration must be enabled. ENR_DPS_OK or the refusal,
+ * with `message` for the device. *out is filled as far as it got; free it
+ * with enr_attestation_free either way. */
+enr_dps_error enr_attest(enr_store *store, const enr_attest_options *opts, const enr_peer_credential *peer,
+                         const char *registration_id, enr_attestation *out, char *message, size_t cap);
+void enr_attestation_free(enr_attestation *a);
+
+/* ---- policy: what may be issued ----------------------------------------- */
+
+/* The CSR's own gates, before anything is signed: it verifies and lints
+ * clean for this registration id (CN = id; the key's type and size), and
+ * its key is not blocked for keyCompromise in the store. */
+enr_dps_error enr_provision_check_csr(enr_store *store, const enr_csr *csr, const char *registration_id,
+                                      char *message, size_t cap);
+
+/* An enrollment's credential policy as issuance needs it. */
+typedef struct enr_provision_policy {
+    char name[ENR_STORE_ID_MAX + 1];
+    char ca_name[ENR_STORE_ID_MAX + 1];
+    char renewal_window[ENR_STORE_WORD_MAX + 1]; /* "" for none */
+    enr_profile *profile;         /* device profile: validity, CN forced to the id, key types */
+} enr_provision_policy;
+
+/* Loads policy `name` and builds its profile for `registration_id`.
+ * ENR_E_NOTFOUND when there is no such policy; ENR_E_USAGE when it is
+ * unusable (bad validity or key types: an operator's mistake). */
+enr_code enr_provision_policy_load(enr_store *store, const char *name, const char *registration_id,
+                                   enr_provision_policy *out, enr_error *err);
+void enr_provision_policy_free(enr_provision_policy *p);
+
+/* The DPS errorCode of a refusal by a rule, from its typed reason. */
+enr_dps_error enr_provision_error_of_refusal(const enr_error *refusal);
+
+/* ---- the asynchronous core ---------------------------------------------- */
+
+typedef struct enr_provision_shared enr_provision_shared;
+typedef struct enr_provision enr_provision;
+
+typedef struct enr_provision_options {
+    const char *data_dir;         /* the store */
+    const char *id_scope;         /* the one idScope served */
+    long sas_max_lifetime;        /* 0: ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT */
+    long assigning_after_ms;      /* answer 202 when the commit takes longer; 0: always 202 */
+    int audit_max_age_days;       /* audit pruning (0: no bound) */
+    long audit_max_rows;
+    int audit_refusal_samples;    /* refusals itemized per loop, errorCode and second */
+} enr_provision_options;
+
+#define ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT 86400L
+
+/* The committer thread and the table of operations in flight. Strings of
+ * `opts` are copied. */
+enr_code enr_provision_shared_new(const enr_provision_options *opts, enr_provision_shared **out, enr_error *err);
+/* Commits what is queued and stops the committer. Every enr_provision made
+ * from it must be freed first. */
+void enr_provision_shared_free(enr_provision_shared *s);
+/* Thread-safe: false while the store cannot take commits (for /healthz). */
+bool enr_provision_store_ok(enr_provision_shared *s);
+
+/* One per event loop; `base` runs its timers and its completions. */
+enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr_provision **out, enr_error *err);
+/* Requests still waiting are completed as 503 first (their commit goes on). */
+void enr_provision_free(enr_provision *p);
+
+typedef enum enr_provision_verb {
+    ENR_PROVISION_REGISTER,          /* register (DPS PUT .../register) */
+    ENR_PROVISION_OPERATION_STATUS,  /* poll an operation (DPS GET .../operations/{id}) */
+} enr_provision_verb;
+
+typedef struct enr_provision_request {
+    enr_provision_verb verb;
+    const char *id_scope;            /* as the device named it */
+    const char *registration_id;     /* as the device named it (path, MQTT client id) */
+    const char *operation_id;        /* OPERATION_STATUS */
+    const char *api_version;         /* NULL: none sent */
+    enr_peer_credential peer;
+    const char *body;                /* REGISTER: the JSON body, not NUL-terminated */
+    size_t body_len;
+} enr_provision_request;
+
+typedef struct enr_provision_outcome {
+    int status;                      /* DPS's HTTP status: 200, 202, 4xx, 5xx */
+    enr_dps_error error;             /* ENR_DPS_OK unless refused */
+    int error_code;                  /* its errorCode; 0 when answered */
+    const char *body;                /* the JSON answer document; valid during the callback */
+    int retry_after;                 /* seconds to wait before polling; 0: none */
+    const char *route;               /* "register" or "operation", for logs */
+    const char *registration_id;     /* may be "" */
+    bool issued;                     /* a certificate was issued and committed */
+    double commit_ms;                /* the group commit's duration, when there was one */
+} enr_provision_outcome;
+
+/* Called exactly once per submitted request, on the loop's thread, unless
+ * the request was cancelled first. */
+typedef void (*enr_provision_done_fn)(void *ctx, const enr_provision_outcome *outcome);
+
+typedef struct enr_provision_call enr_provision_call;
+
+/* Starts a request. A refusal, a poll and anything answered at once call
+ * `done` before this returns (and it returns NULL); otherwise the call
+ * returns a handle and `done` comes later from the loop. All of `req` is
+ * read before this returns. */
+enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_request *req,
+                                         enr_provision_done_fn done, void *ctx);
+/* The front end's peer went away: `done` will not be called. The
+ * registration itself goes on (it is committed or not, as the store says). */
+void enr_provision_cancel(enr_provision_call *call);
+
+/* Answers a request the front end refused before it reached the core (a
+ * malformed path or topic, an unknown api-version): the DPS error document
+ * with a tracking id, audited like any refusal. */
+void enr_provision_refuse(enr_provision *p, enr_dps_error e, const char *message, const char *registration_id,
+                          const char *route, enr_provision_done_fn done, void *ctx);
+
+#endif
