@@ -74,15 +74,8 @@ enr_code enr_profile_set_key_types(enr_profile *profile, const char *list, enr_e
 
 /* ---- issuance ----------------------------------------------------------- */
 
-/* Called with every certificate before enr_ca_issue returns it; a failure
- * makes the issuance fail. The default records into the CA directory's
- * append-only index (fsync'ed); enrolld plugs in its store. */
-typedef enr_code (*enr_issue_recorder)(void *ctx, X509 *cert, const char *profile,
-                                       enr_error *err);
-void enr_ca_set_recorder(enr_ca *ca, enr_issue_recorder recorder, void *ctx);
-
 /* Checks proof of possession and the profile's rules, then builds, signs
- * and records a certificate. `now` 0 means the current time. Refusals are
+ * and records a certificate in the CA directory's index (fsync'ed). `now` 0 means the current time. Refusals are
  * ENR_E_POLICY (or ENR_E_VERIFY for a bad signature) with the reason.
  * The certificate's public key is copied from the request as encoded bytes
  * (OpenSSL 3.0 would otherwise re-decode it, costing more than the
@@ -90,6 +83,11 @@ void enr_ca_set_recorder(enr_ca *ca, enr_issue_recorder recorder, void *ctx);
  * enr_csr_public_key(csr), or re-read the certificate from its DER. */
 enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, time_t now,
                       X509 **out, enr_error *err);
+/* The same checks and signature, recorded nowhere: for a caller that keeps
+ * its own record (enrolld's store, whose unique (issuer, serial) index
+ * refuses a serial another node drew; the caller signs again then). */
+enr_code enr_ca_sign(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, time_t now, X509 **out,
+                     enr_error *err);
 
 /* ---- revocation --------------------------------------------------------- */
 

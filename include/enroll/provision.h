@@ -45,7 +45,7 @@ typedef struct enr_peer_credential {
     STACK_OF(X509) *chain;        /* what the client sent with it, or NULL */
 } enr_peer_credential;
 
-typedef struct enr_attestation {
+typedef struct enr_attested {
     enr_enrollment enrollment;    /* the enrollment that decided (found) */
     bool found;
     enr_registration registration; /* as the store held it (registered) */
@@ -54,12 +54,14 @@ typedef struct enr_attestation {
      * again that it is still unrevoked). Empty otherwise. */
     char credential_issuer[ENR_STORE_DN_MAX + 1];
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
-} enr_attestation;
+} enr_attested;
+
+#define ENR_PROVISION_SAS_SKEW_DEFAULT 300L
 
 typedef struct enr_attest_options {
     const char *id_scope;
     long sas_max_lifetime;        /* seconds a SAS token may live beyond now */
-    long sas_skew;                /* seconds of clock skew allowed */
+    long sas_skew;                /* seconds of clock skew allowed; 0: ENR_PROVISION_SAS_SKEW_DEFAULT */
     time_t now;                   /* 0: the current time */
 } enr_attest_options;
 
@@ -67,13 +69,17 @@ typedef struct enr_attest_options {
  * who decides (the id's individual enrollment; else the enrollment its
  * registration is bound to; else any group), or else the TLS certificate
  * (CN = id; the enrollment's certificate, a proven group CA, or the
- * registration's own operational certificate for renewal). Then the
- * enrollment and registration must be enabled. ENR_DPS_OK or the refusal,
- * with `message` for the device. *out is filled as far as it got; free it
- * with enr_attestation_free either way. */
+ * registration's own operational certificate for renewal). ENR_DPS_OK
+ * or the refusal, with `message` for the device. *out is filled as far as
+ * it got; free it with enr_attested_free either way. */
 enr_dps_error enr_attest(enr_store *store, const enr_attest_options *opts, const enr_peer_credential *peer,
-                         const char *registration_id, enr_attestation *out, char *message, size_t cap);
-void enr_attestation_free(enr_attestation *a);
+                         const char *registration_id, enr_attested *out, char *message, size_t cap);
+/* What a registration needs beyond attestation: its enrollment enabled and
+ * the registration not disabled by an operator. (A poll needs only the
+ * attestation: the device may still read how its operation ended.) */
+enr_dps_error enr_attested_allows(const enr_attested *a, const char *registration_id, char *message,
+                                     size_t cap);
+void enr_attested_free(enr_attested *a);
 
 /* ---- policy: what may be issued ----------------------------------------- */
 
@@ -87,7 +93,7 @@ enr_dps_error enr_provision_check_csr(enr_store *store, const enr_csr *csr, cons
 typedef struct enr_provision_policy {
     char name[ENR_STORE_ID_MAX + 1];
     char ca_name[ENR_STORE_ID_MAX + 1];
-    char renewal_window[ENR_STORE_WORD_MAX + 1]; /* "" for none */
+    char renewal_window[ENR_STORE_DURATION_MAX + 1]; /* "" for none */
     enr_profile *profile;         /* device profile: validity, CN forced to the id, key types */
 } enr_provision_policy;
 
@@ -116,21 +122,30 @@ typedef struct enr_provision_options {
     int audit_refusal_samples;    /* refusals itemized per loop, errorCode and second */
 } enr_provision_options;
 
+/* Default for limits.sas_token_max_lifetime_seconds: one day. Device SDKs
+ * make tokens for an hour. */
 #define ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT 86400L
 
 /* The committer thread and the table of operations in flight. Strings of
  * `opts` are copied. */
 enr_code enr_provision_shared_new(const enr_provision_options *opts, enr_provision_shared **out, enr_error *err);
-/* Commits what is queued and stops the committer. Every enr_provision made
- * from it must be freed first. */
+/* Shutting down, in this order: enr_provision_flush_audit on every loop
+ * (their last refusals), enr_provision_shared_stop (commits what is queued
+ * and stops the committer thread: every registration is then committed or
+ * not), enr_provision_free on every loop, enr_provision_shared_free. */
+void enr_provision_shared_stop(enr_provision_shared *s);
 void enr_provision_shared_free(enr_provision_shared *s);
 /* Thread-safe: false while the store cannot take commits (for /healthz). */
 bool enr_provision_store_ok(enr_provision_shared *s);
 
 /* One per event loop; `base` runs its timers and its completions. */
 enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr_provision **out, enr_error *err);
-/* Requests still waiting are completed as 503 first (their commit goes on). */
+/* Requests still waiting are dropped unanswered: call it after the loop
+ * and its front ends have stopped, and after enr_provision_shared_stop. */
 void enr_provision_free(enr_provision *p);
+/* Hands this second's refusal audit events to the committer now (the core
+ * does it once a second by itself). */
+void enr_provision_flush_audit(enr_provision *p);
 
 typedef enum enr_provision_verb {
     ENR_PROVISION_REGISTER,          /* register (DPS PUT .../register) */
@@ -165,6 +180,11 @@ typedef struct enr_provision_outcome {
 typedef void (*enr_provision_done_fn)(void *ctx, const enr_provision_outcome *outcome);
 
 typedef struct enr_provision_call enr_provision_call;
+
+/* Sees the final outcome of every registration (committed, or refused at
+ * any step, also after a 202 when nobody waits any more) and of every
+ * refusal, once each: for metrics. Not polls' answers, not 202s. */
+void enr_provision_set_observer(enr_provision *p, enr_provision_done_fn fn, void *arg);
 
 /* Starts a request. A refusal, a poll and anything answered at once call
  * `done` before this returns (and it returns NULL); otherwise the call

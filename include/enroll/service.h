@@ -15,10 +15,6 @@
 extern "C" {
 #endif
 
-/* Default for limits.sas_token_max_lifetime_seconds: one day. Device SDKs
- * make tokens for an hour. */
-#define ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT 86400L
-
 typedef struct enr_service_config {
     char *listen_host;      /* "127.0.0.1" */
     int listen_port;        /* 0: any free port (printed when listening) */

@@ -10,8 +10,8 @@
  * Every change can carry an audit event that is written in the same
  * transaction. The registration commit is the transaction that matters: a
  * certificate is returned to a device only after it is committed together
- * with its registration, operation and audit event (see enr_issue_recorder
- * in ca.h).
+ * with its registration, operation and audit event (the provisioning core
+ * signs with enr_ca_sign and commits here; provision.h).
  *
  * Threads: an enr_store is a connection with its own prepared statements;
  * use one per thread (open as many as there are threads; processes and

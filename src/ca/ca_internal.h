@@ -27,8 +27,6 @@ struct enr_ca {
     long pathlen;                 /* -1: no limit */
     ASN1_OCTET_STRING *key_id;    /* this CA's subjectKeyIdentifier */
     char *crl_url, *aia_url;
-    enr_issue_recorder recorder;  /* NULL: the directory index */
-    void *recorder_ctx;
     enr_revocation_source revocation_source; /* NULL: the directory's revocations only */
     void *revocation_source_ctx;
     serial_set serials;           /* every serial in the index */

@@ -204,7 +204,7 @@ enr_code ca_index_append_line(const char *dir, const char *file, const char *lin
 }
 
 
-/* The default recorder: one line in issued.jsonl, fsync'ed. */
+/* enr_ca_issue records here: one line in issued.jsonl, fsync'ed. */
 enr_code ca_index_record(void *ctx, X509 *cert, const char *profile, enr_error *err)
 {
     enr_ca *ca = ctx;

@@ -356,12 +356,6 @@ static enr_code add_profile_extensions(enr_ca *ca, X509 *cert, const enr_profile
 }
 
 
-void enr_ca_set_recorder(enr_ca *ca, enr_issue_recorder recorder, void *ctx)
-{
-    ca->recorder = recorder;
-    ca->recorder_ctx = ctx;
-}
-
 static enr_code build_and_sign(enr_ca *ca, const enr_csr *csr, const enr_profile *profile,
                                time_t now, X509_NAME *subject, long pathlen, GENERAL_NAMES *san,
                                X509 **out, enr_error *err)
@@ -402,17 +396,26 @@ static enr_code build_and_sign(enr_ca *ca, const enr_csr *csr, const enr_profile
     return ENR_OK;
 }
 
-enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, time_t now,
-                      X509 **out, enr_error *err)
+/* Everything before the signature: proof of possession and the profile's
+ * rules, giving the subject, SAN and path length to sign. */
+typedef struct issue_plan {
+    X509_NAME *subject;
+    GENERAL_NAMES *san;
+    long pathlen;
+} issue_plan;
+
+static void issue_plan_free(issue_plan *plan)
 {
-    *out = NULL;
+    X509_NAME_free(plan->subject);
+    GENERAL_NAMES_free(plan->san);
+}
+
+static enr_code plan_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, issue_plan *plan,
+                           enr_error *err)
+{
+    *plan = (issue_plan){NULL, NULL, -1};
     if (ca->signer == NULL)
         return enr_error_set(err, ENR_E_USAGE, "the CA was opened without its key; it cannot issue");
-    if (now == 0)
-        now = time(NULL);
-    X509_NAME *subject = NULL;
-    GENERAL_NAMES *san = NULL;
-    X509 *cert = NULL;
     const char *hash = NULL;
     long requested_pathlen = -1;
     enr_code rc = enr_csr_verify(csr, err);
@@ -425,54 +428,87 @@ enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile
                                                 "SHA-256 or better", hash);
     if ((rc = check_key(csr, profile, err)) != ENR_OK)
         return rc;
-    if ((rc = check_requested_extensions(csr, profile, &requested_pathlen, &san, err)) != ENR_OK)
-        return rc;
-    long pathlen = -1;
+    if ((rc = check_requested_extensions(csr, profile, &requested_pathlen, &plan->san, err)) != ENR_OK)
+        goto fail;
     if (profile->is_ca) {
         if (ca->pathlen == 0) {
             rc = enr_error_refuse(err, ENR_R_EXTENSION_NOT_ALLOWED,
-                               "this CA has pathlen 0: it may not issue CA certificates");
-            goto done;
+                                  "this CA has pathlen 0: it may not issue CA certificates");
+            goto fail;
         }
-        pathlen = ca->pathlen > 0 ? ca->pathlen - 1 : -1;
-        if (requested_pathlen >= 0 && (pathlen < 0 || requested_pathlen < pathlen))
-            pathlen = requested_pathlen;
+        plan->pathlen = ca->pathlen > 0 ? ca->pathlen - 1 : -1;
+        if (requested_pathlen >= 0 && (plan->pathlen < 0 || requested_pathlen < plan->pathlen))
+            plan->pathlen = requested_pathlen;
     }
-    if ((rc = subject_for(csr, profile, san != NULL, &subject, err)) != ENR_OK)
-        goto done;
+    if ((rc = subject_for(csr, profile, plan->san != NULL, &plan->subject, err)) != ENR_OK)
+        goto fail;
+    return ENR_OK;
+fail:
+    issue_plan_free(plan);
+    *plan = (issue_plan){NULL, NULL, -1};
+    return rc;
+}
 
-    bool own_index = ca->recorder == NULL;
-    if (own_index && ((rc = ca_index_lock(ca, err)) != ENR_OK || (rc = ca_index_catch_up(ca, err)) != ENR_OK)) {
-        ca_index_unlock(ca);
-        goto done;
-    }
-    /* A store's unique (issuer, serial) index may still refuse a serial drawn
-     * by another node: draw again, a few times. */
-    for (int attempt = 0; attempt < 3; attempt++) {
-        if ((rc = build_and_sign(ca, csr, profile, now, subject, pathlen, san, &cert, err)) != ENR_OK)
-            break;
-        rc = own_index ? ca_index_record(ca, cert, profile->name, err)
-                       : ca->recorder(ca->recorder_ctx, cert, profile->name, err);
-        if (rc == ENR_OK) {
-            const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
-            rc = serial_set_add(&ca->serials, ASN1_STRING_get0_data(serial),
-                                (size_t)ASN1_STRING_length(serial), err);
-            break;
-        }
-        X509_free(cert);
+/* A serial this process drew is never drawn again by it. */
+static enr_code remember_serial(enr_ca *ca, X509 *cert, enr_error *err)
+{
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    return serial_set_add(&ca->serials, ASN1_STRING_get0_data(serial), (size_t)ASN1_STRING_length(serial), err);
+}
+
+enr_code enr_ca_sign(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, time_t now, X509 **out,
+                     enr_error *err)
+{
+    *out = NULL;
+    issue_plan plan;
+    enr_code rc = plan_issue(ca, csr, profile, &plan, err);
+    X509 *cert = NULL;
+    if (rc == ENR_OK)
+        rc = build_and_sign(ca, csr, profile, now != 0 ? now : time(NULL), plan.subject, plan.pathlen, plan.san,
+                            &cert, err);
+    if (rc == ENR_OK && (rc = remember_serial(ca, cert, err)) == ENR_OK) {
+        *out = cert;
         cert = NULL;
-        if (rc != ENR_E_EXISTS)
-            break;
     }
-    if (own_index)
-        ca_index_unlock(ca);
+    X509_free(cert);
+    issue_plan_free(&plan);
+    return rc;
+}
+
+enr_code enr_ca_issue(enr_ca *ca, const enr_csr *csr, const enr_profile *profile, time_t now,
+                      X509 **out, enr_error *err)
+{
+    *out = NULL;
+    if (now == 0)
+        now = time(NULL);
+    issue_plan plan;
+    enr_code rc = plan_issue(ca, csr, profile, &plan, err);
+    if (rc != ENR_OK)
+        return rc;
+    X509 *cert = NULL;
+    if ((rc = ca_index_lock(ca, err)) == ENR_OK && (rc = ca_index_catch_up(ca, err)) == ENR_OK) {
+        /* The index refuses a serial it holds (another process drew it):
+         * draw again, a few times. */
+        for (int attempt = 0; attempt < 3; attempt++) {
+            if ((rc = build_and_sign(ca, csr, profile, now, plan.subject, plan.pathlen, plan.san, &cert, err)) != ENR_OK)
+                break;
+            rc = ca_index_record(ca, cert, profile->name, err);
+            if (rc == ENR_OK) {
+                rc = remember_serial(ca, cert, err);
+                break;
+            }
+            X509_free(cert);
+            cert = NULL;
+            if (rc != ENR_E_EXISTS)
+                break;
+        }
+    }
+    ca_index_unlock(ca);
     if (rc == ENR_OK) {
         *out = cert;
         cert = NULL;
     }
-done:
     X509_free(cert);
-    X509_NAME_free(subject);
-    GENERAL_NAMES_free(san);
+    issue_plan_free(&plan);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "enroll/fileio.h"
+#include "enroll/provision.h"
 #include "enroll/service.h"
 
 void enr_service_config_free(enr_service_config *cfg)
@@ -127,7 +128,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         cfg->timeout_seconds = 30;
         cfg->shutdown_grace_seconds = 10;
         cfg->assigning_after_ms = 2000;
-        cfg->sas_token_max_lifetime_seconds = ENR_SERVICE_SAS_MAX_LIFETIME_DEFAULT;
+        cfg->sas_token_max_lifetime_seconds = ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT;
         cfg->handshake_timeout_seconds = 10;
         cfg->request_timeout_seconds = 30;
         cfg->log_lines_per_second = 20;

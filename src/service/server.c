@@ -37,8 +37,7 @@
 #include "enroll/duration.h"
 #include "enroll/service.h"
 #include "service/admin_api.h"
-#include "service/committer.h"
-#include "service/registration.h"
+#include "enroll/provision.h"
 
 #define LATENCY_BUCKETS 8
 static const double LATENCY_BOUNDS_MS[LATENCY_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 1000};
@@ -107,16 +106,9 @@ typedef struct worker {
     _Atomic int in_flight;
     time_t stop_deadline;
     unsigned long next_request;
-    registrar *registrar;       /* NULL when the config has no id_scope */
+    enr_provision *core;        /* the provisioning core on this loop; NULL without id_scope */
     admin_api *admin;           /* NULL when the config has no admin section */
     worker_metrics metrics;
-    /* Registrations the committer has finished with, to answer here. */
-    pthread_mutex_t committed_lock;
-    registration_job *committed;
-    struct event *committed_event;
-    /* assigning_after_ms as one of libevent's common timeouts: every waiting
-     * registration arms the same duration, so a queue beats the heap. */
-    const struct timeval *assigning_after;
     /* Hostile clients. */
     struct evconnlistener *listener; /* evhttp's, over this worker's dup of the socket */
     tls_conn *conns, *conns_tail;
@@ -127,42 +119,17 @@ typedef struct worker {
     struct event *tick;              /* deadlines, shedding, suppressed-line counts */
     struct event *resume;            /* accepting again after running out of fds */
     log_limit logs[LOG_KINDS];
-    /* Refusals of this second: a few itemized per errorCode, the rest
-     * counted; handed to the committer once a second (one transaction). */
-    struct refusal_tally {
-        int code;
-        int sampled;
-        unsigned long more;
-        char outcome[ENR_STORE_WORD_MAX + 1];
-    } refusals[REJECTION_KINDS];
-    enr_audit_event *refusal_samples; /* audit_refusal_samples per tally */
-    size_t refusal_sample_count;
-    double refusal_window_ms;
 } worker;
 
-/* What a request waiting for its commit needs again when that is over. */
-typedef struct pending_request {
+/* A DPS request in the core's hands, until its outcome is sent. */
+typedef struct dps_call {
+    worker *w;
     struct evhttp_request *req;
     double start_ms;
     unsigned long id;
     enum evhttp_cmd_type cmd;
-    struct worker *w;
-    registration_job *job;
-    struct event *timer;   /* answers 202 when the commit takes too long */
-    bool answered;         /* 202 sent: the device polls the operation */
-} pending_request;
-
-/* Operations answered 202 whose commit is still running. */
-typedef struct assigning_entry {
-    char operation_id[ENR_STORE_ID_MAX + 1];
-    char registration_id[ENR_STORE_ID_MAX + 1];
-    time_t failed_until; /* 0: still assigning; else its commit failed, said until then */
-    enr_dps_error failure; /* why, when failed_until is set */
-    struct assigning_entry *next;
-} assigning_entry;
-
-/* How long a failed operation reads "failed" before it is unknown. */
-#define FAILED_OPERATION_SECONDS 300
+    bool client_cert;
+} dps_call;
 
 struct enr_service {
     enr_service_config cfg;     /* borrowed strings from the caller's config */
@@ -171,12 +138,10 @@ struct enr_service {
     int port;
     int worker_count;
     worker *workers;
-    committer *committer;       /* group commit of registrations; NULL without id_scope */
+    enr_provision_shared *core; /* committer and operations in flight; NULL without id_scope */
     int listen_fd;              /* bound once; each worker accepts on a dup */
     long max_connections;       /* effective: the config's, or from the fd limit */
     int conn_index;             /* SSL ex_data index of a connection's tls_conn */
-    pthread_mutex_t assigning_lock;
-    assigning_entry *assigning;
 };
 
 /* ---- TLS ---- */
@@ -347,56 +312,6 @@ static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
     return bev;
 }
 
-/* On the worker's loop: a refusal's audit event, itemized while this
- * second's sample for its errorCode lasts, counted after. */
-static void refusal_audited(void *arg, const enr_audit_event *audit)
-{
-    worker *w = arg;
-    int k = 0;
-    while (k < REJECTION_KINDS && w->refusals[k].code != 0 && w->refusals[k].code != audit->reason_code)
-        k++;
-    if (k == REJECTION_KINDS)
-        k = REJECTION_KINDS - 1; /* more codes than slots: the last one counts them all */
-    struct refusal_tally *t = &w->refusals[k];
-    if (t->code == 0) {
-        t->code = audit->reason_code;
-        snprintf(t->outcome, sizeof t->outcome, "%s", audit->outcome);
-    }
-    if (t->sampled < w->svc->cfg.audit_refusal_samples && w->refusal_samples != NULL) {
-        w->refusal_samples[w->refusal_sample_count++] = *audit;
-        t->sampled++;
-    } else {
-        t->more++;
-    }
-}
-
-/* Hands the second's refusals to the committer: the samples, and one event
- * per errorCode for those only counted. */
-static void refusals_flush(worker *w)
-{
-    committer *c = w->svc != NULL ? w->svc->committer : NULL; /* a worker never set up has no svc */
-    if (c == NULL)
-        return;
-    if (w->refusal_sample_count > 0)
-        committer_submit_audit(c, w->refusal_samples, w->refusal_sample_count);
-    for (int k = 0; k < REJECTION_KINDS && w->refusals[k].code != 0; k++) {
-        struct refusal_tally *t = &w->refusals[k];
-        if (t->more == 0)
-            continue;
-        enr_audit_event e = {0};
-        snprintf(e.kind, sizeof e.kind, "register");
-        snprintf(e.outcome, sizeof e.outcome, "%s", t->outcome);
-        e.reason_code = t->code;
-        snprintf(e.detail, sizeof e.detail,
-                 "%lu more refusals with errorCode %d within a second on worker %d, not itemized "
-                 "(audit.refusal_samples_per_second are)",
-                 t->more, t->code, w->index);
-        committer_submit_audit(c, &e, 1);
-    }
-    memset(w->refusals, 0, sizeof w->refusals);
-    w->refusal_sample_count = 0;
-}
-
 /* A client is waiting in the listen queue. */
 static bool listen_pending(worker *w)
 {
@@ -438,10 +353,6 @@ static void worker_tick(evutil_socket_t fd, short what, void *arg)
         conn_drop(w, oldest_idle, DROP_SHED);
     for (int k = 0; k < LOG_KINDS; k++)
         log_window(w, (enum log_kind)k); /* the count of a finished second, if any */
-    if (now - w->refusal_window_ms >= 1000.0) {
-        refusals_flush(w);
-        w->refusal_window_ms = now;
-    }
 }
 
 /* accept() failed. Out of descriptors (EMFILE/ENFILE) the listening socket
@@ -639,10 +550,10 @@ static void metrics_text(enr_service *svc, struct evbuffer *out)
                              "# TYPE enroll_accept_pauses_total counter\nenroll_accept_pauses_total %lu\n"
                              "# HELP enroll_store_ok 1 while the store takes commits.\n"
                              "# TYPE enroll_store_ok gauge\nenroll_store_ok %d\n",
-                        pauses, svc->committer == NULL || committer_store_ok(svc->committer) ? 1 : 0);
+                        pauses, svc->core == NULL || enr_provision_store_ok(svc->core) ? 1 : 0);
 }
 
-static void count_registration(worker *w, const registration_answer *a)
+static void count_registration(worker *w, const enr_provision_outcome *a)
 {
     worker_metrics *m = &w->metrics;
     if (a->status == 200) {
@@ -716,12 +627,70 @@ static bool has_client_certificate(struct evhttp_request *req)
     return ssl != NULL && SSL_get0_peer_certificate(ssl) != NULL;
 }
 
-static void serve_registration(worker *w, struct evhttp_request *req, const char *path,
-                               enum evhttp_cmd_type cmd, registration_answer *answer)
+/* The final outcome of a registration, whoever still waits for it. */
+static void registration_observed(void *arg, const enr_provision_outcome *o)
 {
+    count_registration(arg, o);
+}
+
+static void dps_answered(void *ctx, const enr_provision_outcome *o)
+{
+    dps_call *c = ctx;
+    worker *w = c->w;
+    conn_idle(w, c->req);
+    if (o->retry_after > 0) {
+        char seconds[16];
+        snprintf(seconds, sizeof seconds, "%d", o->retry_after);
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", seconds);
+    }
+    reply_json(c->req, o->status, o->status == 200 ? "OK" : o->status == 202 ? "Accepted" : "Error",
+               o->body ? o->body : "{}");
+    double latency = now_ms() - c->start_ms;
+    count(w, o->status, latency);
+    /* The registration id was checked by the core ([A-Za-z0-9._:-], or
+     * empty): safe to print inside JSON quotes. */
+    log_request(w, c->id, method_name(c->cmd), o->route, o->registration_id, o->status, latency, c->client_cert);
+    atomic_fetch_sub(&w->in_flight, 1);
+    free(c);
+}
+
+/* DPS over HTTPS: the path names the idScope, the registration and the
+ * verb; the Authorization header or the TLS client certificate the peer. */
+static bool dps_owns_path(const char *path)
+{
+    const char *slash = path[0] == '/' ? strchr(path + 1, '/') : NULL;
+    return slash != NULL && strncmp(slash, "/registrations/", 15) == 0;
+}
+
+static void serve_dps(worker *w, struct evhttp_request *req, const char *path, enum evhttp_cmd_type cmd,
+                      double start, unsigned long id, bool client_cert)
+{
+    dps_call *c = malloc(sizeof *c);
+    if (c == NULL) {
+        conn_idle(w, req);
+        reply_json(req, 503, "Service Unavailable", "{\"errorCode\":503000,\"message\":\"out of memory\"}");
+        atomic_fetch_sub(&w->in_flight, 1);
+        return;
+    }
+    *c = (dps_call){.w = w, .req = req, .start_ms = start, .id = id, .cmd = cmd, .client_cert = client_cert};
+    enr_dps_path parsed;
+    enr_dps_error e = ENR_DPS_OK;
+    enr_error err;
+    bool put = cmd == EVHTTP_REQ_PUT;
+    if (enr_dps_path_parse(path, &parsed, &e, &err) != ENR_OK) {
+        enr_provision_refuse(w->core, e, err.message, NULL, put ? "register" : "operation", dps_answered, c);
+        return;
+    }
+    bool put_register = parsed.kind == ENR_DPS_PATH_REGISTER && put;
+    bool get_operation = parsed.kind == ENR_DPS_PATH_OPERATION_STATUS && cmd == EVHTTP_REQ_GET;
+    if (!put_register && !get_operation) {
+        enr_provision_refuse(w->core, ENR_DPS_METHOD_NOT_ALLOWED,
+                             "use PUT for .../register and GET for .../operations/{id}", parsed.registration_id,
+                             put ? "register" : "operation", dps_answered, c);
+        return;
+    }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     struct evkeyvalq query;
     query.tqh_first = NULL; /* TAILQ_INIT, spelled out: sys/queue.h is not always there */
     query.tqh_last = &query.tqh_first;
@@ -731,170 +700,23 @@ static void serve_registration(worker *w, struct evhttp_request *req, const char
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    registration_request r = {
-        .client_cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL,
-        .client_chain = ssl ? SSL_get_peer_cert_chain(ssl) : NULL,
-        .path = path,
+    enr_provision_request r = {
+        .verb = put_register ? ENR_PROVISION_REGISTER : ENR_PROVISION_OPERATION_STATUS,
+        .id_scope = parsed.id_scope,
+        .registration_id = parsed.registration_id,
+        .operation_id = get_operation ? parsed.operation_id : NULL,
         .api_version = evhttp_find_header(&query, "api-version"),
-        .authorization = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
-        .body = body,
+        .peer = {.sas_token = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+                 .certificate = ssl ? SSL_get0_peer_certificate(ssl) : NULL,
+                 .chain = ssl ? SSL_get_peer_cert_chain(ssl) : NULL},
+        .body = len ? (const char *)evbuffer_pullup(in, -1) : "",
         .body_len = len,
-        .is_put = cmd == EVHTTP_REQ_PUT,
     };
-    registrar_handle(w->registrar, &r, answer);
+    /* Answered through dps_answered: at once, or once committed (the
+     * request stays with evhttp until then; a client that leaves makes
+     * evhttp drop the connection, not the request). */
+    (void)enr_provision_submit(w->core, &r, dps_answered, c);
     evhttp_clear_headers(&query);
-}
-
-static void answer_registration(worker *w, struct evhttp_request *req, registration_answer *answer, double start,
-                                unsigned long id, enum evhttp_cmd_type cmd)
-{
-    bool client_cert = has_client_certificate(req); /* before the reply, which may free req */
-    conn_idle(w, req);
-    count_registration(w, answer);
-    if (answer->retry_after > 0) {
-        char seconds[16];
-        snprintf(seconds, sizeof seconds, "%d", answer->retry_after);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", seconds);
-    }
-    reply_json(req, answer->status, answer->status == 200 ? "OK" : answer->status == 202 ? "Accepted" : "Error",
-               answer->body ? answer->body : "{}");
-    free(answer->body);
-    double latency = now_ms() - start;
-    count(w, answer->status, latency);
-    log_request(w, id, method_name(cmd), answer->route, answer->registration_id, answer->status, latency,
-                client_cert);
-    atomic_fetch_sub(&w->in_flight, 1);
-}
-
-/* On the committer's thread: hand the job back to its worker's loop. */
-static void registration_committed(registration_job *job, void *arg)
-{
-    worker *w = arg;
-    pthread_mutex_lock(&w->committed_lock);
-    job->next = w->committed;
-    w->committed = job;
-    pthread_mutex_unlock(&w->committed_lock);
-    event_active(w->committed_event, EV_READ, 0);
-}
-
-static registrar_operation_state operation_state(void *arg, const char *operation_id, const char *registration_id,
-                                                 enr_dps_error *why)
-{
-    enr_service *svc = arg;
-    registrar_operation_state state = REGISTRAR_OPERATION_UNKNOWN;
-    time_t now = time(NULL);
-    pthread_mutex_lock(&svc->assigning_lock);
-    for (assigning_entry **at = &svc->assigning; *at != NULL;) {
-        assigning_entry *e = *at;
-        if (e->failed_until != 0 && e->failed_until < now) { /* said long enough */
-            *at = e->next;
-            free(e);
-            continue;
-        }
-        if (state == REGISTRAR_OPERATION_UNKNOWN && strcmp(e->operation_id, operation_id) == 0 &&
-            strcasecmp(e->registration_id, registration_id) == 0) {
-            state = e->failed_until != 0 ? REGISTRAR_OPERATION_FAILED : REGISTRAR_OPERATION_ASSIGNING;
-            *why = e->failure;
-        }
-        at = &e->next;
-    }
-    pthread_mutex_unlock(&svc->assigning_lock);
-    return state;
-}
-
-/* The commit is over: a committed operation (failure ENR_DPS_OK) is the
- * store's to answer; a failed one reads "failed" with its errorCode for a
- * while, so a polling device learns why and starts over. */
-static void assigning_done(enr_service *svc, const char *operation_id, enr_dps_error failure)
-{
-    bool committed = failure == ENR_DPS_OK;
-    pthread_mutex_lock(&svc->assigning_lock);
-    for (assigning_entry **at = &svc->assigning; *at != NULL; at = &(*at)->next)
-        if (strcmp((*at)->operation_id, operation_id) == 0) {
-            assigning_entry *e = *at;
-            if (committed) {
-                *at = e->next;
-                free(e);
-            } else {
-                e->failed_until = time(NULL) + FAILED_OPERATION_SECONDS;
-                e->failure = failure;
-            }
-            break;
-        }
-    pthread_mutex_unlock(&svc->assigning_lock);
-}
-
-/* DPS's asynchronous answer: 202, the operation id, Retry-After. The
- * request is over; the commit goes on, and the operation-status route
- * says "assigning" until the store has it. */
-static void answer_assigning(pending_request *p)
-{
-    worker *w = p->w;
-    assigning_entry *e = calloc(1, sizeof *e);
-    char *body = NULL;
-    enr_error err;
-    if (e == NULL ||
-        enr_dps_write_assigning(p->job->operation.operation_id, &body, &err) != ENR_OK)
-        goto fail; /* then the device gets its answer when the commit is over */
-    snprintf(e->operation_id, sizeof e->operation_id, "%s", p->job->operation.operation_id);
-    snprintf(e->registration_id, sizeof e->registration_id, "%s", p->job->registration_id);
-    pthread_mutex_lock(&w->svc->assigning_lock);
-    e->next = w->svc->assigning;
-    w->svc->assigning = e;
-    pthread_mutex_unlock(&w->svc->assigning_lock);
-    p->answered = true;
-    bool client_cert = has_client_certificate(p->req);
-    conn_idle(w, p->req);
-    evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
-    reply_json(p->req, 202, "Accepted", body);
-    free(body);
-    double latency = now_ms() - p->start_ms;
-    count(w, 202, latency);
-    log_request(w, p->id, method_name(p->cmd), "register", p->job->registration_id, 202, latency, client_cert);
-    p->req = NULL; /* answered: libevent frees it */
-    return;
-fail:
-    free(e);
-    free(body);
-}
-
-static void assigning_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    answer_assigning(arg);
-}
-
-static void answer_committed(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    worker *w = arg;
-    pthread_mutex_lock(&w->committed_lock);
-    registration_job *job = w->committed;
-    w->committed = NULL;
-    pthread_mutex_unlock(&w->committed_lock);
-    while (job != NULL) {
-        registration_job *next = job->next;
-        pending_request *p = job->context;
-        registration_answer answer;
-        registrar_finish(w->registrar, job, &answer);
-        if (p->timer != NULL)
-            event_free(p->timer);
-        if (p->answered) {
-            /* The device was told to poll; the store now answers it. */
-            assigning_done(w->svc, job->operation.operation_id,
-                           job->item.result == ENR_OK ? ENR_DPS_OK
-                           : answer.error != ENR_DPS_OK ? answer.error
-                                                        : ENR_DPS_STORE_UNAVAILABLE);
-            count_registration(w, &answer);
-            free(answer.body);
-            atomic_fetch_sub(&w->in_flight, 1);
-        } else {
-            answer_registration(w, p->req, &answer, p->start_ms, p->id, p->cmd);
-        }
-        free(p);
-        registration_job_free(job);
-        job = next;
-    }
 }
 
 static void handle_request(struct evhttp_request *req, void *arg)
@@ -912,7 +734,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
     int status;
     bool client_cert = has_client_certificate(req); /* for the log: the reply may free req */
     conn_busy(w, req);
-    if (path == NULL || w->registrar == NULL || !registrar_owns_path(path))
+    if (path == NULL || w->core == NULL || !dps_owns_path(path))
         conn_idle(w, req); /* answered right here */
     if (path == NULL || uri == NULL) {
         route = "malformed";
@@ -922,7 +744,7 @@ static void handle_request(struct evhttp_request *req, void *arg)
         route = "healthz";
         /* Ok only while the store takes commits: a balancer sends devices
          * elsewhere instead of to a service that answers them all 503. */
-        if (w->svc->committer != NULL && !committer_store_ok(w->svc->committer)) {
+        if (w->svc->core != NULL && !enr_provision_store_ok(w->svc->core)) {
             status = 503;
             reply_json(req, status, "Service Unavailable",
                        "{\"status\":\"unavailable\",\"store\":\"cannot commit\"}");
@@ -939,34 +761,8 @@ static void handle_request(struct evhttp_request *req, void *arg)
                           "text/plain; version=0.0.4");
         evhttp_send_reply(req, status, "OK", body);
         evbuffer_free(body);
-    } else if (w->registrar != NULL && registrar_owns_path(path)) {
-        registration_answer answer;
-        serve_registration(w, req, path, cmd, &answer);
-        pending_request *p = answer.pending ? malloc(sizeof *p) : NULL;
-        if (p != NULL) {
-            /* Answered from answer_committed once the store has it, or 202
-             * first if that takes longer than assigning_after_ms. */
-            *p = (pending_request){.req = req, .start_ms = start, .id = id, .cmd = cmd, .w = w,
-                                   .job = answer.pending};
-            long after = w->svc->cfg.assigning_after_ms;
-            answer.pending->context = p;
-            answer.pending->done = registration_committed;
-            answer.pending->done_arg = w;
-            committer_submit(w->svc->committer, answer.pending);
-            if (after == 0) {
-                answer_assigning(p);
-            } else if ((p->timer = evtimer_new(w->base, assigning_timeout, p)) != NULL) {
-                evtimer_add(p->timer, w->assigning_after);
-            }
-            return;
-        }
-        if (answer.pending != NULL) { /* no memory to wait: fail it as an unfinished commit */
-            answer.pending->item.result = ENR_E_NOMEM;
-            registration_job *job = answer.pending;
-            registrar_finish(w->registrar, job, &answer);
-            registration_job_free(job);
-        }
-        answer_registration(w, req, &answer, start, id, cmd);
+    } else if (w->core != NULL && dps_owns_path(path)) {
+        serve_dps(w, req, path, cmd, start, id, client_cert);
         return;
     } else if (w->admin != NULL && admin_api_owns_path(path)) {
         status = admin_api_serve(w->admin, req, path, &route);
@@ -1069,35 +865,24 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     enr_code rc = ENR_OK;
     if (w->fd < 0 || w->reserve_fd < 0)
         return enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", svc->cfg.listen_host, svc->port, strerror(errno));
-    if (svc->cfg.id_scope != NULL &&
-        (rc = registrar_new(svc->cfg.data_dir, svc->cfg.id_scope, &w->registrar, err)) != ENR_OK)
-        return rc;
-    if (w->registrar != NULL) {
-        registrar_set_in_flight(w->registrar, operation_state, svc);
-        registrar_set_sas_max_lifetime(w->registrar, svc->cfg.sas_token_max_lifetime_seconds);
-        registrar_set_refusal_sink(w->registrar, refusal_audited, w);
-        size_t samples = (size_t)svc->cfg.audit_refusal_samples * REJECTION_KINDS;
-        if (samples > 0 && (w->refusal_samples = calloc(samples, sizeof *w->refusal_samples)) == NULL)
-            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    }
     if (svc->cfg.admin_client_ca != NULL &&
         (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
         return rc;
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
     w->stop_event = w->base ? event_new(w->base, -1, 0, stop_requested, w) : NULL;
-    w->committed_event = w->base ? event_new(w->base, -1, 0, answer_committed, w) : NULL;
     w->tick = w->base ? event_new(w->base, -1, EV_PERSIST, worker_tick, w) : NULL;
     w->resume = w->base ? evtimer_new(w->base, accept_resume, w) : NULL;
     struct timeval quarter = {0, 250 * 1000};
     if (w->tick == NULL || w->resume == NULL || event_add(w->tick, &quarter) != 0)
         return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
-    struct timeval after = {svc->cfg.assigning_after_ms / 1000, (svc->cfg.assigning_after_ms % 1000) * 1000};
-    if (w->base != NULL && svc->cfg.assigning_after_ms > 0 &&
-        (w->assigning_after = event_base_init_common_timeout(w->base, &after)) == NULL)
-        return enr_error_set(err, ENR_E_NOMEM, "cannot set up the assigning timeout");
-    if (w->http == NULL || w->stop_event == NULL || w->committed_event == NULL)
+    if (w->http == NULL || w->stop_event == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "cannot create an event loop");
+    if (svc->core != NULL) {
+        if ((rc = enr_provision_new(svc->core, w->base, &w->core, err)) != ENR_OK)
+            return rc;
+        enr_provision_set_observer(w->core, registration_observed, w);
+    }
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
     /* Read an oversized body to its end before answering 413: closing at once
      * while the client still sends makes its kernel see a reset, and the
@@ -1127,7 +912,6 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->cfg = *cfg;
     svc->listen_fd = -1;
     pthread_mutex_init(&svc->tls_lock, NULL);
-    pthread_mutex_init(&svc->assigning_lock, NULL);
     enr_code rc = ENR_OK;
     /* A typo'd data_dir would otherwise be a fresh, empty store, and every
      * device would be told its credential does not verify. */
@@ -1159,16 +943,17 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->port = port;
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++) {
-        pthread_mutex_init(&svc->workers[i].committed_lock, NULL);
+    for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
         svc->workers[i].fd = svc->workers[i].reserve_fd = -1;
-    }
+    enr_provision_options popts = {
+        .data_dir = cfg->data_dir, .id_scope = cfg->id_scope,
+        .sas_max_lifetime = cfg->sas_token_max_lifetime_seconds, .assigning_after_ms = cfg->assigning_after_ms,
+        .audit_max_age_days = cfg->audit_max_age_days, .audit_max_rows = cfg->audit_max_rows,
+        .audit_refusal_samples = cfg->audit_refusal_samples};
+    if (rc == ENR_OK && cfg->id_scope != NULL)
+        rc = enr_provision_shared_new(&popts, &svc->core, err);
     for (int i = 0; rc == ENR_OK && i < svc->worker_count; i++)
         rc = worker_init(svc, &svc->workers[i], i, err);
-    committer_options copts = {.audit_max_age_days = cfg->audit_max_age_days,
-                               .audit_max_rows = cfg->audit_max_rows};
-    if (rc == ENR_OK && cfg->id_scope != NULL)
-        rc = committer_new(cfg->data_dir, &copts, &svc->committer, err);
     if (rc != ENR_OK) {
         enr_service_free(svc);
         return rc;
@@ -1235,53 +1020,42 @@ void enr_service_free(enr_service *svc)
     if (svc == NULL)
         return;
     /* The workers' last refusals, then the committer (before the workers'
-     * loops go: it may still hand them jobs). */
+     * loops go: it may still hand them jobs), then one turn of each loop so
+     * registrations committed meanwhile are answered where they can be. */
     for (int i = 0; svc->workers && i < svc->worker_count; i++)
-        refusals_flush(&svc->workers[i]);
-    committer_free(svc->committer);
+        if (svc->workers[i].core != NULL)
+            enr_provision_flush_audit(svc->workers[i].core);
+    enr_provision_shared_stop(svc->core);
+    for (int i = 0; svc->workers && i < svc->worker_count; i++)
+        if (svc->workers[i].base != NULL && svc->workers[i].core != NULL)
+            (void)event_base_loop(svc->workers[i].base, EVLOOP_NONBLOCK);
     for (int i = 0; svc->workers && i < svc->worker_count; i++) {
         worker *w = &svc->workers[i];
         if (w->drain_timer)
             event_free(w->drain_timer);
         if (w->stop_event)
             event_free(w->stop_event);
-        if (w->committed_event)
-            event_free(w->committed_event);
         if (w->tick)
             event_free(w->tick);
         if (w->resume)
             event_free(w->resume);
-        for (registration_job *job = w->committed, *next; job != NULL; job = next) {
-            next = job->next; /* committed, never answered: the loop had stopped */
-            pending_request *p = job->context;
-            if (p != NULL && p->timer != NULL)
-                event_free(p->timer);
-            free(p);
-            registration_job_free(job);
-        }
-        pthread_mutex_destroy(&w->committed_lock);
         w->stopping = true;
         w->listener = NULL; /* evhttp_free frees it, then the connections */
         if (w->http)
             evhttp_free(w->http);
+        enr_provision_free(w->core); /* its events are on the base */
         if (w->base)
             event_base_free(w->base);
         if (w->fd >= 0)
             close(w->fd);
         if (w->reserve_fd >= 0)
             close(w->reserve_fd);
-        registrar_free(w->registrar);
-        free(w->refusal_samples);
         admin_api_free(w->admin);
     }
     free(svc->workers);
     if (svc->listen_fd >= 0)
         close(svc->listen_fd);
-    for (assigning_entry *e = svc->assigning, *next; e != NULL; e = next) {
-        next = e->next;
-        free(e);
-    }
-    pthread_mutex_destroy(&svc->assigning_lock);
+    enr_provision_shared_free(svc->core);
     SSL_CTX_free(svc->tls);
     pthread_mutex_destroy(&svc->tls_lock);
     free(svc);

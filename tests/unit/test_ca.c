@@ -1,4 +1,4 @@
-/* CA library: durations, issuance through a custom recorder, the index's
+/* CA library: durations, signing without a record (enr_ca_sign), the index's
  * crash tolerance, serial properties. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -81,25 +81,6 @@ static void test_durations(void **state)
     }
 }
 
-typedef struct recorder_state {
-    int calls;
-    enr_code answer;
-    int exists_first; /* refuse this many serials as taken */
-} recorder_state;
-
-static enr_code record(void *ctx, X509 *cert, const char *profile, enr_error *err)
-{
-    recorder_state *r = ctx;
-    r->calls++;
-    assert_non_null(cert);
-    assert_string_equal(profile, "device");
-    if (r->exists_first > 0) {
-        r->exists_first--;
-        return enr_error_set(err, ENR_E_EXISTS, "serial taken");
-    }
-    return r->answer == ENR_OK ? ENR_OK : enr_error_set(err, r->answer, "store down");
-}
-
 static enr_csr *device_csr(const char *cn)
 {
     char key[700];
@@ -117,7 +98,7 @@ static enr_csr *device_csr(const char *cn)
     return csr;
 }
 
-static void test_recorder_decides(void **state)
+static void test_sign_records_nothing(void **state)
 {
     (void)state;
     enr_error err;
@@ -127,29 +108,32 @@ static void test_recorder_decides(void **state)
     assert_int_equal(enr_profile_new("device", &profile, &err), ENR_OK);
     enr_csr *csr = device_csr("CN=dev-rec");
 
-    recorder_state r = {0, ENR_E_IO, 0};
-    enr_ca_set_recorder(ca, record, &r);
-    X509 *cert = NULL;
-    assert_int_equal(enr_ca_issue(ca, csr, profile, 0, &cert, &err), ENR_E_IO);
-    assert_null(cert); /* a certificate the store does not know is never handed out */
-    assert_int_equal(r.calls, 1);
-
-    /* A serial the store already has is drawn again. */
-    r = (recorder_state){0, ENR_OK, 2};
-    assert_int_equal(enr_ca_issue(ca, csr, profile, 0, &cert, &err), ENR_OK);
-    assert_non_null(cert);
-    assert_int_equal(r.calls, 3);
-    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    X509 *a = NULL, *b = NULL;
+    assert_int_equal(enr_ca_sign(ca, csr, profile, 0, &a, &err), ENR_OK);
+    assert_int_equal(enr_ca_sign(ca, csr, profile, 0, &b, &err), ENR_OK);
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(a);
     assert_int_equal(ASN1_STRING_length(serial), 20);
     assert_true((ASN1_STRING_get0_data(serial)[0] & 0x80) == 0);
     assert_true(ASN1_STRING_get0_data(serial)[0] != 0);
-    X509_free(cert);
+    /* Each signature draws its own serial (a caller whose store refused one
+     * signs again). */
+    assert_int_not_equal(ASN1_INTEGER_cmp(serial, X509_get0_serialNumber(b)), 0);
+    X509_free(a);
+    X509_free(b);
 
-    /* With a custom recorder the directory index is untouched. */
+    /* The caller records: the directory index is untouched. */
     char path[700];
     snprintf(path, sizeof path, "%s/issued.jsonl", issuing);
     FILE *f = fopen(path, "r");
     assert_null(f);
+
+    /* The same refusals as enr_ca_issue, typed. */
+    enr_csr *other = device_csr("CN=dev-other");
+    assert_int_equal(enr_profile_set_key_types(profile, "ec-p384", &err), ENR_OK);
+    assert_int_equal(enr_ca_sign(ca, other, profile, 0, &a, &err), ENR_E_POLICY);
+    assert_int_equal(err.reason, ENR_R_KEY_NOT_ALLOWED);
+    assert_null(a);
+    enr_csr_free(other);
 
     enr_csr_free(csr);
     enr_profile_free(profile);
@@ -277,7 +261,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_recorder_decides),
+        cmocka_unit_test(test_sign_records_nothing),
         cmocka_unit_test(test_index_tolerates_torn_last_line),
         cmocka_unit_test(test_profile_refusals),
         cmocka_unit_test(test_attachment_note),

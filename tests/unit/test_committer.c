@@ -1,7 +1,7 @@
 /* The group committer: jobs from several threads all reach the store, each
  * `done` is called once with the job's own result, a failing job does not
- * take the others down, and a failed commit is answered as "store
- * unavailable" without any certificate reaching the device. */
+ * take the others down (its result says why; the core answers it,
+ * test_provision). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,8 +16,7 @@
 
 #include "enroll/sas.h"
 #include "enroll/store.h"
-#include "service/committer.h"
-#include "service/registration.h"
+#include "provision/committer.h"
 
 #define THREADS 4
 #define JOBS_PER_THREAD 50
@@ -162,7 +161,7 @@ static void test_jobs_from_many_threads_all_commit(void **state)
     remove_dir(dir);
 }
 
-static void test_failed_job_is_answered_as_unavailable(void **state)
+static void test_failed_job_rolls_back_alone(void **state)
 {
     (void)state;
     char *dir = temp_dir();
@@ -182,24 +181,6 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     assert_int_equal(clash->item.result, ENR_E_EXISTS);
     assert_int_equal(after->item.result, ENR_OK);
 
-    registrar *r = NULL;
-    assert_int_equal(registrar_new(dir, "0ne00000001", &r, &err), ENR_OK);
-    registration_answer answer;
-    registrar_finish(r, first, &answer);
-    assert_int_equal(answer.status, 200);
-    assert_true(answer.issued);
-    assert_string_equal(answer.body, "{\"status\":\"assigned\"}");
-    assert_null(first->answer); /* taken */
-    free(answer.body);
-    registrar_finish(r, clash, &answer);
-    assert_int_equal(answer.status, 503);
-    assert_false(answer.issued);
-    assert_non_null(strstr(answer.body, "\"errorCode\":503"));
-    assert_null(strstr(answer.body, "assigned"));
-    assert_string_equal(answer.registration_id, "dev-b");
-    free(answer.body);
-    registrar_free(r);
-
     enr_store *store = NULL;
     assert_int_equal(enr_store_open_sqlite(dir, &store, &err), ENR_OK);
     enr_registration got;
@@ -208,8 +189,7 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     enr_audit_filter only_b = {.registration_id = "dev-b"};
     enr_audit_list events;
     assert_int_equal(enr_store_list_audit(store, &only_b, &events, &err), ENR_OK);
-    assert_int_equal(events.count, 1); /* the refusal, nothing else */
-    assert_string_equal(events.items[0].outcome, "error");
+    assert_int_equal(events.count, 0); /* rolled back: the core audits its refusal (test_provision) */
     enr_audit_list_free(&events);
     enr_store_close(store);
     registration_job_free(first);
@@ -218,10 +198,10 @@ static void test_failed_job_is_answered_as_unavailable(void **state)
     remove_dir(dir);
 }
 
-/* A refusal at commit time is answered from its typed reason, never from
- * the words of its message: a disabled registration named certificate-7
- * or enrollment-7 is 403002 (a search for "certificate" once made it
- * 401002, one for "enrollment" 403001). */
+/* A refusal at commit time carries its typed reason, whatever the words
+ * of its message: a disabled registration named certificate-7 or
+ * enrollment-7 is ENR_R_REGISTRATION_DISABLED (test_provision answers it
+ * 403002). */
 static void test_commit_refusal_is_answered_by_reason(void **state)
 {
     (void)state;
@@ -253,102 +233,9 @@ static void test_commit_refusal_is_answered_by_reason(void **state)
         assert_int_equal(again->item.result, ENR_E_POLICY);
         assert_int_equal(again->item.error.reason, ENR_R_REGISTRATION_DISABLED);
 
-        registrar *r = NULL;
-        assert_int_equal(registrar_new(dir, "0ne00000001", &r, &err), ENR_OK);
-        registration_answer answer;
-        registrar_finish(r, again, &answer);
-        assert_int_equal(answer.status, 403);
-        assert_int_equal(answer.error_code, 403002);
-        assert_non_null(strstr(answer.body, "\"errorCode\":403002"));
-        free(answer.body);
-        registrar_free(r);
         registration_job_free(first);
         registration_job_free(again);
     }
-    remove_dir(dir);
-}
-
-static registrar_operation_state stub_state;
-static enr_dps_error stub_why;
-
-static registrar_operation_state operation_state_stub(void *arg, const char *operation_id,
-                                                      const char *registration_id, enr_dps_error *why)
-{
-    (void)arg;
-    *why = stub_why;
-    return strcmp(operation_id, "op-x") == 0 && strcmp(registration_id, "dev-p") == 0 ? stub_state
-                                                                                     : REGISTRAR_OPERATION_UNKNOWN;
-}
-
-/* What a polling device reads for an operation answered 202: assigning
- * while the commit runs, failed (so it starts over) when the commit failed,
- * unknown otherwise. */
-static void test_operation_states(void **state)
-{
-    (void)state;
-    char *dir = temp_dir();
-    enr_error err;
-    static const char KEY[] = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    enr_store *store = NULL;
-    assert_int_equal(enr_store_open_sqlite(dir, &store, &err), ENR_OK);
-    enr_enrollment e = {.kind = ENR_ENROLLMENT_INDIVIDUAL, .attestation = ENR_ATTEST_SYMMETRIC, .enabled = true};
-    snprintf(e.id, sizeof e.id, "dev-p");
-    snprintf(e.primary_key, sizeof e.primary_key, "%s", KEY);
-    snprintf(e.assigned_hub, sizeof e.assigned_hub, "mqtt.example.net");
-    if (enr_store_create_enrollment(store, &e, NULL, &err) != ENR_OK)
-        fail_msg("%s", err.message);
-    enr_store_close(store);
-    char *token = NULL;
-    assert_int_equal(enr_sas_token_make("0ne00000001", "dev-p", KEY, time(NULL) + 600, &token, &err), ENR_OK);
-
-    registrar *r = NULL;
-    assert_int_equal(registrar_new(dir, "0ne00000001", &r, &err), ENR_OK);
-    registrar_set_in_flight(r, operation_state_stub, NULL);
-    registration_request q = {.path = "/0ne00000001/registrations/dev-p/operations/op-x",
-                              .api_version = "2025-07-01-preview", .authorization = token};
-    registration_answer a;
-
-    stub_state = REGISTRAR_OPERATION_ASSIGNING;
-    registrar_handle(r, &q, &a);
-    assert_int_equal(a.status, 202);
-    assert_int_equal(a.retry_after, 1);
-    assert_non_null(strstr(a.body, "\"status\":\"assigning\""));
-    free(a.body);
-
-    stub_state = REGISTRAR_OPERATION_FAILED;
-    registrar_handle(r, &q, &a);
-    assert_int_equal(a.status, 200);
-    assert_non_null(strstr(a.body, "\"status\":\"failed\""));
-    assert_non_null(strstr(a.body, "503"));
-    assert_null(strstr(a.body, "issuedCertificateChain"));
-    free(a.body);
-
-    /* Refused at commit for a typed reason after the 202: the poll says which. */
-    stub_why = ENR_DPS_CSR_KEY_COMPROMISED;
-    registrar_handle(r, &q, &a);
-    assert_int_equal(a.status, 200);
-    assert_non_null(strstr(a.body, "\"status\":\"failed\""));
-    assert_non_null(strstr(a.body, "400011"));
-    assert_null(strstr(a.body, "503001"));
-    free(a.body);
-    stub_why = ENR_DPS_OK;
-
-    stub_state = REGISTRAR_OPERATION_UNKNOWN;
-    registrar_handle(r, &q, &a);
-    assert_int_equal(a.status, 404);
-    free(a.body);
-
-    /* Another device never learns the state of dev-p's operation. */
-    stub_state = REGISTRAR_OPERATION_ASSIGNING;
-    registration_request other = q;
-    other.authorization = "SharedAccessSignature sr=x&sig=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D&se=1&skn=registration";
-    registrar_handle(r, &other, &a);
-    assert_int_equal(a.status / 100, 4);
-    assert_null(strstr(a.body, "assigning"));
-    free(a.body);
-
-    registrar_free(r);
-    enr_sas_secret_free(token);
     remove_dir(dir);
 }
 
@@ -356,9 +243,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_from_many_threads_all_commit),
-        cmocka_unit_test(test_failed_job_is_answered_as_unavailable),
+        cmocka_unit_test(test_failed_job_rolls_back_alone),
         cmocka_unit_test(test_commit_refusal_is_answered_by_reason),
-        cmocka_unit_test(test_operation_states),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

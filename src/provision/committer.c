@@ -1,4 +1,4 @@
-#include "service/committer.h"
+#include "provision/committer.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -263,4 +263,13 @@ void committer_free(committer *c)
     pthread_mutex_destroy(&c->lock);
     free(c->audits);
     free(c);
+}
+
+void registration_job_free(registration_job *job)
+{
+    if (job == NULL)
+        return;
+    enr_certificate_free(&job->certificate);
+    free(job->answer);
+    free(job);
 }

@@ -1,4 +1,4 @@
-/* Internal to enrolld: the group committer, the service's one store writer.
+/* Internal to the provisioning core: the group committer, the service's one store writer.
  * Workers hand it registrations ready to commit; one thread with its own
  * store connection commits all that are waiting in one transaction (one
  * fsync for the lot), then calls each job's `done` (on the committer's
@@ -10,15 +10,37 @@
  * all), prunes audit events past their retention (bounded batches), and
  * keeps the store's health: not ok after a write failed (until one
  * succeeds) or while a write transaction cannot begin. */
-#ifndef ENROLL_SERVICE_COMMITTER_H
-#define ENROLL_SERVICE_COMMITTER_H
+#ifndef ENROLL_PROVISION_COMMITTER_H
+#define ENROLL_PROVISION_COMMITTER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "enroll/error.h"
 #include "enroll/store.h"
-#include "service/registration.h"
+
+/* A registration ready to commit: nothing may reach the device until the
+ * store holds it. */
+typedef struct registration_job {
+    enr_registration_commit item;  /* points into the fields below; item.result is the outcome */
+    enr_registration registration;
+    enr_certificate certificate;   /* owns its DER */
+    enr_operation operation;
+    enr_audit_event audit;
+    char credential_issuer[ENR_STORE_DN_MAX + 1]; /* an operational certificate presented, or "" */
+    char credential_serial[ENR_STORE_SERIAL_MAX + 1];
+    char *answer;                  /* the 200 body, sent once committed */
+    bool issued;
+    char registration_id[ENR_STORE_ID_MAX + 1];
+    double commit_ms;              /* the group commit's duration */
+    /* Called on the committer's thread once the commit is over. */
+    void (*done)(struct registration_job *job, void *arg);
+    void *done_arg;
+    void *context;                 /* the core's pending registration */
+    struct registration_job *next;
+} registration_job;
+
+void registration_job_free(registration_job *job);
 
 typedef struct committer committer;
 

@@ -1,0 +1,877 @@
+/* The provisioning core's asynchronous half: a request in, attestation,
+ * policy, signing, the group commit, and one outcome back to the front end
+ * on its own loop (provision.h). */
+#include "enroll/provision.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "enroll/ca.h"
+#include "enroll/csr.h"
+#include "enroll/dps.h"
+#include "enroll/duration.h"
+#include "enroll/store.h"
+#include "provision/committer.h"
+
+#define CA_CACHE_MAX 16
+#define ISSUERS_MAX 7
+/* A store's unique (issuer, serial) index refusing a drawn serial (another
+ * node drew it): sign again with a new one, this many times. */
+#define RESIGN_MAX 3
+/* How long a failed operation reads "failed" before it is unknown. */
+#define FAILED_OPERATION_SECONDS 300
+/* Refusal kinds tallied per second; more codes share the last slot. */
+#define REFUSAL_KINDS 16
+
+/* Operations answered 202 whose commit is still running, or failed. */
+typedef struct operation_entry {
+    char operation_id[ENR_STORE_ID_MAX + 1];
+    char registration_id[ENR_STORE_ID_MAX + 1];
+    time_t failed_until;   /* 0: still assigning; else its commit failed, said until then */
+    enr_dps_error failure; /* why, when failed_until is set */
+    struct operation_entry *next;
+} operation_entry;
+
+struct enr_provision_shared {
+    enr_provision_options opts;
+    char *data_dir, *id_scope;
+    committer *committer;
+    pthread_mutex_t ops_lock;
+    operation_entry *ops;
+    atomic_int next_loop;
+};
+
+struct cached_ca {
+    char name[ENR_STORE_ID_MAX + 1];
+    enr_ca *ca;
+    /* Its chain up to the root, encoded once: every answer carries it. */
+    enr_dps_der issuers[ISSUERS_MAX];
+    size_t issuer_count;
+};
+
+struct refusal_tally {
+    int code;
+    int sampled;
+    unsigned long more;
+    char outcome[ENR_STORE_WORD_MAX + 1];
+};
+
+struct enr_provision {
+    enr_provision_shared *s;
+    struct event_base *base;
+    int index;                      /* names this loop in audit details */
+    enr_store *store;
+    enr_attest_options attest;
+    struct cached_ca cas[CA_CACHE_MAX];
+    size_t ca_count;
+    /* Refusals of this second: a few itemized per errorCode, the rest
+     * counted; handed to the committer once a second (one transaction),
+     * never written on the loop. */
+    struct refusal_tally refusals[REFUSAL_KINDS];
+    enr_audit_event *samples;
+    size_t sample_count;
+    struct event *flush_timer;
+    /* Registrations the committer has finished with, to complete here. */
+    pthread_mutex_t committed_lock;
+    registration_job *committed;
+    struct event *committed_event;
+    /* assigning_after_ms as one of libevent's common timeouts: every
+     * waiting registration arms the same duration, so a queue beats the heap. */
+    const struct timeval *assigning_after;
+    enr_provision_call *calls;      /* registrations waiting for their commit */
+    enr_provision_done_fn observer;
+    void *observer_arg;
+};
+
+/* What a registration's commit is made of, kept until the store has it
+ * (a taken serial is signed again from it). */
+typedef struct commit_facts {
+    char registration_id[ENR_STORE_ID_MAX + 1]; /* as the device sent it */
+    enr_enrollment_kind enrollment_kind;
+    char enrollment_id[ENR_STORE_ID_MAX + 1];
+    char assigned_hub[ENR_STORE_HUB_MAX + 1];
+    char credential_issuer[ENR_STORE_DN_MAX + 1];
+    char credential_serial[ENR_STORE_SERIAL_MAX + 1];
+    char operation_id[ENR_DPS_TRACKING_ID_SIZE];
+    time_t created_at;                          /* the registration's first creation */
+} commit_facts;
+
+struct enr_provision_call {
+    enr_provision *p;
+    commit_facts facts;
+    enr_csr *csr;                   /* NULL: a classic registration */
+    enr_provision_policy policy;
+    int resigns;
+    registration_job *job;          /* in the committer */
+    enr_provision_done_fn done;     /* NULL: cancelled, or answered 202 */
+    void *ctx;
+    struct event *timer;            /* 202 when the commit takes too long */
+    bool answered;                  /* 202 sent: the device polls the operation */
+    enr_provision_call *prev, *next;
+};
+
+/* ---- outcomes ---------------------------------------------------------- */
+
+static void refusal_audited(enr_provision *p, const enr_audit_event *audit)
+{
+    int k = 0;
+    while (k < REFUSAL_KINDS && p->refusals[k].code != 0 && p->refusals[k].code != audit->reason_code)
+        k++;
+    if (k == REFUSAL_KINDS)
+        k = REFUSAL_KINDS - 1; /* more codes than slots: the last one counts them all */
+    struct refusal_tally *t = &p->refusals[k];
+    if (t->code == 0) {
+        t->code = audit->reason_code;
+        snprintf(t->outcome, sizeof t->outcome, "%s", audit->outcome);
+    }
+    if (t->sampled < p->s->opts.audit_refusal_samples && p->samples != NULL) {
+        p->samples[p->sample_count++] = *audit;
+        t->sampled++;
+    } else {
+        t->more++;
+    }
+}
+
+void enr_provision_flush_audit(enr_provision *p)
+{
+    committer *c = p->s->committer;
+    if (c == NULL)
+        return;
+    if (p->sample_count > 0)
+        committer_submit_audit(c, p->samples, p->sample_count);
+    for (int k = 0; k < REFUSAL_KINDS && p->refusals[k].code != 0; k++) {
+        struct refusal_tally *t = &p->refusals[k];
+        if (t->more == 0)
+            continue;
+        enr_audit_event e = {0};
+        snprintf(e.kind, sizeof e.kind, "register");
+        snprintf(e.outcome, sizeof e.outcome, "%s", t->outcome);
+        e.reason_code = t->code;
+        snprintf(e.detail, sizeof e.detail,
+                 "%lu more refusals with errorCode %d within a second on worker %d, not itemized "
+                 "(audit.refusal_samples_per_second are)",
+                 t->more, t->code, p->index);
+        committer_submit_audit(c, &e, 1);
+    }
+    memset(p->refusals, 0, sizeof p->refusals);
+    p->sample_count = 0;
+}
+
+static void flush_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    enr_provision_flush_audit(arg);
+}
+
+static void deliver(enr_provision *p, enr_provision_done_fn done, void *ctx, const enr_provision_outcome *o,
+                    bool final)
+{
+    if (done != NULL)
+        done(ctx, o);
+    if (final && p->observer != NULL)
+        p->observer(p->observer_arg, o);
+}
+
+/* A refusal: one DPS error document, an audit event (tallied, written by
+ * the committer), nothing else. */
+static void refuse(enr_provision *p, enr_dps_error e, const char *message, const char *registration_id,
+                   const char *route, enr_provision_done_fn done, void *ctx)
+{
+    char tracking[ENR_DPS_TRACKING_ID_SIZE] = "";
+    enr_error err;
+    (void)enr_dps_tracking_id_new(tracking, &err);
+    char *body = NULL;
+    if (enr_dps_write_error(e, message, tracking, time(NULL), &body, &err) != ENR_OK)
+        body = NULL;
+    enr_provision_outcome o = {
+        .status = enr_dps_error_http_status(e), .error = e, .error_code = enr_dps_error_code(e),
+        .body = body ? body : "{\"errorCode\":500001,\"message\":\"internal error\"}", .route = route,
+        .registration_id = registration_id ? registration_id : ""};
+    enr_audit_event audit = {0};
+    snprintf(audit.kind, sizeof audit.kind, "register");
+    snprintf(audit.registration_id, sizeof audit.registration_id, "%s", o.registration_id);
+    snprintf(audit.outcome, sizeof audit.outcome, "%s", o.status >= 500 ? "error" : "rejected");
+    audit.reason_code = o.error_code;
+    snprintf(audit.detail, sizeof audit.detail, "%s", message);
+    refusal_audited(p, &audit);
+    deliver(p, done, ctx, &o, true);
+    free(body);
+}
+
+void enr_provision_refuse(enr_provision *p, enr_dps_error e, const char *message, const char *registration_id,
+                          const char *route, enr_provision_done_fn done, void *ctx)
+{
+    refuse(p, e, message, registration_id, route, done, ctx);
+}
+
+/* ---- the operations table (shared by every loop) ----------------------- */
+
+static void ops_add(enr_provision_shared *s, const char *operation_id, const char *registration_id)
+{
+    operation_entry *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return; /* the poll reads "unknown" until the store has it; the device registers again */
+    snprintf(e->operation_id, sizeof e->operation_id, "%s", operation_id);
+    snprintf(e->registration_id, sizeof e->registration_id, "%s", registration_id);
+    pthread_mutex_lock(&s->ops_lock);
+    e->next = s->ops;
+    s->ops = e;
+    pthread_mutex_unlock(&s->ops_lock);
+}
+
+/* The commit is over: a committed operation (failure ENR_DPS_OK) is the
+ * store's to answer; a failed one reads "failed" with its errorCode for a
+ * while, so a polling device learns why and starts over. */
+static void ops_done(enr_provision_shared *s, const char *operation_id, enr_dps_error failure)
+{
+    pthread_mutex_lock(&s->ops_lock);
+    for (operation_entry **at = &s->ops; *at != NULL; at = &(*at)->next)
+        if (strcmp((*at)->operation_id, operation_id) == 0) {
+            operation_entry *e = *at;
+            if (failure == ENR_DPS_OK) {
+                *at = e->next;
+                free(e);
+            } else {
+                e->failed_until = time(NULL) + FAILED_OPERATION_SECONDS;
+                e->failure = failure;
+            }
+            break;
+        }
+    pthread_mutex_unlock(&s->ops_lock);
+}
+
+typedef enum op_state { OP_UNKNOWN, OP_ASSIGNING, OP_FAILED } op_state;
+
+static op_state ops_find(enr_provision_shared *s, const char *operation_id, const char *registration_id,
+                         enr_dps_error *why)
+{
+    op_state state = OP_UNKNOWN;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&s->ops_lock);
+    for (operation_entry **at = &s->ops; *at != NULL;) {
+        operation_entry *e = *at;
+        if (e->failed_until != 0 && e->failed_until < now) { /* said long enough */
+            *at = e->next;
+            free(e);
+            continue;
+        }
+        if (state == OP_UNKNOWN && strcmp(e->operation_id, operation_id) == 0 &&
+            strcasecmp(e->registration_id, registration_id) == 0) {
+            state = e->failed_until != 0 ? OP_FAILED : OP_ASSIGNING;
+            *why = e->failure;
+        }
+        at = &e->next;
+    }
+    pthread_mutex_unlock(&s->ops_lock);
+    return state;
+}
+
+/* ---- issuing ----------------------------------------------------------- */
+
+static void cached_ca_clear(struct cached_ca *entry)
+{
+    enr_ca_free(entry->ca);
+    for (size_t i = 0; i < entry->issuer_count; i++)
+        OPENSSL_free((void *)entry->issuers[i].der);
+    memset(entry, 0, sizeof *entry);
+}
+
+static const struct cached_ca *issuing_ca(enr_provision *p, const char *name, enr_error *err)
+{
+    for (size_t i = 0; i < p->ca_count; i++)
+        if (strcmp(p->cas[i].name, name) == 0)
+            return &p->cas[i];
+    enr_ca_record rec = {0};
+    if (enr_store_get_ca(p->store, name, &rec, err) != ENR_OK)
+        return NULL;
+    enr_ca *ca = NULL;
+    enr_code rc = rec.role == ENR_CA_ISSUING ? enr_ca_open(rec.key_ref, NULL, NULL, &ca, err)
+                                              : enr_error_set(err, ENR_E_POLICY, "CA %s is not an issuing CA", name);
+    /* A directory added before it kept a note of its store learns it now
+     * (best effort: enrolld may not write there), so `enroll ca` commands
+     * given the directory see what enrolld issues. */
+    enr_error note_err;
+    const char *location = enr_store_location(p->store);
+    if (rc == ENR_OK && location != NULL && enr_ca_attach(rec.key_ref, location, name, &note_err) == ENR_E_EXISTS)
+        fprintf(stderr, "{\"event\":\"ca_attached_elsewhere\",\"ca\":\"%s\",\"message\":\"%s\"}\n", name,
+                note_err.message);
+    enr_ca_record_free(&rec);
+    if (rc != ENR_OK)
+        return NULL;
+    if (p->ca_count == CA_CACHE_MAX) {
+        cached_ca_clear(&p->cas[0]);
+        memmove(&p->cas[0], &p->cas[1], sizeof p->cas[0] * (CA_CACHE_MAX - 1));
+        memset(&p->cas[CA_CACHE_MAX - 1], 0, sizeof p->cas[0]);
+        p->ca_count--;
+    }
+    struct cached_ca *entry = &p->cas[p->ca_count];
+    snprintf(entry->name, sizeof entry->name, "%s", name);
+    entry->ca = ca;
+    STACK_OF(X509) *issuers = enr_ca_chain(ca);
+    for (int i = 0; i < sk_X509_num(issuers) && entry->issuer_count < ISSUERS_MAX; i++) {
+        unsigned char *der = NULL;
+        int n = i2d_X509(sk_X509_value(issuers, i), &der);
+        if (n <= 0) {
+            cached_ca_clear(entry);
+            enr_error_set(err, ENR_E_CRYPTO, "cannot encode the chain of CA %s", name);
+            return NULL;
+        }
+        entry->issuers[entry->issuer_count++] = (enr_dps_der){der, (size_t)n};
+    }
+    p->ca_count++;
+    return entry;
+}
+
+/* The job the group committer commits in one transaction: registration,
+ * certificate (cert NULL: a classic registration), operation and audit
+ * event, with the answer written now (it is also the operation's stored
+ * result). Nothing reaches the device before the commit. */
+static enr_code make_job(const commit_facts *f, const enr_provision_policy *policy, const struct cached_ca *issuer,
+                         X509 *cert, registration_job **out, enr_error *err)
+{
+    *out = NULL;
+    time_t now = time(NULL);
+    enr_dps_der chain[1 + ISSUERS_MAX];
+    size_t chain_len = 0;
+    enr_code rc = ENR_OK;
+    enr_certificate rec = {0};
+    if (cert != NULL && (rc = enr_certificate_from_x509(cert, &rec, err)) == ENR_OK) {
+        /* The store's copy of the leaf is the chain's first element: one encoding. */
+        chain[chain_len++] = (enr_dps_der){rec.der.data, rec.der.len};
+        for (size_t i = 0; i < issuer->issuer_count; i++)
+            chain[chain_len++] = issuer->issuers[i];
+    }
+    const char *window = cert != NULL && policy->renewal_window[0] ? policy->renewal_window : NULL;
+    time_t renew_after = 0;
+    enr_duration d;
+    if (window != NULL && enr_duration_parse(window, &d, err) == ENR_OK) {
+        time_t not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(cert));
+        if (not_after > 0)
+            renew_after = enr_duration_apply(not_after, &d, -1);
+    }
+    char etag[ENR_STORE_ETAG_MAX + 1] = "";
+    (void)enr_store_make_etag(etag, err);
+    const char *hub = f->assigned_hub[0] ? f->assigned_hub : NULL;
+    /* No payload: in DPS registrationState.payload is what a custom
+     * allocation policy returns, never the device's own payload echoed (that
+     * would also store it in every operation). */
+    enr_dps_assignment a = {
+        .operation_id = f->operation_id, .registration_id = f->registration_id, .created_at = f->created_at,
+        .updated_at = now, .assigned_hub = hub, .device_id = hub ? f->registration_id : NULL,
+        .substatus = ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, .etag = etag,
+        .chain = chain_len ? chain : NULL, .chain_len = chain_len,
+        .renewal_window = renew_after != 0 ? window : NULL, .renew_after = renew_after,
+    };
+    registration_job *job = rc == ENR_OK ? calloc(1, sizeof *job) : NULL;
+    if (rc == ENR_OK && job == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    if (rc == ENR_OK)
+        rc = enr_dps_write_assigned(&a, &job->answer, err);
+    if (rc != ENR_OK) {
+        enr_certificate_free(&rec);
+        registration_job_free(job);
+        return rc;
+    }
+    enr_registration *reg = &job->registration;
+    snprintf(reg->registration_id, sizeof reg->registration_id, "%s", f->registration_id);
+    reg->enrollment_kind = f->enrollment_kind;
+    snprintf(reg->enrollment_id, sizeof reg->enrollment_id, "%s", f->enrollment_id);
+    snprintf(reg->status, sizeof reg->status, "assigned");
+    snprintf(reg->substatus, sizeof reg->substatus, "initialAssignment");
+    snprintf(reg->device_id, sizeof reg->device_id, "%s", f->registration_id);
+    snprintf(reg->assigned_hub, sizeof reg->assigned_hub, "%s", f->assigned_hub);
+    snprintf(reg->etag, sizeof reg->etag, "%s", etag);
+    if (cert != NULL) {
+        snprintf(rec.registration_id, sizeof rec.registration_id, "%s", f->registration_id);
+        snprintf(rec.policy, sizeof rec.policy, "%s", policy->name);
+    }
+    job->certificate = rec; /* takes the DER */
+    snprintf(job->operation.operation_id, sizeof job->operation.operation_id, "%s", f->operation_id);
+    snprintf(job->operation.status, sizeof job->operation.status, "assigned");
+    job->operation.result_json = job->answer;
+    snprintf(job->audit.kind, sizeof job->audit.kind, "register");
+    snprintf(job->audit.registration_id, sizeof job->audit.registration_id, "%s", f->registration_id);
+    snprintf(job->audit.outcome, sizeof job->audit.outcome, "ok");
+    snprintf(job->audit.detail, sizeof job->audit.detail, "%s",
+             cert ? "certificate issued" : "assigned without a certificate");
+    job->issued = cert != NULL;
+    snprintf(job->registration_id, sizeof job->registration_id, "%s", f->registration_id);
+    snprintf(job->credential_issuer, sizeof job->credential_issuer, "%s", f->credential_issuer);
+    snprintf(job->credential_serial, sizeof job->credential_serial, "%s", f->credential_serial);
+    job->item = (enr_registration_commit){
+        .registration = &job->registration, .certificate = cert ? &job->certificate : NULL,
+        .operation = &job->operation, .audit = &job->audit,
+        .credential_issuer = job->credential_serial[0] ? job->credential_issuer : NULL,
+        .credential_serial = job->credential_serial[0] ? job->credential_serial : NULL,
+        .require_enrollment_enabled = true, .result = ENR_E_INTERNAL};
+    *out = job;
+    return ENR_OK;
+}
+
+/* Signs the call's CSR (none: a classic registration) and makes its job.
+ * Refusals come back typed: *e says which DPS error. */
+static enr_code sign_and_pack(enr_provision *p, enr_provision_call *call, enr_dps_error *e, enr_error *err)
+{
+    const struct cached_ca *issuer = NULL;
+    X509 *cert = NULL;
+    if (call->csr != NULL) {
+        if ((issuer = issuing_ca(p, call->policy.ca_name, err)) == NULL) {
+            fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n",
+                    call->policy.name, err->message);
+            *e = ENR_DPS_INTERNAL;
+            return enr_error_set(err, ENR_E_INTERNAL, "the credential policy of this enrollment cannot be used");
+        }
+        enr_code rc = enr_ca_sign(issuer->ca, call->csr, call->policy.profile, 0, &cert, err);
+        if (rc != ENR_OK) {
+            *e = rc == ENR_E_POLICY   ? enr_provision_error_of_refusal(err)
+                 : rc == ENR_E_VERIFY ? ENR_DPS_CSR_SIGNATURE_INVALID
+                                      : ENR_DPS_INTERNAL;
+            return rc;
+        }
+    }
+    enr_code rc = make_job(&call->facts, &call->policy, issuer, cert, &call->job, err);
+    X509_free(cert);
+    if (rc != ENR_OK)
+        *e = ENR_DPS_INTERNAL;
+    return rc;
+}
+
+/* ---- completion -------------------------------------------------------- */
+
+static void call_unlink(enr_provision_call *call)
+{
+    enr_provision *p = call->p;
+    if (call->prev != NULL)
+        call->prev->next = call->next;
+    else if (p->calls == call)
+        p->calls = call->next;
+    if (call->next != NULL)
+        call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+}
+
+static void call_free(enr_provision_call *call)
+{
+    if (call == NULL)
+        return;
+    if (call->timer != NULL)
+        event_free(call->timer);
+    registration_job_free(call->job);
+    enr_csr_free(call->csr);
+    enr_provision_policy_free(&call->policy);
+    free(call);
+}
+
+/* On the committer's thread: hand the job back to its loop. */
+static void job_committed(registration_job *job, void *arg)
+{
+    enr_provision *p = arg;
+    pthread_mutex_lock(&p->committed_lock);
+    job->next = p->committed;
+    p->committed = job;
+    pthread_mutex_unlock(&p->committed_lock);
+    event_active(p->committed_event, EV_READ, 0);
+}
+
+static void submit_job(enr_provision *p, enr_provision_call *call)
+{
+    call->job->context = call;
+    call->job->done = job_committed;
+    call->job->done_arg = p;
+    committer_submit(p->s->committer, call->job);
+}
+
+/* DPS's asynchronous answer: 202, the operation id, when to poll. The
+ * request is over; the commit goes on, and the operation reads
+ * "assigning" until the store has it. */
+static void answer_assigning(enr_provision_call *call)
+{
+    enr_provision *p = call->p;
+    char *body = NULL;
+    enr_error err;
+    if (call->done == NULL ||
+        enr_dps_write_assigning(call->facts.operation_id, &body, &err) != ENR_OK)
+        return; /* cancelled; or the device gets its answer when the commit is over */
+    ops_add(p->s, call->facts.operation_id, call->facts.registration_id);
+    call->answered = true;
+    enr_provision_done_fn done = call->done;
+    call->done = NULL;
+    enr_provision_outcome o = {.status = 202, .body = body, .retry_after = 1, .route = "register",
+                               .registration_id = call->facts.registration_id};
+    deliver(p, done, call->ctx, &o, false);
+    free(body);
+}
+
+static void assigning_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    answer_assigning(arg);
+}
+
+static void finish(enr_provision *p, enr_provision_call *call)
+{
+    registration_job *job = call->job;
+    enr_provision_outcome o = {.route = "register", .registration_id = call->facts.registration_id,
+                               .commit_ms = job->commit_ms};
+    enr_dps_error failure = ENR_DPS_OK;
+    if (job->item.result == ENR_OK) {
+        o.status = 200;
+        o.issued = job->issued;
+        o.body = job->answer;
+        if (call->answered)
+            ops_done(p->s, call->facts.operation_id, ENR_DPS_OK);
+        deliver(p, call->done, call->ctx, &o, true);
+        return;
+    }
+    if (job->item.result == ENR_E_POLICY) { /* refused meanwhile: the store's re-check says why */
+        failure = enr_provision_error_of_refusal(&job->item.error);
+        if (call->answered)
+            ops_done(p->s, call->facts.operation_id, failure);
+        refuse(p, failure, job->item.error.message, call->facts.registration_id, "register", call->done, call->ctx);
+        return;
+    }
+    /* Nothing was stored, so nothing is sent: the device tries again. */
+    fprintf(stderr, "{\"event\":\"commit_failed\",\"registration_id\":\"%s\",\"message\":\"%s\"}\n",
+            call->facts.registration_id, enr_code_name(job->item.result));
+    if (call->answered)
+        ops_done(p->s, call->facts.operation_id, ENR_DPS_STORE_UNAVAILABLE);
+    refuse(p, ENR_DPS_STORE_UNAVAILABLE, "the registration could not be recorded; try again",
+           call->facts.registration_id, "register", call->done, call->ctx);
+}
+
+static void committed_ready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    enr_provision *p = arg;
+    pthread_mutex_lock(&p->committed_lock);
+    registration_job *job = p->committed;
+    p->committed = NULL;
+    pthread_mutex_unlock(&p->committed_lock);
+    while (job != NULL) {
+        registration_job *next = job->next;
+        enr_provision_call *call = job->context;
+        job->next = NULL;
+        if (job->item.result == ENR_E_EXISTS && call->csr != NULL && call->resigns < RESIGN_MAX) {
+            /* The serial was taken (another node drew it): sign again. */
+            call->resigns++;
+            registration_job_free(call->job);
+            call->job = NULL;
+            enr_dps_error e;
+            enr_error err;
+            if (sign_and_pack(p, call, &e, &err) == ENR_OK) {
+                submit_job(p, call);
+                job = next;
+                continue;
+            }
+            if (call->answered)
+                ops_done(p->s, call->facts.operation_id, e);
+            refuse(p, e, err.message, call->facts.registration_id, "register", call->done, call->ctx);
+        } else {
+            finish(p, call);
+        }
+        call_unlink(call);
+        call_free(call);
+        job = next;
+    }
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void do_register(enr_provision *p, const enr_provision_request *req, enr_attested *who,
+                        enr_provision_done_fn done, void *ctx, enr_provision_call **out)
+{
+    char message[600];
+    enr_error err;
+    const char *rid = req->registration_id;
+    enr_dps_register_request *body = NULL;
+    enr_dps_error e = enr_attested_allows(who, rid, message, sizeof message);
+    enr_provision_call *call = NULL;
+    if (e != ENR_DPS_OK)
+        goto refused;
+    if (enr_dps_register_request_parse(req->body ? req->body : "", req->body_len, rid, &body, &e, &err) != ENR_OK) {
+        snprintf(message, sizeof message, "%s", err.message);
+        goto refused;
+    }
+    if ((call = calloc(1, sizeof *call)) == NULL) {
+        e = ENR_DPS_INTERNAL;
+        snprintf(message, sizeof message, "out of memory");
+        goto refused;
+    }
+    call->p = p;
+    commit_facts *f = &call->facts;
+    snprintf(f->registration_id, sizeof f->registration_id, "%s", rid);
+    f->enrollment_kind = who->enrollment.kind;
+    snprintf(f->enrollment_id, sizeof f->enrollment_id, "%s", who->enrollment.id);
+    snprintf(f->assigned_hub, sizeof f->assigned_hub, "%s", who->enrollment.assigned_hub);
+    snprintf(f->credential_issuer, sizeof f->credential_issuer, "%s", who->credential_issuer);
+    snprintf(f->credential_serial, sizeof f->credential_serial, "%s", who->credential_serial);
+    /* createdDateTimeUtc is when the registration first came, as in DPS. */
+    f->created_at = who->registered && who->registration.created_at > 0 ? who->registration.created_at : time(NULL);
+    if (enr_dps_tracking_id_new(f->operation_id, &err) != ENR_OK) {
+        e = ENR_DPS_INTERNAL;
+        snprintf(message, sizeof message, "no randomness for an operation id");
+        goto refused;
+    }
+    const char *policy = who->enrollment.policy[0] ? who->enrollment.policy : NULL;
+    if (enr_dps_register_request_csr(body) != NULL && policy != NULL) {
+        if (enr_dps_register_request_decode_csr(body, &call->csr, &e, &err) != ENR_OK) {
+            snprintf(message, sizeof message, "%s", err.message);
+            goto refused;
+        }
+        if ((e = enr_provision_check_csr(p->store, call->csr, rid, message, sizeof message)) != ENR_DPS_OK)
+            goto refused;
+        enr_code rc = enr_provision_policy_load(p->store, policy, rid, &call->policy, &err);
+        if (rc != ENR_OK) {
+            e = rc == ENR_E_IO ? ENR_DPS_STORE_UNAVAILABLE : ENR_DPS_INTERNAL;
+            fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n", policy,
+                    err.message);
+            snprintf(message, sizeof message, "the credential policy of this enrollment cannot be used");
+            goto refused;
+        }
+    } /* else a classic DPS registration: assign, issue nothing */
+    if (sign_and_pack(p, call, &e, &err) != ENR_OK) {
+        snprintf(message, sizeof message, "%s", err.message);
+        goto refused;
+    }
+    enr_dps_register_request_free(body);
+    call->done = done;
+    call->ctx = ctx;
+    call->next = p->calls;
+    if (p->calls != NULL)
+        p->calls->prev = call;
+    p->calls = call;
+    submit_job(p, call);
+    /* Answered once the store has it, or 202 first if that takes longer
+     * than assigning_after_ms. */
+    if (p->s->opts.assigning_after_ms <= 0) {
+        answer_assigning(call);
+        return; /* done was called: the front end holds no handle */
+    }
+    if ((call->timer = evtimer_new(p->base, assigning_timeout, call)) != NULL)
+        evtimer_add(call->timer, p->assigning_after);
+    *out = call;
+    return;
+refused:
+    enr_dps_register_request_free(body);
+    call_free(call);
+    refuse(p, e, message, rid, "register", done, ctx);
+}
+
+static void do_operation(enr_provision *p, const enr_provision_request *req, enr_provision_done_fn done, void *ctx)
+{
+    enr_error err;
+    const char *rid = req->registration_id, *op_id = req->operation_id ? req->operation_id : "";
+    enr_provision_outcome o = {.status = 200, .route = "operation", .registration_id = rid};
+    char *body = NULL;
+    /* The in-flight table first: an entry leaves it only after its COMMIT
+     * returned, so when it is not there the store read below sees it. */
+    enr_dps_error why = ENR_DPS_OK;
+    op_state state = ops_find(p->s, op_id, rid, &why);
+    if (state == OP_ASSIGNING && enr_dps_write_operation_status_assigning(op_id, rid, &body, &err) == ENR_OK) {
+        o.status = 202; /* answered 202 and still being committed: poll again */
+        o.retry_after = 1;
+    } else if (state == OP_FAILED) {
+        time_t now = time(NULL);
+        bool store = why == ENR_DPS_STORE_UNAVAILABLE || why == ENR_DPS_OK;
+        enr_dps_failure f = {.operation_id = op_id, .registration_id = rid, .created_at = now, .updated_at = now,
+                             .error = store ? ENR_DPS_STORE_UNAVAILABLE : why,
+                             .message = store ? "the registration could not be recorded; register again" : NULL};
+        if (enr_dps_write_failed(&f, &body, &err) != ENR_OK)
+            body = NULL;
+    }
+    if (body == NULL) {
+        enr_operation op = {0};
+        enr_code found = enr_store_get_operation(p->store, op_id, &op, &err);
+        if (found != ENR_OK || !enr_dps_registration_id_equal(op.registration_id, rid) || op.result_json == NULL) {
+            enr_operation_free(&op);
+            refuse(p, found == ENR_E_IO ? ENR_DPS_STORE_UNAVAILABLE : ENR_DPS_UNKNOWN_OPERATION,
+                   found == ENR_E_IO ? "the store is unavailable" : "no such operation for this registration", rid,
+                   "operation", done, ctx);
+            return;
+        }
+        body = op.result_json;
+        op.result_json = NULL;
+        enr_operation_free(&op);
+    }
+    o.body = body;
+    deliver(p, done, ctx, &o, false);
+    free(body);
+}
+
+enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_request *req,
+                                         enr_provision_done_fn done, void *ctx)
+{
+    const char *route = req->verb == ENR_PROVISION_REGISTER ? "register" : "operation";
+    const char *rid = req->registration_id ? req->registration_id : "";
+    enr_error err;
+    enr_dps_api_generation gen;
+    if (enr_dps_registration_id_check(rid, strlen(rid), &err) != ENR_OK) {
+        refuse(p, ENR_DPS_REGISTRATION_ID_INVALID, err.message, NULL, route, done, ctx);
+        return NULL;
+    }
+    if (enr_dps_api_version_check(req->api_version, &gen, &err) != ENR_OK) {
+        refuse(p, ENR_DPS_API_VERSION_UNSUPPORTED, err.message, rid, route, done, ctx);
+        return NULL;
+    }
+    if (req->id_scope == NULL || strcmp(req->id_scope, p->s->id_scope) != 0) {
+        refuse(p, ENR_DPS_UNKNOWN_ID_SCOPE, "unknown idScope", rid, route, done, ctx);
+        return NULL;
+    }
+    char message[600];
+    enr_attested who;
+    enr_dps_error e = enr_attest(p->store, &p->attest, &req->peer, rid, &who, message, sizeof message);
+    enr_provision_call *call = NULL;
+    if (e != ENR_DPS_OK)
+        refuse(p, e, message, rid, route, done, ctx);
+    else if (req->verb == ENR_PROVISION_REGISTER)
+        do_register(p, req, &who, done, ctx, &call);
+    else
+        do_operation(p, req, done, ctx);
+    enr_attested_free(&who);
+    return call;
+}
+
+void enr_provision_cancel(enr_provision_call *call)
+{
+    if (call != NULL)
+        call->done = NULL;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+enr_code enr_provision_shared_new(const enr_provision_options *opts, enr_provision_shared **out, enr_error *err)
+{
+    *out = NULL;
+    if (opts->id_scope == NULL || opts->id_scope[0] == '\0' || strlen(opts->id_scope) > ENR_DPS_ID_SCOPE_MAX)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "config: \"id_scope\" (1-64 characters) is required for the registration API");
+    enr_provision_shared *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    s->opts = *opts;
+    s->data_dir = dup_or_null(opts->data_dir);
+    s->id_scope = dup_or_null(opts->id_scope);
+    s->opts.data_dir = s->data_dir;
+    s->opts.id_scope = s->id_scope;
+    if (s->opts.sas_max_lifetime <= 0)
+        s->opts.sas_max_lifetime = ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT;
+    pthread_mutex_init(&s->ops_lock, NULL);
+    committer_options copts = {.audit_max_age_days = opts->audit_max_age_days, .audit_max_rows = opts->audit_max_rows};
+    enr_code rc = (s->data_dir == NULL || s->id_scope == NULL)
+                      ? enr_error_set(err, ENR_E_NOMEM, "out of memory")
+                      : committer_new(s->data_dir, &copts, &s->committer, err);
+    if (rc != ENR_OK) {
+        enr_provision_shared_free(s);
+        return rc;
+    }
+    *out = s;
+    return ENR_OK;
+}
+
+void enr_provision_shared_stop(enr_provision_shared *s)
+{
+    if (s == NULL)
+        return;
+    committer_free(s->committer);
+    s->committer = NULL;
+}
+
+void enr_provision_shared_free(enr_provision_shared *s)
+{
+    if (s == NULL)
+        return;
+    enr_provision_shared_stop(s);
+    for (operation_entry *e = s->ops, *next; e != NULL; e = next) {
+        next = e->next;
+        free(e);
+    }
+    pthread_mutex_destroy(&s->ops_lock);
+    free(s->data_dir);
+    free(s->id_scope);
+    free(s);
+}
+
+bool enr_provision_store_ok(enr_provision_shared *s)
+{
+    return s->committer == NULL || committer_store_ok(s->committer);
+}
+
+enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr_provision **out, enr_error *err)
+{
+    *out = NULL;
+    enr_provision *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    p->s = s;
+    p->base = base;
+    p->index = atomic_fetch_add(&s->next_loop, 1);
+    p->attest = (enr_attest_options){.id_scope = s->id_scope, .sas_max_lifetime = s->opts.sas_max_lifetime};
+    pthread_mutex_init(&p->committed_lock, NULL);
+    enr_code rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
+    int samples = s->opts.audit_refusal_samples;
+    if (rc == ENR_OK && samples > 0 &&
+        (p->samples = calloc((size_t)samples * REFUSAL_KINDS, sizeof *p->samples)) == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    struct timeval second = {1, 0};
+    struct timeval after = {s->opts.assigning_after_ms / 1000, (s->opts.assigning_after_ms % 1000) * 1000};
+    if (rc == ENR_OK &&
+        ((p->committed_event = event_new(base, -1, 0, committed_ready, p)) == NULL ||
+         (p->flush_timer = event_new(base, -1, EV_PERSIST, flush_tick, p)) == NULL ||
+         event_add(p->flush_timer, &second) != 0 ||
+         (s->opts.assigning_after_ms > 0 &&
+          (p->assigning_after = event_base_init_common_timeout(base, &after)) == NULL)))
+        rc = enr_error_set(err, ENR_E_NOMEM, "cannot set up the provisioning core's events");
+    if (rc != ENR_OK) {
+        enr_provision_free(p);
+        return rc;
+    }
+    *out = p;
+    return ENR_OK;
+}
+
+void enr_provision_set_observer(enr_provision *p, enr_provision_done_fn fn, void *arg)
+{
+    p->observer = fn;
+    p->observer_arg = arg;
+}
+
+void enr_provision_free(enr_provision *p)
+{
+    if (p == NULL)
+        return;
+    /* Registrations the committer finished after the loop stopped: committed
+     * or not as the store says, never answered (their front ends are gone). */
+    for (registration_job *job = p->committed, *next; job != NULL; job = next) {
+        next = job->next;
+        enr_provision_call *call = job->context;
+        call_unlink(call);
+        call_free(call);
+    }
+    while (p->calls != NULL) { /* still in a committer that never ran them: not ours to free */
+        enr_provision_call *call = p->calls;
+        call_unlink(call);
+        call->job = NULL;
+        call_free(call);
+    }
+    if (p->committed_event != NULL)
+        event_free(p->committed_event);
+    if (p->flush_timer != NULL)
+        event_free(p->flush_timer);
+    for (size_t i = 0; i < p->ca_count; i++)
+        cached_ca_clear(&p->cas[i]);
+    enr_store_close(p->store);
+    free(p->samples);
+    pthread_mutex_destroy(&p->committed_lock);
+    free(p);
+}
