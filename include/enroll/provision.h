@@ -196,6 +196,16 @@ enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_r
  * registration itself goes on (it is committed or not, as the store says). */
 void enr_provision_cancel(enr_provision_call *call);
 
+/* For transports that authenticate once per connection (MQTT's CONNECT):
+ * the same checks a request gets before its verb (registration id,
+ * api-version, idScope, attestation, the enrollment and registration
+ * enabled), answered at once. ENR_DPS_OK, or the refusal (audited like any
+ * other) with a message for the log. Each request on the connection is
+ * attested again (a token expires; an operator disables). */
+enr_dps_error enr_provision_authenticate(enr_provision *p, const char *id_scope, const char *registration_id,
+                                         const char *api_version, const enr_peer_credential *peer, char *message,
+                                         size_t cap);
+
 /* Answers a request the front end refused before it reached the core (a
  * malformed path or topic, an unknown api-version): the DPS error document
  * with a tracking id, audited like any refusal. */

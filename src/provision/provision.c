@@ -737,6 +737,34 @@ enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_r
     return call;
 }
 
+enr_dps_error enr_provision_authenticate(enr_provision *p, const char *id_scope, const char *registration_id,
+                                         const char *api_version, const enr_peer_credential *peer, char *message,
+                                         size_t cap)
+{
+    const char *rid = registration_id ? registration_id : "";
+    enr_error err;
+    enr_dps_api_generation gen;
+    enr_dps_error e = ENR_DPS_OK;
+    enr_attested who = {0};
+    if (enr_dps_registration_id_check(rid, strlen(rid), &err) != ENR_OK) {
+        e = ENR_DPS_REGISTRATION_ID_INVALID;
+        snprintf(message, cap, "%s", err.message);
+        rid = "";
+    } else if (enr_dps_api_version_check(api_version, &gen, &err) != ENR_OK) {
+        e = ENR_DPS_API_VERSION_UNSUPPORTED;
+        snprintf(message, cap, "%s", err.message);
+    } else if (id_scope == NULL || strcmp(id_scope, p->s->id_scope) != 0) {
+        e = ENR_DPS_UNKNOWN_ID_SCOPE;
+        snprintf(message, cap, "unknown idScope");
+    } else if ((e = enr_attest(p->store, &p->attest, peer, rid, &who, message, cap)) == ENR_DPS_OK) {
+        e = enr_attested_allows(&who, rid, message, cap);
+    }
+    enr_attested_free(&who);
+    if (e != ENR_DPS_OK)
+        refuse(p, e, message, rid, "connect", NULL, NULL);
+    return e;
+}
+
 void enr_provision_cancel(enr_provision_call *call)
 {
     if (call != NULL)

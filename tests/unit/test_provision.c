@@ -548,6 +548,34 @@ static void test_cancel(void **state)
     harness_stop(&h);
 }
 
+/* Once per connection (MQTT's CONNECT): the checks before any verb. */
+static void test_authenticate(void **state)
+{
+    (void)state;
+    harness h;
+    harness_start(&h, 5000);
+    char message[600];
+    char *token = token_for("dev-conn", time(NULL) + 600);
+    enr_peer_credential peer = {.sas_token = token};
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, message, sizeof message),
+                     ENR_DPS_OK);
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-else", API, &peer, message, sizeof message),
+                     ENR_DPS_AUTH_FAILED);
+    assert_int_equal(enr_provision_authenticate(h.core, "0ne0000other", "dev-conn", API, &peer, message,
+                                                sizeof message),
+                     ENR_DPS_UNKNOWN_ID_SCOPE);
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", NULL, &peer, message, sizeof message),
+                     ENR_DPS_API_VERSION_UNSUPPORTED);
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev conn", API, &peer, message, sizeof message),
+                     ENR_DPS_REGISTRATION_ID_INVALID);
+    peer.sas_token = NULL;
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, message, sizeof message),
+                     ENR_DPS_AUTH_FAILED);
+    assert_int_equal(h.finals, 5); /* each refusal observed (and audited) */
+    enr_sas_secret_free(token);
+    harness_stop(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_refusals_by_reason),
         cmocka_unit_test(test_assigning_then_failed),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_authenticate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
