@@ -48,7 +48,10 @@ struct mconn {
     dps_mqtt *m;
     struct bufferevent *bev;
     uint8_t level;                /* 0 until CONNECT */
-    bool subscribed;
+    bool subscribed;              /* to ENR_DPS_MQTT_RESPONSE_FILTER */
+    /* Exact answer topics subscribed to (clients that wait for one answer,
+     * as mosquitto_rr does); an answer goes out when it matches. */
+    char exact[2][128];
     bool closing;                 /* the last bytes are going out; then freed */
     double accepted_ms, last_rx_ms, closing_ms;
     double keepalive_ms;          /* 1.5 x the keepalive in force */
@@ -309,7 +312,8 @@ static void answered(void *ctx, const enr_provision_outcome *o)
     size_t tlen = enr_dps_mqtt_response_topic(topic, sizeof topic, o->status, q->rid, o->retry_after);
     const char *body = o->body ? o->body : "{}";
     /* Only to a subscriber, as a broker would: the DPS SDKs subscribe first. */
-    if (tlen > 0 && c->subscribed && !c->closing) {
+    bool wanted = c->subscribed || strcmp(c->exact[0], topic) == 0 || strcmp(c->exact[1], topic) == 0;
+    if (tlen > 0 && wanted && !c->closing) {
         size_t n = enr_mqtt_encode_publish(NULL, 0, c->level, 0, 0, topic, tlen, (const uint8_t *)body, strlen(body));
         uint8_t *b = n ? malloc(n) : NULL;
         if (b != NULL && enr_mqtt_encode_publish(b, n, c->level, 0, 0, topic, tlen, (const uint8_t *)body,
@@ -374,6 +378,17 @@ static void on_subscribe(mconn *c, const enr_mqtt_subscribe *s, bool unsubscribe
         const enr_mqtt_span *f = &s->filters[i].filter;
         bool ours = f->len == strlen(ENR_DPS_MQTT_RESPONSE_FILTER) &&
                     memcmp(f->data, ENR_DPS_MQTT_RESPONSE_FILTER, f->len) == 0;
+        /* One answer topic, no wildcard: $dps/registrations/res/... */
+        bool exact = !ours && f->len > 23 && f->len < sizeof c->exact[0] &&
+                     memcmp(f->data, ENR_DPS_MQTT_RESPONSE_FILTER, 23) == 0 && !memchr(f->data, '+', f->len) &&
+                     !memchr(f->data, '#', f->len);
+        if (exact && !unsubscribe) {
+            int slot = c->exact[0][0] == '\0' ? 0 : 1;
+            memcpy(c->exact[slot], f->data, f->len);
+            c->exact[slot][f->len] = '\0';
+            codes[i] = (s->filters[i].options & 0x03) ? 1 : 0;
+            continue;
+        }
         if (unsubscribe) {
             codes[i] = ours && c->subscribed ? ENR_MQTT5_SUCCESS : ENR_MQTT5_NO_SUBSCRIPTION;
             if (ours)
