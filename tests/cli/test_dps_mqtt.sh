@@ -3,8 +3,8 @@
 # clients (an MQTT implementation independent of ours) and raw bytes from
 # python3; the issued chain judged by openssl.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_service.sh"
 cd "$WORK"
-ENROLLD=$(dirname "$ENROLL")/enrolld
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 for tool in mosquitto_rr mosquitto_sub mosquitto_pub python3 jq; do
@@ -13,15 +13,9 @@ done
 SCOPE=0ne00000042
 API=2025-07-01-preview
 
-"$ENROLL" ca init --dir root --subject '/O=Acme/CN=Acme Root' >/dev/null
-"$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Acme/CN=Acme Devices' >/dev/null
-"$ENROLL" key new --out server.key >/dev/null
-"$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
-"$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null
-check "admin: CA" "$ENROLL" admin ca add devices --ca-dir devices-ca --data data
-check "admin: policy" "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256,ec-p384 --data data
-check "admin: group" "$ENROLL" admin group new fleet --policy p30 --symmetric --data data --json
-GROUP_KEY=$(json "$WORK/.out" .primary_key)
+service_pki
+service_store "$SCOPE"
+GROUP_KEY=$(cat group.key)
 
 start() { # CONFIG-EXTRA LOG -> MQTT_PORT
   cat > enrolld.json <<JSON
@@ -29,20 +23,13 @@ start() { # CONFIG-EXTRA LOG -> MQTT_PORT
  "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2 $1,
  "mqtt": {"listen": "127.0.0.1:0", "connect_timeout_seconds": 2, "max_keepalive_seconds": 2, "max_packet_bytes": 70000}}
 JSON
-  "$ENROLLD" --config enrolld.json 2> "$2" &
-  PID=$!; PIDS+=("$PID")
-  MQTT_PORT=
+  enrolld_start enrolld.json "$2"
+  PID=$EPID MQTT_PORT=
   for _ in $(seq 1 400); do MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' "$2" | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
 }
 start "" enrolld.log
 [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat enrolld.log)"; finish; }
 
-sas() { # DEVICE_KEY RID
-  local se=$(( $(date +%s) + 3600 )) sr="$SCOPE%2Fregistrations%2F$2" sig
-  sig=$(hmac_b64 "$1" "$sr"$'\n'"$se")
-  sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
-  printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
-}
 body() { # RID KEYFILE -> body.json
   "$ENROLL" csr new --key "$2" --dn "CN=$1" --format b64 --out - 2>/dev/null > csr.b64
   jq -n --arg id "$1" --arg csr "$(cat csr.b64)" '{registrationId: $id, csr: $csr}' > body.json
@@ -64,9 +51,9 @@ expect_exit_not_0() { # DESCRIPTION COMMAND...
 
 # SAS group-key registration with a CSR: answered 200, the chain verifies.
 "$ENROLL" key new --out dev.key >/dev/null
-DEV_KEY=$(hmac_b64 "$GROUP_KEY" dev-001)
+DEV_KEY=$(device_key "$GROUP_KEY" dev-001)
 body dev-001 dev.key
-expect_exit 0 "MQTT 5 register (mosquitto_rr)" rr dev-001 "$(sas "$DEV_KEY" dev-001)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
+expect_exit 0 "MQTT 5 register (mosquitto_rr)" rr dev-001 "$(sas_token "$DEV_KEY" dev-001)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
 topic=$(cut -d' ' -f1 "$WORK/.out")
 same "answer topic: 200 for rid 1" "$topic" '$dps/registrations/res/200/?$rid=1'
 cut -d' ' -f2- "$WORK/.out" > answer.json
@@ -77,22 +64,22 @@ expect_exit 0 "the issued chain verifies (openssl verify -purpose sslclient)" op
 expect_exit 0 "the leaf holds the device's key" "$ENROLL" match dev.key leaf.pem
 
 # A bad SAS token is refused at CONNACK (0x86), before any request.
-expect_exit_not_0 "bad SAS token: refused" rr dev-001 "$(sas "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" dev-001)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
+expect_exit_not_0 "bad SAS token: refused" rr dev-001 "$(sas_token "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" dev-001)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
 contains "$WORK/.err" "Bad User Name or Password" "bad SAS token: refused at CONNACK"
 # A client id other than the registration id (0x85).
-mosquitto_rr "${TLS[@]}" -V mqttv5 -i someone-else -u "$SCOPE/registrations/dev-001/api-version=$API" -P "$(sas "$DEV_KEY" dev-001)" \
+mosquitto_rr "${TLS[@]}" -V mqttv5 -i someone-else -u "$SCOPE/registrations/dev-001/api-version=$API" -P "$(sas_token "$DEV_KEY" dev-001)" \
   -e '$dps/registrations/res/200/?$rid=1' -t '$dps/registrations/PUT/iotdps-register/?$rid=1' -f body.json -W 5 > /dev/null 2> "$WORK/.err"
 contains "$WORK/.err" "Client Identifier not valid" "client id != registration id: refused"
 lacks enrolld.log "SharedAccessSignature" "the token is never logged"
 
 # Someone else's subscription hears nothing of dev-001's answers.
 mosquitto_sub "${TLS[@]}" -V mqttv5 -i dev-002 -u "$SCOPE/registrations/dev-002/api-version=$API" \
-  -P "$(sas "$(hmac_b64 "$GROUP_KEY" dev-002)" dev-002)" -t '$dps/registrations/res/#' -W 4 > spy.out 2>/dev/null &
+  -P "$(sas_token "$(device_key "$GROUP_KEY" dev-002)" dev-002)" -t '$dps/registrations/res/#' -W 4 > spy.out 2>/dev/null &
 SPY=$!
 sleep 0.5
 "$ENROLL" key new --out dev3.key >/dev/null
 body dev-003 dev3.key
-expect_exit 0 "another device registers while a spy listens" rr dev-003 "$(sas "$(hmac_b64 "$GROUP_KEY" dev-003)" dev-003)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
+expect_exit 0 "another device registers while a spy listens" rr dev-003 "$(sas_token "$(device_key "$GROUP_KEY" dev-003)" dev-003)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
 wait $SPY
 same "the spy received nothing" "$(wc -c < spy.out)" "0"
 
@@ -183,7 +170,7 @@ elif what == 'connect-timeout':
 elif what == 'keepalive':  # keepalive 1 s: silent past 1.5 s is closed
     c = conn(); connect(c, keepalive=1); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t, 1))
 PY
-DEV4_PW=$(sas "$(hmac_b64 "$GROUP_KEY" dev-004)" dev-004)
+DEV4_PW=$(sas_token "$(device_key "$GROUP_KEY" dev-004)" dev-004)
 "$ENROLL" key new --out dev4.key >/dev/null
 body dev-004 dev4.key
 check "3.1.1 C SDK flow" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" c-sdk
@@ -202,11 +189,13 @@ contains "$WORK/.out" "closed True after 1." "keepalive 1 s: closed after 1.5 s 
 check "metrics" curl -s --cacert root/cert.pem "https://127.0.0.1:$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)/metrics"
 contains "$WORK/.out" 'enroll_mqtt_closed_total{reason="malformed"} 1' "metrics: malformed counted"
 kill "$PID"; wait "$PID" 2>/dev/null
+same "enrolld stopped cleanly (connections open, calls cancelled)" "$(grep -c '"event":"stopped"' enrolld.log)" "1"
+lacks enrolld.log "Sanitizer" "no sanitizer report (ASan builds)"
 
 # 202 and a poll: assigning_after_ms 0 makes every registration 202.
 start ', "limits": {"assigning_after_ms": 0}' enrolld2.log
 TLS=(--cafile root/cert.pem -h 127.0.0.1 -p "$MQTT_PORT")
-DEV5_PW=$(sas "$(hmac_b64 "$GROUP_KEY" dev-005)" dev-005)
+DEV5_PW=$(sas_token "$(device_key "$GROUP_KEY" dev-005)" dev-005)
 "$ENROLL" key new --out dev5.key >/dev/null
 body dev-005 dev5.key
 check "3.1.1 register answered 202, then polled" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-005 "$DEV5_PW" c-sdk
