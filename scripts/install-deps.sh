@@ -21,7 +21,7 @@ TOOLS=(
   openssl:openssl certtool:gnutls-bin        # the tests' independent judges
   softhsm2-util:softhsm2 pkcs11-tool:opensc  # PKCS#11 tokens
   jq:jq sqlite3:sqlite3 curl:curl
-  mosquitto:mosquitto mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients
+  mosquitto:mosquitto mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients mosquitto_rr:mosquitto-clients
   xxd:xxd                                    # HMAC keys as hex for openssl
   ss:iproute2                                # free ports for the broker
   pgrep:procps                               # no process left behind (test_e2e)

@@ -46,6 +46,14 @@ typedef struct enr_service_config {
     int audit_max_age_days;         /* audit events older than this are pruned; 0: never */
     long audit_max_rows;            /* only the newest this many are kept; 0: no bound */
     int audit_refusal_samples;      /* refusals itemized per worker, errorCode and second */
+    /* DPS over MQTT ("mqtt": {...}); mqtt_listen_host NULL: not served. It
+     * shares TLS (and client certificates) with HTTPS and needs id_scope. */
+    char *mqtt_listen_host;
+    int mqtt_listen_port;                /* 0: any free port (printed as "mqtt_port") */
+    long mqtt_max_connections;           /* in all; 0: as limits.max_connections */
+    int mqtt_connect_timeout_seconds;    /* accept to CONNECT (TLS included); default 10 */
+    long mqtt_max_packet_bytes;          /* default 65536 + 1024 (a register body and its topic) */
+    int mqtt_max_keepalive_seconds;      /* default 300 */
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):
@@ -57,7 +65,9 @@ typedef struct enr_service_config {
  *  "handshake_timeout_seconds": 10, "request_timeout_seconds": 30,
  *  "log_lines_per_second": 20, "sas_token_max_lifetime_seconds": 86400},
  *  "shutdown_grace_seconds": 10, "create_store": false,
- *  "audit": {"max_age_days": 365, "max_rows": 1000000, "refusal_samples_per_second": 10}}
+ *  "audit": {"max_age_days": 365, "max_rows": 1000000, "refusal_samples_per_second": 10},
+ *  "mqtt": {"listen": "127.0.0.1:8883", "max_connections": 0, "connect_timeout_seconds": 10,
+ *           "max_packet_bytes": 66560, "max_keepalive_seconds": 300}}
  * Relative paths are taken relative to the config file's directory.
  * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
  * TLS client certificates chaining to admin.client_ca: keep that CA apart

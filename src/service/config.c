@@ -21,6 +21,7 @@ void enr_service_config_free(enr_service_config *cfg)
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
     free(cfg->admin_client_ca);
+    free(cfg->mqtt_listen_host);
     free(cfg);
 }
 
@@ -78,7 +79,7 @@ static enr_code int_value(json_t *obj, const char *key, const char *where, long 
 }
 
 /* "host:port", "[v6]:port" */
-static enr_code parse_listen(const char *text, enr_service_config *cfg, enr_error *err)
+static enr_code parse_listen_to(const char *text, char **host_out, int *port_out, enr_error *err)
 {
     const char *colon = text[0] == '[' ? strstr(text, "]:") : strrchr(text, ':');
     if (colon == NULL)
@@ -92,9 +93,45 @@ static enr_code parse_listen(const char *text, enr_service_config *cfg, enr_erro
     const char *host = text + (text[0] == '[' ? 1 : 0);
     if (hlen == 0)
         return enr_error_set(err, ENR_E_PARSE, "config: listen \"%s\" has no host", text);
-    cfg->listen_host = strndup(host, hlen);
-    cfg->listen_port = (int)port;
-    return cfg->listen_host ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    *host_out = strndup(host, hlen);
+    *port_out = (int)port;
+    return *host_out ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+}
+
+static enr_code parse_listen(const char *text, enr_service_config *cfg, enr_error *err)
+{
+    return parse_listen_to(text, &cfg->listen_host, &cfg->listen_port, err);
+}
+
+/* "mqtt": DPS over MQTT, beside HTTPS. */
+static enr_code parse_mqtt(json_t *mqtt, enr_service_config *cfg, enr_error *err)
+{
+    static const char *const MQTT[] = {"listen", "max_connections", "connect_timeout_seconds", "max_packet_bytes",
+                                       "max_keepalive_seconds", NULL};
+    if (!json_is_object(mqtt))
+        return enr_error_set(err, ENR_E_PARSE, "config: \"mqtt\" must be an object");
+    enr_code rc = only_known_keys(mqtt, "mqtt", MQTT, err);
+    const char *listen = json_string_value(json_object_get(mqtt, "listen"));
+    if (rc == ENR_OK && listen == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: mqtt.listen must be \"host:port\" (8883 for DPS devices)");
+    if (rc == ENR_OK)
+        rc = parse_listen_to(listen, &cfg->mqtt_listen_host, &cfg->mqtt_listen_port, err);
+    long timeout = 10, keepalive = 300;
+    cfg->mqtt_max_packet_bytes = 65536 + 1024;
+    if (rc == ENR_OK)
+        rc = int_value(mqtt, "max_connections", "mqtt", 0, 1000000, &cfg->mqtt_max_connections, err);
+    if (rc == ENR_OK)
+        rc = int_value(mqtt, "connect_timeout_seconds", "mqtt", 1, 300, &timeout, err);
+    /* Below 1 KiB not even a CONNECT with a SAS token fits. */
+    if (rc == ENR_OK)
+        rc = int_value(mqtt, "max_packet_bytes", "mqtt", 1024, 16L << 20, &cfg->mqtt_max_packet_bytes, err);
+    if (rc == ENR_OK)
+        rc = int_value(mqtt, "max_keepalive_seconds", "mqtt", 1, 65535, &keepalive, err);
+    cfg->mqtt_connect_timeout_seconds = (int)timeout;
+    cfg->mqtt_max_keepalive_seconds = (int)keepalive;
+    if (rc == ENR_OK && cfg->id_scope == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"mqtt\" needs \"id_scope\" and \"data_dir\" (it serves DPS)");
+    return rc;
 }
 
 enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
@@ -110,7 +147,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
     static const char *const TOP[] = {"listen", "data_dir", "id_scope", "tls", "plain_http", "workers",
                                       "limits", "shutdown_grace_seconds", "admin", "create_store", "audit",
-                                      NULL};
+                                      "mqtt", NULL};
     static const char *const AUDIT[] = {"max_age_days", "max_rows", "refusal_samples_per_second", NULL};
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
     static const char *const ADMIN[] = {"client_ca", NULL};
@@ -262,6 +299,9 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
             cfg->audit_refusal_samples = (int)samples;
         }
     }
+    json_t *mqtt = root ? json_object_get(root, "mqtt") : NULL;
+    if (rc == ENR_OK && mqtt != NULL)
+        rc = parse_mqtt(mqtt, cfg, err);
     if (rc == ENR_OK && cfg->data_dir != NULL && cfg->id_scope == NULL && cfg->admin_client_ca == NULL)
         rc = enr_error_set(err, ENR_E_PARSE,
                            "config: \"data_dir\" is given but not \"id_scope\": enrolld would answer every "

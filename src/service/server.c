@@ -37,6 +37,7 @@
 #include "enroll/duration.h"
 #include "enroll/service.h"
 #include "service/admin_api.h"
+#include "service/dps_mqtt.h"
 #include "enroll/provision.h"
 
 #define LATENCY_BUCKETS 8
@@ -108,6 +109,8 @@ typedef struct worker {
     unsigned long next_request;
     enr_provision *core;        /* the provisioning core on this loop; NULL without id_scope */
     admin_api *admin;           /* NULL when the config has no admin section */
+    dps_mqtt *mqtt;             /* DPS over MQTT on this loop; NULL when not configured */
+    enr_store *mqtt_store;      /* attests MQTT CONNECTs; opened at the first */
     worker_metrics metrics;
     /* Hostile clients. */
     struct evconnlistener *listener; /* evhttp's, over this worker's dup of the socket */
@@ -142,6 +145,8 @@ struct enr_service {
     int listen_fd;              /* bound once; each worker accepts on a dup */
     long max_connections;       /* effective: the config's, or from the fd limit */
     int conn_index;             /* SSL ex_data index of a connection's tls_conn */
+    int mqtt_listen_fd;         /* -1: no MQTT; else bound once, each worker accepts on a dup */
+    int mqtt_port;
 };
 
 /* ---- TLS ---- */
@@ -551,6 +556,32 @@ static void metrics_text(enr_service *svc, struct evbuffer *out)
                              "# HELP enroll_store_ok 1 while the store takes commits.\n"
                              "# TYPE enroll_store_ok gauge\nenroll_store_ok %d\n",
                         pauses, svc->core == NULL || enr_provision_store_ok(svc->core) ? 1 : 0);
+    if (svc->mqtt_listen_fd < 0)
+        return;
+    unsigned long mc = 0, mp = 0, mr = 0, mm = 0, mt = 0, ma = 0;
+    long mo = 0;
+    for (int i = 0; i < svc->worker_count; i++) {
+        if (svc->workers[i].mqtt == NULL)
+            continue;
+        const dps_mqtt_counters *k = dps_mqtt_get_counters(svc->workers[i].mqtt);
+        mc += atomic_load(&k->connections), mo += atomic_load(&k->open), mp += atomic_load(&k->packets);
+        mr += atomic_load(&k->refused), mm += atomic_load(&k->malformed), mt += atomic_load(&k->timeouts);
+        ma += atomic_load(&k->answers);
+    }
+    evbuffer_add_printf(out, "# HELP enroll_mqtt_connections_total MQTT connections accepted.\n"
+                             "# TYPE enroll_mqtt_connections_total counter\nenroll_mqtt_connections_total %lu\n"
+                             "# HELP enroll_mqtt_connections_open MQTT connections open now.\n"
+                             "# TYPE enroll_mqtt_connections_open gauge\nenroll_mqtt_connections_open %ld\n"
+                             "# HELP enroll_mqtt_packets_total MQTT packets read.\n"
+                             "# TYPE enroll_mqtt_packets_total counter\nenroll_mqtt_packets_total %lu\n"
+                             "# HELP enroll_mqtt_closed_total MQTT connections enrolld closed, by reason.\n"
+                             "# TYPE enroll_mqtt_closed_total counter\n"
+                             "enroll_mqtt_closed_total{reason=\"connect_refused\"} %lu\n"
+                             "enroll_mqtt_closed_total{reason=\"malformed\"} %lu\n"
+                             "enroll_mqtt_closed_total{reason=\"timeout\"} %lu\n"
+                             "# HELP enroll_mqtt_answers_total DPS answers published over MQTT.\n"
+                             "# TYPE enroll_mqtt_answers_total counter\nenroll_mqtt_answers_total %lu\n",
+                        mc, mo, mp, mr, mm, mt, ma);
 }
 
 static void count_registration(worker *w, const enr_provision_outcome *a)
@@ -854,6 +885,54 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* DPS over MQTT refuses bad credentials at CONNACK: the peer is attested
+ * for the registration its username names, as each request will be again
+ * by the core. Whether the enrollment or registration is enabled is left
+ * to the requests (a disabled registration may still read its operation). */
+static enr_dps_error mqtt_authenticate(void *arg, const char *id_scope, const char *registration_id,
+                                       const enr_peer_credential *peer, char *message, size_t cap)
+{
+    worker *w = arg;
+    const enr_service_config *cfg = &w->svc->cfg;
+    if (strcasecmp(id_scope, cfg->id_scope) != 0) {
+        snprintf(message, cap, "unknown idScope");
+        return ENR_DPS_UNKNOWN_ID_SCOPE;
+    }
+    enr_error err;
+    if (w->mqtt_store == NULL && enr_store_open_sqlite(cfg->data_dir, &w->mqtt_store, &err) != ENR_OK) {
+        snprintf(message, cap, "%s", err.message);
+        return ENR_DPS_STORE_UNAVAILABLE;
+    }
+    enr_attest_options o = {.id_scope = cfg->id_scope,
+                            .sas_max_lifetime = cfg->sas_token_max_lifetime_seconds > 0
+                                                    ? cfg->sas_token_max_lifetime_seconds
+                                                    : ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT};
+    enr_attested a;
+    enr_dps_error e = enr_attest(w->mqtt_store, &o, peer, registration_id, &a, message, cap);
+    enr_attested_free(&a);
+    return e;
+}
+
+static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
+{
+    int fd = fcntl(svc->mqtt_listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return enr_error_set(err, ENR_E_IO, "mqtt listen %s:%d: %s", svc->cfg.mqtt_listen_host, svc->mqtt_port,
+                             strerror(errno));
+    long total = svc->cfg.mqtt_max_connections > 0 ? svc->cfg.mqtt_max_connections : svc->max_connections;
+    long share = (total + svc->worker_count - 1) / svc->worker_count;
+    dps_mqtt_limits lim = {.max_connections = share > 0 ? (int)share : 1,
+                           .connect_timeout_seconds = svc->cfg.mqtt_connect_timeout_seconds,
+                           .max_packet_bytes = (size_t)svc->cfg.mqtt_max_packet_bytes,
+                           .max_keepalive_seconds = svc->cfg.mqtt_max_keepalive_seconds,
+                           .log_lines_per_second = svc->cfg.log_lines_per_second,
+                           .authenticate = mqtt_authenticate,
+                           .authenticate_arg = w};
+    /* The TLS context of HTTPS, client certificates included; a reload
+     * (SIGHUP) reaches HTTPS only, MQTT keeps the one it started with. */
+    return dps_mqtt_new(w->base, fd, svc->tls, w->core, &lim, &w->mqtt, err);
+}
+
 static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *err)
 {
     w->svc = svc;
@@ -883,6 +962,8 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
             return rc;
         enr_provision_set_observer(w->core, registration_observed, w);
     }
+    if (svc->mqtt_listen_fd >= 0 && w->core != NULL && (rc = worker_mqtt_init(svc, w, err)) != ENR_OK)
+        return rc;
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
     /* Read an oversized body to its end before answering 413: closing at once
      * while the client still sends makes its kernel see a reset, and the
@@ -911,6 +992,7 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     svc->cfg = *cfg;
     svc->listen_fd = -1;
+    svc->mqtt_listen_fd = -1;
     pthread_mutex_init(&svc->tls_lock, NULL);
     enr_code rc = ENR_OK;
     /* A typo'd data_dir would otherwise be a fresh, empty store, and every
@@ -941,6 +1023,8 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     if (rc == ENR_OK)
         rc = listen_socket(cfg->listen_host, cfg->listen_port, &svc->listen_fd, &port, err);
     svc->port = port;
+    if (rc == ENR_OK && cfg->mqtt_listen_host != NULL)
+        rc = listen_socket(cfg->mqtt_listen_host, cfg->mqtt_listen_port, &svc->mqtt_listen_fd, &svc->mqtt_port, err);
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
@@ -974,10 +1058,13 @@ enr_code enr_service_start(enr_service *svc, enr_error *err)
     enr_time_format(time(NULL), at, sizeof at);
     struct rlimit nofile = {0, 0};
     (void)getrlimit(RLIMIT_NOFILE, &nofile);
-    fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"listening\",\"address\":\"%s\",\"port\":%d,\"tls\":%s,\"workers\":%d,"
+    char mqtt[48] = "";
+    if (svc->mqtt_listen_fd >= 0)
+        snprintf(mqtt, sizeof mqtt, ",\"mqtt_port\":%d", svc->mqtt_port);
+    fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"listening\",\"address\":\"%s\",\"port\":%d%s,\"tls\":%s,\"workers\":%d,"
                     "\"max_connections\":%ld,\"fd_limit\":%ld}\n",
-            at, svc->cfg.listen_host, svc->port, svc->tls ? "true" : "false", svc->worker_count, svc->max_connections,
-            nofile.rlim_cur == RLIM_INFINITY ? -1L : (long)nofile.rlim_cur);
+            at, svc->cfg.listen_host, svc->port, mqtt, svc->tls ? "true" : "false", svc->worker_count,
+            svc->max_connections, nofile.rlim_cur == RLIM_INFINITY ? -1L : (long)nofile.rlim_cur);
     return ENR_OK;
 }
 
@@ -1043,6 +1130,9 @@ void enr_service_free(enr_service *svc)
         w->listener = NULL; /* evhttp_free frees it, then the connections */
         if (w->http)
             evhttp_free(w->http);
+        dps_mqtt_free(w->mqtt); /* cancels what the core still works on for it */
+        if (w->mqtt_store != NULL)
+            enr_store_close(w->mqtt_store);
         enr_provision_free(w->core); /* its events are on the base */
         if (w->base)
             event_base_free(w->base);
@@ -1055,6 +1145,8 @@ void enr_service_free(enr_service *svc)
     free(svc->workers);
     if (svc->listen_fd >= 0)
         close(svc->listen_fd);
+    if (svc->mqtt_listen_fd >= 0)
+        close(svc->mqtt_listen_fd);
     enr_provision_shared_free(svc->core);
     SSL_CTX_free(svc->tls);
     pthread_mutex_destroy(&svc->tls_lock);

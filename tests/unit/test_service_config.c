@@ -52,6 +52,27 @@ static void test_good_config(void **state)
     enr_service_config_free(cfg);
 }
 
+static void test_mqtt_config(void **state)
+{
+    (void)state;
+    enr_error err;
+    enr_service_config *cfg = parse("{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\"}", &err);
+    assert_non_null(cfg);
+    assert_null(cfg->mqtt_listen_host); /* no "mqtt": not served */
+    enr_service_config_free(cfg);
+    cfg = parse("{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\","
+                "\"mqtt\":{\"listen\":\"[::1]:8883\",\"max_packet_bytes\":4096}}",
+                &err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->mqtt_listen_host, "::1");
+    assert_int_equal(cfg->mqtt_listen_port, 8883);
+    assert_int_equal(cfg->mqtt_max_packet_bytes, 4096);
+    assert_int_equal(cfg->mqtt_connect_timeout_seconds, 10); /* defaults */
+    assert_int_equal(cfg->mqtt_max_keepalive_seconds, 300);
+    assert_int_equal(cfg->mqtt_max_connections, 0);
+    enr_service_config_free(cfg);
+}
+
 static void test_hostile_client_config(void **state)
 {
     (void)state;
@@ -134,6 +155,16 @@ static void test_bad_configs(void **state)
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\"}", "not \"id_scope\""},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"create_store\":\"yes\"}", "create_store"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"create_store\":true}", "needs \"data_dir\""},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":[]}", "object"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{}}", "mqtt.listen"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h\"}}", "host:port"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h:70000\"}}", "port"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h:1\",\"qos\":1}}", "unknown key \"qos\""},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h:1\",\"max_packet_bytes\":100}}", "max_packet_bytes"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h:1\",\"connect_timeout_seconds\":0}}", "connect_timeout_seconds"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h:1\",\"max_keepalive_seconds\":65536}}", "max_keepalive_seconds"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\",\"mqtt\":{\"listen\":\"h:1\",\"max_connections\":-1}}", "max_connections"},
+        {"{\"listen\":\"h:1\",\"plain_http\":true,\"mqtt\":{\"listen\":\"h:1\"}}", "needs \"id_scope\""},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"max_connections\":-1}}", "max_connections"},
         {"{\"listen\":\"h:1\",\"plain_http\":true,\"limits\":{\"handshake_timeout_seconds\":0}}",
          "handshake_timeout_seconds"},
@@ -158,6 +189,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_mqtt_config),
         cmocka_unit_test(test_admin_config),
         cmocka_unit_test(test_hostile_client_config),
         cmocka_unit_test(test_bad_configs),

@@ -1,0 +1,58 @@
+/* DPS over MQTT: enrolld's MQTT front end (one per worker event loop).
+ * DPS is not a broker: a connection's CONNECT names and authenticates one
+ * registration, its SUBSCRIBE to $dps/registrations/res/# is the only one
+ * granted, and its PUBLISHes to the two request topics become provisioning
+ * core requests whose answers go back to that connection only. */
+#ifndef ENROLL_SERVICE_DPS_MQTT_H
+#define ENROLL_SERVICE_DPS_MQTT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "enroll/error.h"
+#include "enroll/provision.h"
+
+struct event_base;
+
+/* Decides at CONNECT whether the peer may speak for `registration_id`
+ * (the core offers no authentication apart from a request yet, so the
+ * wiring supplies one: enrolld's attests with enr_attest). ENR_DPS_OK, or
+ * the refusal and a message for the log. */
+typedef enr_dps_error (*dps_mqtt_authenticate_fn)(void *arg, const char *id_scope, const char *registration_id,
+                                                  const enr_peer_credential *peer, char *message, size_t cap);
+
+typedef struct dps_mqtt_limits {
+    int max_connections;          /* on this worker; at the cap accepting pauses */
+    int connect_timeout_seconds;  /* CONNECT (and the TLS handshake) must be done by then */
+    size_t max_packet_bytes;      /* a larger packet closes the connection; never buffered */
+    int max_keepalive_seconds;    /* a keepalive of 0 or above this gets this */
+    int log_lines_per_second;     /* per kind; the rest are counted in one line */
+    dps_mqtt_authenticate_fn authenticate; /* NULL: CONNECT is not attested (the core still attests each request) */
+    void *authenticate_arg;
+} dps_mqtt_limits;
+
+/* Read from any thread (for /metrics). */
+typedef struct dps_mqtt_counters {
+    _Atomic unsigned long connections;   /* accepted */
+    _Atomic long open;
+    _Atomic unsigned long packets;       /* read and parsed */
+    _Atomic unsigned long refused;       /* CONNACKs that refused */
+    _Atomic unsigned long malformed;     /* connections closed for a bad packet */
+    _Atomic unsigned long timeouts;      /* connect or keepalive deadlines */
+    _Atomic unsigned long answers;       /* DPS answers published */
+} dps_mqtt_counters;
+
+typedef struct dps_mqtt dps_mqtt;
+
+/* `listen_fd`: a listening socket the caller bound, this worker's own dup
+ * (closed by dps_mqtt_free). `tls` NULL: plain MQTT (tests only); else a
+ * reference is taken. `core` is borrowed and must outlive the front end. */
+enr_code dps_mqtt_new(struct event_base *base, int listen_fd, SSL_CTX *tls, enr_provision *core,
+                      const dps_mqtt_limits *lim, dps_mqtt **out, enr_error *err);
+/* Closes every connection (cancelling what the core still works on). */
+void dps_mqtt_free(dps_mqtt *m);
+const dps_mqtt_counters *dps_mqtt_get_counters(const dps_mqtt *m);
+
+#endif
