@@ -274,8 +274,8 @@ static void on_connect(mconn *c, const enr_mqtt_connect *p)
     c->level = level;
     if (m->lim.authenticate != NULL) {
         char message[256] = "";
-        enr_dps_error e = m->lim.authenticate(m->lim.authenticate_arg, c->id_scope, c->registration_id, &peer,
-                                              message, sizeof message);
+        enr_dps_error e = m->lim.authenticate(m->lim.authenticate_arg, c->id_scope, c->registration_id,
+                                              c->api_version, &peer, message, sizeof message);
         switch (e) {
         case ENR_DPS_OK: break;
         case ENR_DPS_STORE_UNAVAILABLE:

@@ -17,11 +17,11 @@
 struct event_base;
 
 /* Decides at CONNECT whether the peer may speak for `registration_id`
- * (the core offers no authentication apart from a request yet, so the
- * wiring supplies one: enrolld's attests with enr_attest). ENR_DPS_OK, or
- * the refusal and a message for the log. */
+ * (enrolld's: enr_provision_authenticate on the worker's core; tests may
+ * stand in). ENR_DPS_OK, or the refusal and a message for the log. */
 typedef enr_dps_error (*dps_mqtt_authenticate_fn)(void *arg, const char *id_scope, const char *registration_id,
-                                                  const enr_peer_credential *peer, char *message, size_t cap);
+                                                  const char *api_version, const enr_peer_credential *peer,
+                                                  char *message, size_t cap);
 
 typedef struct dps_mqtt_limits {
     int max_connections;          /* on this worker; at the cap accepting pauses */

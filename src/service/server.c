@@ -110,7 +110,6 @@ typedef struct worker {
     enr_provision *core;        /* the provisioning core on this loop; NULL without id_scope */
     admin_api *admin;           /* NULL when the config has no admin section */
     dps_mqtt *mqtt;             /* DPS over MQTT on this loop; NULL when not configured */
-    enr_store *mqtt_store;      /* attests MQTT CONNECTs; opened at the first */
     worker_metrics metrics;
     /* Hostile clients. */
     struct evconnlistener *listener; /* evhttp's, over this worker's dup of the socket */
@@ -885,32 +884,15 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* DPS over MQTT refuses bad credentials at CONNACK: the peer is attested
- * for the registration its username names, as each request will be again
- * by the core. Whether the enrollment or registration is enabled is left
- * to the requests (a disabled registration may still read its operation). */
+/* DPS over MQTT refuses bad credentials at CONNACK with the checks a
+ * request gets before its verb (the refusal audited like any other); each
+ * request on the connection is attested again by the core. */
 static enr_dps_error mqtt_authenticate(void *arg, const char *id_scope, const char *registration_id,
-                                       const enr_peer_credential *peer, char *message, size_t cap)
+                                       const char *api_version, const enr_peer_credential *peer, char *message,
+                                       size_t cap)
 {
     worker *w = arg;
-    const enr_service_config *cfg = &w->svc->cfg;
-    if (strcasecmp(id_scope, cfg->id_scope) != 0) {
-        snprintf(message, cap, "unknown idScope");
-        return ENR_DPS_UNKNOWN_ID_SCOPE;
-    }
-    enr_error err;
-    if (w->mqtt_store == NULL && enr_store_open_sqlite(cfg->data_dir, &w->mqtt_store, &err) != ENR_OK) {
-        snprintf(message, cap, "%s", err.message);
-        return ENR_DPS_STORE_UNAVAILABLE;
-    }
-    enr_attest_options o = {.id_scope = cfg->id_scope,
-                            .sas_max_lifetime = cfg->sas_token_max_lifetime_seconds > 0
-                                                    ? cfg->sas_token_max_lifetime_seconds
-                                                    : ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT};
-    enr_attested a;
-    enr_dps_error e = enr_attest(w->mqtt_store, &o, peer, registration_id, &a, message, cap);
-    enr_attested_free(&a);
-    return e;
+    return enr_provision_authenticate(w->core, id_scope, registration_id, api_version, peer, message, cap);
 }
 
 static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
@@ -1131,8 +1113,6 @@ void enr_service_free(enr_service *svc)
         if (w->http)
             evhttp_free(w->http);
         dps_mqtt_free(w->mqtt); /* cancels what the core still works on for it */
-        if (w->mqtt_store != NULL)
-            enr_store_close(w->mqtt_store);
         enr_provision_free(w->core); /* its events are on the base */
         if (w->base)
             event_base_free(w->base);

@@ -66,6 +66,14 @@ expect_exit 0 "the leaf holds the device's key" "$ENROLL" match dev.key leaf.pem
 # A bad SAS token is refused at CONNACK (0x86), before any request.
 expect_exit_not_0 "bad SAS token: refused" rr dev-001 "$(sas_token "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" dev-001)" '$dps/registrations/PUT/iotdps-register/?$rid=1' body.json '$dps/registrations/res/200/?$rid=1'
 contains "$WORK/.err" "Bad User Name or Password" "bad SAS token: refused at CONNACK"
+# The CONNACK refusal is audited like a request's (401001: the token does not verify), by the committer within about a second.
+audited=0
+for _ in $(seq 1 40); do
+  audited=$(sqlite3 data/enroll.db "select count(*) from audit_event where registration_id='dev-001' and outcome='rejected' and reason_code=401001")
+  [ "$audited" -ge 1 ] && break
+  sleep 0.1
+done
+same "the refused CONNECT is audited (401001)" "$audited" "1"
 # A client id other than the registration id (0x85).
 mosquitto_rr "${TLS[@]}" -V mqttv5 -i someone-else -u "$SCOPE/registrations/dev-001/api-version=$API" -P "$(sas_token "$DEV_KEY" dev-001)" \
   -e '$dps/registrations/res/200/?$rid=1' -t '$dps/registrations/PUT/iotdps-register/?$rid=1' -f body.json -W 5 > /dev/null 2> "$WORK/.err"
