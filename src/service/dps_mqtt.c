@@ -483,7 +483,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l, (void)sa, (void)salen;
     dps_mqtt *m = arg;
     mconn *c = calloc(1, sizeof *c);
-    SSL *ssl = c != NULL && m->tls != NULL ? SSL_new(m->tls) : NULL;
+    SSL *ssl = c == NULL || m->tls == NULL ? NULL
+               : m->lim.tls_new != NULL     ? m->lim.tls_new(m->lim.tls_new_arg)
+                                            : SSL_new(m->tls);
     struct bufferevent *bev = NULL;
     if (c != NULL && m->tls != NULL && ssl != NULL)
         bev = bufferevent_openssl_socket_new(m->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);

@@ -31,6 +31,11 @@ typedef struct dps_mqtt_limits {
     int log_lines_per_second;     /* per kind; the rest are counted in one line */
     dps_mqtt_authenticate_fn authenticate; /* NULL: CONNECT is not attested (the core still attests each request) */
     void *authenticate_arg;
+    /* Each accepted connection's TLS object (enrolld's takes the context in
+     * force, so a certificate reload on SIGHUP reaches MQTT as it reaches
+     * HTTPS). NULL: SSL_new on the context given to dps_mqtt_new. */
+    SSL *(*tls_new)(void *arg);
+    void *tls_new_arg;
 } dps_mqtt_limits;
 
 /* Read from any thread (for /metrics). */

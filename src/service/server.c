@@ -283,12 +283,21 @@ static void conn_idle(worker *w, struct evhttp_request *req)
     }
 }
 
-static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
+/* A connection's TLS object from the context in force (a reload swaps it
+ * under the lock; the SSL keeps its own reference). HTTPS and MQTT. */
+static SSL *worker_ssl_new(void *arg)
 {
     worker *w = arg;
     pthread_mutex_lock(&w->svc->tls_lock);
     SSL *ssl = SSL_new(w->svc->tls);
     pthread_mutex_unlock(&w->svc->tls_lock);
+    return ssl;
+}
+
+static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
+{
+    worker *w = arg;
+    SSL *ssl = worker_ssl_new(w);
     if (ssl == NULL)
         return NULL;
     tls_conn *c = calloc(1, sizeof *c);
@@ -909,9 +918,11 @@ static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
                            .max_keepalive_seconds = svc->cfg.mqtt_max_keepalive_seconds,
                            .log_lines_per_second = svc->cfg.log_lines_per_second,
                            .authenticate = mqtt_authenticate,
-                           .authenticate_arg = w};
-    /* The TLS context of HTTPS, client certificates included; a reload
-     * (SIGHUP) reaches HTTPS only, MQTT keeps the one it started with. */
+                           .authenticate_arg = w,
+                           .tls_new = worker_ssl_new,
+                           .tls_new_arg = w};
+    /* The TLS context of HTTPS, client certificates included, and its
+     * reloads (SIGHUP). */
     return dps_mqtt_new(w->base, fd, svc->tls, w->core, &lim, &w->mqtt, err);
 }
 

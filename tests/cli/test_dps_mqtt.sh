@@ -196,6 +196,17 @@ check "keepalive" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$D
 contains "$WORK/.out" "closed True after 1." "keepalive 1 s: closed after 1.5 s of silence"
 check "metrics" curl -s --cacert root/cert.pem "https://127.0.0.1:$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)/metrics"
 contains "$WORK/.out" 'enroll_mqtt_closed_total{reason="malformed"} 1' "metrics: malformed counted"
+# SIGHUP: a new server certificate reaches the MQTT port too.
+old_serial=$(echo | openssl s_client -connect "127.0.0.1:$MQTT_PORT" 2>/dev/null | openssl x509 -noout -serial)
+"$ENROLL" key new --out server2.key >/dev/null
+"$ENROLL" csr new --key server2.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server2.csr 2>/dev/null
+"$ENROLL" ca sign --dir root --profile server server2.csr --out server2.pem 2>/dev/null
+mv server2.key server.key; mv server2.pem server.pem
+kill -HUP "$PID"
+for _ in $(seq 1 40); do grep -q '"event":"reloaded"' enrolld.log && break; sleep 0.05; done
+new_serial=$(echo | openssl s_client -connect "127.0.0.1:$MQTT_PORT" 2>/dev/null | openssl x509 -noout -serial)
+same "reload: the MQTT port serves the new certificate" "$new_serial" "$(openssl x509 -in server.pem -noout -serial)"
+[ -n "$old_serial" ] && [ "$old_serial" != "$new_serial" ] && pass || fail "reload: serial $old_serial -> $new_serial"
 kill "$PID"; wait "$PID" 2>/dev/null
 same "enrolld stopped cleanly (connections open, calls cancelled)" "$(grep -c '"event":"stopped"' enrolld.log)" "1"
 lacks enrolld.log "Sanitizer" "no sanitizer report (ASan builds)"
