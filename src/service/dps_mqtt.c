@@ -60,6 +60,7 @@ struct mconn {
     char api_version[32];
     char *sas_token;              /* the CONNECT password, NUL-terminated; cleansed when freed */
     mcall *calls;
+    int calls_open;               /* in the core's hands (DPS_MQTT_CALLS_PER_CONNECTION) */
     mconn *prev, *next;
 };
 
@@ -72,6 +73,8 @@ struct dps_mqtt {
     struct event *tick;
     mconn *conns;
     int count;
+    int calls_open;               /* over every connection (the stop drains them) */
+    bool stopping;                /* dps_mqtt_stop_accepting: the listener stays off */
     bool paused;
     log_limit logs[LOG_KINDS];
     dps_mqtt_counters counters;
@@ -131,7 +134,7 @@ static void log_event(mconn *c, enum log_kind k, const char *reason)
 
 static void listener_update(dps_mqtt *m)
 {
-    bool pause = m->count >= m->lim.max_connections;
+    bool pause = m->stopping || m->count >= m->lim.max_connections;
     if (pause != m->paused) {
         m->paused = pause;
         if (pause)
@@ -150,6 +153,7 @@ static void conn_free(mconn *c)
         if (q->call != NULL)
             enr_provision_cancel(q->call);
         free(q);
+        m->calls_open--;
     }
     if (c->sas_token != NULL)
         OPENSSL_clear_free(c->sas_token, strlen(c->sas_token));
@@ -308,6 +312,8 @@ static void answered(void *ctx, const enr_provision_outcome *o)
         c->calls = q->next;
     if (q->next != NULL)
         q->next->prev = q->prev;
+    c->calls_open--;
+    c->m->calls_open--;
     char topic[128];
     size_t tlen = enr_dps_mqtt_response_topic(topic, sizeof topic, o->status, q->rid, o->retry_after);
     const char *body = o->body ? o->body : "{}";
@@ -350,6 +356,15 @@ static void on_publish(mconn *c, const enr_mqtt_publish *p)
     if (c->calls != NULL)
         c->calls->prev = q;
     c->calls = q;
+    c->calls_open++;
+    m->calls_open++;
+    /* A DPS client waits for each answer; one that does not may not queue
+     * the core's work without bound (HTTP/1.1 gets one request at a time). */
+    if (c->calls_open > DPS_MQTT_CALLS_PER_CONNECTION) {
+        enr_provision_refuse(m->core, ENR_DPS_THROTTLED, "too many requests in flight on one MQTT connection",
+                             c->registration_id, t.is_register ? "register" : "operation", answered, q);
+        return;
+    }
     SSL *ssl = conn_ssl(c);
     enr_provision_request r = {
         .verb = t.is_register ? ENR_PROVISION_REGISTER : ENR_PROVISION_OPERATION_STATUS,
@@ -369,6 +384,17 @@ static void on_publish(mconn *c, const enr_mqtt_publish *p)
     enr_provision_call *call = enr_provision_submit(m->core, &r, answered, q);
     if (call != NULL)
         q->call = call;
+}
+
+void dps_mqtt_stop_accepting(dps_mqtt *m)
+{
+    m->stopping = true;
+    listener_update(m);
+}
+
+int dps_mqtt_calls_open(const dps_mqtt *m)
+{
+    return m != NULL ? m->calls_open : 0;
 }
 
 static void on_subscribe(mconn *c, const enr_mqtt_subscribe *s, bool unsubscribe)

@@ -56,6 +56,15 @@ typedef struct dps_mqtt dps_mqtt;
  * reference is taken. `core` is borrowed and must outlive the front end. */
 enr_code dps_mqtt_new(struct event_base *base, int listen_fd, SSL_CTX *tls, enr_provision *core,
                       const dps_mqtt_limits *lim, dps_mqtt **out, enr_error *err);
+/* Requests one connection may have in the core's hands at once; the next
+ * is answered 429 (errorCode 429001) at once. */
+#define DPS_MQTT_CALLS_PER_CONNECTION 4
+
+/* Stopping: no new connection is accepted (on this loop's thread). Those
+ * open keep being answered until dps_mqtt_free. */
+void dps_mqtt_stop_accepting(dps_mqtt *m);
+/* Requests in the core's hands, over every connection (0 for NULL). */
+int dps_mqtt_calls_open(const dps_mqtt *m);
 /* Closes every connection (cancelling what the core still works on). */
 void dps_mqtt_free(dps_mqtt *m);
 const dps_mqtt_counters *dps_mqtt_get_counters(const dps_mqtt *m);

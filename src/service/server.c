@@ -865,7 +865,7 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     worker *w = arg;
-    if (atomic_load(&w->in_flight) == 0 || time(NULL) >= w->stop_deadline)
+    if ((atomic_load(&w->in_flight) == 0 && dps_mqtt_calls_open(w->mqtt) == 0) || time(NULL) >= w->stop_deadline)
         event_base_loopexit(w->base, NULL);
 }
 
@@ -879,6 +879,8 @@ static void stop_requested(evutil_socket_t fd, short what, void *arg)
         w->bound = NULL;
         w->listener = NULL;
     }
+    if (w->mqtt != NULL)
+        dps_mqtt_stop_accepting(w->mqtt);
     w->stop_deadline = time(NULL) + w->svc->cfg.shutdown_grace_seconds;
     struct timeval tick = {0, 20 * 1000};
     w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check, w);

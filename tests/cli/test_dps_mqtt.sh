@@ -173,6 +173,16 @@ elif what == 'malformed':  # a bad packet on one connection; another stays up
     bad.sendall(b'\x30\xff\xff\xff\xff\x01')
     print('bad closed', closed(bad))
     good.sendall(b'\xc0\x00'); print('good pingresp', read_packet(good)[0] == 0xd0)
+elif what == 'flood':  # six registers at once: four go to the core, the rest are answered 429
+    c = conn(); connect(c)
+    c.sendall(pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x00')); read_packet(c)
+    body = open('body.json', 'rb').read()
+    c.sendall(b''.join(pkt(0x30, s('$dps/registrations/PUT/iotdps-register/?$rid=%d' % i) + body) for i in range(1, 7)))
+    topics = []
+    while len(topics) < 6:
+        t, b = read_packet(c)
+        if t >> 4 == 3: topics.append(b[2:2 + struct.unpack('>H', b[:2])[0]].decode().split('/?')[0])
+    print('throttled', topics.count('$dps/registrations/res/429'), 'assigned', topics.count('$dps/registrations/res/200'))
 elif what == 'connect-timeout':
     c = conn(); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t))
 elif what == 'keepalive':  # keepalive 1 s: silent past 1.5 s is closed
@@ -187,6 +197,8 @@ contains "$WORK/.out" "suback 000101" "3.1.1: SUBACK grants QoS 1"
 contains "$WORK/.out" "puback ['0002']" "3.1.1: PUBACK for the register"
 contains "$WORK/.out" 'answer $dps/registrations/res/200/?$rid=1 assigned' "3.1.1: answered 200"
 contains "$WORK/.out" "pingresp True" "3.1.1: PINGRESP"
+check "six registers without waiting" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" flood
+contains "$WORK/.out" "throttled 2 assigned 4" "at most 4 requests in the core per connection; the rest answered 429"
 check "a malformed packet" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" malformed
 contains "$WORK/.out" "bad closed True" "the malformed connection is closed"
 contains "$WORK/.out" "good pingresp True" "the other keeps working"
