@@ -63,15 +63,18 @@ GROUP_KEY=$(cat group.key)
 NODEFLEET_KEY=$(jq -r .primary_key nodefleet.json)
 [ -n "$NODEFLEET_KEY" ] && [ "$NODEFLEET_KEY" != null ] && pass || fail "group nodefleet: no key ($(cat nodefleet.json))"
 
-cat > enrolld.json <<JSON
+start() { # CONFIG-EXTRA LOG -> PID, MQTT_PORT
+  cat > enrolld.json <<JSON
 {"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2,
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2 $1,
  "mqtt": {"listen": "127.0.0.1:0"}}
 JSON
-enrolld_start enrolld.json enrolld.log
-PID=$EPID MQTT_PORT=
-for _ in $(seq 1 400); do MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' enrolld.log | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
-[ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat enrolld.log)"; finish; }
+  enrolld_start enrolld.json "$2"
+  PID=$EPID MQTT_PORT=
+  for _ in $(seq 1 400); do MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' "$2" | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
+  [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat "$2")"; finish; }
+}
+start "" enrolld.log
 
 # node_register OUT VAR=VALUE...: the Node client, its parameters in the
 # environment (no key on a command line), trusting our root.
@@ -149,10 +152,35 @@ node_register x509-other.json DPS_REGISTRATION_ID=node-x509-009 DPS_CERT_FILE="$
 same "X.509, another id: the client fails" "$(json x509-other.json .ok)" "false"
 
 # ---- enrolld: no secret in its log, a clean stop ------------------------------------
-for secret in "$GROUP_KEY" "$NODEFLEET_KEY" "$IND_KEY" "$(device_key "$NODEFLEET_KEY" node-dev-001)" SharedAccessSignature "sig="; do
-  lacks enrolld.log "$secret" "enrolld's log holds no secret ('${secret:0:8}...')"
-done
-kill "$PID"; wait "$PID" 2>/dev/null
-same "enrolld stopped cleanly" "$(grep -c '"event":"stopped"' enrolld.log)" "1"
-lacks enrolld.log "Sanitizer" "no sanitizer report (ASan builds)"
+# metrics LOG: enrolld's /metrics into metrics.txt.
+metrics() {
+  curl -s --cacert root/cert.pem "https://127.0.0.1:$(grep -o '"port":[0-9]*' "$1" | head -1 | cut -d: -f2)/metrics" > metrics.txt
+  grep -q '^enroll_mqtt_answers_total ' metrics.txt && pass || fail "no MQTT metrics from enrolld ($1)"
+}
+stop() { # LOG
+  # Nothing the client sent was malformed to enrolld.
+  metrics "$1"
+  contains metrics.txt 'enroll_mqtt_closed_total{reason="malformed"} 0' "$1: no connection of the Node client closed as malformed"
+  for secret in "$GROUP_KEY" "$NODEFLEET_KEY" "$IND_KEY" "$(device_key "$NODEFLEET_KEY" node-dev-001)" SharedAccessSignature "sig="; do
+    lacks "$1" "$secret" "$1 holds no secret ('${secret:0:8}...')"
+  done
+  kill "$PID"; wait "$PID" 2>/dev/null
+  same "enrolld stopped cleanly ($1)" "$(grep -c '"event":"stopped"' "$1")" "1"
+  lacks "$1" "Sanitizer" "no sanitizer report (ASan builds)"
+}
+stop enrolld.log
+
+# (4) 202 then polling: with assigning_after_ms 0 every registration is
+# answered 202 "assigning", and the client polls (its QoS 1 publish of " "
+# to iotdps-get-operationstatus) until "assigned".
+start ', "limits": {"assigning_after_ms": 0}' enrolld2.log
+node_register poll.json DPS_REGISTRATION_ID=node-dev-004 DPS_GROUP_KEY="$NODEFLEET_KEY" \
+  DEBUG=azure-iot-provisioning-device-mqtt:Mqtt &&
+  assigned poll.json node-dev-004 "SAS, 202 then polled"
+# The client polled (its own debug log), and enrolld answered twice or more.
+contains poll.json.err "operationStatus publish" "202 then polled: the client polled"
+metrics enrolld2.log
+answers=$(sed -n 's/^enroll_mqtt_answers_total //p' metrics.txt)
+[ "${answers:-0}" -ge 2 ] && pass || fail "202 then polled: enrolld published ${answers:-no} answers, wanted 2 or more"
+stop enrolld2.log
 finish
