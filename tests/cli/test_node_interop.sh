@@ -16,7 +16,7 @@ cd "$WORK"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 for tool in node npm jq openssl flock sha256sum; do
-  command -v $tool >/dev/null || { cannot_run "test_node_interop" "no $tool"; finish; }
+  command -v $tool >/dev/null || { cannot_run "test_node_interop" "no $tool"; finish; exit 1; }
 done
 NODE_SRC=${ENROLL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/interop/node
 CACHE=${ENROLL_BUILD_DIR:-$(dirname "$(dirname "$ENROLL")")}/node-interop
@@ -44,8 +44,10 @@ npm_install() {
 T0=$(date +%s)
 if ! npm_install; then
   fail "cannot run test_node_interop: 'npm ci' of tests/interop/node/package-lock.json failed (is the npm registry reachable?); its log:"
-  tail -15 "$CACHE/npm-ci.log" 2>/dev/null | sed 's/^/    /' >&2
-  finish
+  { grep -m6 -E "^npm (error|ERR!) (code|errno|syscall|network|request|[a-z]+ [a-z]+)" "$CACHE/npm-ci.log" ||
+    tail -8 "$CACHE/npm-ci.log"; } 2>/dev/null | sed 's/^/    /' >&2
+  echo "    (full log: $CACHE/npm-ci.log)" >&2
+  finish; exit 1
 fi
 pass
 echo "npm packages ready in $(( $(date +%s) - T0 )) s (node $(node --version), npm $(npm --version))"
@@ -72,7 +74,7 @@ JSON
   enrolld_start enrolld.json "$2"
   PID=$EPID MQTT_PORT=
   for _ in $(seq 1 400); do MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' "$2" | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
-  [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat "$2")"; finish; }
+  [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat "$2")"; finish; exit 1; }
 }
 start "" enrolld.log
 
