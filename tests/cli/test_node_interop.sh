@@ -15,7 +15,7 @@
 cd "$WORK"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
-for tool in node npm jq openssl flock sha256sum; do
+for tool in node npm jq openssl curl flock sha256sum; do
   command -v $tool >/dev/null || { cannot_run "test_node_interop" "no $tool"; finish; exit 1; }
 done
 NODE_SRC=${ENROLL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/interop/node
@@ -60,7 +60,7 @@ done
 service_pki
 service_store "$SCOPE"
 GROUP_KEY=$(cat group.key)
-# The group of service_store, with a hub to be assigned to.
+# A symmetric-key group of our own, with a hub to be assigned to.
 "$ENROLL" admin group new nodefleet --policy p30 --symmetric --hub "$HUB" --data data --json > nodefleet.json
 NODEFLEET_KEY=$(jq -r .primary_key nodefleet.json)
 [ -n "$NODEFLEET_KEY" ] && [ "$NODEFLEET_KEY" != null ] && pass || fail "group nodefleet: no key ($(cat nodefleet.json))"
@@ -145,6 +145,8 @@ node_register x509.json DPS_REGISTRATION_ID=node-x509-001 DPS_CERT_FILE="$WORK/x
 # Negative: a wrong key is refused; the client says so (unauthorized).
 node_register wrong.json DPS_REGISTRATION_ID=node-dev-003 DPS_SYMMETRIC_KEY="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 same "wrong key: the client fails" "$(json wrong.json .ok)" "false"
+# enrolld refuses the CONNECT: CONNACK 4, "bad user name or password", MQTT's 401.
+same "wrong key: refused at CONNACK with 4 (bad user name or password)" "$(json wrong.json .error.code)" "4"
 grep -qiE 'unauthori|not authorized|bad user ?name or password|401' wrong.json && pass ||
   fail "wrong key: the client's error does not say unauthorized: $(cat wrong.json)"
 "$ENROLL" admin registration show node-dev-003 --data data --json > wrong.store.json 2>&1
