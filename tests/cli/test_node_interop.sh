@@ -111,8 +111,8 @@ same "SAS, group key: the group's hub" "$(json sas-group.json .result.assignedHu
 same "SAS, group key: no certificate asked, none issued" "$(json sas-group.json '.result.issuedCertificateChain // "none"')" "none"
 echo "one registration by the Node client (node start included): $(( ($(date +%s%N) - T1) / 1000000 )) ms"
 
-# The same with the device key derived beforehand (by openssl, not Node):
-# both derivations agree.
+# service_store's group, the device key derived beforehand by openssl
+# (device_key) and given to the client as a plain device key.
 node_register sas-derived.json DPS_REGISTRATION_ID=node-dev-002 \
   DPS_SYMMETRIC_KEY="$(device_key "$GROUP_KEY" node-dev-002)" &&
   assigned sas-derived.json node-dev-002 "SAS, key derived by openssl"
