@@ -25,6 +25,7 @@ TOOLS=(
   xxd:xxd                                    # HMAC keys as hex for openssl
   ss:iproute2                                # free ports for the broker
   pgrep:procps                               # no process left behind (test_e2e)
+  node:nodejs npm:npm                        # Microsoft's Node DPS client (test_node_interop)
 )
 
 declare -A seen=()
@@ -34,9 +35,15 @@ for t in "${TOOLS[@]}"; do
   [ -n "${seen[$p]:-}" ] || { PACKAGES+=("$p"); seen[$p]=1; }
 done
 
+# A package counts as there when it is installed, or when an installed
+# package provides it (another build of nodejs that bundles npm and
+# conflicts with Debian's: installing npm then would remove it).
+PROVIDED=$(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' | tr ',' '\n' |
+  sed 's/^ *//; s/ .*//' | sort -u)
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    grep -qxF -- "$p" <<<"$PROVIDED" || missing+=("$p")
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
