@@ -18,6 +18,13 @@ for cmd in "" key csr match ca cert verify admin "admin ca" "admin policy" "admi
   "$enroll" $cmd --help
   printf '```\n'
 done
+device="$(dirname "$enroll")/enroll-device"
+if [ -x "$device" ]; then
+  printf '\n## enroll-device\n\nThe binary a device carries (libenroll_device only: no SQLite, store or CA).\n'
+  printf 'Its commands are the ones above, spelled the same, except `csr lint`.\n\n```\n'
+  "$device" --help
+  printf '```\n'
+fi
 enrolld="$(dirname "$enroll")/enrolld"
 if [ -x "$enrolld" ]; then
   printf '\n## enrolld\n\n```\n'

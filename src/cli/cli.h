@@ -1,5 +1,6 @@
-/* Shared plumbing for the `enroll` command: exit codes, error reporting,
- * output files, and option parsing conventions (see docs/cli.md). */
+/* Shared plumbing (src/cli/common.c) for `enroll` and `enroll-device`: exit
+ * codes, error reporting, output files, and option parsing conventions (see
+ * docs/cli.md). */
 #ifndef ENROLL_CLI_H
 #define ENROLL_CLI_H
 
@@ -17,6 +18,10 @@ enum {
     CLI_EXIT_IO = 3,       /* a file, device or token could not be used */
     CLI_EXIT_INTERNAL = 4  /* out of memory, crypto library failure, a bug */
 };
+
+/* The program's name in messages: "enroll" (src/cli/main.c) or
+ * "enroll-device" (src/cli/device_main.c), set by main before anything else. */
+extern const char *cli_program;
 
 int cli_exit_code(enr_code code);
 

@@ -7,7 +7,21 @@
 
 #include "cli/cli.h"
 #include "enroll/csr.h"
+#ifndef ENROLL_CLI_DEVICE /* enroll-device has no lint (src/lint is the operator's library) */
 #include "enroll/lint.h"
+#define CSR_LINT_USAGE \
+    "       enroll csr lint FILE [--json] [--expect-cn ID] [--fail-on error|warning|notice]\n"
+#define CSR_LINT_HELP \
+    "lint    Reports problems, each with a stable id and a severity (docs/lint.md lists them).\n" \
+    "        Exit 1 when a finding is at or above --fail-on (default: warning), else 0.\n"
+#define CSR_LINT_EXAMPLE "  enroll csr lint device.csr --expect-cn dev-001 --json\n"
+#define CSR_VERBS "new, show, verify, lint"
+#else
+#define CSR_LINT_USAGE ""
+#define CSR_LINT_HELP ""
+#define CSR_LINT_EXAMPLE ""
+#define CSR_VERBS "new, show, verify"
+#endif
 
 static const char CSR_HELP[] =
     "Usage: enroll csr new --key FILE|pkcs11:URI (--subject DN | --dn FIELD=VALUE ...)\n"
@@ -17,15 +31,14 @@ static const char CSR_HELP[] =
     "                      [--pass-file F] [--module SO] [--pin-file F]\n"
     "       enroll csr show FILE [--json]\n"
     "       enroll csr verify FILE [--json]\n"
-    "       enroll csr lint FILE [--json] [--expect-cn ID] [--fail-on error|warning|notice]\n"
+    CSR_LINT_USAGE
     "\n"
     "new     Builds a PKCS#10 request and signs it with the key (in a token, the token signs).\n"
     "show    Describes a request: subject, key, signature algorithm, attributes, requested\n"
     "        extensions. Reads PEM, DER or headerless base64 (detected).\n"
     "verify  Checks the self-signature, the proof that the requester holds the private key.\n"
     "        Exit 0 only when it verifies.\n"
-    "lint    Reports problems, each with a stable id and a severity (docs/lint.md lists them).\n"
-    "        Exit 1 when a finding is at or above --fail-on (default: warning), else 0.\n"
+    CSR_LINT_HELP
     "\n"
     "Subject: '/C=US/ST=California/O=Acme, Inc./CN=dev-001' ('/' separates fields, '+' joins\n"
     "  fields in one RDN, '\\' escapes), or repeated --dn CN=dev-001. Fields: C ST L O OU CN\n"
@@ -42,7 +55,7 @@ static const char CSR_HELP[] =
     "  enroll csr new --key device.key --dn CN=dev-001 --eku clientAuth --out device.csr\n"
     "  enroll csr new --key 'pkcs11:token=dev;object=devkey' --module /usr/lib/softhsm/libsofthsm2.so \\\n"
     "      --pin-file pin.txt --subject /CN=dev-001 --format b64\n"
-    "  enroll csr lint device.csr --expect-cn dev-001 --json\n";
+    CSR_LINT_EXAMPLE;
 
 enum { OPT_KEY = 1, OPT_SUBJECT, OPT_DN, OPT_SAN, OPT_KU, OPT_EKU, OPT_CA, OPT_PATHLEN,
        OPT_CHALLENGE, OPT_HASH, OPT_FORMAT, OPT_OUT, OPT_FORCE, OPT_PASS_FILE, OPT_MODULE,
@@ -302,6 +315,7 @@ static int csr_verify(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+#ifndef ENROLL_CLI_DEVICE
 static int csr_lint(int argc, char **argv)
 {
     csr_args a;
@@ -346,6 +360,7 @@ static int csr_lint(int argc, char **argv)
     enr_lint_report_free(report);
     return worst >= (int)fail_on ? CLI_EXIT_FINDING : CLI_EXIT_OK;
 }
+#endif
 
 int cli_csr(int argc, char **argv)
 {
@@ -360,7 +375,9 @@ int cli_csr(int argc, char **argv)
         return csr_show(argc - 1, argv + 1);
     if (strcmp(verb, "verify") == 0)
         return csr_verify(argc - 1, argv + 1);
+#ifndef ENROLL_CLI_DEVICE
     if (strcmp(verb, "lint") == 0)
         return csr_lint(argc - 1, argv + 1);
-    return cli_usage("csr", "unknown verb '%s' (new, show, verify, lint)", verb);
+#endif
+    return cli_usage("csr", "unknown verb '%s' (" CSR_VERBS ")", verb);
 }

@@ -6,7 +6,11 @@
 # down then back, a fake service answering garbage or a certificate for
 # another key or CN (old identity kept), and a crash between writing the new
 # generation and switching to it.
+# The device commands run on enroll-device (ENROLL_DEVICE_BIN), the binary a
+# device carries; the operator's side (CA, admin) on enroll. `enroll device`
+# itself is driven by test_device_agent.sh and test_device_async.sh.
 . "$(dirname "$0")/lib.sh"
+DEVICE=${ENROLL_DEVICE_BIN:-$ENROLL}
 cd "$WORK"
 ENROLLD=$(dirname "$ENROLL")/enrolld
 PIDS=()
@@ -42,7 +46,7 @@ serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 COMMON=(--url "$URL" --scope "$SCOPE" --trust root/cert.pem --retries 3 --timeout 20)
 
 # ---- group key (SAS with a derived device key), file key made here
-check "group-key provision" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-001 \
+check "group-key provision" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-001 \
     --group-key-file group.key --key dev1.key --store s1 --json
 same "provisioned" "$(json "$WORK/.out" .provisioned)" "true"
 same "registration id" "$(json "$WORK/.out" .registration_id)" "dev-001"
@@ -60,36 +64,36 @@ lacks s1/identity.json "$(cat group.key)" "the store never holds the group key"
 lacks "$WORK/.err" "$(cat group.key)" "stderr never shows the group key"
 lacks "$WORK/.err" "SharedAccessSignature" "stderr never shows a token"
 
-check "status --json" "$ENROLL" device status --store s1 --json
+check "status --json" "$DEVICE" device status --store s1 --json
 same "status: serial" "$(json "$WORK/.out" .serial)" "$(serial_of "$CERT1")"
 same "status: last result" "$(json "$WORK/.out" .last_result)" "ok"
 same "status: issuer" "$(json "$WORK/.out" .issuer)" "/O=Acme/CN=Acme Devices"
 days=$(json "$WORK/.out" .days_to_renewal | cut -d. -f1)
 [ "$days" -ge 22 ] && [ "$days" -le 23 ] && pass || fail "renewal at the service's hint (30 days - 7): $days days"
 same "status: the service's renewal window" "$(jq -r .service_renewal_window s1/identity.json)" "P7D"
-check "status (text)" "$ENROLL" device status --store s1
+check "status (text)" "$DEVICE" device status --store s1
 contains "$WORK/.out" "Renewal due:" "text status shows the renewal time"
 
 # ---- export
 printf 'export-pass-1\n' > pass.txt
-check "export pkcs12" "$ENROLL" device export --store s1 --pkcs12 dev1.pfx --pass-file pass.txt
+check "export pkcs12" "$DEVICE" device export --store s1 --pkcs12 dev1.pfx --pass-file pass.txt
 same "pfx is 0600" "$(stat -c %a dev1.pfx)" "600"
 expect_exit 0 "openssl pkcs12 -info reads it" openssl pkcs12 -info -in dev1.pfx -passin pass:export-pass-1 -nodes
 contains "$WORK/.out" "CN = dev-001" "pfx holds the leaf"
 contains "$WORK/.out" "BEGIN PRIVATE KEY" "pfx holds the key"
 contains "$WORK/.err" "AES-256-CBC" "pfx is AES-256 encrypted"
 expect_exit 1 "wrong passphrase refused" openssl pkcs12 -info -in dev1.pfx -passin pass:wrong -nodes
-expect_exit 1 "export refuses to overwrite" "$ENROLL" device export --store s1 --pkcs12 dev1.pfx --pass-file pass.txt
-expect_exit 2 "export needs a passphrase" "$ENROLL" device export --store s1 --pkcs12 x.pfx
+expect_exit 1 "export refuses to overwrite" "$DEVICE" device export --store s1 --pkcs12 dev1.pfx --pass-file pass.txt
+expect_exit 2 "export needs a passphrase" "$DEVICE" device export --store s1 --pkcs12 x.pfx
 
 # ---- individual enrollment key
-check "individual-key provision" "$ENROLL" device provision "${COMMON[@]}" --registration-id solo-1 \
+check "individual-key provision" "$DEVICE" device provision "${COMMON[@]}" --registration-id solo-1 \
     --device-key-file solo.key --key solo.key.pem --store s2 --json
 expect_exit 0 "individual: chain verifies" openssl verify -CAfile root/cert.pem -untrusted "$(json "$WORK/.out" .chain)" "$(json "$WORK/.out" .certificate)"
-expect_exit 1 "a wrong key is refused by the service" "$ENROLL" device provision "${COMMON[@]}" --registration-id solo-2 \
+expect_exit 1 "a wrong key is refused by the service" "$DEVICE" device provision "${COMMON[@]}" --registration-id solo-2 \
     --device-key-file solo.key --key solo2.pem --store s2b
 contains "$WORK/.err" "401" "the refusal names the HTTP status"
-expect_exit 1 "re-provisioning with a refused credential" "$ENROLL" device provision "${COMMON[@]}" \
+expect_exit 1 "re-provisioning with a refused credential" "$DEVICE" device provision "${COMMON[@]}" \
     --registration-id solo-1 --device-key-file group.key --key solo-other.pem --store s2
 same "a failed re-provisioning keeps the key that matches the certificate" "$(jq -r .key s2/identity.json)" "$WORK/solo.key.pem"
 same "a failed re-provisioning records the error" "$(jq -r .last_result s2/identity.json)" "error"
@@ -107,7 +111,7 @@ check "admin: X.509 group" "$ENROLL" admin group new xfleet --policy p30 --x509-
 "$ENROLL" key new --out x1.boot.key >/dev/null
 "$ENROLL" csr new --key x1.boot.key --dn CN=dev-x1 --out x1.boot.csr 2>/dev/null
 "$ENROLL" ca sign --dir boot-int --profile device --cn dev-x1 x1.boot.csr --out x1.boot.crt 2>/dev/null
-check "x509 bootstrap provision" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-x1 \
+check "x509 bootstrap provision" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-x1 \
     --bootstrap-cert x1.boot.crt --bootstrap-key x1.boot.key --key x1.key --store s3 --json
 X1=$(json "$WORK/.out" .certificate)
 expect_exit 0 "x509: chain verifies" openssl verify -CAfile root/cert.pem -untrusted "$(json "$WORK/.out" .chain)" "$X1"
@@ -115,11 +119,11 @@ expect_exit 0 "x509: operational cert holds the new key" "$ENROLL" match x1.key 
 expect_exit 1 "x509: not the bootstrap key" "$ENROLL" match x1.boot.key "$X1"
 
 # ---- trust: a service whose certificate does not chain to --trust
-expect_exit 1 "untrusted service refused" "$ENROLL" device provision "${COMMON[@]}" --trust boot-root/cert.pem \
+expect_exit 1 "untrusted service refused" "$DEVICE" device provision "${COMMON[@]}" --trust boot-root/cert.pem \
     --registration-id dev-009 --group-key-file group.key --key d9.key --store s9
 contains "$WORK/.err" "not trusted" "says the service is not trusted"
 same "nothing stored for an untrusted service" "$(jq -r .generation s9/identity.json 2>/dev/null || echo 0)" "0"
-expect_exit 1 "a chain not under --ca-trust is refused" "$ENROLL" device provision "${COMMON[@]}" \
+expect_exit 1 "a chain not under --ca-trust is refused" "$DEVICE" device provision "${COMMON[@]}" \
     --ca-trust boot-root/cert.pem --registration-id dev-010 --group-key-file group.key --key d10.key --store s10
 contains "$WORK/.err" "does not verify to the CA trust anchor" "says why the chain was refused"
 
@@ -132,7 +136,7 @@ if [ -e "$MODULE" ]; then
   softhsm2-util --init-token --free --label devtok --so-pin 12345678 --pin 87654321 >/dev/null
   printf '87654321\n' > pin.txt
   URI='pkcs11:token=devtok;object=devkey'
-  check "pkcs11 provision (key made in the token)" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-p11 \
+  check "pkcs11 provision (key made in the token)" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-p11 \
       --group-key-file group.key --key "$URI" --module "$MODULE" --pin-file pin.txt --store s4 --json
   P11CERT=$(json "$WORK/.out" .certificate)
   expect_exit 0 "pkcs11: chain verifies" openssl verify -CAfile root/cert.pem -untrusted "$(json "$WORK/.out" .chain)" "$P11CERT"
@@ -140,7 +144,7 @@ if [ -e "$MODULE" ]; then
   pkcs11-tool --module "$MODULE" --token-label devtok --login --pin 87654321 --list-objects --type privkey > p11.txt 2>&1
   contains p11.txt "never extractable" "pkcs11: the key was made non-extractable"
   lacks s4/identity.json "87654321" "the store never holds the PIN"
-  expect_exit 1 "pkcs11: export refused (the key cannot leave the token)" "$ENROLL" device export --store s4 \
+  expect_exit 1 "pkcs11: export refused (the key cannot leave the token)" "$DEVICE" device export --store s4 \
       --pkcs12 p11.pfx --pass-file pass.txt
   contains "$WORK/.err" "cannot leave" "says why"
   # Renewal with a token key: mTLS with the operational certificate, the
@@ -148,7 +152,7 @@ if [ -e "$MODULE" ]; then
   # is the judge: every request of this renewal came with a client
   # certificate, so no SAS token (the bootstrap credential) was used.
   LOGSTART=$(wc -l < enrolld.log)
-  check "pkcs11: renewal" "$ENROLL" device run --store s4 --once --renew-before P31D --json
+  check "pkcs11: renewal" "$DEVICE" device run --store s4 --once --renew-before P31D --json
   lacks "$WORK/.err" "using the bootstrap credential" "pkcs11: no fallback to the bootstrap credential"
   lacks "$WORK/.err" "not supported" "pkcs11: mTLS with the token key is supported"
   same "pkcs11: renewed" "$(json "$WORK/.out" .renewed)" "true"
@@ -175,7 +179,7 @@ if [ -e "$MODULE" ]; then
   "$ENROLL" csr new --key "$BURI" --module "$MODULE" --pin-file pin.txt --dn CN=dev-x2 --out x2.boot.csr 2>/dev/null
   "$ENROLL" ca sign --dir boot-int --profile device --cn dev-x2 x2.boot.csr --out x2.boot.crt 2>/dev/null
   LOGSTART=$(wc -l < enrolld.log)
-  check "pkcs11: x509 bootstrap provision with a token bootstrap key" "$ENROLL" device provision "${COMMON[@]}" \
+  check "pkcs11: x509 bootstrap provision with a token bootstrap key" "$DEVICE" device provision "${COMMON[@]}" \
       --registration-id dev-x2 --bootstrap-cert x2.boot.crt --bootstrap-key "$BURI" \
       --key 'pkcs11:token=devtok;object=x2key' --module "$MODULE" --pin-file pin.txt --store s11 --json
   X2=$(json "$WORK/.out" .certificate)
@@ -190,10 +194,10 @@ fi
 
 # ---- renewal: not due, then due (with --renew-before longer than the validity)
 OLD=$(serial_of "$CERT1")
-check "run --once, not due" "$ENROLL" device run --store s1 --once --json
+check "run --once, not due" "$DEVICE" device run --store s1 --once --json
 same "not renewed when not due" "$(json "$WORK/.out" .renewed)" "false"
 same "same serial" "$(json "$WORK/.out" .serial)" "$OLD"
-check "run --once, due, with a hook" "$ENROLL" device run --store s1 --once --renew-before P31D --json \
+check "run --once, due, with a hook" "$DEVICE" device run --store s1 --once --renew-before P31D --json \
     --hook 'echo "$ENROLL_CERT $ENROLL_KEY" > hook.out'
 same "renewed" "$(json "$WORK/.out" .renewed)" "true"
 # enrolld logs whether the request came with a client certificate: the
@@ -215,9 +219,9 @@ contains hook.out "$CERT2" "hook saw the new certificate"
 same "service recorded a second certificate for dev-001" \
     "$(sqlite3 data/enroll.db "select count(*) from certificate where registration_id='dev-001'")" "2"
 same "a run's --renew-before is not saved" "$(jq -r .renew_before_seconds s1/identity.json)" "0"
-check "run --once right after a forced renewal" "$ENROLL" device run --store s1 --once --json
+check "run --once right after a forced renewal" "$DEVICE" device run --store s1 --once --json
 same "a one-off --renew-before does not make later runs renew" "$(json "$WORK/.out" .renewed)" "false"
-check "run --once, rotate the key" "$ENROLL" device run --store s1 --once --renew-before P31D --rotate-key --json
+check "run --once, rotate the key" "$DEVICE" device run --store s1 --once --renew-before P31D --rotate-key --json
 same "rotated: generation 3" "$(json "$WORK/.out" .generation)" "3"
 same "rotated: key in the store" "$(json "$WORK/.out" .key)" "$(cd s1 && pwd)/key-3.pem"
 expect_exit 1 "rotated: not the old key" "$ENROLL" match dev1.key "$(json "$WORK/.out" .certificate)"
@@ -227,50 +231,50 @@ same "rotated key 0600" "$(stat -c %a s1/key-3.pem)" "600"
 
 # ---- the store spelled differently: a trailing slash, a symlink. Pruning
 # must still recognise the current (rotated) key.
-check "store spelling: provision" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-006 \
+check "store spelling: provision" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-006 \
     --group-key-file group.key --key d6.key --store s6
-check "store spelling: rotate" "$ENROLL" device run --store "$WORK/s6" --once --renew-before P31D --rotate-key --json
+check "store spelling: rotate" "$DEVICE" device run --store "$WORK/s6" --once --renew-before P31D --rotate-key --json
 same "store spelling: rotated key" "$(json "$WORK/.out" .key)" "$WORK/s6/key-2.pem"
 ln -s s6 s6link
-check "store spelling: renew with a trailing slash" "$ENROLL" device run --store "$WORK/s6/" --once --renew-before P31D
-check "store spelling: renew through a symlink" "$ENROLL" device run --store s6link/ --once --renew-before P31D --json
+check "store spelling: renew with a trailing slash" "$DEVICE" device run --store "$WORK/s6/" --once --renew-before P31D
+check "store spelling: renew through a symlink" "$DEVICE" device run --store s6link/ --once --renew-before P31D --json
 same "store spelling: generation 4" "$(json "$WORK/.out" .generation)" "4"
 [ -f s6/key-2.pem ] && pass || fail "store spelling: pruning deleted the current key"
 expect_exit 0 "store spelling: the current key matches the current certificate" "$ENROLL" match s6/key-2.pem \
     "s6/$(jq -r .cert s6/identity.json)"
-check "store spelling: the next renewal" "$ENROLL" device run --store "$WORK/s6//" --once --renew-before P31D
+check "store spelling: the next renewal" "$DEVICE" device run --store "$WORK/s6//" --once --renew-before P31D
 last_register dev-006 > reg.line
 contains reg.line '"client_cert":true' "store spelling: still renews over mTLS with the kept key"
 
 # ---- crash between writing the new generation and switching to it
 BEFORE=$(jq -r .serial s1/identity.json)
-ENROLL_DEVICE_TEST_CRASH=before-commit "$ENROLL" device run --store s1 --once --renew-before P31D >/dev/null 2>&1
+ENROLL_DEVICE_TEST_CRASH=before-commit "$DEVICE" device run --store s1 --once --renew-before P31D >/dev/null 2>&1
 same "crash: the process died at the hook" "$?" "70"
 [ -f s1/cert-4.pem ] && pass || fail "crash: the new generation was not written before the crash"
 same "crash: identity still names the old certificate" "$(jq -r .serial s1/identity.json)" "$BEFORE"
-check "crash: status still works" "$ENROLL" device status --store s1 --json
+check "crash: status still works" "$DEVICE" device status --store s1 --json
 expect_exit 0 "crash: the current identity verifies" openssl verify -CAfile root/cert.pem -untrusted \
     "$(json "$WORK/.out" .chain)" "$(json "$WORK/.out" .certificate)"
-check "crash: next renewal succeeds over the leftovers" "$ENROLL" device run --store s1 --once --renew-before P31D --json
+check "crash: next renewal succeeds over the leftovers" "$DEVICE" device run --store s1 --once --renew-before P31D --json
 same "crash: generation 4 now" "$(json "$WORK/.out" .generation)" "4"
 expect_exit 0 "crash: new identity verifies" openssl verify -CAfile root/cert.pem -untrusted \
     "$(json "$WORK/.out" .chain)" "$(json "$WORK/.out" .certificate)"
 # A re-provisioning with other trust anchors that dies before the switch:
 # the current identity's anchors must be untouched.
 cat root/cert.pem boot-root/cert.pem > two-roots.pem
-ENROLL_DEVICE_TEST_CRASH=before-commit "$ENROLL" device provision "${COMMON[@]}" --trust two-roots.pem \
+ENROLL_DEVICE_TEST_CRASH=before-commit "$DEVICE" device provision "${COMMON[@]}" --trust two-roots.pem \
     --registration-id dev-006 --group-key-file group.key --key d6.key --store s6 >/dev/null 2>&1
 same "crash: re-provisioning died at the hook" "$?" "70"
 expect_exit 0 "crash: the anchors the identity uses are still the old ones" \
     cmp root/cert.pem "s6/$(jq -r '.service_trust // "service-trust.pem"' s6/identity.json)"
-check "crash: the agent still renews" "$ENROLL" device run --store s6 --once --renew-before P31D --json
+check "crash: the agent still renews" "$DEVICE" device run --store s6 --once --renew-before P31D --json
 same "crash: renewed" "$(json "$WORK/.out" .renewed)" "true"
 
 # ---- the service revokes the operational certificate: enrolld refuses it
 # (401), the device falls back to its bootstrap credential and succeeds.
 REVOKED=$(jq -r .serial s1/identity.json)
 check "revoke the operational certificate" "$ENROLL" admin cert revoke --serial "$REVOKED" --reason superseded --data data
-check "renewal after revocation" "$ENROLL" device run --store s1 --once --renew-before P31D --json
+check "renewal after revocation" "$DEVICE" device run --store s1 --once --renew-before P31D --json
 same "revoked: renewed" "$(json "$WORK/.out" .renewed)" "true"
 contains "$WORK/.err" "using the bootstrap credential" "revoked: fell back to the bootstrap credential"
 contains "$WORK/.err" "401" "revoked: the refusal was a 401"
@@ -280,11 +284,11 @@ contains reg.lines '"status":401' "revoked: enrolld refused the operational cert
 
 # ---- service down: retries, then recovers when it comes back on the same port
 kill -TERM "$EPID"; wait "$EPID" 2>/dev/null
-expect_exit 3 "service down: gives up after the retries" "$ENROLL" device provision "${COMMON[@]}" --retries 2 \
+expect_exit 3 "service down: gives up after the retries" "$DEVICE" device provision "${COMMON[@]}" --retries 2 \
     --registration-id dev-down --group-key-file group.key --key down.key --store s5
 contains "$WORK/.err" "retrying" "service down: retried"
 same "service down: failure recorded" "$(jq -r .last_result s5/identity.json)" "error"
-"$ENROLL" device provision "${COMMON[@]}" --retries 8 --registration-id dev-down --group-key-file group.key \
+"$DEVICE" device provision "${COMMON[@]}" --retries 8 --registration-id dev-down --group-key-file group.key \
     --key down.key --store s5 --json > down.out 2> down.err &
 DPID=$!
 sleep 2
@@ -295,7 +299,7 @@ contains down.err "retrying" "service back: it had to retry"
 same "service back: provisioned" "$(jq -r .provisioned down.out)" "true"
 
 # ---- the agent stops cleanly on SIGTERM
-"$ENROLL" device run --store s1 --interval 3600 2> agent.err &
+"$DEVICE" device run --store s1 --interval 3600 2> agent.err &
 APID=$!
 sleep 1
 kill -TERM "$APID"
@@ -306,7 +310,7 @@ contains agent.err "stopping on signal" "agent: says why it stopped"
 # ---- the hook: default SIGPIPE (the agent ignores it, the hook's pipelines
 # must not), and a SIGTERM while it runs does not abandon it
 rm -f hook.started hook2.out yes.err
-"$ENROLL" device run --store s1 --renew-before P31D --interval 3600 \
+"$DEVICE" device run --store s1 --renew-before P31D --interval 3600 \
     --hook 'touch hook.started; yes 2> yes.err | head -n1 > /dev/null; sleep 1; echo done > hook2.out' 2> agent2.err &
 APID=$!
 for _ in $(seq 1 400); do [ -f hook.started ] && break; sleep 0.05; done
@@ -320,7 +324,7 @@ contains agent2.err "forced this renewal only" "agent: a --renew-before longer t
 
 # ---- a store others may write to is refused
 mkdir s7 && chmod 777 s7
-expect_exit 1 "a world-writable store is refused" "$ENROLL" device provision "${COMMON[@]}" --registration-id dev-007 \
+expect_exit 1 "a world-writable store is refused" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-007 \
     --group-key-file group.key --key d7.key --store s7
 contains "$WORK/.err" "writable by every user" "says why the store is refused"
 [ ! -e d7.key ] && pass || fail "a key was made for a refused store"
@@ -346,7 +350,7 @@ fake_run() { # -> runs one renewal against the fake
   jq --arg u "https://127.0.0.1:$fake_port" '.url = $u' s1/identity.json > s1/identity.tmp && mv s1/identity.tmp s1/identity.json
   serve_once fake.http "$fake_port"
   sleep 0.5
-  "$ENROLL" device run --store s1 --once --renew-before P31D --retries 1 > "$WORK/.out" 2> "$WORK/.err"
+  "$DEVICE" device run --store s1 --once --renew-before P31D --retries 1 > "$WORK/.out" 2> "$WORK/.err"
   FAKE_RC=$?
 }
 printf '<html><body>It works!</body></html>' > garbage.body; answer garbage.body
@@ -389,7 +393,7 @@ else
   jq --arg u "https://localhost:$fake_port" '.url = $u' s1/identity.json > s1/identity.tmp && mv s1/identity.tmp s1/identity.json
   serve_once garbage.body "$fake_port" nosan.pem
   sleep 0.5
-  expect_exit 1 "a service named only by its CN is not trusted" "$ENROLL" device run --store s1 --once \
+  expect_exit 1 "a service named only by its CN is not trusted" "$DEVICE" device run --store s1 --once \
       --renew-before P31D --retries 1
   contains "$WORK/.err" "not trusted" "CN only: says the service is not trusted"
 fi
