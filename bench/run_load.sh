@@ -90,7 +90,8 @@ cpu_per_registration() { # TICKS-BEFORE RESULT-FILE: enrolld CPU ms per registra
   local ok
   ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$2")
   awk -v t=$(( $(ticks) - $1 )) -v hz="$HZ" -v ok="${ok:-0}" \
-    'BEGIN { if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d)\n", 1000 * t / hz / ok, t / hz, ok }'
+    'BEGIN { if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d)\n", 1000 * t / hz / ok, t / hz, ok }' |
+    tee "${2%.out}.cpu"
 }
 t0=$(ticks)
 "$LOAD" "${COMMON[@]}" --port "$PORT" --mode keepalive --connections "$CONNECTIONS" --seconds "$SECONDS_KEEPALIVE" \
@@ -125,12 +126,15 @@ awk -v r="$(field handshake.out rate)" -v b="$(field handshake.out tls_bare)" -v
 echo "== DPS over MQTT beside HTTPS (same enrolld, same run)"
 awk -v m="$(field mqtt.out rate)" -v k="$(field keepalive.out rate)" -v h="$(field handshake.out rate)" \
   -v b="$(field mqtt.out tls_bare)" -v rc="$(field mqtt.out tls_connections)" -v rr="$(field mqtt.out tls_resumed)" \
+  -v cores="$(nproc)" -v ck="$(grep -o '[0-9.]* ms per' keepalive.cpu | cut -d' ' -f1)" \
+  -v cm="$(grep -o '[0-9.]* ms per' mqtt.cpu | cut -d' ' -f1)" \
   'BEGIN {
      printf "  HTTPS keep-alive (many registrations per TLS connection): %6.0f durable registrations/s\n", k
      printf "  MQTT, connection per device, TLS 1.2 session resumed:     %6.0f durable registrations/s (%.0f of %.0f connections resumed) = %.0f%% of keep-alive: %s\n",
             m, rr, rc, (k > 0 ? 100 * m / k : 0), (m >= k ? "at least as fast" : "slower")
      printf "  HTTPS new mTLS connection per registration:               %6.0f durable registrations/s\n", h
      if (b > 0) printf "  (machine limit for a new connection with a resumed TLS 1.2 session, bare OpenSSL server: %.0f/s; MQTT at %.0f%%)\n", b, 100 * m / b
+     if (ck > 0 && cm > 0) printf "  enrolld CPU per registration: keep-alive %.2f ms, MQTT %.2f ms (x%.2f); the load generator shares the %s cores and pays a TCP connect, a TLS resumption and three MQTT round trips per MQTT registration\n", ck, cm, cm / ck, cores
    }'
 [ -n "$MQTT_FULL" ] && awk -v m="$(field mqtt-full.out rate)" -v h="$(field handshake.out rate)" \
   'BEGIN { printf "  MQTT, connection per device, full TLS handshake (no client certificate): %.0f/s = %.0f%% of HTTPS mTLS handshake\n", m, (h > 0 ? 100 * m / h : 0) }'
