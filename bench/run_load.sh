@@ -136,6 +136,9 @@ awk -v m="$(field mqtt.out rate)" -v k="$(field keepalive.out rate)" -v h="$(fie
      if (b > 0) printf "  (machine limit for a new connection with a resumed TLS 1.2 session, bare OpenSSL server: %.0f/s; MQTT at %.0f%%)\n", b, 100 * m / b
      if (ck > 0 && cm > 0) printf "  enrolld CPU per registration: keep-alive %.2f ms, MQTT %.2f ms (x%.2f); the load generator shares the %s cores and pays a TCP connect, a TLS resumption and three MQTT round trips per MQTT registration\n", ck, cm, cm / ck, cores
    }'
+for f in keepalive mqtt handshake $([ -n "$MQTT_FULL" ] && echo mqtt-full); do
+  e=$(field $f.out errors); [ "${e:-0}" = 0 ] || echo "  WARNING: the $f run had $e failed registrations (see its error lines): its figure is not a clean one"
+done
 [ -n "$MQTT_FULL" ] && awk -v m="$(field mqtt-full.out rate)" -v h="$(field handshake.out rate)" \
   'BEGIN { printf "  MQTT, connection per device, full TLS handshake (no client certificate): %.0f/s = %.0f%% of HTTPS mTLS handshake\n", m, (h > 0 ? 100 * m / h : 0) }'
 
