@@ -50,6 +50,7 @@
 #include "bench/ceiling.h"
 #include "enroll/csr.h"
 #include "enroll/dps.h"
+#include "enroll/mqtt.h"
 #include "enroll/sas.h"
 #include "enroll/signer.h"
 
@@ -60,7 +61,7 @@
 
 /* ---- options ------------------------------------------------------------ */
 
-typedef enum { MODE_KEEPALIVE, MODE_HANDSHAKE } load_mode;
+typedef enum { MODE_KEEPALIVE, MODE_HANDSHAKE, MODE_MQTT } load_mode;
 
 static struct {
     const char *host;
@@ -84,6 +85,8 @@ static struct {
     double bare_seconds;
     bool ceiling;
     bool check_answers;
+    bool mqtt_full_tls;   /* --mqtt-tls full: a full handshake per device (else TLS 1.2 resumption) */
+    bool mqtt_pipeline;   /* CONNECT, SUBSCRIBE and PUBLISH in one write, not waiting for CONNACK/SUBACK */
 } opt = {
     .host = "127.0.0.1",
     .connections = 64,
@@ -98,7 +101,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: bench_load --port P --scope S --group-key B64 --ca ROOT.pem\n"
             "                  [--host 127.0.0.1] [--connections N] (--seconds T | --requests M)\n"
-            "                  [--mode keepalive|handshake] [--client-cert F --client-key F]\n"
+            "                  [--mode keepalive|handshake|mqtt] [--client-cert F --client-key F]\n"
+            "                  [--mqtt-tls resume|full] [--mqtt-pipeline]\n"
             "                  [--devices D] [--keys K] [--id-prefix P] [--received FILE] [--check]\n"
             "                  [--server-cert F --server-key F [--bare-workers W] [--bare-seconds T]]\n"
             "                  [--no-ceiling]\n"
@@ -113,14 +117,24 @@ static void usage(FILE *out)
             "  --server-cert/--server-key  enrolld's TLS certificate and key: measure the bare\n"
             "                   OpenSSL handshake rate (s_server + s_time, and an in-process server\n"
             "                   with --bare-workers threads driven by this client)\n"
-            "  --no-ceiling     skip openssl speed and the bare-server measurements\n");
+            "  --no-ceiling     skip openssl speed and the bare-server measurements\n"
+            "  --mode mqtt      DPS over MQTT 3.1.1 on --port (enrolld's \"mqtt\" listener): one TLS\n"
+            "                   connection per device (a CONNECT authenticates one registration id):\n"
+            "                   CONNECT (SAS token), SUBSCRIBE $dps/registrations/res/#, PUBLISH QoS 1 the\n"
+            "                   register body, read the answer (a 202 is polled after its retry-after),\n"
+            "                   DISCONNECT\n"
+            "  --mqtt-tls resume  (default) each thread's connections resume its first TLS 1.2 session\n"
+            "                   (no public-key work after the first: TLS cost amortised, as with\n"
+            "                   keep-alive); full: a full TLS handshake per device (as --mode handshake)\n"
+            "  --mqtt-pipeline  send CONNECT, SUBSCRIBE and PUBLISH at once (MQTT allows it); by default\n"
+            "                   wait for CONNACK and SUBACK as the DPS SDKs do\n");
 }
 
 static bool parse_options(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_SCOPE, O_GROUP_KEY, O_CA, O_CONN, O_SECONDS, O_REQUESTS, O_DEVICES, O_MODE,
            O_CCERT, O_CKEY, O_RECEIVED, O_PREFIX, O_SCERT, O_SKEY, O_BWORKERS, O_BSECONDS, O_NOCEIL,
-           O_CHECK, O_KEYS, O_HELP };
+           O_CHECK, O_KEYS, O_MQTT_TLS, O_MQTT_PIPELINE, O_HELP };
     static const struct option longs[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -143,6 +157,8 @@ static bool parse_options(int argc, char **argv)
         {"no-ceiling", no_argument, NULL, O_NOCEIL},
         {"check", no_argument, NULL, O_CHECK},
         {"keys", required_argument, NULL, O_KEYS},
+        {"mqtt-tls", required_argument, NULL, O_MQTT_TLS},
+        {"mqtt-pipeline", no_argument, NULL, O_MQTT_PIPELINE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -163,8 +179,10 @@ static bool parse_options(int argc, char **argv)
                 opt.mode = MODE_KEEPALIVE;
             else if (strcmp(optarg, "handshake") == 0)
                 opt.mode = MODE_HANDSHAKE;
+            else if (strcmp(optarg, "mqtt") == 0)
+                opt.mode = MODE_MQTT;
             else {
-                fprintf(stderr, "bench_load: --mode is keepalive or handshake\n");
+                fprintf(stderr, "bench_load: --mode is keepalive, handshake or mqtt\n");
                 return false;
             }
             break;
@@ -179,6 +197,17 @@ static bool parse_options(int argc, char **argv)
         case O_NOCEIL: opt.ceiling = false; break;
         case O_CHECK: opt.check_answers = true; break;
         case O_KEYS: opt.keys = atol(optarg); break;
+        case O_MQTT_TLS:
+            if (strcmp(optarg, "resume") == 0)
+                opt.mqtt_full_tls = false;
+            else if (strcmp(optarg, "full") == 0)
+                opt.mqtt_full_tls = true;
+            else {
+                fprintf(stderr, "bench_load: --mqtt-tls is resume or full\n");
+                return false;
+            }
+            break;
+        case O_MQTT_PIPELINE: opt.mqtt_pipeline = true; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return false;
         }
@@ -217,8 +246,9 @@ static bool parse_options(int argc, char **argv)
 /* ---- devices, made before the clock starts ------------------------------ */
 
 typedef struct device {
-    char *request; /* the whole HTTP/1.1 request */
+    char *request; /* the whole HTTP/1.1 request; --mode mqtt: CONNECT, SUBSCRIBE, PUBLISH back to back */
     size_t request_len;
+    size_t connect_len, subscribe_len; /* --mode mqtt: the PUBLISH is the rest */
 } device;
 
 static device *devices;
@@ -226,6 +256,78 @@ static char key_dir[256];
 static char id_prefix[64];
 static _Atomic long next_key;
 static _Atomic int prep_failed;
+
+/* ---- MQTT 3.1.1 client packets (the project's codec encodes what a server sends) ---- */
+
+#define MQTT_REGISTER_TOPIC "$dps/registrations/PUT/iotdps-register/?$rid=1"
+#define MQTT_KEEPALIVE 240 /* seconds, as the SDKs */
+
+/* The fixed header: type/flags and the remaining length. Its size. */
+static size_t mqtt_header(uint8_t *p, uint8_t first, size_t remaining)
+{
+    size_t n = 0;
+    p[n++] = first;
+    do {
+        uint8_t d = (uint8_t)(remaining & 0x7f);
+        remaining >>= 7;
+        p[n++] = remaining ? (uint8_t)(d | 0x80) : d;
+    } while (remaining);
+    return n;
+}
+
+static size_t mqtt_string(uint8_t *p, const char *s, size_t len)
+{
+    p[0] = (uint8_t)(len >> 8);
+    p[1] = (uint8_t)len;
+    memcpy(p + 2, s, len);
+    return 2 + len;
+}
+
+/* CONNECT (clean session, username, password), SUBSCRIBE (packet id 1,
+ * ENR_DPS_MQTT_RESPONSE_FILTER at QoS 1) and PUBLISH QoS 1 (packet id 2) of
+ * the register body, back to back in one allocation. */
+static bool mqtt_device_packets(device *d, const char *rid, const char *token, const char *body, size_t body_len)
+{
+    char user[512];
+    int ulen = snprintf(user, sizeof user, "%s/registrations/%s/api-version=" API_VERSION "&ClientVersion=bench_load",
+                        opt.scope, rid);
+    if (ulen <= 0 || (size_t)ulen >= sizeof user)
+        return false;
+    size_t rlen = strlen(rid), tlen = strlen(token), flen = strlen(ENR_DPS_MQTT_RESPONSE_FILTER);
+    size_t connect_rem = 10 + 2 + rlen + 2 + (size_t)ulen + 2 + tlen;
+    size_t subscribe_rem = 2 + 2 + flen + 1;
+    size_t publish_len = enr_mqtt_encode_publish(NULL, 0, 4, 1, 2, MQTT_REGISTER_TOPIC, strlen(MQTT_REGISTER_TOPIC),
+                                                 (const uint8_t *)body, body_len);
+    size_t cap = ENR_MQTT_HEADER_MAX + connect_rem + ENR_MQTT_HEADER_MAX + subscribe_rem + publish_len;
+    uint8_t *b = publish_len ? malloc(cap) : NULL;
+    if (b == NULL)
+        return false;
+    size_t n = mqtt_header(b, ENR_MQTT_CONNECT << 4, connect_rem);
+    n += mqtt_string(b + n, "MQTT", 4);
+    b[n++] = 4;    /* 3.1.1 */
+    b[n++] = 0xC2; /* username, password, clean session */
+    b[n++] = MQTT_KEEPALIVE >> 8;
+    b[n++] = MQTT_KEEPALIVE & 0xff;
+    n += mqtt_string(b + n, rid, rlen); /* the client id is the registration id */
+    n += mqtt_string(b + n, user, (size_t)ulen);
+    n += mqtt_string(b + n, token, tlen);
+    d->connect_len = n;
+    n += mqtt_header(b + n, ENR_MQTT_SUBSCRIBE << 4 | 0x2, subscribe_rem);
+    b[n++] = 0;
+    b[n++] = 1;
+    n += mqtt_string(b + n, ENR_DPS_MQTT_RESPONSE_FILTER, flen);
+    b[n++] = 1; /* QoS 1 */
+    d->subscribe_len = n - d->connect_len;
+    if (enr_mqtt_encode_publish(b + n, cap - n, 4, 1, 2, MQTT_REGISTER_TOPIC, strlen(MQTT_REGISTER_TOPIC),
+                                (const uint8_t *)body, body_len) != publish_len) {
+        free(b);
+        return false;
+    }
+    n += publish_len;
+    d->request = (char *)b;
+    d->request_len = n;
+    return true;
+}
 
 /* Device i: its own id, CSR (CN = id, signed with `signer`), SAS token and request. */
 static bool make_device(long i, enr_signer *signer, enr_error *err)
@@ -246,6 +348,12 @@ static bool make_device(long i, enr_signer *signer, enr_error *err)
     if (ok) {
         char body[4096];
         int blen = snprintf(body, sizeof body, "{\"registrationId\":\"%s\",\"csr\":\"%s\"}", rid, (char *)b64);
+        if (opt.mode == MODE_MQTT) {
+            ok = blen > 0 && (size_t)blen < sizeof body && mqtt_device_packets(&devices[i], rid, token, body, (size_t)blen);
+            if (!ok)
+                enr_error_set(err, ENR_E_INTERNAL, "MQTT packets too long");
+            goto done;
+        }
         size_t cap = (size_t)blen + strlen(token) + 512;
         char *req = malloc(cap);
         int n = req ? snprintf(req, cap,
@@ -268,6 +376,7 @@ static bool make_device(long i, enr_signer *signer, enr_error *err)
             devices[i].request_len = (size_t)n;
         }
     }
+done:
     enr_sas_secret_free(token);
     enr_sas_secret_free(device_key);
     free(b64);
@@ -352,7 +461,9 @@ static void set_timeouts(int fd)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-static bool conn_open(conn *c, SSL_CTX *ctx, const char *host, int port, char *why, size_t cap)
+/* `session` (may be NULL): offered for resumption. */
+static bool conn_open_session(conn *c, SSL_CTX *ctx, const char *host, int port, SSL_SESSION *session, char *why,
+                              size_t cap)
 {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -375,7 +486,7 @@ static bool conn_open(conn *c, SSL_CTX *ctx, const char *host, int port, char *w
     }
     c->ssl = SSL_new(ctx);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set1_host(c->ssl, host) != 1 ||
-        SSL_connect(c->ssl) != 1) {
+        (session != NULL && SSL_set_session(c->ssl, session) != 1) || SSL_connect(c->ssl) != 1) {
         unsigned long e = ERR_get_error();
         snprintf(why, cap, "TLS handshake: %s", e ? ERR_reason_error_string(e) : strerror(errno));
         ERR_clear_error();
@@ -486,6 +597,7 @@ static bool read_response(conn *c, char *buf, size_t cap, response *r, char *why
 typedef struct stats {
     long ok;
     long err_connect, err_io, err_http, err_answer;
+    long handshakes, resumed, polls; /* TLS connections made, of which resumed; 202s polled (MQTT) */
     double *lat_ms;
     size_t lat_n, lat_cap;
 } stats;
@@ -498,6 +610,9 @@ typedef struct target {
     double seconds;
     long requests;
     bool check; /* false: the canned answer of the bare server */
+    bool resume; /* a new connection resumes the thread's first TLS session */
+    const char *canned; /* sent instead of the device's request (the bare server under --mode mqtt) */
+    size_t canned_len;
     _Atomic long next;
     double start, deadline;
     pthread_barrier_t ready, go;
@@ -577,7 +692,187 @@ typedef struct client {
     target *t;
     stats s;
     pthread_t thread;
+    SSL_SESSION *session; /* target.resume: the session offered on each new connection */
 } client;
+
+/* A new connection, resuming the thread's TLS session when asked (and
+ * keeping the new one whenever the server did not resume). */
+static bool client_connect(client *cl, conn *c, char *why, size_t wcap)
+{
+    target *t = cl->t;
+    if (!conn_open_session(c, t->ctx, t->host, t->port, t->resume ? cl->session : NULL, why, wcap))
+        return false;
+    cl->s.handshakes++;
+    if (SSL_session_reused(c->ssl))
+        cl->s.resumed++;
+    else if (t->resume) {
+        SSL_SESSION_free(cl->session);
+        cl->session = SSL_get1_session(c->ssl);
+    }
+    return true;
+}
+
+/* ---- DPS over MQTT: one connection per device ----------------------------- */
+
+typedef struct rbuf {
+    char *b;
+    size_t cap, have, used; /* bytes read; the front `used` of them are the packet taken last */
+} rbuf;
+
+/* The next whole packet at rb->b, *len bytes. */
+static bool mqtt_read(conn *c, rbuf *rb, size_t *len, char *why, size_t wcap)
+{
+    if (rb->used > 0) {
+        memmove(rb->b, rb->b + rb->used, rb->have - rb->used);
+        rb->have -= rb->used;
+        rb->used = 0;
+    }
+    for (;;) {
+        if (rb->have > 0) {
+            size_t n = 0;
+            enr_error err;
+            enr_mqtt_reason k = enr_mqtt_frame((const uint8_t *)rb->b, rb->have, rb->cap - 1, &n, &err);
+            if (k == ENR_MQTT_OK) {
+                rb->used = n;
+                *len = n;
+                return true;
+            }
+            if (k != ENR_MQTT_NEED_MORE) {
+                snprintf(why, wcap, "MQTT framing: %s", err.message);
+                return false;
+            }
+        }
+        size_t got = 0;
+        if (SSL_read_ex(c->ssl, rb->b + rb->have, rb->cap - 1 - rb->have, &got) != 1) {
+            snprintf(why, wcap, "%s", rb->have ? "connection lost mid-packet" : "connection lost before a packet");
+            ERR_clear_error();
+            return false;
+        }
+        rb->have += got;
+    }
+}
+
+enum { MQ_OK, MQ_CONNECT, MQ_IO, MQ_STATUS, MQ_ANSWER };
+
+/* One device: connect, CONNECT, SUBSCRIBE, PUBLISH register, the answer
+ * (polling a 202 after its retry-after), DISCONNECT. */
+static int mqtt_register(client *cl, const device *d, rbuf *rb, char *why, size_t wcap)
+{
+    conn c = {.fd = -1};
+    rb->have = rb->used = 0;
+    if (!client_connect(cl, &c, why, wcap))
+        return MQ_CONNECT;
+    int rc = MQ_IO;
+    size_t n = 0;
+    size_t first = opt.mqtt_pipeline ? d->request_len : d->connect_len;
+    if (!write_all(&c, d->request, first)) {
+        snprintf(why, wcap, "connection lost while sending CONNECT");
+        goto out;
+    }
+    if (!mqtt_read(&c, rb, &n, why, wcap))
+        goto out;
+    if ((uint8_t)rb->b[0] != ENR_MQTT_CONNACK << 4 || n != 4) {
+        snprintf(why, wcap, "not a CONNACK: packet 0x%02x of %zu bytes", (uint8_t)rb->b[0], n);
+        goto out;
+    }
+    if (rb->b[3] != ENR_MQTT_CONNACK_ACCEPTED) {
+        snprintf(why, wcap, "CONNACK refused, code %d", rb->b[3]);
+        rc = MQ_STATUS;
+        goto out;
+    }
+    if (!opt.mqtt_pipeline && !write_all(&c, d->request + d->connect_len, d->subscribe_len)) {
+        snprintf(why, wcap, "connection lost while sending SUBSCRIBE");
+        goto out;
+    }
+    if (!mqtt_read(&c, rb, &n, why, wcap))
+        goto out;
+    if ((uint8_t)rb->b[0] != ENR_MQTT_SUBACK << 4 || n != 5 || rb->b[4] > 1) {
+        snprintf(why, wcap, "not a SUBACK granting QoS 0 or 1: packet 0x%02x of %zu bytes", (uint8_t)rb->b[0], n);
+        goto out;
+    }
+    size_t at = d->connect_len + d->subscribe_len;
+    if (!opt.mqtt_pipeline && !write_all(&c, d->request + at, d->request_len - at)) {
+        snprintf(why, wcap, "connection lost while sending PUBLISH");
+        goto out;
+    }
+    for (int rid = 1;;) {
+        if (!mqtt_read(&c, rb, &n, why, wcap))
+            goto out;
+        uint8_t type = (uint8_t)rb->b[0] >> 4;
+        if (type == ENR_MQTT_PUBACK)
+            continue;
+        enr_mqtt_packet pk;
+        enr_error err;
+        if (type != ENR_MQTT_PUBLISH || enr_mqtt_parse((const uint8_t *)rb->b, n, 4, &pk, &err) != ENR_MQTT_OK) {
+            snprintf(why, wcap, "expected the answer PUBLISH, got packet 0x%02x of %zu bytes", (uint8_t)rb->b[0], n);
+            goto out;
+        }
+        char topic[256];
+        static const char RES[] = "$dps/registrations/res/";
+        size_t tl = pk.u.publish.topic.len < sizeof topic ? pk.u.publish.topic.len : sizeof topic - 1;
+        memcpy(topic, pk.u.publish.topic.data, tl);
+        topic[tl] = '\0';
+        char want_rid[32];
+        int wl = snprintf(want_rid, sizeof want_rid, "?$rid=%d", rid);
+        const char *q = strchr(topic, '?');
+        if (strncmp(topic, RES, sizeof RES - 1) != 0 || q == NULL || strncmp(q, want_rid, (size_t)wl) != 0 ||
+            (q[wl] != '\0' && q[wl] != '&')) {
+            snprintf(why, wcap, "answer on an unexpected topic: %s", topic);
+            rc = MQ_ANSWER;
+            goto out;
+        }
+        int status = atoi(topic + sizeof RES - 1);
+        /* The payload ends the packet: NUL-terminate it in place for the checks. */
+        char *body = (char *)pk.u.publish.payload.data;
+        size_t body_len = pk.u.publish.payload.len;
+        char saved = body[body_len];
+        body[body_len] = '\0';
+        if (status == 202) {
+            enr_dps_register_response *resp = NULL;
+            const char *op = NULL;
+            char opid[ENR_DPS_OPERATION_ID_MAX + 1] = "";
+            if (enr_dps_register_response_parse(body, body_len, &resp, &err) == ENR_OK &&
+                (op = enr_dps_response_operation_id(resp)) != NULL)
+                snprintf(opid, sizeof opid, "%s", op);
+            enr_dps_register_response_free(resp);
+            body[body_len] = saved;
+            if (opid[0] == '\0' || rid >= 30) {
+                snprintf(why, wcap, "202 %s", opid[0] ? "30 times" : "without an operationId");
+                rc = MQ_ANSWER;
+                goto out;
+            }
+            const char *ra = strstr(q, "retry-after=");
+            int after = ra ? atoi(ra + 12) : 1;
+            cl->s.polls++;
+            usleep((useconds_t)(after < 1 ? 1 : after > 10 ? 10 : after) * 1000000u);
+            char ptopic[256];
+            uint8_t poll[320];
+            int pl = snprintf(ptopic, sizeof ptopic,
+                              "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=%d&operationId=%s", ++rid, opid);
+            size_t plen = enr_mqtt_encode_publish(poll, sizeof poll, 4, 0, 0, ptopic, (size_t)pl, NULL, 0);
+            if (plen == 0 || !write_all(&c, (const char *)poll, plen)) {
+                snprintf(why, wcap, "connection lost while polling");
+                goto out;
+            }
+            continue;
+        }
+        if (status != 200) {
+            snprintf(why, wcap, "MQTT answer %d: %.300s", status, body);
+            rc = MQ_STATUS;
+        } else {
+            response r = {.status = 200, .body = body, .body_len = body_len};
+            rc = answer_ok(&r, why, wcap) ? MQ_OK : MQ_ANSWER;
+        }
+        body[body_len] = saved;
+        break;
+    }
+    static const char DISCONNECT[2] = {(char)(ENR_MQTT_DISCONNECT << 4), 0};
+    (void)write_all(&c, DISCONNECT, sizeof DISCONNECT);
+out:
+    ERR_clear_error();
+    conn_close(&c);
+    return rc;
+}
 
 static void *client_thread(void *arg)
 {
@@ -587,10 +882,11 @@ static void *client_thread(void *arg)
     conn c = {.fd = -1};
     char why[512];
     char *buf = malloc(RESPONSE_MAX);
-    if (t->mode == MODE_KEEPALIVE && buf != NULL && !conn_open(&c, t->ctx, t->host, t->port, why, sizeof why)) {
+    if (t->mode == MODE_KEEPALIVE && buf != NULL && !client_connect(cl, &c, why, sizeof why)) {
         s->err_connect++;
         report_error("connect", why);
     }
+    rbuf rb = {.b = buf, .cap = RESPONSE_MAX};
     pthread_barrier_wait(&t->ready);
     pthread_barrier_wait(&t->go);
     while (buf != NULL) {
@@ -601,14 +897,40 @@ static void *client_thread(void *arg)
         if (t->requests > 0 && i >= t->requests)
             break;
         const device *d = &devices[i % opt.devices];
-        if (c.ssl == NULL && !conn_open(&c, t->ctx, t->host, t->port, why, sizeof why)) {
+        if (t->mode == MODE_MQTT) {
+            switch (mqtt_register(cl, d, &rb, why, sizeof why)) {
+            case MQ_OK:
+                s->ok++;
+                add_latency(s, (bench_now() - t0) * 1000.0);
+                break;
+            case MQ_CONNECT:
+                s->err_connect++;
+                report_error("connect", why);
+                usleep(20 * 1000);
+                break;
+            case MQ_IO:
+                s->err_io++;
+                report_error("mqtt", why);
+                break;
+            case MQ_STATUS:
+                s->err_http++;
+                report_error("answer", why);
+                break;
+            default:
+                s->err_answer++;
+                report_error("answer", why);
+                break;
+            }
+            continue;
+        }
+        if (c.ssl == NULL && !client_connect(cl, &c, why, sizeof why)) {
             s->err_connect++;
             report_error("connect", why);
             usleep(20 * 1000); /* the server is down: do not spin */
             continue;
         }
         response r;
-        if (!write_all(&c, d->request, d->request_len)) {
+        if (!write_all(&c, t->canned ? t->canned : d->request, t->canned ? t->canned_len : d->request_len)) {
             s->err_io++;
             report_error("send", "connection lost while sending");
             ERR_clear_error();
@@ -637,12 +959,14 @@ static void *client_thread(void *arg)
             conn_close(&c);
     }
     conn_close(&c);
+    SSL_SESSION_free(cl->session);
     free(buf);
     return NULL;
 }
 
 typedef struct result {
     long ok, err_connect, err_io, err_http, err_answer;
+    long handshakes, resumed, polls;
     double elapsed, rate, p50, p99, max;
 } result;
 
@@ -699,6 +1023,9 @@ static bool run_load(target *t, int connections, result *res)
         res->err_io += s->err_io;
         res->err_http += s->err_http;
         res->err_answer += s->err_answer;
+        res->handshakes += s->handshakes;
+        res->resumed += s->resumed;
+        res->polls += s->polls;
         if (all != NULL && s->lat_n) {
             memcpy(all + n, s->lat_ms, s->lat_n * sizeof *all);
             n += s->lat_n;
@@ -719,12 +1046,16 @@ static bool run_load(target *t, int connections, result *res)
     return true;
 }
 
-static SSL_CTX *client_context(void)
+/* resume: TLS 1.2, whose session ids enrolld resumes (it sends no TLS 1.3
+ * tickets); the client keeps its sessions itself (client.session). */
+static SSL_CTX *client_context(bool resume)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL)
         return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (resume)
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* every device is new: full handshakes */
     if (SSL_CTX_load_verify_locations(ctx, opt.ca, NULL) != 1) {
@@ -927,7 +1258,7 @@ static bool port_open(int port)
 
 /* Full handshakes per second: `openssl s_time -new` against `openssl
  * s_server` (asking for a client certificate, as enrolld does). 0 on failure. */
-static double s_time_rate(int seconds, double *out_count, double *out_secs)
+static double s_time_rate(int seconds, bool reuse, double *out_count, double *out_secs)
 {
     int port = free_port();
     if (port <= 0)
@@ -960,7 +1291,8 @@ static double s_time_rate(int seconds, double *out_count, double *out_secs)
     if (up) {
         /* Build the command by hand: the paths come from our own command line. */
         char cmd[2048];
-        int n = snprintf(cmd, sizeof cmd, "openssl s_time -connect %s -new -time %s", connect_arg, time_arg);
+        int n = snprintf(cmd, sizeof cmd, "openssl s_time -connect %s %s -time %s", connect_arg,
+                         reuse ? "-reuse" : "-new", time_arg);
         if (opt.client_cert != NULL)
             n += snprintf(cmd + n, sizeof cmd - (size_t)n, " -cert '%s' -key '%s'", opt.client_cert, opt.client_key);
         snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>/dev/null");
@@ -1013,7 +1345,8 @@ int main(int argc, char **argv)
         perror(opt.received);
         return 1;
     }
-    SSL_CTX *ctx = client_context();
+    bool resume = opt.mode == MODE_MQTT && !opt.mqtt_full_tls;
+    SSL_CTX *ctx = client_context(resume);
     if (ctx == NULL)
         return 1;
 
@@ -1021,7 +1354,17 @@ int main(int argc, char **argv)
     if (!make_devices(cores))
         return 1;
     double prep = bench_now() - t0;
-    const char *mode_name = opt.mode == MODE_KEEPALIVE ? "keep-alive" : "new TLS connection per registration";
+    const char *mode_name = opt.mode == MODE_KEEPALIVE  ? "keep-alive"
+                            : opt.mode == MODE_HANDSHAKE ? "new TLS connection per registration"
+                            : !opt.mqtt_pipeline
+                                ? (resume ? "DPS over MQTT 3.1.1, new connection per device resuming the thread's TLS "
+                                            "1.2 session, waiting for CONNACK and SUBACK as the SDKs do"
+                                          : "DPS over MQTT 3.1.1, new connection per device with a full TLS handshake, "
+                                            "waiting for CONNACK and SUBACK as the SDKs do")
+                                : (resume ? "DPS over MQTT 3.1.1, new connection per device resuming the thread's TLS "
+                                            "1.2 session, CONNECT+SUBSCRIBE+PUBLISH in one write"
+                                          : "DPS over MQTT 3.1.1, new connection per device with a full TLS handshake, "
+                                            "CONNECT+SUBSCRIBE+PUBLISH in one write");
     printf("bench_load: %s, %d connections, %s%s, %ld devices with %ld keys (made in %.1f s, before the clock), "
            "%d cores\n",
            mode_name, opt.connections, opt.client_cert ? "client certificate (mTLS), " : "",
@@ -1029,13 +1372,19 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     target t = {.host = opt.host, .port = opt.port, .ctx = ctx, .mode = opt.mode, .seconds = opt.seconds,
-                .requests = opt.requests, .check = true};
+                .requests = opt.requests, .check = true, .resume = resume};
     result r;
     if (!run_load(&t, opt.connections, &r))
         return 1;
     char what[64];
-    snprintf(what, sizeof what, "enrolld %s:", opt.mode == MODE_KEEPALIVE ? "keep-alive" : "handshake");
+    snprintf(what, sizeof what, "enrolld %s:",
+             opt.mode == MODE_KEEPALIVE ? "keep-alive" : opt.mode == MODE_HANDSHAKE ? "handshake"
+                                                       : resume ? "MQTT (TLS resumed)" : "MQTT (full TLS)");
     print_result(what, &r);
+    if (opt.mode == MODE_MQTT)
+        printf("  %-28s %8ld TLS connections, %ld of them resumed (%.1f%%); %ld answers 202 polled\n", "",
+               r.handshakes, r.resumed, r.handshakes ? 100.0 * (double)r.resumed / (double)r.handshakes : 0.0,
+               r.polls);
     if (received_file != NULL)
         fclose(received_file);
     fflush(stdout);
@@ -1054,24 +1403,38 @@ int main(int argc, char **argv)
             bare_server b;
             if (bare_start(&b, opt.bare_workers)) {
                 target bt = {.host = "127.0.0.1", .port = b.port, .ctx = ctx, .mode = MODE_HANDSHAKE,
-                             .seconds = opt.bare_seconds, .check = false};
-                /* The canned server does not care about the request: reuse the devices' ones. */
+                             .seconds = opt.bare_seconds, .check = false, .resume = resume};
+                /* The canned server does not care about the request: reuse the devices' ones (HTTP), or
+                 * under --mode mqtt one HTTP request of a register body's size. */
+                static char canned[1200];
+                if (opt.mode == MODE_MQTT) {
+                    int h = snprintf(canned, sizeof canned,
+                                     "PUT /bare HTTP/1.1\r\nHost: bare\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
+                                     900);
+                    memset(canned + h, 'x', 900);
+                    bt.canned = canned;
+                    bt.canned_len = (size_t)h + 900;
+                }
                 result br;
                 if (run_load(&bt, opt.connections, &br)) {
                     tls_bare = br.rate;
-                    printf("  ceiling, TLS (in-process):   %8.0f handshakes/s: bare OpenSSL server, %d threads, new "
-                           "connection per request, same client, %d connections (p50 %.2f ms, %ld errors)\n",
-                           br.rate, opt.bare_workers, opt.connections, br.p50,
-                           br.err_connect + br.err_io + br.err_http + br.err_answer);
+                    printf("  ceiling, TLS (in-process):   %8.0f %s/s: bare OpenSSL server, %d threads, new "
+                           "connection per request, same client, %d connections (p50 %.2f ms, %ld errors%s)\n",
+                           br.rate, resume ? "resumed TLS 1.2 connections" : "handshakes", opt.bare_workers,
+                           opt.connections, br.p50, br.err_connect + br.err_io + br.err_http + br.err_answer,
+                           resume && br.handshakes > 0 ? (br.resumed * 10 >= br.handshakes * 9 ? ", >= 90% resumed"
+                                                                                              : ", < 90% resumed")
+                                                       : "");
                 }
             }
             bare_stop(&b);
             double count = 0, secs = 0;
-            tls_s_time = s_time_rate(5, &count, &secs);
+            tls_s_time = s_time_rate(5, resume, &count, &secs);
             if (tls_s_time > 0)
-                printf("  ceiling, TLS (s_time):       %8.0f handshakes/s: openssl s_server (one process) + "
-                       "s_time -new%s (%.0f in %.0f s)\n",
-                       tls_s_time, opt.client_cert ? " -cert" : "", count, secs);
+                printf("  ceiling, TLS (s_time):       %8.0f %s/s: openssl s_server (one process) + "
+                       "s_time %s%s (%.0f in %.0f s)\n",
+                       tls_s_time, resume ? "resumed connections" : "handshakes", resume ? "-reuse" : "-new",
+                       opt.client_cert ? " -cert" : "", count, secs);
             else
                 printf("  ceiling, TLS (s_time):       not measured (openssl s_server/s_time failed)\n");
             if (opt.mode == MODE_HANDSHAKE && tls_bare > 0)
@@ -1081,10 +1444,10 @@ int main(int argc, char **argv)
     }
     /* One line for scripts. */
     printf("RESULT mode=%s connections=%d ok=%ld errors=%ld rate=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
-           "crypto_ceiling=%.0f tls_bare=%.0f tls_s_time=%.0f\n",
-           opt.mode == MODE_KEEPALIVE ? "keepalive" : "handshake", opt.connections, r.ok,
-           r.err_connect + r.err_io + r.err_http + r.err_answer, r.rate, r.p50, r.p99, r.max, crypto_ceiling,
-           tls_bare, tls_s_time);
+           "crypto_ceiling=%.0f tls_bare=%.0f tls_s_time=%.0f tls_connections=%ld tls_resumed=%ld polls=%ld\n",
+           opt.mode == MODE_KEEPALIVE ? "keepalive" : opt.mode == MODE_HANDSHAKE ? "handshake" : "mqtt",
+           opt.connections, r.ok, r.err_connect + r.err_io + r.err_http + r.err_answer, r.rate, r.p50, r.p99, r.max,
+           crypto_ceiling, tls_bare, tls_s_time, r.handshakes, r.resumed, r.polls);
     for (long i = 0; i < opt.devices; i++)
         free(devices[i].request);
     free(devices);
