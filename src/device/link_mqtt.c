@@ -22,10 +22,12 @@
 #include <mosquitto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "device/link.h"
@@ -252,9 +254,30 @@ static enr_code loop_failure(mqtt_link *l, int rc, const char *step, enr_error *
                              "the service at %s is not trusted: %s (check --trust: it must hold the root that "
                              "issued the service's certificate, and the certificate must name %s)",
                              l->url.host, X509_verify_cert_error_string(l->verify_error), l->url.host);
-    if (rc == MOSQ_ERR_ERRNO)
-        return enr_error_set(err, ENR_E_IO, "%s %s port %u: %s", step, l->url.host, l->url.port, strerror(saved));
+    if (rc == MOSQ_ERR_ERRNO || (rc == MOSQ_ERR_TLS && saved != 0))
+        return enr_error_set(err, ENR_E_IO, "%s %s port %u: %s%s", step, l->url.host, l->url.port,
+                             rc == MOSQ_ERR_TLS ? "TLS: " : "", strerror(saved));
     return enr_error_set(err, ENR_E_IO, "%s %s port %u: %s", step, l->url.host, l->url.port, mosquitto_strerror(rc));
+}
+
+/* A TCP connect that failed (refused, reset, unreachable). libmosquitto
+ * (2.0) does not see it while the TLS handshake is pending: its loop keeps
+ * returning success on the dead socket, until the deadline. poll() says it
+ * at once: a socket in TCP's closed state reports POLLHUP. */
+static bool connect_failed(mqtt_link *l, int *why)
+{
+    int fd = mosquitto_socket(l->m);
+    if (fd < 0) {
+        *why = ECONNRESET;
+        return true;
+    }
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (poll(&p, 1, 0) != 1 || (p.revents & (POLLHUP | POLLERR)) == 0)
+        return false;
+    int e = 0;
+    socklen_t len = sizeof e;
+    *why = getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0 ? e : ECONNREFUSED;
+    return true;
 }
 
 /* Drives the connection until *flag (or the deadline, or an error). */
@@ -303,7 +326,13 @@ static enr_code connect_link(mqtt_link *l, const char *sas_token, long long dead
         if (l->connack >= 0)
             break;
         if (rc != MOSQ_ERR_SUCCESS)
-            return loop_failure(l, rc, l->verify_error != X509_V_OK ? "" : "cannot connect to", err);
+            return loop_failure(l, rc, "cannot connect to", err);
+        int why = 0;
+        if (connect_failed(l, &why)) {
+            drop_connection(l);
+            return enr_error_set(err, ENR_E_IO, "cannot connect to %s port %u: %s", l->url.host, l->url.port,
+                                 strerror(why));
+        }
     }
     if (l->connack != 0) {
         int code = l->connack;
