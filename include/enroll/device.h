@@ -124,7 +124,9 @@ void enr_device_free(enr_device *d);
  * anything is stored: the chain verifies to the CA trust anchor for TLS
  * client use now, the leaf holds our public key, CN == registration id.
  * Any failure: ENR_E_VERIFY/ENR_E_POLICY/ENR_E_IO/..., and the previous
- * identity (if any) stays current. The outcome is recorded in the store. */
+ * identity (if any) stays current. The outcome is recorded in the store.
+ * A credential the service refused (HTTP 401/403, an MQTT CONNACK refusal)
+ * is ENR_E_POLICY with reason ENR_R_AUTH_REFUSED, and is not retried. */
 enr_code enr_device_provision(enr_device *d, enr_error *err);
 
 /* When `now` is at or after the renewal time, registers again, first over
