@@ -357,6 +357,13 @@ enr_code enr_device_open(const char *store_dir, const enr_device_config *overrid
     }
     d->from_store = true;
     adopt_saved_configuration(d);
+    /* The saved URL and transport must still agree (an edited identity.json):
+     * say so now rather than at the first renewal. */
+    if ((rc = transport_of(d->id.url, d->transport, &d->transport, err)) != ENR_OK) {
+        enr_error_prefix(err, "%s/%s", d->store_dir, DEV_IDENTITY_FILE);
+        enr_device_free(d);
+        return rc;
+    }
     apply_tuning(d, overrides);
     if (overrides != NULL && overrides->renew_before_seconds > 0)
         d->renew_before_override = overrides->renew_before_seconds;

@@ -222,6 +222,14 @@ contains "$WORK/.err" "give https or mqtt" "bad transport: says what to give"
 expect_exit 2 "run takes no --transport (saved by provision)" "$ENROLL" device run --store s1 --once --transport https
 contains "$WORK/.err" "provision again to change them" "run --transport: says how to change it"
 [ ! -e su ] && pass || fail "nothing was stored for a bad combination"
+cp -r s1 s1x
+jq '.transport = "https"' s1/identity.json > s1x/identity.json
+expect_exit 2 "a store whose saved transport disagrees with its URL" "$ENROLL" device run --store s1x --once
+contains "$WORK/.err" "transport https needs an https://host[:port] URL" "edited store: says what disagrees"
+contains "$WORK/.err" "s1x/identity.json" "edited store: names the file"
+jq 'del(.transport)' s1/identity.json > s1x/identity.json
+check "a store without a saved transport (older): its mqtts:// URL says MQTT" "$ENROLL" device status --store s1x --json
+same "older store: transport from the URL" "$(json "$WORK/.out" .transport)" "mqtt"
 check "--help teaches --transport" "$ENROLL" device provision --help
 contains "$WORK/.out" "--transport T  https or mqtt" "help: --transport"
 contains "$WORK/.out" "mqtts://host[:port] for DPS over MQTT" "help: mqtts:// URLs"
