@@ -58,7 +58,7 @@ enr_code dev_link_send(dev_link *l, const char *operation_id, const char *body, 
                        dev_reply *out, enr_error *err);
 void dev_link_free(dev_link *l);
 
-/* Parses opts->url's scheme: true for mqtts:// (else https://). */
+/* True for an mqtts:// URL (the scheme in any case): the MQTT transport. */
 bool dev_url_is_mqtt(const char *url);
 
 enr_code dev_link_https_new(const dev_link_options *o, dev_link **out, enr_error *err);
