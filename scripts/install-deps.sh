@@ -10,7 +10,7 @@ set -euo pipefail
 # Libraries and headers (cmake finds them; no command to look for).
 LIBRARIES=(
   libclang-rt-14-dev libssl-dev libjansson-dev libcmocka-dev libp11-kit-dev
-  libevent-dev libsqlite3-dev libengine-pkcs11-openssl
+  libevent-dev libsqlite3-dev libengine-pkcs11-openssl libmosquitto-dev
 )
 # COMMAND:PACKAGE for every program run by the Makefile, scripts/, bench/,
 # tests/cli/ and the unit tests (beyond those of a minimal Debian install:

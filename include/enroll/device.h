@@ -39,8 +39,24 @@ typedef enum enr_device_auth {
 
 const char *enr_device_auth_name(enr_device_auth a); /* "device-key", "group-key", "x509" */
 
+/* How the device talks to the service: DPS over HTTPS (https://host[:port],
+ * port 443 by default) or DPS over MQTT 3.1.1 on TLS (mqtts://host[:port],
+ * port 8883 by default), with the same requests, answers, credentials and
+ * checks. The URL's scheme names it; a transport given too must agree with
+ * it (ENR_E_USAGE otherwise). */
+typedef enum enr_device_transport {
+    ENR_DEVICE_TRANSPORT_AUTO = 0, /* the URL's scheme decides */
+    ENR_DEVICE_TRANSPORT_HTTPS,
+    ENR_DEVICE_TRANSPORT_MQTT
+} enr_device_transport;
+
+const char *enr_device_transport_name(enr_device_transport t); /* "https", "mqtt" ("auto") */
+/* "https" or "mqtt"; anything else ENR_E_USAGE. */
+enr_code enr_device_transport_parse(const char *s, enr_device_transport *out, enr_error *err);
+
 typedef struct enr_device_config {
-    const char *url;             /* https://host:port */
+    const char *url;             /* https://host:port or mqtts://host:port */
+    enr_device_transport transport; /* saved with the URL: renewals use it too */
     const char *id_scope;
     const char *registration_id; /* also the CN requested and required in the issued leaf */
     const char *api_version;     /* NULL: 2025-07-01-preview */
@@ -76,7 +92,7 @@ typedef struct enr_device_config {
     int max_attempts;       /* per provision/renewal; 0: 6 */
     int backoff_initial_ms; /* 0: 1000 */
     int backoff_max_ms;     /* 0: 60000 */
-    int timeout_ms;         /* per HTTP exchange; 0: 30000 */
+    int timeout_ms;         /* per request (connecting, TLS, the answer); 0: 30000 */
 
     /* Injection points (tests, agents). NULL: time(), nanosleep, silence.
      * sleep returns false to abandon the attempt (e.g. on SIGTERM). */
@@ -108,7 +124,9 @@ void enr_device_free(enr_device *d);
  * anything is stored: the chain verifies to the CA trust anchor for TLS
  * client use now, the leaf holds our public key, CN == registration id.
  * Any failure: ENR_E_VERIFY/ENR_E_POLICY/ENR_E_IO/..., and the previous
- * identity (if any) stays current. The outcome is recorded in the store. */
+ * identity (if any) stays current. The outcome is recorded in the store.
+ * A credential the service refused (HTTP 401/403, an MQTT CONNACK refusal)
+ * is ENR_E_POLICY with reason ENR_R_AUTH_REFUSED, and is not retried. */
 enr_code enr_device_provision(enr_device *d, enr_error *err);
 
 /* When `now` is at or after the renewal time, registers again, first over
@@ -128,6 +146,7 @@ time_t enr_device_renew_at(const enr_device *d);
 typedef struct enr_device_status {
     char registration_id[129];
     char url[300];
+    char transport[8]; /* "https", "mqtt" */
     char id_scope[65];
     char auth[16];
     char key_ref[512];

@@ -40,7 +40,9 @@ typedef enum enr_reason {
     ENR_R_CREDENTIAL_REVOKED,     /* the certificate presented as credential was revoked */
     ENR_R_KEY_COMPROMISED,        /* the key of a certificate revoked for keyCompromise */
     ENR_R_ENROLLMENT_MISMATCH,    /* the registration is bound to another enrollment */
-    ENR_R_TOKEN_TIME              /* a genuine SAS token expired, or lives longer than allowed */
+    ENR_R_TOKEN_TIME,             /* a genuine SAS token expired, or lives longer than allowed */
+    ENR_R_AUTH_REFUSED            /* a service refused our credential (HTTP 401/403, an MQTT CONNACK):
+                                   * retrying with the same one cannot help */
 } enr_reason;
 
 #define ENR_ERROR_MESSAGE_MAX 512

@@ -28,6 +28,7 @@
 
 #include "enroll/error.h"
 #include "enroll/signer.h"
+#include "enroll/tls_key.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,6 +53,9 @@ typedef struct enr_url {
  * port 0 or > 65535, characters outside the URL grammar) is ENR_E_USAGE:
  * plain HTTP is refused because the service hands out credentials. */
 enr_code enr_url_parse(const char *url, enr_url *out, enr_error *err);
+/* The same grammar under another scheme ("mqtts", default port 8883). */
+enr_code enr_url_parse_scheme(const char *url, const char *scheme, unsigned short default_port, enr_url *out,
+                              enr_error *err);
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -123,6 +127,21 @@ typedef struct enr_http_request {
     const void *body;               /* may be NULL with body_len 0 */
     size_t body_len;
 } enr_http_request;
+
+/* The client's TLS context alone, for another protocol over TLS (the
+ * device's MQTT transport hands it to libmosquitto): TLS 1.2 or newer, the
+ * peer verified against opts->trust_file, opts's client credential (the
+ * timeouts and max_body are not used). With a client_signer, *key_out owns
+ * the library context the SSL_CTX lives in: free every user of the SSL_CTX
+ * and the SSL_CTX first, then the key (NULL otherwise). */
+enr_code enr_tls_client_context_new(const enr_http_client_options *opts, SSL_CTX **ctx_out,
+                                    enr_tls_key **key_out, enr_error *err);
+
+/* The client's name check on a verification parameter (an SSL's, or an
+ * SSL_CTX's, which each SSL made from it inherits): an IP address against
+ * the IP SANs, a name against the DNS SANs only (never the subject CN), a
+ * wildcard only as a whole left-most label. */
+enr_code enr_tls_expect_host(X509_VERIFY_PARAM *param, const char *host, bool host_is_ip, enr_error *err);
 
 /* Connects (each address in turn), handshakes, sends, reads the whole
  * answer, closes. Errors: ENR_E_IO for anything a retry might cure

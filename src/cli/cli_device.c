@@ -15,7 +15,7 @@
 #include "enroll/duration.h"
 
 static const char DEVICE_HELP[] =
-    "Usage: enroll device provision --url URL --scope ID --registration-id ID\n"
+    "Usage: enroll device provision --url URL [--transport https|mqtt] --scope ID --registration-id ID\n"
     "                     (--device-key-file F | --group-key-file F | --bootstrap-cert F --bootstrap-key F)\n"
     "                     --key FILE|pkcs11:URI [--type ec-p256] [--module SO --pin-file F]\n"
     "                     --store DIR --trust ROOT.pem [--ca-trust CA.pem] [--renew-before D]\n"
@@ -31,11 +31,13 @@ static const char DEVICE_HELP[] =
     "           chain must verify to --ca-trust (default: --trust) for TLS client use, the\n"
     "           leaf must hold the device's key and name CN = the registration id; otherwise\n"
     "           the previous identity stays. Connection errors, 5xx and 429 are retried with\n"
-    "           exponential backoff and jitter (--retries attempts, default 6).\n"
+    "           exponential backoff and jitter (--retries attempts, default 6); a refused\n"
+    "           credential (HTTP 401/403, an MQTT CONNACK refusal) is not retried.\n"
     "status     The current identity: subject, issuer, serial, expiry, when renewal is due,\n"
     "           and the last result.\n"
-    "run        The agent: renews when due (over mTLS with the current certificate, falling\n"
-    "           back to the bootstrap credential if the service refuses it), runs --hook\n"
+    "run        The agent: renews when due, over the URL and transport saved by provision\n"
+    "           (over mTLS with the current certificate, falling back to the bootstrap\n"
+    "           credential if the service refuses it), runs --hook\n"
     "           after a new certificate lands (ENROLL_CERT, ENROLL_CHAIN, ENROLL_KEY,\n"
     "           ENROLL_STORE in its environment), waits --interval seconds (default 3600)\n"
     "           between checks, backs off while the service is down, stops on SIGTERM.\n"
@@ -46,6 +48,15 @@ static const char DEVICE_HELP[] =
     "taken on the command line: argv and the environment of a process can be read by other\n"
     "users through ps and /proc. The file's path (not the key) is kept in the store so the\n"
     "agent can fall back to it for renewal.\n"
+    "--url URL    the service: https://host[:port][/path] for DPS over HTTPS (port 443 by\n"
+    "             default), mqtts://host[:port] for DPS over MQTT 3.1.1 on TLS (port 8883 by\n"
+    "             default). Plain http:// and mqtt:// are refused: credentials travel.\n"
+    "--transport T  https or mqtt: the URL's scheme already says which; given, it must\n"
+    "             agree with it (a port speaks one protocol). Same requests, answers,\n"
+    "             credentials and checks either way: over MQTT the SAS token is the CONNECT\n"
+    "             password and a certificate (bootstrap or operational) is presented in\n"
+    "             the TLS handshake. Saved with the URL: `device run` renews the same way\n"
+    "             (re-provision to change either)\n"
     "--trust      trust anchor(s) for the service's TLS certificate (the system store is\n"
     "             never used); copied into DIR\n"
     "--ca-trust   trust anchor(s) the issued chain must verify to; copied into DIR\n"
@@ -58,19 +69,23 @@ static const char DEVICE_HELP[] =
     "  enroll device provision --url https://dps.example:8443 --scope 0ne0001 \\\n"
     "      --registration-id dev-001 --group-key-file group.key --key /var/lib/enroll/device.key \\\n"
     "      --store /var/lib/enroll --trust root.pem\n"
+    "  enroll device provision --url mqtts://dps.example:8883 --transport mqtt --scope 0ne0001 \\\n"
+    "      --registration-id dev-002 --bootstrap-cert boot.pem --bootstrap-key boot.key \\\n"
+    "      --key /var/lib/enroll/device.key --store /var/lib/enroll --trust root.pem\n"
     "  enroll device provision ... --key 'pkcs11:token=dev;object=devkey' \\\n"
     "      --module /usr/lib/softhsm/libsofthsm2.so --pin-file pin.txt ...\n"
     "  enroll device status --store /var/lib/enroll --json\n"
     "  enroll device run --store /var/lib/enroll --hook 'systemctl restart mqtt-client'\n"
     "  enroll device export --store /var/lib/enroll --pkcs12 device.pfx --pass-file pass.txt\n";
 
-enum { OPT_URL = 1, OPT_SCOPE, OPT_RID, OPT_DEVICE_KEY_FILE, OPT_GROUP_KEY_FILE, OPT_BOOT_CERT, OPT_BOOT_KEY,
+enum { OPT_URL = 1, OPT_TRANSPORT, OPT_SCOPE, OPT_RID, OPT_DEVICE_KEY_FILE, OPT_GROUP_KEY_FILE, OPT_BOOT_CERT, OPT_BOOT_KEY,
        OPT_KEY, OPT_TYPE, OPT_MODULE, OPT_PIN_FILE, OPT_STORE, OPT_TRUST, OPT_CA_TRUST, OPT_RENEW_BEFORE,
        OPT_API, OPT_RETRIES, OPT_TIMEOUT, OPT_JSON, OPT_HOOK, OPT_ONCE, OPT_INTERVAL, OPT_ROTATE, OPT_PKCS12,
        OPT_PASS_FILE, OPT_FORCE, OPT_HELP };
 
 static const struct option DEVICE_OPTIONS[] = {
     {"url", required_argument, NULL, OPT_URL},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
     {"scope", required_argument, NULL, OPT_SCOPE},
     {"registration-id", required_argument, NULL, OPT_RID},
     {"device-key-file", required_argument, NULL, OPT_DEVICE_KEY_FILE},
@@ -101,7 +116,7 @@ static const struct option DEVICE_OPTIONS[] = {
 };
 
 typedef struct device_args {
-    const char *url, *scope, *rid, *device_key_file, *group_key_file, *boot_cert, *boot_key, *key, *type, *module,
+    const char *url, *transport, *scope, *rid, *device_key_file, *group_key_file, *boot_cert, *boot_key, *key, *type, *module,
         *pin_file, *store, *trust, *ca_trust, *renew_before, *api, *retries, *timeout, *hook, *interval, *pkcs12,
         *pass_file;
     bool json, once, rotate, force, help;
@@ -116,6 +131,7 @@ static int parse_device_args(const char *cmd, int argc, char **argv, device_args
     while ((c = getopt_long(argc, argv, ":h", DEVICE_OPTIONS, NULL)) != -1) {
         switch (c) {
         case OPT_URL: a->url = optarg; break;
+        case OPT_TRANSPORT: a->transport = optarg; break;
         case OPT_SCOPE: a->scope = optarg; break;
         case OPT_RID: a->rid = optarg; break;
         case OPT_DEVICE_KEY_FILE: a->device_key_file = optarg; break;
@@ -221,6 +237,7 @@ static json_t *status_json(const enr_device_status *s, time_t now)
     json_t *o = json_object();
     json_object_set_new(o, "registration_id", json_string(s->registration_id));
     json_object_set_new(o, "url", json_string(s->url));
+    json_object_set_new(o, "transport", json_string(s->transport));
     json_object_set_new(o, "id_scope", json_string(s->id_scope));
     json_object_set_new(o, "auth", json_string(s->auth));
     json_object_set_new(o, "key", json_string(s->key_ref));
@@ -262,7 +279,7 @@ static void print_status_text(const enr_device_status *s, time_t now)
     if (s->last_attempt)
         enr_time_format(s->last_attempt, la, sizeof la);
     printf("Registration id: %s\n", s->registration_id);
-    printf("Service:         %s (idScope %s, %s)\n", s->url, s->id_scope, s->auth);
+    printf("Service:         %s (%s, idScope %s, %s)\n", s->url, s->transport, s->id_scope, s->auth);
     if (s->generation == 0) {
         printf("Identity:        none yet\n");
     } else {
@@ -313,6 +330,8 @@ static int device_provision(int argc, char **argv)
         cfg.bootstrap_key_file = a.boot_key;
     }
     enr_error err = {0};
+    if (a.transport && enr_device_transport_parse(a.transport, &cfg.transport, &err) != ENR_OK)
+        return cli_usage(cmd, "--transport: %s", err.message);
     if (a.type && enr_key_type_parse(a.type, &cfg.key_type, &err) != ENR_OK)
         return cli_usage(cmd, "--type: %s", err.message);
     long v;
@@ -459,6 +478,10 @@ static int device_run(int argc, char **argv)
     }
     if (!a.store)
         return cli_usage(cmd, "--store DIR is required");
+    if (a.url || a.transport)
+        return cli_usage(cmd, "the service's URL and transport are those `device provision` saved in %s; "
+                              "provision again to change them",
+                         a.store);
     enr_device_config o = {.log = log_stderr, .sleep = sleep_interruptible, .rotate_key = a.rotate};
     long v, interval = 3600;
     if (a.interval && (rc = parse_count(cmd, "--interval", a.interval, 1, 86400 * 30, &interval)) != CLI_EXIT_OK)

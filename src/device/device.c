@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "device/device_internal.h"
+#include "device/link.h"
 #include "enroll/cert.h"
 #include "enroll/csr.h"
 #include "enroll/device.h"
@@ -40,6 +42,7 @@ struct enr_device {
     char *store_dir;
     char *trust_file, *ca_trust_file; /* where to read trust from for this run */
     enr_device_auth auth;
+    enr_device_transport transport; /* never AUTO here */
     enr_key_type key_type;
     bool rotate_key;
     /* `run --renew-before`: for this process only, never saved (a one-off
@@ -75,6 +78,67 @@ static enr_device_auth auth_parse(const char *s)
     if (strcmp(s, "x509") == 0)
         return ENR_DEVICE_AUTH_X509;
     return ENR_DEVICE_AUTH_NONE;
+}
+
+const char *enr_device_transport_name(enr_device_transport t)
+{
+    switch (t) {
+    case ENR_DEVICE_TRANSPORT_HTTPS: return "https";
+    case ENR_DEVICE_TRANSPORT_MQTT: return "mqtt";
+    case ENR_DEVICE_TRANSPORT_AUTO: break;
+    }
+    return "auto";
+}
+
+enr_code enr_device_transport_parse(const char *s, enr_device_transport *out, enr_error *err)
+{
+    if (s != NULL && strcmp(s, "https") == 0)
+        *out = ENR_DEVICE_TRANSPORT_HTTPS;
+    else if (s != NULL && strcmp(s, "mqtt") == 0)
+        *out = ENR_DEVICE_TRANSPORT_MQTT;
+    else
+        return enr_error_set(err, ENR_E_USAGE, "transport '%.64s': give https or mqtt", s ? s : "");
+    return ENR_OK;
+}
+
+/* The transport a URL names, checked against the one asked for (AUTO: the
+ * URL's). The scheme and the transport must agree: a port speaks one
+ * protocol, so "mqtt" with an https:// URL would only fail later, and less
+ * clearly. Plain mqtt:// is refused like http://: credentials travel. */
+static enr_code transport_of(const char *url, enr_device_transport asked, enr_device_transport *out, enr_error *err)
+{
+    if (url == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no URL given");
+    enr_device_transport by_url;
+    enr_url parsed;
+    enr_code rc;
+    if (dev_url_is_mqtt(url)) {
+        by_url = ENR_DEVICE_TRANSPORT_MQTT;
+        rc = enr_url_parse_scheme(url, "mqtts", DEV_MQTT_DEFAULT_PORT, &parsed, err);
+        if (rc == ENR_OK && parsed.base_path[0] != '\0')
+            rc = enr_error_set(err, ENR_E_USAGE, "URL '%.200s': an MQTT URL has no path (give mqtts://host[:port])",
+                               url);
+    } else if (strncasecmp(url, "mqtt://", 7) == 0 || strncasecmp(url, "tcp://", 6) == 0) {
+        return enr_error_set(err, ENR_E_USAGE,
+                             "URL '%.200s': plain MQTT is refused (the service hands out credentials): give "
+                             "mqtts://host[:port]",
+                             url);
+    } else {
+        by_url = ENR_DEVICE_TRANSPORT_HTTPS;
+        rc = enr_url_parse(url, &parsed, err);
+        if (rc != ENR_OK && asked != ENR_DEVICE_TRANSPORT_HTTPS)
+            enr_error_set(err, ENR_E_USAGE, "URL '%.200s': give https://host[:port][/path] (HTTPS) or "
+                                            "mqtts://host[:port] (MQTT)", url);
+    }
+    if (rc != ENR_OK)
+        return rc;
+    if (asked != ENR_DEVICE_TRANSPORT_AUTO && asked != by_url)
+        return enr_error_set(err, ENR_E_USAGE, "transport %s needs an %s URL, not '%.200s'",
+                             enr_device_transport_name(asked),
+                             asked == ENR_DEVICE_TRANSPORT_MQTT ? "mqtts://host[:port]" : "https://host[:port]",
+                             url);
+    *out = by_url;
+    return ENR_OK;
 }
 
 static void say(const enr_device *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -181,8 +245,8 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     if (cfg == NULL || out == NULL)
         return enr_error_set(err, ENR_E_USAGE, "enr_device_new: NULL argument");
     *out = NULL;
-    enr_url url;
-    enr_code rc = enr_url_parse(cfg->url, &url, err);
+    enr_device_transport transport;
+    enr_code rc = transport_of(cfg->url, cfg->transport, &transport, err);
     if (rc != ENR_OK)
         return rc;
     if (cfg->id_scope == NULL || cfg->id_scope[0] == '\0' || strlen(cfg->id_scope) > ENR_DPS_ID_SCOPE_MAX)
@@ -226,6 +290,7 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     replace(&id->id_scope, strdup(cfg->id_scope));
     replace(&id->api_version, strdup(cfg->api_version ? cfg->api_version : DEFAULT_API_VERSION));
     replace(&id->auth, strdup(enr_device_auth_name(cfg->auth)));
+    replace(&id->transport, strdup(enr_device_transport_name(transport)));
     replace(&id->symmetric_key_file, absolute(cfg->symmetric_key_file));
     replace(&id->bootstrap_cert_file, absolute(cfg->bootstrap_cert_file));
     replace(&id->bootstrap_key_file, absolute(cfg->bootstrap_key_file));
@@ -235,12 +300,13 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     replace(&id->pkcs11_pin_file, absolute(cfg->pkcs11_pin_file));
     id->renew_before = cfg->renew_before_seconds;
     d->auth = cfg->auth;
+    d->transport = transport;
     d->key_type = cfg->key_type;
     d->trust_file = absolute(cfg->trust_file);
     d->ca_trust_file = absolute(cfg->ca_trust_file ? cfg->ca_trust_file : cfg->trust_file);
     apply_tuning(d, cfg);
     if (d->store_dir == NULL || id->registration_id == NULL || id->url == NULL || id->id_scope == NULL ||
-        id->key_ref == NULL || d->trust_file == NULL || d->ca_trust_file == NULL) {
+        id->key_ref == NULL || id->transport == NULL || d->trust_file == NULL || d->ca_trust_file == NULL) {
         enr_device_free(d);
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     }
@@ -255,6 +321,13 @@ static void adopt_saved_configuration(enr_device *d)
 {
     d->auth = auth_parse(d->id.auth);
     enr_error ignored;
+    /* A store from before the transport was saved: its URL says (https). */
+    enr_device_transport saved = ENR_DEVICE_TRANSPORT_AUTO;
+    if (d->id.transport != NULL)
+        (void)enr_device_transport_parse(d->id.transport, &saved, &ignored);
+    d->transport = saved != ENR_DEVICE_TRANSPORT_AUTO
+                       ? saved
+                       : (dev_url_is_mqtt(d->id.url) ? ENR_DEVICE_TRANSPORT_MQTT : ENR_DEVICE_TRANSPORT_HTTPS);
     if (d->id.key_type == NULL || enr_key_type_parse(d->id.key_type, &d->key_type, &ignored) != ENR_OK)
         d->key_type = ENR_KEY_EC_P256;
     char path[DEV_PATH_MAX];
@@ -284,6 +357,13 @@ enr_code enr_device_open(const char *store_dir, const enr_device_config *overrid
     }
     d->from_store = true;
     adopt_saved_configuration(d);
+    /* The saved URL and transport must still agree (an edited identity.json):
+     * say so now rather than at the first renewal. */
+    if ((rc = transport_of(d->id.url, d->transport, &d->transport, err)) != ENR_OK) {
+        enr_error_prefix(err, "%s/%s", d->store_dir, DEV_IDENTITY_FILE);
+        enr_device_free(d);
+        return rc;
+    }
     apply_tuning(d, overrides);
     if (overrides != NULL && overrides->renew_before_seconds > 0)
         d->renew_before_override = overrides->renew_before_seconds;
@@ -392,55 +472,63 @@ static enr_code sas_header(enr_device *d, char **out, enr_error *err)
     return rc;
 }
 
-/* The HTTPS client for one registration. A key in a token signs the TLS
+/* The transport for one registration. A key in a token signs the TLS
  * handshake inside the token (tls_key.h): the operational key through
  * `signer`, already open for the CSR (a token key is never rotated, so it is
  * the operational certificate's key), a bootstrap key through `boot`, which
- * is opened here and which the caller closes after the client. */
-static enr_code client_for(enr_device *d, credential cred, enr_signer *signer, key_handle *boot,
-                           enr_http_client **out, enr_error *err)
+ * is opened here and which the caller closes after the link. */
+static enr_code link_for(enr_device *d, credential cred, enr_signer *signer, key_handle *boot, dev_link **out,
+                         enr_error *err)
 {
-    enr_http_client_options o = {.trust_file = d->trust_file, .io_timeout_ms = d->timeout_ms,
-                                 .connect_timeout_ms = d->timeout_ms < 10000 ? d->timeout_ms : 10000,
-                                 .max_body = ENR_DPS_RESPONSE_BODY_MAX};
+    dev_link_options o = {.url = d->id.url, .id_scope = d->id.id_scope, .registration_id = d->id.registration_id,
+                          .api_version = d->id.api_version, .tls = {.trust_file = d->trust_file},
+                          .timeout_ms = d->timeout_ms};
     char chain[DEV_PATH_MAX];
     if (cred == CRED_OPERATIONAL) {
         if (d->id.chain == NULL || dev_path(chain, sizeof chain, d->store_dir, d->id.chain) != 0)
             return enr_error_set(err, ENR_E_NOTFOUND, "no operational certificate to authenticate with");
-        o.client_cert_file = chain;
+        o.tls.client_cert_file = chain;
         if (enr_key_ref_is_token(d->id.key_ref))
-            o.client_signer = signer;
+            o.tls.client_signer = signer;
         else
-            o.client_key_file = d->id.key_ref;
+            o.tls.client_key_file = d->id.key_ref;
     } else if (d->auth == ENR_DEVICE_AUTH_X509) {
-        o.client_cert_file = d->id.bootstrap_cert_file;
+        o.tls.client_cert_file = d->id.bootstrap_cert_file;
         if (enr_key_ref_is_token(d->id.bootstrap_key_file)) {
             enr_code rc = key_open(d, d->id.bootstrap_key_file, false, false, boot, err);
             if (rc != ENR_OK) {
                 enr_error_prefix(err, "bootstrap key");
                 return rc;
             }
-            o.client_signer = boot->signer;
+            o.tls.client_signer = boot->signer;
         } else {
-            o.client_key_file = d->id.bootstrap_key_file;
+            o.tls.client_key_file = d->id.bootstrap_key_file;
         }
     }
-    return enr_http_client_new(d->id.url, &o, out, err);
+    return d->transport == ENR_DEVICE_TRANSPORT_MQTT ? dev_link_mqtt_new(&o, out, err)
+                                                     : dev_link_https_new(&o, out, err);
 }
 
-/* Judges one HTTP answer. ENR_OK with *done (assigned) or !*done (poll
+/* How messages name a status: HTTP's, or the one of the MQTT answer topic. */
+static const char *status_kind(const enr_device *d)
+{
+    return d->transport == ENR_DEVICE_TRANSPORT_MQTT ? "MQTT status" : "HTTP";
+}
+
+/* Judges one answer (an HTTP status, or the status of an MQTT answer topic,
+ * with the same JSON). ENR_OK with *done (assigned) or !*done (poll
  * *op_id); ENR_E_IO with *retry for what waiting may cure. */
-static enr_code judge(enr_device *d, const enr_http_response *resp, exchange *x, bool *done, bool *retry,
+static enr_code judge(enr_device *d, const dev_reply *resp, exchange *x, bool *done, bool *retry,
                       char *op_id, size_t op_cap, enr_error *err)
 {
     *done = false;
     *retry = false;
     enr_dps_register_response *r = NULL;
     enr_error perr;
-    bool parsed = enr_dps_register_response_parse((const char *)resp->body, resp->body_len, &r, &perr) == ENR_OK;
+    bool parsed = enr_dps_register_response_parse(resp->body, resp->body_len, &r, &perr) == ENR_OK;
     if (resp->status == 429 || resp->status >= 500) {
         *retry = true;
-        enr_error_set(err, ENR_E_IO, "the service is busy or failing (HTTP %d%s%s)", resp->status,
+        enr_error_set(err, ENR_E_IO, "the service is busy or failing (%s %d%s%s)", status_kind(d), resp->status,
                       parsed && enr_dps_response_error_message(r) ? ": " : "",
                       parsed && enr_dps_response_error_message(r) ? enr_dps_response_error_message(r) : "");
         enr_dps_register_response_free(r);
@@ -453,18 +541,21 @@ static enr_code judge(enr_device *d, const enr_http_response *resp, exchange *x,
          * verdict on the device, so the caller registers again. */
         x->unknown_operation = op_id[0] != '\0' &&
                                (resp->status == 404 || (parsed && enr_dps_response_error_code(r) == 404003));
+        /* A refused credential carries its reason, so that no caller has to
+         * read the status out of a message to stop retrying it. */
+        enr_reason why = x->auth_refused ? ENR_R_AUTH_REFUSED : ENR_R_NONE;
         if (parsed)
-            enr_error_set(err, ENR_E_POLICY, "the service refused the registration: HTTP %d, errorCode %d: %.300s",
-                          resp->status, enr_dps_response_error_code(r),
-                          enr_dps_response_error_message(r) ? enr_dps_response_error_message(r) : "(no message)");
+            enr_error_refuse(err, why, "the service refused the registration: %s %d, errorCode %d: %.300s",
+                             status_kind(d), resp->status, enr_dps_response_error_code(r),
+                             enr_dps_response_error_message(r) ? enr_dps_response_error_message(r) : "(no message)");
         else
-            enr_error_set(err, ENR_E_POLICY, "the service refused the registration: HTTP %d", resp->status);
+            enr_error_refuse(err, why, "the service refused the registration: %s %d", status_kind(d), resp->status);
         enr_dps_register_response_free(r);
         return ENR_E_POLICY;
     }
     if (!parsed)
-        return enr_error_set(err, ENR_E_PARSE, "the service's answer (HTTP %d) is not a DPS registration answer: %s",
-                             resp->status, perr.message);
+        return enr_error_set(err, ENR_E_PARSE, "the service's answer (%s %d) is not a DPS registration answer: %s",
+                             status_kind(d), resp->status, perr.message);
     enr_dps_status st = enr_dps_response_status(r);
     if (st == ENR_DPS_STATUS_ASSIGNED) {
         const char *rid = enr_dps_response_registration_id(r);
@@ -511,49 +602,40 @@ static long backoff_ms(const enr_device *d, int attempt, long retry_after_s)
     return wait;
 }
 
-/* PUT register, then GET the operation until it is final; each step
- * retried on connection errors, 5xx and 429. */
+/* Register, then poll the operation until it is final; each step retried
+ * on connection errors, 5xx and 429. The same over both transports: the
+ * link (link.h) only carries the requests. */
 static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, exchange *x, enr_error *err)
 {
     memset(x, 0, sizeof *x);
     char *body = NULL, *token = NULL;
-    enr_http_client *client = NULL;
+    dev_link *link = NULL;
     key_handle boot = {0};
     enr_code rc = make_body(d, signer, &body, err);
     bool sas = cred == CRED_BOOTSTRAP &&
                (d->auth == ENR_DEVICE_AUTH_DEVICE_KEY || d->auth == ENR_DEVICE_AUTH_GROUP_KEY);
-    if (rc == ENR_OK && (rc = client_for(d, cred, signer, &boot, &client, err)) != ENR_OK)
+    if (rc == ENR_OK && (rc = link_for(d, cred, signer, &boot, &link, err)) != ENR_OK)
         x->client_failed = true;
-    char path[512], op_id[ENR_DPS_OPERATION_ID_MAX + 1] = "";
+    char op_id[ENR_DPS_OPERATION_ID_MAX + 1] = "";
     int attempt = 0, polls = 0, restarts = 0;
     long retry_after = 0;
     while (rc == ENR_OK) {
         if (sas && (rc = sas_header(d, &token, err)) != ENR_OK)
             break;
-        enr_http_header h[3] = {{"Accept", "application/json"},
-                                {"Content-Type", "application/json; charset=utf-8"},
-                                {"Authorization", token}};
-        bool put = op_id[0] == '\0';
-        if (put)
-            snprintf(path, sizeof path, "/%s/registrations/%s/register?api-version=%s", d->id.id_scope,
-                     d->id.registration_id, d->id.api_version);
-        else
-            snprintf(path, sizeof path, "/%s/registrations/%s/operations/%s?api-version=%s", d->id.id_scope,
-                     d->id.registration_id, op_id, d->id.api_version);
-        enr_http_request req = {put ? "PUT" : "GET", path, h, sas ? 3u : 2u, put ? body : NULL,
-                                put ? strlen(body) : 0};
-        enr_http_response resp = {0};
+        dev_reply resp = {0};
         attempt++;
-        rc = enr_http_client_send(client, &req, &resp, err);
+        rc = dev_link_send(link, op_id, body, token, &resp, err);
         enr_sas_secret_free(token);
         token = NULL;
         bool done = false, retry = rc == ENR_E_IO;
         retry_after = 0;
+        if (rc == ENR_E_POLICY && err->reason == ENR_R_AUTH_REFUSED)
+            x->auth_refused = true; /* at MQTT CONNECT: never retried */
         if (rc == ENR_OK) {
             retry_after = resp.retry_after;
             rc = judge(d, &resp, x, &done, &retry, op_id, sizeof op_id, err);
         }
-        enr_http_response_free(&resp);
+        dev_reply_free(&resp);
         if (rc == ENR_OK && done)
             break;
         if (rc == ENR_E_POLICY && x->unknown_operation && ++restarts < d->max_attempts) {
@@ -586,8 +668,8 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
         rc = ENR_OK;
     }
     enr_sas_secret_free(token);
-    enr_http_client_free(client);
-    key_close(&boot); /* after the client, which borrowed its signer */
+    dev_link_free(link);
+    key_close(&boot); /* after the link, which borrowed its signer */
     free(body);
     return rc;
 }
@@ -1177,6 +1259,8 @@ enr_code enr_device_status_read(const char *store_dir, enr_device_status *out, e
     copy_field(out->url, sizeof out->url, id.url);
     copy_field(out->id_scope, sizeof out->id_scope, id.id_scope);
     copy_field(out->auth, sizeof out->auth, id.auth);
+    copy_field(out->transport, sizeof out->transport,
+               id.transport ? id.transport : (dev_url_is_mqtt(id.url) ? "mqtt" : "https"));
     copy_field(out->key_ref, sizeof out->key_ref, id.key_ref);
     copy_field(out->subject, sizeof out->subject, id.subject);
     copy_field(out->issuer, sizeof out->issuer, id.issuer);

@@ -17,6 +17,7 @@
  * certificate, and the last outcome. All strings are heap copies or NULL. */
 typedef struct dev_identity {
     char *registration_id, *url, *id_scope, *api_version, *auth;
+    char *transport; /* "https", "mqtt"; NULL in stores made before MQTT: the URL says */
     char *symmetric_key_file, *bootstrap_cert_file, *bootstrap_key_file;
     char *key_ref, *key_type, *pkcs11_module, *pkcs11_pin_file;
     long renew_before;

@@ -42,14 +42,21 @@ static bool host_char(char c)
 
 enr_code enr_url_parse(const char *url, enr_url *out, enr_error *err)
 {
-    if (url == NULL || out == NULL)
+    return enr_url_parse_scheme(url, "https", 443, out, err);
+}
+
+enr_code enr_url_parse_scheme(const char *url, const char *scheme, unsigned short default_port, enr_url *out,
+                              enr_error *err)
+{
+    if (url == NULL || out == NULL || scheme == NULL)
         return enr_error_set(err, ENR_E_USAGE, "no URL given");
     memset(out, 0, sizeof *out);
-    if (strncasecmp(url, "https://", 8) != 0)
+    size_t sl = strlen(scheme);
+    if (strncasecmp(url, scheme, sl) != 0 || strncmp(url + sl, "://", 3) != 0)
         return enr_error_set(err, ENR_E_USAGE,
-                             "URL '%.200s' must start with https:// (the service hands out credentials)",
-                             url);
-    const char *h = url + 8, *end;
+                             "URL '%.200s' must start with %s:// (the service hands out credentials)", url,
+                             scheme);
+    const char *h = url + sl + 3, *end;
     if (*h == '[') {
         end = strchr(h, ']');
         if (end == NULL || (size_t)(end - h - 1) >= sizeof out->host || end == h + 1)
@@ -70,7 +77,7 @@ enr_code enr_url_parse(const char *url, enr_url *out, enr_error *err)
         struct in_addr a4;
         out->host_is_ip = inet_pton(AF_INET, out->host, &a4) == 1;
     }
-    out->port = 443;
+    out->port = default_port;
     if (*end == ':') {
         char *stop;
         errno = 0;
@@ -97,11 +104,97 @@ enr_code enr_url_parse(const char *url, enr_url *out, enr_error *err)
     }
     if (*end != '\0')
         return enr_error_set(err, ENR_E_USAGE,
-                             "URL '%.200s': unexpected '%c' (give https://host[:port][/path] only)", url, *end);
+                             "URL '%.200s': unexpected '%c' (give %s://host[:port][/path] only)", url, *end,
+                             scheme);
     return ENR_OK;
 }
 
 /* ---- the client ---- */
+
+enr_code enr_tls_client_context_new(const enr_http_client_options *opts, SSL_CTX **ctx_out, enr_tls_key **key_out,
+                                    enr_error *err)
+{
+    if (opts == NULL || ctx_out == NULL || key_out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_tls_client_context_new: NULL argument");
+    *ctx_out = NULL;
+    *key_out = NULL;
+    if (opts->trust_file == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "a trust anchor file for the service is required");
+    bool has_cert = opts->client_cert != NULL || opts->client_cert_file != NULL;
+    bool has_key = opts->client_signer != NULL || opts->client_key_file != NULL;
+    if (has_cert != has_key)
+        return enr_error_set(err, ENR_E_USAGE, "a client certificate needs its key, and a key its certificate");
+    enr_tls_key *key = NULL;
+    SSL_CTX *ctx = NULL;
+    enr_code rc = ENR_OK;
+    /* A signer's key is an EVP_PKEY of a provider that lives in the
+     * tls_key's own library context, so the TLS context must be made there. */
+    if (opts->client_signer != NULL && (rc = enr_tls_key_new(opts->client_signer, &key, err)) != ENR_OK)
+        goto fail;
+    ctx = key != NULL ? SSL_CTX_new_ex(enr_tls_key_libctx(key), NULL, TLS_client_method())
+                      : SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS context");
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!SSL_CTX_load_verify_locations(ctx, opts->trust_file, NULL)) {
+        rc = enr_error_openssl(err, ENR_E_IO, "cannot load the trust anchor %s", opts->trust_file);
+        goto fail;
+    }
+    if (opts->client_cert != NULL) {
+        if (SSL_CTX_use_certificate(ctx, opts->client_cert) != 1) {
+            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot use the client certificate");
+            goto fail;
+        }
+        for (int i = 0; opts->client_chain != NULL && i < sk_X509_num(opts->client_chain); i++)
+            if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(opts->client_chain, i)) != 1) {
+                rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the client chain");
+                goto fail;
+            }
+    } else if (opts->client_cert_file != NULL &&
+               SSL_CTX_use_certificate_chain_file(ctx, opts->client_cert_file) != 1) {
+        rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client certificate %s", opts->client_cert_file);
+        goto fail;
+    }
+    if (key != NULL) {
+        if ((rc = enr_tls_key_use(key, ctx, err)) != ENR_OK)
+            goto fail;
+    } else if (opts->client_key_file != NULL) {
+        if (SSL_CTX_use_PrivateKey_file(ctx, opts->client_key_file, SSL_FILETYPE_PEM) != 1) {
+            rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client key %s", opts->client_key_file);
+            goto fail;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            rc = enr_error_openssl(err, ENR_E_VERIFY, "the client key does not belong to the client certificate");
+            goto fail;
+        }
+    }
+    *ctx_out = ctx;
+    *key_out = key;
+    return ENR_OK;
+fail:
+    SSL_CTX_free(ctx); /* before the key that owns its library context */
+    enr_tls_key_free(key);
+    return rc;
+}
+
+enr_code enr_tls_expect_host(X509_VERIFY_PARAM *param, const char *host, bool host_is_ip, enr_error *err)
+{
+    /* Name check: an IP address against the IP SANs, a name against DNS SANs. */
+    if (host_is_ip) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1)
+            return enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected IP address");
+        return ENR_OK;
+    }
+    /* SANs only (a subject CN is not a name check anyone audits), and a
+     * wildcard only as a whole left-most label. */
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                               X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+    if (X509_VERIFY_PARAM_set1_host(param, host, 0) != 1)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected host name");
+    return ENR_OK;
+}
 
 enr_code enr_http_client_new(const char *url, const enr_http_client_options *opts,
                              enr_http_client **out, enr_error *err)
@@ -120,56 +213,8 @@ enr_code enr_http_client_new(const char *url, const enr_http_client_options *opt
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     c->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 30000;
     c->max_body = opts->max_body > 0 ? opts->max_body : ENR_HTTP_BODY_DEFAULT_MAX;
-    bool has_cert = opts->client_cert != NULL || opts->client_cert_file != NULL;
-    bool has_key = opts->client_signer != NULL || opts->client_key_file != NULL;
-    if (has_cert != has_key) {
-        rc = enr_error_set(err, ENR_E_USAGE, "a client certificate needs its key, and a key its certificate");
+    if ((rc = enr_tls_client_context_new(opts, &c->ctx, &c->tls_key, err)) != ENR_OK)
         goto fail;
-    }
-    /* A signer's key is an EVP_PKEY of a provider that lives in the
-     * tls_key's own library context, so the TLS context must be made there. */
-    if (opts->client_signer != NULL &&
-        (rc = enr_tls_key_new(opts->client_signer, &c->tls_key, err)) != ENR_OK)
-        goto fail;
-    c->ctx = c->tls_key != NULL ? SSL_CTX_new_ex(enr_tls_key_libctx(c->tls_key), NULL, TLS_client_method())
-                                : SSL_CTX_new(TLS_client_method());
-    if (c->ctx == NULL || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
-        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS context");
-        goto fail;
-    }
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    if (!SSL_CTX_load_verify_locations(c->ctx, opts->trust_file, NULL)) {
-        rc = enr_error_openssl(err, ENR_E_IO, "cannot load the trust anchor %s", opts->trust_file);
-        goto fail;
-    }
-    if (opts->client_cert != NULL) {
-        if (SSL_CTX_use_certificate(c->ctx, opts->client_cert) != 1) {
-            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot use the client certificate");
-            goto fail;
-        }
-        for (int i = 0; opts->client_chain != NULL && i < sk_X509_num(opts->client_chain); i++)
-            if (SSL_CTX_add1_chain_cert(c->ctx, sk_X509_value(opts->client_chain, i)) != 1) {
-                rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add the client chain");
-                goto fail;
-            }
-    } else if (opts->client_cert_file != NULL &&
-               SSL_CTX_use_certificate_chain_file(c->ctx, opts->client_cert_file) != 1) {
-        rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client certificate %s", opts->client_cert_file);
-        goto fail;
-    }
-    if (c->tls_key != NULL) {
-        if ((rc = enr_tls_key_use(c->tls_key, c->ctx, err)) != ENR_OK)
-            goto fail;
-    } else if (opts->client_key_file != NULL) {
-        if (SSL_CTX_use_PrivateKey_file(c->ctx, opts->client_key_file, SSL_FILETYPE_PEM) != 1) {
-            rc = enr_error_openssl(err, ENR_E_IO, "cannot load the client key %s", opts->client_key_file);
-            goto fail;
-        }
-        if (SSL_CTX_check_private_key(c->ctx) != 1) {
-            rc = enr_error_openssl(err, ENR_E_VERIFY, "the client key does not belong to the client certificate");
-            goto fail;
-        }
-    }
     *out = c;
     return ENR_OK;
 fail:
@@ -387,21 +432,12 @@ enr_code enr_http_client_send(enr_http_client *c, const enr_http_request *req, e
         rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS connection object");
         goto done;
     }
-    /* Name check: an IP address against the IP SANs, a name against DNS SANs
-     * (and SNI, which is for names only). */
-    if (c->url.host_is_ip) {
-        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->url.host) != 1) {
-            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected IP address");
-            goto done;
-        }
-    } else {
-        /* SANs only (a subject CN is not a name check anyone audits), and a
-         * wildcard only as a whole left-most label. */
-        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-        if (SSL_set1_host(ssl, c->url.host) != 1 || SSL_set_tlsext_host_name(ssl, c->url.host) != 1) {
-            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected host name");
-            goto done;
-        }
+    /* The name check, and SNI (which is for names only). */
+    if ((rc = enr_tls_expect_host(SSL_get0_param(ssl), c->url.host, c->url.host_is_ip, err)) != ENR_OK)
+        goto done;
+    if (!c->url.host_is_ip && SSL_set_tlsext_host_name(ssl, c->url.host) != 1) {
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot set the expected host name");
+        goto done;
     }
     bool timed_out, eof;
     errno = 0;

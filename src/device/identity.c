@@ -21,7 +21,7 @@
 #define F(m) offsetof(dev_identity, m)
 /* Every string member, for free and copy alike. */
 static const size_t STRING_FIELDS[] = {
-    F(registration_id), F(url), F(id_scope), F(api_version), F(auth), F(symmetric_key_file),
+    F(registration_id), F(url), F(transport), F(id_scope), F(api_version), F(auth), F(symmetric_key_file),
     F(bootstrap_cert_file), F(bootstrap_key_file), F(key_ref), F(key_type), F(pkcs11_module),
     F(pkcs11_pin_file), F(cert), F(chain), F(bundle), F(service_trust), F(ca_trust), F(serial),
     F(subject), F(issuer), F(assigned_hub), F(service_window), F(last_result), F(last_message)};
@@ -115,6 +115,7 @@ enr_code dev_identity_parse(const char *text, size_t len, const char *where, dev
     }
     out->registration_id = get_str(o, "registration_id");
     out->url = get_str(o, "url");
+    out->transport = get_str(o, "transport");
     out->id_scope = get_str(o, "id_scope");
     out->api_version = get_str(o, "api_version");
     out->auth = get_str(o, "auth");
@@ -177,6 +178,7 @@ enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *e
     json_object_set_new(o, "version", json_integer(1));
     set_str(o, "registration_id", id->registration_id);
     set_str(o, "url", id->url);
+    set_str(o, "transport", id->transport);
     set_str(o, "id_scope", id->id_scope);
     set_str(o, "api_version", id->api_version);
     set_str(o, "auth", id->auth);
