@@ -117,10 +117,11 @@ run "$enroll" ca sign --dir boot-ca --profile device --cn "$CODE" verify.csr --o
 run "$enroll" admin ca verify factory --cert verify.crt --data data
 run "$enroll" admin group new factory-line --policy p30 --x509-ca factory --hub "$HUB" --data data
 
-step "5. Start enrolld (the DPS-compatible HTTPS API) on a free port of 127.0.0.1"
+step "5. Start enrolld (the DPS-compatible API over HTTPS and over MQTT) on free ports of 127.0.0.1"
 cat > enrolld.json <<JSON
 {"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2}
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2,
+ "mqtt": {"listen": "127.0.0.1:0"}}
 JSON
 sed 's/^/   /' enrolld.json
 show "$enrolld" --config enrolld.json "&"
@@ -135,7 +136,10 @@ for _ in $(seq 1 400); do
 done
 [ -n "$PORT" ] || { echo "enrolld did not report its port" >&2; cat enrolld.log >&2; exit 1; }
 URL=https://127.0.0.1:$PORT
-say "enrolld is listening at $URL (id scope $SCOPE)"
+MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' enrolld.log | head -1 | cut -d: -f2) || true
+[ -n "$MQTT_PORT" ] || { echo "enrolld did not report its MQTT port" >&2; cat enrolld.log >&2; exit 1; }
+MQTT_URL=mqtts://127.0.0.1:$MQTT_PORT
+say "enrolld is listening at $URL and $MQTT_URL (id scope $SCOPE)"
 
 # --- The device side -------------------------------------------------------
 if [ -n "$HAVE_DEVICE" ]; then
@@ -217,13 +221,16 @@ store_cert() { # STORE RID
 }
 provision_help=$([ -n "$HAVE_DEVICE" ] && "$enroll" device provision --help 2>&1 || true)
 
-step "6. Device dev-001: key in a file, attested with the group key (SAS)"
+step "6. Device dev-001: key in a file, attested with the group key (SAS), over MQTT"
+say "Like Azure's C SDK sample, this device speaks DPS over MQTT: CONNECT with its SAS token," \
+    "PUBLISH the CSR to \$dps/registrations/PUT/iotdps-register/, the answer on \$dps/registrations/res/200/."
 mkdir -p dev-001
 run "$enroll" key new --type ec-p256 --out dev-001/device.key
 if [ -n "$HAVE_DEVICE" ]; then
   if grep -q -- '--group-key-file' <<<"$provision_help"; then auth=(--group-key-file group.key); else auth=(--group-key "$(cat group.key)"); fi
-  run "$enroll" device provision --url "$URL" --scope "$SCOPE" --registration-id dev-001 "${auth[@]}" \
+  run "$enroll" device provision --url "$MQTT_URL" --scope "$SCOPE" --registration-id dev-001 "${auth[@]}" \
       --key dev-001/device.key --store dev-001/store --trust root/cert.pem
+  run "$enroll" device status --store dev-001/store
 else
   say "The device derives its own key from the group key: base64(HMAC-SHA256(group key, \"dev-001\"))"
   sh_run 'printf %s dev-001 | hmac_b64 "$(cat group.key)" | tr -d "\n" > dev-001/device-sas.key'

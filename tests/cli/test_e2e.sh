@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole story, as `make demo` tells it, judged from the outside: a root
 # and issuing CA, enrolld, three devices provisioned by `enroll device`
-# (file key + group SAS, SoftHSM2 key, X.509 bootstrap over mTLS), each
+# (file key + group SAS over MQTT, SoftHSM2 key, X.509 bootstrap over mTLS), each
 # publishing to a real mosquitto over mutual TLS with its issued certificate,
 # the observer receiving exactly those messages, a spoofed topic refused.
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +16,7 @@ for d in dev-001 dev-002 dev-003; do
   contains "$out" "\$ enroll device provision" "device client provisioning shown"
   grep -q "^ *subject: CN=$d\$" "$out" && pass || fail "$d: its certificate's subject is shown"
 done
+grep -q '^Service: *mqtts://127.0.0.1:[0-9]* (mqtt, ' "$out" && pass || fail "dev-001 provisioned over DPS's MQTT API (device status)"
 contains "$out" '> devices/dev-001/telemetry {"temp": 21.5}' "the observer got dev-001's message (file key)"
 contains "$out" '> devices/dev-002/telemetry {"temp": 19.0, "key": "in a token"}' "the observer got dev-002's message (PKCS#11 key)"
 contains "$out" '> devices/dev-003/telemetry {"temp": 23.25}' "the observer got dev-003's message (X.509 bootstrap)"
