@@ -3,6 +3,9 @@
 #   localhost and 127.0.0.1, issued by the root.
 # service_store SCOPE: the issuing CA, a P30D/P7D policy "p30" and a
 #   symmetric group "fleet" in data/; the group key in group.key (0600).
+# service_x509_group NAME [ARGS]: a bootstrap CA boot-root/ -> boot-int/,
+#   uploaded as "boot" and proven, and an X.509 group NAME (policy p30,
+#   ARGS added) trusting it; five checks.
 # enrolld_start CONFIG LOG: starts enrolld in the background; sets EPID and
 #   PORT (read from its log), and adds it to PIDS for the caller's trap.
 ENROLLD=$(dirname "$ENROLL")/enrolld
@@ -21,6 +24,20 @@ service_store() {
   "$ENROLL" admin group new fleet --policy p30 --symmetric --data data --json > group.json
   jq -r .primary_key group.json > group.key
   chmod 600 group.key
+}
+
+service_x509_group() {
+  local name=$1; shift
+  "$ENROLL" ca init --dir boot-root --subject '/CN=Bootstrap Root' >/dev/null
+  "$ENROLL" ca init --dir boot-int --parent boot-root --subject '/CN=Bootstrap Intermediate' >/dev/null
+  check "admin: upload bootstrap CA" "$ENROLL" admin ca upload boot --cert boot-int/cert.pem --data data --json
+  local code
+  code=$(json "$WORK/.out" .verification_code)
+  "$ENROLL" key new --out ver.key >/dev/null
+  "$ENROLL" csr new --key ver.key --dn "CN=$code" --out ver.csr 2>/dev/null
+  "$ENROLL" ca sign --dir boot-int --profile device --cn "$code" ver.csr --out ver.crt 2>/dev/null
+  check "admin: prove possession" "$ENROLL" admin ca verify boot --cert ver.crt --data data
+  check "admin: X.509 group" "$ENROLL" admin group new "$name" --policy p30 --x509-ca boot "$@" --data data
 }
 
 enrolld_start() {

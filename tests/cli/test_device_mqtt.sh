@@ -20,15 +20,7 @@ service_pki
 service_store
 
 # An X.509 enrollment group whose bootstrap CA is proven (as in test_dps_mqtt.sh).
-"$ENROLL" ca init --dir boot-root --subject '/CN=Bootstrap Root' >/dev/null
-"$ENROLL" ca init --dir boot-int --parent boot-root --subject '/CN=Bootstrap Intermediate' >/dev/null
-check "admin: upload bootstrap CA" "$ENROLL" admin ca upload boot --cert boot-int/cert.pem --data data --json
-CODE=$(json "$WORK/.out" .verification_code)
-"$ENROLL" key new --out ver.key >/dev/null
-"$ENROLL" csr new --key ver.key --dn "CN=$CODE" --out ver.csr 2>/dev/null
-"$ENROLL" ca sign --dir boot-int --profile device --cn "$CODE" ver.csr --out ver.crt 2>/dev/null
-check "admin: prove possession" "$ENROLL" admin ca verify boot --cert ver.crt --data data
-check "admin: X.509 group" "$ENROLL" admin group new xfleet --policy p30 --x509-ca boot --data data
+service_x509_group xfleet
 
 start() { # EXTRA-CONFIG LOG: sets EPID, PORT (HTTPS) and MQTT_PORT
   cat > enrolld.json <<JSON

@@ -92,15 +92,7 @@ wait $SPY
 same "the spy received nothing" "$(wc -c < spy.out)" "0"
 
 # X.509 attestation: a bootstrap certificate in the TLS handshake, no password.
-"$ENROLL" ca init --dir boot-root --subject '/CN=Bootstrap Root' >/dev/null
-"$ENROLL" ca init --dir boot-int --parent boot-root --subject '/CN=Bootstrap Intermediate' >/dev/null
-check "admin: upload bootstrap CA" "$ENROLL" admin ca upload boot --cert boot-int/cert.pem --data data --json
-CODE=$(json "$WORK/.out" .verification_code)
-"$ENROLL" key new --out ver.key >/dev/null
-"$ENROLL" csr new --key ver.key --dn "CN=$CODE" --out ver.csr 2>/dev/null
-"$ENROLL" ca sign --dir boot-int --profile device --cn "$CODE" ver.csr --out ver.crt 2>/dev/null
-check "admin: prove possession" "$ENROLL" admin ca verify boot --cert ver.crt --data data
-check "admin: X.509 group" "$ENROLL" admin group new xfleet --policy p30 --x509-ca boot --data data
+service_x509_group xfleet
 "$ENROLL" key new --out x1.boot.key >/dev/null
 "$ENROLL" csr new --key x1.boot.key --dn "CN=dev-x1" --out x1.boot.csr 2>/dev/null
 "$ENROLL" ca sign --dir boot-int --profile device --cn dev-x1 x1.boot.csr --out x1.boot.crt 2>/dev/null

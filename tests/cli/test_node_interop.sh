@@ -126,15 +126,7 @@ node_register sas-ind.json DPS_REGISTRATION_ID=node-ind-001 DPS_SYMMETRIC_KEY="$
 same "SAS, individual key: the enrollment's hub" "$(json sas-ind.json .result.assignedHub)" "$HUB"
 
 # (3) X.509: a device certificate chaining to a CA on an enrollment group.
-"$ENROLL" ca init --dir boot-root --subject '/CN=Bootstrap Root' >/dev/null
-"$ENROLL" ca init --dir boot-int --parent boot-root --subject '/CN=Bootstrap Intermediate' >/dev/null
-check "admin: upload bootstrap CA" "$ENROLL" admin ca upload boot --cert boot-int/cert.pem --data data --json
-CODE=$(json "$WORK/.out" .verification_code)
-"$ENROLL" key new --out ver.key >/dev/null
-"$ENROLL" csr new --key ver.key --dn "CN=$CODE" --out ver.csr 2>/dev/null
-"$ENROLL" ca sign --dir boot-int --profile device --cn "$CODE" ver.csr --out ver.crt 2>/dev/null
-check "admin: prove possession" "$ENROLL" admin ca verify boot --cert ver.crt --data data
-check "admin: X.509 group" "$ENROLL" admin group new xfleet --policy p30 --x509-ca boot --hub "$HUB" --data data
+service_x509_group xfleet --hub "$HUB"
 "$ENROLL" key new --out x1.key >/dev/null
 "$ENROLL" csr new --key x1.key --dn "CN=node-x509-001" --out x1.csr 2>/dev/null
 "$ENROLL" ca sign --dir boot-int --profile device --cn node-x509-001 x1.csr --out x1.crt 2>/dev/null
