@@ -1027,7 +1027,7 @@ static json_t *keys_json(enr_enrollment_kind kind, const enr_enrollment *e)
 
 static enr_code key_show(const call *c, json_t **out)
 {
-    enr_enrollment_kind kind;
+    enr_enrollment_kind kind = ENR_ENROLLMENT_GROUP; /* set by symmetric_target; gcc -O3 cannot see it */
     enr_enrollment e = {0};
     enr_code rc = symmetric_target(c, &kind, &e);
     if (rc == ENR_OK) {
@@ -1089,7 +1089,7 @@ static enr_code key_derive(const call *c, json_t **out)
  * the new primary (`key derive`) before rotating again. */
 static enr_code key_rotate(const call *c, json_t **out)
 {
-    enr_enrollment_kind kind;
+    enr_enrollment_kind kind = ENR_ENROLLMENT_GROUP; /* set by symmetric_target; gcc -O3 cannot see it */
     enr_enrollment e = {0};
     char fresh[ENR_STORE_KEY_MAX + 1] = "";
     enr_code rc = symmetric_target(c, &kind, &e);

@@ -334,7 +334,7 @@ static int device_provision(int argc, char **argv)
         return cli_usage(cmd, "--transport: %s", err.message);
     if (a.type && enr_key_type_parse(a.type, &cfg.key_type, &err) != ENR_OK)
         return cli_usage(cmd, "--type: %s", err.message);
-    long v;
+    long v = 0;
     if (a.retries && (rc = parse_count(cmd, "--retries", a.retries, 1, 100, &v)) != CLI_EXIT_OK)
         return rc;
     cfg.max_attempts = a.retries ? (int)v : 0;
@@ -483,7 +483,7 @@ static int device_run(int argc, char **argv)
                               "provision again to change them",
                          a.store);
     enr_device_config o = {.log = log_stderr, .sleep = sleep_interruptible, .rotate_key = a.rotate};
-    long v, interval = 3600;
+    long v = 0, interval = 3600;
     if (a.interval && (rc = parse_count(cmd, "--interval", a.interval, 1, 86400 * 30, &interval)) != CLI_EXIT_OK)
         return rc;
     if (a.retries && (rc = parse_count(cmd, "--retries", a.retries, 1, 100, &v)) != CLI_EXIT_OK)
