@@ -20,6 +20,7 @@
  * the keepalive the service allows only so long). */
 #include <errno.h>
 #include <mosquitto.h>
+#include <netdb.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
@@ -300,20 +301,20 @@ static enr_code loop_until(mqtt_link *l, const bool *flag, long long deadline, c
     return ENR_OK;
 }
 
-static enr_code connect_link(mqtt_link *l, const char *sas_token, long long deadline, enr_error *err)
+/* The TCP connect to `host` (a name, or an address by number), the TLS
+ * handshake and the CONNACK. *unreachable: the TCP connect itself failed,
+ * so another address of the name may do. */
+static enr_code connect_to(mqtt_link *l, const char *host, long long deadline, bool *unreachable, enr_error *err)
 {
+    *unreachable = false;
     l->connack = -1;
-    l->subscribed = l->sub_refused = false;
     l->verify_error = X509_V_OK;
-    /* libmosquitto keeps its own copy of the password until the next call
-     * or mosquitto_destroy. */
-    if (mosquitto_username_pw_set(l->m, l->username, sas_token) != MOSQ_ERR_SUCCESS)
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     errno = 0;
-    int rc = mosquitto_connect_async(l->m, l->url.host, l->url.port, KEEPALIVE_SECONDS);
-    if (rc != MOSQ_ERR_SUCCESS)
+    int rc = mosquitto_connect_async(l->m, host, l->url.port, KEEPALIVE_SECONDS);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        *unreachable = rc == MOSQ_ERR_ERRNO;
         return loop_failure(l, rc, "cannot connect to", err);
-    /* The TCP connect, the TLS handshake and the CONNACK. */
+    }
     while (l->connack < 0) {
         long long left = deadline - now_ms();
         if (left <= 0) {
@@ -330,10 +331,51 @@ static enr_code connect_link(mqtt_link *l, const char *sas_token, long long dead
         int why = 0;
         if (connect_failed(l, &why)) {
             drop_connection(l);
+            *unreachable = true;
             return enr_error_set(err, ENR_E_IO, "cannot connect to %s port %u: %s", l->url.host, l->url.port,
                                  strerror(why));
         }
     }
+    return ENR_OK;
+}
+
+/* libmosquitto connects to the first address a name resolves to and no
+ * other; a name with several (localhost: ::1, then 127.0.0.1) must work as
+ * it does over HTTPS. So the name is tried first (libmosquitto's own path,
+ * its SNI), and when that address cannot be reached, the name's other
+ * addresses by number. The TLS context checks the URL's host name either
+ * way (enr_tls_expect_host). */
+static enr_code connect_any(mqtt_link *l, long long deadline, enr_error *err)
+{
+    bool unreachable;
+    enr_code rc = connect_to(l, l->url.host, deadline, &unreachable, err);
+    if (rc == ENR_OK || !unreachable || l->url.host_is_ip)
+        return rc;
+    char port[8];
+    snprintf(port, sizeof port, "%u", l->url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(l->url.host, port, &hints, &res) != 0)
+        return rc; /* the first attempt's error says more */
+    /* The first address is the one libmosquitto just tried. */
+    for (struct addrinfo *a = res ? res->ai_next : NULL; a != NULL && unreachable; a = a->ai_next) {
+        char number[NI_MAXHOST];
+        if (getnameinfo(a->ai_addr, a->ai_addrlen, number, sizeof number, NULL, 0, NI_NUMERICHOST) == 0)
+            rc = connect_to(l, number, deadline, &unreachable, err);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static enr_code connect_link(mqtt_link *l, const char *sas_token, long long deadline, enr_error *err)
+{
+    l->subscribed = l->sub_refused = false;
+    /* libmosquitto keeps its own copy of the password until the next call
+     * or mosquitto_destroy. */
+    if (mosquitto_username_pw_set(l->m, l->username, sas_token) != MOSQ_ERR_SUCCESS)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code erc = connect_any(l, deadline, err);
+    if (erc != ENR_OK)
+        return erc;
     if (l->connack != 0) {
         int code = l->connack;
         drop_connection(l);
@@ -347,10 +389,10 @@ static enr_code connect_link(mqtt_link *l, const char *sas_token, long long dead
         return enr_error_set(err, ENR_E_IO, "the service at %s refused the MQTT connection: %s (CONNACK %d)",
                              l->url.host, dev_mqtt_connack_text(code), code);
     }
-    rc = mosquitto_subscribe(l->m, &l->sub_mid, RESPONSE_FILTER, 1);
+    int rc = mosquitto_subscribe(l->m, &l->sub_mid, RESPONSE_FILTER, 1);
     if (rc != MOSQ_ERR_SUCCESS)
         return loop_failure(l, rc, "subscribing at", err);
-    enr_code erc = loop_until(l, &l->subscribed, deadline, "subscribing at", err);
+    erc = loop_until(l, &l->subscribed, deadline, "subscribing at", err);
     if (erc != ENR_OK)
         return erc;
     if (l->sub_refused) {

@@ -78,6 +78,16 @@ check "mqtts:// alone selects MQTT (host name localhost)" "$ENROLL" device provi
     --key m2.key --store s2 --json
 same "scheme alone: transport mqtt" "$(json "$WORK/.out" .transport)" "mqtt"
 verify_chain "mqtts://localhost"
+# A name whose first address cannot be reached (localhost as ::1 first, as
+# Debian's /etc/hosts has it; enrolld listens on 127.0.0.1 only): the next
+# address is tried, as over HTTPS. A private mount namespace holds that
+# /etc/hosts for the one command.
+printf '::1 localhost\n127.0.0.1 localhost\n' > hosts.v6first
+check "mqtts://localhost with ::1 first: the next address" unshare --mount sh -c \
+    'mount --bind "$0" /etc/hosts && exec "$@"' "$WORK/hosts.v6first" "$ENROLL" device provision \
+    --url "mqtts://localhost:$MQTT_PORT" "${COMMON[@]}" --registration-id dev-m2b --group-key-file group.key \
+    --key m2b.key --store s2b --json
+verify_chain "localhost, ::1 first"
 
 # ---- renewal over MQTT with the operational certificate (mTLS). The group
 # key is moved away first: a fallback to the bootstrap credential would fail,
