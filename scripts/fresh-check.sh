@@ -143,13 +143,26 @@ cp -L /etc/resolv.conf "$R/etc/resolv.conf"
 # does not resolve. The machine's, as the installer makes it:
 [ -e "$R/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
 
+# The network's own trust, as resolv.conf above: a host behind a
+# TLS-inspecting proxy has that proxy's CA in /usr/local/share/ca-certificates
+# (ca-certificates adds it to the system bundle when apt installs it in the
+# root) and points Node at the bundle (NODE_EXTRA_CA_CERTS); the root gets
+# both, or npm's registry fails with SELF_SIGNED_CERT_IN_CHAIN. Nothing of
+# the project's is set up here.
+NODE_CA=()
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$R/usr/local/share/ca-certificates"
+  cp -L /usr/local/share/ca-certificates/*.crt "$R/usr/local/share/ca-certificates/"
+  [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && NODE_CA=("NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt")
+fi
+
 step "cloning $rev"
 git -C "$repo" bundle create "$R/root/enroll.bundle" HEAD 2>/dev/null
 
 # in_root COMMAND: runs COMMAND in the root, as root, with a login-like
-# environment and nothing of the caller's.
+# environment and nothing of the caller's (but the network's trust, above).
 in_root() {
-  bg_wait chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+  bg_wait chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb "${NODE_CA[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     /bin/bash -c "$1"
 }
