@@ -32,6 +32,16 @@ fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*" >&2; printf '%s\n' "${*//$'\n'/
 # missing): a failure, not a skip, or a machine without it would pass.
 cannot_run() { fail "cannot run $1: $2 (scripts/install-deps.sh installs it)"; }
 
+# softhsm_token LABEL: a SoftHSM2 token LABEL (SO PIN 12345678, user PIN
+# 87654321) in $WORK/tokens, SOFTHSM2_CONF exported for it.
+softhsm_token() {
+  mkdir -p "$WORK/tokens"
+  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > "$WORK/softhsm2.conf"
+  export SOFTHSM2_CONF=$WORK/softhsm2.conf
+  softhsm2-util --init-token --free --label "$1" --so-pin 12345678 --pin 87654321 >/dev/null ||
+    fail "softhsm2-util could not make the token $1"
+}
+
 # out DESCRIPTION COMMAND...: prints COMMAND's standard output, for a
 # helper making an input; a failing command, or one printing nothing, is a
 # failure (with its stderr), recorded even inside $( ).

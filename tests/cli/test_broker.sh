@@ -184,10 +184,8 @@ if [ ! -e "$MODULE" ]; then
 elif [ ! -e "$ENGINE_SO" ]; then
   cannot_run "the PKCS#11 case" "the OpenSSL pkcs11 engine $ENGINE_SO is missing (libengine-pkcs11-openssl)"
 else
-  mkdir tokens p11
-  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > softhsm2.conf
-  export SOFTHSM2_CONF=$WORK/softhsm2.conf
-  softhsm2-util --init-token --free --label broker-t --so-pin 12345678 --pin 87654321 >/dev/null
+  mkdir p11
+  softhsm_token broker-t
   printf '87654321\n' > pin.txt; chmod 600 pin.txt
   P11=(--module "$MODULE" --pin-file pin.txt)
   URI='pkcs11:token=broker-t;object=devkey'

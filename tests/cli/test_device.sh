@@ -130,10 +130,7 @@ contains "$WORK/.err" "does not verify to the CA trust anchor" "says why the cha
 # ---- PKCS#11 key in SoftHSM2
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 if [ -e "$MODULE" ]; then
-  mkdir tokens
-  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > softhsm2.conf
-  export SOFTHSM2_CONF=$WORK/softhsm2.conf
-  softhsm2-util --init-token --free --label devtok --so-pin 12345678 --pin 87654321 >/dev/null
+  softhsm_token devtok
   printf '87654321\n' > pin.txt
   URI='pkcs11:token=devtok;object=devkey'
   check "pkcs11 provision (key made in the token)" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-p11 \

@@ -136,10 +136,7 @@ lacks "$WORK/.err" "retrying" "X.509: the refusal is not retried"
 # ---- a key in SoftHSM2: the CSR and, at renewal, the TLS handshake signed in the token
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 if [ -e "$MODULE" ]; then
-  mkdir tokens
-  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > softhsm2.conf
-  export SOFTHSM2_CONF=$WORK/softhsm2.conf
-  softhsm2-util --init-token --free --label mqtok --so-pin 12345678 --pin 87654321 >/dev/null
+  softhsm_token mqtok
   printf '87654321\n' > pin.txt
   URI='pkcs11:token=mqtok;object=devkey'
   check "pkcs11 over MQTT (key made in the token)" "$ENROLL" device provision --url "$URL" --transport mqtt "${COMMON[@]}" \

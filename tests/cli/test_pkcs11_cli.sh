@@ -6,10 +6,7 @@ cd "$WORK"
 
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 if [ ! -e "$MODULE" ]; then cannot_run "the PKCS#11 tests" "$MODULE is missing (softhsm2)"; finish; exit; fi
-mkdir tokens
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK" > softhsm2.conf
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
-softhsm2-util --init-token --free --label enroll-t --so-pin 12345678 --pin 87654321 >/dev/null
+softhsm_token enroll-t
 PIN=87654321
 printf '%s\n' "$PIN" > pin.txt
 printf 'not-the-pin-5150\n' > wrong-pin.txt
