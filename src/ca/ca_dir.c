@@ -76,9 +76,11 @@ static bool is_ca_cert(X509 *cert)
 
 /* ---- init ---- */
 
-static enr_code prepare_dir(const char *dir, enr_error *err)
+/* *created: the directory is new (a failed init removes it again). */
+static enr_code prepare_dir(const char *dir, bool *created, enr_error *err)
 {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    *created = mkdir(dir, 0755) == 0;
+    if (!*created && errno != EEXIST)
         return enr_error_set(err, ENR_E_IO, "%s: cannot create: %s", dir, strerror(errno));
     char path[4096];
     path_in(path, sizeof path, dir, "ca.json");
@@ -295,7 +297,8 @@ enr_code enr_ca_init(const enr_ca_init_options *o, enr_error *err)
         return url_rc;
     if (o->import_cert == NULL && o->subject == NULL)
         return enr_error_set(err, ENR_E_USAGE, "a new CA needs a subject (--subject /CN=...)");
-    enr_code rc = prepare_dir(o->dir, err);
+    bool created = false;
+    enr_code rc = prepare_dir(o->dir, &created, err);
     if (rc != ENR_OK)
         return rc;
     char ref[2048] = "";
@@ -331,6 +334,8 @@ enr_code enr_ca_init(const enr_ca_init_options *o, enr_error *err)
             path_in(path, sizeof path, o->dir, MADE[i]);
             unlink(path);
         }
+        if (created)
+            (void)rmdir(o->dir); /* only when empty: a token key's files are not ours to delete */
     }
     enr_signer_free(signer);
     X509_free(cert);

@@ -221,6 +221,10 @@ same "unwritable output: nothing recorded" "$(issued_count ec-int)" "$before"
 check "a CRL written through a symlink" "$ENROLL" ca crl --dir ec-int --out crl-link
 [ -L crl-link ] && [ -s crl-target ] && pass || fail "the symlink was replaced instead of written through"
 expect_exit 3 "init with a missing parent" "$ENROLL" ca init --dir retry-ca --parent no-such-ca --subject /CN=retry
+[ ! -e retry-ca ] && pass || fail "a failed init leaves no directory it made ($(ls -la retry-ca 2>&1))"
+mkdir mine; : > mine/notes.txt
+expect_exit 3 "init into an existing directory with a missing parent" "$ENROLL" ca init --dir mine --parent no-such-ca --subject /CN=m
+[ -e mine/notes.txt ] && pass || fail "a failed init keeps a directory that was there before, and its files"
 check "a corrected retry works (nothing half-made left)" "$ENROLL" ca init --dir retry-ca --parent ec-root --subject /CN=retry
 printf 'garbage\n' > retry-ca/crlnumber
 expect_exit 1 "an unreadable CRL number is an error, not a restart" "$ENROLL" ca crl --dir retry-ca --out /dev/null
