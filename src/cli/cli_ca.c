@@ -28,9 +28,9 @@ static const char CA_HELP[] =
     "       enroll ca init --dir DIR --import CERT --key FILE|pkcs11:URI [--chain FILE]\n"
     "       enroll ca sign --dir DIR --profile device|server|intermediate CSR [--out FILE]\n"
     "                      [--chain-out FILE] [--format pem|der|b64-array] [--validity P30D]\n"
-    "                      [--cn ID] [--san-allow TYPE:PATTERN]... [--key-types LIST]\n"
-    "       enroll ca revoke --dir DIR SERIAL --reason REASON\n"
-    "       enroll ca crl --dir DIR [--out FILE]\n"
+    "                      [--cn ID] [--san-allow TYPE:PATTERN]... [--key-types LIST] [--json]\n"
+    "       enroll ca revoke --dir DIR SERIAL --reason REASON [--json]\n"
+    "       enroll ca crl --dir DIR [--out FILE] [--json]\n"
     "       enroll ca list --dir DIR [--expiring P30D] [--revoked] [--json]\n"
     "\n"
     "init    Makes a CA in DIR: a self-signed root (pathlen 1, 10 years by default), or with\n"
@@ -43,6 +43,9 @@ static const char CA_HELP[] =
     "revoke  Records a revocation and writes a fresh CRL (DIR/crl.pem).\n"
     "crl     Writes a new CRL (v2, CRL number, AKI, reasons; valid for 7 days).\n"
     "list    What this CA issued; --expiring P30D: those expiring within 30 days.\n"
+    "--json  A report on stdout: sign (serial, subject, issuer, profile, validity, files),\n"
+    "        revoke (serial, reason, CRL), crl (issuer, CRL number, dates, entries); sign and\n"
+    "        crl then need --out FILE.\n"
     "A CA directory added to enrolld's store (`enroll admin ca add`) has two records, its\n"
     "own and the store's (what enrolld issued; profile \"enrolld\" in list), and these\n"
     "commands see both: list shows both, revoke finds the serial in either (in the store\n"
@@ -419,6 +422,8 @@ static int ca_sign(int argc, char **argv)
         return rc < 0 ? CLI_EXIT_OK : rc;
     if (optind != argc - 1)
         return cli_usage("ca sign", "give exactly one CSR file");
+    if (a.json && (a.out == NULL || strcmp(a.out, "-") == 0 || (a.chain_out && strcmp(a.chain_out, "-") == 0)))
+        return cli_usage("ca sign", "--json reports on standard output: write the certificate to a file (--out FILE)");
     if (a.profile == NULL)
         return cli_usage("ca sign", "--profile device|server|intermediate is required");
     const char *format = a.format ? a.format : "pem";
@@ -519,12 +524,25 @@ static int ca_sign(int argc, char **argv)
         serial = bn ? BN_bn2hex(bn) : NULL;
         BN_free(bn);
         char *subject = enr_name_format(X509_get_subject_name(cert));
-        char until[32];
+        char *issuer = enr_name_format(X509_get_issuer_name(cert));
+        char from[32], until[32];
+        enr_time_format(enr_asn1_time_to_time_t(X509_get0_notBefore(cert)), from, sizeof from);
         enr_time_format(enr_asn1_time_to_time_t(X509_get0_notAfter(cert)), until, sizeof until);
         fprintf(stderr, "issued %s certificate, serial %s, to %s, valid until %s\n", enr_profile_name(profile),
                 serial ? serial : "?", subject ? subject : "?", until);
+        if (a.json) {
+            json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", serial ? serial : "", "subject",
+                                  subject ? subject : "", "issuer", issuer ? issuer : "", "profile",
+                                  enr_profile_name(profile), "not_before", from, "not_after", until);
+            if (o != NULL && a.out != NULL && strcmp(a.out, "-") != 0)
+                json_object_set_new(o, "out", json_string(a.out));
+            if (o != NULL && a.chain_out != NULL && strcmp(a.chain_out, "-") != 0)
+                json_object_set_new(o, "chain_out", json_string(a.chain_out));
+            cli_print_json(o);
+        }
         OPENSSL_free(serial);
         free(subject);
+        free(issuer);
     }
     free(out);
     free(chain_text);
@@ -641,7 +659,37 @@ static int ca_revoke(int argc, char **argv)
     if (code != ENR_OK)
         return cli_fail(&err, a.json);
     fprintf(stderr, "revoked %s (%s); new CRL in %s/crl.pem\n", serial, enr_revocation_reason_name(reason), a.dir);
+    if (a.json) {
+        char crl[4096];
+        snprintf(crl, sizeof crl, "%s/crl.pem", a.dir);
+        cli_print_json(json_pack("{s:s,s:s,s:s}", "serial", serial, "reason", enr_revocation_reason_name(reason),
+                                 "crl", crl));
+    }
     return CLI_EXIT_OK;
+}
+
+/* What `ca crl --json` reports of the CRL it wrote. */
+static json_t *crl_json(const X509_CRL *crl, const char *out)
+{
+    ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    BIGNUM *bn = number ? ASN1_INTEGER_to_BN(number, NULL) : NULL;
+    char *dec = bn ? BN_bn2dec(bn) : NULL;
+    char *issuer = enr_name_format(X509_CRL_get_issuer(crl));
+    char this_update[32], next_update[32] = "";
+    enr_time_format(enr_asn1_time_to_time_t(X509_CRL_get0_lastUpdate(crl)), this_update, sizeof this_update);
+    if (X509_CRL_get0_nextUpdate(crl) != NULL)
+        enr_time_format(enr_asn1_time_to_time_t(X509_CRL_get0_nextUpdate(crl)), next_update, sizeof next_update);
+    STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED((X509_CRL *)crl);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I}", "issuer", issuer ? issuer : "", "crl_number", dec ? dec : "",
+                          "this_update", this_update, "next_update", next_update, "entries",
+                          (json_int_t)(revoked ? sk_X509_REVOKED_num(revoked) : 0));
+    if (o != NULL && out != NULL && strcmp(out, "-") != 0)
+        json_object_set_new(o, "out", json_string(out));
+    OPENSSL_free(dec);
+    BN_free(bn);
+    ASN1_INTEGER_free(number);
+    free(issuer);
+    return o;
 }
 
 static int ca_crl(int argc, char **argv)
@@ -652,6 +700,8 @@ static int ca_crl(int argc, char **argv)
         return rc < 0 ? CLI_EXIT_OK : rc;
     if (optind < argc)
         return cli_usage("ca crl", "unexpected argument '%s'", argv[optind]);
+    if (a.json && (a.out == NULL || strcmp(a.out, "-") == 0))
+        return cli_usage("ca crl", "--json reports on standard output: write the CRL to a file (--out FILE)");
     enr_error err;
     enr_ca *ca = NULL;
     X509_CRL *crl = NULL;
@@ -671,6 +721,8 @@ static int ca_crl(int argc, char **argv)
             code = enr_error_openssl(&err, ENR_E_CRYPTO, "cannot encode the CRL");
         BIO_free(bio);
     }
+    if (code == ENR_OK && a.json)
+        cli_print_json(crl_json(crl, a.out));
     X509_CRL_free(crl);
     close_attachment(&at);
     enr_ca_free(ca);

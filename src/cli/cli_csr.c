@@ -27,7 +27,7 @@ static const char CSR_HELP[] =
     "Usage: enroll csr new --key FILE|pkcs11:URI (--subject DN | --dn FIELD=VALUE ...)\n"
     "                      [--san LIST] [--ku LIST] [--eku LIST] [--ca [--pathlen N]]\n"
     "                      [--challenge-password-file F] [--hash sha256|sha384|sha512]\n"
-    "                      [--format pem|der|b64] [--out FILE] [--force]\n"
+    "                      [--format pem|der|b64] [--out FILE] [--force] [--json]\n"
     "                      [--pass-file F] [--module SO] [--pin-file F]\n"
     "       enroll csr show FILE [--json]\n"
     "       enroll csr verify FILE [--json]\n"
@@ -152,6 +152,8 @@ static int csr_new(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage("csr new", "unexpected argument '%s'", argv[optind]);
+    if (a.json && (a.out == NULL || strcmp(a.out, "-") == 0))
+        return cli_usage("csr new", "--json reports on standard output: write the request to a file (--out FILE)");
     if (a.key == NULL)
         return cli_usage("csr new", "--key FILE|pkcs11:URI is required");
     if (a.subject != NULL && a.dn_count > 0)
@@ -229,6 +231,20 @@ static int csr_new(int argc, char **argv)
     code = cli_write(a.out, out, out_len, 0644, a.force, &err);
     if (code == ENR_OK && a.out != NULL && strcmp(a.out, "-") != 0)
         fprintf(stderr, "wrote %s request to %s\n", a.format ? a.format : "pem", a.out);
+    if (code == ENR_OK && a.json) {
+        /* The request as `csr show --json` describes it, and where it went. */
+        char *described = NULL;
+        if ((code = enr_csr_describe_json(csr, &described, &err)) == ENR_OK) {
+            json_t *o = json_loads(described, 0, NULL);
+            if (o != NULL) {
+                json_object_del(o, "input_encoding"); /* of the bytes described: DER in memory */
+                json_object_set_new(o, "out", json_string(a.out));
+                json_object_set_new(o, "format", json_string(a.format ? a.format : "pem"));
+            }
+            cli_print_json(o);
+        }
+        free(described);
+    }
 done:
     free(out);
     enr_csr_free(csr);

@@ -47,6 +47,15 @@ int cli_fail(const enr_error *err, bool json)
     return cli_exit_code(err->code);
 }
 
+void cli_print_json(json_t *o)
+{
+    if (o == NULL)
+        return;
+    json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    json_decref(o);
+}
+
 int cli_usage(const char *cmd, const char *fmt, ...)
 {
     va_list ap;

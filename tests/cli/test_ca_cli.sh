@@ -268,4 +268,24 @@ else
   cannot_run "the PKCS#11 CA cases" "$MODULE is missing (softhsm2)"
 fi
 
+# --json on the commands that write: what a script needs without parsing text.
+check "csr new --json" "$ENROLL" csr new --key ec-dev.key --dn CN=json-dev --out json-dev.csr --json
+same "csr new --json: subject" "$(json "$WORK/.out" .subject)" "CN=json-dev"
+same "csr new --json: out" "$(json "$WORK/.out" .out)" "json-dev.csr"
+same "csr new --json: the file holds that request" "$(openssl req -in json-dev.csr -noout -subject)" "subject=CN = json-dev"
+check "ca sign --json" "$ENROLL" ca sign --dir ec-int --profile device json-dev.csr --out json-dev.crt --json
+same "ca sign --json: the serial openssl reads" "$(json "$WORK/.out" .serial)" "$(openssl x509 -in json-dev.crt -noout -serial | cut -d= -f2)"
+same "ca sign --json: not_after" "$(json "$WORK/.out" .not_after)" \
+  "$(date -u -d "$(openssl x509 -in json-dev.crt -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)"
+expect_exit 2 "ca sign --json to stdout is a usage error" "$ENROLL" ca sign --dir ec-int --profile device json-dev.csr --json
+expect_exit 2 "csr new --json to stdout is a usage error" "$ENROLL" csr new --key ec-dev.key --dn CN=x --json
+jserial=$(openssl x509 -in json-dev.crt -noout -serial | cut -d= -f2)
+check "ca revoke --json" "$ENROLL" ca revoke --dir ec-int "$jserial" --reason superseded --json
+same "ca revoke --json: serial" "$(json "$WORK/.out" .serial)" "$jserial"
+same "ca revoke --json: reason" "$(json "$WORK/.out" .reason)" "superseded"
+check "ca crl --json" "$ENROLL" ca crl --dir ec-int --out json.crl --json
+same "ca crl --json: the CRL number openssl reads" "$(json "$WORK/.out" .crl_number)" "$(crl_number json.crl)"
+same "ca crl --json: entries" "$(json "$WORK/.out" .entries)" "$(openssl crl -in json.crl -noout -text | grep -c 'Serial Number:')"
+expect_exit 2 "ca crl --json to stdout is a usage error" "$ENROLL" ca crl --dir ec-int --json
+
 finish
