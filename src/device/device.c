@@ -987,8 +987,10 @@ static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_regis
     if (d->id.renew_before > 0 && d->id.renew_before >= (long)(d->id.not_after - d->id.not_before))
         say(d, "the configured renewal window (%ld s) is not shorter than the certificate's lifetime: ignored",
             d->id.renew_before);
-    say(d, "new identity stored: generation %ld, serial %s, expires %ld", gen, d->id.serial ? d->id.serial : "?",
-        (long)d->id.not_after);
+    char expires[32];
+    enr_time_format(d->id.not_after, expires, sizeof expires);
+    say(d, "new identity stored: generation %ld, serial %s, expires %s", gen, d->id.serial ? d->id.serial : "?",
+        expires);
     return ENR_OK;
 }
 

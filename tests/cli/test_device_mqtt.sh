@@ -65,6 +65,8 @@ same "group key: the service's store has the leaf" \
     "$(sqlite3 data/enroll.db "select count(*) from certificate where serial='$(serial_of "$CERT1")'")" "1"
 check "provision stderr kept" cp "$WORK/.err" m1.err
 lacks m1.err "SharedAccessSignature" "no SAS token on stderr"
+grep -Eq 'new identity stored: .*expires [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z' m1.err && pass ||
+  fail "the device log gives times in RFC 3339 ($(grep -o 'expires [^ ]*' m1.err))"
 lacks m1.err "$(cat group.key)" "no group key on stderr"
 lacks s1/identity.json "$(cat group.key)" "no group key in the store"
 no_https dev-m1
