@@ -200,6 +200,23 @@ static void log_stderr(void *ctx, const char *message)
     fprintf(stderr, "%s enroll device: %s\n", ts, message);
 }
 
+/* The agent says when it will act next: at start and after each round. */
+static void log_renewal_due(const enr_device *d)
+{
+    time_t due = enr_device_renew_at(d), now = time(NULL);
+    char at[32], msg[128];
+    if (due == 0) {
+        log_stderr(NULL, "no certificate yet: provision first");
+        return;
+    }
+    enr_time_format(due, at, sizeof at);
+    if (due > now)
+        snprintf(msg, sizeof msg, "renewal due at %s (in %.1f days)", at, (double)(due - now) / 86400.0);
+    else
+        snprintf(msg, sizeof msg, "renewal due since %s", at);
+    log_stderr(NULL, msg);
+}
+
 static volatile sig_atomic_t g_stop = 0;
 
 static void on_signal(int sig)
@@ -502,11 +519,14 @@ static int device_run(int argc, char **argv)
         return cli_fail(&err, a.json);
     long failures = 0;
     int exit_code = CLI_EXIT_OK;
+    log_renewal_due(d);
     while (!g_stop) {
         bool renewed = false;
         enr_code code = enr_device_renew_if_due(d, time(NULL), &renewed, &err);
         if (renewed && a.hook)
             run_hook(a.hook, a.store);
+        if (code == ENR_OK && renewed)
+            log_renewal_due(d);
         if (a.once) {
             exit_code = code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
             if (code == ENR_OK && a.json) {

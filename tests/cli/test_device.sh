@@ -192,6 +192,8 @@ fi
 # ---- renewal: not due, then due (with --renew-before longer than the validity)
 OLD=$(serial_of "$CERT1")
 check "run --once, not due" "$DEVICE" device run --store s1 --once --json
+grep -Eq 'enroll device: renewal due at [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z \(in [0-9.]+ days\)' "$WORK/.err" && pass ||
+  fail "run --once says when the renewal is due: $(cat "$WORK/.err")"
 same "not renewed when not due" "$(json "$WORK/.out" .renewed)" "false"
 same "same serial" "$(json "$WORK/.out" .serial)" "$OLD"
 check "run --once, due, with a hook" "$DEVICE" device run --store s1 --once --renew-before P31D --json \
