@@ -131,7 +131,10 @@ if ! bg_wait debootstrap --variant=minbase --include=git,make "$SUITE" "$R" "$MI
 fi
 
 bind() { mount "$@"; MOUNTS+=("${*: -1}"); }
-step "mounting /proc, /sys, /dev, /dev/pts, /dev/shm"
+step "mounting /, /proc, /sys, /dev, /dev/pts, /dev/shm"
+# / is a mount point on a machine, and a debootstrap directory is not: a
+# test's private mount namespace (unshare --mount) cannot be made without.
+bind --bind "$R" "$R"
 bind -t proc proc "$R/proc"
 bind -t sysfs sysfs "$R/sys"
 bind --bind /dev "$R/dev"
