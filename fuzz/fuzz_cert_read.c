@@ -29,7 +29,7 @@ static void describe_each(STACK_OF(X509) *certs)
 /* The first certificate against the rest as roots and intermediates. */
 static void verify_first(STACK_OF(X509) *certs, STACK_OF(X509_CRL) *crls)
 {
-    enr_verify_options opts = {certs, certs, crls, ENR_PURPOSE_CLIENT, FUZZ_TIME};
+    enr_verify_options opts = {.roots = certs, .untrusted = certs, .crls = crls, .purpose = ENR_PURPOSE_CLIENT, .at = FUZZ_TIME};
     enr_verify_result result;
     enr_error err;
     enr_code rc = enr_cert_verify(sk_X509_value(certs, 0), &opts, &result, &err);

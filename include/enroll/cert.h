@@ -56,6 +56,8 @@ typedef struct enr_verify_options {
     STACK_OF(X509) *untrusted;  /* intermediates that may be used to build the path */
     STACK_OF(X509_CRL) *crls;   /* when non-empty: every certificate in the path must be
                                    covered by a CRL from its issuer (CRL_CHECK_ALL) */
+    bool crl_leaf_only;         /* with crls: only the leaf needs one (CRL_CHECK, as openssl
+                                   verify -crl_check): a root that publishes no CRL */
     enr_purpose purpose;
     time_t at;                  /* 0: now */
     bool roots_may_be_intermediates; /* a root given may be any CA, not only a self-signed one

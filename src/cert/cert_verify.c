@@ -371,7 +371,8 @@ static enr_code configure(X509_STORE_CTX *ctx, const enr_verify_options *opts, e
         X509_VERIFY_PARAM_set_time(param, opts->at);
     if (sk_X509_CRL_num(opts->crls) > 0) {
         X509_STORE_CTX_set0_crls(ctx, opts->crls);
-        X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+        X509_VERIFY_PARAM_set_flags(param, opts->crl_leaf_only ? X509_V_FLAG_CRL_CHECK
+                                                               : X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     }
     if (opts->roots_may_be_intermediates)
         X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);

@@ -27,7 +27,7 @@ static const char CERT_HELP[] =
     "  enroll cert show chain.pem --json | jq -r '.[].subject'\n";
 
 static const char VERIFY_HELP[] =
-    "Usage: enroll verify --root FILE [--untrusted FILE] [--crl FILE]...\n"
+    "Usage: enroll verify --root FILE [--untrusted FILE] [--crl FILE]... [--crl-leaf-only]\n"
     "                     [--purpose client|server|any] [--at TIME] [--json] CERT\n"
     "\n"
     "Checks that CERT chains to a trusted root: signatures, validity periods, CA flags,\n"
@@ -41,6 +41,8 @@ static const char VERIFY_HELP[] =
     "--untrusted FILE  intermediates that may be used to build the path; repeatable\n"
     "--crl FILE        CRLs (PEM or DER); repeatable. With any --crl, every certificate\n"
     "                  below the root needs a current CRL from its issuer\n"
+    "--crl-leaf-only   only CERT itself needs one (openssl verify -crl_check): for a\n"
+    "                  root that publishes no CRL\n"
     "--purpose P       client (TLS client: what devices present), server, or any (default)\n"
     "--at TIME         verify as of TIME instead of now: 2027-01-01T00:00:00Z,\n"
     "                  2027-01-01T02:00:00+02:00, or 2027-01-01 (midnight UTC)\n"
@@ -51,9 +53,10 @@ static const char VERIFY_HELP[] =
     "\n"
     "Examples:\n"
     "  enroll verify --root root.pem --untrusted intermediate.pem --purpose client device.pem\n"
-    "  enroll verify --root root.pem --crl root.crl --crl intermediate.crl --json chain.pem\n";
+    "  enroll verify --root root.pem --crl root.crl --crl intermediate.crl --json chain.pem\n"
+    "  enroll verify --root root.pem --untrusted devices.pem --crl devices.crl --crl-leaf-only device.pem\n";
 
-enum { OPT_JSON = 1, OPT_ROOT, OPT_UNTRUSTED, OPT_CRL, OPT_PURPOSE, OPT_AT, OPT_HELP };
+enum { OPT_JSON = 1, OPT_ROOT, OPT_UNTRUSTED, OPT_CRL, OPT_CRL_LEAF_ONLY, OPT_PURPOSE, OPT_AT, OPT_HELP };
 
 static const struct option CERT_OPTIONS[] = {
     {"json", no_argument, NULL, OPT_JSON},
@@ -65,6 +68,7 @@ static const struct option VERIFY_OPTIONS[] = {
     {"root", required_argument, NULL, OPT_ROOT},
     {"untrusted", required_argument, NULL, OPT_UNTRUSTED},
     {"crl", required_argument, NULL, OPT_CRL},
+    {"crl-leaf-only", no_argument, NULL, OPT_CRL_LEAF_ONLY},
     {"purpose", required_argument, NULL, OPT_PURPOSE},
     {"at", required_argument, NULL, OPT_AT},
     {"json", no_argument, NULL, OPT_JSON},
@@ -82,7 +86,7 @@ typedef struct file_list {
 typedef struct cert_args {
     file_list roots, untrusted, crls;
     const char *purpose, *at;
-    bool json, help;
+    bool json, help, crl_leaf_only;
 } cert_args;
 
 static int add_file(const char *cmd, const char *option, file_list *list, const char *path)
@@ -105,6 +109,7 @@ static int parse_args(const char *cmd, const struct option *options, int argc, c
         case OPT_ROOT: rc = add_file(cmd, "--root", &a->roots, optarg); break;
         case OPT_UNTRUSTED: rc = add_file(cmd, "--untrusted", &a->untrusted, optarg); break;
         case OPT_CRL: rc = add_file(cmd, "--crl", &a->crls, optarg); break;
+        case OPT_CRL_LEAF_ONLY: a->crl_leaf_only = true; break;
         case OPT_PURPOSE: a->purpose = optarg; break;
         case OPT_AT: a->at = optarg; break;
         case OPT_JSON: a->json = true; break;
@@ -315,6 +320,9 @@ static int check_verify_args(const cert_args *a, int argc, char **argv, enr_veri
         return cli_usage("verify", "give exactly one certificate file to verify ('-' for standard input)");
     if (a->roots.count == 0)
         return cli_usage("verify", "--root FILE is required: the trust anchor(s) the path must end at");
+    if (a->crl_leaf_only && a->crls.count == 0)
+        return cli_usage("verify", "--crl-leaf-only needs --crl FILE: the CRL that covers the certificate");
+    opts->crl_leaf_only = a->crl_leaf_only;
     if (a->purpose != NULL && !parse_purpose(a->purpose, &opts->purpose))
         return cli_usage("verify", "--purpose '%s' is not one of client, server, any", a->purpose);
     if (a->at != NULL) {

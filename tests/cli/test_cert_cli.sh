@@ -187,6 +187,12 @@ contains "$WORK/.err" "[revoked]" "revoked: reason on stderr"
 
 verdict crl-missing 1 crl-problem -CAfile root.pem -untrusted inter.pem -crl_check_all -CRLfile inter.crl dev.pem \
     -- --root root.pem --untrusted inter.pem --crl inter.crl dev.pem
+# The leaf alone (openssl's -crl_check): a root that publishes no CRL.
+verdict leaf-crl-only 0 ok -CAfile root.pem -untrusted inter.pem -crl_check -CRLfile inter.crl dev.pem \
+    -- --root root.pem --untrusted inter.pem --crl inter.crl --crl-leaf-only dev.pem
+verdict leaf-crl-only-revoked 1 revoked -CAfile root.pem -untrusted inter.pem -crl_check -CRLfile inter.crl revoked.pem \
+    -- --root root.pem --untrusted inter.pem --crl inter.crl --crl-leaf-only revoked.pem
+expect_exit 2 "--crl-leaf-only without --crl" "$ENROLL" verify --root root.pem --crl-leaf-only dev.pem
 contains crl-missing.ossl "unable to get certificate CRL" "crl-missing: openssl's reason"
 
 verdict wrong-purpose 1 wrong-usage -CAfile root.pem -untrusted inter.pem -purpose sslclient srv.pem \

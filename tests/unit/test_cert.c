@@ -226,7 +226,7 @@ static void run_case(const verify_case *c)
     STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
     for (size_t i = 0; i < 2 && c->crls[i] != NULL; i++)
         assert_true(sk_X509_CRL_push(crls, c->crls[i]) > 0);
-    enr_verify_options opts = {roots, untrusted, crls, c->purpose, c->at, false};
+    enr_verify_options opts = {.roots = roots, .untrusted = untrusted, .crls = crls, .purpose = c->purpose, .at = c->at};
     enr_verify_result result;
     enr_error err;
     enr_code rc = enr_cert_verify(c->leaf, &opts, &result, &err);
@@ -276,7 +276,7 @@ static void test_verify_good_chain(void **state)
 
     STACK_OF(X509) *roots = stack_of((X509 *[]){p->root.cert}, 1);
     STACK_OF(X509) *untrusted = stack_of((X509 *[]){p->inter.cert}, 1);
-    enr_verify_options opts = {roots, untrusted, NULL, ENR_PURPOSE_CLIENT, 0, false};
+    enr_verify_options opts = {.roots = roots, .untrusted = untrusted, .purpose = ENR_PURPOSE_CLIENT};
     enr_verify_result result;
     enr_error err;
     assert_int_equal(enr_cert_verify(p->leaf.cert, &opts, &result, &err), ENR_OK);
@@ -374,7 +374,7 @@ static void test_verify_refuses_bad_arguments(void **state)
     assert_non_null(strstr(err.message, "--root"));
     assert_int_equal(enr_cert_verify(p->leaf.cert, NULL, &result, &err), ENR_E_USAGE);
     STACK_OF(X509) *roots = stack_of((X509 *[]){p->root.cert}, 1);
-    enr_verify_options opts = {roots, NULL, NULL, ENR_PURPOSE_ANY, 0, false};
+    enr_verify_options opts = {.roots = roots, .purpose = ENR_PURPOSE_ANY};
     assert_int_equal(enr_cert_verify(NULL, &opts, &result, &err), ENR_E_USAGE);
     /* Without an intermediates stack: the root itself verifies. */
     assert_int_equal(enr_cert_verify(p->root.cert, &opts, &result, &err), ENR_OK);
