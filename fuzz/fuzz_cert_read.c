@@ -2,7 +2,7 @@
  * split a bundle, parse each certificate, describe it as JSON and text, and
  * run the verifier so that its messages are built from hostile names and
  * times. The same bytes also go through the CRL reader, which shares the
- * bundle splitting. */
+ * bundle splitting, and each CRL read is described (`enroll crl show`). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,8 @@ static void describe_each(STACK_OF(X509) *certs)
 /* The first certificate against the rest as roots and intermediates. */
 static void verify_first(STACK_OF(X509) *certs, STACK_OF(X509_CRL) *crls)
 {
-    enr_verify_options opts = {.roots = certs, .untrusted = certs, .crls = crls, .purpose = ENR_PURPOSE_CLIENT, .at = FUZZ_TIME};
+    enr_verify_options opts = {
+        .roots = certs, .untrusted = certs, .crls = crls, .purpose = ENR_PURPOSE_CLIENT, .at = FUZZ_TIME};
     enr_verify_result result;
     enr_error err;
     enr_code rc = enr_cert_verify(sk_X509_value(certs, 0), &opts, &result, &err);
@@ -51,7 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     STACK_OF(X509_CRL) *crls = NULL;
-    if (enr_crl_read_all(data, size, &crls, &err) == ENR_OK)
+    if (enr_crl_read_all(data, size, &crls, &err) == ENR_OK) {
+        for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
+            char *text = NULL;
+            if (enr_crl_describe_json(sk_X509_CRL_value(crls, i), &text, &err) == ENR_OK)
+                free(text);
+            if (enr_crl_describe_text(sk_X509_CRL_value(crls, i), &text, &err) == ENR_OK)
+                free(text);
+        }
         sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    }
     return 0;
 }

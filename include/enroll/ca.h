@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "enroll/cert.h"
 #include "enroll/csr.h"
 #include "enroll/error.h"
 #include "enroll/signer.h"
@@ -91,11 +92,7 @@ enr_code enr_ca_sign(enr_ca *ca, const enr_csr *csr, const enr_profile *profile,
 
 /* ---- revocation --------------------------------------------------------- */
 
-/* RFC 5280 CRLReason names: unspecified keyCompromise cACompromise
- * affiliationChanged superseded cessationOfOperation certificateHold
- * privilegeWithdrawn aACompromise. */
-enr_code enr_revocation_reason_parse(const char *name, int *out, enr_error *err);
-const char *enr_revocation_reason_name(int reason);
+/* Reason names: enr_revocation_reason_parse/_name (enroll/cert.h). */
 
 /* Records the revocation of an issued certificate (serial in hex) and writes
  * a fresh CRL. Unknown or already revoked serials are refused. */

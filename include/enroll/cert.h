@@ -35,6 +35,19 @@ enr_code enr_crl_read_all(const unsigned char *in, size_t len, STACK_OF(X509_CRL
                           enr_error *err);
 enr_code enr_crl_read_file(const char *path, STACK_OF(X509_CRL) **out, enr_error *err);
 
+/* A CRL described (free with free()): version, issuer, crl_number (decimal
+ * string, null without one), this_update / next_update (RFC 3339 UTC),
+ * signature algorithm, entry_count, entries [{serial (as for certificates),
+ * revoked_at, reason}], extensions. The text is rendered from the JSON. */
+enr_code enr_crl_describe_json(X509_CRL *crl, char **out, enr_error *err);
+enr_code enr_crl_describe_text(X509_CRL *crl, char **out, enr_error *err);
+
+/* RFC 5280 CRLReason names: unspecified keyCompromise cACompromise
+ * affiliationChanged superseded cessationOfOperation certificateHold
+ * privilegeWithdrawn aACompromise (removeFromCRL is read, never parsed). */
+enr_code enr_revocation_reason_parse(const char *name, int *out, enr_error *err);
+const char *enr_revocation_reason_name(int reason);
+
 /* JSON / text descriptions (free with free()): version, serial (uppercase
  * hex, as `openssl x509 -serial` prints it), issuer, subject (+ fields),
  * validity (RFC 3339 UTC), whether it is self-signed, public key (as csr.h:

@@ -11,34 +11,6 @@
 #include "enroll/cert.h"
 #include "enroll/fileio.h"
 
-static const char *REASONS[] = {
-    "unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-    "cessationOfOperation", "certificateHold", NULL /* 7 is unused */, "removeFromCRL",
-    "privilegeWithdrawn", "aACompromise",
-};
-
-enr_code enr_revocation_reason_parse(const char *name, int *out, enr_error *err)
-{
-    for (int i = 0; i < (int)(sizeof REASONS / sizeof REASONS[0]); i++)
-        if (REASONS[i] != NULL && i != 8 && strcasecmp(name, REASONS[i]) == 0) {
-            *out = i;
-            return ENR_OK;
-        }
-    return enr_error_set(err, ENR_E_USAGE,
-                         "unknown revocation reason '%s' (unspecified, keyCompromise, cACompromise, "
-                         "affiliationChanged, superseded, cessationOfOperation, certificateHold, "
-                         "privilegeWithdrawn, aACompromise)",
-                         name);
-}
-
-const char *enr_revocation_reason_name(int reason)
-{
-    if (reason < 0 || reason >= (int)(sizeof REASONS / sizeof REASONS[0]) || REASONS[reason] == NULL)
-        return "unspecified";
-    return REASONS[reason];
-}
-
-/* Reads a .jsonl file of the CA directory, calling `fn` per complete line. */
 static enr_code each_record(const enr_ca *ca, const char *file,
                             enr_code (*fn)(void *ctx, json_t *rec, enr_error *err), void *ctx,
                             enr_error *err)

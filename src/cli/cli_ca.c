@@ -668,28 +668,19 @@ static int ca_revoke(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
-/* What `ca crl --json` reports of the CRL it wrote. */
-static json_t *crl_json(const X509_CRL *crl, const char *out)
+/* What `ca crl --json` reports: the CRL it wrote (`crl show --json`), and where. */
+static enr_code print_crl_json(X509_CRL *crl, const char *out, enr_error *err)
 {
-    ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
-    BIGNUM *bn = number ? ASN1_INTEGER_to_BN(number, NULL) : NULL;
-    char *dec = bn ? BN_bn2dec(bn) : NULL;
-    char *issuer = enr_name_format(X509_CRL_get_issuer(crl));
-    char this_update[32], next_update[32] = "";
-    enr_time_format(enr_asn1_time_to_time_t(X509_CRL_get0_lastUpdate(crl)), this_update, sizeof this_update);
-    if (X509_CRL_get0_nextUpdate(crl) != NULL)
-        enr_time_format(enr_asn1_time_to_time_t(X509_CRL_get0_nextUpdate(crl)), next_update, sizeof next_update);
-    STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED((X509_CRL *)crl);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I}", "issuer", issuer ? issuer : "", "crl_number", dec ? dec : "",
-                          "this_update", this_update, "next_update", next_update, "entries",
-                          (json_int_t)(revoked ? sk_X509_REVOKED_num(revoked) : 0));
-    if (o != NULL && out != NULL && strcmp(out, "-") != 0)
+    char *text = NULL;
+    enr_code rc = enr_crl_describe_json(crl, &text, err);
+    json_t *o = rc == ENR_OK ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (rc == ENR_OK && o == NULL)
+        return enr_error_set(err, ENR_E_INTERNAL, "cannot re-read our JSON");
+    if (o != NULL)
         json_object_set_new(o, "out", json_string(out));
-    OPENSSL_free(dec);
-    BN_free(bn);
-    ASN1_INTEGER_free(number);
-    free(issuer);
-    return o;
+    cli_print_json(o);
+    return rc;
 }
 
 static int ca_crl(int argc, char **argv)
@@ -722,7 +713,7 @@ static int ca_crl(int argc, char **argv)
         BIO_free(bio);
     }
     if (code == ENR_OK && a.json)
-        cli_print_json(crl_json(crl, a.out));
+        code = print_crl_json(crl, a.out, &err);
     X509_CRL_free(crl);
     close_attachment(&at);
     enr_ca_free(ca);

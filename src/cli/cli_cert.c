@@ -1,4 +1,4 @@
-/* enroll cert show | enroll verify */
+/* enroll cert show | enroll crl show | enroll verify */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -183,6 +183,81 @@ static int cert_show(int argc, char **argv)
     if (code == ENR_OK)
         code = a.json ? describe_all_json(certs, &err) : describe_all_text(certs, &err);
     sk_X509_pop_free(certs, X509_free);
+    return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
+}
+
+static const char CRL_HELP[] =
+    "Usage: enroll crl show FILE [--json]\n"
+    "\n"
+    "show    Describes every CRL in FILE: issuer, CRL number, this and next update (RFC 3339,\n"
+    "        UTC), signature algorithm, extensions, and each revoked certificate's serial,\n"
+    "        revocation time and reason. Reads a PEM bundle (every X509 CRL block), or one\n"
+    "        DER or headerless base64 CRL. With --json: one object, or an array when FILE\n"
+    "        holds more than one CRL.\n"
+    "\n"
+    "Examples:\n"
+    "  enroll crl show devices-ca/crl.pem\n"
+    "  enroll crl show devices.crl --json | jq -r '.entries[] | select(.reason == \"keyCompromise\") | .serial'\n";
+
+static enr_code describe_crls(STACK_OF(X509_CRL) *crls, bool json, enr_error *err)
+{
+    int n = sk_X509_CRL_num(crls);
+    json_t *all = json ? json_array() : NULL;
+    if (json && all == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        char *text = NULL;
+        enr_code rc = json ? enr_crl_describe_json(sk_X509_CRL_value(crls, i), &text, err)
+                           : enr_crl_describe_text(sk_X509_CRL_value(crls, i), &text, err);
+        if (rc != ENR_OK) {
+            json_decref(all);
+            return rc;
+        }
+        if (json) {
+            json_t *one = json_loads(text, 0, NULL);
+            free(text);
+            if (one == NULL) {
+                json_decref(all);
+                return enr_error_set(err, ENR_E_INTERNAL, "cannot re-read our JSON");
+            }
+            json_array_append_new(all, one);
+        } else {
+            printf("%s%s", i > 0 ? "\n" : "", text);
+            free(text);
+        }
+    }
+    if (json) {
+        print_json(n == 1 ? json_array_get(all, 0) : all);
+        json_decref(all);
+    }
+    return ENR_OK;
+}
+
+int cli_crl(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(CRL_HELP, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "show") != 0)
+        return cli_usage("crl", "unknown verb '%s' (show; to make a CRL use `enroll ca crl`)", argv[1]);
+    argc--, argv++;
+    cert_args a;
+    int rc = parse_args("crl show", CERT_OPTIONS, argc, argv, &a);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (a.help) {
+        fputs(CRL_HELP, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (optind != argc - 1)
+        return cli_usage("crl show", "give exactly one CRL file ('-' for standard input)");
+    enr_error err;
+    STACK_OF(X509_CRL) *crls = NULL;
+    enr_code code = enr_crl_read_file(argv[optind], &crls, &err);
+    if (code == ENR_OK)
+        code = describe_crls(crls, a.json, &err);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
     return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
 }
 

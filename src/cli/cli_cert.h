@@ -3,6 +3,7 @@
 #define ENROLL_CLI_CERT_H
 
 int cli_cert(int argc, char **argv);
+int cli_crl(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 
 #endif

@@ -32,6 +32,7 @@ static const char USAGE[] =
     "  ca list      list what a CA issued (expiring, revoked)\n"
     "Certificates:\n"
     "  cert show    describe certificates (text or JSON)\n"
+    "  crl show     describe CRLs: number, dates, revoked serials and reasons\n"
     "  verify       verify a chain to a root, with purpose, time and CRLs\n"
     "Provisioning service (enrolld's store):\n"
     "  admin        CAs, policies, enrollments, device keys, registrations, certificates, audit\n"
@@ -72,6 +73,8 @@ int main(int argc, char **argv)
         return cli_ca(argc - 1, argv + 1);
     if (strcmp(noun, "cert") == 0)
         return cli_cert(argc - 1, argv + 1);
+    if (strcmp(noun, "crl") == 0)
+        return cli_crl(argc - 1, argv + 1);
     if (strcmp(noun, "verify") == 0)
         return cli_verify(argc - 1, argv + 1);
     if (strcmp(noun, "admin") == 0)

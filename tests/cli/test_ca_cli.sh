@@ -285,7 +285,24 @@ same "ca revoke --json: serial" "$(json "$WORK/.out" .serial)" "$jserial"
 same "ca revoke --json: reason" "$(json "$WORK/.out" .reason)" "superseded"
 check "ca crl --json" "$ENROLL" ca crl --dir ec-int --out json.crl --json
 same "ca crl --json: the CRL number openssl reads" "$(json "$WORK/.out" .crl_number)" "$(crl_number json.crl)"
-same "ca crl --json: entries" "$(json "$WORK/.out" .entries)" "$(openssl crl -in json.crl -noout -text | grep -c 'Serial Number:')"
+same "ca crl --json: entries" "$(json "$WORK/.out" .entry_count)" "$(openssl crl -in json.crl -noout -text | grep -c 'Serial Number:')"
+same "ca crl --json: out" "$(json "$WORK/.out" .out)" "json.crl"
+# crl show: the same description of any CRL file, judged by openssl.
+check "crl show --json" "$ENROLL" crl show json.crl --json
+same "crl show: CRL number" "$(json "$WORK/.out" .crl_number)" "$(crl_number json.crl)"
+same "crl show: issuer" "$(json "$WORK/.out" .issuer)" "$("$ENROLL" cert show ec-int/cert.pem --json | jq -r .subject)"
+same "crl show: the revoked serial and its reason" \
+  "$(json "$WORK/.out" '.entries[] | select(.serial == "'"$jserial"'") | .reason')" "superseded"
+same "crl show: every serial openssl lists" "$(json "$WORK/.out" '.entries[].serial' | sort | tr '\n' ' ')" \
+  "$(openssl crl -in json.crl -noout -text | sed -n 's/^ *Serial Number: *//p' | sort | tr '\n' ' ')"
+same "crl show: next update" "$(json "$WORK/.out" .next_update)" \
+  "$(date -u -d "$(openssl crl -in json.crl -noout -nextupdate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)"
+openssl crl -in json.crl -outform DER -out json.crl.der
+check "crl show (DER, text)" "$ENROLL" crl show json.crl.der
+contains "$WORK/.out" "$jserial" "crl show text lists the serial"
+contains "$WORK/.out" "superseded" "crl show text gives the reason"
+expect_exit 1 "crl show: not a CRL" "$ENROLL" crl show json-dev.crt
+expect_exit 2 "crl show: no file" "$ENROLL" crl show
 expect_exit 2 "ca crl --json to stdout is a usage error" "$ENROLL" ca crl --dir ec-int --json
 
 finish
