@@ -88,6 +88,10 @@ typedef struct enr_device_config {
      * at 2/3 of the certificate's lifetime (enrolld announces no window). */
     long renew_before_seconds;
     bool rotate_key; /* a new key at each renewal (file keys only) */
+    /* Provision into store_dir even when it holds files but no identity, or
+     * another registration's identity (replaced). Without it both are
+     * refused (ENR_E_EXISTS): a typo in a path must not clobber them. */
+    bool replace_store;
 
     int max_attempts;       /* per provision/renewal; 0: 6 */
     int backoff_initial_ms; /* 0: 1000 */

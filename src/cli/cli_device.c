@@ -19,7 +19,7 @@ static const char DEVICE_HELP[] =
     "                     (--device-key-file F | --group-key-file F | --bootstrap-cert F --bootstrap-key F)\n"
     "                     --key FILE|pkcs11:URI [--type ec-p256] [--module SO --pin-file F]\n"
     "                     --store DIR --trust ROOT.pem [--ca-trust CA.pem] [--renew-before D]\n"
-    "                     [--api-version V] [--retries N] [--timeout S] [--json]\n"
+    "                     [--api-version V] [--retries N] [--timeout S] [--force] [--json]\n"
     "       enroll device status --store DIR [--json]\n"
     "       enroll device run    --store DIR [--hook CMD] [--once] [--interval S] [--renew-before D]\n"
     "                     [--rotate-key] [--retries N] [--json]\n"
@@ -63,7 +63,9 @@ static const char DEVICE_HELP[] =
     "--renew-before D  renew when now >= notAfter - D (ISO 8601, e.g. P7D); default: the\n"
     "             service's hint, else 2/3 of the certificate's lifetime. Saved by provision;\n"
     "             for run, this run only (a D longer than the lifetime forces one renewal)\n"
-    "--store DIR  one process at a time: a second waits for DIR/.lock (and says so)\n"
+    "--store DIR  one process at a time: a second waits for DIR/.lock (and says so).\n"
+    "             provision refuses a DIR holding other files and no identity, or another\n"
+    "             registration's identity; --force uses or replaces it\n"
     "\n"
     "Examples:\n"
     "  enroll device provision --url https://dps.example:8443 --scope 0ne0001 \\\n"
@@ -334,7 +336,7 @@ static int device_provision(int argc, char **argv)
     enr_device_config cfg = {.url = a.url, .id_scope = a.scope, .registration_id = a.rid, .api_version = a.api,
                              .key_ref = a.key, .pkcs11_module = a.module, .pkcs11_pin_file = a.pin_file,
                              .trust_file = a.trust, .ca_trust_file = a.ca_trust, .store_dir = a.store,
-                             .log = log_stderr, .sleep = sleep_interruptible};
+                             .replace_store = a.force, .log = log_stderr, .sleep = sleep_interruptible};
     if (a.device_key_file) {
         cfg.auth = ENR_DEVICE_AUTH_DEVICE_KEY;
         cfg.symmetric_key_file = a.device_key_file;

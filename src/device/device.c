@@ -1,6 +1,7 @@
 /* The device client (device.h): registration over HTTPS with a bootstrap
  * credential or the current operational certificate, checks on what comes
  * back, and the hand-over to the identity store (identity.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -45,6 +46,7 @@ struct enr_device {
     enr_device_transport transport; /* never AUTO here */
     enr_key_type key_type;
     bool rotate_key;
+    bool replace_store; /* enr_device_config.replace_store, this object only */
     /* `run --renew-before`: for this process only, never saved (a one-off
      * window must not make every later run renew). */
     long renew_before_override;
@@ -209,6 +211,8 @@ static void apply_tuning(enr_device *d, const enr_device_config *c)
         return;
     if (c->rotate_key)
         d->rotate_key = true;
+    if (c->replace_store)
+        d->replace_store = true;
     if (c->max_attempts > 0)
         d->max_attempts = c->max_attempts;
     if (c->backoff_initial_ms > 0)
@@ -724,7 +728,7 @@ static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, 
     }
     X509 *leaf = sk_X509_value(chain, 0);
     char *cn = enr_name_common_name(X509_get_subject_name(leaf));
-    bool cn_ok = cn != NULL && strcmp(cn, d->id.registration_id) == 0;
+    bool cn_ok = cn != NULL && enr_dps_registration_id_equal(cn, d->id.registration_id); /* ids compare without case */
     if (!cn_ok) {
         rc = enr_error_set(err, ENR_E_VERIFY, "the issued certificate names CN '%.128s', not the registration id '%s'",
                            cn ? cn : "(none)", d->id.registration_id);
@@ -1166,6 +1170,65 @@ static enr_code provision_locked(enr_device *d, enr_error *err)
     return register_and_store(d, key_ref, true, false, CRED_BOOTSTRAP, err);
 }
 
+/* True when `name` in the store is `path` (the key named in the
+ * configuration, made or read there before the first identity). */
+static bool names_file(const char *store_dir, const char *name, const char *path)
+{
+    if (path == NULL || enr_key_ref_is_token(path))
+        return false;
+    char in_store[DEV_PATH_MAX];
+    if (dev_path(in_store, sizeof in_store, store_dir, name) != 0)
+        return false;
+    char *a = realpath(in_store, NULL), *b = realpath(path, NULL);
+    bool same = a != NULL && b != NULL && strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
+/* A provisioning writes identity.json and its generation files into the
+ * store: a directory holding other files and no identity, or another
+ * registration's identity, is refused unless replace_store says so. */
+static enr_code store_is_ours(const enr_device *d, enr_error *err)
+{
+    if (d->replace_store)
+        return ENR_OK;
+    dev_identity disk;
+    enr_code rc = dev_identity_load(d->store_dir, &disk, err);
+    if (rc == ENR_OK) {
+        char other[ENR_DPS_REGISTRATION_ID_MAX + 1];
+        snprintf(other, sizeof other, "%s", disk.registration_id ? disk.registration_id : "");
+        dev_identity_free(&disk);
+        /* Registration ids compare without case (docs/registration.md). */
+        if (d->id.registration_id != NULL && enr_dps_registration_id_equal(other, d->id.registration_id))
+            return ENR_OK;
+        return enr_error_set(err, ENR_E_EXISTS,
+                             "the store %s holds the identity of registration '%s', not '%s': give this device "
+                             "its own store (--force replaces that identity)",
+                             d->store_dir, other, d->id.registration_id ? d->id.registration_id : "");
+    }
+    if (rc != ENR_E_NOTFOUND)
+        return rc;
+    enr_error_clear(err);
+    DIR *dir = opendir(d->store_dir);
+    if (dir == NULL)
+        return enr_error_set(err, ENR_E_IO, "cannot read the store %s: %s", d->store_dir, strerror(errno));
+    char stranger[256] = "";
+    for (struct dirent *e; stranger[0] == '\0' && (e = readdir(dir)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, LOCK_FILE) == 0 ||
+            names_file(d->store_dir, e->d_name, d->id.key_ref))
+            continue;
+        snprintf(stranger, sizeof stranger, "%s", e->d_name);
+    }
+    closedir(dir);
+    if (stranger[0] != '\0')
+        return enr_error_set(err, ENR_E_EXISTS,
+                             "%s is not a device store (it holds '%s' and no %s): give a new or empty directory "
+                             "as the store (--force uses it anyway)",
+                             d->store_dir, stranger, DEV_IDENTITY_FILE);
+    return ENR_OK;
+}
+
 enr_code enr_device_provision(enr_device *d, enr_error *err)
 {
     if (d == NULL)
@@ -1174,6 +1237,8 @@ enr_code enr_device_provision(enr_device *d, enr_error *err)
     enr_code rc = dev_store_prepare(d->store_dir, err);
     if (rc == ENR_OK)
         rc = store_lock(d, &lock, err);
+    if (rc == ENR_OK)
+        rc = store_is_ours(d, err);
     if (rc == ENR_OK && (rc = reload(d, err)) == ENR_OK)
         rc = provision_locked(d, err);
     store_unlock(lock);

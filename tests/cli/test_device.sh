@@ -277,6 +277,31 @@ check "renewal after revocation" "$DEVICE" device run --store s1 --once --renew-
 same "revoked: renewed" "$(json "$WORK/.out" .renewed)" "true"
 contains "$WORK/.err" "using the bootstrap credential" "revoked: fell back to the bootstrap credential"
 contains "$WORK/.err" "401" "revoked: the refusal was a 401"
+# ---- a store is one device's: another registration's, or a directory of other files, is refused
+expect_exit 1 "another registration's store is refused" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-0s1 \
+    --group-key-file group.key --key dev0s1.key --store s1
+contains "$WORK/.err" "holds the identity of registration 'dev-001', not 'dev-0s1'" "says whose store it is"
+same "the store still holds dev-001" "$(jq -r .registration_id s1/identity.json)" "dev-001"
+cp -a s1 s1case
+check "the same id in another case is the same registration (its store, its certificate)" "$DEVICE" device provision \
+    "${COMMON[@]}" --registration-id DEV-001 --group-key-file group.key --key dev1.key --store s1case --json
+same "another case: the leaf names the id (any case)" \
+    "$(openssl x509 -in "$(json "$WORK/.out" .certificate)" -noout -subject | tr A-Z a-z)" "subject=cn = dev-001"
+check "another case: it renews (the leaf's CN is compared without case)" "$DEVICE" device run --store s1case --once \
+    --renew-before P31D --json
+same "another case: renewed" "$(json "$WORK/.out" .renewed)" "true"
+mkdir -m 700 notastore; : > notastore/photo.jpg
+expect_exit 1 "a directory of other files is refused" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-0s2 \
+    --group-key-file group.key --key dev0s2.key --store notastore
+contains "$WORK/.err" "is not a device store (it holds 'photo.jpg'" "names the stray file"
+check "--force uses it anyway" "$DEVICE" device provision "${COMMON[@]}" --registration-id dev-0s2 \
+    --group-key-file group.key --key dev0s2.key --store notastore --force --json
+same "--force: provisioned" "$(json "$WORK/.out" .provisioned)" "true"
+mkdir -m 700 keyfirst
+"$ENROLL" key new --out keyfirst/device.key >/dev/null
+check "a store holding only the device's own key is fine" "$DEVICE" device provision "${COMMON[@]}" \
+    --registration-id dev-0s3 --group-key-file group.key --key keyfirst/device.key --store keyfirst --json
+
 grep -F '"route":"register","registration_id":"dev-001"' enrolld.log | tail -2 > reg.lines
 contains reg.lines '"status":401' "revoked: enrolld refused the operational certificate"
 [ "$(json "$WORK/.out" .serial)" != "$REVOKED" ] && pass || fail "revoked: no new serial"
