@@ -11,13 +11,6 @@
 #include "enroll/cert.h"
 #include "enroll/name.h"
 
-static json_t *string_or_null(char *s)
-{
-    json_t *j = s ? json_string(s) : json_null();
-    free(s);
-    return j ? j : json_null();
-}
-
 static json_t *time_json(const ASN1_TIME *t)
 {
     char text[ENR_RFC3339_MAX];
@@ -59,7 +52,7 @@ static json_t *fingerprint_json(const X509 *cert)
         ERR_clear_error();
         return json_null();
     }
-    return string_or_null(enr_hex(md, n, false));
+    return enr_describe_owned_string(enr_hex(md, n, false));
 }
 
 static json_t *describe(X509 *cert, enr_error *err)
@@ -69,11 +62,11 @@ static json_t *describe(X509 *cert, enr_error *err)
         return NULL;
     json_t *root = json_object();
     json_object_set_new(root, "version", json_integer(X509_get_version(cert) + 1));
-    json_object_set_new(root, "serial", string_or_null(enr_serial_hex(X509_get0_serialNumber(cert))));
+    json_object_set_new(root, "serial", enr_describe_owned_string(enr_serial_hex(X509_get0_serialNumber(cert))));
     const X509_NAME *issuer = X509_get_issuer_name(cert), *subject = X509_get_subject_name(cert);
-    json_object_set_new(root, "issuer", string_or_null(enr_name_format(issuer)));
+    json_object_set_new(root, "issuer", enr_describe_owned_string(enr_name_format(issuer)));
     json_object_set_new(root, "issuer_fields", enr_describe_name_fields(issuer));
-    json_object_set_new(root, "subject", string_or_null(enr_name_format(subject)));
+    json_object_set_new(root, "subject", enr_describe_owned_string(enr_name_format(subject)));
     json_object_set_new(root, "subject_fields", enr_describe_name_fields(subject));
     json_object_set_new(root, "validity", validity_json(cert));
     /* Self-signed: issuer name equals subject and the signature verifies with
@@ -100,12 +93,6 @@ enr_code enr_cert_describe_json(X509 *cert, char **out, enr_error *err)
     return rc;
 }
 
-static const char *text_of(json_t *obj, const char *key, const char *fallback)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s && s[0] ? s : fallback;
-}
-
 /* "ab:cd:..." from contiguous hex, the way the CSR text shows fingerprints. */
 static void print_colon_hex(BIO *out, const char *hex)
 {
@@ -115,7 +102,7 @@ static void print_colon_hex(BIO *out, const char *hex)
 
 static void print_public_key(BIO *bio, json_t *key)
 {
-    const char *algorithm = text_of(key, "algorithm", "unknown");
+    const char *algorithm = enr_describe_text_of(key, "algorithm", "unknown");
     if (json_is_false(json_object_get(key, "decodable"))) {
         BIO_printf(bio, "    Public Key: %s (cannot be decoded)\n", algorithm);
         return;
@@ -127,7 +114,7 @@ static void print_public_key(BIO *bio, json_t *key)
         BIO_printf(bio, "        Exponent: %lld\n",
                    (long long)json_integer_value(json_object_get(key, "exponent")));
     BIO_printf(bio, "        SPKI SHA-256: ");
-    print_colon_hex(bio, text_of(key, "spki_sha256", ""));
+    print_colon_hex(bio, enr_describe_text_of(key, "spki_sha256", ""));
     BIO_printf(bio, "\n");
 }
 
@@ -136,23 +123,23 @@ static void print_certificate(BIO *bio, json_t *root)
     json_int_t version = json_integer_value(json_object_get(root, "version"));
     BIO_printf(bio, "Certificate:\n");
     BIO_printf(bio, "    Version: %lld (0x%llx)\n", (long long)version, (long long)(version - 1));
-    BIO_printf(bio, "    Serial Number: %s\n", text_of(root, "serial", "(none)"));
-    BIO_printf(bio, "    Issuer: %s\n", text_of(root, "issuer", "(empty)"));
+    BIO_printf(bio, "    Serial Number: %s\n", enr_describe_text_of(root, "serial", "(none)"));
+    BIO_printf(bio, "    Issuer: %s\n", enr_describe_text_of(root, "issuer", "(empty)"));
     json_t *validity = json_object_get(root, "validity");
     BIO_printf(bio, "    Validity:\n");
-    BIO_printf(bio, "        Not Before: %s\n", text_of(validity, "not_before", "(invalid time)"));
-    BIO_printf(bio, "        Not After:  %s\n", text_of(validity, "not_after", "(invalid time)"));
-    BIO_printf(bio, "    Subject: %s%s\n", text_of(root, "subject", "(empty)"),
+    BIO_printf(bio, "        Not Before: %s\n", enr_describe_text_of(validity, "not_before", "(invalid time)"));
+    BIO_printf(bio, "        Not After:  %s\n", enr_describe_text_of(validity, "not_after", "(invalid time)"));
+    BIO_printf(bio, "    Subject: %s%s\n", enr_describe_text_of(root, "subject", "(empty)"),
                json_is_true(json_object_get(root, "self_signed")) ? " (self-signed)" : "");
     print_public_key(bio, json_object_get(root, "public_key"));
-    BIO_printf(bio, "    Signature Algorithm: %s\n", text_of(root, "signature_algorithm", "unknown"));
+    BIO_printf(bio, "    Signature Algorithm: %s\n", enr_describe_text_of(root, "signature_algorithm", "unknown"));
     json_t *exts = json_object_get(root, "extensions");
     if (json_array_size(exts) > 0) {
         BIO_printf(bio, "    Extensions:\n");
         enr_describe_extensions_text(exts, bio, 8);
     }
     BIO_printf(bio, "    SHA-256 Fingerprint: ");
-    print_colon_hex(bio, text_of(root, "fingerprint_sha256", ""));
+    print_colon_hex(bio, enr_describe_text_of(root, "fingerprint_sha256", ""));
     BIO_printf(bio, "\n");
 }
 

@@ -45,13 +45,6 @@ static json_t *time_or_null(const ASN1_TIME *t)
     return t != NULL && enr_asn1_time_rfc3339(t, text) ? json_string(text) : json_null();
 }
 
-static json_t *owned_string_or_null(char *s)
-{
-    json_t *j = s ? json_string(s) : json_null();
-    free(s);
-    return j ? j : json_null();
-}
-
 /* The CRL number in decimal (it may exceed 64 bits), or null. */
 static json_t *crl_number_json(const X509_CRL *crl)
 {
@@ -68,7 +61,7 @@ static json_t *crl_number_json(const X509_CRL *crl)
 static json_t *entry_json(const X509_REVOKED *r)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "serial", owned_string_or_null(enr_serial_hex(X509_REVOKED_get0_serialNumber(r))));
+    json_object_set_new(o, "serial", enr_describe_owned_string(enr_serial_hex(X509_REVOKED_get0_serialNumber(r))));
     json_object_set_new(o, "revoked_at", time_or_null(X509_REVOKED_get0_revocationDate(r)));
     int crit = 0;
     ASN1_ENUMERATED *reason = X509_REVOKED_get_ext_d2i(r, NID_crl_reason, &crit, NULL);
@@ -85,7 +78,7 @@ static json_t *describe(X509_CRL *crl)
     if (root == NULL)
         return NULL;
     json_object_set_new(root, "version", json_integer(X509_CRL_get_version(crl) + 1));
-    json_object_set_new(root, "issuer", owned_string_or_null(enr_name_format(X509_CRL_get_issuer(crl))));
+    json_object_set_new(root, "issuer", enr_describe_owned_string(enr_name_format(X509_CRL_get_issuer(crl))));
     json_object_set_new(root, "crl_number", crl_number_json(crl));
     json_object_set_new(root, "this_update", time_or_null(X509_CRL_get0_lastUpdate(crl)));
     json_object_set_new(root, "next_update", time_or_null(X509_CRL_get0_nextUpdate(crl)));
@@ -113,12 +106,6 @@ enr_code enr_crl_describe_json(X509_CRL *crl, char **out, enr_error *err)
     return rc;
 }
 
-static const char *text_of(json_t *obj, const char *key, const char *fallback)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s && s[0] ? s : fallback;
-}
-
 enr_code enr_crl_describe_text(X509_CRL *crl, char **out, enr_error *err)
 {
     *out = NULL;
@@ -131,18 +118,18 @@ enr_code enr_crl_describe_text(X509_CRL *crl, char **out, enr_error *err)
     }
     BIO_printf(bio, "Certificate Revocation List (v%lld):\n",
                (long long)json_integer_value(json_object_get(root, "version")));
-    BIO_printf(bio, "    Issuer: %s\n", text_of(root, "issuer", "(none)"));
-    BIO_printf(bio, "    CRL Number: %s\n", text_of(root, "crl_number", "(none)"));
-    BIO_printf(bio, "    This Update: %s\n", text_of(root, "this_update", "(unreadable)"));
-    BIO_printf(bio, "    Next Update: %s\n", text_of(root, "next_update", "(none)"));
-    BIO_printf(bio, "    Signature Algorithm: %s\n", text_of(root, "signature_algorithm", "unknown"));
+    BIO_printf(bio, "    Issuer: %s\n", enr_describe_text_of(root, "issuer", "(none)"));
+    BIO_printf(bio, "    CRL Number: %s\n", enr_describe_text_of(root, "crl_number", "(none)"));
+    BIO_printf(bio, "    This Update: %s\n", enr_describe_text_of(root, "this_update", "(unreadable)"));
+    BIO_printf(bio, "    Next Update: %s\n", enr_describe_text_of(root, "next_update", "(none)"));
+    BIO_printf(bio, "    Signature Algorithm: %s\n", enr_describe_text_of(root, "signature_algorithm", "unknown"));
     json_t *entries = json_object_get(root, "entries");
     BIO_printf(bio, "    Revoked Certificates: %zu\n", json_array_size(entries));
     size_t i;
     json_t *e;
     json_array_foreach(entries, i, e)
-        BIO_printf(bio, "        %s  %s  %s\n", text_of(e, "serial", "?"), text_of(e, "revoked_at", "?"),
-                   text_of(e, "reason", "unspecified"));
+        BIO_printf(bio, "        %s  %s  %s\n", enr_describe_text_of(e, "serial", "?"), enr_describe_text_of(e, "revoked_at", "?"),
+                   enr_describe_text_of(e, "reason", "unspecified"));
     json_t *exts = json_object_get(root, "extensions");
     if (json_array_size(exts) > 0) {
         BIO_printf(bio, "    Extensions:\n");

@@ -234,6 +234,19 @@ void enr_describe_extensions_text(json_t *exts, BIO *out, int indent)
     }
 }
 
+const char *enr_describe_text_of(json_t *obj, const char *key, const char *fallback)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s && s[0] ? s : fallback;
+}
+
+json_t *enr_describe_owned_string(char *s)
+{
+    json_t *j = s ? json_string(s) : json_null();
+    free(s);
+    return j ? j : json_null();
+}
+
 enr_code enr_describe_dump(json_t *obj, char **out, enr_error *err)
 {
     char *s = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -25,6 +25,11 @@ json_t *enr_describe_algorithm(const X509_ALGOR *alg);
 /* Renders what enr_describe_extensions made, indented, for text output. */
 void enr_describe_extensions_text(json_t *exts, BIO *out, int indent);
 
+/* A string member for text rendering: `fallback` when absent or empty. */
+const char *enr_describe_text_of(json_t *obj, const char *key, const char *fallback);
+/* A JSON string taking (and freeing) `s`; null for NULL. */
+json_t *enr_describe_owned_string(char *s);
+
 /* Dumps `obj` to a newly allocated string with a trailing newline. */
 enr_code enr_describe_dump(json_t *obj, char **out, enr_error *err);
 
