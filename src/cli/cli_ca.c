@@ -252,6 +252,13 @@ static int ca_init(int argc, char **argv)
     secrets_free(&s);
     if (code != ENR_OK)
         return cli_fail(&err, a.json);
+    /* A key file anyone who reads it can issue with: said every time. */
+    bool key_in_clear = a.import == NULL && a.key == NULL && a.pass_file == NULL;
+    if (key_in_clear)
+        fprintf(stderr,
+                "%s: warning: %s/key.pem is not encrypted (only its 0600 mode protects it): whoever reads it can "
+                "issue as this CA. Give --pass-file F to encrypt it, or keep the key in a token (--key pkcs11:URI)\n",
+                cli_program, a.dir);
     X509 *cert = enr_ca_cert(ca);
     char *subject = enr_name_format(X509_get_subject_name(cert));
     char *issuer = enr_name_format(X509_get_issuer_name(cert));
@@ -259,9 +266,10 @@ static int ca_init(int argc, char **argv)
     char until[32];
     enr_time_format(enr_asn1_time_to_time_t(X509_get0_notAfter(cert)), until, sizeof until);
     if (a.json) {
-        json_t *o2 = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s}", "dir", a.dir, "subject", subject ? subject : "",
+        json_t *o2 = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:b}", "dir", a.dir, "subject", subject ? subject : "",
                                "issuer", issuer ? issuer : "", "pathlen", (json_int_t)pathlen, "not_after", until,
-                               "kind", a.import ? "imported" : a.parent ? "intermediate" : "root");
+                               "kind", a.import ? "imported" : a.parent ? "intermediate" : "root",
+                               "key_in_clear", key_in_clear);
         json_dumpf(o2, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);
         json_decref(o2);

@@ -231,6 +231,10 @@ expect_exit 1 "an unreadable CRL number is an error, not a restart" "$ENROLL" ca
 contains "$WORK/.err" "crlnumber" "CRL number: names the file"
 printf 'ca-secret\n' > ca-pass.txt
 check "encrypted CA" "$ENROLL" ca init --dir locked --subject /CN=Locked --pass-file ca-pass.txt
+lacks "$WORK/.err" "not encrypted" "an encrypted CA key: no warning"
+check "a CA key in the clear" "$ENROLL" ca init --dir clear-ca --subject /CN=Clear --json
+contains "$WORK/.err" "warning: clear-ca/key.pem is not encrypted" "a CA key in the clear: warned"
+same "a CA key in the clear: said in the JSON" "$(json "$WORK/.out" .key_in_clear)" "true"
 check "list needs no passphrase" "$ENROLL" ca list --dir locked
 expect_exit 2 "signing does" "$ENROLL" ca sign --dir locked --profile device ec-dev.csr --out y.crt
 printf 'junk\n' > junk.txt
