@@ -356,9 +356,15 @@ contains "$WORK/.err" "writable by every user" "says why the store is refused"
 # ---- a fake service: garbage, a certificate for another key, for another CN
 cp -r s1 s1-before
 # openssl s_server cannot answer a PUT with a file, so the fake is a few lines of bash around `openssl s_server -naccept 1`
-serve_once() { # FILE PORT [CERT] -> background server answering one request with FILE
+serve_once() { # FILE PORT [CERT] -> background server answering one request with FILE, listening on return
   (openssl s_server -quiet -accept "127.0.0.1:$2" -naccept 1 -cert "${3:-server.pem}" -key server.key < <(sleep 1; cat "$1"; sleep 2) > /dev/null 2>&1) &
   PIDS+=("$!")
+  # Listening, not a guess: a loaded machine starts s_server late.
+  for _ in $(seq 1 100); do
+    [ -n "$(ss -Htln "sport = :$2")" ] && return 0
+    sleep 0.05
+  done
+  fail "serve_once: nothing listens on port $2 after 5 s"
 }
 fake_port=$(( PORT + 1 ))
 answer() { # BODY-FILE -> fake.http
@@ -373,7 +379,6 @@ identity_unchanged() { # WHAT
 fake_run() { # -> runs one renewal against the fake
   jq --arg u "https://127.0.0.1:$fake_port" '.url = $u' s1/identity.json > s1/identity.tmp && mv s1/identity.tmp s1/identity.json
   serve_once fake.http "$fake_port"
-  sleep 0.5
   "$DEVICE" device run --store s1 --once --renew-before P31D --retries 1 > "$WORK/.out" 2> "$WORK/.err"
   FAKE_RC=$?
 }
@@ -416,7 +421,6 @@ if openssl x509 -in nosan.pem -noout -ext subjectAltName 2>/dev/null | grep -q D
 else
   jq --arg u "https://localhost:$fake_port" '.url = $u' s1/identity.json > s1/identity.tmp && mv s1/identity.tmp s1/identity.json
   serve_once garbage.body "$fake_port" nosan.pem
-  sleep 0.5
   expect_exit 1 "a service named only by its CN is not trusted" "$DEVICE" device run --store s1 --once \
       --renew-before P31D --retries 1
   contains "$WORK/.err" "not trusted" "CN only: says the service is not trusted"
