@@ -95,13 +95,14 @@ done
 echo "== enrolld: $WORKERS workers on 127.0.0.1:$PORT (HTTPS) and :$MQTT_PORT (MQTT), store $WORK/data (SQLite WAL, synchronous=FULL), $(nproc) cores shared with the load generator"
 COMMON=(--scope "$SCOPE" --group-key "$GROUP_KEY" --ca root/cert.pem
         --server-cert server.pem --server-key server.key --bare-workers "$WORKERS")
-ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; } # enrolld's user+system CPU, in clock ticks
+ticks() { awk '{print $14, $15}' "/proc/$PID/stat"; } # enrolld's user and system CPU, in clock ticks
 HZ=$(getconf CLK_TCK)
-cpu_per_registration() { # TICKS-BEFORE RESULT-FILE: enrolld CPU ms per registration (it idles during the ceilings)
+cpu_per_registration() { # "USER SYS" TICKS BEFORE, RESULT-FILE: enrolld CPU ms per registration (it idles during the ceilings)
   local ok
   ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$2")
-  awk -v t=$(( $(ticks) - $1 )) -v hz="$HZ" -v ok="${ok:-0}" \
-    'BEGIN { if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d)\n", 1000 * t / hz / ok, t / hz, ok }' |
+  awk -v before="$1" -v now="$(ticks)" -v hz="$HZ" -v ok="${ok:-0}" \
+    'BEGIN { split(before, b, " "); split(now, n, " "); u = n[1] - b[1]; s = n[2] - b[2]; t = u + s
+             if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d; user %.2f ms, system %.2f ms)\n", 1000 * t / hz / ok, t / hz, ok, 1000 * u / hz / ok, 1000 * s / hz / ok }' |
     tee "${2%.out}.cpu"
 }
 run() { # NAME BENCH_LOAD-ARGS...: a run, its output in NAME.out, enrolld's CPU per registration in NAME.cpu
@@ -140,6 +141,7 @@ for r in $RUNS; do
 done
 field() { [ -f "$1" ] && sed -n "s/^RESULT .* $2=\([0-9.]*\).*/\1/p" "$1"; }
 cpu() { [ -f "$1.cpu" ] && grep -o '[0-9.]* ms per' "$1.cpu" | cut -d' ' -f1; }
+cpu_split() { [ -f "$1.cpu" ] && grep -o 'user [0-9.]* ms, system [0-9.]* ms' "$1.cpu"; }
 echo "== against the aims (issue 4)"
 runs keepalive && awk -v r="$(field keepalive.out rate)" \
   'BEGIN { printf "  keep-alive: %.0f durable registrations/s, aim 5000/s: %s\n", r, (r >= 5000 ? "met" : sprintf("not met (%.0f%%)", 100 * r / 5000)) }'
@@ -151,7 +153,8 @@ line() { # LABEL NAME: its rate, enrolld CPU per registration, share of keep-ali
   [ -f "$2.out" ] || return 0
   awk -v l="$1" -v r="$(field "$2.out" rate)" -v c="$(cpu "$2")" -v k="$(field keepalive.out rate)" \
     -v rc="$(field "$2.out" tls_connections)" -v rr="$(field "$2.out" tls_resumed)" -v res="${3:-}" \
-    'BEGIN { printf "  %-58s %6.0f durable registrations/s, enrolld CPU %s ms per registration", l, r, (c != "" ? c : "?")
+    -v sp="$(cpu_split "$2")" \
+    'BEGIN { printf "  %-58s %6.0f durable registrations/s, enrolld CPU %s ms per registration (%s)", l, r, (c != "" ? c : "?"), sp
              if (k > 0 && l !~ /keep-alive/) printf ", %.0f%% of keep-alive", 100 * r / k
              if (res != "") printf " (%.0f of %.0f connections resumed)", rr, rc
              printf "\n" }'
