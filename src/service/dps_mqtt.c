@@ -53,7 +53,6 @@ struct mconn {
      * as mosquitto_rr does); an answer goes out when it matches. */
     char exact[2][128];
     bool closing;                 /* the last bytes are going out; then freed */
-    bool reading, lost;           /* in conn_read; the peer went meanwhile (conn_read frees it) */
     double accepted_ms, last_rx_ms, closing_ms;
     double keepalive_ms;          /* 1.5 x the keepalive in force */
     char id_scope[ENR_DPS_ID_SCOPE_MAX + 1];
@@ -77,12 +76,6 @@ struct dps_mqtt {
     int calls_open;               /* over every connection (the stop drains them) */
     bool stopping;                /* dps_mqtt_stop_accepting: the listener stays off */
     bool paused;
-    /* While conn_read takes the packets of one read, what they answer is
-     * gathered here and goes out in one write (one TLS record, one send)
-     * when the read is done: a client pipelining CONNECT, SUBSCRIBE and
-     * PUBLISH gets CONNACK, SUBACK and PUBACK together. */
-    mconn *gathering;
-    struct evbuffer *gathered;
     log_limit logs[LOG_KINDS];
     dps_mqtt_counters counters;
 };
@@ -181,7 +174,7 @@ static void write_drained(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     mconn *c = arg;
-    if (c->closing && !c->reading) /* in conn_read, the write of what it gathered: conn_read frees it */
+    if (c->closing)
         conn_free(c);
 }
 
@@ -198,21 +191,8 @@ static void conn_close(mconn *c)
 
 static void send_bytes(mconn *c, const uint8_t *b, size_t n)
 {
-    if (n == 0)
-        return;
-    if (c->m->gathering == c && evbuffer_add(c->m->gathered, b, n) == 0)
-        return;
-    bufferevent_write(c->bev, b, n);
-}
-
-/* What the packets of one read answered, in one write. */
-static void send_gathered(mconn *c)
-{
-    dps_mqtt *m = c->m;
-    m->gathering = NULL;
-    if (evbuffer_get_length(m->gathered) > 0)
-        bufferevent_write_buffer(c->bev, m->gathered);
-    evbuffer_drain(m->gathered, evbuffer_get_length(m->gathered)); /* should the write have failed */
+    if (n > 0)
+        bufferevent_write(c->bev, b, n);
 }
 
 /* A protocol failure: MQTT 5 hears why (DISCONNECT), 3.1.1 is just closed. */
@@ -494,8 +474,6 @@ static void conn_read(struct bufferevent *bev, void *arg)
 {
     mconn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    c->m->gathering = c;
-    c->reading = true;
     while (!c->closing) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)
@@ -515,24 +493,15 @@ static void conn_read(struct bufferevent *bev, void *arg)
         on_packet(c, p, n);
         evbuffer_drain(in, n);
     }
-    send_gathered(c); /* a failed write calls conn_event at once: it leaves the freeing to us */
-    c->reading = false;
-    if (c->lost)
-        conn_free(c);
-    else if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         conn_free(c);
 }
 
 static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    mconn *c = arg;
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-        return;
-    if (c->reading)
-        c->lost = true;
-    else
-        conn_free(c);
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(arg);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -624,9 +593,8 @@ enr_code dps_mqtt_new(struct event_base *base, int listen_fd, SSL_CTX *tls, enr_
         m->tls = tls;
     m->listener = evconnlistener_new(base, on_accept, m, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
     m->tick = event_new(base, -1, EV_PERSIST, tick, m);
-    m->gathered = evbuffer_new();
     struct timeval quarter = {0, 250 * 1000};
-    if (m->listener == NULL || m->tick == NULL || m->gathered == NULL || event_add(m->tick, &quarter) != 0 || (tls != NULL && m->tls == NULL)) {
+    if (m->listener == NULL || m->tick == NULL || event_add(m->tick, &quarter) != 0 || (tls != NULL && m->tls == NULL)) {
         if (m->listener == NULL)
             close(listen_fd);
         dps_mqtt_free(m);
@@ -646,8 +614,6 @@ void dps_mqtt_free(dps_mqtt *m)
         evconnlistener_free(m->listener);
     if (m->tick != NULL)
         event_free(m->tick);
-    if (m->gathered != NULL)
-        evbuffer_free(m->gathered);
     SSL_CTX_free(m->tls);
     free(m);
 }
