@@ -7,7 +7,11 @@
  *     PUT /{scope}/registrations/{id}/register?api-version=2025-07-01-preview
  * either over one keep-alive connection per thread (--mode keepalive) or over
  * a new TLS connection per registration (--mode handshake, optionally with a
- * client certificate: a fresh mTLS handshake per device). An answer counts as
+ * client certificate: a fresh mTLS handshake per device; or with --resume,
+ * no client certificate, each thread's connections resuming its TLS 1.2
+ * session and the device authenticating with its SAS token, exactly as
+ * --mode mqtt's connection per device does: the like-for-like HTTPS figure
+ * beside DPS over MQTT). An answer counts as
  * a registration only when it is HTTP 200 with status "assigned"; anything
  * else is counted as an error, by kind.
  *
@@ -87,6 +91,7 @@ static struct {
     bool check_answers;
     bool mqtt_full_tls;   /* --mqtt-tls full: a full handshake per device (else TLS 1.2 resumption) */
     bool mqtt_pipeline;   /* CONNECT, SUBSCRIBE and PUBLISH in one write, not waiting for CONNACK/SUBACK */
+    bool https_resume;    /* --mode handshake --resume: each thread's new connections resume its TLS 1.2 session */
 } opt = {
     .host = "127.0.0.1",
     .connections = 64,
@@ -101,7 +106,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: bench_load --port P --scope S --group-key B64 --ca ROOT.pem\n"
             "                  [--host 127.0.0.1] [--connections N] (--seconds T | --requests M)\n"
-            "                  [--mode keepalive|handshake|mqtt] [--client-cert F --client-key F]\n"
+            "                  [--mode keepalive|handshake|mqtt] [--client-cert F --client-key F] [--resume]\n"
             "                  [--mqtt-tls resume|full] [--mqtt-pipeline]\n"
             "                  [--devices D] [--keys K] [--id-prefix P] [--received FILE] [--check]\n"
             "                  [--server-cert F --server-key F [--bare-workers W] [--bare-seconds T]]\n"
@@ -126,6 +131,9 @@ static void usage(FILE *out)
             "  --mqtt-tls resume  (default) each thread's connections resume its first TLS 1.2 session\n"
             "                   (no public-key work after the first: TLS cost amortised, as with\n"
             "                   keep-alive); full: a full TLS handshake per device (as --mode handshake)\n"
+            "  --resume         with --mode handshake: each thread's new connections resume its first\n"
+            "                   TLS 1.2 session, as --mqtt-tls resume (the HTTPS counterpart of --mode\n"
+            "                   mqtt: a connection per device, SAS token, no client certificate)\n"
             "  --mqtt-pipeline  send CONNECT, SUBSCRIBE and PUBLISH at once (MQTT allows it); by default\n"
             "                   wait for CONNACK and SUBACK as the DPS SDKs do\n");
 }
@@ -134,7 +142,7 @@ static bool parse_options(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_SCOPE, O_GROUP_KEY, O_CA, O_CONN, O_SECONDS, O_REQUESTS, O_DEVICES, O_MODE,
            O_CCERT, O_CKEY, O_RECEIVED, O_PREFIX, O_SCERT, O_SKEY, O_BWORKERS, O_BSECONDS, O_NOCEIL,
-           O_CHECK, O_KEYS, O_MQTT_TLS, O_MQTT_PIPELINE, O_HELP };
+           O_CHECK, O_KEYS, O_MQTT_TLS, O_MQTT_PIPELINE, O_RESUME, O_HELP };
     static const struct option longs[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -159,6 +167,7 @@ static bool parse_options(int argc, char **argv)
         {"keys", required_argument, NULL, O_KEYS},
         {"mqtt-tls", required_argument, NULL, O_MQTT_TLS},
         {"mqtt-pipeline", no_argument, NULL, O_MQTT_PIPELINE},
+        {"resume", no_argument, NULL, O_RESUME},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -208,6 +217,7 @@ static bool parse_options(int argc, char **argv)
             }
             break;
         case O_MQTT_PIPELINE: opt.mqtt_pipeline = true; break;
+        case O_RESUME: opt.https_resume = true; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return false;
         }
@@ -228,6 +238,11 @@ static bool parse_options(int argc, char **argv)
     }
     if ((opt.client_cert == NULL) != (opt.client_key == NULL) || (opt.server_cert == NULL) != (opt.server_key == NULL)) {
         fprintf(stderr, "bench_load: a certificate needs its key (and the other way round)\n");
+        return false;
+    }
+    if (opt.https_resume && (opt.mode != MODE_HANDSHAKE || opt.client_cert != NULL)) {
+        fprintf(stderr, "bench_load: --resume goes with --mode handshake and no client certificate (the session "
+                        "resumed carries no client identity: the SAS token authenticates)\n");
         return false;
     }
     if (opt.devices <= 0)
@@ -1345,7 +1360,7 @@ int main(int argc, char **argv)
         perror(opt.received);
         return 1;
     }
-    bool resume = opt.mode == MODE_MQTT && !opt.mqtt_full_tls;
+    bool resume = (opt.mode == MODE_MQTT && !opt.mqtt_full_tls) || (opt.mode == MODE_HANDSHAKE && opt.https_resume);
     SSL_CTX *ctx = client_context(resume);
     if (ctx == NULL)
         return 1;
@@ -1355,7 +1370,10 @@ int main(int argc, char **argv)
         return 1;
     double prep = bench_now() - t0;
     const char *mode_name = opt.mode == MODE_KEEPALIVE  ? "keep-alive"
-                            : opt.mode == MODE_HANDSHAKE ? "new TLS connection per registration"
+                            : opt.mode == MODE_HANDSHAKE
+                                ? (resume ? "HTTPS, new connection per device resuming the thread's TLS 1.2 session "
+                                            "(SAS token, no client certificate)"
+                                          : "new TLS connection per registration")
                             : !opt.mqtt_pipeline
                                 ? (resume ? "DPS over MQTT 3.1.1, new connection per device resuming the thread's TLS "
                                             "1.2 session, waiting for CONNACK and SUBACK as the SDKs do"
@@ -1378,10 +1396,12 @@ int main(int argc, char **argv)
         return 1;
     char what[64];
     snprintf(what, sizeof what, "enrolld %s:",
-             opt.mode == MODE_KEEPALIVE ? "keep-alive" : opt.mode == MODE_HANDSHAKE ? "handshake"
-                                                       : resume ? "MQTT (TLS resumed)" : "MQTT (full TLS)");
+             opt.mode == MODE_KEEPALIVE    ? "keep-alive"
+             : opt.mode == MODE_HANDSHAKE ? (resume ? "HTTPS (TLS resumed)" : "handshake")
+             : resume                     ? "MQTT (TLS resumed)"
+                                          : "MQTT (full TLS)");
     print_result(what, &r);
-    if (opt.mode == MODE_MQTT)
+    if (opt.mode == MODE_MQTT || resume)
         printf("  %-28s %8ld TLS connections, %ld of them resumed (%.1f%%); %ld answers 202 polled\n", "",
                r.handshakes, r.resumed, r.handshakes ? 100.0 * (double)r.resumed / (double)r.handshakes : 0.0,
                r.polls);
@@ -1438,14 +1458,17 @@ int main(int argc, char **argv)
             else
                 printf("  ceiling, TLS (s_time):       not measured (openssl s_server/s_time failed)\n");
             if (opt.mode == MODE_HANDSHAKE && tls_bare > 0)
-                printf("  enrolld handshake rate:      %.1f%% of the in-process bare server, %.1f%% of s_time\n",
+                printf("  enrolld %s rate:%s %.1f%% of the in-process bare server, %.1f%% of s_time\n",
+                       resume ? "resumed-connection" : "handshake", resume ? "" : "         ",
                        100.0 * r.rate / tls_bare, tls_s_time > 0 ? 100.0 * r.rate / tls_s_time : 0.0);
         }
     }
     /* One line for scripts. */
     printf("RESULT mode=%s connections=%d ok=%ld errors=%ld rate=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
            "crypto_ceiling=%.0f tls_bare=%.0f tls_s_time=%.0f tls_connections=%ld tls_resumed=%ld polls=%ld\n",
-           opt.mode == MODE_KEEPALIVE ? "keepalive" : opt.mode == MODE_HANDSHAKE ? "handshake" : "mqtt",
+           opt.mode == MODE_KEEPALIVE ? "keepalive"
+           : opt.mode == MODE_HANDSHAKE ? (resume ? "handshake-resume" : "handshake")
+                                        : "mqtt",
            opt.connections, r.ok, r.err_connect + r.err_io + r.err_http + r.err_answer, r.rate, r.p50, r.p99, r.max,
            crypto_ceiling, tls_bare, tls_s_time, r.handshakes, r.resumed, r.polls);
     for (long i = 0; i < opt.devices; i++)

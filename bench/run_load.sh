@@ -4,23 +4,28 @@
 # disk, runs bench_load in keep-alive mode, over DPS MQTT (one connection per
 # device, as DPS's CONNECT authenticates one registration id; each thread's
 # connections resume its TLS 1.2 session, so TLS public-key work is amortised
-# as with keep-alive) and with a new mTLS connection per registration, prints
+# as with keep-alive), over HTTPS the same way (a new connection per device
+# resuming the thread's TLS 1.2 session, SAS token: the like-for-like HTTPS
+# figure beside MQTT) and with a new mTLS connection per registration, prints
 # the figures beside the machine's limits, stops enrolld and checks
 # durability (PRAGMA integrity_check; at least as many certificates in the
 # store as registrations the generator counted; no serial twice; every
-# serial received over MQTT is in the store).
+# serial received over MQTT or HTTPS connection per device is in the store).
 #
 #   bench/run_load.sh [BUILD_DIR]        (default: build)
 # Environment: CONNECTIONS (64), SECONDS_KEEPALIVE (10), SECONDS_HANDSHAKE (10),
 #   HS_CONNECTIONS (16), MQTT_CONNECTIONS (64), SECONDS_MQTT (10), MQTT_FULL=1
 #   to add an MQTT run with a full TLS handshake per device (HS_CONNECTIONS),
-#   WORKERS (2), KEEP_WORK=1 to keep the scratch directory.
+#   WORKERS (2), KEEP_WORK=1 to keep the scratch directory, RUNS (the runs, in
+#   order; default "keepalive mqtt https-resumed mqtt-pipelined handshake",
+#   mqtt-full added by MQTT_FULL=1), ENROLLD (another enrolld binary, e.g. an
+#   older build's, driven by this build's enroll and bench_load).
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
 ENROLL=$BUILD/src/enroll
-ENROLLD=$BUILD/src/enrolld
+ENROLLD=${ENROLLD:-$BUILD/src/enrolld}
 LOAD=$BUILD/bench/bench_load
 for b in "$ENROLL" "$ENROLLD" "$LOAD"; do
   [ -x "$b" ] || { echo "run_load: $b is missing: build first (make build)" >&2; exit 1; }
@@ -36,6 +41,12 @@ MQTT_CONNECTIONS=${MQTT_CONNECTIONS:-64}
 SECONDS_MQTT=${SECONDS_MQTT:-10}
 MQTT_FULL=${MQTT_FULL:-}
 WORKERS=${WORKERS:-2}
+RUNS=${RUNS:-keepalive mqtt https-resumed mqtt-pipelined $([ -n "$MQTT_FULL" ] && echo mqtt-full) handshake}
+runs() { for r in $RUNS; do [ "$r" = "$1" ] && return 0; done; return 1; }
+for r in $RUNS; do
+  case "$r" in keepalive | mqtt | https-resumed | mqtt-pipelined | mqtt-full | handshake) ;;
+  *) echo "run_load: RUNS: unknown run $r" >&2; exit 2 ;; esac
+done
 SCOPE=0ne0000bench
 
 WORK=$(mktemp -d /tmp/enroll-load-XXXXXX) # on disk, not tmpfs: the commits are really fsync'ed
@@ -84,72 +95,99 @@ done
 echo "== enrolld: $WORKERS workers on 127.0.0.1:$PORT (HTTPS) and :$MQTT_PORT (MQTT), store $WORK/data (SQLite WAL, synchronous=FULL), $(nproc) cores shared with the load generator"
 COMMON=(--scope "$SCOPE" --group-key "$GROUP_KEY" --ca root/cert.pem
         --server-cert server.pem --server-key server.key --bare-workers "$WORKERS")
-ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; } # enrolld's user+system CPU, in clock ticks
+ticks() { awk '{print $14, $15}' "/proc/$PID/stat"; } # enrolld's user and system CPU, in clock ticks
 HZ=$(getconf CLK_TCK)
-cpu_per_registration() { # TICKS-BEFORE RESULT-FILE: enrolld CPU ms per registration (it idles during the ceilings)
+cpu_per_registration() { # "USER SYS" TICKS BEFORE, RESULT-FILE: enrolld CPU ms per registration (it idles during the ceilings)
   local ok
   ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$2")
-  awk -v t=$(( $(ticks) - $1 )) -v hz="$HZ" -v ok="${ok:-0}" \
-    'BEGIN { if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d)\n", 1000 * t / hz / ok, t / hz, ok }' |
+  awk -v before="$1" -v now="$(ticks)" -v hz="$HZ" -v ok="${ok:-0}" \
+    'BEGIN { split(before, b, " "); split(now, n, " "); u = n[1] - b[1]; s = n[2] - b[2]; t = u + s
+             if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d; user %.2f ms, system %.2f ms)\n", 1000 * t / hz / ok, t / hz, ok, 1000 * u / hz / ok, 1000 * s / hz / ok }' |
     tee "${2%.out}.cpu"
 }
-t0=$(ticks)
-"$LOAD" "${COMMON[@]}" --port "$PORT" --mode keepalive --connections "$CONNECTIONS" --seconds "$SECONDS_KEEPALIVE" \
-  --id-prefix ka- --devices 60000 --bare-seconds 3 | tee keepalive.out
-cpu_per_registration "$t0" keepalive.out
-# DPS over MQTT: a connection per device (CONNECT names one registration id),
-# resuming the thread's TLS session; every serial received is written down.
-t0=$(ticks)
-"$LOAD" "${COMMON[@]}" --port "$MQTT_PORT" --mode mqtt --mqtt-tls resume --connections "$MQTT_CONNECTIONS" \
-  --seconds "$SECONDS_MQTT" --id-prefix mq- --devices 60000 --received mqtt.serials --bare-seconds 3 | tee mqtt.out
-cpu_per_registration "$t0" mqtt.out
-# The same, the client sending CONNECT, SUBSCRIBE and PUBLISH in one write
-# (MQTT 3.1.1 allows it; the DPS SDKs wait for CONNACK and SUBACK).
-t0=$(ticks)
-"$LOAD" "${COMMON[@]}" --port "$MQTT_PORT" --mode mqtt --mqtt-tls resume --mqtt-pipeline \
-  --connections "$MQTT_CONNECTIONS" --seconds "$SECONDS_MQTT" --id-prefix mqp- --devices 60000 \
-  --received mqtt-pipelined.serials --no-ceiling | tee mqtt-pipelined.out
-cpu_per_registration "$t0" mqtt-pipelined.out
-if [ -n "$MQTT_FULL" ]; then
+run() { # NAME BENCH_LOAD-ARGS...: a run, its output in NAME.out, enrolld's CPU per registration in NAME.cpu
+  local name=$1 t0
+  shift
   t0=$(ticks)
-  "$LOAD" "${COMMON[@]}" --port "$MQTT_PORT" --mode mqtt --mqtt-tls full --connections "$HS_CONNECTIONS" \
-    --seconds "$SECONDS_MQTT" --id-prefix mqf- --devices 20000 --received mqtt-full.serials --bare-seconds 3 \
-    | tee mqtt-full.out
-  cpu_per_registration "$t0" mqtt-full.out
-fi
-# The handshake run presents a client certificate: a fresh mTLS handshake per device.
-t0=$(ticks)
-"$LOAD" "${COMMON[@]}" --port "$PORT" --mode handshake --connections "$HS_CONNECTIONS" --seconds "$SECONDS_HANDSHAKE" \
-  --client-cert client.pem --client-key client.key --id-prefix hs- --devices 20000 \
-  --bare-seconds "$SECONDS_HANDSHAKE" | tee handshake.out
-cpu_per_registration "$t0" handshake.out
-field() { sed -n "s/^RESULT .* $2=\([0-9.]*\).*/\1/p" "$1"; }
+  "$LOAD" "${COMMON[@]}" "$@" | tee "$name.out"
+  cpu_per_registration "$t0" "$name.out"
+}
+for r in $RUNS; do
+  case "$r" in
+  keepalive)
+    run keepalive --port "$PORT" --mode keepalive --connections "$CONNECTIONS" --seconds "$SECONDS_KEEPALIVE" \
+      --id-prefix ka- --devices 60000 --bare-seconds 3 ;;
+  mqtt) # DPS over MQTT: a connection per device (CONNECT names one registration id),
+    # resuming the thread's TLS session; every serial received is written down.
+    run mqtt --port "$MQTT_PORT" --mode mqtt --mqtt-tls resume --connections "$MQTT_CONNECTIONS" \
+      --seconds "$SECONDS_MQTT" --id-prefix mq- --devices 60000 --received mqtt.serials --bare-seconds 3 ;;
+  https-resumed) # HTTPS as MQTT above: a connection per device resuming the thread's TLS 1.2
+    # session, SAS token, no client certificate, same connections and duration, serials written down.
+    run https-resumed --port "$PORT" --mode handshake --resume --connections "$MQTT_CONNECTIONS" \
+      --seconds "$SECONDS_MQTT" --id-prefix hr- --devices 60000 --received https-resumed.serials --bare-seconds 3 ;;
+  mqtt-pipelined) # The client sending CONNECT, SUBSCRIBE and PUBLISH in one write
+    # (MQTT 3.1.1 allows it; the DPS SDKs wait for CONNACK and SUBACK).
+    run mqtt-pipelined --port "$MQTT_PORT" --mode mqtt --mqtt-tls resume --mqtt-pipeline \
+      --connections "$MQTT_CONNECTIONS" --seconds "$SECONDS_MQTT" --id-prefix mqp- --devices 60000 \
+      --received mqtt-pipelined.serials --no-ceiling ;;
+  mqtt-full)
+    run mqtt-full --port "$MQTT_PORT" --mode mqtt --mqtt-tls full --connections "$HS_CONNECTIONS" \
+      --seconds "$SECONDS_MQTT" --id-prefix mqf- --devices 20000 --received mqtt-full.serials --bare-seconds 3 ;;
+  handshake) # A client certificate: a fresh mTLS handshake per device.
+    run handshake --port "$PORT" --mode handshake --connections "$HS_CONNECTIONS" --seconds "$SECONDS_HANDSHAKE" \
+      --client-cert client.pem --client-key client.key --id-prefix hs- --devices 20000 \
+      --bare-seconds "$SECONDS_HANDSHAKE" ;;
+  esac
+done
+field() { [ -f "$1" ] && sed -n "s/^RESULT .* $2=\([0-9.]*\).*/\1/p" "$1"; }
+cpu() { [ -f "$1.cpu" ] && grep -o '[0-9.]* ms per' "$1.cpu" | cut -d' ' -f1; }
+cpu_split() { [ -f "$1.cpu" ] && grep -o 'user [0-9.]* ms, system [0-9.]* ms' "$1.cpu"; }
 echo "== against the aims (issue 4)"
-awk -v r="$(field keepalive.out rate)" \
+runs keepalive && awk -v r="$(field keepalive.out rate)" \
   'BEGIN { printf "  keep-alive: %.0f durable registrations/s, aim 5000/s: %s\n", r, (r >= 5000 ? "met" : sprintf("not met (%.0f%%)", 100 * r / 5000)) }'
-awk -v r="$(field handshake.out rate)" -v b="$(field handshake.out tls_bare)" -v s="$(field handshake.out tls_s_time)" \
+runs handshake && awk -v r="$(field handshake.out rate)" -v b="$(field handshake.out tls_bare)" -v s="$(field handshake.out tls_s_time)" \
   'BEGIN { if (b > 0) printf "  new mTLS connection per device: %.0f/s = %.0f%% of the bare OpenSSL server with the same workers and client (%.0f/s; aim 80%%: %s), %.0f%% of s_server+s_time (%.0f/s)\n", r, 100 * r / b, b, (r >= 0.8 * b ? "met" : "not met"), (s > 0 ? 100 * r / s : 0), s }'
 
 echo "== DPS over MQTT beside HTTPS (same enrolld, same run)"
-awk -v m="$(field mqtt.out rate)" -v k="$(field keepalive.out rate)" -v h="$(field handshake.out rate)" \
-  -v b="$(field mqtt.out tls_bare)" -v rc="$(field mqtt.out tls_connections)" -v rr="$(field mqtt.out tls_resumed)" \
-  -v cores="$(nproc)" -v ck="$(grep -o '[0-9.]* ms per' keepalive.cpu | cut -d' ' -f1)" \
-  -v cm="$(grep -o '[0-9.]* ms per' mqtt.cpu | cut -d' ' -f1)" \
-  -v p="$(field mqtt-pipelined.out rate)" -v cp="$(grep -o '[0-9.]* ms per' mqtt-pipelined.cpu | cut -d' ' -f1)" \
-  'BEGIN {
-     printf "  HTTPS keep-alive (many registrations per TLS connection): %6.0f durable registrations/s\n", k
-     printf "  MQTT, connection per device, TLS 1.2 session resumed:     %6.0f durable registrations/s (%.0f of %.0f connections resumed) = %.0f%% of keep-alive: %s\n",
-            m, rr, rc, (k > 0 ? 100 * m / k : 0), (m >= k ? "at least as fast" : "slower")
-     printf "  MQTT, as above, CONNECT+SUBSCRIBE+PUBLISH in one write:   %6.0f durable registrations/s = %.0f%% of keep-alive: %s (enrolld CPU %.2f ms per registration)\n",
-            p, (k > 0 ? 100 * p / k : 0), (p >= k ? "at least as fast" : "slower"), cp
-     printf "  HTTPS new mTLS connection per registration:               %6.0f durable registrations/s\n", h
-     if (b > 0) printf "  (machine limit for a new connection with a resumed TLS 1.2 session, bare OpenSSL server: %.0f/s; MQTT at %.0f%%)\n", b, 100 * m / b
-     if (ck > 0 && cm > 0) printf "  enrolld CPU per registration: keep-alive %.2f ms, MQTT %.2f ms (x%.2f); the load generator shares the %s cores and pays a TCP connect, a TLS resumption and three MQTT round trips per MQTT registration\n", ck, cm, cm / ck, cores
-   }'
-for f in keepalive mqtt mqtt-pipelined handshake $([ -n "$MQTT_FULL" ] && echo mqtt-full); do
+line() { # LABEL NAME: its rate, enrolld CPU per registration, share of keep-alive
+  [ -f "$2.out" ] || return 0
+  awk -v l="$1" -v r="$(field "$2.out" rate)" -v c="$(cpu "$2")" -v k="$(field keepalive.out rate)" \
+    -v rc="$(field "$2.out" tls_connections)" -v rr="$(field "$2.out" tls_resumed)" -v res="${3:-}" \
+    -v sp="$(cpu_split "$2")" \
+    'BEGIN { printf "  %-58s %6.0f durable registrations/s, enrolld CPU %s ms per registration (%s)", l, r, (c != "" ? c : "?"), sp
+             if (k > 0 && l !~ /keep-alive/) printf ", %.0f%% of keep-alive", 100 * r / k
+             if (res != "") printf " (%.0f of %.0f connections resumed)", rr, rc
+             printf "\n" }'
+}
+line "HTTPS keep-alive (many registrations per TLS connection):" keepalive
+line "HTTPS, connection per device, TLS 1.2 session resumed:" https-resumed resumed
+line "MQTT, connection per device, TLS 1.2 session resumed:" mqtt resumed
+line "MQTT, as above, CONNECT+SUBSCRIBE+PUBLISH in one write:" mqtt-pipelined
+line "MQTT, connection per device, full TLS handshake:" mqtt-full
+line "HTTPS, new mTLS connection per registration:" handshake
+if [ -f mqtt.out ] && [ -f https-resumed.out ]; then
+  awk -v m="$(field mqtt.out rate)" -v h="$(field https-resumed.out rate)" -v p="$(field mqtt-pipelined.out rate)" \
+    -v cm="$(cpu mqtt)" -v ch="$(cpu https-resumed)" -v cp="$(cpu mqtt-pipelined)" \
+    -v bm="$(field mqtt.out tls_bare)" -v bh="$(field https-resumed.out tls_bare)" \
+    'BEGIN {
+       printf "  like for like, a connection per device resuming TLS 1.2, SAS token: MQTT/HTTPS = %.2f (%.0f/s vs %.0f/s): MQTT %s", (h > 0 ? m / h : 0), m, h, (m >= h ? "at least as fast" : "slower")
+       if (p > 0 && h > 0) printf "; pipelined MQTT/HTTPS = %.2f", p / h
+       printf "\n"
+       if (cm > 0 && ch > 0) printf "  enrolld CPU per registration, connection per device: MQTT %.2f ms, HTTPS %.2f ms (MQTT/HTTPS x%.2f)%s\n", cm, ch, cm / ch, (cp > 0 ? sprintf("; pipelined MQTT %.2f ms (x%.2f)", cp, cp / ch) : "")
+       if (bm > 0 && bh > 0) printf "  (machine limit for a new connection with a resumed TLS 1.2 session, bare OpenSSL server: %.0f/s in the MQTT run, %.0f/s in the HTTPS run; MQTT at %.0f%%, HTTPS at %.0f%%)\n", bm, bh, 100 * m / bm, 100 * h / bh
+     }'
+fi
+if [ -f mqtt.out ] && [ -f keepalive.out ]; then
+  awk -v m="$(field mqtt.out rate)" -v k="$(field keepalive.out rate)" -v ck="$(cpu keepalive)" -v cm="$(cpu mqtt)" -v cores="$(nproc)" \
+    'BEGIN {
+       printf "  MQTT (connection per device) beside HTTPS keep-alive (not like for like: keep-alive carries many devices per connection): %.0f%% of keep-alive: %s\n", (k > 0 ? 100 * m / k : 0), (m >= k ? "at least as fast" : "slower")
+       if (ck > 0 && cm > 0) printf "  enrolld CPU per registration: keep-alive %.2f ms, MQTT %.2f ms (x%.2f); the load generator shares the %s cores and pays a TCP connect, a TLS resumption and three MQTT round trips per MQTT registration\n", ck, cm, cm / ck, cores
+     }'
+fi
+for f in $RUNS; do
   e=$(field $f.out errors); [ "${e:-0}" = 0 ] || echo "  WARNING: the $f run had $e failed registrations (see its error lines): its figure is not a clean one"
 done
-[ -n "$MQTT_FULL" ] && awk -v m="$(field mqtt-full.out rate)" -v h="$(field handshake.out rate)" \
+[ -f mqtt-full.out ] && [ -f handshake.out ] && awk -v m="$(field mqtt-full.out rate)" -v h="$(field handshake.out rate)" \
   'BEGIN { printf "  MQTT, connection per device, full TLS handshake (no client certificate): %.0f/s = %.0f%% of HTTPS mTLS handshake\n", m, (h > 0 ? 100 * m / h : 0) }'
 
 kill -TERM "$PID"
@@ -157,13 +195,6 @@ wait "$PID"
 echo "enrolld exit status: $? (after SIGTERM)"
 PID=
 
-ok_ka=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' keepalive.out)
-ok_hs=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' handshake.out)
-ok_mq=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' mqtt.out)
-ok_mp=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' mqtt-pipelined.out)
-cat mqtt-pipelined.serials >> mqtt.serials
-ok_mf=0
-[ -n "$MQTT_FULL" ] && { ok_mf=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' mqtt-full.out); cat mqtt-full.serials >> mqtt.serials; }
 integrity=$(sqlite3 data/enroll.db 'PRAGMA integrity_check')
 certs=$(sqlite3 data/enroll.db 'select count(*) from certificate')
 dups=$(sqlite3 data/enroll.db 'select count(*) from (select 1 from certificate group by issuer, serial having count(*) > 1)')
@@ -171,16 +202,27 @@ status=0
 echo "== durability"
 echo "  PRAGMA integrity_check: $integrity"
 [ "$integrity" = ok ] || status=1
-total=$(( ${ok_ka:-0} + ${ok_hs:-0} + ${ok_mq:-0} + ${ok_mp:-0} + ${ok_mf:-0} ))
-echo "  certificates in the store: $certs; registrations the generator counted: ${ok_ka:-?} keep-alive + ${ok_hs:-?} handshake + ${ok_mq:-?} MQTT + ${ok_mp:-?} MQTT pipelined$([ -n "$MQTT_FULL" ] && echo " + $ok_mf MQTT full TLS") = $total"
-[ -n "$ok_ka" ] && [ -n "$ok_hs" ] && [ -n "$ok_mq" ] && [ -n "$ok_mp" ] && [ "$certs" -ge "$total" ] || { echo "  FAIL: fewer certificates than registrations"; status=1; }
-# Over MQTT every success carried its certificate: each serial received must be in the store, once.
-received=$(wc -l < mqtt.serials)
+total=0 counted= received_ok=0
+: > received.serials
+for f in $RUNS; do
+  ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$f.out")
+  [ -n "$ok" ] || { echo "  FAIL: the $f run printed no result"; status=1; ok=0; }
+  total=$(( total + ok ))
+  counted="$counted${counted:+ + }$ok $f"
+  if [ -f "$f.serials" ]; then # every success of this run carried its certificate, serial written down
+    cat "$f.serials" >> received.serials
+    received_ok=$(( received_ok + ok ))
+  fi
+done
+echo "  certificates in the store: $certs; registrations the generator counted: $counted = $total"
+[ "$certs" -ge "$total" ] || { echo "  FAIL: fewer certificates than registrations"; status=1; }
+# Every serial received (MQTT, HTTPS connection per device) must be in the store, once.
+received=$(wc -l < received.serials)
 sqlite3 data/enroll.db 'select serial from certificate' | sort -u > stored.serials
-missing=$(sort -u mqtt.serials | comm -23 - stored.serials | wc -l)
-twice=$(sort mqtt.serials | uniq -d | wc -l)
-echo "  MQTT serials received: $received (successes counted: $(( ${ok_mq:-0} + ${ok_mp:-0} + ok_mf ))), missing from the store: $missing, received twice: $twice"
-[ "$received" = "$(( ${ok_mq:-0} + ${ok_mp:-0} + ok_mf ))" ] && [ "$missing" = 0 ] && [ "$twice" = 0 ] || { echo "  FAIL: MQTT serials"; status=1; }
+missing=$(sort -u received.serials | comm -23 - stored.serials | wc -l)
+twice=$(sort received.serials | uniq -d | wc -l)
+echo "  serials received (runs with --received: $(for f in $RUNS; do [ -f "$f.serials" ] && printf '%s ' "$f"; done)): $received (successes counted: $received_ok), missing from the store: $missing, received twice: $twice"
+[ "$received" = "$received_ok" ] && [ "$missing" = 0 ] && [ "$twice" = 0 ] || { echo "  FAIL: received serials"; status=1; }
 echo "  serials recorded twice (same issuer): $dups"
 [ "$dups" = 0 ] || status=1
 [ "$status" = 0 ] && echo "run_load: durability checks passed" || echo "run_load: durability checks FAILED"
