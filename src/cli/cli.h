@@ -29,10 +29,11 @@ int cli_exit_code(enr_code code);
  * object on stdout) and returns the exit code for err->code. */
 int cli_fail(const enr_error *err, bool json);
 
-/* Prints a --json answer on stdout (indented, in insertion order, one
- * newline) and frees it; NULL (out of memory) prints nothing. */
+/* Prints a --json answer on stdout: indented, keys in insertion order, one
+ * newline. The caller keeps its reference; NULL (out of memory) prints
+ * nothing. */
 struct json_t;
-void cli_print_json(struct json_t *o);
+void cli_print_json(const struct json_t *o);
 
 /* Prints "enroll CMD: message" and a pointer to --help; returns CLI_EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

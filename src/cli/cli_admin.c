@@ -626,12 +626,6 @@ static int execute(const char *cmd, const admin_args *a, const char *command, bo
 
 /* ---- text output ---------------------------------------------------------- */
 
-static void print_json(json_t *o)
-{
-    json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', stdout);
-}
-
 /* A string member, or `none` when it is absent or null. */
 static const char *str(json_t *o, const char *key, const char *none)
 {
@@ -1036,7 +1030,7 @@ static int run_verb(const admin_verb *v, const char *cmd, const char *help, int 
         json_object_set_new(answer, "out", json_string(a.out));
     }
     if (a.json)
-        print_json(answer);
+        cli_print_json(answer);
     else
         v->text(&a, answer);
     if (enr_admin_command_secret(v->command)) {

@@ -270,8 +270,7 @@ static int ca_init(int argc, char **argv)
                                "issuer", issuer ? issuer : "", "pathlen", (json_int_t)pathlen, "not_after", until,
                                "kind", a.import ? "imported" : a.parent ? "intermediate" : "root",
                                "key_in_clear", key_in_clear);
-        json_dumpf(o2, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
+        cli_print_json(o2);
         json_decref(o2);
     } else {
         printf("%s CA in %s\n  Subject:  %s\n  Issuer:   %s\n  Pathlen:  %ld\n  Expires:  %s\n",
@@ -547,6 +546,7 @@ static int ca_sign(int argc, char **argv)
             if (o != NULL && a.chain_out != NULL && strcmp(a.chain_out, "-") != 0)
                 json_object_set_new(o, "chain_out", json_string(a.chain_out));
             cli_print_json(o);
+            json_decref(o);
         }
         OPENSSL_free(serial);
         free(subject);
@@ -670,8 +670,10 @@ static int ca_revoke(int argc, char **argv)
     if (a.json) {
         char crl[4096];
         snprintf(crl, sizeof crl, "%s/crl.pem", a.dir);
-        cli_print_json(json_pack("{s:s,s:s,s:s}", "serial", serial, "reason", enr_revocation_reason_name(reason),
-                                 "crl", crl));
+        json_t *o = json_pack("{s:s,s:s,s:s}", "serial", serial, "reason", enr_revocation_reason_name(reason),
+                              "crl", crl);
+        cli_print_json(o);
+        json_decref(o);
     }
     return CLI_EXIT_OK;
 }
@@ -688,6 +690,7 @@ static enr_code print_crl_json(X509_CRL *crl, const char *out, enr_error *err)
     if (o != NULL)
         json_object_set_new(o, "out", json_string(out));
     cli_print_json(o);
+    json_decref(o);
     return rc;
 }
 

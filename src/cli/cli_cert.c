@@ -122,44 +122,51 @@ static int parse_args(const char *cmd, const struct option *options, int argc, c
     return rc;
 }
 
-static void print_json(json_t *o)
+/* Describes item i of a list, as JSON or as text (certificates, CRLs). */
+typedef enr_code (*describe_item_fn)(void *list, int i, bool json, char **out, enr_error *err);
+
+static enr_code describe_cert(void *list, int i, bool json, char **out, enr_error *err)
 {
-    json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', stdout);
+    X509 *cert = sk_X509_value((STACK_OF(X509) *)list, i);
+    return json ? enr_cert_describe_json(cert, out, err) : enr_cert_describe_text(cert, out, err);
 }
 
-/* One JSON value for the whole file: the object, or an array of them. */
-static enr_code describe_all_json(STACK_OF(X509) *certs, enr_error *err)
+static enr_code describe_crl(void *list, int i, bool json, char **out, enr_error *err)
 {
-    int n = sk_X509_num(certs);
-    json_t *all = json_array();
-    if (all == NULL)
+    X509_CRL *crl = sk_X509_CRL_value((STACK_OF(X509_CRL) *)list, i);
+    return json ? enr_crl_describe_json(crl, out, err) : enr_crl_describe_text(crl, out, err);
+}
+
+/* Every item of a file: texts one after another, or one JSON value (the
+ * object, or an array of them when the file holds more than one). */
+static enr_code describe_all(void *list, int n, describe_item_fn describe, bool json, enr_error *err)
+{
+    json_t *all = json ? json_array() : NULL;
+    if (json && all == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
         char *text = NULL;
-        enr_code rc = enr_cert_describe_json(sk_X509_value(certs, i), &text, err);
-        json_t *one = rc == ENR_OK ? json_loads(text, 0, NULL) : NULL;
-        free(text);
-        if (one == NULL) {
+        enr_code rc = describe(list, i, json, &text, err);
+        if (rc != ENR_OK) {
             json_decref(all);
-            return rc != ENR_OK ? rc : enr_error_set(err, ENR_E_INTERNAL, "cannot re-read our JSON");
-        }
-        json_array_append_new(all, one);
-    }
-    print_json(n == 1 ? json_array_get(all, 0) : all);
-    json_decref(all);
-    return ENR_OK;
-}
-
-static enr_code describe_all_text(STACK_OF(X509) *certs, enr_error *err)
-{
-    for (int i = 0; i < sk_X509_num(certs); i++) {
-        char *text = NULL;
-        enr_code rc = enr_cert_describe_text(sk_X509_value(certs, i), &text, err);
-        if (rc != ENR_OK)
             return rc;
-        printf("%s%s", i > 0 ? "\n" : "", text);
-        free(text);
+        }
+        if (json) {
+            json_t *one = json_loads(text, 0, NULL);
+            free(text);
+            if (one == NULL) {
+                json_decref(all);
+                return enr_error_set(err, ENR_E_INTERNAL, "cannot re-read our JSON");
+            }
+            json_array_append_new(all, one);
+        } else {
+            printf("%s%s", i > 0 ? "\n" : "", text);
+            free(text);
+        }
+    }
+    if (json) {
+        cli_print_json(n == 1 ? json_array_get(all, 0) : all);
+        json_decref(all);
     }
     return ENR_OK;
 }
@@ -181,7 +188,7 @@ static int cert_show(int argc, char **argv)
     STACK_OF(X509) *certs = NULL;
     enr_code code = enr_cert_read_file(path, &certs, &err);
     if (code == ENR_OK)
-        code = a.json ? describe_all_json(certs, &err) : describe_all_text(certs, &err);
+        code = describe_all(certs, sk_X509_num(certs), describe_cert, a.json, &err);
     sk_X509_pop_free(certs, X509_free);
     return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
 }
@@ -198,40 +205,6 @@ static const char CRL_HELP[] =
     "Examples:\n"
     "  enroll crl show devices-ca/crl.pem\n"
     "  enroll crl show devices.crl --json | jq -r '.entries[] | select(.reason == \"keyCompromise\") | .serial'\n";
-
-static enr_code describe_crls(STACK_OF(X509_CRL) *crls, bool json, enr_error *err)
-{
-    int n = sk_X509_CRL_num(crls);
-    json_t *all = json ? json_array() : NULL;
-    if (json && all == NULL)
-        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        char *text = NULL;
-        enr_code rc = json ? enr_crl_describe_json(sk_X509_CRL_value(crls, i), &text, err)
-                           : enr_crl_describe_text(sk_X509_CRL_value(crls, i), &text, err);
-        if (rc != ENR_OK) {
-            json_decref(all);
-            return rc;
-        }
-        if (json) {
-            json_t *one = json_loads(text, 0, NULL);
-            free(text);
-            if (one == NULL) {
-                json_decref(all);
-                return enr_error_set(err, ENR_E_INTERNAL, "cannot re-read our JSON");
-            }
-            json_array_append_new(all, one);
-        } else {
-            printf("%s%s", i > 0 ? "\n" : "", text);
-            free(text);
-        }
-    }
-    if (json) {
-        print_json(n == 1 ? json_array_get(all, 0) : all);
-        json_decref(all);
-    }
-    return ENR_OK;
-}
 
 int cli_crl(int argc, char **argv)
 {
@@ -256,7 +229,7 @@ int cli_crl(int argc, char **argv)
     STACK_OF(X509_CRL) *crls = NULL;
     enr_code code = enr_crl_read_file(argv[optind], &crls, &err);
     if (code == ENR_OK)
-        code = describe_crls(crls, a.json, &err);
+        code = describe_all(crls, sk_X509_CRL_num(crls), describe_crl, a.json, &err);
     sk_X509_CRL_pop_free(crls, X509_CRL_free);
     return code == ENR_OK ? CLI_EXIT_OK : cli_fail(&err, a.json);
 }
@@ -418,7 +391,7 @@ static void report_valid(const char *path, const verify_inputs *in, const enr_ve
         json_t *o = json_pack("{s:s,s:b,s:s,s:s,s:i,s:s}", "file", path, "valid", 1, "reason",
                               result->reason_name, "subject", subject ? subject : "", "chain_length",
                               result->chain_length, "purpose", purpose_name(opts->purpose));
-        print_json(o);
+        cli_print_json(o);
         json_decref(o);
     } else {
         printf("%s: OK (%s, a path of %d certificates to a trusted root)\n", path,
@@ -436,7 +409,7 @@ static void report_invalid(const char *path, const enr_verify_result *result, bo
                           result->reason_name, "depth", result->depth, "openssl_error",
                           result->openssl_error, "subject", result->subject, "message",
                           result->message);
-    print_json(o);
+    cli_print_json(o);
     json_decref(o);
 }
 

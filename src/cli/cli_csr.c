@@ -242,6 +242,7 @@ static int csr_new(int argc, char **argv)
                 json_object_set_new(o, "format", json_string(a.format ? a.format : "pem"));
             }
             cli_print_json(o);
+            json_decref(o);
         }
         free(described);
     }
@@ -323,8 +324,7 @@ static int csr_verify(int argc, char **argv)
         return cli_fail(&err, a.json);
     if (a.json) {
         json_t *o = json_pack("{s:s,s:b}", "file", path, "signature_valid", 1);
-        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
+        cli_print_json(o);
         json_decref(o);
     } else
         printf("%s: self-signature verifies (proof of possession OK)\n", path);

@@ -282,12 +282,6 @@ static json_t *status_json(const enr_device_status *s, time_t now)
     return o;
 }
 
-static void print_json(json_t *o)
-{
-    json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', stdout);
-}
-
 static void print_status_text(const enr_device_status *s, time_t now)
 {
     char na[32] = "-", ra[32] = "-", la[32] = "-";
@@ -377,7 +371,7 @@ static int device_provision(int argc, char **argv)
         return cli_fail(&err, a.json);
     if (a.json) {
         json_t *o = status_json(&s, time(NULL));
-        print_json(o);
+        cli_print_json(o);
         json_decref(o);
     } else {
         printf("provisioned %s: certificate %s from %s, stored in %s\n", s.registration_id, s.serial, s.issuer,
@@ -406,7 +400,7 @@ static int device_status(int argc, char **argv)
     time_t now = time(NULL);
     if (a.json) {
         json_t *o = status_json(&s, now);
-        print_json(o);
+        cli_print_json(o);
         json_decref(o);
     } else {
         print_status_text(&s, now);
@@ -440,7 +434,7 @@ static int device_export(int argc, char **argv)
     }
     if (a.json) {
         json_t *o = json_pack("{s:s}", "pkcs12", a.pkcs12);
-        print_json(o);
+        cli_print_json(o);
         json_decref(o);
     } else {
         fprintf(stderr, "wrote %s\n", a.pkcs12);
@@ -536,7 +530,7 @@ static int device_run(int argc, char **argv)
                 if (enr_device_status_read(a.store, &s, &err) == ENR_OK) {
                     json_t *j = status_json(&s, time(NULL));
                     json_object_set_new(j, "renewed", json_boolean(renewed));
-                    print_json(j);
+                    cli_print_json(j);
                     json_decref(j);
                 }
             }

@@ -112,8 +112,7 @@ static int report_key(const char *where, enr_signer *signer, const char *action,
             json_object_set_new(o, "label", json_string(facts.label));
             json_object_set_new(o, "id", json_string(facts.id_hex));
         }
-        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
+        cli_print_json(o);
         json_decref(o);
         return CLI_EXIT_OK;
     }

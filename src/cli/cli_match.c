@@ -180,8 +180,7 @@ int cli_match(int argc, char **argv)
                                                  items[i].kind, "spki_sha256", items[i].info.spki_sha256_hex,
                                                  "matches_first", enr_pubkey_equal(items[0].key, items[i].key)));
         json_t *o = json_pack("{s:b,s:o}", "match", all_same, "items", arr);
-        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
+        cli_print_json(o);
         json_decref(o);
     } else {
         for (int i = 0; i < count; i++)

@@ -38,22 +38,18 @@ int cli_fail(const enr_error *err, bool json)
     if (json) {
         json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", enr_code_name(err->code), "message",
                               err->message);
-        if (o != NULL) {
-            json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            fputc('\n', stdout);
-            json_decref(o);
-        }
+        cli_print_json(o);
+        json_decref(o);
     }
     return cli_exit_code(err->code);
 }
 
-void cli_print_json(json_t *o)
+void cli_print_json(const json_t *o)
 {
     if (o == NULL)
         return;
     json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', stdout);
-    json_decref(o);
 }
 
 int cli_usage(const char *cmd, const char *fmt, ...)
