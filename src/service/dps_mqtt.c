@@ -276,26 +276,26 @@ static void on_connect(mconn *c, const enr_mqtt_connect *p)
         return;
     }
     c->level = level;
-    if (m->lim.authenticate != NULL) {
-        char message[256] = "";
-        enr_dps_error e = m->lim.authenticate(m->lim.authenticate_arg, c->id_scope, c->registration_id,
-                                              c->api_version, &peer, message, sizeof message);
-        switch (e) {
-        case ENR_DPS_OK: break;
-        case ENR_DPS_STORE_UNAVAILABLE:
-        case ENR_DPS_INTERNAL:
-        case ENR_DPS_THROTTLED:
-            connack(c, level, ENR_MQTT_CONNACK_UNAVAILABLE, ENR_MQTT5_SERVER_UNAVAILABLE, enr_dps_error_name(e));
-            return;
-        case ENR_DPS_UNKNOWN_ID_SCOPE:
-        case ENR_DPS_ENROLLMENT_DISABLED:
-        case ENR_DPS_REGISTRATION_DISABLED:
-            connack(c, level, ENR_MQTT_CONNACK_NOT_AUTHORIZED, ENR_MQTT5_NOT_AUTHORIZED, enr_dps_error_name(e));
-            return;
-        default:
-            connack(c, level, ENR_MQTT_CONNACK_BAD_CREDENTIALS, ENR_MQTT5_BAD_CREDENTIALS, enr_dps_error_name(e));
-            return;
-        }
+    /* The checks a request gets before its verb, once for the connection
+     * (refusals audited by the core); each request is attested again. */
+    char message[256] = "";
+    enr_dps_error e = enr_provision_authenticate(m->core, c->id_scope, c->registration_id, c->api_version, &peer,
+                                                 message, sizeof message);
+    switch (e) {
+    case ENR_DPS_OK: break;
+    case ENR_DPS_STORE_UNAVAILABLE:
+    case ENR_DPS_INTERNAL:
+    case ENR_DPS_THROTTLED:
+        connack(c, level, ENR_MQTT_CONNACK_UNAVAILABLE, ENR_MQTT5_SERVER_UNAVAILABLE, enr_dps_error_name(e));
+        return;
+    case ENR_DPS_UNKNOWN_ID_SCOPE:
+    case ENR_DPS_ENROLLMENT_DISABLED:
+    case ENR_DPS_REGISTRATION_DISABLED:
+        connack(c, level, ENR_MQTT_CONNACK_NOT_AUTHORIZED, ENR_MQTT5_NOT_AUTHORIZED, enr_dps_error_name(e));
+        return;
+    default:
+        connack(c, level, ENR_MQTT_CONNACK_BAD_CREDENTIALS, ENR_MQTT5_BAD_CREDENTIALS, enr_dps_error_name(e));
+        return;
     }
     connack(c, level, ENR_MQTT_CONNACK_ACCEPTED, ENR_MQTT5_SUCCESS, "accepted");
 }

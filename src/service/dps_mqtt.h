@@ -16,21 +16,12 @@
 
 struct event_base;
 
-/* Decides at CONNECT whether the peer may speak for `registration_id`
- * (enrolld's: enr_provision_authenticate on the worker's core; tests may
- * stand in). ENR_DPS_OK, or the refusal and a message for the log. */
-typedef enr_dps_error (*dps_mqtt_authenticate_fn)(void *arg, const char *id_scope, const char *registration_id,
-                                                  const char *api_version, const enr_peer_credential *peer,
-                                                  char *message, size_t cap);
-
 typedef struct dps_mqtt_limits {
     int max_connections;          /* on this worker; at the cap accepting pauses */
     int connect_timeout_seconds;  /* CONNECT (and the TLS handshake) must be done by then */
     size_t max_packet_bytes;      /* a larger packet closes the connection; never buffered */
     int max_keepalive_seconds;    /* a keepalive of 0 or above this gets this */
     int log_lines_per_second;     /* per kind; the rest are counted in one line */
-    dps_mqtt_authenticate_fn authenticate; /* NULL: CONNECT is not attested (the core still attests each request) */
-    void *authenticate_arg;
     /* Each accepted connection's TLS object (enrolld's takes the context in
      * force, so a certificate reload on SIGHUP reaches MQTT as it reaches
      * HTTPS). NULL: SSL_new on the context given to dps_mqtt_new. */

@@ -895,17 +895,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* DPS over MQTT refuses bad credentials at CONNACK with the checks a
- * request gets before its verb (the refusal audited like any other); each
- * request on the connection is attested again by the core. */
-static enr_dps_error mqtt_authenticate(void *arg, const char *id_scope, const char *registration_id,
-                                       const char *api_version, const enr_peer_credential *peer, char *message,
-                                       size_t cap)
-{
-    worker *w = arg;
-    return enr_provision_authenticate(w->core, id_scope, registration_id, api_version, peer, message, cap);
-}
-
 static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
 {
     int fd = fcntl(svc->mqtt_listen_fd, F_DUPFD_CLOEXEC, 0);
@@ -919,8 +908,6 @@ static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
                            .max_packet_bytes = (size_t)svc->cfg.mqtt_max_packet_bytes,
                            .max_keepalive_seconds = svc->cfg.mqtt_max_keepalive_seconds,
                            .log_lines_per_second = svc->cfg.log_lines_per_second,
-                           .authenticate = mqtt_authenticate,
-                           .authenticate_arg = w,
                            .tls_new = worker_ssl_new,
                            .tls_new_arg = w};
     /* The TLS context of HTTPS, client certificates included, and its
