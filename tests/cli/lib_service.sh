@@ -6,6 +6,10 @@
 # service_x509_group NAME [ARGS]: a bootstrap CA boot-root/ -> boot-int/,
 #   uploaded as "boot" and proven, and an X.509 group NAME (policy p30,
 #   ARGS added) trusting it; five checks.
+# enrolld_mqtt_start LOG [TOP-EXTRA] [MQTT-EXTRA]: enrolld.json serving SCOPE
+#   over TLS (server.pem, 2 workers) and DPS over MQTT on 127.0.0.1:0, the
+#   extras appended to the top object and to "mqtt"; started as enrolld_start,
+#   and MQTT_PORT read from its log (empty when it printed none).
 # enrolld_start CONFIG LOG: starts enrolld in the background; sets EPID and
 #   PORT (read from its log), and adds it to PIDS for the caller's trap.
 ENROLLD=$(dirname "$ENROLL")/enrolld
@@ -38,6 +42,21 @@ service_x509_group() {
   "$ENROLL" ca sign --dir boot-int --profile device --cn "$code" ver.csr --out ver.crt 2>/dev/null
   check "admin: prove possession" "$ENROLL" admin ca verify boot --cert ver.crt --data data
   check "admin: X.509 group" "$ENROLL" admin group new "$name" --policy p30 --x509-ca boot "$@" --data data
+}
+
+enrolld_mqtt_start() {
+  cat > enrolld.json <<JSON
+{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2 ${2:-},
+ "mqtt": {"listen": "127.0.0.1:0"${3:-}}}
+JSON
+  enrolld_start enrolld.json "$1"
+  MQTT_PORT=
+  for _ in $(seq 1 400); do
+    MQTT_PORT=$(grep -ao '"mqtt_port":[0-9]*' "$1" | head -1 | cut -d: -f2)
+    [ -n "$MQTT_PORT" ] && break
+    sleep 0.05
+  done
 }
 
 enrolld_start() {

@@ -23,14 +23,7 @@ service_store
 service_x509_group xfleet
 
 start() { # EXTRA-CONFIG LOG: sets EPID, PORT (HTTPS) and MQTT_PORT
-  cat > enrolld.json <<JSON
-{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2 $1,
- "mqtt": {"listen": "127.0.0.1:0"}}
-JSON
-  enrolld_start enrolld.json "$2"
-  MQTT_PORT=
-  for _ in $(seq 1 400); do MQTT_PORT=$(grep -ao '"mqtt_port":[0-9]*' "$2" | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
+  enrolld_mqtt_start "$2" "$1"
 }
 start "" enrolld.log
 [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat enrolld.log)"; finish; exit; }

@@ -17,15 +17,9 @@ service_pki
 service_store "$SCOPE"
 GROUP_KEY=$(cat group.key)
 
-start() { # CONFIG-EXTRA LOG -> MQTT_PORT
-  cat > enrolld.json <<JSON
-{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2 $1,
- "mqtt": {"listen": "127.0.0.1:0", "connect_timeout_seconds": 2, "max_keepalive_seconds": 2, "max_packet_bytes": 70000}}
-JSON
-  enrolld_start enrolld.json "$2"
-  PID=$EPID MQTT_PORT=
-  for _ in $(seq 1 400); do MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' "$2" | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
+start() { # CONFIG-EXTRA LOG -> PID, MQTT_PORT
+  enrolld_mqtt_start "$2" "$1" ', "connect_timeout_seconds": 2, "max_keepalive_seconds": 2, "max_packet_bytes": 70000'
+  PID=$EPID
 }
 start "" enrolld.log
 [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat enrolld.log)"; finish; }

@@ -66,14 +66,8 @@ NODEFLEET_KEY=$(jq -r .primary_key nodefleet.json)
 [ -n "$NODEFLEET_KEY" ] && [ "$NODEFLEET_KEY" != null ] && pass || fail "group nodefleet: no key ($(cat nodefleet.json))"
 
 start() { # CONFIG-EXTRA LOG -> PID, MQTT_PORT
-  cat > enrolld.json <<JSON
-{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2 $1,
- "mqtt": {"listen": "127.0.0.1:0"}}
-JSON
-  enrolld_start enrolld.json "$2"
-  PID=$EPID MQTT_PORT=
-  for _ in $(seq 1 400); do MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' "$2" | head -1 | cut -d: -f2); [ -n "$MQTT_PORT" ] && break; sleep 0.05; done
+  enrolld_mqtt_start "$2" "$1"
+  PID=$EPID
   [ -n "$MQTT_PORT" ] && pass || { fail "enrolld printed no mqtt_port: $(cat "$2")"; finish; exit 1; }
 }
 start "" enrolld.log
