@@ -45,22 +45,9 @@ trap 'exit 130' INT TERM
 cd "$WORK" || exit 1
 die() { echo "callgrind_pair: $*" >&2; exit 1; }
 
-"$ENROLL" ca init --dir root --subject '/O=Bench/CN=Bench Root' >/dev/null || die "ca init root"
-"$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Bench/CN=Bench Devices' >/dev/null || die "ca init devices"
-"$ENROLL" key new --out server.key >/dev/null
-"$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
-"$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null || die "server certificate"
-"$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null || die "admin ca add"
-"$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256 --data data \
-  >/dev/null || die "admin policy new"
-"$ENROLL" admin group new fleet --policy p30 --symmetric --hub mqtt.example:8883 --data data --json > group.json ||
-  die "admin group new"
-GROUP_KEY=$(jq -r .primary_key group.json)
-cat > enrolld.json <<JSON
-{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
- "tls": {"cert": "server.pem", "key": "server.key"}, "workers": $WORKERS,
- "mqtt": {"listen": "127.0.0.1:0"}}
-JSON
+. "$SRC/bench/lib.sh"
+bench_pki_store
+bench_enrolld_config
 if [ "$TOOL" = strace ]; then
   "$ENROLLD" --config enrolld.json 2> enrolld.log &
 else
@@ -68,14 +55,7 @@ else
     "$ENROLLD" --config enrolld.json 2> enrolld.log &
 fi
 PID=$!
-PORT= MQTT_PORT=
-for _ in $(seq 1 600); do
-  PORT=$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)
-  MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)
-  [ -n "$PORT" ] && [ -n "$MQTT_PORT" ] && break
-  sleep 0.1
-done
-[ -n "$PORT" ] && [ -n "$MQTT_PORT" ] || { cat enrolld.log >&2; die "enrolld did not start"; }
+bench_wait_ports enrolld.log 600 0.1
 COMMON=(--scope "$SCOPE" --group-key "$GROUP_KEY" --ca root/cert.pem --no-ceiling --connections "$CONNECTIONS")
 kind() { # KIND N PREFIX: N registrations of that kind, new devices
   case "$1" in

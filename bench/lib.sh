@@ -1,0 +1,43 @@
+# Shared by the bench scripts (source inside the scratch directory, with
+# ENROLL, SCOPE and WORKERS set and a die() defined).
+# bench_pki_store: a root and an issuing CA, a server certificate for
+#   localhost/127.0.0.1 (server.{key,pem}), and the store in data/: the CA,
+#   policy p30 (ec-p256), symmetric group "fleet"; its key in GROUP_KEY.
+# bench_enrolld_config: enrolld.json serving SCOPE over TLS with WORKERS
+#   workers and DPS over MQTT, both on free ports of 127.0.0.1.
+# bench_wait_ports LOG TRIES DELAY: PORT and MQTT_PORT from enrolld's log,
+#   or die.
+bench_pki_store() {
+  "$ENROLL" ca init --dir root --subject '/O=Bench/CN=Bench Root' >/dev/null 2>&1 || die "ca init root"
+  "$ENROLL" ca init --dir devices-ca --parent root --subject '/O=Bench/CN=Bench Devices' >/dev/null 2>&1 ||
+    die "ca init devices"
+  "$ENROLL" key new --out server.key >/dev/null
+  "$ENROLL" csr new --key server.key --dn CN=localhost --san DNS:localhost,IP:127.0.0.1 --out server.csr 2>/dev/null
+  "$ENROLL" ca sign --dir root --profile server server.csr --out server.pem 2>/dev/null || die "server certificate"
+  "$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null || die "admin ca add"
+  "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256 --data data \
+    >/dev/null || die "admin policy new"
+  "$ENROLL" admin group new fleet --policy p30 --symmetric --hub mqtt.example:8883 --data data --json > group.json ||
+    die "admin group new"
+  GROUP_KEY=$(jq -r .primary_key group.json)
+}
+
+bench_enrolld_config() {
+  cat > enrolld.json <<JSON
+{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
+ "tls": {"cert": "server.pem", "key": "server.key"}, "workers": $WORKERS,
+ "mqtt": {"listen": "127.0.0.1:0"}}
+JSON
+}
+
+bench_wait_ports() {
+  PORT= MQTT_PORT=
+  for _ in $(seq 1 "$2"); do
+    PORT=$(grep -o '"port":[0-9]*' "$1" | head -1 | cut -d: -f2)
+    MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' "$1" | head -1 | cut -d: -f2)
+    [ -n "$PORT" ] && [ -n "$MQTT_PORT" ] && return 0
+    sleep "$3"
+  done
+  cat "$1" >&2
+  die "enrolld did not start"
+}
