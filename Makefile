@@ -8,7 +8,7 @@ FUZZ_TIME  ?= 60
 SMOKE_TIME ?= 10
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build release-build test asan fuzz-build fuzz-smoke fuzz check demo bench fresh-check clean
+.PHONY: all deps build release-build test asan fuzz-build fuzz-smoke fuzz check demo bench fresh-check install package clean
 
 all: build
 
@@ -59,6 +59,16 @@ check: test release-build asan fuzz-smoke
 	 f=$$(ls $(FUZZ_BUILD)/fuzz/fuzz_* 2>/dev/null | wc -l); \
 	 echo "make check: $$n test programs, again $$a under ASan+UBSan, $$f fuzz targets; the Release build built"; \
 	 echo "check: $$((n + a + f)) passed, 0 failed"
+
+# cmake --install of the build: PREFIX (default /usr/local) and DESTDIR as
+# usual; what goes where: docs/operations.md, "Installing".
+PREFIX ?= /usr/local
+install: build
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The .deb (cpack; /usr): $(BUILD)/enroll_VERSION_ARCH.deb
+package: build
+	@cd $(BUILD) && cpack -G DEB
 
 demo: build
 	@scripts/demo.sh $(BUILD)

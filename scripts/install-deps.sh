@@ -26,6 +26,9 @@ TOOLS=(
   ss:iproute2                                # free ports for the broker
   pgrep:procps                               # no process left behind (test_e2e)
   node:nodejs npm:npm                        # Microsoft's Node DPS client (test_node_interop)
+  groff:groff-base                           # man pages render without warnings (test_install)
+  systemd-analyze:systemd                    # the units verify (test_install)
+  dpkg-shlibdeps:dpkg-dev                    # the .deb's dependencies (make package, test_install)
 )
 
 declare -A seen=()
