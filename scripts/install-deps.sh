@@ -29,6 +29,7 @@ TOOLS=(
   groff:groff-base                           # man pages render without warnings (test_install)
   systemd-analyze:systemd                    # the units verify (test_install)
   dpkg-shlibdeps:dpkg-dev                    # the .deb's dependencies (make package, test_install)
+  file:file                                  # cpack finds the programs to run dpkg-shlibdeps on
 )
 
 declare -A seen=()
