@@ -639,6 +639,7 @@ static int ca_revoke(int argc, char **argv)
     enr_code code = open_ca(&a, &ca, &err);
     if (code == ENR_OK)
         code = open_attachment(ca, &at, &err);
+    bool opened = code == ENR_OK;
     if (code == ENR_OK && at.store != NULL)
         code = find_in_index(ca, serial, &own, &in_index, &err);
     if (code == ENR_OK && at.store != NULL && !in_index)
@@ -664,8 +665,10 @@ static int ca_revoke(int argc, char **argv)
     }
     close_attachment(&at);
     enr_ca_free(ca);
+    /* Once the CA is open, a NOTFOUND is the answer to "did this CA issue
+     * SERIAL?" (exit 1); before, it is a CA directory that is not there (3). */
     if (code != ENR_OK)
-        return cli_fail(&err, a.json);
+        return opened ? cli_fail_lookup(&err, a.json) : cli_fail(&err, a.json);
     fprintf(stderr, "revoked %s (%s); new CRL in %s/crl.pem\n", serial, enr_revocation_reason_name(reason), a.dir);
     if (a.json) {
         char crl[4096];

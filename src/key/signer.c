@@ -171,11 +171,13 @@ static enr_code open_file_key(const char *path, const char *passphrase, EVP_PKEY
     OPENSSL_cleanse(buf.data, buf.len);
     enr_buf_free(&buf);
     if (key == NULL) {
+        /* Missing or wrong, the key stays locked: one code for both, so a
+         * caller never tells "no passphrase" from "bad passphrase" by wording. */
         if (req.asked && passphrase == NULL)
-            return enr_error_set(err, ENR_E_USAGE,
+            return enr_error_set(err, ENR_E_LOCKED,
                                  "%s: the key is encrypted; give its passphrase with --pass-file", path);
         if (req.asked)
-            return enr_error_openssl(err, ENR_E_VERIFY,
+            return enr_error_openssl(err, ENR_E_LOCKED,
                                      "%s: cannot decrypt the key (wrong passphrase?)", path);
         return enr_error_openssl(err, ENR_E_PARSE,
                                  "%s: not a private key (expected PEM or DER PKCS#8, PKCS#1 or SEC1)",

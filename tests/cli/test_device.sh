@@ -141,7 +141,7 @@ if [ -e "$MODULE" ]; then
   pkcs11-tool --module "$MODULE" --token-label devtok --login --pin 87654321 --list-objects --type privkey > p11.txt 2>&1
   contains p11.txt "never extractable" "pkcs11: the key was made non-extractable"
   lacks s4/identity.json "87654321" "the store never holds the PIN"
-  expect_exit 1 "pkcs11: export refused (the key cannot leave the token)" "$DEVICE" device export --store s4 \
+  expect_exit 3 "pkcs11: export refused (the key cannot leave the token)" "$DEVICE" device export --store s4 \
       --pkcs12 p11.pfx --pass-file pass.txt
   contains "$WORK/.err" "cannot leave" "says why"
   # Renewal with a token key: mTLS with the operational certificate, the
@@ -384,7 +384,7 @@ fake_run() { # -> runs one renewal against the fake
 }
 printf '<html><body>It works!</body></html>' > garbage.body; answer garbage.body
 fake_run
-same "garbage: refused" "$FAKE_RC" "1"
+same "garbage: refused" "$FAKE_RC" "3"
 contains "$WORK/.err" "not a DPS registration answer" "garbage: says so"
 identity_unchanged "garbage"
 

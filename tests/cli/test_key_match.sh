@@ -40,9 +40,9 @@ contains enc.key "BEGIN ENCRYPTED PRIVATE KEY" "written encrypted"
 openssl pkey -in enc.key -passin file:pass.txt -noout 2>/dev/null && pass || fail "openssl decrypts with the passphrase"
 openssl asn1parse -in enc.key > enc.asn1 2>/dev/null
 contains enc.asn1 "aes-256-cbc" "encrypted with AES-256"
-expect_exit 2 "encrypted key without passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr
+expect_exit 3 "encrypted key without passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr
 contains "$WORK/.err" "--pass-file" "says how to give the passphrase"
-expect_exit 1 "wrong passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr --pass-file wrong.txt
+expect_exit 3 "wrong passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr --pass-file wrong.txt
 contains "$WORK/.err" "wrong passphrase" "wrong passphrase named"
 lacks "$WORK/.err" "Zq9-not-the-pass" "passphrase itself never printed"
 check "csr with encrypted key" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr --pass-file pass.txt
@@ -64,7 +64,7 @@ expect_exit 1 "match --json mismatch" "$ENROLL" match m.csr rsa-2048.key --json
 same "mismatch json" "$(json "$WORK/.out" .match)" "false"
 expect_exit 2 "match needs two" "$ENROLL" match m.csr
 printf 'hello\n' > junk.txt
-expect_exit 1 "match junk" "$ENROLL" match m.csr junk.txt
+expect_exit 3 "match junk" "$ENROLL" match m.csr junk.txt
 contains "$WORK/.err" "junk.txt" "junk file named"
 
 # Help teaches at every level.
