@@ -190,6 +190,11 @@ expect_exit 0 "openssl verifies under the imported CA" openssl verify -CAfile ex
 expect_exit 1 "import with the wrong key" "$ENROLL" ca init --dir imported2 --import ext.crt --key ec-dev.key
 expect_exit 1 "init over an existing CA" "$ENROLL" ca init --dir ec-int --subject /CN=again
 contains "$WORK/.err" "already holds a CA" "existing CA named"
+before=$(sha256sum ec-int/cert.pem ec-int/key.pem)
+# --force is not silently ignored: it is refused, and the CA stays as it was.
+expect_exit 2 "init --force over an existing CA is refused" "$ENROLL" ca init --dir ec-int --subject /CN=again --force
+contains "$WORK/.err" "--force" "init --force: says why"
+same "init --force: the CA is untouched" "$(sha256sum ec-int/cert.pem ec-int/key.pem)" "$before"
 expect_exit 3 "not a CA dir" "$ENROLL" ca sign --dir nowhere --profile device ec-dev.csr
 expect_exit 2 "unknown profile" "$ENROLL" ca sign --dir ec-int --profile webserver ec-dev.csr
 

@@ -428,4 +428,11 @@ fi
 same "failure recorded in the store" "$(jq -r .last_result s1/identity.json)" "error"
 
 kill -TERM "$EPID" 2>/dev/null; wait "$EPID" 2>/dev/null
+# A store never provisioned: exit 3 (nothing to read, like a missing file),
+# in text and JSON, so a health check can rely on the exit code.
+mkdir -p never-provisioned
+expect_exit 3 "status: a store never provisioned" "$DEVICE" device status --store never-provisioned
+contains "$WORK/.err" "device provision" "status: never provisioned says what to run"
+expect_exit 3 "status --json: a store never provisioned" "$DEVICE" device status --store never-provisioned --json
+same "status --json: the error is notfound" "$(json "$WORK/.out" .error.code)" "notfound"
 finish
