@@ -22,6 +22,20 @@ With `--json`, a failure also prints `{"error":{"code":...,"message":...}}`;
 `code` is one of `usage`, `parse`, `io`, `notfound`, `unsupported`, `token`,
 `locked` (passphrase or PIN), `verify`, `exists`, `policy`, `nomem`, `crypto`,
 `internal`.
+
+One spelling per fact, in every command's text and JSON output (input keeps
+its own forms: `--subject '/O=Acme/CN=x'`, or one `--dn FIELD=VALUE` per field):
+
+- **Distinguished names**: `O=Acme, OU=Dev, CN=dev-1`: attributes in the
+  order they are encoded (most significant first), `, ` between them, ` + `
+  inside a multi-valued RDN, RFC 2253 escaping (`O=Acme\, Inc.`), UTF-8 as
+  is. Never OpenSSL's `/O=Acme/CN=dev-1` oneline form.
+- **Fingerprints** (`spki_sha256` of a public key, `fingerprint_sha256` of a
+  certificate): SHA-256 in lowercase hex without separators, as `sha256sum`
+  prints it (`openssl pkey -pubout -outform DER | sha256sum` gives the same).
+- **Times**: RFC 3339 in UTC, `2027-01-31T12:00:00Z`. Durations are ISO 8601
+  (`P30D`).
+- **Serial numbers**: uppercase hex without separators; any case is accepted.
 HEAD
 for cmd in "" key csr match ca cert crl verify admin "admin ca" "admin policy" "admin group" \
     "admin individual" "admin key" "admin registration" "admin cert" "admin audit" "admin crl" device serve; do

@@ -816,11 +816,12 @@ static enr_code copy_into_store(enr_device *d, const char *src, const char *name
     return rc;
 }
 
+/* The spelling every output uses (enr_name_format: "O=Acme, CN=dev-1"), not
+ * OpenSSL's "/O=Acme/CN=dev-1" oneline, which also truncates and cannot
+ * show a '/' inside a value unambiguously. */
 static char *name_text(const X509_NAME *n)
 {
-    char buf[256];
-    X509_NAME_oneline(n, buf, sizeof buf);
-    return strdup(buf);
+    return enr_name_format(n);
 }
 
 static char *serial_text(X509 *c)

@@ -67,7 +67,7 @@ lacks "$WORK/.err" "SharedAccessSignature" "stderr never shows a token"
 check "status --json" "$DEVICE" device status --store s1 --json
 same "status: serial" "$(json "$WORK/.out" .serial)" "$(serial_of "$CERT1")"
 same "status: last result" "$(json "$WORK/.out" .last_result)" "ok"
-same "status: issuer" "$(json "$WORK/.out" .issuer)" "/O=Acme/CN=Acme Devices"
+same "status: issuer" "$(json "$WORK/.out" .issuer)" "O=Acme, CN=Acme Devices"
 days=$(json "$WORK/.out" .days_to_renewal | cut -d. -f1)
 [ "$days" -ge 22 ] && [ "$days" -le 23 ] && pass || fail "renewal at the service's hint (30 days - 7): $days days"
 same "status: the service's renewal window" "$(jq -r .service_renewal_window s1/identity.json)" "P7D"
