@@ -68,6 +68,13 @@ check "status --json" "$DEVICE" device status --store s1 --json
 same "status: serial" "$(json "$WORK/.out" .serial)" "$(serial_of "$CERT1")"
 same "status: last result" "$(json "$WORK/.out" .last_result)" "ok"
 same "status: issuer" "$(json "$WORK/.out" .issuer)" "O=Acme, CN=Acme Devices"
+# A store written before DNs had one spelling holds OpenSSL's oneline form:
+# status still spells them as every other output does (from the certificate).
+cp -a s1 s1-old
+sed -i 's|"issuer": *"[^"]*"|"issuer": "/O=Acme/CN=Acme Devices"|' s1-old/identity.json
+contains s1-old/identity.json '"/O=Acme/CN=Acme Devices"' "old store: the oneline form is in place"
+"$DEVICE" device status --store s1-old --json > old-status.json
+same "old store: status spells the issuer the one way" "$(json old-status.json .issuer)" "O=Acme, CN=Acme Devices"
 days=$(json "$WORK/.out" .days_to_renewal | cut -d. -f1)
 [ "$days" -ge 22 ] && [ "$days" -le 23 ] && pass || fail "renewal at the service's hint (30 days - 7): $days days"
 same "status: the service's renewal window" "$(jq -r .service_renewal_window s1/identity.json)" "P7D"
