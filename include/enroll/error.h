@@ -22,7 +22,9 @@ typedef enum enr_code {
     ENR_E_UNSUPPORTED, /* well-formed but not something we handle */
     ENR_E_TOKEN,       /* PKCS#11 module or token failure */
     ENR_E_POLICY,      /* refused by a rule */
-    ENR_E_INTERNAL
+    ENR_E_INTERNAL,
+    ENR_E_LOCKED       /* a key or token needs a passphrase or PIN that is missing or wrong
+                        * (appended: the numbers above keep their meaning) */
 } enr_code;
 
 /* Why a rule refused (ENR_E_POLICY): what a caller decides on, so no

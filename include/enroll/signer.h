@@ -45,6 +45,16 @@ bool enr_key_ref_is_token(const char *ref);
 enr_code enr_key_generate_file(enr_key_type type, const char *path, const char *passphrase,
                                bool overwrite, enr_error *err);
 
+/* Called while a key is being generated: `phase` is OpenSSL's keygen info
+ * (for RSA: 0 a prime candidate, 1 a primality test round, 2 a prime found,
+ * 3 a prime done). Lets a command line show that RSA-4096 is working. */
+typedef void (*enr_keygen_progress_fn)(int phase, void *arg);
+
+/* enr_key_generate_file with a progress callback (NULL: none). */
+enr_code enr_key_generate_file_progress(enr_key_type type, const char *path, const char *passphrase,
+                                        bool overwrite, enr_keygen_progress_fn progress, void *arg,
+                                        enr_error *err);
+
 /* A new key pair inside the token: private key CKA_SENSITIVE, not
  * CKA_EXTRACTABLE, CKA_SIGN; the URI names the token and the object label
  * and/or id to give it. EC P-256/P-384 and RSA only. Refuses when an object

@@ -458,6 +458,8 @@ static enr_code ca_add(const call *c, json_t **out)
     enr_ca *ca = NULL;
     char abs[PATH_MAX] = "";
     rc = enr_ca_open_public(dir, &ca, c->err);
+    if (rc == ENR_E_NOTFOUND) /* NOTFOUND from here means "no such record" */
+        rc = c->err->code = ENR_E_IO;
     if (rc == ENR_OK && realpath(dir, abs) == NULL)
         rc = enr_error_set(c->err, ENR_E_IO, "%s: %s", dir, strerror(errno));
     if (rc == ENR_OK && strlen(abs) > ENR_STORE_KEY_REF_MAX)
@@ -1483,7 +1485,12 @@ static enr_code open_issuing_ca(const call *c, enr_ca_record *rec, enr_ca **ca)
         return enr_error_set(c->err, ENR_E_POLICY,
                              "CA '%s' is a device-attestation (bootstrap) CA: only issuing CAs publish CRLs here",
                              rec->name);
-    return enr_admin_open_ca(c->store, rec->key_ref, NULL, NULL, ca, c->err);
+    enr_code rc = enr_admin_open_ca(c->store, rec->key_ref, NULL, NULL, ca, c->err);
+    /* A directory the store records but that is gone: the CA cannot be
+     * used (ENR_E_IO), which is not "no such CA" (the record is there). */
+    if (rc == ENR_E_NOTFOUND)
+        rc = c->err->code = ENR_E_IO;
+    return rc;
 }
 
 static json_t *crl_json(const enr_ca_record *rec, X509_CRL *crl, time_t now, int64_t next)

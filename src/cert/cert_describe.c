@@ -93,13 +93,6 @@ enr_code enr_cert_describe_json(X509 *cert, char **out, enr_error *err)
     return rc;
 }
 
-/* "ab:cd:..." from contiguous hex, the way the CSR text shows fingerprints. */
-static void print_colon_hex(BIO *out, const char *hex)
-{
-    for (size_t i = 0; hex[i] != '\0' && hex[i + 1] != '\0'; i += 2)
-        BIO_printf(out, "%s%c%c", i ? ":" : "", hex[i], hex[i + 1]);
-}
-
 static void print_public_key(BIO *bio, json_t *key)
 {
     const char *algorithm = enr_describe_text_of(key, "algorithm", "unknown");
@@ -113,9 +106,9 @@ static void print_public_key(BIO *bio, json_t *key)
     if (json_object_get(key, "exponent"))
         BIO_printf(bio, "        Exponent: %lld\n",
                    (long long)json_integer_value(json_object_get(key, "exponent")));
-    BIO_printf(bio, "        SPKI SHA-256: ");
-    print_colon_hex(bio, enr_describe_text_of(key, "spki_sha256", ""));
-    BIO_printf(bio, "\n");
+    /* Fingerprints are spelled one way in every output, text and JSON:
+     * lowercase hex without separators (docs/cli.md), as sha256sum prints. */
+    BIO_printf(bio, "        SPKI SHA-256: %s\n", enr_describe_text_of(key, "spki_sha256", ""));
 }
 
 static void print_certificate(BIO *bio, json_t *root)
@@ -138,9 +131,7 @@ static void print_certificate(BIO *bio, json_t *root)
         BIO_printf(bio, "    Extensions:\n");
         enr_describe_extensions_text(exts, bio, 8);
     }
-    BIO_printf(bio, "    SHA-256 Fingerprint: ");
-    print_colon_hex(bio, enr_describe_text_of(root, "fingerprint_sha256", ""));
-    BIO_printf(bio, "\n");
+    BIO_printf(bio, "    SHA-256 Fingerprint: %s\n", enr_describe_text_of(root, "fingerprint_sha256", ""));
 }
 
 static enr_code bio_to_string(BIO *bio, char **out, enr_error *err)

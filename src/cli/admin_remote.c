@@ -13,7 +13,7 @@
 
 static enr_code code_named(const char *name)
 {
-    for (int c = ENR_E_USAGE; c <= ENR_E_INTERNAL; c++)
+    for (int c = ENR_E_USAGE; c <= ENR_E_LOCKED; c++)
         if (name != NULL && strcmp(enr_code_name((enr_code)c), name) == 0)
             return (enr_code)c;
     return ENR_E_INTERNAL;
@@ -32,7 +32,9 @@ static enr_code answer_error(int status, const char *body, enr_error *err)
     else if (message != NULL)
         rc = enr_error_set(err, code_named(code), "%s", message);
     else
-        rc = enr_error_set(err, status == 404 ? ENR_E_NOTFOUND : ENR_E_IO,
+        /* No answer of the admin API (its path unknown, or it is off): the
+         * service could not be used, not a lookup that found nothing. */
+        rc = enr_error_set(err, ENR_E_IO,
                            "enrolld answered HTTP %d (is the admin API on? `admin` in its config)", status);
     json_decref(o);
     return rc;
@@ -59,6 +61,8 @@ enr_code cli_admin_remote(const char *url, const char *cert, const char *key, co
     enr_code rc = enr_http_client_new(url, &o, &client, err);
     if (rc == ENR_E_USAGE)
         enr_error_prefix(err, "--url");
+    if (rc == ENR_E_NOTFOUND) /* --admin-cert, --admin-key or --trust: not a lookup's answer */
+        rc = err->code = ENR_E_IO;
     if (rc == ENR_OK)
         rc = enr_http_client_send(client, &req, &resp, err);
     if (rc == ENR_OK && resp.status != 200)

@@ -10,12 +10,17 @@
 #include "enroll/error.h"
 #include "enroll/fileio.h"
 
-/* Exit codes scripts can rely on. */
+/* Exit codes scripts can rely on; cli_exit_code (common.c) is the rule. */
 enum {
     CLI_EXIT_OK = 0,       /* success; for lint/verify/match: nothing wrong */
-    CLI_EXIT_FINDING = 1,  /* a finding or a refusal: bad signature, mismatch, exists, lint errors */
-    CLI_EXIT_USAGE = 2,    /* the command line is wrong */
-    CLI_EXIT_IO = 3,       /* a file, device or token could not be used */
+    CLI_EXIT_FINDING = 1,  /* the inputs were read and understood, and the answer is no: bad
+                            * signature, mismatch, lint findings, a refusal by policy, already
+                            * exists (no --force), a serial or record that is not there */
+    CLI_EXIT_USAGE = 2,    /* the command line itself is wrong: unknown, missing or conflicting
+                            * options or arguments */
+    CLI_EXIT_IO = 3,       /* a file, key, token or service could not be used: missing,
+                            * unreadable or malformed, a passphrase or PIN missing or wrong,
+                            * no such token, a server unreachable */
     CLI_EXIT_INTERNAL = 4  /* out of memory, crypto library failure, a bug */
 };
 
@@ -28,6 +33,10 @@ int cli_exit_code(enr_code code);
 /* Prints "enroll: message" on stderr (and, with --json, an {"error":...}
  * object on stdout) and returns the exit code for err->code. */
 int cli_fail(const enr_error *err, bool json);
+
+/* cli_fail for a command whose question is a lookup (is this serial ours?
+ * which enrollment is ID?): ENR_E_NOTFOUND is then the answer, exit 1. */
+int cli_fail_lookup(const enr_error *err, bool json);
 
 /* Prints a --json answer on stdout: indented, keys in insertion order, one
  * newline. The caller keeps its reference; NULL (out of memory) prints

@@ -78,8 +78,9 @@ static const char ADMIN_HELP[] =
     "\n"
     "Every command takes --data DIR (or --url ...), --json (machine-readable output) and --help\n"
     "(`enroll admin group --help` describes the group verbs). Exit codes: 0 done,\n"
-    "1 refused (exists, unverified, wrong proof, wrong kind), 2 bad usage, 3 store or file\n"
-    "trouble, or no such CA, policy, enrollment, registration or certificate, 4 internal.\n"
+    "1 the answer is no (refused, exists, unverified, wrong proof, wrong kind, or no such\n"
+    "CA, policy, enrollment, registration or certificate), 2 bad usage, 3 the store, a file,\n"
+    "a key or enrolld could not be used, 4 internal.\n"
     "\n"
     "Example: a symmetric-key group issuing 30-day certificates from an intermediate CA\n"
     "  enroll ca init --dir root --subject '/O=Acme/CN=Acme Root CA'\n"
@@ -596,6 +597,7 @@ static int execute(const char *cmd, const admin_args *a, const char *command, bo
     enr_error err;
     request r;
     enr_code rc = build_request(a, positional_key, &r, &err);
+    bool asked = rc == ENR_OK; /* a NOTFOUND before this is a file of ours */
     char *args = rc == ENR_OK ? json_dumps(r.args, JSON_COMPACT) : NULL;
     if (rc == ENR_OK && args == NULL)
         rc = enr_error_set(&err, ENR_E_NOMEM, "out of memory");
@@ -621,7 +623,11 @@ static int execute(const char *cmd, const admin_args *a, const char *command, bo
     relabel(&r, &err);
     if (rc == ENR_E_USAGE)
         return cli_usage(cmd, "%s", err.message);
-    return cli_fail(&err, a->json);
+    /* The admin library's NOTFOUND (local or enrolld's) is always a lookup
+     * in the store (no such CA, policy, enrollment, registration or
+     * certificate): an answer, exit 1. A CA directory it cannot find is
+     * ENR_E_IO there, and so are admin_remote's own files. */
+    return asked ? cli_fail_lookup(&err, a->json) : cli_fail(&err, a->json);
 }
 
 /* ---- text output ---------------------------------------------------------- */

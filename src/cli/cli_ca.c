@@ -36,7 +36,9 @@ static const char CA_HELP[] =
     "init    Makes a CA in DIR: a self-signed root (pathlen 1, 10 years by default), or with\n"
     "        --parent an intermediate signed by that CA (pathlen one lower, 5 years). The key\n"
     "        is DIR/key.pem (0600) or, with --key pkcs11:URI, a key in a token (made there\n"
-    "        if absent; it never leaves the token). --import adopts an existing CA.\n"
+    "        if absent; it never leaves the token). --import adopts an existing CA. A DIR\n"
+    "        that holds a CA is refused (exit 1) and --force is refused (exit 2): replacing a\n"
+    "        CA would lose its record of what it issued and revoked.\n"
     "sign    Issues a certificate from a CSR. The CSR's signature must verify; the profile,\n"
     "        not the request, decides validity, key usage and which names are honoured.\n"
     "        Every certificate is recorded in DIR/issued.jsonl before it is written out.\n"
@@ -211,6 +213,13 @@ static int ca_init(int argc, char **argv)
         return cli_usage("ca init", "unexpected argument '%s'", argv[optind]);
     if (a.import != NULL && (a.key == NULL || a.subject || a.parent))
         return cli_usage("ca init", "--import CERT needs --key (its key) and takes no --subject or --parent");
+    /* --force is parsed for every ca verb; init must not take it silently.
+     * Replacing a CA would drop the record of what it issued and revoked
+     * (DIR/issued.jsonl, the CRL number), which nothing can rebuild. */
+    if (a.force)
+        return cli_usage("ca init", "--force is refused: a CA is never replaced in place (its record of "
+                                    "issued and revoked certificates would be lost); move %s aside first",
+                         a.dir ? a.dir : "DIR");
     if (a.import == NULL && a.subject == NULL)
         return cli_usage("ca init", "--subject is required (e.g. --subject '/O=Acme/CN=Acme Root CA')");
     enr_error err;
@@ -639,6 +648,7 @@ static int ca_revoke(int argc, char **argv)
     enr_code code = open_ca(&a, &ca, &err);
     if (code == ENR_OK)
         code = open_attachment(ca, &at, &err);
+    bool opened = code == ENR_OK;
     if (code == ENR_OK && at.store != NULL)
         code = find_in_index(ca, serial, &own, &in_index, &err);
     if (code == ENR_OK && at.store != NULL && !in_index)
@@ -664,8 +674,10 @@ static int ca_revoke(int argc, char **argv)
     }
     close_attachment(&at);
     enr_ca_free(ca);
+    /* Once the CA is open, a NOTFOUND is the answer to "did this CA issue
+     * SERIAL?" (exit 1); before, it is a CA directory that is not there (3). */
     if (code != ENR_OK)
-        return cli_fail(&err, a.json);
+        return opened ? cli_fail_lookup(&err, a.json) : cli_fail(&err, a.json);
     fprintf(stderr, "revoked %s (%s); new CRL in %s/crl.pem\n", serial, enr_revocation_reason_name(reason), a.dir);
     if (a.json) {
         char crl[4096];

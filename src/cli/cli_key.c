@@ -4,15 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "enroll/pubkey.h"
 #include "enroll/signer.h"
 
 static const char KEY_HELP[] =
-    "Usage: enroll key new --type TYPE --out FILE [--pass-file F] [--force] [--json]\n"
+    "Usage: enroll key new --type TYPE --out FILE [--pass-file F] [--force] [--progress] [--json]\n"
     "       enroll key new --type TYPE --key 'pkcs11:token=T;object=LABEL' [--module SO]\n"
-    "                      [--pin-file F] [--force] [--json]\n"
+    "                      [--pin-file F] [--force] [--progress] [--json]\n"
     "       enroll key show FILE|pkcs11:URI [--pass-file F] [--module SO] [--pin-file F] [--json]\n"
     "\n"
     "new   Generates a key pair. In a file: PKCS#8 PEM, created with mode 0600 through a\n"
@@ -33,28 +34,32 @@ static const char KEY_HELP[] =
     "                   $ENROLL_PKCS11_PIN). PINs are never accepted on the command line.\n"
     "  --pass-file F    passphrase for an encrypted key file, first line of F\n"
     "  --force          replace an existing file or token object\n"
+    "  --progress       show progress on stderr (\"generating rsa-4096 key.... done\"): the\n"
+    "                   default when stderr is a terminal; never on stdout, so --json stays clean\n"
     "  --json           machine-readable output\n"
     "\n"
     "Examples:\n"
     "  enroll key new --type ec-p256 --out device.key\n"
+    "  enroll key new --type rsa-4096 --out server.key --progress   # takes seconds\n"
     "  enroll key new --type ec-p256 --key 'pkcs11:token=dev;object=devkey' \\\n"
     "      --module /usr/lib/softhsm/libsofthsm2.so --pin-file pin.txt\n"
     "  enroll key show device.key --json\n";
 
-enum { OPT_TYPE = 1, OPT_OUT, OPT_KEY, OPT_MODULE, OPT_PIN_FILE, OPT_PASS_FILE, OPT_FORCE, OPT_JSON,
-       OPT_HELP };
+enum { OPT_TYPE = 1, OPT_OUT, OPT_KEY, OPT_MODULE, OPT_PIN_FILE, OPT_PASS_FILE, OPT_FORCE, OPT_PROGRESS,
+       OPT_JSON, OPT_HELP };
 
 static const struct option KEY_OPTIONS[] = {
     {"type", required_argument, NULL, OPT_TYPE},       {"out", required_argument, NULL, OPT_OUT},
     {"key", required_argument, NULL, OPT_KEY},         {"module", required_argument, NULL, OPT_MODULE},
     {"pin-file", required_argument, NULL, OPT_PIN_FILE}, {"pass-file", required_argument, NULL, OPT_PASS_FILE},
-    {"force", no_argument, NULL, OPT_FORCE},           {"json", no_argument, NULL, OPT_JSON},
+    {"force", no_argument, NULL, OPT_FORCE},           {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, OPT_HELP},             {NULL, 0, NULL, 0},
 };
 
 typedef struct key_args {
     const char *type, *out, *key, *module, *pin_file, *pass_file;
-    bool force, json, help;
+    bool force, progress, json, help;
 } key_args;
 
 static int parse_key_args(const char *cmd, int argc, char **argv, key_args *a)
@@ -72,6 +77,7 @@ static int parse_key_args(const char *cmd, int argc, char **argv, key_args *a)
         case OPT_PIN_FILE: a->pin_file = optarg; break;
         case OPT_PASS_FILE: a->pass_file = optarg; break;
         case OPT_FORCE: a->force = true; break;
+        case OPT_PROGRESS: a->progress = true; break;
         case OPT_JSON: a->json = true; break;
         case OPT_HELP:
         case 'h': a->help = true; break;
@@ -130,6 +136,18 @@ static int report_key(const char *where, enr_signer *signer, const char *action,
     return CLI_EXIT_OK;
 }
 
+/* Dots on stderr while OpenSSL searches for primes: one per 16 candidates
+ * and one per prime found, so rsa-4096 visibly works and ec-p256 (no
+ * callbacks) prints none. */
+static void show_progress(int phase, void *arg)
+{
+    unsigned *calls = arg;
+    if ((phase == 0 && ++*calls % 16 == 0) || phase == 3) {
+        fputc('.', stderr);
+        fflush(stderr);
+    }
+}
+
 static int key_new(int argc, char **argv)
 {
     key_args a;
@@ -146,6 +164,8 @@ static int key_new(int argc, char **argv)
         return cli_usage("key new", "give exactly one of --out FILE or --key pkcs11:URI");
     if (a.key != NULL && !enr_key_ref_is_token(a.key))
         return cli_usage("key new", "--key takes a pkcs11: URI; for a file use --out FILE");
+    if (a.out != NULL && strcmp(a.out, "-") == 0)
+        return cli_usage("key new", "refusing to write a private key to standard output; give --out FILE");
     if (a.key != NULL && a.pass_file != NULL)
         return cli_usage("key new", "--pass-file is for key files; a token key is protected by its PIN");
 
@@ -159,20 +179,28 @@ static int key_new(int argc, char **argv)
     enr_code code;
     if ((code = cli_read_secret(a.key ? a.pin_file : a.pass_file, &secret, &err)) != ENR_OK)
         goto fail;
+    /* Progress is for a person watching: on stderr, asked for or when stderr
+     * is a terminal; a script capturing stderr sees nothing on success. */
+    bool progress = a.progress || isatty(STDERR_FILENO);
+    unsigned calls = 0;
+    if (progress) {
+        fprintf(stderr, "generating %s key%s...", enr_key_type_name(type), a.key ? " in the token" : "");
+        fflush(stderr);
+    }
     enr_token_options topts = {a.module, secret};
     if (a.key != NULL) {
+        /* Inside the token there is no callback: the line, then "done". */
         code = enr_key_generate_token(type, a.key, &topts, a.force, &err);
         if (code == ENR_OK)
             code = enr_signer_open(a.key, NULL, &topts, &signer, &err);
     } else {
-        if (strcmp(a.out, "-") == 0) {
-            code = enr_error_set(&err, ENR_E_USAGE, "refusing to write a private key to standard output; give --out FILE");
-            goto fail;
-        }
-        code = enr_key_generate_file(type, a.out, secret, a.force, &err);
+        code = enr_key_generate_file_progress(type, a.out, secret, a.force, progress ? show_progress : NULL,
+                                              &calls, &err);
         if (code == ENR_OK)
             code = enr_signer_open(a.out, secret, NULL, &signer, &err);
     }
+    if (progress)
+        fputs(code == ENR_OK ? " done\n" : " failed\n", stderr);
     if (code != ENR_OK)
         goto fail;
     rc = report_key(a.key ? a.key : a.out, signer, "generated", a.json);

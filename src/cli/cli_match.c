@@ -108,7 +108,9 @@ static enr_code load_item(match_item *item, const char *pass, const enr_token_op
         if (item->key == NULL) {
             char why[ENR_ERROR_MESSAGE_MAX];
             snprintf(why, sizeof why, "%s", err->message);
-            return enr_error_set(err, err->code == ENR_E_USAGE ? ENR_E_USAGE : ENR_E_PARSE,
+            /* Keep the signer's code: a locked key (passphrase or PIN) or a
+             * missing token is not a malformed file, though both exit 3. */
+            return enr_error_set(err, err->code == ENR_E_CRYPTO ? ENR_E_PARSE : err->code,
                                  "%s: not a key, CSR or certificate we can read (%s)", item->ref, why);
         }
     }

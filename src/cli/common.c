@@ -12,19 +12,32 @@
 
 const char *cli_program = "enroll";
 
+/* The one rule (docs/cli.md, README.md, every --help that mentions exit
+ * codes): 1 when the inputs were read and understood and the answer is no;
+ * 2 when the command line itself is wrong; 3 when a file, key, token or
+ * service could not be used, however it failed (missing, unreadable,
+ * malformed, locked by a missing or wrong passphrase or PIN, unreachable);
+ * 4 for our own failures. A malformed input is 3, not 1: "this file is not
+ * a CSR" must never read as "this CSR's signature is bad".
+ *
+ * ENR_E_NOTFOUND is 3 here (a file, CA directory, token or key object that
+ * is not there); a command whose question is itself a lookup (`ca revoke`
+ * of a serial, `admin ... show ID`) maps its lookup's NOTFOUND to 1 with
+ * cli_fail_lookup. */
 int cli_exit_code(enr_code code)
 {
     switch (code) {
     case ENR_OK: return CLI_EXIT_OK;
     case ENR_E_USAGE: return CLI_EXIT_USAGE;
-    case ENR_E_PARSE:
     case ENR_E_VERIFY:
     case ENR_E_EXISTS:
-    case ENR_E_UNSUPPORTED:
     case ENR_E_POLICY: return CLI_EXIT_FINDING;
+    case ENR_E_PARSE:
+    case ENR_E_UNSUPPORTED:
     case ENR_E_IO:
     case ENR_E_NOTFOUND:
-    case ENR_E_TOKEN: return CLI_EXIT_IO;
+    case ENR_E_TOKEN:
+    case ENR_E_LOCKED: return CLI_EXIT_IO;
     case ENR_E_NOMEM:
     case ENR_E_CRYPTO:
     case ENR_E_INTERNAL: return CLI_EXIT_INTERNAL;
@@ -42,6 +55,12 @@ int cli_fail(const enr_error *err, bool json)
         json_decref(o);
     }
     return cli_exit_code(err->code);
+}
+
+int cli_fail_lookup(const enr_error *err, bool json)
+{
+    int code = cli_fail(err, json);
+    return err->code == ENR_E_NOTFOUND ? CLI_EXIT_FINDING : code;
 }
 
 void cli_print_json(const json_t *o)

@@ -96,6 +96,7 @@ const char *enr_code_name(enr_code code)
     case ENR_E_TOKEN: return "token";
     case ENR_E_POLICY: return "policy";
     case ENR_E_INTERNAL: return "internal";
+    case ENR_E_LOCKED: return "locked";
     }
     return "unknown";
 }

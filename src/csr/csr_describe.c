@@ -70,12 +70,6 @@ enr_code enr_csr_describe_json(const enr_csr *csr, char **out, enr_error *err)
     return rc;
 }
 
-static void print_fingerprint(BIO *out, const char *hex)
-{
-    for (size_t i = 0; hex[i] != '\0'; i += 2)
-        BIO_printf(out, "%s%c%c", i ? ":" : "", hex[i], hex[i + 1]);
-}
-
 enr_code enr_csr_describe_text(const enr_csr *csr, char **out, enr_error *err)
 {
     *out = NULL;
@@ -98,9 +92,9 @@ enr_code enr_csr_describe_text(const enr_csr *csr, char **out, enr_error *err)
                curve ? " " : "", curve ? curve : "", (long long)json_integer_value(json_object_get(key, "bits")));
     if (json_object_get(key, "exponent"))
         BIO_printf(bio, "        Exponent: %lld\n", (long long)json_integer_value(json_object_get(key, "exponent")));
-    BIO_printf(bio, "        SPKI SHA-256: ");
-    print_fingerprint(bio, json_string_value(json_object_get(key, "spki_sha256")));
-    BIO_printf(bio, "\n");
+    /* Lowercase hex without separators, as every output spells a fingerprint. */
+    const char *spki = json_string_value(json_object_get(key, "spki_sha256"));
+    BIO_printf(bio, "        SPKI SHA-256: %s\n", spki ? spki : "");
     BIO_printf(bio, "    Signature Algorithm: %s (self-signature %s)\n",
                json_string_value(json_object_get(root, "signature_algorithm")),
                json_is_true(json_object_get(root, "signature_valid")) ? "verifies" : "DOES NOT VERIFY");

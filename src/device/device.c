@@ -816,11 +816,12 @@ static enr_code copy_into_store(enr_device *d, const char *src, const char *name
     return rc;
 }
 
+/* The spelling every output uses (enr_name_format: "O=Acme, CN=dev-1"), not
+ * OpenSSL's "/O=Acme/CN=dev-1" oneline, which also truncates and cannot
+ * show a '/' inside a value unambiguously. */
 static char *name_text(const X509_NAME *n)
 {
-    char buf[256];
-    X509_NAME_oneline(n, buf, sizeof buf);
-    return strdup(buf);
+    return enr_name_format(n);
 }
 
 static char *serial_text(X509 *c)
@@ -1341,8 +1342,28 @@ enr_code enr_device_status_read(const char *store_dir, enr_device_status *out, e
     out->generation = id.generation;
     out->last_attempt = id.last_attempt;
     out->last_success = id.last_success;
-    if (id.cert != NULL)
+    if (id.cert != NULL) {
         snprintf(out->cert_path, sizeof out->cert_path, "%s/%s", store_dir, id.cert);
+        /* Names from the certificate itself when it reads: a store written
+         * by an older version holds them in OpenSSL's oneline form, and
+         * status must spell a DN as every other output does. */
+        enr_buf b;
+        X509 *leaf = NULL;
+        if (enr_file_read(out->cert_path, ENR_INPUT_LIMIT, &b, NULL) == ENR_OK) {
+            if (enr_cert_read_one(b.data, b.len, &leaf, NULL) == ENR_OK) {
+                char *subject = enr_name_format(X509_get_subject_name(leaf));
+                char *issuer = enr_name_format(X509_get_issuer_name(leaf));
+                if (subject != NULL)
+                    copy_field(out->subject, sizeof out->subject, subject);
+                if (issuer != NULL)
+                    copy_field(out->issuer, sizeof out->issuer, issuer);
+                free(subject);
+                free(issuer);
+                X509_free(leaf);
+            }
+            enr_buf_free(&b);
+        }
+    }
     if (id.chain != NULL)
         snprintf(out->chain_path, sizeof out->chain_path, "%s/%s", store_dir, id.chain);
     dev_identity_free(&id);

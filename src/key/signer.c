@@ -66,20 +66,45 @@ bool enr_key_ref_is_token(const char *ref)
     return strncasecmp(ref, "pkcs11:", 7) == 0; /* URI schemes are case-insensitive */
 }
 
-static EVP_PKEY *generate(enr_key_type type, enr_error *err)
+typedef struct keygen_progress {
+    enr_keygen_progress_fn fn;
+    void *arg;
+} keygen_progress;
+
+/* OpenSSL's keygen callback: for RSA it is called for every prime candidate
+ * and test (EVP_PKEY_CTX_get_keygen_info phase 0..3), which is what makes
+ * rsa-4096 take seconds; the caller decides what to show. */
+static int keygen_cb(EVP_PKEY_CTX *ctx)
+{
+    keygen_progress *p = EVP_PKEY_CTX_get_app_data(ctx);
+    if (p != NULL && p->fn != NULL)
+        p->fn(EVP_PKEY_CTX_get_keygen_info(ctx, 0), p->arg);
+    return 1; /* never abandon the generation */
+}
+
+static EVP_PKEY *generate(enr_key_type type, enr_keygen_progress_fn fn, void *arg, enr_error *err)
 {
     for (size_t i = 0; i < KEY_TYPE_COUNT; i++) {
         if (KEY_TYPES[i].type != type)
             continue;
-        EVP_PKEY *key;
-        if (KEY_TYPES[i].curve != NULL)
-            key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", KEY_TYPES[i].curve);
-        else if (KEY_TYPES[i].rsa_bits != 0)
-            key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", KEY_TYPES[i].rsa_bits);
-        else
-            key = EVP_PKEY_Q_keygen(NULL, NULL, KEY_TYPES[i].algorithm);
-        if (key == NULL)
+        EVP_PKEY *key = NULL;
+        keygen_progress progress = {fn, arg};
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, KEY_TYPES[i].algorithm, NULL);
+        bool ok = ctx != NULL && EVP_PKEY_keygen_init(ctx) > 0;
+        if (ok && KEY_TYPES[i].curve != NULL)
+            ok = EVP_PKEY_CTX_set_group_name(ctx, KEY_TYPES[i].curve) > 0;
+        if (ok && KEY_TYPES[i].rsa_bits != 0)
+            ok = EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)KEY_TYPES[i].rsa_bits) > 0;
+        if (ok && fn != NULL) {
+            EVP_PKEY_CTX_set_app_data(ctx, &progress);
+            EVP_PKEY_CTX_set_cb(ctx, keygen_cb);
+        }
+        if (!ok || EVP_PKEY_generate(ctx, &key) <= 0) {
+            EVP_PKEY_free(key);
+            key = NULL;
             enr_error_openssl(err, ENR_E_CRYPTO, "generating a %s key failed", KEY_TYPES[i].name);
+        }
+        EVP_PKEY_CTX_free(ctx);
         return key;
     }
     enr_error_set(err, ENR_E_USAGE, "unknown key type %d", (int)type);
@@ -88,6 +113,13 @@ static EVP_PKEY *generate(enr_key_type type, enr_error *err)
 
 enr_code enr_key_generate_file(enr_key_type type, const char *path, const char *passphrase,
                                bool overwrite, enr_error *err)
+{
+    return enr_key_generate_file_progress(type, path, passphrase, overwrite, NULL, NULL, err);
+}
+
+enr_code enr_key_generate_file_progress(enr_key_type type, const char *path, const char *passphrase,
+                                        bool overwrite, enr_keygen_progress_fn progress, void *arg,
+                                        enr_error *err)
 {
     if (!overwrite && strcmp(path, "-") != 0) {
         FILE *probe = fopen(path, "r");
@@ -98,7 +130,7 @@ enr_code enr_key_generate_file(enr_key_type type, const char *path, const char *
                                  path);
         }
     }
-    EVP_PKEY *key = generate(type, err);
+    EVP_PKEY *key = generate(type, progress, arg, err);
     if (key == NULL)
         return err ? err->code : ENR_E_CRYPTO;
 
@@ -171,11 +203,13 @@ static enr_code open_file_key(const char *path, const char *passphrase, EVP_PKEY
     OPENSSL_cleanse(buf.data, buf.len);
     enr_buf_free(&buf);
     if (key == NULL) {
+        /* Missing or wrong, the key stays locked: one code for both, so a
+         * caller never tells "no passphrase" from "bad passphrase" by wording. */
         if (req.asked && passphrase == NULL)
-            return enr_error_set(err, ENR_E_USAGE,
+            return enr_error_set(err, ENR_E_LOCKED,
                                  "%s: the key is encrypted; give its passphrase with --pass-file", path);
         if (req.asked)
-            return enr_error_openssl(err, ENR_E_VERIFY,
+            return enr_error_openssl(err, ENR_E_LOCKED,
                                      "%s: cannot decrypt the key (wrong passphrase?)", path);
         return enr_error_openssl(err, ENR_E_PARSE,
                                  "%s: not a private key (expected PEM or DER PKCS#8, PKCS#1 or SEC1)",

@@ -388,7 +388,8 @@ static enr_code login_failed(token_session *s, CK_RV rv, enr_error *err)
     case CKR_PIN_INCORRECT:
     case CKR_PIN_INVALID:
     case CKR_PIN_LEN_RANGE:
-        return token_fail(err, ENR_E_TOKEN, rv, "wrong PIN for token '%s'", s->label);
+        /* The same code as a file key's wrong passphrase: the key is locked. */
+        return token_fail(err, ENR_E_LOCKED, rv, "wrong PIN for token '%s'", s->label);
     case CKR_PIN_LOCKED:
         return token_fail(err, ENR_E_TOKEN, rv,
                           "the user PIN of token '%s' is locked; the security officer must "

@@ -155,7 +155,8 @@ static int status_of(enr_code code, const char **reason)
     case ENR_E_POLICY:
     case ENR_E_VERIFY:
     case ENR_E_UNSUPPORTED: *reason = "Unprocessable Entity"; return 422;
-    case ENR_E_IO: *reason = "Service Unavailable"; return 503; /* the store: busy, full, read-only */
+    case ENR_E_IO: /* the store: busy, full, read-only */
+    case ENR_E_LOCKED: *reason = "Service Unavailable"; return 503; /* a CA key it cannot unlock */
     default: *reason = "Internal Server Error"; return 500;
     }
 }

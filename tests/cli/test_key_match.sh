@@ -40,9 +40,9 @@ contains enc.key "BEGIN ENCRYPTED PRIVATE KEY" "written encrypted"
 openssl pkey -in enc.key -passin file:pass.txt -noout 2>/dev/null && pass || fail "openssl decrypts with the passphrase"
 openssl asn1parse -in enc.key > enc.asn1 2>/dev/null
 contains enc.asn1 "aes-256-cbc" "encrypted with AES-256"
-expect_exit 2 "encrypted key without passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr
+expect_exit 3 "encrypted key without passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr
 contains "$WORK/.err" "--pass-file" "says how to give the passphrase"
-expect_exit 1 "wrong passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr --pass-file wrong.txt
+expect_exit 3 "wrong passphrase" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr --pass-file wrong.txt
 contains "$WORK/.err" "wrong passphrase" "wrong passphrase named"
 lacks "$WORK/.err" "Zq9-not-the-pass" "passphrase itself never printed"
 check "csr with encrypted key" "$ENROLL" csr new --key enc.key --dn CN=x --out e.csr --pass-file pass.txt
@@ -64,7 +64,7 @@ expect_exit 1 "match --json mismatch" "$ENROLL" match m.csr rsa-2048.key --json
 same "mismatch json" "$(json "$WORK/.out" .match)" "false"
 expect_exit 2 "match needs two" "$ENROLL" match m.csr
 printf 'hello\n' > junk.txt
-expect_exit 1 "match junk" "$ENROLL" match m.csr junk.txt
+expect_exit 3 "match junk" "$ENROLL" match m.csr junk.txt
 contains "$WORK/.err" "junk.txt" "junk file named"
 
 # Help teaches at every level.
@@ -75,4 +75,20 @@ for args in "--help" "key --help" "csr --help" "match --help" "key new --help" "
 done
 expect_exit 2 "no arguments is usage" "$ENROLL"
 
+# Progress: on stderr, only when asked (--progress) or stderr is a terminal
+# (here it is a file), never on stdout, so --json stays one JSON document.
+expect_exit 0 "rsa-2048 --progress" "$ENROLL" key new --type rsa-2048 --out progress.key --progress
+contains "$WORK/.err" "generating rsa-2048 key..." "--progress: says what it generates"
+contains "$WORK/.err" ". done" "--progress: dots, then done"
+lacks "$WORK/.out" "generating" "--progress: nothing of it on stdout"
+expect_exit 0 "rsa-2048 --progress --json" "$ENROLL" key new --type rsa-2048 --out progress.key --force --progress --json
+same "--progress --json: stdout is the JSON alone" "$(jq -r .type "$WORK/.out")" "rsa-2048"
+contains "$WORK/.err" "done" "--progress --json: progress still on stderr"
+expect_exit 0 "rsa-2048 without --progress" "$ENROLL" key new --type rsa-2048 --out quiet.key
+empty "without --progress and no terminal: stderr stays empty" "$(cat "$WORK/.err")"
+if command -v script >/dev/null; then
+  # A terminal on stderr (script(1) gives the command a pty): progress by default.
+  script -qec "'$ENROLL' key new --type rsa-2048 --out tty.key" /dev/null > tty.txt 2>&1
+  contains tty.txt "generating rsa-2048 key..." "stderr a terminal: progress without --progress"
+else cannot_run "the terminal case" "script(1) is missing (bsdutils)"; fi
 finish

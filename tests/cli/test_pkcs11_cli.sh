@@ -72,7 +72,7 @@ expect_exit 3 "no such token" "$ENROLL" key show 'pkcs11:token=no-such-token;obj
 env -u ENROLL_PKCS11_MODULE "$ENROLL" key show 'pkcs11:token=enroll-t;object=external' --pin-file pin.txt > /dev/null 2> nomodule.err
 contains nomodule.err "ENROLL_PKCS11_MODULE" "missing module: says the three ways to name one"
 expect_exit 2 "bad URI" "$ENROLL" key show 'pkcs11:token=enroll-t;objekt=x' "${P11[@]}"
-expect_exit 1 "ed25519 in a token is refused" "$ENROLL" key new --type ed25519 --key 'pkcs11:token=enroll-t;object=ed' "${P11[@]}"
+expect_exit 3 "ed25519 in a token is refused" "$ENROLL" key new --type ed25519 --key 'pkcs11:token=enroll-t;object=ed' "${P11[@]}"
 expect_exit 2 "--pass-file with a token" "$ENROLL" key new --type ec-p256 --key 'pkcs11:token=enroll-t;object=z' --pass-file pin.txt "${P11[@]}"
 
 finish

@@ -18,7 +18,7 @@ same "exit 0 on SIGTERM" "$?" "0"
 contains serve.log '"event":"stopped"' "it stopped cleanly"
 expect_exit 2 "no --config: usage error" "$ENROLL" serve
 contains "$WORK/.err" "--config FILE is required" "says what is missing"
-expect_exit 2 "a bad config: usage error" "$ENROLL" serve --config /dev/null
+expect_exit 3 "a bad config: a file that cannot be used" "$ENROLL" serve --config /dev/null
 check "serve --help teaches" "$ENROLL" serve --help
 contains "$WORK/.out" "Example:" "help has an example"
 finish

@@ -82,11 +82,12 @@ wait "$PID"; code=$?
 same "SIGTERM exits 0" "$code" "0"
 contains tls.json.log '"event":"stopped"' "stop logged"
 
-# Configuration errors: exit 2 and a message that says what to fix.
+# Configuration errors: exit 3 (a file that cannot be used; 2 is for the
+# command line alone) and a message that says what to fix.
 server_cert server
 bad() { # NAME JSON NEEDLE
   printf '%s' "$2" > "bad-$1.json"
-  expect_exit 2 "config $1" "$ENROLLD" --config "bad-$1.json"
+  expect_exit 3 "config $1" "$ENROLLD" --config "bad-$1.json"
   contains "$WORK/.err" "$3" "config $1: message"
 }
 bad unknown-key '{"listen":"127.0.0.1:0","tls":{"cert":"server.pem","key":"server.key"},"listn":1}' 'unknown key "listn"'

@@ -182,8 +182,8 @@ static void test_key_file_refuses_overwrite(void **state)
     assert_int_equal(enr_key_generate_file(ENR_KEY_EC_P256, path, "pw", false, &err), ENR_OK);
     assert_int_equal(enr_key_generate_file(ENR_KEY_EC_P256, path, NULL, false, &err), ENR_E_EXISTS);
     enr_signer *s = NULL;
-    assert_int_equal(enr_signer_open(path, NULL, NULL, &s, &err), ENR_E_USAGE);
-    assert_int_equal(enr_signer_open(path, "wrong", NULL, &s, &err), ENR_E_VERIFY);
+    assert_int_equal(enr_signer_open(path, NULL, NULL, &s, &err), ENR_E_LOCKED);
+    assert_int_equal(enr_signer_open(path, "wrong", NULL, &s, &err), ENR_E_LOCKED);
     assert_int_equal(enr_signer_open(path, "pw", NULL, &s, &err), ENR_OK);
     enr_signer_free(s);
     enr_key_type t;

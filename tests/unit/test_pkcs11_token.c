@@ -320,7 +320,7 @@ static void test_wrong_pin(void **state)
     require_softhsm(state);
     const enr_token_options wrong = {MODULE, WRONG_PIN};
     enr_error err = {0};
-    expect_open_fails("pkcs11:token=" TOKEN ";object=ec-p256-key", &wrong, ENR_E_TOKEN,
+    expect_open_fails("pkcs11:token=" TOKEN ";object=ec-p256-key", &wrong, ENR_E_LOCKED,
                       "wrong PIN", &err);
     assert_non_null(strstr(err.message, "CKR_PIN_INCORRECT"));
     assert_null(strstr(err.message, WRONG_PIN));
@@ -329,7 +329,7 @@ static void test_wrong_pin(void **state)
     enr_error_clear(&err);
     assert_int_equal(enr_token_key_generate(ENR_KEY_EC_P256, "pkcs11:token=" TOKEN ";object=x",
                                             &wrong, false, &err),
-                     ENR_E_TOKEN);
+                     ENR_E_LOCKED);
     assert_null(strstr(err.message, WRONG_PIN));
 }
 

@@ -466,7 +466,7 @@ static void test_wrong_pin(void **state)
     enr_error err = {0};
     assert_int_equal(enr_signer_open("pkcs11:token=" TOKEN ";object=tls-pin", NULL, &wrong,
                                      &signer, &err),
-                     ENR_E_TOKEN);
+                     ENR_E_LOCKED);
     assert_null(signer);
     assert_non_null(strstr(err.message, "CKR_PIN_INCORRECT"));
     assert_null(strstr(err.message, WRONG_PIN));
