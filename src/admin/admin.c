@@ -458,8 +458,11 @@ static enr_code ca_add(const call *c, json_t **out)
     enr_ca *ca = NULL;
     char abs[PATH_MAX] = "";
     rc = enr_ca_open_public(dir, &ca, c->err);
-    if (rc == ENR_E_NOTFOUND) /* NOTFOUND from here means "no such record" */
-        rc = c->err->code = ENR_E_IO;
+    /* NOTFOUND from admin means "no such record"; a directory that is not a
+     * CA is an argument the caller must change, and no retry helps: not the
+     * store's trouble (IO, 503 over the API) either. CLI exit 3, API 422. */
+    if (rc == ENR_E_NOTFOUND)
+        rc = c->err->code = ENR_E_UNSUPPORTED;
     if (rc == ENR_OK && realpath(dir, abs) == NULL)
         rc = enr_error_set(c->err, ENR_E_IO, "%s: %s", dir, strerror(errno));
     if (rc == ENR_OK && strlen(abs) > ENR_STORE_KEY_REF_MAX)

@@ -157,6 +157,8 @@ bad "a bad serial" /admin/v1/cert/revoke '{"serial":"xyz","reason":"superseded"}
 bad "a bad reason" /admin/v1/cert/revoke '{"serial":"01","reason":"because"}' "reason:"
 bad "a bad status" /admin/v1/registration/list '{"status":"sleeping"}' "status:"
 bad "a relative CA directory" /admin/v1/ca/add '{"name":"x","ca_dir":"devices-ca"}' "absolute"
+# A directory that is not a CA: the caller's to fix (422), not a store that is busy (503).
+bad "a directory that is not a CA" /admin/v1/ca/add "{\"name\":\"x\",\"ca_dir\":\"$WORK\"}" "ca.json" 422
 bad "a certificate that is not one" /admin/v1/ca/upload '{"name":"x","cert":"hello"}' "cert"
 bad "deep nesting" /admin/v1/group/list "$(printf '[%.0s' $(seq 1 3000))" "not JSON"
 head -c 40000 /dev/zero | tr '\0' ' ' > big.json; printf '{}' >> big.json
