@@ -183,10 +183,34 @@ static bool policy_name_ok(const char *s)
 }
 
 /* Parameter names: letters, digits, '_' and '-' (CloudFormation allows only
- * the first two); never "AWS::...", which is the pseudo parameters' space. */
+ * the first two), or a pseudo parameter's name: AWS's own examples declare
+ * "AWS::IoT::Certificate::Id" as a String parameter. */
+static int pseudo_index(const char *name);
+
 static bool parameter_name_ok(const char *s)
 {
-    return chars_ok(s, 1, ENR_AWS_NAME_MAX, "_-");
+    return chars_ok(s, 1, ENR_AWS_NAME_MAX, "_-") || pseudo_index(s) >= 0;
+}
+
+static bool ascii_case_equal(const char *a, const char *b)
+{
+    for (; *a != '\0' && *b != '\0'; a++, b++) {
+        char x = *a >= 'a' && *a <= 'z' ? (char)(*a - 'a' + 'A') : *a;
+        char y = *b >= 'a' && *b <= 'z' ? (char)(*b - 'a' + 'A') : *b;
+        if (x != y)
+            return false;
+    }
+    return *a == *b;
+}
+
+/* A certificate's Status: AWS's own example writes "Active". */
+static const char *status_canonical(const char *s)
+{
+    if (ascii_case_equal(s, "ACTIVE"))
+        return "ACTIVE";
+    if (ascii_case_equal(s, "INACTIVE"))
+        return "INACTIVE";
+    return NULL;
 }
 
 /* Other names (conditions, resources, mappings, keys): 1..ENR_AWS_NAME_MAX bytes. */
@@ -810,8 +834,8 @@ static enr_code check_parameters(checker *c, const json_t *section)
         size_t saved = path_key(&c->p, name);
         if (!parameter_name_ok(name))
             return fail_at(c->err, ENR_E_PARSE, &c->p,
-                           "a parameter's name is 1..%d letters, digits, '_' or '-'",
-                           ENR_AWS_NAME_MAX);
+                           "a parameter's name is 1..%d letters, digits, '_' or '-' (or a "
+                           "pseudo parameter's)", ENR_AWS_NAME_MAX);
         if ((rc = want_object(c, decl, "a parameter")) != ENR_OK)
             return rc;
         const char *key;
@@ -1069,7 +1093,7 @@ static enr_code check_certificate_properties(checker *c, const json_t *props)
         } else if (strcmp(key, "Status") == 0) {
             rc = check_want(c, v, K_STRING);
             const char *s = json_string_value(v);
-            if (rc == ENR_OK && s != NULL && strcmp(s, "ACTIVE") != 0 && strcmp(s, "INACTIVE") != 0)
+            if (rc == ENR_OK && s != NULL && status_canonical(s) == NULL)
                 rc = fail_at(c->err, ENR_E_PARSE, &c->p,
                              "Status is \"ACTIVE\" or \"INACTIVE\", not \"%s\"", quote(s).text);
         } else {
@@ -1400,10 +1424,12 @@ static enr_code set_string(evaluator *e, value *out, const char *s)
     return ENR_OK;
 }
 
-/* The value of a parameter or pseudo parameter, or a refusal. */
+/* The value of a parameter or pseudo parameter, or a refusal. A pseudo
+ * parameter comes from the certificate even when the template declares it:
+ * a device must not choose its own certificate id. */
 static enr_code resolve(evaluator *e, const char *name, const char **out)
 {
-    int p = param_index(e->t, name);
+    int p = pseudo_index(name) >= 0 ? -1 : param_index(e->t, name);
     if (p >= 0) {
         if (e->values[p] == NULL)
             return refuse_at(e->err, ENR_R_PARAMETER_MISSING, &e->p,
@@ -1903,12 +1929,16 @@ static enr_code plan_certificate(evaluator *e, enr_aws_plan *plan)
         rc = eval_string_at(e, props, "CertificateId", &plan->cert_id);
         if (rc == ENR_OK)
             rc = eval_string_at(e, props, "Status", &plan->cert_status);
-        if (rc == ENR_OK && plan->cert_status != NULL && strcmp(plan->cert_status, "ACTIVE") != 0 &&
-            strcmp(plan->cert_status, "INACTIVE") != 0) {
-            path_key(&e->p, "Status");
-            rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p,
-                           "Status is \"ACTIVE\" or \"INACTIVE\", not \"%s\"",
-                           quote(plan->cert_status).text);
+        if (rc == ENR_OK && plan->cert_status != NULL) {
+            const char *canonical = status_canonical(plan->cert_status);
+            if (canonical == NULL) {
+                path_key(&e->p, "Status");
+                rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p,
+                               "Status is \"ACTIVE\" or \"INACTIVE\", not \"%s\"",
+                               quote(plan->cert_status).text);
+            } else {
+                memcpy(plan->cert_status, canonical, strlen(canonical)); /* same length */
+            }
         }
         if (rc == ENR_OK)
             path_pop(&e->p, s2);
@@ -1974,7 +2004,7 @@ static enr_code take_parameters(evaluator *e, const json_t *parameters)
         const param *p = &e->t->params[i];
         const json_t *v = parameters != NULL ? json_object_get(parameters, p->name) : NULL;
         e->values[i] = p->def;
-        if (v == NULL)
+        if (v == NULL || pseudo_index(p->name) >= 0) /* pseudo: see resolve() */
             continue;
         path_pop(&e->p, 0);
         path_key(&e->p, "parameters");
