@@ -43,8 +43,14 @@ typedef enum enr_reason {
     ENR_R_KEY_COMPROMISED,        /* the key of a certificate revoked for keyCompromise */
     ENR_R_ENROLLMENT_MISMATCH,    /* the registration is bound to another enrollment */
     ENR_R_TOKEN_TIME,             /* a genuine SAS token expired, or lives longer than allowed */
-    ENR_R_AUTH_REFUSED            /* a service refused our credential (HTTP 401/403, an MQTT CONNACK):
+    ENR_R_AUTH_REFUSED,           /* a service refused our credential (HTTP 401/403, an MQTT CONNACK):
                                    * retrying with the same one cannot help */
+    /* Evaluating an AWS provisioning template (include/enroll/aws_template.h):
+     * AWS answers a device's missing or bad parameter differently from a
+     * template that fails with the values given. */
+    ENR_R_PARAMETER_MISSING,      /* a parameter the template reads was neither given nor defaulted */
+    ENR_R_PARAMETER_INVALID,      /* a given parameter is not a string, too long, or not a number */
+    ENR_R_TEMPLATE_EVALUATION     /* the template fails with these values (index out of range, ...) */
 } enr_reason;
 
 #define ENR_ERROR_MESSAGE_MAX 512

@@ -31,6 +31,10 @@ enr_dps_error enr_provision_error_of_refusal(const enr_error *refusal)
     case ENR_R_NONE: return ENR_DPS_CSR_LINT_ERROR;
     case ENR_R_TOKEN_TIME: return ENR_DPS_TOKEN_EXPIRED;
     case ENR_R_CA_EXPIRES: return ENR_DPS_INTERNAL;
+    /* AWS template reasons: never a refusal of DPS's provisioning core. */
+    case ENR_R_PARAMETER_MISSING:
+    case ENR_R_PARAMETER_INVALID:
+    case ENR_R_TEMPLATE_EVALUATION: return ENR_DPS_INTERNAL;
     }
     return ENR_DPS_INTERNAL;
 }
