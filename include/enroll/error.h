@@ -50,7 +50,20 @@ typedef enum enr_reason {
      * template that fails with the values given. */
     ENR_R_PARAMETER_MISSING,      /* a parameter the template reads was neither given nor defaulted */
     ENR_R_PARAMETER_INVALID,      /* a given parameter is not a string, too long, or not a number */
-    ENR_R_TEMPLATE_EVALUATION     /* the template fails with these values (index out of range, ...) */
+    ENR_R_TEMPLATE_EVALUATION,    /* the template fails with these values (index out of range, ...) */
+    /* AWS fleet provisioning in the store (store.h, "AWS IoT fleet
+     * provisioning"): the front end maps each to AWS's error document. */
+    ENR_R_TOKEN_UNKNOWN,          /* no ownership token with this value was ever issued */
+    ENR_R_TOKEN_USED,             /* the ownership token activated its certificate already (single use) */
+    ENR_R_TOKEN_EXPIRED,          /* the ownership token is older than ENR_AWS_TOKEN_LIFETIME */
+    ENR_R_TOKEN_WRONG_CONNECTION, /* the token was issued to a connection with another client certificate */
+    ENR_R_TOKEN_TEMPLATE_MISMATCH,/* the token was issued under another provisioning template */
+    ENR_R_THING_OWNED,            /* the thing has an active certificate of another device */
+    ENR_R_THING_MISMATCH,         /* a provisioned device may register only its own thing */
+    ENR_R_THING_DISABLED,         /* an operator disabled the thing */
+    ENR_R_TEMPLATE_DISABLED,      /* an operator disabled the provisioning template */
+    ENR_R_CA_UNVERIFIED,          /* a claim CA that is not a proven bootstrap CA */
+    ENR_R_SERVER_KEYGEN_NOT_ALLOWED /* CreateKeysAndCertificate under a template that does not allow it */
 } enr_reason;
 
 #define ENR_ERROR_MESSAGE_MAX 512

@@ -414,6 +414,189 @@ enr_code enr_store_check_writable(enr_store *store, enr_error *err);
 enr_code enr_store_list_audit(enr_store *store, const enr_audit_filter *filter, enr_audit_list *out,
                               enr_error *err);
 
+/* ---- AWS IoT fleet provisioning ----------------------------------------- */
+
+/* Provisioning templates (managed by `enroll admin template`), things, and
+ * the certificates the MQTT front end issues through CreateCertificateFromCsr
+ * and CreateKeysAndCertificate: pending, each with a single-use ownership
+ * token, until RegisterThing activates it. docs/store.md, "AWS fleet
+ * provisioning", has the rules; refusals are ENR_E_POLICY with a typed
+ * reason (error.h), never to be told apart by their messages. */
+#define ENR_STORE_TEMPLATE_NAME_MAX 36   /* AWS: [0-9A-Za-z_-]{1,36} */
+#define ENR_STORE_THING_NAME_MAX 128     /* AWS: [a-zA-Z0-9:_-]{1,128}; thing types and groups alike */
+#define ENR_STORE_URL_MAX 2048
+#define ENR_STORE_CLAIM_CAS_MAX 16
+#define ENR_STORE_HOOK_CA_MAX ((size_t)64 * 1024)   /* PEM bytes */
+#define ENR_STORE_JSON_MAX ((size_t)64 * 1024)      /* attributes or groups of a thing */
+#define ENR_AWS_HOOK_TIMEOUT_DEFAULT_MS 5000
+#define ENR_AWS_HOOK_TIMEOUT_MIN_MS 100
+#define ENR_AWS_HOOK_TIMEOUT_MAX_MS 60000
+#define ENR_AWS_TOKEN_LIFETIME 3600      /* seconds: AWS's ownership tokens live one hour */
+#define ENR_AWS_TOKEN_BYTES 32           /* random bytes in a token (RAND_bytes) */
+#define ENR_AWS_TOKEN_MAX 64             /* its base64url text (43 characters) */
+
+/* True for names AWS accepts (the rules above). */
+bool enr_aws_template_name_valid(const char *name);
+bool enr_aws_thing_name_valid(const char *name);
+
+typedef struct enr_aws_template_record {
+    char name[ENR_STORE_TEMPLATE_NAME_MAX + 1];
+    char *body;                                  /* the template JSON; owned when read */
+    /* Uploaded, proven (bootstrap) CAs a claim certificate must chain to. */
+    char claim_cas[ENR_STORE_CLAIM_CAS_MAX][ENR_STORE_ID_MAX + 1];
+    size_t claim_ca_count;                       /* 1..ENR_STORE_CLAIM_CAS_MAX */
+    bool allow_server_keygen;                    /* CreateKeysAndCertificate; default false */
+    char policy[ENR_STORE_ID_MAX + 1];           /* the credential policy of issued certificates */
+    char hook_url[ENR_STORE_URL_MAX + 1];        /* pre-provisioning hook, https://; empty: none */
+    char *hook_ca_pem;                           /* the CA(s) the hook's server must chain to (PEM);
+                                                  * required with a hook, owned when read */
+    int hook_timeout_ms;                         /* 0 on creation: ENR_AWS_HOOK_TIMEOUT_DEFAULT_MS */
+    bool enabled;                                /* set true by creation */
+    time_t created_at, updated_at;               /* set by the store */
+} enr_aws_template_record;
+
+void enr_aws_template_record_free(enr_aws_template_record *t);
+
+typedef enum enr_aws_cert_status {
+    ENR_AWS_CERT_PENDING = 1, /* issued, waiting for RegisterThing with its token */
+    ENR_AWS_CERT_ACTIVE,      /* the thing's certificate */
+    ENR_AWS_CERT_SUPERSEDED,  /* replaced by a newer active one, and revoked (superseded) */
+    ENR_AWS_CERT_REVOKED      /* revoked without a successor: never activated (the sweep) */
+} enr_aws_cert_status;
+
+/* "pending", "active", "superseded", "revoked". */
+const char *enr_aws_cert_status_name(enr_aws_cert_status status);
+
+typedef struct enr_aws_thing_certificate {
+    char issuer[ENR_STORE_DN_MAX + 1];           /* the row in the certificate table */
+    char serial[ENR_STORE_SERIAL_MAX + 1];
+    char fingerprint_sha256[ENR_STORE_SPKI_HEX + 1]; /* SHA-256 of its DER: how a connection presents it */
+    char thing_name[ENR_STORE_THING_NAME_MAX + 1];   /* empty while pending */
+    char template_name[ENR_STORE_TEMPLATE_NAME_MAX + 1];
+    enr_aws_cert_status status;
+    time_t created_at, updated_at;
+} enr_aws_thing_certificate;
+
+typedef struct enr_aws_thing {
+    char name[ENR_STORE_THING_NAME_MAX + 1];
+    char template_name[ENR_STORE_TEMPLATE_NAME_MAX + 1]; /* the template it was last provisioned by */
+    char *attributes_json;                       /* an object of strings; owned when read */
+    char *groups_json;                           /* an array of thing group names; owned when read */
+    char thing_type[ENR_STORE_THING_NAME_MAX + 1]; /* empty: none */
+    bool enabled;
+    time_t created_at, updated_at;
+    enr_aws_thing_certificate *certificates;     /* enr_store_get_aws_thing only, oldest first */
+    size_t certificate_count;
+} enr_aws_thing;
+
+void enr_aws_thing_free(enr_aws_thing *thing);
+
+typedef struct enr_aws_template_list { enr_aws_template_record *items; size_t count; } enr_aws_template_list;
+typedef struct enr_aws_thing_list { enr_aws_thing *items; size_t count; } enr_aws_thing_list;
+void enr_aws_template_list_free(enr_aws_template_list *list);
+void enr_aws_thing_list_free(enr_aws_thing_list *list);
+
+/* Creation checks the name, parses the body with enr_aws_template_parse (a
+ * template that cannot be evaluated is ENR_E_PARSE or ENR_E_UNSUPPORTED
+ * with the path inside it), the hook (https URL with a host, a CA PEM, a
+ * timeout in range), and inside the transaction that the policy exists
+ * (ENR_E_NOTFOUND) and that every claim CA is a bootstrap CA whose
+ * possession was proven (ENR_E_NOTFOUND, or ENR_E_POLICY with
+ * ENR_R_CA_UNVERIFIED). A taken name is ENR_E_EXISTS. */
+enr_code enr_store_create_aws_template(enr_store *store, enr_aws_template_record *t,
+                                       const enr_audit_event *audit, enr_error *err);
+enr_code enr_store_get_aws_template(enr_store *store, const char *name, enr_aws_template_record *out,
+                                    enr_error *err);
+/* By name. */
+enr_code enr_store_list_aws_templates(enr_store *store, enr_aws_template_list *out, enr_error *err);
+/* Things and certificates keep the name of a deleted template (history);
+ * tokens issued under it then fail RegisterThing at the front end, which
+ * finds no template. Unknown: ENR_E_NOTFOUND. */
+enr_code enr_store_delete_aws_template(enr_store *store, const char *name, const enr_audit_event *audit,
+                                       enr_error *err);
+/* A disabled template issues nothing (the front end checks; creating a
+ * pending certificate under it is ENR_R_TEMPLATE_DISABLED). Idempotent. */
+enr_code enr_store_set_aws_template_enabled(enr_store *store, const char *name, bool enabled,
+                                            const enr_audit_event *audit, enr_error *err);
+
+/* A thing and its certificates. Unknown: ENR_E_NOTFOUND. */
+enr_code enr_store_get_aws_thing(enr_store *store, const char *name, enr_aws_thing *out, enr_error *err);
+/* By name, without certificates. template_name NULL: all. */
+enr_code enr_store_list_aws_things(enr_store *store, const char *template_name, enr_aws_thing_list *out,
+                                   enr_error *err);
+/* A disabled thing keeps its certificates (revoke them separately) but
+ * RegisterThing for it is refused (ENR_R_THING_DISABLED). Idempotent. */
+enr_code enr_store_set_aws_thing_enabled(enr_store *store, const char *name, bool enabled,
+                                         const enr_audit_event *audit, enr_error *err);
+
+/* The connection that is answered: its TLS client certificate (the claim,
+ * or the device's own when it renews), as SHA-256 of the DER in hex. */
+typedef struct enr_aws_pending {
+    const enr_certificate *certificate;  /* just issued; registration_id empty */
+    const char *template_name;           /* must exist and be enabled */
+    const char *connection_fingerprint;  /* 64 hex digits */
+    time_t now;                          /* 0: now; the token expires ENR_AWS_TOKEN_LIFETIME later */
+} enr_aws_pending;
+
+/* One transaction: stores the certificate (ENR_E_EXISTS for a taken
+ * serial: enr_ca_issue draws another), marks it pending under the template,
+ * and makes its ownership token: ENR_AWS_TOKEN_BYTES from RAND_bytes,
+ * base64url without padding, written to `token` and stored only as its
+ * SHA-256. Answer the token to the device once; it is never readable again. */
+enr_code enr_store_aws_create_pending(enr_store *store, const enr_aws_pending *pending,
+                                      char token[ENR_AWS_TOKEN_MAX + 1], const enr_audit_event *audit,
+                                      enr_error *err);
+
+/* RegisterThing, once the template was evaluated (and the hook said yes). */
+typedef struct enr_aws_register {
+    const char *token;                   /* certificateOwnershipToken as the device sent it */
+    const char *connection_fingerprint;  /* this connection's client certificate (as above) */
+    const char *template_name;           /* the template of the RegisterThing topic */
+    const char *thing_name;              /* from the evaluated template */
+    const char *attributes_json;         /* object of strings; NULL: {} */
+    const char *groups_json;             /* array of thing group names; NULL: [] */
+    const char *thing_type;              /* NULL or empty: none */
+    time_t now;                          /* 0: now (tests pass a clock) */
+} enr_aws_register;
+
+typedef struct enr_aws_register_result {
+    char issuer[ENR_STORE_DN_MAX + 1];   /* the certificate activated */
+    char serial[ENR_STORE_SERIAL_MAX + 1];
+    bool thing_created;                  /* false: an existing thing was updated */
+    enr_certificate_list superseded;     /* now revoked (superseded): republish their CAs' CRLs */
+} enr_aws_register_result;
+
+void enr_aws_register_result_free(enr_aws_register_result *result);
+
+/* One transaction, all or nothing: consumes the token, creates or updates
+ * the thing, activates the token's certificate, and marks the thing's
+ * previously active certificates superseded and revokes them (reason
+ * superseded). Refusals write nothing (not even the token's use), each
+ * ENR_E_POLICY with its reason, checked in this order:
+ *   ENR_R_TOKEN_UNKNOWN, ENR_R_TOKEN_USED, ENR_R_TOKEN_EXPIRED (now >=
+ *   issued + ENR_AWS_TOKEN_LIFETIME), ENR_R_TOKEN_WRONG_CONNECTION (another
+ *   client certificate than the one that got the token),
+ *   ENR_R_TOKEN_TEMPLATE_MISMATCH, ENR_R_CREDENTIAL_REVOKED (the pending
+ *   certificate was revoked), ENR_R_THING_MISMATCH (the connection's
+ *   certificate is the active certificate of another thing: a device renews
+ *   its own thing only), ENR_R_THING_DISABLED, ENR_R_THING_OWNED (the thing
+ *   has an active certificate and the connection's certificate is none of
+ *   them: another device owns it).
+ * The audit event, if any, is written in the same transaction. */
+enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *request,
+                                      enr_aws_register_result *result, const enr_audit_event *audit,
+                                      enr_error *err);
+
+/* Revokes (cessationOfOperation) at most `limit` (1..100000) certificates
+ * still pending whose token expired at or before `now` (0: now), marks them
+ * revoked, and returns them (`revoked` may be NULL) so their CAs publish
+ * new CRLs. Revoked rather than dropped: the device holds the signed
+ * certificate (it was answered with its token), so only a CRL entry stops
+ * it from being used; and the store deletes nothing but audit events. The
+ * audit event, if given, is written when something was revoked. */
+enr_code enr_store_aws_sweep_pending(enr_store *store, time_t now, size_t limit, const enr_audit_event *audit,
+                                     enr_certificate_list *revoked, enr_error *err);
+
 /* ---- backends ----------------------------------------------------------- */
 
 /* What a backend implements. Every argument has been checked and
@@ -497,6 +680,30 @@ typedef struct enr_store_ops {
     enr_code (*check_writable)(void *impl, enr_error *err);
     enr_code (*list_audit)(void *impl, const enr_audit_filter *filter, enr_audit_list *out,
                            enr_error *err);
+    /* AWS fleet provisioning (optional for a backend: NULL is ENR_E_UNSUPPORTED). */
+    enr_code (*create_aws_template)(void *impl, const enr_aws_template_record *t, const enr_audit_event *audit,
+                                    enr_error *err);
+    enr_code (*get_aws_template)(void *impl, const char *name, enr_aws_template_record *out, enr_error *err);
+    enr_code (*list_aws_templates)(void *impl, enr_aws_template_list *out, enr_error *err);
+    enr_code (*delete_aws_template)(void *impl, const char *name, const enr_audit_event *audit, enr_error *err);
+    enr_code (*set_aws_template_enabled)(void *impl, const char *name, bool enabled, time_t now,
+                                         const enr_audit_event *audit, enr_error *err);
+    enr_code (*get_aws_thing)(void *impl, const char *name, enr_aws_thing *out, enr_error *err);
+    enr_code (*list_aws_things)(void *impl, const char *template_name, enr_aws_thing_list *out, enr_error *err);
+    enr_code (*set_aws_thing_enabled)(void *impl, const char *name, bool enabled, time_t now,
+                                      const enr_audit_event *audit, enr_error *err);
+    /* The certificate is checked, the token already hashed (token_sha256,
+     * lower-case hex), `fingerprint` the certificate's own. */
+    enr_code (*aws_create_pending)(void *impl, const enr_certificate *cert, const char *fingerprint,
+                                   const char *template_name, const char *connection_fingerprint,
+                                   const char *token_sha256, time_t now, const enr_audit_event *audit,
+                                   enr_error *err);
+    /* request->token is the token's SHA-256 (hex) here; now is filled in;
+     * JSON is canonical (compact, sorted keys). */
+    enr_code (*aws_register_thing)(void *impl, const enr_aws_register *request, enr_aws_register_result *result,
+                                   const enr_audit_event *audit, enr_error *err);
+    enr_code (*aws_sweep_pending)(void *impl, time_t now, size_t limit, const enr_audit_event *audit,
+                                  enr_certificate_list *revoked, enr_error *err);
 } enr_store_ops;
 
 /* Wraps a backend: `ops` must outlive the store; ops->close(impl) runs in

@@ -34,7 +34,19 @@ enr_dps_error enr_provision_error_of_refusal(const enr_error *refusal)
     /* AWS template reasons: never a refusal of DPS's provisioning core. */
     case ENR_R_PARAMETER_MISSING:
     case ENR_R_PARAMETER_INVALID:
-    case ENR_R_TEMPLATE_EVALUATION: return ENR_DPS_INTERNAL;
+    case ENR_R_TEMPLATE_EVALUATION:
+    /* AWS fleet provisioning reasons of the store: the AWS front end's. */
+    case ENR_R_TOKEN_UNKNOWN:
+    case ENR_R_TOKEN_USED:
+    case ENR_R_TOKEN_EXPIRED:
+    case ENR_R_TOKEN_WRONG_CONNECTION:
+    case ENR_R_TOKEN_TEMPLATE_MISMATCH:
+    case ENR_R_THING_OWNED:
+    case ENR_R_THING_MISMATCH:
+    case ENR_R_THING_DISABLED:
+    case ENR_R_TEMPLATE_DISABLED:
+    case ENR_R_CA_UNVERIFIED:
+    case ENR_R_SERVER_KEYGEN_NOT_ALLOWED: return ENR_DPS_INTERNAL;
     }
     return ENR_DPS_INTERNAL;
 }

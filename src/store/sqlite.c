@@ -151,6 +151,67 @@ static const char *const MIGRATIONS[] = {
     "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
     "SELECT spki_sha256, issuer, serial, revoked_at FROM certificate "
     "WHERE revoked = 1 AND revocation_reason = 1 ORDER BY id;\n",
+    /* 4: AWS IoT fleet provisioning: templates, the claim CAs each admits,
+     * things, the certificates issued through the MQTT API (pending until
+     * RegisterThing) and their ownership tokens (only hashes). A deleted
+     * template leaves its name on things and certificates: history, not a
+     * reference. */
+    "CREATE TABLE aws_template (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  body TEXT NOT NULL,\n"
+    "  allow_server_keygen INTEGER NOT NULL DEFAULT 0 CHECK (allow_server_keygen IN (0, 1)),\n"
+    "  policy TEXT NOT NULL REFERENCES credential_policy (name),\n"
+    "  hook_url TEXT,\n"
+    "  hook_ca_pem TEXT,\n"
+    "  hook_timeout_ms INTEGER,\n"
+    "  enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  updated_at INTEGER NOT NULL,\n"
+    "  CHECK ((hook_url IS NULL) = (hook_ca_pem IS NULL))\n"
+    ");\n"
+    "CREATE TABLE aws_template_claim_ca (\n"
+    "  template TEXT NOT NULL REFERENCES aws_template (name) ON DELETE CASCADE,\n"
+    "  position INTEGER NOT NULL,\n"
+    "  ca_name TEXT NOT NULL REFERENCES ca (name),\n"
+    "  PRIMARY KEY (template, position)\n"
+    ");\n"
+    "CREATE TABLE aws_thing (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  template TEXT NOT NULL,\n"
+    "  attributes_json TEXT NOT NULL,\n"
+    "  groups_json TEXT NOT NULL,\n"
+    "  thing_type TEXT,\n"
+    "  enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  updated_at INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TABLE aws_certificate (\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  fingerprint_sha256 TEXT NOT NULL,\n"
+    "  thing TEXT REFERENCES aws_thing (name),\n"
+    "  template TEXT NOT NULL,\n"
+    "  status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'superseded', 'revoked')),\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  updated_at INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (issuer, serial),\n"
+    "  FOREIGN KEY (issuer, serial) REFERENCES certificate (issuer, serial),\n"
+    "  CHECK ((thing IS NULL) = (status IN ('pending', 'revoked')))\n"
+    ");\n"
+    "CREATE INDEX aws_certificate_by_thing ON aws_certificate (thing, status);\n"
+    "CREATE INDEX aws_certificate_by_fingerprint ON aws_certificate (fingerprint_sha256, status);\n"
+    "CREATE TABLE aws_ownership_token (\n"
+    "  token_sha256 TEXT PRIMARY KEY NOT NULL,\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  connection_fingerprint TEXT NOT NULL,\n"
+    "  template TEXT NOT NULL,\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  expires_at INTEGER NOT NULL,\n"
+    "  consumed_at INTEGER,\n"
+    "  FOREIGN KEY (issuer, serial) REFERENCES aws_certificate (issuer, serial)\n"
+    ");\n"
+    "CREATE INDEX aws_token_by_expiry ON aws_ownership_token (expires_at) WHERE consumed_at IS NULL;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -208,6 +269,29 @@ typedef enum stmt_id {
     ST_GROUP_ROTATE_KEY,
     ST_INDIVIDUAL_ROTATE_KEY,
     ST_REGISTRATION_MOVE,
+    ST_AWS_TEMPLATE_INSERT,
+    ST_AWS_TEMPLATE_CA_INSERT,
+    ST_AWS_TEMPLATE_GET,
+    ST_AWS_TEMPLATE_LIST,
+    ST_AWS_TEMPLATE_CAS,
+    ST_AWS_TEMPLATE_DELETE,
+    ST_AWS_TEMPLATE_ENABLE,
+    ST_AWS_THING_GET,
+    ST_AWS_THING_LIST,
+    ST_AWS_THING_ENABLE,
+    ST_AWS_THING_UPSERT,
+    ST_AWS_THING_STATE,
+    ST_AWS_THING_CERTS,
+    ST_AWS_CERT_INSERT,
+    ST_AWS_CERT_SET_STATUS,
+    ST_AWS_CERT_ACTIVATE,
+    ST_AWS_CERT_REVOKE_IF_VALID,
+    ST_AWS_CERTS_TO_SUPERSEDE,
+    ST_AWS_PENDING_EXPIRED,
+    ST_AWS_TOKEN_INSERT,
+    ST_AWS_TOKEN_GET,
+    ST_AWS_TOKEN_CONSUME,
+    ST_AWS_OWNER_OF_FINGERPRINT,
     ST_COUNT
 } stmt_id;
 
@@ -224,6 +308,16 @@ typedef enum stmt_id {
     "id, issuer, serial, registration_id, policy, subject, not_before, not_after, issued_at, " \
     "spki_sha256, der, revoked, revocation_reason, revoked_at"
 #define OPERATION_COLUMNS "operation_id, registration_id, status, result_json, created_at, updated_at"
+#define AWS_TEMPLATE_COLUMNS                                                                         \
+    "name, body, allow_server_keygen, policy, hook_url, hook_ca_pem, hook_timeout_ms, enabled, created_at, " \
+    "updated_at"
+#define AWS_THING_COLUMNS "name, template, attributes_json, groups_json, thing_type, enabled, created_at, updated_at"
+#define AWS_CERT_COLUMNS "issuer, serial, fingerprint_sha256, thing, template, status, created_at, updated_at"
+/* The thing's certificates that make it owned: active and not revoked (an
+ * operator may have revoked one with `cert revoke`). */
+#define AWS_LIVE_ACTIVE                                                                                   \
+    "SELECT 1 FROM aws_certificate a JOIN certificate c ON c.issuer = a.issuer AND c.serial = a.serial " \
+    "WHERE a.status = 'active' AND c.revoked = 0"
 
 /* The two enrollment tables have the same shape; only their names differ,
  * and those are constants here. */
@@ -358,6 +452,61 @@ static const char *const SQL[ST_COUNT] = {
     [ST_INDIVIDUAL_ROTATE_KEY] = ENROLLMENT_SQL_ROTATE("individual_enrollment", "registration_id"),
     [ST_REGISTRATION_MOVE] = "UPDATE registration SET enrollment_kind = :kind, enrollment_id = :enrollment_id, "
                              "etag = :etag, updated_at = :now WHERE registration_id = :id",
+    [ST_AWS_TEMPLATE_INSERT] = "INSERT INTO aws_template (" AWS_TEMPLATE_COLUMNS ") VALUES (:name, :body, "
+                               ":keygen, :policy, :hook_url, :hook_ca_pem, :hook_timeout_ms, :enabled, "
+                               ":created_at, :updated_at)",
+    [ST_AWS_TEMPLATE_CA_INSERT] = "INSERT INTO aws_template_claim_ca (template, position, ca_name) "
+                                  "VALUES (:name, :position, :ca_name)",
+    [ST_AWS_TEMPLATE_GET] = "SELECT " AWS_TEMPLATE_COLUMNS " FROM aws_template WHERE name = :name",
+    [ST_AWS_TEMPLATE_LIST] = "SELECT " AWS_TEMPLATE_COLUMNS " FROM aws_template ORDER BY name",
+    [ST_AWS_TEMPLATE_CAS] = "SELECT ca_name FROM aws_template_claim_ca WHERE template = :name ORDER BY position",
+    /* The claim CA rows go with it (ON DELETE CASCADE). */
+    [ST_AWS_TEMPLATE_DELETE] = "DELETE FROM aws_template WHERE name = :name",
+    [ST_AWS_TEMPLATE_ENABLE] = "UPDATE aws_template SET enabled = :enabled, updated_at = :now WHERE name = :name",
+    [ST_AWS_THING_GET] = "SELECT " AWS_THING_COLUMNS " FROM aws_thing WHERE name = :name",
+    [ST_AWS_THING_LIST] = "SELECT " AWS_THING_COLUMNS " FROM aws_thing "
+                          "WHERE (:template IS NULL OR template = :template) ORDER BY name",
+    [ST_AWS_THING_ENABLE] = "UPDATE aws_thing SET enabled = :enabled, updated_at = :now WHERE name = :name",
+    /* An existing thing keeps its created_at and enabled flag. */
+    [ST_AWS_THING_UPSERT] =
+        "INSERT INTO aws_thing (" AWS_THING_COLUMNS ") VALUES (:name, :template, :attributes, :groups, "
+        ":thing_type, 1, :now, :now) ON CONFLICT (name) DO UPDATE SET template = excluded.template, "
+        "attributes_json = excluded.attributes_json, groups_json = excluded.groups_json, "
+        "thing_type = excluded.thing_type, updated_at = excluded.updated_at",
+    [ST_AWS_THING_STATE] = "SELECT enabled, EXISTS (" AWS_LIVE_ACTIVE " AND a.thing = :name) FROM aws_thing "
+                           "WHERE name = :name",
+    [ST_AWS_THING_CERTS] = "SELECT " AWS_CERT_COLUMNS " FROM aws_certificate WHERE thing = :name "
+                           "ORDER BY created_at, rowid",
+    [ST_AWS_CERT_INSERT] = "INSERT INTO aws_certificate (" AWS_CERT_COLUMNS ") VALUES (:issuer, :serial, "
+                           ":fingerprint, NULL, :template, 'pending', :now, :now)",
+    [ST_AWS_CERT_SET_STATUS] = "UPDATE aws_certificate SET status = :status, updated_at = :now "
+                               "WHERE issuer = :issuer AND serial = :serial",
+    [ST_AWS_CERT_ACTIVATE] = "UPDATE aws_certificate SET status = 'active', thing = :thing, updated_at = :now "
+                             "WHERE issuer = :issuer AND serial = :serial AND status = 'pending'",
+    [ST_AWS_CERT_REVOKE_IF_VALID] = "UPDATE certificate SET revoked = 1, revocation_reason = :reason, "
+                                    "revoked_at = :at WHERE issuer = :issuer AND serial = :serial AND revoked = 0",
+    [ST_AWS_CERTS_TO_SUPERSEDE] =
+        "SELECT " CERT_COLUMNS " FROM certificate WHERE (issuer, serial) IN (SELECT issuer, serial FROM "
+        "aws_certificate WHERE thing = :thing AND status = 'active' AND NOT (issuer = :issuer AND "
+        "serial = :serial)) ORDER BY id",
+    [ST_AWS_PENDING_EXPIRED] =
+        "SELECT " CERT_COLUMNS " FROM certificate WHERE (issuer, serial) IN (SELECT a.issuer, a.serial FROM "
+        "aws_certificate a JOIN aws_ownership_token t ON t.issuer = a.issuer AND t.serial = a.serial "
+        "WHERE a.status = 'pending' AND t.expires_at <= :now) ORDER BY id LIMIT :limit",
+    [ST_AWS_TOKEN_INSERT] = "INSERT INTO aws_ownership_token (token_sha256, issuer, serial, connection_fingerprint, "
+                            "template, created_at, expires_at) VALUES (:hash, :issuer, :serial, :connection, "
+                            ":template, :now, :expires)",
+    [ST_AWS_TOKEN_GET] =
+        "SELECT t.issuer, t.serial, t.connection_fingerprint, t.template, t.expires_at, t.consumed_at, "
+        "a.status, c.revoked FROM aws_ownership_token t "
+        "JOIN aws_certificate a ON a.issuer = t.issuer AND a.serial = t.serial "
+        "JOIN certificate c ON c.issuer = t.issuer AND c.serial = t.serial WHERE t.token_sha256 = :hash",
+    [ST_AWS_TOKEN_CONSUME] = "UPDATE aws_ownership_token SET consumed_at = :now "
+                             "WHERE token_sha256 = :hash AND consumed_at IS NULL",
+    [ST_AWS_OWNER_OF_FINGERPRINT] = "SELECT a.thing FROM aws_certificate a JOIN certificate c "
+                                    "ON c.issuer = a.issuer AND c.serial = a.serial "
+                                    "WHERE a.fingerprint_sha256 = :fp AND a.status = 'active' AND c.revoked = 0 "
+                                    "ORDER BY a.created_at DESC LIMIT 1",
 };
 
 typedef struct enrollment_statements {
@@ -1705,6 +1854,568 @@ static enr_code sqlite_get_operation(void *impl, const char *operation_id, enr_o
     return fetch_one(s, st, &b, read_operation, out, missing, err);
 }
 
+/* ---- AWS fleet provisioning --------------------------------------------- */
+
+static enr_code read_aws_template(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    enr_aws_template_record *t = item;
+    enr_code rc;
+    if ((rc = COLUMN_TEXT(st, 0, t->name, err)) != ENR_OK || (rc = column_strdup(st, 1, &t->body, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 3, t->policy, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 4, t->hook_url, err)) != ENR_OK ||
+        (rc = column_strdup(st, 5, &t->hook_ca_pem, err)) != ENR_OK)
+        return rc;
+    t->allow_server_keygen = column_bool(st, 2);
+    t->hook_timeout_ms = sqlite3_column_int(st, 6);
+    t->enabled = column_bool(st, 7);
+    t->created_at = column_time(st, 8);
+    t->updated_at = column_time(st, 9);
+    return ENR_OK;
+}
+
+static enr_code read_aws_thing(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    enr_aws_thing *t = item;
+    enr_code rc;
+    if ((rc = COLUMN_TEXT(st, 0, t->name, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 1, t->template_name, err)) != ENR_OK ||
+        (rc = column_strdup(st, 2, &t->attributes_json, err)) != ENR_OK ||
+        (rc = column_strdup(st, 3, &t->groups_json, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 4, t->thing_type, err)) != ENR_OK)
+        return rc;
+    t->enabled = column_bool(st, 5);
+    t->created_at = column_time(st, 6);
+    t->updated_at = column_time(st, 7);
+    return ENR_OK;
+}
+
+static enr_aws_cert_status aws_status_of(const char *text)
+{
+    if (strcmp(text, "pending") == 0)
+        return ENR_AWS_CERT_PENDING;
+    if (strcmp(text, "active") == 0)
+        return ENR_AWS_CERT_ACTIVE;
+    if (strcmp(text, "superseded") == 0)
+        return ENR_AWS_CERT_SUPERSEDED;
+    return ENR_AWS_CERT_REVOKED;
+}
+
+static enr_code read_aws_certificate(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    enr_aws_thing_certificate *c = item;
+    char status[ENR_STORE_WORD_MAX + 1];
+    enr_code rc;
+    if ((rc = COLUMN_TEXT(st, 0, c->issuer, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 1, c->serial, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 2, c->fingerprint_sha256, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 3, c->thing_name, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 4, c->template_name, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 5, status, err)) != ENR_OK)
+        return rc;
+    c->status = aws_status_of(status);
+    c->created_at = column_time(st, 6);
+    c->updated_at = column_time(st, 7);
+    return ENR_OK;
+}
+
+static enr_code read_name(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    return column_text(st, 0, item, ENR_STORE_ID_MAX + 1, err);
+}
+
+/* A claim CA must be a bootstrap CA whose possession was proven: checked in
+ * the transaction that creates the template, so a CA cannot change under
+ * it. */
+static enr_code check_claim_ca(sqlite_store *s, const char *name, enr_error *err)
+{
+    enr_ca_record ca = {0};
+    enr_code rc = sqlite_get_ca(s, name, &ca, err);
+    if (rc == ENR_OK && ca.role != ENR_CA_BOOTSTRAP)
+        rc = enr_error_refuse(err, ENR_R_CA_UNVERIFIED,
+                              "CA '%s' is an issuing CA; claim CAs are device-attestation CAs (`enroll admin ca "
+                              "upload`)",
+                              name);
+    else if (rc == ENR_OK && !ca.verified)
+        rc = enr_error_refuse(err, ENR_R_CA_UNVERIFIED,
+                              "bootstrap CA '%s' is not verified: prove possession of its key first (`enroll "
+                              "admin ca verify`)",
+                              name);
+    enr_ca_record_free(&ca);
+    return rc;
+}
+
+static enr_code insert_aws_template(sqlite_store *s, const enr_aws_template_record *t, enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_TEMPLATE_INSERT, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":name", t->name);
+    bind_text(&b, ":body", t->body);
+    bind_int(&b, ":keygen", t->allow_server_keygen);
+    bind_text(&b, ":policy", t->policy);
+    bind_text(&b, ":hook_url", t->hook_url);
+    bind_text(&b, ":hook_ca_pem", t->hook_url[0] != '\0' ? t->hook_ca_pem : NULL);
+    if (t->hook_url[0] != '\0')
+        bind_int(&b, ":hook_timeout_ms", t->hook_timeout_ms);
+    else
+        bind_null(&b, ":hook_timeout_ms");
+    bind_int(&b, ":enabled", t->enabled);
+    bind_int(&b, ":created_at", (int64_t)t->created_at);
+    bind_int(&b, ":updated_at", (int64_t)t->updated_at);
+    rc = run(s, st, &b, "creating a provisioning template", err);
+    if (rc == ENR_E_EXISTS)
+        return enr_error_set(err, rc, "a provisioning template named '%s' exists already", t->name);
+    for (size_t i = 0; rc == ENR_OK && i < t->claim_ca_count; i++) {
+        if ((rc = statement(s, ST_AWS_TEMPLATE_CA_INSERT, &st, err)) != ENR_OK)
+            break;
+        binder c = {st, SQLITE_OK};
+        bind_text(&c, ":name", t->name);
+        bind_int(&c, ":position", (int64_t)i);
+        bind_text(&c, ":ca_name", t->claim_cas[i]);
+        rc = run(s, st, &c, "naming a claim CA", err);
+    }
+    return rc;
+}
+
+static enr_code sqlite_create_aws_template(void *impl, const enr_aws_template_record *t,
+                                           const enr_audit_event *audit, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    enr_credential_policy policy;
+    rc = sqlite_get_policy(s, t->policy, &policy, err);
+    for (size_t i = 0; rc == ENR_OK && i < t->claim_ca_count; i++)
+        rc = check_claim_ca(s, t->claim_cas[i], err);
+    if (rc == ENR_OK && (rc = insert_aws_template(s, t, err)) == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
+static enr_code load_claim_cas(sqlite_store *s, enr_aws_template_record *t, enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_TEMPLATE_CAS, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":name", t->name);
+    char(*names)[ENR_STORE_ID_MAX + 1] = NULL;
+    size_t count = 0;
+    rc = fetch_all(s, st, &b, read_name, sizeof *names, (void **)&names, &count, err);
+    if (rc == ENR_OK && count > ENR_STORE_CLAIM_CAS_MAX)
+        rc = enr_error_set(err, ENR_E_PARSE, "template '%s' names more than %d claim CAs", t->name,
+                           ENR_STORE_CLAIM_CAS_MAX);
+    for (size_t i = 0; rc == ENR_OK && i < count; i++)
+        memcpy(t->claim_cas[i], names[i], sizeof t->claim_cas[i]);
+    if (rc == ENR_OK)
+        t->claim_ca_count = count;
+    free(names);
+    return rc;
+}
+
+static enr_code get_aws_template(sqlite_store *s, const char *name, enr_aws_template_record *out, enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_TEMPLATE_GET, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":name", name);
+    char missing[200];
+    snprintf(missing, sizeof missing, "no provisioning template named '%s'", name);
+    if ((rc = fetch_one(s, st, &b, read_aws_template, out, missing, err)) != ENR_OK)
+        return rc;
+    return load_claim_cas(s, out, err);
+}
+
+static enr_code sqlite_get_aws_template(void *impl, const char *name, enr_aws_template_record *out, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_read(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    return finish(s, get_aws_template(s, name, out, err), err);
+}
+
+static enr_code sqlite_list_aws_templates(void *impl, enr_aws_template_list *out, enr_error *err)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = begin_read(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    if ((rc = statement(s, ST_AWS_TEMPLATE_LIST, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        rc = fetch_all(s, st, &b, read_aws_template, sizeof *out->items, (void **)&out->items, &out->count, err);
+    }
+    for (size_t i = 0; rc == ENR_OK && i < out->count; i++)
+        rc = load_claim_cas(s, &out->items[i], err);
+    return finish(s, rc, err);
+}
+
+/* One UPDATE or DELETE by name; no row is ENR_E_NOTFOUND. */
+static enr_code change_by_name(sqlite_store *s, stmt_id id, const char *name, int enabled, time_t now,
+                               const char *what, const char *missing, const enr_audit_event *audit,
+                               enr_error *err)
+{
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    if ((rc = statement(s, id, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":name", name);
+        if (enabled >= 0) {
+            bind_int(&b, ":enabled", enabled);
+            bind_int(&b, ":now", (int64_t)now);
+        }
+        rc = run(s, st, &b, what, err);
+    }
+    if (rc == ENR_OK && sqlite3_changes(s->db) == 0)
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "%s '%s'", missing, name);
+    if (rc == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
+static enr_code sqlite_delete_aws_template(void *impl, const char *name, const enr_audit_event *audit,
+                                           enr_error *err)
+{
+    return change_by_name(impl, ST_AWS_TEMPLATE_DELETE, name, -1, 0, "deleting a provisioning template",
+                          "no provisioning template named", audit, err);
+}
+
+static enr_code sqlite_set_aws_template_enabled(void *impl, const char *name, bool enabled, time_t now,
+                                                const enr_audit_event *audit, enr_error *err)
+{
+    return change_by_name(impl, ST_AWS_TEMPLATE_ENABLE, name, enabled, now, "changing a provisioning template",
+                          "no provisioning template named", audit, err);
+}
+
+static enr_code sqlite_set_aws_thing_enabled(void *impl, const char *name, bool enabled, time_t now,
+                                             const enr_audit_event *audit, enr_error *err)
+{
+    return change_by_name(impl, ST_AWS_THING_ENABLE, name, enabled, now, "changing a thing", "no thing named",
+                          audit, err);
+}
+
+static enr_code sqlite_get_aws_thing(void *impl, const char *name, enr_aws_thing *out, enr_error *err)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = begin_read(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    if ((rc = statement(s, ST_AWS_THING_GET, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":name", name);
+        char missing[200];
+        snprintf(missing, sizeof missing, "no thing named '%s'", name);
+        rc = fetch_one(s, st, &b, read_aws_thing, out, missing, err);
+    }
+    if (rc == ENR_OK && (rc = statement(s, ST_AWS_THING_CERTS, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":name", name);
+        rc = fetch_all(s, st, &b, read_aws_certificate, sizeof *out->certificates, (void **)&out->certificates,
+                       &out->certificate_count, err);
+    }
+    return finish(s, rc, err);
+}
+
+static enr_code sqlite_list_aws_things(void *impl, const char *template_name, enr_aws_thing_list *out,
+                                       enr_error *err)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_THING_LIST, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":template", template_name);
+    return fetch_all(s, st, &b, read_aws_thing, sizeof *out->items, (void **)&out->items, &out->count, err);
+}
+
+static enr_code sqlite_aws_create_pending(void *impl, const enr_certificate *cert, const char *fingerprint,
+                                          const char *template_name, const char *connection_fingerprint,
+                                          const char *token_sha256, time_t now, const enr_audit_event *audit,
+                                          enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    enr_aws_template_record t = {0};
+    if ((rc = get_aws_template(s, template_name, &t, err)) == ENR_OK && !t.enabled)
+        rc = enr_error_refuse(err, ENR_R_TEMPLATE_DISABLED, "provisioning template '%s' is disabled", t.name);
+    enr_aws_template_record_free(&t);
+    if (rc == ENR_OK)
+        rc = insert_certificate(s, cert, err);
+    sqlite3_stmt *st = NULL;
+    if (rc == ENR_OK && (rc = statement(s, ST_AWS_CERT_INSERT, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":issuer", cert->issuer);
+        bind_text(&b, ":serial", cert->serial);
+        bind_text(&b, ":fingerprint", fingerprint);
+        bind_text(&b, ":template", template_name);
+        bind_int(&b, ":now", (int64_t)now);
+        rc = run(s, st, &b, "keeping the pending certificate", err);
+    }
+    if (rc == ENR_OK && (rc = statement(s, ST_AWS_TOKEN_INSERT, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_text(&b, ":hash", token_sha256);
+        bind_text(&b, ":issuer", cert->issuer);
+        bind_text(&b, ":serial", cert->serial);
+        bind_text(&b, ":connection", connection_fingerprint);
+        bind_text(&b, ":template", template_name);
+        bind_int(&b, ":now", (int64_t)now);
+        bind_int(&b, ":expires", (int64_t)now + ENR_AWS_TOKEN_LIFETIME);
+        rc = run(s, st, &b, "storing the ownership token", err);
+    }
+    if (rc == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
+typedef struct token_row {
+    char issuer[ENR_STORE_DN_MAX + 1];
+    char serial[ENR_STORE_SERIAL_MAX + 1];
+    char connection[ENR_STORE_SPKI_HEX + 1];
+    char template_name[ENR_STORE_TEMPLATE_NAME_MAX + 1];
+    time_t expires_at;
+    bool consumed;
+    char status[ENR_STORE_WORD_MAX + 1];
+    bool revoked;
+} token_row;
+
+static enr_code read_token(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    token_row *t = item;
+    enr_code rc;
+    if ((rc = COLUMN_TEXT(st, 0, t->issuer, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 1, t->serial, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 2, t->connection, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 3, t->template_name, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 6, t->status, err)) != ENR_OK)
+        return rc;
+    t->expires_at = column_time(st, 4);
+    t->consumed = sqlite3_column_type(st, 5) != SQLITE_NULL;
+    t->revoked = column_bool(st, 7);
+    return ENR_OK;
+}
+
+typedef struct thing_state {
+    bool exists, enabled, owned;
+} thing_state;
+
+static enr_code read_thing_state(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    (void)err;
+    thing_state *t = item;
+    t->exists = true;
+    t->enabled = column_bool(st, 0);
+    t->owned = column_bool(st, 1);
+    return ENR_OK;
+}
+
+/* Revokes one certificate unless it is revoked already, and sets its AWS
+ * status. */
+static enr_code retire_certificate(sqlite_store *s, const char *issuer, const char *serial, int reason,
+                                   const char *status, time_t now, enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_CERT_REVOKE_IF_VALID, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":issuer", issuer);
+    bind_text(&b, ":serial", serial);
+    bind_int(&b, ":reason", reason);
+    bind_int(&b, ":at", (int64_t)now);
+    if ((rc = run(s, st, &b, "revoking a certificate", err)) != ENR_OK ||
+        (rc = statement(s, ST_AWS_CERT_SET_STATUS, &st, err)) != ENR_OK)
+        return rc;
+    binder u = {st, SQLITE_OK};
+    bind_text(&u, ":issuer", issuer);
+    bind_text(&u, ":serial", serial);
+    bind_text(&u, ":status", status);
+    bind_int(&u, ":now", (int64_t)now);
+    return run(s, st, &u, "marking a certificate", err);
+}
+
+/* Everything RegisterThing checks, in the order store.h documents, before
+ * anything is written. */
+static enr_code check_registration(sqlite_store *s, const enr_aws_register *r, token_row *token, thing_state *thing,
+                                   enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_TOKEN_GET, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":hash", r->token);
+    rc = fetch_one(s, st, &b, read_token, token, "", err);
+    if (rc == ENR_E_NOTFOUND)
+        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
+    if (rc != ENR_OK)
+        return rc;
+    if (token->consumed)
+        return enr_error_refuse(err, ENR_R_TOKEN_USED, "the certificate ownership token was used already");
+    if (r->now >= token->expires_at)
+        return enr_error_refuse(err, ENR_R_TOKEN_EXPIRED, "the certificate ownership token expired");
+    if (strcmp(token->connection, r->connection_fingerprint) != 0)
+        return enr_error_refuse(err, ENR_R_TOKEN_WRONG_CONNECTION,
+                                "the certificate ownership token was issued to another client certificate");
+    if (strcmp(token->template_name, r->template_name) != 0)
+        return enr_error_refuse(err, ENR_R_TOKEN_TEMPLATE_MISMATCH,
+                                "the certificate ownership token was issued under template '%s', not '%s'",
+                                token->template_name, r->template_name);
+    if (token->revoked || strcmp(token->status, "pending") != 0)
+        return enr_error_refuse(err, ENR_R_CREDENTIAL_REVOKED, "certificate %s was revoked before activation",
+                                token->serial);
+    /* Whose connection is this: a claim (no thing), or a device by its
+     * active certificate. */
+    char owner[ENR_STORE_THING_NAME_MAX + 1] = "";
+    if ((rc = statement(s, ST_AWS_OWNER_OF_FINGERPRINT, &st, err)) != ENR_OK)
+        return rc;
+    binder o = {st, SQLITE_OK};
+    bind_text(&o, ":fp", r->connection_fingerprint);
+    rc = fetch_one(s, st, &o, read_name, owner, "", err);
+    if (rc == ENR_E_NOTFOUND)
+        rc = ENR_OK, owner[0] = '\0';
+    if (rc != ENR_OK)
+        return rc;
+    if (owner[0] != '\0' && strcmp(owner, r->thing_name) != 0)
+        return enr_error_refuse(err, ENR_R_THING_MISMATCH,
+                                "this connection's certificate belongs to thing '%s', not '%s': a device renews its "
+                                "own thing",
+                                owner, r->thing_name);
+    if ((rc = statement(s, ST_AWS_THING_STATE, &st, err)) != ENR_OK)
+        return rc;
+    binder t = {st, SQLITE_OK};
+    bind_text(&t, ":name", r->thing_name);
+    rc = fetch_one(s, st, &t, read_thing_state, thing, "", err);
+    if (rc == ENR_E_NOTFOUND)
+        return ENR_OK; /* a new thing */
+    if (rc != ENR_OK)
+        return rc;
+    if (!thing->enabled)
+        return enr_error_refuse(err, ENR_R_THING_DISABLED, "thing '%s' is disabled", r->thing_name);
+    if (thing->owned && owner[0] == '\0')
+        return enr_error_refuse(err, ENR_R_THING_OWNED,
+                                "thing '%s' belongs to another device (it has an active certificate, and this "
+                                "connection's certificate is not one)",
+                                r->thing_name);
+    return ENR_OK;
+}
+
+static enr_code activate(sqlite_store *s, const enr_aws_register *r, const token_row *token,
+                         enr_aws_register_result *result, enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc;
+    /* Single use: the UPDATE that consumes is the one that counts, so two
+     * connections racing with one token cannot both win. */
+    if ((rc = statement(s, ST_AWS_TOKEN_CONSUME, &st, err)) != ENR_OK)
+        return rc;
+    binder c = {st, SQLITE_OK};
+    bind_text(&c, ":hash", r->token);
+    bind_int(&c, ":now", (int64_t)r->now);
+    if ((rc = run(s, st, &c, "consuming the ownership token", err)) != ENR_OK)
+        return rc;
+    if (sqlite3_changes(s->db) != 1)
+        return enr_error_refuse(err, ENR_R_TOKEN_USED, "the certificate ownership token was used already");
+    if ((rc = statement(s, ST_AWS_THING_UPSERT, &st, err)) != ENR_OK)
+        return rc;
+    binder t = {st, SQLITE_OK};
+    bind_text(&t, ":name", r->thing_name);
+    bind_text(&t, ":template", r->template_name);
+    bind_text(&t, ":attributes", r->attributes_json);
+    bind_text(&t, ":groups", r->groups_json);
+    bind_text(&t, ":thing_type", r->thing_type);
+    bind_int(&t, ":now", (int64_t)r->now);
+    if ((rc = run(s, st, &t, "creating or updating the thing", err)) != ENR_OK)
+        return rc;
+    /* The certificates this one replaces, read before they change. */
+    if ((rc = statement(s, ST_AWS_CERTS_TO_SUPERSEDE, &st, err)) != ENR_OK)
+        return rc;
+    binder q = {st, SQLITE_OK};
+    bind_text(&q, ":thing", r->thing_name);
+    bind_text(&q, ":issuer", token->issuer);
+    bind_text(&q, ":serial", token->serial);
+    if ((rc = fetch_all(s, st, &q, read_certificate, sizeof *result->superseded.items,
+                        (void **)&result->superseded.items, &result->superseded.count, err)) != ENR_OK)
+        return rc;
+    if ((rc = statement(s, ST_AWS_CERT_ACTIVATE, &st, err)) != ENR_OK)
+        return rc;
+    binder a = {st, SQLITE_OK};
+    bind_text(&a, ":thing", r->thing_name);
+    bind_text(&a, ":issuer", token->issuer);
+    bind_text(&a, ":serial", token->serial);
+    bind_int(&a, ":now", (int64_t)r->now);
+    if ((rc = run(s, st, &a, "activating the certificate", err)) != ENR_OK)
+        return rc;
+    if (sqlite3_changes(s->db) != 1)
+        return enr_error_set(err, ENR_E_INTERNAL, "certificate %s was not pending", token->serial);
+    for (size_t i = 0; i < result->superseded.count; i++) {
+        enr_certificate *old = &result->superseded.items[i];
+        if ((rc = retire_certificate(s, old->issuer, old->serial, CRL_REASON_SUPERSEDED, "superseded", r->now,
+                                     err)) != ENR_OK)
+            return rc;
+        if (!old->revoked) {
+            old->revoked = true;
+            old->revocation_reason = CRL_REASON_SUPERSEDED;
+            old->revoked_at = r->now;
+        }
+    }
+    snprintf(result->issuer, sizeof result->issuer, "%s", token->issuer);
+    snprintf(result->serial, sizeof result->serial, "%s", token->serial);
+    return ENR_OK;
+}
+
+static enr_code sqlite_aws_register_thing(void *impl, const enr_aws_register *r, enr_aws_register_result *result,
+                                          const enr_audit_event *audit, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    token_row token = {0};
+    thing_state thing = {0};
+    if ((rc = check_registration(s, r, &token, &thing, err)) == ENR_OK &&
+        (rc = activate(s, r, &token, result, err)) == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    if (rc == ENR_OK)
+        result->thing_created = !thing.exists;
+    return finish(s, rc, err);
+}
+
+static enr_code sqlite_aws_sweep_pending(void *impl, time_t now, size_t limit, const enr_audit_event *audit,
+                                         enr_certificate_list *revoked, enr_error *err)
+{
+    sqlite_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    if ((rc = statement(s, ST_AWS_PENDING_EXPIRED, &st, err)) == ENR_OK) {
+        binder b = {st, SQLITE_OK};
+        bind_int(&b, ":now", (int64_t)now);
+        bind_limit(&b, limit);
+        rc = fetch_all(s, st, &b, read_certificate, sizeof *revoked->items, (void **)&revoked->items,
+                       &revoked->count, err);
+    }
+    for (size_t i = 0; rc == ENR_OK && i < revoked->count; i++) {
+        enr_certificate *c = &revoked->items[i];
+        rc = retire_certificate(s, c->issuer, c->serial, CRL_REASON_CESSATION_OF_OPERATION, "revoked", now, err);
+        if (rc == ENR_OK && !c->revoked) {
+            c->revoked = true;
+            c->revocation_reason = CRL_REASON_CESSATION_OF_OPERATION;
+            c->revoked_at = now;
+        }
+    }
+    if (rc == ENR_OK && revoked->count > 0)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
 /* ---- integrity ---------------------------------------------------------- */
 
 static enr_code sqlite_integrity_check(void *impl, enr_error *err)
@@ -1939,6 +2650,17 @@ static const enr_store_ops SQLITE_OPS = {
     .prune_audit = sqlite_prune_audit,
     .check_writable = sqlite_check_writable,
     .list_audit = sqlite_list_audit,
+    .create_aws_template = sqlite_create_aws_template,
+    .get_aws_template = sqlite_get_aws_template,
+    .list_aws_templates = sqlite_list_aws_templates,
+    .delete_aws_template = sqlite_delete_aws_template,
+    .set_aws_template_enabled = sqlite_set_aws_template_enabled,
+    .get_aws_thing = sqlite_get_aws_thing,
+    .list_aws_things = sqlite_list_aws_things,
+    .set_aws_thing_enabled = sqlite_set_aws_thing_enabled,
+    .aws_create_pending = sqlite_aws_create_pending,
+    .aws_register_thing = sqlite_aws_register_thing,
+    .aws_sweep_pending = sqlite_aws_sweep_pending,
 };
 
 static enr_code open_database(sqlite_store *s, enr_error *err)

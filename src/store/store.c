@@ -5,13 +5,18 @@
  * the rules documented in store.h. */
 #include "enroll/store.h"
 
+#include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "enroll/aws_template.h"
 #include "enroll/duration.h"
 #include "enroll/name.h"
 #include "enroll/pubkey.h"
@@ -1412,4 +1417,516 @@ enr_code enr_certificate_from_x509(const X509 *x509, enr_certificate *out, enr_e
     }
     out->issued_at = time(NULL);
     return ENR_OK;
+}
+
+/* ---- AWS fleet provisioning --------------------------------------------- */
+
+/* AWS's template-name rule: [0-9A-Za-z_-]{1,36}. */
+bool enr_aws_template_name_valid(const char *name)
+{
+    size_t len = name != NULL ? strnlen(name, ENR_STORE_TEMPLATE_NAME_MAX + 1) : 0;
+    bool ok = len >= 1 && len <= ENR_STORE_TEMPLATE_NAME_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = is_alnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '-';
+    return ok;
+}
+
+/* AWS's thing-name rule: [a-zA-Z0-9:_-]{1,128} (thing types and thing group
+ * names follow it too). */
+bool enr_aws_thing_name_valid(const char *name)
+{
+    size_t len = name != NULL ? strnlen(name, ENR_STORE_THING_NAME_MAX + 1) : 0;
+    bool ok = len >= 1 && len <= ENR_STORE_THING_NAME_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = is_alnum((unsigned char)name[i]) || name[i] == ':' || name[i] == '_' || name[i] == '-';
+    return ok;
+}
+
+const char *enr_aws_cert_status_name(enr_aws_cert_status status)
+{
+    switch (status) {
+    case ENR_AWS_CERT_PENDING: return "pending";
+    case ENR_AWS_CERT_ACTIVE: return "active";
+    case ENR_AWS_CERT_SUPERSEDED: return "superseded";
+    case ENR_AWS_CERT_REVOKED: return "revoked";
+    }
+    return "unknown";
+}
+
+static enr_code check_template_name(const char *name, enr_error *err)
+{
+    if (!enr_aws_template_name_valid(name))
+        return enr_error_set(err, ENR_E_USAGE, "a template name must be 1 to %d characters of 0-9 A-Z a-z _ -",
+                             ENR_STORE_TEMPLATE_NAME_MAX);
+    return ENR_OK;
+}
+
+static enr_code check_thing_name(const char *what, const char *name, enr_error *err)
+{
+    if (!enr_aws_thing_name_valid(name))
+        return enr_error_set(err, ENR_E_USAGE, "%s must be 1 to %d characters of a-z A-Z 0-9 : _ -", what,
+                             ENR_STORE_THING_NAME_MAX);
+    return ENR_OK;
+}
+
+void enr_aws_template_record_free(enr_aws_template_record *t)
+{
+    if (t == NULL)
+        return;
+    free(t->body);
+    free(t->hook_ca_pem);
+    memset(t, 0, sizeof *t);
+}
+
+void enr_aws_thing_free(enr_aws_thing *thing)
+{
+    if (thing == NULL)
+        return;
+    free(thing->attributes_json);
+    free(thing->groups_json);
+    free(thing->certificates);
+    memset(thing, 0, sizeof *thing);
+}
+
+void enr_aws_template_list_free(enr_aws_template_list *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; list->items != NULL && i < list->count; i++)
+        enr_aws_template_record_free(&list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}
+
+void enr_aws_thing_list_free(enr_aws_thing_list *list)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; list->items != NULL && i < list->count; i++)
+        enr_aws_thing_free(&list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}
+
+void enr_aws_register_result_free(enr_aws_register_result *result)
+{
+    if (result == NULL)
+        return;
+    enr_certificate_list_free(&result->superseded);
+    memset(result, 0, sizeof *result);
+}
+
+/* https://HOST[:PORT][/PATH]: the hook gets a device's parameters, so
+ * never in clear text; no credentials in the URL (they would be stored
+ * and listed). */
+static enr_code check_hook_url(const char *url, enr_error *err)
+{
+    enr_code rc = check_text("hook URL", url, ENR_STORE_URL_MAX, true, err);
+    if (rc != ENR_OK)
+        return rc;
+    static const char SCHEME[] = "https://";
+    if (strncasecmp(url, SCHEME, sizeof SCHEME - 1) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "hook URL must start with https://");
+    const char *host = url + sizeof SCHEME - 1;
+    size_t host_len = strcspn(host, "/?#");
+    if (host_len == 0 || host[0] == ':')
+        return enr_error_set(err, ENR_E_USAGE, "hook URL names no host");
+    if (memchr(host, '@', host_len) != NULL)
+        return enr_error_set(err, ENR_E_USAGE, "hook URL must not hold credentials (user@host)");
+    if (strchr(url, ' ') != NULL)
+        return enr_error_set(err, ENR_E_USAGE, "hook URL contains a space");
+    return ENR_OK;
+}
+
+static enr_code check_hook_ca(const char *pem, enr_error *err)
+{
+    size_t len = pem != NULL ? strnlen(pem, ENR_STORE_HOOK_CA_MAX + 1) : 0;
+    if (len == 0 || len > ENR_STORE_HOOK_CA_MAX)
+        return enr_error_set(err, ENR_E_USAGE, "hook CA must be PEM certificates of 1 to %zu bytes",
+                             ENR_STORE_HOOK_CA_MAX);
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    size_t n = 0;
+    X509 *x;
+    while (bio != NULL && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        X509_free(x);
+        n++;
+    }
+    BIO_free(bio);
+    ERR_clear_error(); /* the read past the last certificate */
+    if (n == 0)
+        return enr_error_set(err, ENR_E_USAGE, "hook CA holds no PEM certificate");
+    return ENR_OK;
+}
+
+static enr_code prepare_aws_template(const enr_aws_template_record *t, enr_error *err)
+{
+    enr_code rc;
+    if ((rc = CHECK_FIELD("template name", t, name, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("template policy", t, policy, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("hook URL", t, hook_url, err)) != ENR_OK ||
+        (rc = check_template_name(t->name, err)) != ENR_OK)
+        return rc;
+    if ((rc = check_id("a policy name", t->policy, err)) != ENR_OK) {
+        enr_error_prefix(err, "template '%s'", t->name);
+        return rc;
+    }
+    if (t->claim_ca_count < 1 || t->claim_ca_count > ENR_STORE_CLAIM_CAS_MAX)
+        return enr_error_set(err, ENR_E_USAGE, "template '%s': name 1 to %d claim CAs", t->name,
+                             ENR_STORE_CLAIM_CAS_MAX);
+    for (size_t i = 0; i < t->claim_ca_count; i++) {
+        if ((rc = CHECK_FIELD("claim CA name", t, claim_cas[i], err)) != ENR_OK ||
+            (rc = check_id("a claim CA name", t->claim_cas[i], err)) != ENR_OK)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(t->claim_cas[i], t->claim_cas[j]) == 0)
+                return enr_error_set(err, ENR_E_USAGE, "template '%s': claim CA '%s' is named twice", t->name,
+                                     t->claim_cas[i]);
+    }
+    bool hook = t->hook_url[0] != '\0';
+    if (hook && (rc = check_hook_url(t->hook_url, err)) != ENR_OK)
+        return rc;
+    if (hook && (rc = check_hook_ca(t->hook_ca_pem, err)) != ENR_OK)
+        return rc;
+    if (!hook && t->hook_ca_pem != NULL && t->hook_ca_pem[0] != '\0')
+        return enr_error_set(err, ENR_E_USAGE, "template '%s': a hook CA without a hook URL", t->name);
+    if (t->hook_timeout_ms != 0 && (t->hook_timeout_ms < ENR_AWS_HOOK_TIMEOUT_MIN_MS ||
+                                    t->hook_timeout_ms > ENR_AWS_HOOK_TIMEOUT_MAX_MS))
+        return enr_error_set(err, ENR_E_USAGE, "hook timeout must be %d to %d ms", ENR_AWS_HOOK_TIMEOUT_MIN_MS,
+                             ENR_AWS_HOOK_TIMEOUT_MAX_MS);
+    if (t->hook_timeout_ms != 0 && !hook)
+        return enr_error_set(err, ENR_E_USAGE, "template '%s': a hook timeout without a hook URL", t->name);
+    /* A template that cannot be evaluated is refused now, with the path
+     * inside it, rather than at the first device. */
+    size_t len = t->body != NULL ? strnlen(t->body, ENR_AWS_TEMPLATE_MAX + 1) : 0;
+    if (len == 0)
+        return enr_error_set(err, ENR_E_USAGE, "template '%s': the template body is missing", t->name);
+    enr_aws_template *parsed = NULL;
+    if ((rc = enr_aws_template_parse(t->body, len, &parsed, err)) != ENR_OK) {
+        enr_error_prefix(err, "template '%s'", t->name);
+        return rc;
+    }
+    enr_aws_template_free(parsed);
+    return ENR_OK;
+}
+
+enr_code enr_store_create_aws_template(enr_store *store, enr_aws_template_record *t,
+                                       const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, create_aws_template, "create provisioning templates", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if (t == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no template to create");
+    if ((rc = prepare_aws_template(t, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    if (t->hook_url[0] != '\0' && t->hook_timeout_ms == 0)
+        t->hook_timeout_ms = ENR_AWS_HOOK_TIMEOUT_DEFAULT_MS;
+    t->enabled = true;
+    t->created_at = t->updated_at = time(NULL);
+    return store->ops->create_aws_template(store->impl, t, a, err);
+}
+
+enr_code enr_store_get_aws_template(enr_store *store, const char *name, enr_aws_template_record *out,
+                                    enr_error *err)
+{
+    REQUIRE_OP(store, get_aws_template, "look up provisioning templates", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the template");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_template_name(name, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_aws_template(store->impl, name, out, err)) != ENR_OK)
+        enr_aws_template_record_free(out);
+    return rc;
+}
+
+enr_code enr_store_list_aws_templates(enr_store *store, enr_aws_template_list *out, enr_error *err)
+{
+    REQUIRE_OP(store, list_aws_templates, "list provisioning templates", err);
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    enr_code rc = store->ops->list_aws_templates(store->impl, out, err);
+    if (rc != ENR_OK)
+        enr_aws_template_list_free(out);
+    return rc;
+}
+
+enr_code enr_store_delete_aws_template(enr_store *store, const char *name, const enr_audit_event *audit,
+                                       enr_error *err)
+{
+    REQUIRE_OP(store, delete_aws_template, "delete provisioning templates", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_template_name(name, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->delete_aws_template(store->impl, name, a, err);
+}
+
+enr_code enr_store_set_aws_template_enabled(enr_store *store, const char *name, bool enabled,
+                                            const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, set_aws_template_enabled, "enable or disable provisioning templates", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_template_name(name, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->set_aws_template_enabled(store->impl, name, enabled, time(NULL), a, err);
+}
+
+enr_code enr_store_get_aws_thing(enr_store *store, const char *name, enr_aws_thing *out, enr_error *err)
+{
+    REQUIRE_OP(store, get_aws_thing, "look up things", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the thing");
+    memset(out, 0, sizeof *out);
+    if ((rc = check_thing_name("a thing name", name, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->get_aws_thing(store->impl, name, out, err)) != ENR_OK)
+        enr_aws_thing_free(out);
+    return rc;
+}
+
+enr_code enr_store_list_aws_things(enr_store *store, const char *template_name, enr_aws_thing_list *out,
+                                   enr_error *err)
+{
+    REQUIRE_OP(store, list_aws_things, "list things", err);
+    enr_code rc;
+    if (out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the list");
+    memset(out, 0, sizeof *out);
+    if (template_name != NULL && (rc = check_template_name(template_name, err)) != ENR_OK)
+        return rc;
+    if ((rc = store->ops->list_aws_things(store->impl, template_name, out, err)) != ENR_OK)
+        enr_aws_thing_list_free(out);
+    return rc;
+}
+
+enr_code enr_store_set_aws_thing_enabled(enr_store *store, const char *name, bool enabled,
+                                         const enr_audit_event *audit, enr_error *err)
+{
+    REQUIRE_OP(store, set_aws_thing_enabled, "enable or disable things", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_thing_name("a thing name", name, err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    return store->ops->set_aws_thing_enabled(store->impl, name, enabled, time(NULL), a, err);
+}
+
+static void hex_of(const unsigned char *bytes, size_t n, char *out)
+{
+    static const char HEX[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = HEX[bytes[i] >> 4];
+        out[2 * i + 1] = HEX[bytes[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+}
+
+static enr_code sha256_hex(const void *data, size_t len, char out[ENR_STORE_SPKI_HEX + 1], enr_error *err)
+{
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != sizeof md)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "cannot compute SHA-256");
+    hex_of(md, sizeof md, out);
+    return ENR_OK;
+}
+
+/* base64url without padding (RFC 4648 section 5): tokens travel in JSON
+ * and CBOR as text, and this alphabet needs no escaping anywhere. */
+static void base64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = ALPHABET[(acc >> bits) & 0x3f];
+        }
+    }
+    if (bits > 0)
+        out[o++] = ALPHABET[(acc << (6 - bits)) & 0x3f];
+    out[o] = '\0';
+}
+
+static enr_code check_fingerprint(const char *what, const char *fp, char out[ENR_STORE_SPKI_HEX + 1],
+                                  enr_error *err)
+{
+    enr_code rc = check_spki_hash(fp != NULL ? fp : "", out, err);
+    if (rc != ENR_OK)
+        return enr_error_set(err, ENR_E_USAGE, "%s must be SHA-256 in 64 hex digits", what);
+    return ENR_OK;
+}
+
+enr_code enr_store_aws_create_pending(enr_store *store, const enr_aws_pending *pending,
+                                      char token[ENR_AWS_TOKEN_MAX + 1], const enr_audit_event *audit,
+                                      enr_error *err)
+{
+    REQUIRE_OP(store, aws_create_pending, "keep pending certificates", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_certificate cert;
+    char connection[ENR_STORE_SPKI_HEX + 1], fingerprint[ENR_STORE_SPKI_HEX + 1], hash[ENR_STORE_SPKI_HEX + 1];
+    enr_code rc;
+    if (pending == NULL || pending->certificate == NULL || token == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "a pending certificate needs a certificate and a place for the token");
+    token[0] = '\0';
+    if ((rc = prepare_certificate(pending->certificate, "", &cert, err)) != ENR_OK ||
+        (rc = check_template_name(pending->template_name, err)) != ENR_OK ||
+        (rc = check_fingerprint("the connection's fingerprint", pending->connection_fingerprint, connection,
+                                err)) != ENR_OK ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = sha256_hex(cert.der.data, cert.der.len, fingerprint, err)) != ENR_OK)
+        return rc;
+    unsigned char random[ENR_AWS_TOKEN_BYTES];
+    if (RAND_bytes(random, sizeof random) != 1)
+        return enr_error_openssl(err, ENR_E_CRYPTO, "no randomness for an ownership token");
+    char text[ENR_AWS_TOKEN_MAX + 1];
+    base64url(random, sizeof random, text);
+    OPENSSL_cleanse(random, sizeof random);
+    /* Only the hash is stored: a copy of the database cannot activate
+     * anything. */
+    if ((rc = sha256_hex(text, strlen(text), hash, err)) == ENR_OK)
+        rc = store->ops->aws_create_pending(store->impl, &cert, fingerprint, pending->template_name, connection,
+                                            hash, now_or(pending->now), a, err);
+    if (rc == ENR_OK)
+        memcpy(token, text, strlen(text) + 1);
+    OPENSSL_cleanse(text, sizeof text);
+    return rc;
+}
+
+/* Canonical JSON (compact, sorted keys), so every backend stores one
+ * spelling. Attributes: an object of strings; groups: an array of thing
+ * group names. */
+static enr_code canonical_json(const char *what, const char *in, bool object, char **out, enr_error *err)
+{
+    *out = NULL;
+    json_t *v;
+    if (in == NULL)
+        v = object ? json_object() : json_array();
+    else {
+        size_t len = strnlen(in, ENR_STORE_JSON_MAX + 1);
+        if (len > ENR_STORE_JSON_MAX)
+            return enr_error_set(err, ENR_E_USAGE, "%s are longer than %zu bytes", what, ENR_STORE_JSON_MAX);
+        json_error_t jerr;
+        v = json_loadb(in, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (v == NULL)
+            return enr_error_set(err, ENR_E_USAGE, "%s are not JSON: %.120s", what, jerr.text);
+    }
+    enr_code rc = ENR_OK;
+    if (v == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    if (object && !json_is_object(v))
+        rc = enr_error_set(err, ENR_E_USAGE, "%s must be a JSON object", what);
+    else if (!object && !json_is_array(v))
+        rc = enr_error_set(err, ENR_E_USAGE, "%s must be a JSON array", what);
+    if (rc == ENR_OK && object) {
+        const char *key;
+        json_t *value;
+        json_object_foreach(v, key, value) {
+            if (!json_is_string(value) || strlen(key) == 0 || strlen(key) > ENR_STORE_THING_NAME_MAX ||
+                has_control_char(key) || has_control_char(json_string_value(value))) {
+                rc = enr_error_set(err, ENR_E_USAGE, "%s must map names to strings", what);
+                break;
+            }
+        }
+        if (rc == ENR_OK && json_object_size(v) > ENR_AWS_ATTRIBUTES_MAX)
+            rc = enr_error_set(err, ENR_E_USAGE, "%s: at most %d", what, ENR_AWS_ATTRIBUTES_MAX);
+    } else if (rc == ENR_OK) {
+        size_t i;
+        json_t *value;
+        json_array_foreach(v, i, value) {
+            if (!json_is_string(value) || !enr_aws_thing_name_valid(json_string_value(value))) {
+                rc = enr_error_set(err, ENR_E_USAGE, "%s: item %zu is not a thing group name", what, i + 1);
+                break;
+            }
+        }
+        if (rc == ENR_OK && json_array_size(v) > ENR_AWS_GROUPS_MAX)
+            rc = enr_error_set(err, ENR_E_USAGE, "%s: at most %d", what, ENR_AWS_GROUPS_MAX);
+    }
+    if (rc == ENR_OK && (*out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    json_decref(v);
+    return rc;
+}
+
+enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *request,
+                                      enr_aws_register_result *result, const enr_audit_event *audit,
+                                      enr_error *err)
+{
+    REQUIRE_OP(store, aws_register_thing, "register things", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    char connection[ENR_STORE_SPKI_HEX + 1], hash[ENR_STORE_SPKI_HEX + 1];
+    enr_code rc;
+    if (request == NULL || result == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "registering a thing needs a request and a place for the result");
+    memset(result, 0, sizeof *result);
+    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
+    /* Any text up to the bound is hashed and looked up: a token that was
+     * never issued is "unknown", whatever its shape (the device's mistake,
+     * answered as AWS answers it, not a usage error of the front end). */
+    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
+        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
+    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
+                                err)) != ENR_OK ||
+        (rc = check_template_name(request->template_name, err)) != ENR_OK ||
+        (rc = check_thing_name("a thing name", request->thing_name, err)) != ENR_OK ||
+        (request->thing_type != NULL && request->thing_type[0] != '\0' &&
+         (rc = check_thing_name("a thing type", request->thing_type, err)) != ENR_OK) ||
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = sha256_hex(request->token, token_len, hash, err)) != ENR_OK)
+        return rc;
+    char *attributes = NULL, *groups = NULL;
+    if ((rc = canonical_json("thing attributes", request->attributes_json, true, &attributes, err)) == ENR_OK &&
+        (rc = canonical_json("thing groups", request->groups_json, false, &groups, err)) == ENR_OK) {
+        enr_aws_register r = *request;
+        r.token = hash;
+        r.connection_fingerprint = connection;
+        r.attributes_json = attributes;
+        r.groups_json = groups;
+        r.thing_type = request->thing_type != NULL ? request->thing_type : "";
+        r.now = now_or(request->now);
+        rc = store->ops->aws_register_thing(store->impl, &r, result, a, err);
+    }
+    free(attributes);
+    free(groups);
+    if (rc != ENR_OK)
+        enr_aws_register_result_free(result);
+    return rc;
+}
+
+enr_code enr_store_aws_sweep_pending(enr_store *store, time_t now, size_t limit, const enr_audit_event *audit,
+                                     enr_certificate_list *revoked, enr_error *err)
+{
+    REQUIRE_OP(store, aws_sweep_pending, "sweep pending certificates", err);
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_certificate_list ignored = {0};
+    enr_certificate_list *list = revoked != NULL ? revoked : &ignored;
+    enr_code rc;
+    memset(list, 0, sizeof *list);
+    if (limit < 1 || limit > 100000)
+        return enr_error_set(err, ENR_E_USAGE, "sweep limit must be 1 to 100000");
+    if ((rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    rc = store->ops->aws_sweep_pending(store->impl, now_or(now), limit, a, list, err);
+    if (rc != ENR_OK || list == &ignored)
+        enr_certificate_list_free(list);
+    return rc;
 }

@@ -250,8 +250,8 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
 
     sqlite3 *db = raw_db(f);
     /* One row per migration, applied once whatever the reopens. */
-    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 3);
-    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 3);
+    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM schema_version"), 4);
+    assert_int_equal(raw_count(db, "SELECT MAX(version) FROM schema_version"), 4);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
