@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "enroll/admin.h"
+#include "enroll/aws_template.h"
 #include "enroll/ca.h"
 #include "enroll/cert.h"
 #include "enroll/duration.h"
@@ -1663,6 +1664,387 @@ static enr_code individual_enable(const call *c, json_t **o)
 static enr_code registration_disable(const call *c, json_t **o) { return registration_set_enabled(c, false, o); }
 static enr_code registration_enable(const call *c, json_t **o) { return registration_set_enabled(c, true, o); }
 
+/* ---- AWS fleet provisioning: templates and things ---------------------------- */
+
+static json_t *template_json(const enr_aws_template_record *t, bool with_body)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(t->name));
+    json_object_set_new(o, "policy", json_string(t->policy));
+    json_t *cas = json_array();
+    for (size_t i = 0; i < t->claim_ca_count; i++)
+        json_array_append_new(cas, json_string(t->claim_cas[i]));
+    json_object_set_new(o, "claim_cas", cas);
+    json_object_set_new(o, "allow_server_keygen", json_boolean(t->allow_server_keygen));
+    json_t *hook = json_null();
+    if (t->hook_url[0] != '\0') {
+        hook = json_object();
+        json_object_set_new(hook, "url", json_string(t->hook_url));
+        json_object_set_new(hook, "timeout_ms", json_integer(t->hook_timeout_ms));
+        json_object_set_new(hook, "ca_pem", json_text(t->hook_ca_pem));
+    }
+    json_object_set_new(o, "hook", hook);
+    json_object_set_new(o, "enabled", json_boolean(t->enabled));
+    /* The parameters a device may send, from the template itself. */
+    enr_aws_template *parsed = NULL;
+    json_t *params = json_array();
+    if (t->body != NULL && enr_aws_template_parse(t->body, strlen(t->body), &parsed, NULL) == ENR_OK) {
+        for (size_t i = 0; i < enr_aws_template_parameter_count(parsed); i++) {
+            json_t *p = json_object();
+            json_object_set_new(p, "name", json_string(enr_aws_template_parameter_name(parsed, i)));
+            json_object_set_new(p, "type", json_string(enr_aws_template_parameter_type(parsed, i) ==
+                                                               ENR_AWS_PARAM_NUMBER
+                                                           ? "Number"
+                                                           : "String"));
+            json_object_set_new(p, "default", json_text(enr_aws_template_parameter_default(parsed, i)));
+            json_array_append_new(params, p);
+        }
+    }
+    enr_aws_template_free(parsed);
+    json_object_set_new(o, "parameters", params);
+    json_object_set_new(o, "created_at", json_time(t->created_at));
+    json_object_set_new(o, "updated_at", json_time(t->updated_at));
+    if (with_body && t->body != NULL) {
+        json_t *body = json_loads(t->body, 0, NULL);
+        json_object_set_new(o, "template_body", body != NULL ? body : json_string(t->body));
+    }
+    return o;
+}
+
+static json_t *thing_json(const enr_aws_thing *t, bool with_certificates)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(t->name));
+    json_object_set_new(o, "template", json_string(t->template_name));
+    json_t *attributes = t->attributes_json != NULL ? json_loads(t->attributes_json, 0, NULL) : NULL;
+    json_object_set_new(o, "attributes", attributes != NULL ? attributes : json_object());
+    json_t *groups = t->groups_json != NULL ? json_loads(t->groups_json, 0, NULL) : NULL;
+    json_object_set_new(o, "thing_groups", groups != NULL ? groups : json_array());
+    json_object_set_new(o, "thing_type", json_text(t->thing_type));
+    json_object_set_new(o, "enabled", json_boolean(t->enabled));
+    json_object_set_new(o, "created_at", json_time(t->created_at));
+    json_object_set_new(o, "updated_at", json_time(t->updated_at));
+    if (with_certificates) {
+        json_t *certs = json_array();
+        for (size_t i = 0; i < t->certificate_count; i++) {
+            const enr_aws_thing_certificate *c = &t->certificates[i];
+            json_t *j = json_object();
+            json_object_set_new(j, "issuer", json_string(c->issuer));
+            json_object_set_new(j, "serial", json_string(c->serial));
+            json_object_set_new(j, "status", json_string(enr_aws_cert_status_name(c->status)));
+            json_object_set_new(j, "fingerprint_sha256", json_string(c->fingerprint_sha256));
+            json_object_set_new(j, "template", json_string(c->template_name));
+            json_object_set_new(j, "created_at", json_time(c->created_at));
+            json_object_set_new(j, "updated_at", json_time(c->updated_at));
+            json_array_append_new(certs, j);
+        }
+        json_object_set_new(o, "certificates", certs);
+    }
+    return o;
+}
+
+static enr_code template_name_arg(const call *c, const char **name)
+{
+    enr_code rc = arg_text(c, "name", true, 64, name);
+    if (rc == ENR_OK && !enr_aws_template_name_valid(*name))
+        rc = enr_error_set(c->err, ENR_E_USAGE,
+                           "name: template name '%.64s' must be 1 to %d characters of 0-9 A-Z a-z _ - (AWS's rule)",
+                           *name, ENR_STORE_TEMPLATE_NAME_MAX);
+    return rc;
+}
+
+static enr_code thing_name_arg(const call *c, const char **name)
+{
+    enr_code rc = arg_text(c, "name", true, 160, name);
+    if (rc == ENR_OK && !enr_aws_thing_name_valid(*name))
+        rc = enr_error_set(c->err, ENR_E_USAGE,
+                           "name: thing name '%.160s' must be 1 to %d characters of a-z A-Z 0-9 : _ - (AWS's rule)",
+                           *name, ENR_STORE_THING_NAME_MAX);
+    return rc;
+}
+
+static enr_code get_template(const call *c, const char *name, enr_aws_template_record *out)
+{
+    enr_code rc = enr_store_get_aws_template(c->store, name, out, c->err);
+    if (rc == ENR_E_NOTFOUND)
+        enr_error_set(c->err, rc, "no provisioning template named '%s' in the store (see `enroll admin template list`)",
+                      name);
+    return rc;
+}
+
+static enr_code get_thing(const call *c, const char *name, enr_aws_thing *out)
+{
+    enr_code rc = enr_store_get_aws_thing(c->store, name, out, c->err);
+    if (rc == ENR_E_NOTFOUND)
+        enr_error_set(c->err, rc, "no thing named '%s' in the store (see `enroll admin thing list`)", name);
+    return rc;
+}
+
+/* The claim CAs: uploaded, proven bootstrap CAs; looked up here for
+ * messages that say what to do (the store checks again in its
+ * transaction). */
+static enr_code claim_cas_arg(const call *c, enr_aws_template_record *t)
+{
+    json_t *arr = json_object_get(c->args, "claim_ca");
+    if (arr == NULL || json_is_null(arr))
+        return enr_error_set(c->err, ENR_E_USAGE, "claim_ca: required for %s (the CAs claim certificates chain to)",
+                             c->command);
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > ENR_STORE_CLAIM_CAS_MAX)
+        return enr_error_set(c->err, ENR_E_USAGE, "claim_ca: must be a list of 1 to %d CA names",
+                             ENR_STORE_CLAIM_CAS_MAX);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *n = json_string_value(json_array_get(arr, i));
+        if (n == NULL || n[0] == '\0' || strlen(n) > ENR_STORE_ID_MAX)
+            return enr_error_set(c->err, ENR_E_USAGE, "claim_ca: item %zu is not a CA name", i + 1);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(t->claim_cas[j], n) == 0)
+                return enr_error_set(c->err, ENR_E_USAGE, "claim_ca: %s is given twice", n);
+        snprintf(t->claim_cas[i], sizeof t->claim_cas[i], "%s", n);
+        t->claim_ca_count = i + 1;
+        enr_ca_record ca = {0};
+        enr_code rc = no_such(get_ca(c, n, &ca), c->err, "; upload it first: `enroll admin ca upload NAME --cert FILE`");
+        if (rc == ENR_OK && ca.role != ENR_CA_BOOTSTRAP)
+            rc = enr_error_refuse(c->err, ENR_R_CA_UNVERIFIED,
+                                  "CA '%s' is an issuing CA; --claim-ca takes device-attestation CAs uploaded with "
+                                  "`enroll admin ca upload`",
+                                  n);
+        else if (rc == ENR_OK && !ca.verified)
+            rc = enr_error_refuse(c->err, ENR_R_CA_UNVERIFIED,
+                                  "bootstrap CA '%s' is not verified yet: prove possession of its key with `enroll "
+                                  "admin ca verify %s --cert FILE` (the code is in `enroll admin ca list`)",
+                                  n, n);
+        enr_ca_record_free(&ca);
+        if (rc != ENR_OK)
+            return rc;
+    }
+    return ENR_OK;
+}
+
+static enr_code template_create(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"name",     "body",    "policy",          "claim_ca", "allow_server_keygen",
+                                       "hook_url", "hook_ca", "hook_timeout_ms", NULL};
+    const char *name, *body, *policy_name, *hook_url, *hook_ca;
+    bool keygen;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = template_name_arg(c, &name)) != ENR_OK ||
+        (rc = arg_text(c, "body", true, ENR_AWS_TEMPLATE_MAX, &body)) != ENR_OK ||
+        (rc = arg_text(c, "policy", true, ENR_STORE_ID_MAX, &policy_name)) != ENR_OK ||
+        (rc = arg_bool(c, "allow_server_keygen", &keygen)) != ENR_OK ||
+        (rc = arg_text(c, "hook_url", false, ENR_STORE_URL_MAX, &hook_url)) != ENR_OK ||
+        (rc = arg_text(c, "hook_ca", false, ENR_STORE_HOOK_CA_MAX, &hook_ca)) != ENR_OK)
+        return rc;
+    json_t *timeout = json_object_get(c->args, "hook_timeout_ms");
+    int timeout_ms = 0;
+    if (timeout != NULL && !json_is_null(timeout)) {
+        if (!json_is_integer(timeout) || json_integer_value(timeout) < ENR_AWS_HOOK_TIMEOUT_MIN_MS ||
+            json_integer_value(timeout) > ENR_AWS_HOOK_TIMEOUT_MAX_MS)
+            return enr_error_set(c->err, ENR_E_USAGE, "hook_timeout_ms: must be an integer from %d to %d",
+                                 ENR_AWS_HOOK_TIMEOUT_MIN_MS, ENR_AWS_HOOK_TIMEOUT_MAX_MS);
+        timeout_ms = (int)json_integer_value(timeout);
+    }
+    if ((hook_url == NULL) != (hook_ca == NULL))
+        return enr_error_set(c->err, ENR_E_USAGE,
+                             "%s: a pre-provisioning hook needs hook_url (https://...) and hook_ca (the CA its "
+                             "server certificate chains to)",
+                             hook_url == NULL ? "hook_ca" : "hook_url");
+    if (hook_url == NULL && timeout_ms != 0)
+        return enr_error_set(c->err, ENR_E_USAGE, "hook_timeout_ms: given without hook_url");
+    if (hook_url != NULL && strncasecmp(hook_url, "https://", 8) != 0)
+        return enr_error_set(c->err, ENR_E_USAGE,
+                             "hook_url: must start with https:// (the hook receives devices' parameters)");
+    enr_aws_template_record t = {0};
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.body = (char *)body;
+    t.allow_server_keygen = keygen;
+    t.hook_ca_pem = (char *)hook_ca;
+    t.hook_timeout_ms = timeout_ms;
+    if ((rc = copy_name(c, "policy", t.policy, sizeof t.policy, policy_name)) != ENR_OK ||
+        (hook_url != NULL && (rc = copy_name(c, "hook_url", t.hook_url, sizeof t.hook_url, hook_url)) != ENR_OK))
+        return rc;
+    enr_credential_policy policy;
+    if ((rc = get_policy(c, policy_name, &policy)) != ENR_OK || (rc = claim_cas_arg(c, &t)) != ENR_OK)
+        return rc;
+    enr_audit_event ev;
+    char cas[300] = "";
+    for (size_t i = 0; i < t.claim_ca_count; i++) {
+        size_t used = strlen(cas);
+        snprintf(cas + used, sizeof cas - used, "%s'%s'", i ? ", " : "", t.claim_cas[i]);
+    }
+    audit_set(c, &ev, "admin.template.create", NULL, "ok",
+              "provisioning template '%s' created: policy '%s', claim CAs %s, server key generation %s, %s%.200s",
+              t.name, t.policy, cas, keygen ? "allowed" : "refused", hook_url ? "hook " : "no hook",
+              hook_url ? hook_url : "");
+    rc = enr_store_create_aws_template(c->store, &t, &ev, c->err);
+    if (rc == ENR_E_PARSE || rc == ENR_E_UNSUPPORTED) {
+        /* The template itself: "body: template 'x': Resources...: ..." (the
+         * CLI names the file instead of "body"). */
+        char msg[sizeof c->err->message];
+        snprintf(msg, sizeof msg, "%s", c->err->message);
+        snprintf(c->err->message, sizeof c->err->message, "body: %s", msg);
+    }
+    if (rc == ENR_OK) {
+        *out = template_json(&t, false);
+        json_object_set_new(*out, "action", json_string("created"));
+    }
+    return rc;
+}
+
+static enr_code template_list(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {NULL};
+    enr_aws_template_list list = {0};
+    enr_code rc = only_args(c, ARGS);
+    if (rc == ENR_OK)
+        rc = enr_store_list_aws_templates(c->store, &list, c->err);
+    if (rc == ENR_OK) {
+        *out = json_array();
+        for (size_t i = 0; i < list.count; i++)
+            json_array_append_new(*out, template_json(&list.items[i], false));
+    }
+    enr_aws_template_list_free(&list);
+    return rc;
+}
+
+static enr_code template_show(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"name", NULL};
+    const char *name;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = template_name_arg(c, &name)) != ENR_OK)
+        return rc;
+    enr_aws_template_record t = {0};
+    enr_aws_thing_list things = {0};
+    if ((rc = get_template(c, name, &t)) == ENR_OK &&
+        (rc = enr_store_list_aws_things(c->store, name, &things, c->err)) == ENR_OK) {
+        *out = template_json(&t, true);
+        json_object_set_new(*out, "things", json_integer((json_int_t)things.count));
+    }
+    enr_aws_thing_list_free(&things);
+    enr_aws_template_record_free(&t);
+    return rc;
+}
+
+static enr_code template_delete(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"name", NULL};
+    const char *name;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = template_name_arg(c, &name)) != ENR_OK)
+        return rc;
+    enr_aws_template_record t = {0};
+    if ((rc = get_template(c, name, &t)) == ENR_OK) {
+        enr_audit_event ev;
+        audit_set(c, &ev, "admin.template.delete", NULL, "ok",
+                  "provisioning template '%s' deleted (its things and certificates stay)", t.name);
+        rc = no_such(enr_store_delete_aws_template(c->store, name, &ev, c->err), c->err, "");
+    }
+    if (rc == ENR_OK) {
+        *out = template_json(&t, false);
+        json_object_set_new(*out, "action", json_string("deleted"));
+    }
+    enr_aws_template_record_free(&t);
+    return rc;
+}
+
+static enr_code template_set_enabled(const call *c, bool enabled, json_t **out)
+{
+    static const char *const ARGS[] = {"name", NULL};
+    const char *name;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = template_name_arg(c, &name)) != ENR_OK)
+        return rc;
+    enr_aws_template_record t = {0};
+    bool changed = false;
+    rc = get_template(c, name, &t);
+    if (rc == ENR_OK && t.enabled != enabled) {
+        enr_audit_event ev;
+        audit_set(c, &ev, enabled ? "admin.template.enable" : "admin.template.disable", NULL, "ok",
+                  "provisioning template '%s' %s", t.name,
+                  enabled ? "enabled" : "disabled: it issues nothing (issued certificates stay valid)");
+        rc = enr_store_set_aws_template_enabled(c->store, name, enabled, &ev, c->err);
+        changed = rc == ENR_OK;
+        enr_aws_template_record_free(&t);
+        if (rc == ENR_OK)
+            rc = get_template(c, name, &t);
+    }
+    if (rc == ENR_OK) {
+        *out = template_json(&t, false);
+        json_object_set_new(*out, "changed", json_boolean(changed));
+    }
+    enr_aws_template_record_free(&t);
+    return rc;
+}
+
+static enr_code thing_list(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"template", NULL};
+    const char *template_name;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK ||
+        (rc = arg_text(c, "template", false, 64, &template_name)) != ENR_OK)
+        return rc;
+    if (template_name != NULL && !enr_aws_template_name_valid(template_name))
+        return enr_error_set(c->err, ENR_E_USAGE, "template: '%.64s' is not a template name", template_name);
+    enr_aws_thing_list list = {0};
+    if ((rc = enr_store_list_aws_things(c->store, template_name, &list, c->err)) == ENR_OK) {
+        *out = json_array();
+        for (size_t i = 0; i < list.count; i++)
+            json_array_append_new(*out, thing_json(&list.items[i], false));
+    }
+    enr_aws_thing_list_free(&list);
+    return rc;
+}
+
+static enr_code thing_show(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"name", NULL};
+    const char *name;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = thing_name_arg(c, &name)) != ENR_OK)
+        return rc;
+    enr_aws_thing t = {0};
+    if ((rc = get_thing(c, name, &t)) == ENR_OK)
+        *out = thing_json(&t, true);
+    enr_aws_thing_free(&t);
+    return rc;
+}
+
+static enr_code thing_set_enabled(const call *c, bool enabled, json_t **out)
+{
+    static const char *const ARGS[] = {"name", NULL};
+    const char *name;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = thing_name_arg(c, &name)) != ENR_OK)
+        return rc;
+    enr_aws_thing t = {0};
+    bool changed = false;
+    rc = get_thing(c, name, &t);
+    if (rc == ENR_OK && t.enabled != enabled) {
+        enr_audit_event ev;
+        audit_set(c, &ev, enabled ? "admin.thing.enable" : "admin.thing.disable", NULL, "ok", "thing '%s' %s",
+                  t.name,
+                  enabled ? "enabled" : "disabled: RegisterThing for it is refused (its certificates stay valid "
+                                        "until revoked)");
+        rc = enr_store_set_aws_thing_enabled(c->store, name, enabled, &ev, c->err);
+        changed = rc == ENR_OK;
+        enr_aws_thing_free(&t);
+        if (rc == ENR_OK)
+            rc = get_thing(c, name, &t);
+    }
+    if (rc == ENR_OK) {
+        *out = thing_json(&t, true);
+        json_object_set_new(*out, "changed", json_boolean(changed));
+    }
+    enr_aws_thing_free(&t);
+    return rc;
+}
+
+static enr_code template_enable(const call *c, json_t **o) { return template_set_enabled(c, true, o); }
+static enr_code template_disable(const call *c, json_t **o) { return template_set_enabled(c, false, o); }
+static enr_code thing_enable(const call *c, json_t **o) { return thing_set_enabled(c, true, o); }
+static enr_code thing_disable(const call *c, json_t **o) { return thing_set_enabled(c, false, o); }
+
 typedef struct admin_command {
     const char *name;
     enr_code (*fn)(const call *c, json_t **out);
@@ -1699,6 +2081,16 @@ static const admin_command COMMANDS[] = {
     {"cert.revoke", cert_revoke, false, false},
     {"crl.export", crl_export, false, false},
     {"audit.list", audit_list, true, false},
+    {"template.create", template_create, false, false},
+    {"template.list", template_list, true, false},
+    {"template.show", template_show, true, false},
+    {"template.delete", template_delete, false, false},
+    {"template.enable", template_enable, false, false},
+    {"template.disable", template_disable, false, false},
+    {"thing.list", thing_list, true, false},
+    {"thing.show", thing_show, true, false},
+    {"thing.enable", thing_enable, false, false},
+    {"thing.disable", thing_disable, false, false},
 };
 
 static const admin_command *find_command(const char *name)
