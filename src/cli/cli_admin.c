@@ -1,4 +1,5 @@
-/* enroll admin ca | policy | group | individual | key | registration | cert | audit | crl:
+/* enroll admin ca | policy | group | individual | key | registration | cert | audit | crl |
+ * template | thing:
  * what enrolld serves, edited in its store directly (--data DIR) or through
  * its admin API (--url). Argument parsing and text output only: the
  * commands themselves are the admin library's (enroll/admin.h). */
@@ -75,11 +76,16 @@ static const char ADMIN_HELP[] =
     "  cert revoke --serial HEX [--issuer DN] --reason R\n"
     "  audit list [--registration RID]\n"
     "  crl --ca NAME --out FILE [--next-update P7D]\n"
+    "AWS IoT fleet provisioning (devices with a claim certificate):\n"
+    "  template create NAME --file T.json --policy NAME --claim-ca CA[,CA...]\n"
+    "      [--allow-server-keygen] [--hook-url URL --hook-ca FILE [--hook-timeout-ms N]]\n"
+    "  template list | show NAME | delete NAME | enable NAME | disable NAME\n"
+    "  thing list [--template NAME] | show NAME | disable NAME | enable NAME\n"
     "\n"
     "Every command takes --data DIR (or --url ...), --json (machine-readable output) and --help\n"
     "(`enroll admin group --help` describes the group verbs). Exit codes: 0 done,\n"
     "1 the answer is no (refused, exists, unverified, wrong proof, wrong kind, or no such\n"
-    "CA, policy, enrollment, registration or certificate), 2 bad usage, 3 the store, a file,\n"
+    "CA, policy, enrollment, registration, certificate, template or thing), 2 bad usage, 3 the store, a file,\n"
     "a key or enrolld could not be used, 4 internal.\n"
     "\n"
     "Example: a symmetric-key group issuing 30-day certificates from an intermediate CA\n"
@@ -301,10 +307,66 @@ static const char AUDIT_HELP[] =
     "  enroll admin audit list --data /var/lib/enroll\n"
     "  enroll admin audit list --registration dev-001 --data /var/lib/enroll --json\n";
 
+static const char TEMPLATE_HELP[] =
+    "Usage: enroll admin template create NAME --file T.json --policy NAME --claim-ca CA[,CA...]\n"
+    "                                [--allow-server-keygen] [--hook-url URL --hook-ca FILE\n"
+    "                                [--hook-timeout-ms N]] --data DIR [--json]\n"
+    "       enroll admin template list --data DIR [--json]\n"
+    "       enroll admin template show|delete|enable|disable NAME --data DIR [--json]\n"
+    "\n"
+    "create   An AWS IoT fleet provisioning template: devices connecting with a claim\n"
+    "         certificate that chains to one of the --claim-ca CAs (uploaded and verified\n"
+    "         with `enroll admin ca upload/verify`) get a certificate under --policy and a\n"
+    "         thing, as the template (AWS's JSON format, docs/aws-templates.md) says. NAME:\n"
+    "         1 to 36 of 0-9 A-Z a-z _ -. The template is checked now: one that could never\n"
+    "         be evaluated is refused with the place inside it. --allow-server-keygen lets\n"
+    "         devices use CreateKeysAndCertificate (the key is made by enrolld, sent once\n"
+    "         and never stored); off by default. --hook-url: a pre-provisioning hook, an\n"
+    "         HTTPS endpoint asked before each registration (AWS's input, answering\n"
+    "         allowProvisioning); without one, any holder of a claim certificate may\n"
+    "         register any thing name the template allows.\n"
+    "list     Every template.\n"
+    "show     One template, its parameters and body, and how many things it made.\n"
+    "delete   Removes the template; its things and certificates stay.\n"
+    "disable  Stops the template from issuing; enable lets it issue again.\n"
+    "\n"
+    "Options:\n"
+    "  --file T.json          the template (JSON, at most 64 KiB)\n"
+    "  --policy NAME          the credential policy of the certificates (`enroll admin policy new`)\n"
+    "  --claim-ca CA[,CA...]  the verified bootstrap CAs claim certificates chain to (repeatable)\n"
+    "  --allow-server-keygen  allow CreateKeysAndCertificate\n"
+    "  --hook-url URL         https://HOST[:PORT]/PATH of the pre-provisioning hook\n"
+    "  --hook-ca FILE         the CA certificate(s) (PEM) the hook's server certificate chains to\n"
+    "  --hook-timeout-ms N    how long to wait for the hook (100 to 60000, default 5000)\n"
+    "\n"
+    "Examples:\n"
+    "  enroll admin template create fleet --file fleet.json --policy p30 --claim-ca factory \\\n"
+    "      --hook-url https://hooks.example.com/pre --hook-ca hooks-ca.pem --data /var/lib/enroll\n"
+    "  enroll admin template show fleet --data /var/lib/enroll --json\n"
+    "  enroll admin template disable fleet --data /var/lib/enroll\n";
+
+static const char THING_HELP[] =
+    "Usage: enroll admin thing list [--template NAME] --data DIR [--json]\n"
+    "       enroll admin thing show|disable|enable NAME --data DIR [--json]\n"
+    "\n"
+    "list     Things made by AWS fleet provisioning (RegisterThing); --template: those\n"
+    "         last provisioned by that template.\n"
+    "show     One thing: attributes, thing groups, type, and every certificate it had with\n"
+    "         its status (pending, active, superseded, revoked).\n"
+    "disable  Refuses RegisterThing for the thing (first provisioning and renewal); its\n"
+    "         certificates stay valid until revoked (`enroll admin cert revoke`). enable\n"
+    "         lets it provision again.\n"
+    "\n"
+    "Examples:\n"
+    "  enroll admin thing list --template fleet --data /var/lib/enroll\n"
+    "  enroll admin thing show sensor-0042 --data /var/lib/enroll\n"
+    "  enroll admin thing disable sensor-0042 --data /var/lib/enroll\n";
+
 enum { OPT_DATA = 1, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WINDOW, OPT_CA, OPT_KEY_TYPES,
        OPT_POLICY, OPT_SYMMETRIC, OPT_X509_CA, OPT_X509_CERT, OPT_HUB, OPT_GROUP, OPT_INDIVIDUAL,
        OPT_REGISTRATION_ID, OPT_SECONDARY, OPT_REGISTRATION, OPT_STATUS, OPT_REASON, OPT_ISSUER,
-       OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_OUT, OPT_NEXT_UPDATE, OPT_URL, OPT_ADMIN_CERT,
+       OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_OUT, OPT_NEXT_UPDATE, OPT_FILE, OPT_CLAIM_CA,
+       OPT_ALLOW_SERVER_KEYGEN, OPT_HOOK_URL, OPT_HOOK_CA, OPT_HOOK_TIMEOUT_MS, OPT_TEMPLATE, OPT_URL, OPT_ADMIN_CERT,
        OPT_ADMIN_KEY, OPT_TRUST, OPT_JSON, OPT_HELP };
 
 static const struct option ADMIN_OPTIONS[] = {
@@ -333,6 +395,13 @@ static const struct option ADMIN_OPTIONS[] = {
     {"revoked", no_argument, NULL, OPT_REVOKED},
     {"out", required_argument, NULL, OPT_OUT},
     {"next-update", required_argument, NULL, OPT_NEXT_UPDATE},
+    {"file", required_argument, NULL, OPT_FILE},
+    {"claim-ca", required_argument, NULL, OPT_CLAIM_CA},
+    {"allow-server-keygen", no_argument, NULL, OPT_ALLOW_SERVER_KEYGEN},
+    {"hook-url", required_argument, NULL, OPT_HOOK_URL},
+    {"hook-ca", required_argument, NULL, OPT_HOOK_CA},
+    {"hook-timeout-ms", required_argument, NULL, OPT_HOOK_TIMEOUT_MS},
+    {"template", required_argument, NULL, OPT_TEMPLATE},
     {"url", required_argument, NULL, OPT_URL},
     {"admin-cert", required_argument, NULL, OPT_ADMIN_CERT},
     {"admin-key", required_argument, NULL, OPT_ADMIN_KEY},
@@ -351,11 +420,14 @@ static const struct option ADMIN_OPTIONS[] = {
 typedef struct admin_args {
     const char *data, *ca_dir, *cert, *validity, *renewal_window, *ca, *key_types, *policy,
         *x509_cert, *hub, *group, *individual, *registration_id, *registration, *status, *reason,
-        *issuer, *serial, *expiring, *out, *next_update, *url, *admin_cert, *admin_key, *trust;
+        *issuer, *serial, *expiring, *out, *next_update, *url, *admin_cert, *admin_key, *trust,
+        *file, *hook_url, *hook_ca, *hook_timeout_ms, *template_name;
     const char *x509_ca[MAX_X509_CA];
     size_t x509_ca_count;
+    const char *claim_ca[MAX_X509_CA]; /* as given: each may be a comma-separated list */
+    size_t claim_ca_count;
     const char *positional;
-    bool symmetric, secondary, revoked, json, help;
+    bool symmetric, secondary, revoked, json, help, allow_server_keygen;
 } admin_args;
 
 static const char *option_name(int val)
@@ -409,6 +481,17 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         case OPT_REVOKED: a->revoked = true; break;
         case OPT_OUT: a->out = optarg; break;
         case OPT_NEXT_UPDATE: a->next_update = optarg; break;
+        case OPT_FILE: a->file = optarg; break;
+        case OPT_CLAIM_CA:
+            if (a->claim_ca_count == MAX_X509_CA)
+                return cli_usage(cmd, "too many --claim-ca options (at most %d)", MAX_X509_CA);
+            a->claim_ca[a->claim_ca_count++] = optarg;
+            break;
+        case OPT_ALLOW_SERVER_KEYGEN: a->allow_server_keygen = true; break;
+        case OPT_HOOK_URL: a->hook_url = optarg; break;
+        case OPT_HOOK_CA: a->hook_ca = optarg; break;
+        case OPT_HOOK_TIMEOUT_MS: a->hook_timeout_ms = optarg; break;
+        case OPT_TEMPLATE: a->template_name = optarg; break;
         case OPT_URL: a->url = optarg; break;
         case OPT_ADMIN_CERT: a->admin_cert = optarg; break;
         case OPT_ADMIN_KEY: a->admin_key = optarg; break;
@@ -446,7 +529,7 @@ typedef struct arg_label {
 
 typedef struct request {
     json_t *args;
-    arg_label labels[24];
+    arg_label labels[32];
     size_t label_count;
 } request;
 
@@ -488,6 +571,50 @@ static enr_code put_certificate(request *r, const char *key, const char *path, e
     return rc;
 }
 
+/* A text file sent as its contents (a template, a hook's CA): a remote
+ * service cannot read our files, and the store keeps the text itself. */
+static enr_code put_file_text(request *r, const char *key, const char *path, enr_error *err)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    enr_code rc = cli_read_input(path, &data, &len, err);
+    json_t *text = NULL;
+    if (rc == ENR_OK && (memchr(data, '\0', len) != NULL || (text = json_stringn((const char *)data, len)) == NULL))
+        rc = enr_error_set(err, ENR_E_PARSE, "%s: not UTF-8 text", path);
+    free(data);
+    if (rc == ENR_OK) {
+        json_object_set_new(r->args, key, text);
+        label(r, key, path);
+    }
+    return rc;
+}
+
+/* --claim-ca A,B --claim-ca C: one list. */
+static enr_code put_claim_cas(const admin_args *a, request *r, enr_error *err)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < a->claim_ca_count; i++) {
+        const char *p = a->claim_ca[i];
+        for (;;) {
+            size_t n = strcspn(p, ",");
+            if (n == 0 || n > ENR_STORE_ID_MAX) {
+                json_decref(arr);
+                return enr_error_set(err, ENR_E_USAGE, "claim_ca: '%s' is not a comma-separated list of CA names",
+                                     a->claim_ca[i]);
+            }
+            json_array_append_new(arr, json_stringn(p, n));
+            if (p[n] == '\0')
+                break;
+            p += n + 1;
+        }
+    }
+    if (arr == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    json_object_set_new(r->args, "claim_ca", arr);
+    label(r, "claim_ca", "--claim-ca");
+    return ENR_OK;
+}
+
 static enr_code build_request(const admin_args *a, const char *positional_key, request *r, enr_error *err)
 {
     memset(r, 0, sizeof *r);
@@ -514,6 +641,20 @@ static enr_code build_request(const admin_args *a, const char *positional_key, r
     put_text(r, "serial", "--serial", a->serial);
     put_text(r, "expiring", "--expiring", a->expiring);
     put_text(r, "next_update", "--next-update", a->next_update);
+    put_text(r, "hook_url", "--hook-url", a->hook_url);
+    put_text(r, "template", "--template", a->template_name);
+    if (a->allow_server_keygen)
+        json_object_set_new(r->args, "allow_server_keygen", json_true());
+    if (a->hook_timeout_ms != NULL) {
+        char *end = NULL;
+        errno = 0;
+        long long ms = strtoll(a->hook_timeout_ms, &end, 10);
+        if (errno != 0 || end == a->hook_timeout_ms || *end != '\0')
+            return enr_error_set(err, ENR_E_USAGE, "hook_timeout_ms: '%s' is not a whole number of milliseconds",
+                                 a->hook_timeout_ms);
+        json_object_set_new(r->args, "hook_timeout_ms", json_integer(ms));
+        label(r, "hook_timeout_ms", "--hook-timeout-ms");
+    }
     if (a->symmetric)
         json_object_set_new(r->args, "symmetric", json_true());
     if (a->secondary)
@@ -532,6 +673,12 @@ static enr_code build_request(const admin_args *a, const char *positional_key, r
         rc = put_certificate(r, "cert", a->cert, err);
     if (rc == ENR_OK && a->x509_cert != NULL)
         rc = put_certificate(r, "x509_cert", a->x509_cert, err);
+    if (rc == ENR_OK && a->file != NULL)
+        rc = put_file_text(r, "body", a->file, err);
+    if (rc == ENR_OK && a->hook_ca != NULL)
+        rc = put_file_text(r, "hook_ca", a->hook_ca, err);
+    if (rc == ENR_OK && a->claim_ca_count > 0)
+        rc = put_claim_cas(a, r, err);
     return rc;
 }
 
@@ -949,6 +1096,121 @@ static void crl_text(const admin_args *a, json_t *o)
            json_integer_value(json_object_get(o, "revoked")), str(o, "next_update", "-"), a->out);
 }
 
+static void template_text(json_t *t)
+{
+    printf("provisioning template '%s'\n", str(t, "name", "?"));
+    printf("  Policy:      %s\n", str(t, "policy", "?"));
+    printf("  Claim CAs:  ");
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(t, "claim_cas"), i, v)
+        printf(" %s", json_string_value(v));
+    printf("\n  Server key generation: %s\n", flag(t, "allow_server_keygen") ? "allowed" : "refused");
+    json_t *hook = json_object_get(t, "hook");
+    if (json_is_object(hook))
+        printf("  Hook:        %s (timeout %" JSON_INTEGER_FORMAT " ms)\n", str(hook, "url", "?"),
+               json_integer_value(json_object_get(hook, "timeout_ms")));
+    else
+        printf("  Hook:        none (any holder of a claim certificate may register any thing name it allows)\n");
+    printf("  Enabled:     %s\n", flag(t, "enabled") ? "yes" : "no");
+    json_array_foreach(json_object_get(t, "parameters"), i, v) {
+        const char *def = str(v, "default", NULL);
+        printf("  Parameter:   %s (%s%s%s)\n", str(v, "name", "?"), str(v, "type", "?"), def ? ", default " : "",
+               def ? def : "");
+    }
+    printf("  Created:     %s\n", str(t, "created_at", "-"));
+}
+
+static void template_created_text(const admin_args *a, json_t *t)
+{
+    (void)a;
+    printf("created ");
+    template_text(t);
+}
+
+static void template_list_text(const admin_args *a, json_t *arr)
+{
+    (void)a;
+    size_t i;
+    json_t *t;
+    json_array_foreach(arr, i, t) {
+        json_t *hook = json_object_get(t, "hook");
+        printf("%-36s policy %-16s claim CAs %-3zu keygen %-3s hook %-3s %s\n", str(t, "name", "?"),
+               str(t, "policy", "?"), json_array_size(json_object_get(t, "claim_cas")),
+               flag(t, "allow_server_keygen") ? "yes" : "no", json_is_object(hook) ? "yes" : "no",
+               flag(t, "enabled") ? "enabled" : "DISABLED");
+    }
+    if (json_array_size(arr) == 0)
+        printf("(no provisioning templates)\n");
+}
+
+static void template_show_text(const admin_args *a, json_t *t)
+{
+    (void)a;
+    template_text(t);
+    printf("  Things:      %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(t, "things")));
+}
+
+static void template_deleted_text(const admin_args *a, json_t *t)
+{
+    (void)a;
+    printf("deleted provisioning template '%s' (its things and certificates stay)\n", str(t, "name", "?"));
+}
+
+static void template_enabled_text(const admin_args *a, json_t *t)
+{
+    (void)a;
+    bool enabled = flag(t, "enabled");
+    if (flag(t, "changed"))
+        printf("provisioning template '%s' %s\n", str(t, "name", "?"),
+               enabled ? "enabled" : "disabled: it issues nothing (issued certificates stay valid until revoked)");
+    else
+        printf("provisioning template '%s' is %s already; nothing changed\n", str(t, "name", "?"),
+               enabled ? "enabled" : "disabled");
+}
+
+static void thing_list_text(const admin_args *a, json_t *arr)
+{
+    (void)a;
+    size_t i;
+    json_t *t;
+    json_array_foreach(arr, i, t)
+        printf("%-40s template %-24s type %-16s %s  updated %s\n", str(t, "name", "?"), str(t, "template", "?"),
+               str(t, "thing_type", "-"), flag(t, "enabled") ? "enabled " : "DISABLED", str(t, "updated_at", "-"));
+    if (json_array_size(arr) == 0)
+        printf("(no things)\n");
+}
+
+static void thing_show_text(const admin_args *a, json_t *t)
+{
+    (void)a;
+    printf("thing '%s'\n  Template:    %s\n  Type:        %s\n  Enabled:     %s\n", str(t, "name", "?"),
+           str(t, "template", "?"), str(t, "thing_type", "-"), flag(t, "enabled") ? "yes" : "no");
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(t, "attributes"), key, v)
+        printf("  Attribute:   %s = %s\n", key, json_string_value(v));
+    size_t i;
+    json_array_foreach(json_object_get(t, "thing_groups"), i, v)
+        printf("  Group:       %s\n", json_string_value(v));
+    printf("  Created:     %s\n  Updated:     %s\n", str(t, "created_at", "-"), str(t, "updated_at", "-"));
+    json_array_foreach(json_object_get(t, "certificates"), i, v)
+        printf("  Certificate: %-10s %s (issuer %s) since %s\n", str(v, "status", "?"), str(v, "serial", "?"),
+               str(v, "issuer", "?"), str(v, "updated_at", "-"));
+}
+
+static void thing_enabled_text(const admin_args *a, json_t *t)
+{
+    (void)a;
+    bool enabled = flag(t, "enabled");
+    if (flag(t, "changed"))
+        printf("thing '%s' %s\n", str(t, "name", "?"),
+               enabled ? "enabled: it may provision again"
+                       : "disabled: RegisterThing for it is refused (its certificates stay valid until revoked)");
+    else
+        printf("thing '%s' is %s already; nothing changed\n", str(t, "name", "?"), enabled ? "enabled" : "disabled");
+}
+
 /* ---- verbs ---------------------------------------------------------------- */
 
 typedef struct admin_verb {
@@ -1003,6 +1265,13 @@ static int check_required(const char *cmd, const char *command, const admin_args
         return cli_usage(cmd, "--reason R is required (e.g. keyCompromise, superseded, cessationOfOperation)");
     if (strcmp(command, "cert.revoke") == 0 && (a->serial == NULL || a->reason == NULL))
         return cli_usage(cmd, "--serial HEX and --reason R are required");
+    if (strcmp(command, "template.create") == 0 &&
+        (a->file == NULL || a->policy == NULL || a->claim_ca_count == 0))
+        return cli_usage(cmd, "--file T.json, --policy NAME and --claim-ca CA are required");
+    if (strcmp(command, "template.create") == 0 && (a->hook_url == NULL) != (a->hook_ca == NULL))
+        return cli_usage(cmd, "--hook-url URL and --hook-ca FILE go together");
+    if (strcmp(command, "template.create") == 0 && a->hook_timeout_ms != NULL && a->hook_url == NULL)
+        return cli_usage(cmd, "--hook-timeout-ms goes with --hook-url");
     if (strcmp(command, "crl.export") == 0 && (a->ca == NULL || a->out == NULL))
         return cli_usage(cmd, "--ca NAME (an issuing CA in the store) and --out FILE are required");
     return CLI_EXIT_OK;
@@ -1100,6 +1369,22 @@ static const admin_noun NOUNS[] = {
     {"audit", AUDIT_HELP, "list",
      {{"list", "audit.list", O(REGISTRATION), NULL, NULL, false, audit_list_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"template", TEMPLATE_HELP, "create, list, show, delete, enable, disable",
+     {{"create", "template.create",
+       O(FILE) | O(POLICY) | O(CLAIM_CA) | O(ALLOW_SERVER_KEYGEN) | O(HOOK_URL) | O(HOOK_CA) | O(HOOK_TIMEOUT_MS),
+       "name", "template name", false, template_created_text},
+      {"list", "template.list", 0, NULL, NULL, false, template_list_text},
+      {"show", "template.show", 0, "name", "template name", false, template_show_text},
+      {"delete", "template.delete", 0, "name", "template name", false, template_deleted_text},
+      {"enable", "template.enable", 0, "name", "template name", false, template_enabled_text},
+      {"disable", "template.disable", 0, "name", "template name", false, template_enabled_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"thing", THING_HELP, "list, show, disable, enable",
+     {{"list", "thing.list", O(TEMPLATE), NULL, NULL, false, thing_list_text},
+      {"show", "thing.show", 0, "name", "thing name", false, thing_show_text},
+      {"disable", "thing.disable", 0, "name", "thing name", false, thing_enabled_text},
+      {"enable", "thing.enable", 0, "name", "thing name", false, thing_enabled_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
 };
 
 /* `enroll admin crl` has no verb. */
@@ -1120,7 +1405,8 @@ int cli_admin(int argc, char **argv)
             noun = &NOUNS[i];
     if (noun == NULL)
         return cli_usage("admin",
-                         "unknown noun '%s' (ca, policy, group, individual, key, registration, cert, audit, crl)",
+                         "unknown noun '%s' (ca, policy, group, individual, key, registration, cert, audit, crl, "
+                         "template, thing)",
                          argv[1]);
     char where[64];
     snprintf(where, sizeof where, "admin %s", noun->name);
