@@ -568,6 +568,9 @@ static enr_aws_fleet_reason decode_json(const uint8_t *payload, size_t len, enr_
 
 /* ---- requests: CBOR, the streaming pass ------------------------------------------- */
 
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 enum frame_kind { F_ARRAY, F_MAP, F_TAG, F_INDEF_ARRAY, F_INDEF_MAP, F_INDEF_BYTES, F_INDEF_TEXT };
 
 typedef struct frame {
@@ -603,7 +606,7 @@ static bool scan_head(scan *s)
         return false;
     }
     if (++s->heads > ENR_AWS_FLEET_ITEMS_MAX) {
-        scan_fail(s, ENR_AWS_FLEET_TOO_MANY_ITEMS, "more data items than allowed");
+        scan_fail(s, ENR_AWS_FLEET_TOO_MANY_ITEMS, "the document has more than " XSTR(ENR_AWS_FLEET_ITEMS_MAX) " data items");
         return false;
     }
     return true;
@@ -638,7 +641,7 @@ static void scan_item(scan *s)
 static void scan_push(scan *s, enum frame_kind kind, size_t remaining)
 {
     if (s->depth >= ENR_AWS_FLEET_DEPTH_MAX) {
-        scan_fail(s, ENR_AWS_FLEET_TOO_DEEP, "nested deeper than allowed");
+        scan_fail(s, ENR_AWS_FLEET_TOO_DEEP, "the document nests deeper than " XSTR(ENR_AWS_FLEET_DEPTH_MAX));
         return;
     }
     s->stack[s->depth++] = (frame){.kind = kind, .remaining = remaining, .seen = 0};
@@ -676,7 +679,19 @@ static void scan_chunk(scan *s, enum frame_kind indef_kind)
 }
 
 static void cb_bytes(void *c, cbor_data d, size_t n) { (void)d; (void)n; scan_chunk(c, F_INDEF_BYTES); }
-static void cb_text(void *c, cbor_data d, size_t n) { (void)d; (void)n; scan_chunk(c, F_INDEF_TEXT); }
+
+/* Text anywhere (keys, ignored values, chunks: each chunk on its own, RFC
+ * 8949 3.2.3) is UTF-8 without NUL, as jansson holds JSON to: so this is a
+ * typed refusal, not cbor_load's untyped syntax error. */
+static void cb_text(void *c, cbor_data d, size_t n)
+{
+    scan *s = c;
+    if (n > 0 && !enr_mqtt_utf8_valid(d, n) && s->why == ENR_AWS_FLEET_OK) {
+        scan_fail(s, ENR_AWS_FLEET_BAD_STRING, "a text string is not UTF-8 (or holds NUL)");
+        return;
+    }
+    scan_chunk(c, F_INDEF_TEXT);
+}
 
 static void scan_open(scan *s, enum frame_kind kind, size_t count)
 {
@@ -690,11 +705,16 @@ static void scan_open(scan *s, enum frame_kind kind, size_t count)
         /* Checked before libcbor ever sees the declared size: cbor_load
          * allocates for it up front. */
         if (count > ENR_AWS_FLEET_ITEMS_MAX / (kind == F_MAP ? 2 : 1)) {
-            scan_fail(s, ENR_AWS_FLEET_TOO_MANY_ITEMS, "a collection declares more items than allowed");
+            scan_fail(s, ENR_AWS_FLEET_TOO_MANY_ITEMS,
+                      "a collection declares more than " XSTR(ENR_AWS_FLEET_ITEMS_MAX) " data items");
             return;
         }
         if (count == 0) {
-            scan_item(s);
+            /* An empty collection still counts as a level, as in JSON. */
+            if (s->depth >= ENR_AWS_FLEET_DEPTH_MAX)
+                scan_push(s, kind, 0);
+            else
+                scan_item(s);
             return;
         }
         count *= kind == F_MAP ? 2 : 1;
