@@ -344,9 +344,12 @@ static enr_aws_fleet_reason add_parameter(enr_aws_fleet_request *out, enr_error 
         return refuse(out, err, ENR_AWS_FLEET_BAD_STRING, FIELD_PARAMETERS,
                       "a parameter name is not UTF-8 text (or holds NUL)");
     /* Messages quote the name only when it is printable and short. */
+    /* name is not NUL-terminated (a CBOR key borrowed from libcbor). */
     char shown[40] = "?";
-    if (name_len < sizeof shown && strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                               "0123456789_-.:") >= name_len) {
+    bool printable = name_len < sizeof shown;
+    for (size_t i = 0; printable && i < name_len; i++)
+        printable = memchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:", name[i], 66) != NULL;
+    if (printable) {
         memcpy(shown, name, name_len);
         shown[name_len] = '\0';
     }
@@ -795,6 +798,14 @@ static enr_aws_fleet_reason cbor_scan(const uint8_t *payload, size_t len, enr_er
 
 /* ---- requests: CBOR, the tree ------------------------------------------------------- */
 
+/* libcbor 0.8's cbor_is_null and cbor_is_bool assert (abort, in Debian's
+ * build) when given a float: a device could stop the service with one
+ * 0xf9 byte. This asks in the order its assertions need. */
+static bool cbor_ctrl_is(const cbor_item_t *v, uint8_t ctrl)
+{
+    return cbor_isa_float_ctrl(v) && cbor_float_ctrl_is_ctrl(v) && cbor_ctrl_value(v) == ctrl;
+}
+
 static const char *cbor_type_name(const cbor_item_t *v)
 {
     switch (cbor_typeof(v)) {
@@ -806,11 +817,13 @@ static const char *cbor_type_name(const cbor_item_t *v)
     case CBOR_TYPE_MAP: return "a map";
     case CBOR_TYPE_TAG: return "a tagged item";
     case CBOR_TYPE_FLOAT_CTRL:
-        if (cbor_is_null(v))
+        if (!cbor_float_ctrl_is_ctrl(v))
+            return "a float";
+        if (cbor_ctrl_is(v, CBOR_CTRL_NULL))
             return "null";
-        if (cbor_is_bool(v))
+        if (cbor_ctrl_is(v, CBOR_CTRL_TRUE) || cbor_ctrl_is(v, CBOR_CTRL_FALSE))
             return "a boolean";
-        return cbor_float_ctrl_is_ctrl(v) ? "a simple value" : "a float";
+        return "a simple value";
     }
     return "an item";
 }
@@ -899,7 +912,7 @@ static enr_aws_fleet_reason cbor_string_field(enr_aws_fleet_request *out, enr_er
 
 static enr_aws_fleet_reason cbor_parameters(enr_aws_fleet_request *out, enr_error *err, const cbor_item_t *v)
 {
-    if (cbor_is_null(v))
+    if (cbor_ctrl_is(v, CBOR_CTRL_NULL))
         return ENR_AWS_FLEET_OK; /* as absent, as JSON's null */
     if (!cbor_isa_map(v))
         return refuse(out, err, ENR_AWS_FLEET_WRONG_TYPE, FIELD_PARAMETERS, "parameters is %s, not a map",
