@@ -962,6 +962,13 @@ static enr_aws_fleet_reason decode_cbor(const uint8_t *payload, size_t len, enr_
         return refuse(out, err, ENR_AWS_FLEET_MALFORMED, NULL, "CBOR: not one valid data item (libcbor error %d at byte %zu)",
                       (int)res.error.code, res.error.position);
     }
+    /* RFC 8949 3.4.6: an encoder may mark the whole payload as CBOR with
+     * tag 55799 (self-described CBOR); it means nothing else. */
+    if (cbor_isa_tag(doc) && cbor_tag_value(doc) == 55799) {
+        cbor_item_t *inner = cbor_tag_item(doc); /* a new reference */
+        cbor_decref(&doc);
+        doc = inner;
+    }
     if (!cbor_isa_map(doc)) {
         r = refuse(out, err, ENR_AWS_FLEET_NOT_OBJECT, NULL, "the payload is %s, not a CBOR map",
                    cbor_type_name(doc));
@@ -1052,8 +1059,11 @@ static json_t *json_of(const field *f)
 
 static cbor_item_t *cbor_of(const field *f)
 {
+    /* The shortest head (RFC 8949 4.2.1's preferred serialization):
+     * libcbor writes the width the item was built with. */
     if (f->is_int)
-        return cbor_build_uint16((uint16_t)f->int_value);
+        return f->int_value < 256 ? cbor_build_uint8((uint8_t)f->int_value)
+                                  : cbor_build_uint16((uint16_t)f->int_value);
     if (f->value != NULL)
         return cbor_build_stringn(f->value, strlen(f->value));
     cbor_item_t *m = cbor_new_definite_map(f->config->config_count);

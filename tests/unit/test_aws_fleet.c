@@ -595,6 +595,9 @@ static void test_decode_cbor_bytes(void **state)
          B(0xa1, 0x61, 'x', 0x83, 0xc1, 0x1a, 0, 0, 0, 1, 0xf9, 0x3c, 0x00, 0x5f, 0x41, 1, 0xff), ENR_AWS_FLEET_OK,
          NULL, 0},
         {"empty map", KEYS_C, B(0xa0), ENR_AWS_FLEET_OK, NULL, 0},
+        {"self-described CBOR", CSR_C, B(0xd9, 0xd9, 0xf7, 0xa1, K_CSR, 0x61, 'P'), ENR_AWS_FLEET_OK, "P", 0},
+        {"other tag on the document", CSR_C, B(0xd8, 0x20, 0xa1, K_CSR, 0x61, 'P'), ENR_AWS_FLEET_NOT_OBJECT, NULL,
+         0},
         {"empty payload, create keys", KEYS_C, (const uint8_t *)"", 0, ENR_AWS_FLEET_OK, NULL, 0},
         /* types */
         {"byte string CSR", CSR_C, B(0xa1, K_CSR, 0x43, 'P', 'E', 'M'), ENR_AWS_FLEET_WRONG_TYPE, NULL, 0},
@@ -953,6 +956,11 @@ static void test_answers_round_trip(void **state)
                              0x6c, 'e', 'r', 'r', 'o', 'r', 'M', 'e', 's', 's', 'a', 'g', 'e', 0x61, 'm'};
     assert_int_equal(n, sizeof cwant);
     assert_memory_equal(out, cwant, n);
+    free(out);
+    /* the shortest integer head: 100 is 18 64, not 19 00 64 */
+    assert_int_equal(enr_aws_fleet_encode_rejected(CBOR_F, 100, "E", "m", &out, &n, NULL), ENR_OK);
+    assert_int_equal(n, sizeof cwant - 1);
+    assert_memory_equal(out + 12, ((const uint8_t[]){0x18, 0x64}), 2);
     free(out);
 }
 
