@@ -20,7 +20,7 @@
  *         ...                                   // rejected: 400 with err.message
  *     char answer_topic[ENR_AWS_FLEET_TOPIC_MAX + 1];
  *     enr_aws_fleet_answer_topic(answer_topic, sizeof answer_topic, &t, true);
- *     enr_aws_fleet_encode_register_accepted(t.format, &accepted, &bytes, &n, &err);
+ *     enr_aws_fleet_encode_registered(t.format, &registered, &bytes, &n, &err);
  *     enr_aws_fleet_request_clear(&req);
  *
  * Every refusal of outside input is a typed enr_aws_fleet_reason (what the
@@ -32,22 +32,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "enroll/aws_template.h"
 #include "enroll/error.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* jansson's type, declared rather than included (as aws_template.h does). */
-struct json_t;
-
 /* Bounds on what a device sends (all outside input is bounded). */
 #define ENR_AWS_FLEET_PAYLOAD_MAX 65536     /* bytes of a request payload: our MQTT packet maximum */
 #define ENR_AWS_FLEET_CSR_MAX 16384         /* bytes of certificateSigningRequest (PEM) */
 #define ENR_AWS_FLEET_TOKEN_MAX 2048        /* bytes of certificateOwnershipToken */
-#define ENR_AWS_FLEET_PARAMETERS_MAX 64     /* entries of RegisterThing's parameters */
-#define ENR_AWS_FLEET_PARAM_NAME_MAX 128    /* bytes of a parameter name (aws_template.h's NAME_MAX) */
-#define ENR_AWS_FLEET_PARAM_VALUE_MAX 4096  /* bytes of a parameter value (aws_template.h's STRING_MAX) */
+/* RegisterThing's parameters, bounded as the template evaluator bounds
+ * what it reads (one home for each fact: aws_template.h). */
+#define ENR_AWS_FLEET_PARAMETERS_MAX ENR_AWS_PARAMETERS_MAX   /* entries (64) */
+#define ENR_AWS_FLEET_PARAM_NAME_MAX ENR_AWS_NAME_MAX         /* bytes of a name (128) */
+#define ENR_AWS_FLEET_PARAM_VALUE_MAX ENR_AWS_STRING_MAX      /* bytes of a value (4096) */
 #define ENR_AWS_FLEET_DEPTH_MAX 8           /* nesting of the document (the top object is 1) */
 #define ENR_AWS_FLEET_ITEMS_MAX 4096        /* CBOR data items (heads) or JSON values in one payload */
 /* A template name as AWS allows it: [0-9A-Za-z_-]{1,36}. */
@@ -57,7 +57,7 @@ struct json_t;
 /* Bounds on what we answer: one answer must fit one MQTT packet with its
  * topic and headers, whatever the device's maximum (64 KiB here). */
 #define ENR_AWS_FLEET_ANSWER_MAX 65000
-#define ENR_AWS_FLEET_CONFIG_MAX 64         /* entries of deviceConfiguration (aws_template.h's) */
+#define ENR_AWS_FLEET_CONFIG_MAX ENR_AWS_DEVICE_CONFIG_MAX /* entries of deviceConfiguration (64) */
 
 typedef enum enr_aws_fleet_format {
     ENR_AWS_FLEET_JSON = 0,
