@@ -11,6 +11,7 @@ set -euo pipefail
 LIBRARIES=(
   libclang-rt-14-dev libssl-dev libjansson-dev libcmocka-dev libp11-kit-dev
   libevent-dev libsqlite3-dev libengine-pkcs11-openssl libmosquitto-dev
+  libcbor-dev                                # AWS fleet provisioning's CBOR payloads (libenroll)
 )
 # COMMAND:PACKAGE for every program run by the Makefile, scripts/, bench/,
 # tests/cli/ and the unit tests (beyond those of a minimal Debian install:

@@ -15,15 +15,15 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 SCOPE=0ne00000088
 # What a device must not carry: symbol prefixes, and the libraries behind them.
-FORBIDDEN_SYMBOLS='(sqlite3_|enr_store_|enr_ca_|enr_admin_|enr_lint_|enr_aws_|enr_provision_|event_base_|evhttp_)'
-FORBIDDEN_LIBS='lib(sqlite3|event)'
+FORBIDDEN_SYMBOLS='(sqlite3_|enr_store_|enr_ca_|enr_admin_|enr_lint_|enr_aws_|enr_provision_|event_base_|evhttp_|cbor_)'
+FORBIDDEN_LIBS='lib(sqlite3|event|cbor)'
 DEVICE_MODULES="core key pkcs11 csr cert sas dps mqtt device"
 OPERATOR_MODULES="lint ca store admin aws provision service"
 
 [ -x "$DEV" ] || { cannot_run "the device binary checks" "no $DEV"; finish; exit; }
 
 # ---- sources: no device-side module includes an operator's header
-hits=$(cd "$SRC/src" && grep -nE '#include *[<"](sqlite3\.h|enroll/(store|ca|admin|lint|aws_template|provision|service)\.h|(store|ca|admin|lint|aws|provision|service)/)' \
+hits=$(cd "$SRC/src" && grep -nE '#include *[<"](sqlite3\.h|enroll/(store|ca|admin|lint|aws_template|aws_fleet|provision|service)\.h|cbor\.h|(store|ca|admin|lint|aws|provision|service)/)' \
   -r $DEVICE_MODULES 2>/dev/null)
 empty "device-side modules include no store, CA, admin, lint or service header" "$hits"
 
@@ -48,7 +48,7 @@ if command -v ldd >/dev/null; then
   ldd "$DEV" > ldd.txt 2>&1
   contains ldd.txt "libcrypto" "ldd: enroll-device links OpenSSL"
   libs=$(grep -E "$FORBIDDEN_LIBS" ldd.txt)
-  empty "ldd: enroll-device needs no libsqlite3 or libevent" "$libs"
+  empty "ldd: enroll-device needs no libsqlite3, libevent or libcbor" "$libs"
   ldd "$ENROLL" > ldd-full.txt 2>&1
   contains ldd-full.txt "libsqlite3" "ldd: the operator's enroll does link SQLite (the check above can see it)"
 else
