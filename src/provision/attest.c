@@ -163,6 +163,7 @@ static enr_dps_error attest_sas(const attest_env *r, const char *sas_token, cons
     if (result == ENR_DPS_OK) {
         out->enrollment = decider_enrollment;
         out->found = true;
+        out->token_expiry = enr_sas_token_expiry(token);
     } else
         enr_enrollment_free(&decider_enrollment);
     enr_sas_token_free(token);

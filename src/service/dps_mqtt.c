@@ -59,6 +59,9 @@ struct mconn {
     char registration_id[ENR_DPS_REGISTRATION_ID_MAX + 1];
     char api_version[32];
     char *sas_token;              /* the CONNECT password, NUL-terminated; cleansed when freed */
+    /* What CONNECT's attestation proved, for the register that follows
+     * (the core decides whether it still holds; spent by that register). */
+    enr_provision_grant *grant;
     mcall *calls;
     int calls_open;               /* in the core's hands (DPS_MQTT_CALLS_PER_CONNECTION) */
     mconn *prev, *next;
@@ -157,6 +160,7 @@ static void conn_free(mconn *c)
     }
     if (c->sas_token != NULL)
         OPENSSL_clear_free(c->sas_token, strlen(c->sas_token));
+    enr_provision_grant_free(c->grant);
     bufferevent_free(c->bev);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -277,10 +281,12 @@ static void on_connect(mconn *c, const enr_mqtt_connect *p)
     }
     c->level = level;
     /* The checks a request gets before its verb, once for the connection
-     * (refusals audited by the core); each request is attested again. */
+     * (refusals audited by the core). The grant spares the register that
+     * follows a second attestation of the same token; every other request
+     * is attested again (a token expires; an operator disables). */
     char message[256] = "";
     enr_dps_error e = enr_provision_authenticate(m->core, c->id_scope, c->registration_id, c->api_version, &peer,
-                                                 message, sizeof message);
+                                                 &c->grant, message, sizeof message);
     switch (e) {
     case ENR_DPS_OK: break;
     case ENR_DPS_STORE_UNAVAILABLE:
@@ -377,6 +383,7 @@ static void on_publish(mconn *c, const enr_mqtt_publish *p)
                  .chain = ssl ? SSL_get_peer_cert_chain(ssl) : NULL},
         .body = t.is_register ? (const char *)p->payload.data : "",
         .body_len = t.is_register ? p->payload.len : 0,
+        .grant = c->grant,
     };
     if (r.body == NULL)
         r.body = "";

@@ -557,19 +557,19 @@ static void test_authenticate(void **state)
     char message[600];
     char *token = token_for("dev-conn", time(NULL) + 600);
     enr_peer_credential peer = {.sas_token = token};
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_OK);
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-else", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-else", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_AUTH_FAILED);
-    assert_int_equal(enr_provision_authenticate(h.core, "0ne0000other", "dev-conn", API, &peer, message,
+    assert_int_equal(enr_provision_authenticate(h.core, "0ne0000other", "dev-conn", API, &peer, NULL, message,
                                                 sizeof message),
                      ENR_DPS_UNKNOWN_ID_SCOPE);
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", NULL, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", NULL, &peer, NULL, message, sizeof message),
                      ENR_DPS_API_VERSION_UNSUPPORTED);
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev conn", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev conn", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_REGISTRATION_ID_INVALID);
     peer.sas_token = NULL;
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_AUTH_FAILED);
     assert_int_equal(h.finals, 5); /* each refusal observed (and audited) */
     enr_sas_secret_free(token);
