@@ -175,6 +175,13 @@ elif what == 'flood':  # six registers at once: four go to the core, the rest ar
     print('throttled', topics.count('$dps/registrations/res/429'), 'assigned', topics.count('$dps/registrations/res/200'))
 elif what == 'connect-timeout':
     c = conn(); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t))
+elif what == 'register':  # CONNECT, wait argv[7] seconds, subscribe, one register: its answer topic
+    c = conn(); print('connack', connect(c)[1].hex())
+    time.sleep(float(sys.argv[7]))
+    c.sendall(pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x00')); read_packet(c)
+    c.sendall(pkt(0x30, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + open('body.json', 'rb').read()))
+    t, b = read_packet(c)
+    tl = struct.unpack('>H', b[:2])[0]; print('answer', b[2:2 + tl].decode(), json.loads(b[2 + tl:]).get('errorCode'))
 elif what == 'keepalive':  # keepalive 1 s: silent past 1.5 s is closed
     c = conn(); connect(c, keepalive=1); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t, 1))
 PY
@@ -196,6 +203,19 @@ check "connect timeout" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-0
 contains "$WORK/.out" "closed True after 2" "no CONNECT: closed after connect_timeout_seconds (2)"
 check "keepalive" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" keepalive
 contains "$WORK/.out" "closed True after 1." "keepalive 1 s: closed after 1.5 s of silence"
+# CONNECT's attestation stands in for the register that follows only
+# while the token lives and for CONNECT's registration id.
+DEV6_PW=$(sas_token "$(device_key "$GROUP_KEY" dev-006)" dev-006 $(( $(date +%s) - 298 ))) # inside the 300 s skew
+"$ENROLL" key new --out dev6.key >/dev/null
+body dev-006 dev6.key
+check "a token expiring while connected" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-006 "$DEV6_PW" register 3
+contains "$WORK/.out" "connack 0000" "the token was still good at CONNECT"
+contains "$WORK/.out" 'answer $dps/registrations/res/401/?$rid=1 401003' "expired while connected: the register is refused (401003, token expired)"
+DEV7_PW=$(sas_token "$(device_key "$GROUP_KEY" dev-007)" dev-007)
+body dev-other dev6.key
+check "another registration id on the connection" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-007 "$DEV7_PW" register 0
+contains "$WORK/.out" "connack 0000" "CONNECT as dev-007 accepted"
+grep -q 'answer $dps/registrations/res/4[0-9][0-9]/' "$WORK/.out" && pass || fail "a register for dev-other on dev-007's connection: $(cat "$WORK/.out")"
 check "metrics" curl -s --cacert root/cert.pem "https://127.0.0.1:$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)/metrics"
 contains "$WORK/.out" 'enroll_mqtt_closed_total{reason="malformed"} 1' "metrics: malformed counted"
 # SIGHUP: a new server certificate reaches the MQTT port too.
