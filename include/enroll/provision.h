@@ -65,6 +65,7 @@ typedef struct enr_attest_options {
     long sas_max_lifetime;        /* seconds a SAS token may live beyond now */
     long sas_skew;                /* seconds of clock skew allowed; 0: ENR_PROVISION_SAS_SKEW_DEFAULT */
     time_t now;                   /* 0: the current time */
+    struct enr_sas_mac *mac;      /* HMAC-SHA256 reused across attestations (one per thread), or NULL */
 } enr_attest_options;
 
 /* Attests `registration_id`: a SAS token (when present) against the keys of

@@ -17,6 +17,7 @@
 #include "enroll/csr.h"
 #include "enroll/dps.h"
 #include "enroll/duration.h"
+#include "enroll/sas.h"
 #include "enroll/store.h"
 #include "provision/committer.h"
 
@@ -931,7 +932,10 @@ enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr
     p->index = atomic_fetch_add(&s->next_loop, 1);
     p->attest = (enr_attest_options){.id_scope = s->id_scope, .sas_max_lifetime = s->opts.sas_max_lifetime};
     pthread_mutex_init(&p->committed_lock, NULL);
-    enr_code rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
+    /* This loop's own HMAC (enr_sas_mac is one per thread). */
+    enr_code rc = enr_sas_mac_new(&p->attest.mac, err);
+    if (rc == ENR_OK)
+        rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
     int samples = s->opts.audit_refusal_samples;
     if (rc == ENR_OK && samples > 0 &&
         (p->samples = calloc((size_t)samples * REFUSAL_KINDS, sizeof *p->samples)) == NULL)
@@ -984,6 +988,7 @@ void enr_provision_free(enr_provision *p)
     for (size_t i = 0; i < p->ca_count; i++)
         cached_ca_clear(&p->cas[i]);
     enr_store_close(p->store);
+    enr_sas_mac_free(p->attest.mac);
     free(p->samples);
     pthread_mutex_destroy(&p->committed_lock);
     free(p);
