@@ -182,6 +182,19 @@ elif what == 'register':  # CONNECT, wait argv[7] seconds, subscribe, one regist
     c.sendall(pkt(0x30, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + open('body.json', 'rb').read()))
     t, b = read_packet(c)
     tl = struct.unpack('>H', b[:2])[0]; print('answer', b[2:2 + tl].decode(), json.loads(b[2 + tl:]).get('errorCode'))
+elif what == 'slow-commit':  # the store held 1.5 s: the PUBACK comes anyway, the answer after
+    import sqlite3, threading
+    c = conn(); connect(c)
+    c.sendall(pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x01')); read_packet(c)
+    db = sqlite3.connect(sys.argv[7], isolation_level=None, check_same_thread=False)
+    db.execute('BEGIN IMMEDIATE')
+    threading.Timer(1.5, lambda: db.execute('COMMIT')).start()
+    t0 = time.time()
+    c.sendall(pkt(0x32, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + b'\x00\x09' + open('body.json', 'rb').read()))
+    got = {}
+    while len(got) < 2:
+        t, b = read_packet(c); got.setdefault(t >> 4, (round(time.time() - t0, 2), b[:2].hex() if t >> 4 == 4 else ''))
+    print('puback', got[4][0], got[4][1], 'answer', got[3][0])
 elif what == 'keepalive':  # keepalive 1 s: silent past 1.5 s is closed
     c = conn(); connect(c, keepalive=1); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t, 1))
 PY
@@ -216,6 +229,12 @@ body dev-other dev6.key
 check "another registration id on the connection" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-007 "$DEV7_PW" register 0
 contains "$WORK/.out" "connack 0000" "CONNECT as dev-007 accepted"
 grep -q 'answer $dps/registrations/res/4[0-9][0-9]/' "$WORK/.out" && pass || fail "a register for dev-other on dev-007's connection: $(cat "$WORK/.out")"
+# A PUBACK waits for its answer to share its write, but not for a slow one.
+"$ENROLL" key new --out dev8.key >/dev/null
+body dev-008 dev8.key
+check "a register while the store is held" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-008 "$(sas_token "$(device_key "$GROUP_KEY" dev-008)" dev-008)" slow-commit data/enroll.db
+awk '$1 == "puback" && $2 < 1.0 && $3 == "0009" && $5 >= 1.0 { ok = 1 } END { exit !ok }' "$WORK/.out" && pass ||
+  fail "the PUBACK (packet 9) within 1 s while the commit waits, the answer after: $(cat "$WORK/.out")"
 check "metrics" curl -s --cacert root/cert.pem "https://127.0.0.1:$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)/metrics"
 contains "$WORK/.out" 'enroll_mqtt_closed_total{reason="malformed"} 1' "metrics: malformed counted"
 # SIGHUP: a new server certificate reaches the MQTT port too.
