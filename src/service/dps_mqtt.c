@@ -188,12 +188,17 @@ static void conn_free(mconn *c)
     listener_update(m);
 }
 
+/* Writing is enabled only while there is something to write: an enabled
+ * write event over an empty output still costs a wake-up and two epoll
+ * changes (libevent's OpenSSL bufferevent arms it again when the
+ * handshake ends), per connection and for nothing. */
 static void write_drained(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     mconn *c = arg;
     if (c->closing)
         conn_free(c);
+    else
+        bufferevent_disable(bev, EV_WRITE);
 }
 
 /* Stops reading; the connection goes once what was written is out (the
@@ -209,8 +214,8 @@ static void conn_close(mconn *c)
 
 static void send_bytes(mconn *c, const uint8_t *b, size_t n)
 {
-    if (n > 0)
-        bufferevent_write(c->bev, b, n);
+    if (n > 0 && bufferevent_write(c->bev, b, n) == 0)
+        bufferevent_enable(c->bev, EV_WRITE);
 }
 
 /* Appends the held PUBACKs (in the order their PUBLISHes came) to `b`;
@@ -387,7 +392,8 @@ static void answered(void *ctx, const enr_provision_outcome *o)
             } else {
                 v.iov_len = at;
             }
-            evbuffer_commit_space(out, &v, 1);
+            if (evbuffer_commit_space(out, &v, 1) == 0 && v.iov_len > 0)
+                bufferevent_enable(c->bev, EV_WRITE);
         }
     }
     if (!c->closing)
@@ -600,7 +606,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
      * header, so nothing beyond the maximum is ever buffered. */
     bufferevent_setwatermark(bev, EV_READ, 0, m->lim.max_packet_bytes);
     bufferevent_setcb(bev, conn_read, write_drained, conn_event, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+    bufferevent_disable(bev, EV_WRITE); /* until there is something to write (write_drained) */
     listener_update(m);
 }
 
