@@ -191,13 +191,15 @@ static void conn_free(mconn *c)
 /* Writing is enabled only while there is something to write: an enabled
  * write event over an empty output still costs a wake-up and two epoll
  * changes (libevent's OpenSSL bufferevent arms it again when the
- * handshake ends), per connection and for nothing. */
+ * handshake ends), per connection and for nothing. The callback can come
+ * after more was queued (an answer completed meanwhile on this loop):
+ * then writing stays on, or that answer would never leave. */
 static void write_drained(struct bufferevent *bev, void *arg)
 {
     mconn *c = arg;
     if (c->closing)
         conn_free(c);
-    else
+    else if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);
 }
 

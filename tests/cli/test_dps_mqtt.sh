@@ -182,6 +182,20 @@ elif what == 'register':  # CONNECT, wait argv[7] seconds, subscribe, one regist
     c.sendall(pkt(0x30, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + open('body.json', 'rb').read()))
     t, b = read_packet(c)
     tl = struct.unpack('>H', b[:2])[0]; print('answer', b[2:2 + tl].decode(), json.loads(b[2 + tl:]).get('errorCode'))
+elif what == 'pipelined':  # CONNECT, SUBSCRIBE and PUBLISH in one write (3.1.1 allows it), ten times
+    answers = []
+    for i in range(10):
+        c = conn()
+        user = scope + '/registrations/' + rid + '/api-version=2019-03-31&ClientVersion=c-sdk'
+        c.sendall(pkt(0x10, s('MQTT') + bytes([4, 0xc0]) + struct.pack('>H', 60) + s(rid) + s(user) + s(pw)) +
+                  pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x01') +
+                  pkt(0x32, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + b'\x00\x02' + open('body.json', 'rb').read()))
+        while True:
+            p = read_packet(c)
+            if p is None or p[0] >> 4 == 3: break
+        answers.append(p[1][2:2 + struct.unpack('>H', p[1][:2])[0]].decode().split('/?')[0] if p else 'closed')
+        c.close()
+    print('answers', answers.count('$dps/registrations/res/200'), 'of', len(answers))
 elif what == 'slow-commit':  # the store held 1.5 s: the PUBACK comes anyway, the answer after
     import sqlite3, threading
     c = conn(); connect(c)
@@ -229,6 +243,9 @@ body dev-other dev6.key
 check "another registration id on the connection" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-007 "$DEV7_PW" register 0
 contains "$WORK/.out" "connack 0000" "CONNECT as dev-007 accepted"
 grep -q 'answer $dps/registrations/res/4[0-9][0-9]/' "$WORK/.out" && pass || fail "a register for dev-other on dev-007's connection: $(cat "$WORK/.out")"
+body dev-004 dev4.key
+check "pipelined CONNECT+SUBSCRIBE+PUBLISH" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" pipelined
+contains "$WORK/.out" "answers 10 of 10" "pipelined after a full TLS handshake: every register answered"
 # A PUBACK waits for its answer to share its write, but not for a slow one.
 "$ENROLL" key new --out dev8.key >/dev/null
 body dev-008 dev8.key
