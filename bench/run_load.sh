@@ -163,6 +163,17 @@ if [ -f mqtt.out ] && [ -f keepalive.out ]; then
        printf "  MQTT (connection per device) beside HTTPS keep-alive (not like for like: keep-alive carries many devices per connection): %.0f%% of keep-alive: %s\n", (k > 0 ? 100 * m / k : 0), (m >= k ? "at least as fast" : "slower")
        if (ck > 0 && cm > 0) printf "  enrolld CPU per registration: keep-alive %.2f ms, MQTT %.2f ms (x%.2f); the load generator shares the %s cores and pays a TCP connect, a TLS resumption and three MQTT round trips per MQTT registration\n", ck, cm, cm / ck, cores
      }'
+  # What this machine allows any transport with one registration per new
+  # connection, against keep-alive, from this run's own figures: such a
+  # registration needs at least a bare resumed TLS connection (tls_bare of
+  # the mqtt run: the in-process bare server, the client's share on the same
+  # cores included) plus the keep-alive registration's own work, so its
+  # rate is at most 1/(1/tls_bare + 1/keepalive).
+  awk -v m="$(field mqtt.out rate)" -v k="$(field keepalive.out rate)" -v b="$(field mqtt.out tls_bare)" \
+    'BEGIN {
+       if (b > 0 && k > 0) { bound = 1 / (1 / b + 1 / k)
+         printf "  bound for one registration per new resumed connection on this machine: 1/(1/%.0f + 1/%.0f) = %.0f/s (bare resumed TLS connection + a keep-alive registration) = %.0f%% of keep-alive; MQTT at %.0f%% of the bound\n", b, k, bound, 100 * bound / k, 100 * m / bound }
+     }'
 fi
 for f in $RUNS; do
   e=$(field $f.out errors); [ "${e:-0}" = 0 ] || echo "  WARNING: the $f run had $e failed registrations (see its error lines): its figure is not a clean one"

@@ -54,6 +54,8 @@ typedef struct enr_attested {
      * again that it is still unrevoked). Empty otherwise. */
     char credential_issuer[ENR_STORE_DN_MAX + 1];
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
+    /* A SAS token's expiry (its se) when a token attested; 0 otherwise. */
+    time_t token_expiry;
 } enr_attested;
 
 #define ENR_PROVISION_SAS_SKEW_DEFAULT 300L
@@ -63,6 +65,7 @@ typedef struct enr_attest_options {
     long sas_max_lifetime;        /* seconds a SAS token may live beyond now */
     long sas_skew;                /* seconds of clock skew allowed; 0: ENR_PROVISION_SAS_SKEW_DEFAULT */
     time_t now;                   /* 0: the current time */
+    struct enr_sas_mac *mac;      /* HMAC-SHA256 reused across attestations (one per thread), or NULL */
 } enr_attest_options;
 
 /* Attests `registration_id`: a SAS token (when present) against the keys of
@@ -152,6 +155,10 @@ typedef enum enr_provision_verb {
     ENR_PROVISION_OPERATION_STATUS,  /* poll an operation (DPS GET .../operations/{id}) */
 } enr_provision_verb;
 
+/* What enr_provision_authenticate proved for one peer (see there), owned
+ * by the front end for that connection. */
+typedef struct enr_provision_grant enr_provision_grant;
+
 typedef struct enr_provision_request {
     enr_provision_verb verb;
     const char *id_scope;            /* as the device named it */
@@ -161,6 +168,9 @@ typedef struct enr_provision_request {
     enr_peer_credential peer;
     const char *body;                /* REGISTER: the JSON body, not NUL-terminated */
     size_t body_len;
+    /* REGISTER: the grant enr_provision_authenticate gave this connection,
+     * or NULL. Spent by the first register that carries it, used or not. */
+    enr_provision_grant *grant;
 } enr_provision_request;
 
 typedef struct enr_provision_outcome {
@@ -200,11 +210,27 @@ void enr_provision_cancel(enr_provision_call *call);
  * the same checks a request gets before its verb (registration id,
  * api-version, idScope, attestation, the enrollment and registration
  * enabled), answered at once. ENR_DPS_OK, or the refusal (audited like any
- * other) with a message for the log. Each request on the connection is
- * attested again (a token expires; an operator disables). */
+ * other) with a message for the log.
+ *
+ * With `grant` (may be NULL) and a SAS token that attested, *grant
+ * receives what was proved (else NULL), for the connection's first
+ * register request to carry instead of being attested again: the device
+ * registers right after CONNECT, with the same token, so attesting twice
+ * is the same two HMACs and store reads over again. The core uses a grant
+ * only on the loop that made it, for exactly the registration id and
+ * token it was made for, before the token's se, and once; anything else,
+ * and every other request (polls, a second register, X.509 peers whose
+ * validity is not one number), is attested again as before. What
+ * attestation saw is checked again inside the commit as for any
+ * registration (enrollment enabled, registration not disabled, credential
+ * unrevoked), and in addition that the enrollment is unchanged since
+ * CONNECT (its etag: a rotated key refuses) and not overtaken by an
+ * individual enrollment for the id. Free it with enr_provision_grant_free
+ * when the connection goes. */
 enr_dps_error enr_provision_authenticate(enr_provision *p, const char *id_scope, const char *registration_id,
-                                         const char *api_version, const enr_peer_credential *peer, char *message,
-                                         size_t cap);
+                                         const char *api_version, const enr_peer_credential *peer,
+                                         enr_provision_grant **grant, char *message, size_t cap);
+void enr_provision_grant_free(enr_provision_grant *grant);
 
 /* Answers a request the front end refused before it reached the core (a
  * malformed path or topic, an unknown api-version): the DPS error document

@@ -137,6 +137,22 @@ enr_code enr_sas_token_verify(const enr_sas_token *token, const char *id_scope,
                               long max_lifetime_seconds, int *matched_key_index,
                               enr_error *err);
 
+/* HMAC-SHA256 fetched once, for a caller that verifies many tokens
+ * (enrolld's attestation): the *_with functions below are the ones above
+ * with it instead of a one-shot HMAC each time, same results. It keeps
+ * the last key's HMAC state until its next use or its free (which
+ * cleanses). Not thread-safe: one per thread. */
+typedef struct enr_sas_mac enr_sas_mac;
+enr_code enr_sas_mac_new(enr_sas_mac **out, enr_error *err);
+void enr_sas_mac_free(enr_sas_mac *mac);
+/* `mac` NULL: as enr_sas_derive_device_key / enr_sas_token_verify. */
+enr_code enr_sas_derive_device_key_with(enr_sas_mac *mac, const char *group_key_b64, const char *registration_id,
+                                        char **device_key_b64, enr_error *err);
+enr_code enr_sas_token_verify_with(enr_sas_mac *mac, const enr_sas_token *token, const char *id_scope,
+                                   const char *registration_id, const char *const *keys_b64, size_t key_count,
+                                   time_t now, long skew_seconds, long max_lifetime_seconds,
+                                   int *matched_key_index, enr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -326,6 +326,13 @@ typedef struct enr_registration_commit {
     const char *credential_issuer;       /* a certificate of this store presented as */
     const char *credential_serial;       /* the credential must still be unrevoked; NULL: none */
     bool require_enrollment_enabled;     /* the registration's enrollment must still be enabled */
+    /* An attestation made earlier than this request (a transport that
+     * authenticates once per connection): the enrollment must still be
+     * the one attestation saw (this etag: a rotated key or any other edit
+     * refuses), and a group one must not have been overtaken by an
+     * individual enrollment for the id since. NULL: not checked (the
+     * request was attested just now). */
+    const char *enrollment_etag;
     enr_code result;                     /* set by enr_store_commit_registrations */
     enr_error error;                     /* when result is not ENR_OK */
 } enr_registration_commit;
@@ -341,7 +348,9 @@ typedef struct enr_registration_commit {
  * (ENR_R_REGISTRATION_DISABLED) or bound to another enrollment while this
  * item comes through a group (ENR_R_ENROLLMENT_MISMATCH: a registration
  * stays with its enrollment until enr_store_move_registration; an
- * individual enrollment takes its id over), or the certificate's key
+ * individual enrollment takes its id over), the enrollment changed since
+ * an earlier attestation (enrollment_etag; ENR_R_ENROLLMENT_MISMATCH too),
+ * or the certificate's key
  * blocked (ENR_R_KEY_COMPROMISED). The return value is ENR_OK when the transaction
  * committed; otherwise nothing did, and every item's result says so. */
 enr_code enr_store_commit_registrations(enr_store *store, enr_registration_commit *items, size_t count,

@@ -30,7 +30,7 @@ static enr_dps_error sas_check(const attest_env *r, const enr_sas_token *token, 
                                const char *const *keys, char *message, size_t cap)
 {
     enr_error err;
-    enr_code rc = enr_sas_token_verify(token, r->o->id_scope, registration_id, (const char *const *)keys, 2,
+    enr_code rc = enr_sas_token_verify_with(r->o->mac, token, r->o->id_scope, registration_id, (const char *const *)keys, 2,
                                        r->now, r->o->sas_skew > 0 ? r->o->sas_skew : ENR_PROVISION_SAS_SKEW_DEFAULT, r->o->sas_max_lifetime, NULL, &err);
     if (rc == ENR_OK)
         return ENR_DPS_OK;
@@ -50,9 +50,10 @@ static enr_dps_error sas_check_group(const attest_env *r, const enr_sas_token *t
     char *device_keys[2] = {NULL, NULL};
     enr_dps_error e = ENR_DPS_AUTH_FAILED;
     snprintf(message, cap, "the SAS token does not verify for registration %s", registration_id);
-    if (enr_sas_derive_device_key(group->primary_key, registration_id, &device_keys[0], &err) == ENR_OK &&
+    if (enr_sas_derive_device_key_with(r->o->mac, group->primary_key, registration_id, &device_keys[0], &err) == ENR_OK &&
         (group->secondary_key[0] == '\0' ||
-         enr_sas_derive_device_key(group->secondary_key, registration_id, &device_keys[1], &err) == ENR_OK)) {
+         enr_sas_derive_device_key_with(r->o->mac, group->secondary_key, registration_id, &device_keys[1], &err) ==
+             ENR_OK)) {
         const char *keys[2] = {device_keys[0], device_keys[1]};
         e = sas_check(r, token, registration_id, keys, message, cap);
     }
@@ -163,6 +164,7 @@ static enr_dps_error attest_sas(const attest_env *r, const char *sas_token, cons
     if (result == ENR_DPS_OK) {
         out->enrollment = decider_enrollment;
         out->found = true;
+        out->token_expiry = enr_sas_token_expiry(token);
     } else
         enr_enrollment_free(&decider_enrollment);
     enr_sas_token_free(token);

@@ -29,6 +29,7 @@ typedef struct registration_job {
     enr_audit_event audit;
     char credential_issuer[ENR_STORE_DN_MAX + 1]; /* an operational certificate presented, or "" */
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
+    char enrollment_etag[ENR_STORE_ETAG_MAX + 1]; /* attested before the request (a grant), or "" */
     char *answer;                  /* the 200 body, sent once committed */
     bool issued;
     char registration_id[ENR_STORE_ID_MAX + 1];

@@ -4,6 +4,7 @@
 #include "enroll/provision.h"
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "enroll/csr.h"
 #include "enroll/dps.h"
 #include "enroll/duration.h"
+#include "enroll/sas.h"
 #include "enroll/store.h"
 #include "provision/committer.h"
 
@@ -98,6 +100,10 @@ typedef struct commit_facts {
     char assigned_hub[ENR_STORE_HUB_MAX + 1];
     char credential_issuer[ENR_STORE_DN_MAX + 1];
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
+    /* Attested at the connection's start (a grant), not by this request:
+     * the etag of the enrollment that decided then, for the commit to
+     * check nothing changed since; "" otherwise. */
+    char enrollment_etag[ENR_STORE_ETAG_MAX + 1];
     char operation_id[ENR_DPS_TRACKING_ID_SIZE];
     time_t created_at;                          /* the registration's first creation */
 } commit_facts;
@@ -404,12 +410,14 @@ static enr_code make_job(const commit_facts *f, const enr_provision_policy *poli
     snprintf(job->registration_id, sizeof job->registration_id, "%s", f->registration_id);
     snprintf(job->credential_issuer, sizeof job->credential_issuer, "%s", f->credential_issuer);
     snprintf(job->credential_serial, sizeof job->credential_serial, "%s", f->credential_serial);
+    snprintf(job->enrollment_etag, sizeof job->enrollment_etag, "%s", f->enrollment_etag);
     job->item = (enr_registration_commit){
         .registration = &job->registration, .certificate = cert ? &job->certificate : NULL,
         .operation = &job->operation, .audit = &job->audit,
         .credential_issuer = job->credential_serial[0] ? job->credential_issuer : NULL,
         .credential_serial = job->credential_serial[0] ? job->credential_serial : NULL,
-        .require_enrollment_enabled = true, .result = ENR_E_INTERNAL};
+        .require_enrollment_enabled = true,
+        .enrollment_etag = job->enrollment_etag[0] ? job->enrollment_etag : NULL, .result = ENR_E_INTERNAL};
     *out = job;
     return ENR_OK;
 }
@@ -583,7 +591,8 @@ static void committed_ready(evutil_socket_t fd, short what, void *arg)
 
 /* ---- requests ---------------------------------------------------------- */
 
-static void do_register(enr_provision *p, const enr_provision_request *req, enr_attested *who,
+/* `granted`: `who` is a grant's, attested at the connection's start. */
+static void do_register(enr_provision *p, const enr_provision_request *req, const enr_attested *who, bool granted,
                         enr_provision_done_fn done, void *ctx, enr_provision_call **out)
 {
     char message[600];
@@ -611,6 +620,8 @@ static void do_register(enr_provision *p, const enr_provision_request *req, enr_
     snprintf(f->assigned_hub, sizeof f->assigned_hub, "%s", who->enrollment.assigned_hub);
     snprintf(f->credential_issuer, sizeof f->credential_issuer, "%s", who->credential_issuer);
     snprintf(f->credential_serial, sizeof f->credential_serial, "%s", who->credential_serial);
+    if (granted)
+        snprintf(f->enrollment_etag, sizeof f->enrollment_etag, "%s", who->enrollment.etag);
     /* createdDateTimeUtc is when the registration first came, as in DPS. */
     f->created_at = who->registered && who->registration.created_at > 0 ? who->registration.created_at : time(NULL);
     if (enr_dps_tracking_id_new(f->operation_id, &err) != ENR_OK) {
@@ -704,6 +715,72 @@ static void do_operation(enr_provision *p, const enr_provision_request *req, enr
     free(body);
 }
 
+/* ---- grants: attested once per connection ------------------------------ */
+
+struct enr_provision_grant {
+    const enr_provision *p;       /* the loop whose core attested */
+    char registration_id[ENR_DPS_REGISTRATION_ID_MAX + 1]; /* exactly as authenticated */
+    char *sas_token;              /* the token that attested; cleansed when freed */
+    size_t sas_token_len;
+    time_t expires;               /* the token's se: never used at or after it */
+    bool spent;
+    enr_attested who;
+};
+
+void enr_provision_grant_free(enr_provision_grant *g)
+{
+    if (g == NULL)
+        return;
+    enr_attested_free(&g->who);
+    OPENSSL_clear_free(g->sas_token, g->sas_token_len + 1);
+    OPENSSL_cleanse(g, sizeof *g); /* the enrollment's keys were in who */
+    free(g);
+}
+
+/* Takes the grant over `who` (a SAS attestation just made on `p`); NULL
+ * when there is nothing to grant or no memory (the request is then
+ * attested as any other). */
+static enr_provision_grant *grant_new(const enr_provision *p, const char *registration_id,
+                                      const enr_peer_credential *peer, enr_attested *who)
+{
+    if (peer->sas_token == NULL || who->token_expiry <= 0 || !who->found)
+        return NULL;
+    enr_provision_grant *g = calloc(1, sizeof *g);
+    size_t len = strlen(peer->sas_token);
+    if (g == NULL || (g->sas_token = OPENSSL_malloc(len + 1)) == NULL) {
+        free(g);
+        return NULL;
+    }
+    memcpy(g->sas_token, peer->sas_token, len + 1);
+    g->sas_token_len = len;
+    g->p = p;
+    snprintf(g->registration_id, sizeof g->registration_id, "%s", registration_id);
+    g->expires = who->token_expiry;
+    g->who = *who;
+    memset(who, 0, sizeof *who); /* moved into the grant */
+    return g;
+}
+
+/* Whether `req` may stand on its grant instead of a new attestation:
+ * a register, on the loop that attested, the same id (byte for byte) and
+ * the same token, before the token's se, the first time. Any register
+ * carrying a grant spends it, so it is worth at most one registration,
+ * whose store snapshot (created, registered) is then at most one CONNECT
+ * old. */
+static const enr_attested *grant_take(const enr_provision *p, const enr_provision_request *req, time_t now)
+{
+    enr_provision_grant *g = req->grant;
+    if (g == NULL || req->verb != ENR_PROVISION_REGISTER || g->spent)
+        return NULL;
+    g->spent = true;
+    const char *token = req->peer.sas_token;
+    if (g->p != p || token == NULL || strcmp(req->registration_id, g->registration_id) != 0 ||
+        strlen(token) != g->sas_token_len || CRYPTO_memcmp(token, g->sas_token, g->sas_token_len) != 0 ||
+        now >= g->expires)
+        return NULL;
+    return &g->who;
+}
+
 enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_request *req,
                                          enr_provision_done_fn done, void *ctx)
 {
@@ -723,14 +800,19 @@ enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_r
         refuse(p, ENR_DPS_UNKNOWN_ID_SCOPE, "unknown idScope", rid, route, done, ctx);
         return NULL;
     }
+    enr_provision_call *call = NULL;
+    const enr_attested *granted = grant_take(p, req, time(NULL));
+    if (granted != NULL) {
+        do_register(p, req, granted, true, done, ctx, &call);
+        return call;
+    }
     char message[600];
     enr_attested who;
     enr_dps_error e = enr_attest(p->store, &p->attest, &req->peer, rid, &who, message, sizeof message);
-    enr_provision_call *call = NULL;
     if (e != ENR_DPS_OK)
         refuse(p, e, message, rid, route, done, ctx);
     else if (req->verb == ENR_PROVISION_REGISTER)
-        do_register(p, req, &who, done, ctx, &call);
+        do_register(p, req, &who, false, done, ctx, &call);
     else
         do_operation(p, req, done, ctx);
     enr_attested_free(&who);
@@ -738,9 +820,11 @@ enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_r
 }
 
 enr_dps_error enr_provision_authenticate(enr_provision *p, const char *id_scope, const char *registration_id,
-                                         const char *api_version, const enr_peer_credential *peer, char *message,
-                                         size_t cap)
+                                         const char *api_version, const enr_peer_credential *peer,
+                                         enr_provision_grant **grant, char *message, size_t cap)
 {
+    if (grant != NULL)
+        *grant = NULL;
     const char *rid = registration_id ? registration_id : "";
     enr_error err;
     enr_dps_api_generation gen;
@@ -759,6 +843,8 @@ enr_dps_error enr_provision_authenticate(enr_provision *p, const char *id_scope,
     } else if ((e = enr_attest(p->store, &p->attest, peer, rid, &who, message, cap)) == ENR_DPS_OK) {
         e = enr_attested_allows(&who, rid, message, cap);
     }
+    if (e == ENR_DPS_OK && grant != NULL)
+        *grant = grant_new(p, rid, peer, &who);
     enr_attested_free(&who);
     if (e != ENR_DPS_OK)
         refuse(p, e, message, rid, "connect", NULL, NULL);
@@ -846,7 +932,10 @@ enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr
     p->index = atomic_fetch_add(&s->next_loop, 1);
     p->attest = (enr_attest_options){.id_scope = s->id_scope, .sas_max_lifetime = s->opts.sas_max_lifetime};
     pthread_mutex_init(&p->committed_lock, NULL);
-    enr_code rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
+    /* This loop's own HMAC (enr_sas_mac is one per thread). */
+    enr_code rc = enr_sas_mac_new(&p->attest.mac, err);
+    if (rc == ENR_OK)
+        rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
     int samples = s->opts.audit_refusal_samples;
     if (rc == ENR_OK && samples > 0 &&
         (p->samples = calloc((size_t)samples * REFUSAL_KINDS, sizeof *p->samples)) == NULL)
@@ -899,6 +988,7 @@ void enr_provision_free(enr_provision *p)
     for (size_t i = 0; i < p->ca_count; i++)
         cached_ca_clear(&p->cas[i]);
     enr_store_close(p->store);
+    enr_sas_mac_free(p->attest.mac);
     free(p->samples);
     pthread_mutex_destroy(&p->committed_lock);
     free(p);

@@ -5,7 +5,12 @@
  * QoS 1 (a server may deliver below the granted QoS): a session is never
  * kept, so QoS 1 would only redeliver on the same TCP connection, where
  * nothing is lost; the SDKs (C, Node, Python) accept either. Incoming
- * PUBACKs are therefore read and ignored. */
+ * PUBACKs are therefore read and ignored.
+ *
+ * A register's PUBACK is held until its answer is written (both then go
+ * in one TLS record and one write, instead of a write, a wake-up and two
+ * epoll changes each), at most PUBACK_HOLD_MS: MQTT sets no time for a
+ * PUBACK, only its order (4.6: as the PUBLISHes came), which a FIFO keeps. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -36,6 +41,12 @@ typedef struct log_limit {
 
 typedef struct mconn mconn;
 
+/* PUBACKs held at once on a connection; one more sends them all first. */
+#define PUBACK_HELD_MAX 8
+/* The tick sends PUBACKs held longer than this (the answer is slow: a 202
+ * comes only after assigning_after_ms). */
+#define PUBACK_HOLD_MS 200.0
+
 /* A request in the core's hands, until answered or cancelled. */
 typedef struct mcall {
     mconn *c;
@@ -59,8 +70,14 @@ struct mconn {
     char registration_id[ENR_DPS_REGISTRATION_ID_MAX + 1];
     char api_version[32];
     char *sas_token;              /* the CONNECT password, NUL-terminated; cleansed when freed */
+    /* What CONNECT's attestation proved, for the register that follows
+     * (the core decides whether it still holds; spent by that register). */
+    enr_provision_grant *grant;
     mcall *calls;
     int calls_open;               /* in the core's hands (DPS_MQTT_CALLS_PER_CONNECTION) */
+    uint16_t puback_held[PUBACK_HELD_MAX]; /* packet ids owed a PUBACK, oldest first */
+    int puback_count;
+    double puback_since_ms;       /* when the oldest of them came */
     mconn *prev, *next;
 };
 
@@ -157,6 +174,7 @@ static void conn_free(mconn *c)
     }
     if (c->sas_token != NULL)
         OPENSSL_clear_free(c->sas_token, strlen(c->sas_token));
+    enr_provision_grant_free(c->grant);
     bufferevent_free(c->bev);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -170,12 +188,19 @@ static void conn_free(mconn *c)
     listener_update(m);
 }
 
+/* Writing is enabled only while there is something to write: an enabled
+ * write event over an empty output still costs a wake-up and two epoll
+ * changes (libevent's OpenSSL bufferevent arms it again when the
+ * handshake ends), per connection and for nothing. The callback can come
+ * after more was queued (an answer completed meanwhile on this loop):
+ * then writing stays on, or that answer would never leave. */
 static void write_drained(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     mconn *c = arg;
     if (c->closing)
         conn_free(c);
+    else if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
 }
 
 /* Stops reading; the connection goes once what was written is out (the
@@ -191,8 +216,39 @@ static void conn_close(mconn *c)
 
 static void send_bytes(mconn *c, const uint8_t *b, size_t n)
 {
-    if (n > 0)
-        bufferevent_write(c->bev, b, n);
+    if (n > 0 && bufferevent_write(c->bev, b, n) == 0)
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* Appends the held PUBACKs (in the order their PUBLISHes came) to `b`;
+ * the bytes written, 0 when `cap` is too small (none are then taken). */
+static size_t take_pubacks(mconn *c, uint8_t *b, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < c->puback_count; i++) {
+        size_t one = enr_mqtt_encode_puback(b + n, cap - n, c->level, c->puback_held[i], 0);
+        if (one == 0)
+            return 0;
+        n += one;
+    }
+    c->puback_count = 0;
+    return n;
+}
+
+static void send_pubacks(mconn *c)
+{
+    uint8_t b[PUBACK_HELD_MAX * 8];
+    if (c->puback_count > 0)
+        send_bytes(c, b, take_pubacks(c, b, sizeof b));
+}
+
+static void hold_puback(mconn *c, uint16_t packet_id)
+{
+    if (c->puback_count == PUBACK_HELD_MAX)
+        send_pubacks(c);
+    if (c->puback_count == 0)
+        c->puback_since_ms = now_ms();
+    c->puback_held[c->puback_count++] = packet_id;
 }
 
 /* A protocol failure: MQTT 5 hears why (DISCONNECT), 3.1.1 is just closed. */
@@ -277,10 +333,12 @@ static void on_connect(mconn *c, const enr_mqtt_connect *p)
     }
     c->level = level;
     /* The checks a request gets before its verb, once for the connection
-     * (refusals audited by the core); each request is attested again. */
+     * (refusals audited by the core). The grant spares the register that
+     * follows a second attestation of the same token; every other request
+     * is attested again (a token expires; an operator disables). */
     char message[256] = "";
     enr_dps_error e = enr_provision_authenticate(m->core, c->id_scope, c->registration_id, c->api_version, &peer,
-                                                 message, sizeof message);
+                                                 &c->grant, message, sizeof message);
     switch (e) {
     case ENR_DPS_OK: break;
     case ENR_DPS_STORE_UNAVAILABLE:
@@ -320,15 +378,28 @@ static void answered(void *ctx, const enr_provision_outcome *o)
     /* Only to a subscriber, as a broker would: the DPS SDKs subscribe first. */
     bool wanted = c->subscribed || strcmp(c->exact[0], topic) == 0 || strcmp(c->exact[1], topic) == 0;
     if (tlen > 0 && wanted && !c->closing) {
-        size_t n = enr_mqtt_encode_publish(NULL, 0, c->level, 0, 0, topic, tlen, (const uint8_t *)body, strlen(body));
-        uint8_t *b = n ? malloc(n) : NULL;
-        if (b != NULL && enr_mqtt_encode_publish(b, n, c->level, 0, 0, topic, tlen, (const uint8_t *)body,
-                                                 strlen(body)) == n) {
-            send_bytes(c, b, n);
-            atomic_fetch_add(&c->m->counters.answers, 1);
+        /* The held PUBACKs and the answer encoded straight into one
+         * contiguous reservation of the output: one SSL_write. */
+        size_t blen = strlen(body);
+        size_t acks = (size_t)c->puback_count * 8;
+        size_t n = enr_mqtt_encode_publish(NULL, 0, c->level, 0, 0, topic, tlen, (const uint8_t *)body, blen);
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        struct evbuffer_iovec v;
+        if (n > 0 && evbuffer_reserve_space(out, (ev_ssize_t)(acks + n), &v, 1) == 1) {
+            uint8_t *b = v.iov_base;
+            size_t at = take_pubacks(c, b, acks);
+            if (enr_mqtt_encode_publish(b + at, n, c->level, 0, 0, topic, tlen, (const uint8_t *)body, blen) == n) {
+                v.iov_len = at + n;
+                atomic_fetch_add(&c->m->counters.answers, 1);
+            } else {
+                v.iov_len = at;
+            }
+            if (evbuffer_commit_space(out, &v, 1) == 0 && v.iov_len > 0)
+                bufferevent_enable(c->bev, EV_WRITE);
         }
-        free(b);
     }
+    if (!c->closing)
+        send_pubacks(c); /* no answer went out (or no room for it): still owed */
     free(q);
 }
 
@@ -341,10 +412,8 @@ static void on_publish(mconn *c, const enr_mqtt_publish *p)
         conn_fail(c, ENR_MQTT_TOPIC_INVALID);
         return;
     }
-    if (p->qos == 1) {
-        uint8_t b[8];
-        send_bytes(c, b, enr_mqtt_encode_puback(b, sizeof b, c->level, p->packet_id, 0));
-    }
+    if (p->qos == 1)
+        hold_puback(c, p->packet_id); /* goes out with the answer */
     mcall *q = calloc(1, sizeof *q);
     if (q == NULL) {
         conn_fail(c, ENR_MQTT_BUFFER);
@@ -377,6 +446,7 @@ static void on_publish(mconn *c, const enr_mqtt_publish *p)
                  .chain = ssl ? SSL_get_peer_cert_chain(ssl) : NULL},
         .body = t.is_register ? (const char *)p->payload.data : "",
         .body_len = t.is_register ? p->payload.len : 0,
+        .grant = c->grant,
     };
     if (r.body == NULL)
         r.body = "";
@@ -538,7 +608,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
      * header, so nothing beyond the maximum is ever buffered. */
     bufferevent_setwatermark(bev, EV_READ, 0, m->lim.max_packet_bytes);
     bufferevent_setcb(bev, conn_read, write_drained, conn_event, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+    bufferevent_disable(bev, EV_WRITE); /* until there is something to write (write_drained) */
     listener_update(m);
 }
 
@@ -557,6 +628,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
                 conn_free(c);
             continue;
         }
+        if (c->puback_count > 0 && now - c->puback_since_ms >= PUBACK_HOLD_MS)
+            send_pubacks(c);
         bool late = c->level == 0 ? now - c->accepted_ms > m->lim.connect_timeout_seconds * 1000.0
                                   : now - c->last_rx_ms > c->keepalive_ms;
         if (late) {

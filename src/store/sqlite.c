@@ -350,7 +350,10 @@ static const char *const SQL[ST_COUNT] = {
         "(SELECT revoked FROM certificate WHERE issuer = :issuer AND serial = :serial), "
         "(SELECT enrollment_kind = :kind AND enrollment_id = :id FROM registration "
         "WHERE registration_id = :registration_id), "
-        "EXISTS (SELECT 1 FROM compromised_key WHERE spki_sha256 = :spki)",
+        "EXISTS (SELECT 1 FROM compromised_key WHERE spki_sha256 = :spki), "
+        "COALESCE((SELECT etag FROM enrollment_group WHERE :kind = 'group' AND group_id = :id), "
+        "(SELECT etag FROM individual_enrollment WHERE :kind = 'individual' AND registration_id = :id), ''), "
+        "(:kind = 'group' AND EXISTS (SELECT 1 FROM individual_enrollment WHERE registration_id = :registration_id))",
     [ST_ROLLBACK_TO_SAVEPOINT] = "ROLLBACK TO item",
     [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_INTEGRITY] = "PRAGMA integrity_check",
@@ -1469,6 +1472,8 @@ typedef struct preconditions {
     int credential_state; /* 0 unrevoked, 1 revoked, -1 not in the store */
     int same_enrollment;  /* 1 the registration's own, 0 another one's, -1 a new registration */
     int key_compromised;
+    char enrollment_etag[ENR_STORE_ETAG_MAX + 1]; /* "" when the enrollment is gone */
+    int individual_exists; /* a group item whose id has an individual enrollment now */
 } preconditions;
 
 static enr_code read_preconditions(sqlite3_stmt *st, void *item, enr_error *err)
@@ -1479,6 +1484,9 @@ static enr_code read_preconditions(sqlite3_stmt *st, void *item, enr_error *err)
     p->credential_state = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1);
     p->same_enrollment = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 2);
     p->key_compromised = sqlite3_column_int(st, 3);
+    const unsigned char *etag = sqlite3_column_text(st, 4);
+    snprintf(p->enrollment_etag, sizeof p->enrollment_etag, "%s", etag != NULL ? (const char *)etag : "");
+    p->individual_exists = sqlite3_column_int(st, 5);
     return ENR_OK;
 }
 
@@ -1501,7 +1509,7 @@ static enr_code check_preconditions(sqlite_store *s, const enr_registration_comm
     bind_text(&b, ":serial", it->credential_serial);
     bind_text(&b, ":registration_id", r->registration_id);
     bind_text(&b, ":spki", it->certificate != NULL ? it->certificate->spki_sha256 : NULL);
-    preconditions p = {0, -1, -1, 0};
+    preconditions p = {0, -1, -1, 0, "", 0};
     if ((rc = fetch_one(s, st, &b, read_preconditions, &p, "no answer", err)) != ENR_OK)
         return rc;
     if (it->require_enrollment_enabled && !p.enrollment_enabled)
@@ -1515,6 +1523,16 @@ static enr_code check_preconditions(sqlite_store *s, const enr_registration_comm
         return enr_error_refuse(err, ENR_R_ENROLLMENT_MISMATCH,
                                 "registration '%s' belongs to another enrollment (an operator moves it with "
                                 "`enroll admin registration move`)",
+                                r->registration_id);
+    /* Attested before this request (once for a connection): what decided
+     * then must be what decides now, or the device attests again. */
+    if (it->enrollment_etag != NULL && strcmp(p.enrollment_etag, it->enrollment_etag) != 0)
+        return enr_error_refuse(err, ENR_R_ENROLLMENT_MISMATCH,
+                                "the %s enrollment '%s' changed since the credential was attested",
+                                kind_text(r->enrollment_kind), r->enrollment_id);
+    if (it->enrollment_etag != NULL && p.individual_exists)
+        return enr_error_refuse(err, ENR_R_ENROLLMENT_MISMATCH,
+                                "registration '%s' has an individual enrollment now: register with its credential",
                                 r->registration_id);
     if (p.key_compromised)
         return enr_error_refuse(err, ENR_R_KEY_COMPROMISED,

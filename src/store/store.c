@@ -1011,7 +1011,7 @@ static enr_code prepare_commit(const enr_registration_commit *in, prepared_commi
     }
     *out = (enr_registration_commit){&p->reg, in->certificate != NULL ? &p->cert : NULL, &p->op, a,
                                      in->credential_issuer, in->credential_serial, in->require_enrollment_enabled,
-                                     ENR_OK, {0}};
+                                     in->enrollment_etag, ENR_OK, {0}};
     return ENR_OK;
 }
 

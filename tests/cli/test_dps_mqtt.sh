@@ -175,6 +175,46 @@ elif what == 'flood':  # six registers at once: four go to the core, the rest ar
     print('throttled', topics.count('$dps/registrations/res/429'), 'assigned', topics.count('$dps/registrations/res/200'))
 elif what == 'connect-timeout':
     c = conn(); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t))
+elif what == 'register':  # CONNECT, wait argv[7] whole seconds, subscribe, one register: its answer topic
+    if pw.startswith('expiring:'):  # a token made here, 297 s past its se: inside the 300 s skew for 3 s
+        import base64, hashlib, hmac, urllib.parse
+        sr, se = scope + '%2Fregistrations%2F' + rid, str(int(time.time()) - 297)
+        sig = base64.b64encode(hmac.new(base64.b64decode(pw[9:]), (sr + '\n' + se).encode(), hashlib.sha256).digest()).decode()
+        pw = 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' % (sr, urllib.parse.quote(sig, safe=''), se)
+    c = conn(); print('connack', connect(c)[1].hex())
+    for _ in range(int(sys.argv[7])):  # waiting, a PINGREQ a second (the keepalive is 2 s here)
+        time.sleep(1); c.sendall(b'\xc0\x00'); read_packet(c)
+    c.sendall(pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x00')); read_packet(c)
+    c.sendall(pkt(0x30, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + open('body.json', 'rb').read()))
+    t, b = read_packet(c)
+    tl = struct.unpack('>H', b[:2])[0]; print('answer', b[2:2 + tl].decode(), json.loads(b[2 + tl:]).get('errorCode'))
+elif what == 'pipelined':  # CONNECT, SUBSCRIBE and PUBLISH in one write (3.1.1 allows it), ten times
+    answers = []
+    for i in range(10):
+        c = conn()
+        user = scope + '/registrations/' + rid + '/api-version=2019-03-31&ClientVersion=c-sdk'
+        c.sendall(pkt(0x10, s('MQTT') + bytes([4, 0xc0]) + struct.pack('>H', 60) + s(rid) + s(user) + s(pw)) +
+                  pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x01') +
+                  pkt(0x32, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + b'\x00\x02' + open('body.json', 'rb').read()))
+        while True:
+            p = read_packet(c)
+            if p is None or p[0] >> 4 == 3: break
+        answers.append(p[1][2:2 + struct.unpack('>H', p[1][:2])[0]].decode().split('/?')[0] if p else 'closed')
+        c.close()
+    print('answers', answers.count('$dps/registrations/res/200'), 'of', len(answers))
+elif what == 'slow-commit':  # the store held 2 s (keepalive 3 s): the PUBACK comes anyway, the answer after
+    import sqlite3, threading
+    c = conn(); connect(c)
+    c.sendall(pkt(0x82, b'\x00\x01' + s('$dps/registrations/res/#') + b'\x01')); read_packet(c)
+    db = sqlite3.connect(sys.argv[7], isolation_level=None, check_same_thread=False)
+    db.execute('BEGIN IMMEDIATE')
+    threading.Timer(2.0, lambda: db.execute('COMMIT')).start()
+    t0 = time.time()
+    c.sendall(pkt(0x32, s('$dps/registrations/PUT/iotdps-register/?$rid=1') + b'\x00\x09' + open('body.json', 'rb').read()))
+    got = {}
+    while len(got) < 2:
+        t, b = read_packet(c); got.setdefault(t >> 4, (round(time.time() - t0, 2), b[:2].hex() if t >> 4 == 4 else ''))
+    print('puback', got[4][0], got[4][1], 'answer', got[3][0])
 elif what == 'keepalive':  # keepalive 1 s: silent past 1.5 s is closed
     c = conn(); connect(c, keepalive=1); t = time.time(); print('closed', closed(c), 'after', round(time.time() - t, 1))
 PY
@@ -196,6 +236,27 @@ check "connect timeout" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-0
 contains "$WORK/.out" "closed True after 2" "no CONNECT: closed after connect_timeout_seconds (2)"
 check "keepalive" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" keepalive
 contains "$WORK/.out" "closed True after 1." "keepalive 1 s: closed after 1.5 s of silence"
+# CONNECT's attestation stands in for the register that follows only
+# while the token lives and for CONNECT's registration id.
+"$ENROLL" key new --out dev6.key >/dev/null
+body dev-006 dev6.key
+check "a token expiring while connected" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-006 "expiring:$(device_key "$GROUP_KEY" dev-006)" register 4
+contains "$WORK/.out" "connack 0000" "the token was still good at CONNECT"
+contains "$WORK/.out" 'answer $dps/registrations/res/401/?$rid=1 401003' "expired while connected: the register is refused (401003, token expired)"
+DEV7_PW=$(sas_token "$(device_key "$GROUP_KEY" dev-007)" dev-007)
+body dev-other dev6.key
+check "another registration id on the connection" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-007 "$DEV7_PW" register 0
+contains "$WORK/.out" "connack 0000" "CONNECT as dev-007 accepted"
+grep -q 'answer $dps/registrations/res/4[0-9][0-9]/' "$WORK/.out" && pass || fail "a register for dev-other on dev-007's connection: $(cat "$WORK/.out")"
+body dev-004 dev4.key
+check "pipelined CONNECT+SUBSCRIBE+PUBLISH" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-004 "$DEV4_PW" pipelined
+contains "$WORK/.out" "answers 10 of 10" "pipelined after a full TLS handshake: every register answered"
+# A PUBACK waits for its answer to share its write, but not for a slow one.
+"$ENROLL" key new --out dev8.key >/dev/null
+body dev-008 dev8.key
+check "a register while the store is held" python3 raw.py "$MQTT_PORT" root/cert.pem "$SCOPE" dev-008 "$(sas_token "$(device_key "$GROUP_KEY" dev-008)" dev-008)" slow-commit data/enroll.db
+awk '$1 == "puback" && $2 < 1.2 && $3 == "0009" && $5 >= 1.2 { ok = 1 } END { exit !ok }' "$WORK/.out" && pass ||
+  fail "the PUBACK (packet 9) within 1.2 s while the commit waits, the answer after: $(cat "$WORK/.out")"
 check "metrics" curl -s --cacert root/cert.pem "https://127.0.0.1:$(grep -o '"port":[0-9]*' enrolld.log | head -1 | cut -d: -f2)/metrics"
 contains "$WORK/.out" 'enroll_mqtt_closed_total{reason="malformed"} 1' "metrics: malformed counted"
 # SIGHUP: a new server certificate reaches the MQTT port too.

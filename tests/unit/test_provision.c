@@ -557,22 +557,175 @@ static void test_authenticate(void **state)
     char message[600];
     char *token = token_for("dev-conn", time(NULL) + 600);
     enr_peer_credential peer = {.sas_token = token};
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_OK);
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-else", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-else", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_AUTH_FAILED);
-    assert_int_equal(enr_provision_authenticate(h.core, "0ne0000other", "dev-conn", API, &peer, message,
+    assert_int_equal(enr_provision_authenticate(h.core, "0ne0000other", "dev-conn", API, &peer, NULL, message,
                                                 sizeof message),
                      ENR_DPS_UNKNOWN_ID_SCOPE);
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", NULL, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", NULL, &peer, NULL, message, sizeof message),
                      ENR_DPS_API_VERSION_UNSUPPORTED);
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev conn", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev conn", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_REGISTRATION_ID_INVALID);
     peer.sas_token = NULL;
-    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, message, sizeof message),
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-conn", API, &peer, NULL, message, sizeof message),
                      ENR_DPS_AUTH_FAILED);
     assert_int_equal(h.finals, 5); /* each refusal observed (and audited) */
     enr_sas_secret_free(token);
+    harness_stop(&h);
+}
+
+/* ---- grants: CONNECT's attestation standing in for the register's ------ */
+
+static void admin_now(const char *command, const char *args, char **result)
+{
+    enr_error err;
+    enr_store *store = NULL;
+    assert_int_equal(enr_store_open_sqlite(data, &store, &err), ENR_OK);
+    admin(store, command, args, result);
+    enr_store_close(store);
+}
+
+/* A token of a device key derived from group key `key`. */
+static char *token_with(const char *key, const char *rid, time_t se)
+{
+    enr_error err;
+    char *device_key = NULL, *token = NULL;
+    assert_int_equal(enr_sas_derive_device_key(key, rid, &device_key, &err), ENR_OK);
+    assert_int_equal(enr_sas_token_make(SCOPE, rid, device_key, se, &token, &err), ENR_OK);
+    enr_sas_secret_free(device_key);
+    return token;
+}
+
+static enr_provision_grant *connect_as(harness *h, const char *rid, const char *token)
+{
+    enr_peer_credential peer = {.sas_token = token};
+    enr_provision_grant *g = NULL;
+    char message[600];
+    assert_int_equal(enr_provision_authenticate(h->core, SCOPE, rid, API, &peer, &g, message, sizeof message),
+                     ENR_DPS_OK);
+    assert_non_null(g);
+    return g;
+}
+
+static answer register_with(harness *h, const char *rid, const char *token, enr_provision_grant *g)
+{
+    char *body = body_for(rid, NULL);
+    enr_provision_request req = {.verb = ENR_PROVISION_REGISTER, .id_scope = SCOPE, .registration_id = rid,
+                                 .api_version = API, .peer = {.sas_token = token}, .body = body,
+                                 .body_len = strlen(body), .grant = g};
+    answer a = {0};
+    (void)enr_provision_submit(h->core, &req, answered, &a);
+    free(body);
+    run_until(h, is_done, &a);
+    return a;
+}
+
+static void expect_refused(answer a, harness *h, enr_dps_error e, const char *says)
+{
+    assert_true(a.status >= 400);
+    assert_int_equal(a.error, e);
+    assert_int_equal(h->last_final_code, enr_dps_error_code(e)); /* observed: audited like any refusal */
+    if (says != NULL && strstr(a.body, says) == NULL)
+        fail_msg("expected \"%s\" in %s", says, a.body);
+    free(a.body);
+}
+
+static void expect_ok(answer a)
+{
+    assert_int_equal(a.status, 200);
+    free(a.body);
+}
+
+/* A grant holds only for its registration id, its token and the token's
+ * lifetime, once; the commit refuses it when the enrollment changed since
+ * or an individual enrollment took the id over. */
+static void test_grant_bounds(void **state)
+{
+    (void)state;
+    char *keys = NULL;
+    admin_now("group.new", "{\"id\":\"granted\",\"policy\":\"p30\",\"symmetric\":true}", &keys);
+    json_t *doc = json_loads(keys, 0, NULL);
+    char key[128];
+    snprintf(key, sizeof key, "%s", json_string_value(json_object_get(doc, "primary_key")));
+    json_decref(doc);
+    enr_admin_result_free(keys);
+    harness h;
+    harness_start(&h, 5000);
+    time_t hour = time(NULL) + 3600;
+
+    char *t1 = token_with(key, "dev-g1", hour);
+    enr_provision_grant *g1 = connect_as(&h, "dev-g1", t1);
+    expect_ok(register_with(&h, "dev-g1", t1, g1));
+
+    /* Another registration id on the connection: attested, and refused. */
+    char *t2 = token_with(key, "dev-g2", hour);
+    enr_provision_grant *g2 = connect_as(&h, "dev-g2", t2);
+    expect_refused(register_with(&h, "dev-g3", t2, g2), &h, ENR_DPS_AUTH_FAILED, "does not verify");
+
+    /* Another token than CONNECT's (a forgery): attested, and refused. */
+    char *t4 = token_with(key, "dev-g4", hour);
+    char *forged = strdup(t4); /* as long as t4, one signature byte off */
+    assert_non_null(forged);
+    char *sig = strstr(forged, "sig=") + 4;
+    while (*sig == '%')
+        sig += 3;
+    *sig = *sig == 'A' ? 'B' : 'A';
+    enr_provision_grant *g4 = connect_as(&h, "dev-g4", t4);
+    expect_refused(register_with(&h, "dev-g4", forged, g4), &h, ENR_DPS_AUTH_FAILED, "does not verify");
+
+    /* A token that expires while connected: its grant ends at se, and the
+     * register after the allowed skew is refused as expired. */
+    char *t5 = token_with(key, "dev-g5", time(NULL) - ENR_PROVISION_SAS_SKEW_DEFAULT + 1);
+    enr_provision_grant *g5 = connect_as(&h, "dev-g5", t5);
+    sleep(2);
+    expect_refused(register_with(&h, "dev-g5", t5, g5), &h, ENR_DPS_TOKEN_EXPIRED, NULL);
+
+    /* Once: a second register on the connection is attested again. */
+    char *t8 = token_with(key, "dev-g8", hour);
+    enr_provision_grant *g8 = connect_as(&h, "dev-g8", t8);
+    expect_ok(register_with(&h, "dev-g8", t8, g8));
+
+    /* The key rotated since CONNECT (the old primary still verifies as the
+     * secondary): the commit sees the enrollment changed and refuses; a
+     * fresh attestation of the same token is fine. */
+    char *t6 = token_with(key, "dev-g6", hour);
+    enr_provision_grant *g6 = connect_as(&h, "dev-g6", t6);
+    admin_now("key.rotate", "{\"group\":\"granted\"}", NULL);
+    expect_refused(register_with(&h, "dev-g6", t6, g6), &h, ENR_DPS_AUTH_FAILED, "changed since");
+    expect_ok(register_with(&h, "dev-g6", t6, NULL));
+
+    /* An operator blocks an id with a disabled individual enrollment while
+     * it is connected: the grant (from its group) is refused at commit. */
+    char *t7 = token_with(key, "dev-g7", hour);
+    enr_provision_grant *g7 = connect_as(&h, "dev-g7", t7);
+    admin_now("individual.new", "{\"id\":\"dev-g7\",\"policy\":\"p30\",\"symmetric\":true}", NULL);
+    admin_now("individual.disable", "{\"id\":\"dev-g7\"}", NULL);
+    expect_refused(register_with(&h, "dev-g7", t7, g7), &h, ENR_DPS_AUTH_FAILED, "individual enrollment");
+    expect_refused(register_with(&h, "dev-g7", t7, NULL), &h, ENR_DPS_ENROLLMENT_DISABLED, NULL);
+
+    /* g8 was spent: with the original key gone, its second register is a
+     * fresh attestation that fails, not the grant's commit check. */
+    admin_now("key.rotate", "{\"group\":\"granted\"}", NULL);
+    expect_refused(register_with(&h, "dev-g8", t8, g8), &h, ENR_DPS_AUTH_FAILED, "does not verify");
+
+    /* An X.509 peer gets no grant (its validity is not one number). */
+    enr_provision_grant *none = (enr_provision_grant *)&h;
+    enr_peer_credential nothing = {0};
+    char message[600];
+    assert_int_equal(enr_provision_authenticate(h.core, SCOPE, "dev-g9", API, &nothing, &none, message,
+                                                sizeof message),
+                     ENR_DPS_AUTH_FAILED);
+    assert_null(none);
+
+    enr_provision_grant *grants[] = {g1, g2, g4, g5, g6, g7, g8};
+    for (size_t i = 0; i < sizeof grants / sizeof grants[0]; i++)
+        enr_provision_grant_free(grants[i]);
+    free(forged);
+    char *tokens[] = {t1, t2, t4, t5, t6, t7, t8};
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+        enr_sas_secret_free(tokens[i]);
     harness_stop(&h);
 }
 
@@ -586,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_assigning_then_failed),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_authenticate),
+        cmocka_unit_test(test_grant_bounds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

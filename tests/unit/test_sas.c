@@ -733,6 +733,39 @@ static void test_parse_usage(void **state)
     assert_int_equal(enr_sas_token_parse("", &t, NULL), ENR_E_PARSE);
 }
 
+/* The reused HMAC gives what the one-shot one gives, whatever key came
+ * before it: derivation, a match, a mismatch, two keys. */
+static void test_reused_mac_same_results(void **state)
+{
+    (void)state;
+    enr_error err;
+    enr_sas_mac *m = NULL;
+    assert_int_equal(enr_sas_mac_new(&m, &err), ENR_OK);
+    for (int round = 0; round < 3; round++) {
+        char *once = NULL, *reused = NULL;
+        assert_int_equal(enr_sas_derive_device_key(GROUP_KEY_B64, REG_ID, &once, &err), ENR_OK);
+        assert_int_equal(enr_sas_derive_device_key_with(m, GROUP_KEY_B64, REG_ID, &reused, &err), ENR_OK);
+        assert_string_equal(once, reused);
+        char *header = NULL;
+        assert_int_equal(enr_sas_token_make(SCOPE, REG_ID, DEVICE_KEY_B64, 4102444800, &header, &err), ENR_OK);
+        enr_sas_token *t = parse_ok(header);
+        int index = -1;
+        const char *const two[] = {once, DEVICE_KEY_B64};
+        assert_int_equal(enr_sas_token_verify_with(m, t, SCOPE, REG_ID, two, 2, 4102444000, 300, 0, &index, &err),
+                         ENR_OK);
+        assert_int_equal(index, 1);
+        assert_int_equal(enr_sas_token_verify_with(m, t, SCOPE, REG_ID, two, 1, 4102444000, 300, 0, &index, &err),
+                         ENR_E_VERIFY);
+        assert_int_equal(enr_sas_token_verify(t, SCOPE, REG_ID, two, 1, 4102444000, 300, 0, &index, &err),
+                         ENR_E_VERIFY);
+        enr_sas_token_free(t);
+        enr_sas_secret_free(header);
+        enr_sas_secret_free(once);
+        enr_sas_secret_free(reused);
+    }
+    enr_sas_mac_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -762,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_parse_bad_input_table),
         cmocka_unit_test(test_parse_oversized),
         cmocka_unit_test(test_parse_usage),
+        cmocka_unit_test(test_reused_mac_same_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
