@@ -17,36 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quote.h"
+
 /* ---- messages and paths ----------------------------------------------- */
 
-/* How much outside text (a key, a value) goes into a message. */
-#define QUOTE_MAX 64
 /* The path part of a message; a deeper path is cut with "...". */
 #define PATH_CAP 300
-
-typedef struct quoted {
-    char text[QUOTE_MAX + 4];
-} quoted;
-
-/* Outside text for a message: printable ASCII only and bounded, so a
- * hostile template or parameter can neither forge log lines nor fill the
- * message. */
-static quoted quote(const char *s)
-{
-    quoted q;
-    size_t len = strnlen(s, QUOTE_MAX + 1);
-    size_t n = len < QUOTE_MAX ? len : QUOTE_MAX;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        q.text[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    if (len > QUOTE_MAX) {
-        memcpy(q.text + n, "...", 3);
-        n += 3;
-    }
-    q.text[n] = '\0';
-    return q;
-}
 
 typedef struct path {
     char text[PATH_CAP];
@@ -72,7 +48,7 @@ static size_t path_key(path *p, const char *key)
     size_t saved = p->len;
     if (p->len > 0)
         path_append(p, ".");
-    path_append(p, quote(key).text);
+    path_append(p, enr_quote(key).text);
     return saved;
 }
 
@@ -461,7 +437,7 @@ static enr_code check_ref_name(checker *c, const char *name, const char *how)
     if (pseudo_index(name) >= 0 || param_index(c->t, name) >= 0)
         return ENR_OK;
     return fail_at(c->err, ENR_E_PARSE, &c->p, "%s \"%s\", which is not a parameter%s", how,
-                   quote(name).text,
+                   enr_quote(name).text,
                    strncmp(name, "AWS::", 5) == 0 ? " (nor a pseudo parameter this service supplies)"
                                                   : "");
 }
@@ -594,7 +570,7 @@ static enr_code check_intrinsic(checker *c, const char *fn, const json_t *arg, k
             if (next == NULL) {
                 size_t at = path_index(&c->p, i);
                 rc = fail_at(c->err, ENR_E_PARSE, &c->p, "there is no %s \"%s\" in Mappings%s",
-                             WHAT[i], quote(json_string_value(name)).text,
+                             WHAT[i], enr_quote(json_string_value(name)).text,
                              i == 0 ? "" : " under the keys before it");
                 (void)at;
             }
@@ -611,7 +587,7 @@ static enr_code check_intrinsic(checker *c, const char *fn, const json_t *arg, k
             if (rc == ENR_OK && cond_index(c->t, json_string_value(json_array_get(arg, 0))) < 0) {
                 size_t at = path_index(&c->p, 0);
                 rc = fail_at(c->err, ENR_E_PARSE, &c->p, "there is no condition \"%s\"",
-                             quote(json_string_value(json_array_get(arg, 0))).text);
+                             enr_quote(json_string_value(json_array_get(arg, 0))).text);
                 (void)at;
             }
             kind a = K_STRING, b = K_STRING;
@@ -651,12 +627,12 @@ static enr_code check_intrinsic(checker *c, const char *fn, const json_t *arg, k
     } else if (strncmp(fn, "Fn::", 4) == 0) {
         rc = fail_at(c->err, ENR_E_UNSUPPORTED, &c->p,
                      "%s is not supported (Ref, Fn::Join, Fn::Select, Fn::Split, Fn::FindInMap, "
-                     "Fn::If and Fn::Sub are)", quote(fn).text);
+                     "Fn::If and Fn::Sub are)", enr_quote(fn).text);
     } else {
         path_pop(&c->p, saved);
         return fail_at(c->err, ENR_E_PARSE, &c->p,
                        "an object here must be an intrinsic function such as {\"Ref\": ...}; "
-                       "\"%s\" is not one", quote(fn).text);
+                       "\"%s\" is not one", enr_quote(fn).text);
     }
     if (rc == ENR_OK)
         path_pop(&c->p, saved);
@@ -721,7 +697,7 @@ static enr_code check_condition_name(checker *c, const json_t *v)
                        json_kind(v));
     if (cond_index(c->t, json_string_value(v)) < 0)
         return fail_at(c->err, ENR_E_PARSE, &c->p, "there is no condition \"%s\"",
-                       quote(json_string_value(v)).text);
+                       enr_quote(json_string_value(v)).text);
     return ENR_OK;
 }
 
@@ -736,7 +712,7 @@ static enr_code check_cond(checker *c, const json_t *v)
         return fail_at(c->err, ENR_E_PARSE, &c->p,
                        "a condition must be one of Fn::Equals, Fn::Not, Fn::And, Fn::Or or "
                        "Condition, not %s%s%s",
-                       fn != NULL ? "\"" : json_kind(v), fn != NULL ? quote(fn).text : "",
+                       fn != NULL ? "\"" : json_kind(v), fn != NULL ? enr_quote(fn).text : "",
                        fn != NULL ? "\"" : "");
     size_t saved = path_key(&c->p, fn);
     enr_code rc = ENR_OK;
@@ -785,8 +761,8 @@ static enr_code visit_deps(checker *c, const json_t *v, unsigned char *color, si
             enr_code rc = fail_at(c->err, ENR_E_PARSE, &c->p,
                                   "the conditions form a cycle: \"%s\" depends on \"%s\", which "
                                   "depends on it",
-                                  quote(c->t->conds[from].name).text,
-                                  quote(c->t->conds[to].name).text);
+                                  enr_quote(c->t->conds[from].name).text,
+                                  enr_quote(c->t->conds[to].name).text);
             path_pop(&c->p, saved);
             return rc;
         }
@@ -844,7 +820,7 @@ static enr_code check_parameters(checker *c, const json_t *section)
             if (strcmp(key, "Type") != 0 && strcmp(key, "Default") != 0)
                 return fail_at(c->err, ENR_E_PARSE, &c->p,
                                "unknown key \"%s\" (a parameter has Type and Default)",
-                               quote(key).text);
+                               enr_quote(key).text);
         }
         param *p = &c->t->params[c->t->n_params];
         p->name = name;
@@ -857,7 +833,7 @@ static enr_code check_parameters(checker *c, const json_t *section)
         else if (type_text != NULL)
             return fail_at(c->err, ENR_E_UNSUPPORTED, &c->p,
                            "Type \"%s\" is not supported (String and Number are)",
-                           quote(type_text).text);
+                           enr_quote(type_text).text);
         else
             return fail_at(c->err, ENR_E_PARSE, &c->p, "Type must be \"String\" or \"Number\"%s",
                            type == NULL ? " (it is missing)" : "");
@@ -879,7 +855,7 @@ static enr_code check_parameters(checker *c, const json_t *section)
                 path_key(&c->p, "Default");
                 return fail_at(c->err, ENR_E_PARSE, &c->p,
                                "\"%s\" is not a number (the parameter is a Number)",
-                               quote(value).text);
+                               enr_quote(value).text);
             }
             if ((p->def = strdup(value)) == NULL)
                 return enr_error_set(c->err, ENR_E_NOMEM, "out of memory");
@@ -975,7 +951,7 @@ static enr_code check_literal_name(checker *c, const json_t *v, bool (*ok)(const
 {
     if (json_is_string(v) && !ok(json_string_value(v)))
         return fail_at(c->err, ENR_E_PARSE, &c->p, "\"%s\" is not %s",
-                       quote(json_string_value(v)).text, rule);
+                       enr_quote(json_string_value(v)).text, rule);
     return ENR_OK;
 }
 
@@ -1037,7 +1013,7 @@ static enr_code check_thing_properties(checker *c, const json_t *props)
             path_pop(&c->p, saved);
             return fail_at(c->err, ENR_E_PARSE, &c->p,
                            "unknown property \"%s\" (a thing has ThingName, AttributePayload, "
-                           "ThingTypeName, ThingGroups and BillingGroup)", quote(key).text);
+                           "ThingTypeName, ThingGroups and BillingGroup)", enr_quote(key).text);
         }
         if (rc != ENR_OK)
             return rc;
@@ -1095,12 +1071,12 @@ static enr_code check_certificate_properties(checker *c, const json_t *props)
             const char *s = json_string_value(v);
             if (rc == ENR_OK && s != NULL && status_canonical(s) == NULL)
                 rc = fail_at(c->err, ENR_E_PARSE, &c->p,
-                             "Status is \"ACTIVE\" or \"INACTIVE\", not \"%s\"", quote(s).text);
+                             "Status is \"ACTIVE\" or \"INACTIVE\", not \"%s\"", enr_quote(s).text);
         } else {
             path_pop(&c->p, saved);
             return fail_at(c->err, ENR_E_PARSE, &c->p,
                            "unknown property \"%s\" (a certificate has CertificateId and Status)",
-                           quote(key).text);
+                           enr_quote(key).text);
         }
         if (rc != ENR_OK)
             return rc;
@@ -1138,7 +1114,7 @@ static enr_code check_resource(checker *c, const char *name, const json_t *res)
             strcmp(key, "Condition") != 0 && strcmp(key, "OverrideSettings") != 0)
             return fail_at(c->err, ENR_E_PARSE, &c->p,
                            "unknown key \"%s\" (a resource has Type, Properties, Condition and "
-                           "OverrideSettings)", quote(key).text);
+                           "OverrideSettings)", enr_quote(key).text);
     }
     const char *type = json_string_value(json_object_get(res, "Type"));
     if (type == NULL) {
@@ -1152,7 +1128,7 @@ static enr_code check_resource(checker *c, const char *name, const json_t *res)
         path_key(&c->p, "Type");
         return fail_at(c->err, ENR_E_UNSUPPORTED, &c->p,
                        "\"%s\" is not supported (AWS::IoT::Thing, AWS::IoT::Certificate and "
-                       "AWS::IoT::Policy are)", quote(type).text);
+                       "AWS::IoT::Policy are)", enr_quote(type).text);
     }
     const json_t *cond = json_object_get(res, "Condition");
     if (cond != NULL) {
@@ -1184,14 +1160,14 @@ static enr_code check_resource(checker *c, const char *name, const json_t *res)
         if (t->thing.body != NULL)
             return fail_at(c->err, ENR_E_PARSE, &c->p,
                            "a second AWS::IoT::Thing (\"%s\" is one already)",
-                           quote(t->thing.name).text);
+                           enr_quote(t->thing.name).text);
         rc = check_thing_properties(c, props);
         t->thing = (resource){name, res};
     } else if (is_cert) {
         if (t->cert.body != NULL)
             return fail_at(c->err, ENR_E_PARSE, &c->p,
                            "a second AWS::IoT::Certificate (\"%s\" is one already)",
-                           quote(t->cert.name).text);
+                           enr_quote(t->cert.name).text);
         rc = check_certificate_properties(c, props);
         t->cert = (resource){name, res};
     } else {
@@ -1434,14 +1410,14 @@ static enr_code resolve(evaluator *e, const char *name, const char **out)
         if (e->values[p] == NULL)
             return refuse_at(e->err, ENR_R_PARAMETER_MISSING, &e->p,
                              "the parameter \"%s\" was not given and has no default",
-                             quote(name).text);
+                             enr_quote(name).text);
         *out = e->values[p];
         return ENR_OK;
     }
     int q = pseudo_index(name);
     if (q < 0) /* parse refused it */
         return enr_error_set(e->err, ENR_E_INTERNAL, "%s: \"%s\" is unknown", path_text(&e->p),
-                             quote(name).text);
+                             enr_quote(name).text);
     const char *v = NULL;
     if (e->pseudo != NULL)
         memcpy(&v, (const char *)e->pseudo + PSEUDO[q].offset, sizeof v);
@@ -1524,7 +1500,7 @@ static enr_code eval_index(evaluator *e, const json_t *args, size_t *out)
     if (!ok) {
         size_t saved = path_index(&e->p, 0);
         rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p,
-                       "the index \"%s\" is not a non-negative integer", quote(v.s).text);
+                       "the index \"%s\" is not a non-negative integer", enr_quote(v.s).text);
         (void)saved;
     }
     value_clear(&v);
@@ -1602,7 +1578,7 @@ static enr_code eval_intrinsic(evaluator *e, const char *fn, const json_t *arg, 
             if (level == NULL) {
                 size_t at = path_index(&e->p, i);
                 rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p,
-                               "there is no %s \"%s\" in Mappings%s", WHAT[i], quote(keys[i].s).text,
+                               "there is no %s \"%s\" in Mappings%s", WHAT[i], enr_quote(keys[i].s).text,
                                i == 0 ? "" : " under the keys before it");
                 (void)at;
             }
@@ -1818,7 +1794,7 @@ static enr_code judge_name(evaluator *e, const char *key, const char *s, bool (*
         return ENR_OK;
     size_t saved = path_key(&e->p, key);
     enr_code rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p, "\"%s\" is not %s",
-                            quote(s).text, rule);
+                            enr_quote(s).text, rule);
     path_pop(&e->p, saved);
     return rc;
 }
@@ -1885,7 +1861,7 @@ static enr_code plan_thing(evaluator *e, enr_aws_plan *plan)
             if (!thing_name_ok(list.items[i])) {
                 size_t at = path_index(&e->p, i);
                 rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p, "\"%s\" is not %s",
-                               quote(list.items[i]).text, THING_NAME_RULE);
+                               enr_quote(list.items[i]).text, THING_NAME_RULE);
                 (void)at;
                 break;
             }
@@ -1935,7 +1911,7 @@ static enr_code plan_certificate(evaluator *e, enr_aws_plan *plan)
                 path_key(&e->p, "Status");
                 rc = refuse_at(e->err, ENR_R_TEMPLATE_EVALUATION, &e->p,
                                "Status is \"ACTIVE\" or \"INACTIVE\", not \"%s\"",
-                               quote(plan->cert_status).text);
+                               enr_quote(plan->cert_status).text);
             } else {
                 memcpy(plan->cert_status, canonical, strlen(canonical)); /* same length */
             }
@@ -2021,7 +1997,7 @@ static enr_code take_parameters(evaluator *e, const json_t *parameters)
             return refuse_at(e->err, ENR_R_PARAMETER_INVALID, &e->p, "the value holds a NUL byte");
         if (p->type == ENR_AWS_PARAM_NUMBER && !number_text_ok(s))
             return refuse_at(e->err, ENR_R_PARAMETER_INVALID, &e->p,
-                             "\"%s\" is not a number (the parameter is a Number)", quote(s).text);
+                             "\"%s\" is not a number (the parameter is a Number)", enr_quote(s).text);
         e->values[i] = s;
         e->given[i] = true;
     }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quote.h"
 #include "enroll/input.h"
 
 #define SCHEME "SharedAccessSignature"
@@ -26,37 +27,6 @@
  * padding-free 88-character string fits before its length is judged. */
 #define KEY_B64_MAX 88
 #define KEY_BUF_LEN (KEY_B64_MAX / 4 * 3)
-/* How much outside text (a resource, a field name) goes into a message. */
-#define QUOTE_MAX 64
-
-/* ---- small helpers ---------------------------------------------------- */
-
-typedef struct quoted {
-    char text[QUOTE_MAX + 4];
-} quoted;
-
-/* Outside text for a message: printable ASCII only, and bounded, so a
- * hostile value can neither forge log lines nor fill the message. */
-static quoted quote_n(const char *s, size_t len)
-{
-    quoted q;
-    size_t n = len < QUOTE_MAX ? len : QUOTE_MAX;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        q.text[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    if (len > QUOTE_MAX) {
-        memcpy(q.text + n, "...", 3);
-        n += 3;
-    }
-    q.text[n] = '\0';
-    return q;
-}
-
-static quoted quote(const char *s)
-{
-    return quote_n(s, strnlen(s, QUOTE_MAX + 1));
-}
 
 static char ascii_lower(char c)
 {
@@ -347,7 +317,7 @@ static enr_code check_registration_id(const char *id, enr_error *err)
         return enr_error_set(err, ENR_E_USAGE,
                              "registration id '%s' is not valid: use 1 to %d characters of "
                              "A-Z a-z 0-9 . _ : -, ending in a letter, digit or '-'",
-                             quote(id).text, ENR_REGISTRATION_ID_MAX);
+                             enr_quote(id).text, ENR_REGISTRATION_ID_MAX);
     return ENR_OK;
 }
 
@@ -432,7 +402,7 @@ static enr_code check_id_scope(const char *id_scope, enr_error *err)
             return enr_error_set(err, ENR_E_USAGE,
                                  "ID scope '%s': character %zu is a '/', a space or not "
                                  "printable ASCII",
-                                 quote(id_scope).text, i);
+                                 enr_quote(id_scope).text, i);
     return ENR_OK;
 }
 
@@ -607,7 +577,7 @@ static enr_code take_field(const char *h, size_t start, size_t end, field_span s
         return parse_fail(err,
                           "unknown field '%s' at byte %zu; a device token has only sr, sig, se "
                           "and skn (lowercase)",
-                          quote_n(h + start, name_len).text, start);
+                          enr_quote_n(h + start, name_len).text, start);
     field_span *span = &spans[f];
     if (span->seen)
         return parse_fail(err, "the '%s' field appears twice (bytes %zu and %zu)", FIELD_NAMES[f],
@@ -869,7 +839,7 @@ static enr_code check_resource(const enr_sas_token *t, const char *id_scope,
         return enr_error_set(err, ENR_E_POLICY,
                              "SAS token has key name (skn) '%s'; a device registration token "
                              "has '" ENR_SAS_KEY_NAME "'",
-                             quote(t->key_name).text);
+                             enr_quote(t->key_name).text);
     const char *resource = t->resource;
     const char *slash = strchr(resource, '/');
     if (slash == NULL || strncmp(slash, RESOURCE_MIDDLE, RESOURCE_MIDDLE_LEN) != 0 ||
@@ -877,16 +847,16 @@ static enr_code check_resource(const enr_sas_token *t, const char *id_scope,
         return enr_error_set(err, ENR_E_POLICY,
                              "SAS token resource '%s' is not of the form "
                              "'{idScope}/registrations/{registrationId}'",
-                             quote(resource).text);
+                             enr_quote(resource).text);
     size_t scope_len = (size_t)(slash - resource);
     if (scope_len != strlen(id_scope) || memcmp(resource, id_scope, scope_len) != 0)
         return enr_error_set(err, ENR_E_POLICY, "SAS token is for ID scope '%s', not '%s'",
-                             quote_n(resource, scope_len).text, quote(id_scope).text);
+                             enr_quote_n(resource, scope_len).text, enr_quote(id_scope).text);
     const char *id = slash + RESOURCE_MIDDLE_LEN;
     if (!ascii_case_equal(id, registration_id))
         return enr_error_set(err, ENR_E_POLICY,
-                             "SAS token is for registration id '%s', not '%s'", quote(id).text,
-                             quote(registration_id).text);
+                             "SAS token is for registration id '%s', not '%s'", enr_quote(id).text,
+                             enr_quote(registration_id).text);
     return ENR_OK;
 }
 
