@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quote.h"
 #include "enroll/aws_fleet.h"
 #include "enroll/mqtt.h"
 
@@ -460,27 +461,12 @@ static enr_aws_fleet_reason json_bounds(const json_t *v, size_t depth, size_t *i
     return ENR_AWS_FLEET_OK;
 }
 
-static const char *json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
 static enr_aws_fleet_reason json_string_field(enr_aws_fleet_request *out, enr_error *err, const char *field,
                                              const json_t *v, size_t max, char **dst)
 {
     if (!json_is_string(v))
         return refuse(out, err, ENR_AWS_FLEET_WRONG_TYPE, field, "%s is %s, not a string", field,
-                      json_type_name(v));
+                      enr_json_kind(v));
     return take_string(out, err, field, json_string_value(v), json_string_length(v), max, dst);
 }
 
@@ -490,7 +476,7 @@ static enr_aws_fleet_reason json_parameters(enr_aws_fleet_request *out, enr_erro
         return ENR_AWS_FLEET_OK; /* as absent */
     if (!json_is_object(v))
         return refuse(out, err, ENR_AWS_FLEET_WRONG_TYPE, FIELD_PARAMETERS, "parameters is %s, not an object",
-                      json_type_name(v));
+                      enr_json_kind(v));
     if (json_object_size(v) > ENR_AWS_FLEET_PARAMETERS_MAX)
         return refuse(out, err, ENR_AWS_FLEET_TOO_MANY_PARAMETERS, FIELD_PARAMETERS,
                       "parameters has %zu entries, over the %d allowed", json_object_size(v),
@@ -503,7 +489,7 @@ static enr_aws_fleet_reason json_parameters(enr_aws_fleet_request *out, enr_erro
         size_t klen = strlen(k);
         if (!json_is_string(item))
             return refuse(out, err, ENR_AWS_FLEET_PARAMETER_TYPE, FIELD_PARAMETERS,
-                          "a parameter's value is %s, not a string", json_type_name(item));
+                          "a parameter's value is %s, not a string", enr_json_kind(item));
         enr_aws_fleet_reason r =
             add_parameter(out, err, k, klen, json_string_value(item), json_string_length(item));
         if (r != ENR_AWS_FLEET_OK)
@@ -543,7 +529,7 @@ static enr_aws_fleet_reason decode_json(const uint8_t *payload, size_t len, enr_
     }
     if (!json_is_object(doc)) {
         r = refuse(out, err, ENR_AWS_FLEET_NOT_OBJECT, NULL, "the payload is %s, not a JSON object",
-                   json_type_name(doc));
+                   enr_json_kind(doc));
         json_decref(doc);
         return r;
     }

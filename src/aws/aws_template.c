@@ -94,19 +94,10 @@ __attribute__((format(printf, 4, 5))) static enr_code refuse_at(enr_error *err, 
     return enr_error_refuse(err, reason, "%s: %s", path_text(p), what);
 }
 
+/* AWS's templates call arrays lists; messages use the template's words. */
 static const char *json_kind(const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "something else";
+    return json_is_array(v) ? "a list" : enr_json_kind(v);
 }
 
 /* ---- names and values ------------------------------------------------- */

@@ -22,3 +22,18 @@ enr_quoted enr_quote(const char *s)
 {
     return enr_quote_n(s, strnlen(s, ENR_QUOTE_MAX + 1));
 }
+
+const char *enr_json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "a value";
+}

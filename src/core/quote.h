@@ -4,6 +4,7 @@
 #ifndef ENROLL_CORE_QUOTE_H
 #define ENROLL_CORE_QUOTE_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #define ENR_QUOTE_MAX 64
@@ -17,5 +18,9 @@ typedef struct enr_quoted {
 enr_quoted enr_quote_n(const char *s, size_t len);
 /* The same for a NUL-terminated string (read no further than needed). */
 enr_quoted enr_quote(const char *s);
+
+/* What a JSON value from outside is, for a message: "an object", "an
+ * array", "a string", "a number", "a boolean", "null". */
+const char *enr_json_kind(const json_t *v);
 
 #endif

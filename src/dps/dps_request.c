@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quote.h"
 #include "dps/dps_internal.h"
 
 struct enr_dps_register_request {
@@ -34,21 +35,6 @@ static enr_code out_of_memory(enr_dps_error *dps_err, enr_error *err)
     return enr_error_set(err, ENR_E_NOMEM, "out of memory reading the request body");
 }
 
-static const char *json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "something else";
-}
-
 static enr_code read_registration_id(json_t *doc, const char *path_id,
                                      enr_dps_register_request *req, enr_dps_error *dps_err,
                                      enr_error *err)
@@ -61,7 +47,7 @@ static enr_code read_registration_id(json_t *doc, const char *path_id,
         return fail(dps_err, ENR_DPS_MALFORMED_BODY,
                     enr_error_set(err, ENR_E_PARSE,
                                   "request body: registrationId must be a string, not %s",
-                                  json_type_name(v)));
+                                  enr_json_kind(v)));
     const char *id = json_string_value(v);
     enr_code rc = enr_dps_registration_id_check(id, json_string_length(v), err);
     if (rc != ENR_OK) {
@@ -141,7 +127,7 @@ static enr_code read_csr_member(json_t *doc, const char *name, char **out,
         return fail(dps_err, ENR_DPS_MALFORMED_BODY,
                     enr_error_set(err, ENR_E_PARSE,
                                   "request body: %s must be a string of base64 DER, not %s", name,
-                                  json_type_name(v)));
+                                  enr_json_kind(v)));
     return normalise_csr(name, json_string_value(v), json_string_length(v), out, dps_err, err);
 }
 
