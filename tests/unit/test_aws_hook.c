@@ -238,6 +238,7 @@ typedef struct pki {
     X509 *server_cert;       /* by ca, for IP 127.0.0.1 */
     X509 *other_server_cert; /* by other_ca, for IP 127.0.0.1 */
     X509 *wrong_name_cert;   /* by ca, for IP 127.0.0.2 */
+    X509 *localhost_cert;    /* by ca, for DNS localhost */
     char *ca_pem;            /* ca only */
 } pki;
 
@@ -450,6 +451,7 @@ static int group_setup(void **state)
     p->server_cert = make_cert(p->server_key, "hook", p->ca, p->ca_key, "IP:127.0.0.1");
     p->other_server_cert = make_cert(p->server_key, "hook", p->other_ca, p->other_ca_key, "IP:127.0.0.1");
     p->wrong_name_cert = make_cert(p->server_key, "hook", p->ca, p->ca_key, "IP:127.0.0.2,DNS:127.0.0.1");
+    p->localhost_cert = make_cert(p->server_key, "hook", p->ca, p->ca_key, "DNS:localhost");
     p->ca_pem = pem_of(p->ca);
     *state = p;
     signal(SIGPIPE, SIG_IGN); /* as enrolld: a closed peer is an error, not a signal */
@@ -464,6 +466,7 @@ static int group_teardown(void **state)
     X509_free(p->server_cert);
     X509_free(p->other_server_cert);
     X509_free(p->wrong_name_cert);
+    X509_free(p->localhost_cert);
     EVP_PKEY_free(p->ca_key);
     EVP_PKEY_free(p->other_ca_key);
     EVP_PKEY_free(p->server_key);
@@ -602,6 +605,25 @@ static void test_call_paths(void **state)
         assert_int_equal(json_object_size(json_object_get(got, "parameters")), 0);
         json_decref(got);
     }
+    free(answer);
+}
+
+/* A host name: resolved on the client's helper thread (the deadline covers
+ * resolution too), then each address in turn (::1 may be refused first). */
+static void test_call_by_name(void **state)
+{
+    pki *p = *state;
+    char *answer = response("200 OK", "{\"allowProvisioning\":true}");
+    server s;
+    server_start(&s, p->localhost_cert, p->server_key, ANSWER, answer);
+    char url[128];
+    snprintf(url, sizeof url, "https://localhost:%u/pre", s.port);
+    call_result r = call(p, url, 2000);
+    server_stop(&s);
+    if (r.rc != ENR_OK)
+        fail_msg("refused: %s", r.err.message);
+    assert_true(r.answer.allow);
+    assert_string_equal(s.request_line, "POST /pre HTTP/1.1");
     free(answer);
 }
 
@@ -785,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_answer_messages_quoted),
         cmocka_unit_test(test_call_allowed_with_overrides),
         cmocka_unit_test(test_call_paths),
+        cmocka_unit_test(test_call_by_name),
         cmocka_unit_test(test_call_denied),
         cmocka_unit_test(test_call_http_500),
         cmocka_unit_test(test_call_malformed),
