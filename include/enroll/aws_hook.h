@@ -95,7 +95,10 @@ typedef struct enr_aws_hook_answer {
 
 /* Calls the hook: one HTTPS POST of `in` as JSON (Content-Type:
  * application/json) to t->url, verified against t->ca_pem, within
- * t->timeout_ms from the call's start to its return.
+ * t->timeout_ms from the call's start to its return. (The HTTPS client is
+ * given what is left of it just before its TLS context is made, and starts
+ * counting when it sends: the slack is making that context and reading an
+ * answer already received, a few milliseconds in all.)
  *  - ENR_OK: the hook answered 2xx with allowProvisioning true; *out holds
  *    allow = true and its overrides (free with enr_aws_hook_answer_clear).
  *  - ENR_E_POLICY with err->reason ENR_R_HOOK_DENIED, ENR_R_HOOK_TIMEOUT or

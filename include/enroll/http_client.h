@@ -2,8 +2,9 @@
  * `enroll admin --url`: one request per connection, the server always
  * verified against a configured trust anchor (never the system store: a
  * device trusts its provisioning service, not the web PKI), TLS 1.2 or
- * newer, optional client certificate for mTLS, timeouts on every step, and
- * a strict response parser with a body limit.
+ * newer, optional client certificate for mTLS, timeouts on every step (and
+ * optionally one deadline for a whole request), and a strict response
+ * parser with a body limit.
  *
  *     enr_http_client_options o = {.trust_file = "root.pem"};
  *     enr_http_client *c = NULL;
