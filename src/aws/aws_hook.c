@@ -206,11 +206,14 @@ enr_code enr_aws_hook_call(const enr_aws_hook_target *t, const enr_aws_hook_inpu
     enr_error e = {0};
     if ((rc = enr_url_parse(t->url, &parsed, &e)) != ENR_OK ||
         (rc = split_url(t->url, origin, sizeof origin, &path, &e)) != ENR_OK) {
-        /* Not echoed raw: it failed the check that makes it safe to print. */
+        /* Not echoed raw: it failed the check that makes it safe to print.
+         * Nor a query or fragment, which may hold a key (the store takes
+         * them; this client does not). */
+        size_t shown = strcspn(t->url, "?#");
         rc = enr_error_refuse(err, ENR_R_HOOK_FAILED,
-                              "pre-provisioning hook URL %s is not https://host[:port][/path] (no query, "
+                              "pre-provisioning hook URL %s%s is not https://host[:port][/path] (no query, "
                               "fragment or user info)",
-                              enr_quote(t->url).text);
+                              enr_quote_n(t->url, shown).text, t->url[shown] != '\0' ? "..." : "");
         goto done;
     }
     long long left = deadline - now_ms();

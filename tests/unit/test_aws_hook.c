@@ -768,13 +768,16 @@ static void test_call_bad_configuration(void **state)
     enr_aws_hook_answer a = {0};
     enr_error err = {0};
     /* Configuration that cannot be used refuses, typed like any failure. */
-    static const char *const urls[] = {"http://127.0.0.1:1/pre", "https://127.0.0.1:1/pre?x=1",
-                                       "https://u@127.0.0.1/", "https://127.0.0.1:1/pre\r\nX: y"};
+    static const char *const urls[] = {"http://127.0.0.1:1/pre", "https://127.0.0.1:1/pre?key=s3cret",
+                                       "https://127.0.0.1:1/pre#s3cret", "https://u@127.0.0.1/",
+                                       "https://127.0.0.1:1/pre\r\nX: y"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         enr_aws_hook_target t = {urls[i], p->ca_pem, 0};
         assert_int_equal(enr_aws_hook_call(&t, &in, &a, &err), ENR_E_POLICY);
         assert_int_equal(err.reason, ENR_R_HOOK_FAILED);
         assert_null(strchr(err.message, '\n')); /* quoted */
+        assert_null(strstr(err.message, "s3cret")); /* a query or fragment is not echoed */
+        assert_non_null(strstr(err.message, "is not https://host"));
     }
     enr_aws_hook_target no_ca = {"https://127.0.0.1:1/pre", "not a PEM", 0};
     assert_int_equal(enr_aws_hook_call(&no_ca, &in, &a, &err), ENR_E_POLICY);
