@@ -369,4 +369,5 @@ check "metrics" curl -s --cacert root/cert.pem "https://127.0.0.1:$PORT/metrics"
 contains "$WORK/.out" 'enroll_aws_requests_total{outcome="registered"}' "metrics count AWS outcomes"
 kill -TERM "$EPID"
 wait "$EPID" 2>/dev/null
+same "enrolld stops cleanly (under ASan: nothing leaked)" "$?" "0"
 finish
