@@ -1861,6 +1861,26 @@ static enr_code canonical_json(const char *what, const char *in, bool object, ch
     return rc;
 }
 
+/* What RegisterThing and its token look-up check of the request first:
+ * the token's SHA-256 into `hash`, the connection's fingerprint (checked)
+ * into `connection`, and the template's name. */
+static enr_code check_token_request(const enr_aws_register *request, char connection[ENR_STORE_SPKI_HEX + 1],
+                                   char hash[ENR_STORE_SPKI_HEX + 1], enr_error *err)
+{
+    enr_code rc;
+    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
+    /* Any text up to the bound is hashed and looked up: a token that was
+     * never issued is "unknown", whatever its shape (the device's mistake,
+     * answered as AWS answers it, not a usage error of the front end). */
+    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
+        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
+    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
+                                err)) != ENR_OK ||
+        (rc = check_template_name(request->template_name, err)) != ENR_OK)
+        return rc;
+    return sha256_hex(request->token, token_len, hash, err);
+}
+
 enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *request,
                                       enr_aws_register_result *result, const enr_audit_event *audit,
                                       enr_error *err)
@@ -1873,20 +1893,11 @@ enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *
     if (request == NULL || result == NULL)
         return enr_error_set(err, ENR_E_USAGE, "registering a thing needs a request and a place for the result");
     memset(result, 0, sizeof *result);
-    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
-    /* Any text up to the bound is hashed and looked up: a token that was
-     * never issued is "unknown", whatever its shape (the device's mistake,
-     * answered as AWS answers it, not a usage error of the front end). */
-    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
-        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
-    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
-                                err)) != ENR_OK ||
-        (rc = check_template_name(request->template_name, err)) != ENR_OK ||
+    if ((rc = check_token_request(request, connection, hash, err)) != ENR_OK ||
         (rc = check_thing_name("a thing name", request->thing_name, err)) != ENR_OK ||
         (request->thing_type != NULL && request->thing_type[0] != '\0' &&
          (rc = check_thing_name("a thing type", request->thing_type, err)) != ENR_OK) ||
-        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
-        (rc = sha256_hex(request->token, token_len, hash, err)) != ENR_OK)
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
         return rc;
     char *attributes = NULL, *groups = NULL;
     if ((rc = canonical_json("thing attributes", request->attributes_json, true, &attributes, err)) == ENR_OK &&
@@ -1949,13 +1960,7 @@ enr_code enr_store_aws_token_certificate(enr_store *store, const enr_aws_registe
     enr_code rc;
     if (request == NULL || issuer == NULL || serial == NULL)
         return enr_error_set(err, ENR_E_USAGE, "looking up a token needs a request and a place for the result");
-    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
-    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
-        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
-    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
-                                err)) != ENR_OK ||
-        (rc = check_template_name(request->template_name, err)) != ENR_OK ||
-        (rc = sha256_hex(request->token, token_len, hash, err)) != ENR_OK)
+    if ((rc = check_token_request(request, connection, hash, err)) != ENR_OK)
         return rc;
     enr_aws_register r = *request;
     r.token = hash;
