@@ -88,7 +88,7 @@ for _ in $(seq 1 50); do grep -q "running" mosquitto.log 2>/dev/null && break; s
 grep -q running mosquitto.log || { echo "FAIL: mosquitto did not start: $(cat mosquitto.out mosquitto.log)" >&2; exit 1; }
 
 # ---- the responder: canned answers, each request logged as "TOPIC<TAB>BODY" --------------
-RQOS=${STANDIN_MAX_QOS:-1}   # the responder's publishes (STANDIN_MAX_QOS=0: an experiment, a broker granting QoS 0)
+RQOS=${STANDIN_MAX_QOS:-1}   # the responder's answers; STANDIN_MAX_QOS=0: answers at QoS 0 (all clients accept them)
 TLS=(--cafile ca.pem --cert responder.pem --key responder.key -h 127.0.0.1 -p "$PORT")
 : > requests.log
 n=0
