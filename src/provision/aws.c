@@ -387,27 +387,31 @@ static bool pick_template(enr_aws_call *j, char out[ENR_STORE_TEMPLATE_NAME_MAX 
     return false;
 }
 
-/* A new key pair and a CSR for it: CreateKeysAndCertificate. The CN is
- * the certificate id's stand-in until the template names the thing (AWS
- * itself issues "AWS IoT Certificate"). */
-static enr_code make_server_key(EVP_PKEY **key_out, enr_csr **csr_out, enr_error *err)
+/* A new key pair and a CSR for it: CreateKeysAndCertificate. The thing's
+ * name is not known before RegisterThing, so the CN is `name` (the
+ * connection's client id when it is a thing name: devices connect with
+ * their name, as AWS advises) or else "aws-" and 24 random hex digits
+ * (AWS itself issues "AWS IoT Certificate"). */
+static enr_code make_server_key(const char *name, EVP_PKEY **key_out, enr_csr **csr_out, enr_error *err)
 {
     *key_out = NULL;
     *csr_out = NULL;
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509_REQ *req = X509_REQ_new();
-    X509_NAME *name = X509_NAME_new();
+    X509_NAME *name_dn = X509_NAME_new();
     unsigned char id[12];
     char cn[2 * sizeof id + 8];
     enr_code rc = ENR_OK;
-    if (key == NULL || req == NULL || name == NULL || RAND_bytes(id, sizeof id) != 1)
+    if (key == NULL || req == NULL || name_dn == NULL || RAND_bytes(id, sizeof id) != 1)
         rc = enr_error_set(err, ENR_E_CRYPTO, "cannot make a key pair");
     if (rc == ENR_OK) {
         int n = snprintf(cn, sizeof cn, "aws-");
         for (size_t i = 0; i < sizeof id; i++)
             n += snprintf(cn + n, sizeof cn - (size_t)n, "%02x", id[i]);
-        if (X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) != 1 ||
-            X509_REQ_set_subject_name(req, name) != 1 || X509_REQ_set_pubkey(req, key) != 1 ||
+        const char *subject_cn = name != NULL && enr_aws_thing_name_valid(name) ? name : cn;
+        if (X509_NAME_add_entry_by_NID(name_dn, NID_commonName, MBSTRING_UTF8, (const unsigned char *)subject_cn, -1, -1,
+                                       0) != 1 ||
+            X509_REQ_set_subject_name(req, name_dn) != 1 || X509_REQ_set_pubkey(req, key) != 1 ||
             X509_REQ_sign(req, key, EVP_sha256()) <= 0)
             rc = enr_error_set(err, ENR_E_CRYPTO, "cannot make a CSR for the new key");
     }
@@ -418,7 +422,7 @@ static enr_code make_server_key(EVP_PKEY **key_out, enr_csr **csr_out, enr_error
     if (rc == ENR_OK)
         rc = enr_csr_parse(der, (size_t)len, csr_out, err);
     OPENSSL_free(der);
-    X509_NAME_free(name);
+    X509_NAME_free(name_dn);
     X509_REQ_free(req);
     if (rc == ENR_OK)
         *key_out = key;
@@ -496,7 +500,8 @@ static void do_create(worker *w, enr_aws_call *j, const enr_aws_fleet_request *r
                    t.name);
             goto out;
         }
-        if (make_server_key(&server_key, &csr, &e) != ENR_OK) {
+        const char *name = j->peer.kind == ENR_AWS_PEER_THING ? j->peer.thing_name : j->peer.client_id;
+        if (make_server_key(name, &server_key, &csr, &e) != ENR_OK) {
             reject_internal(j, &e);
             goto out;
         }
@@ -527,6 +532,27 @@ static void do_create(worker *w, enr_aws_call *j, const enr_aws_fleet_request *r
                "a renewal's CSR must name its own thing '%s' in its CN, not '%s'", j->peer.thing_name,
                enr_quote(cn).text);
         goto out;
+    }
+    /* A certificate naming a thing another device owns is never issued:
+     * a broker that knows nothing of "pending" would take it for that
+     * device (RegisterThing would refuse it too, but too late). */
+    if (j->peer.kind != ENR_AWS_PEER_THING || strcmp(cn, j->peer.thing_name) != 0) {
+        enr_aws_thing owner = {0};
+        rc = enr_store_get_aws_thing(w->store, cn, &owner, &e);
+        bool owned = false;
+        for (size_t i = 0; rc == ENR_OK && i < owner.certificate_count; i++)
+            owned = owned || owner.certificates[i].status == ENR_AWS_CERT_ACTIVE;
+        enr_aws_thing_free(&owner);
+        if (rc != ENR_OK && rc != ENR_E_NOTFOUND) {
+            reject_internal(j, &e);
+            goto out;
+        }
+        if (owned) {
+            reject(j, 403, "AccessDenied", ENR_R_THING_OWNED,
+                   "thing '%s' belongs to another device: a certificate naming it is not issued to this connection",
+                   cn);
+            goto out;
+        }
     }
     char message[256] = "";
     enr_dps_error gate = enr_provision_check_csr(w->store, csr, cn, message, sizeof message);

@@ -10,6 +10,11 @@
 #   over TLS (server.pem, 2 workers) and DPS over MQTT on 127.0.0.1:0, the
 #   extras appended to the top object and to "mqtt"; started as enrolld_start,
 #   and MQTT_PORT read from its log (empty when it printed none).
+# service_claim_ca NAME: a bootstrap CA NAME/ uploaded as NAME and proven
+#   (an AWS claim CA); one check. service_claim_cert CA NAME: a claim
+#   certificate NAME.pem / NAME.key (CN=NAME) from CA.
+# npm_install SRC CACHE: `npm ci` of SRC's package.json and lockfile into
+#   CACHE, once per lockfile (under a lock; a stamp names the digest).
 # enrolld_start CONFIG LOG: starts enrolld in the background; sets EPID and
 #   PORT (read from its log), and adds it to PIDS for the caller's trap.
 ENROLLD=$(dirname "$ENROLL")/enrolld
@@ -82,4 +87,38 @@ sas_token() {
   sig=$(printf '%s\n%s' "$sr" "$se" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | od -An -v -tx1 | tr -d ' \n')" -binary | base64)
   sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
   printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
+}
+
+service_claim_ca() {
+  "$ENROLL" ca init --dir "$1" --subject "/O=Factory/CN=$1 Claim CA" >/dev/null 2>&1
+  "$ENROLL" admin ca upload "$1" --cert "$1/cert.pem" --data data --json > "$1.up.json" || { fail "upload $1"; return; }
+  local code
+  code=$(json "$1.up.json" .verification_code)
+  "$ENROLL" key new --out "$1.v.key" >/dev/null
+  "$ENROLL" csr new --key "$1.v.key" --dn "CN=$code" --out "$1.v.csr" 2>/dev/null
+  "$ENROLL" ca sign --dir "$1" --profile device --cn "$code" "$1.v.csr" --out "$1.v.pem" 2>/dev/null
+  check "claim CA $1 proven" "$ENROLL" admin ca verify "$1" --cert "$1.v.pem" --data data
+}
+service_claim_cert() {
+  "$ENROLL" key new --out "$2.key" >/dev/null
+  "$ENROLL" csr new --key "$2.key" --dn "CN=$2" --out "$2.csr" 2>/dev/null
+  "$ENROLL" ca sign --dir "$1" --profile device --cn "$2" "$2.csr" --out "$2.pem" 2>/dev/null
+}
+
+# Under a lock (ctest -j, or two builds sharing a cache); the stamp names the
+# lockfile's digest and is written only after a complete install.
+npm_install() {
+  local src=$1 cache=$2 want
+  want=$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -d' ' -f1)
+  mkdir -p "$cache" || return 1
+  (
+    flock 9
+    if [ "$(cat "$cache/.stamp" 2>/dev/null)" = "$want" ] && [ -d "$cache/node_modules" ]; then exit 0; fi
+    rm -f "$cache/.stamp"
+    cp "$src/package.json" "$src/package-lock.json" "$cache/" || exit 1
+    # --ignore-scripts: nothing of the packages runs at install time.
+    npm ci --prefix "$cache" --ignore-scripts --no-audit --no-fund --fetch-retries=1 \
+      --fetch-timeout=60000 > "$cache/npm-ci.log" 2>&1 || exit 1
+    echo "$want" > "$cache/.stamp"
+  ) 9> "$cache/.lock"
 }

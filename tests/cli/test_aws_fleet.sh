@@ -30,37 +30,22 @@ SCOPE=0ne0000aws1
 # ---- PKI, store, claim CAs --------------------------------------------------------
 service_pki
 service_store
-# claim_ca NAME: a bootstrap CA NAME/ uploaded as NAME and proven.
-claim_ca() {
-  "$ENROLL" ca init --dir "$1" --subject "/O=Factory/CN=$1 Claim CA" >/dev/null 2>&1
-  admin ca upload "$1" --cert "$1/cert.pem" --json > "$1.up.json" || { fail "upload $1"; return; }
-  local code
-  code=$(json "$1.up.json" .verification_code)
-  "$ENROLL" key new --out "$1.v.key" >/dev/null
-  "$ENROLL" csr new --key "$1.v.key" --dn "CN=$code" --out "$1.v.csr" 2>/dev/null
-  "$ENROLL" ca sign --dir "$1" --profile device --cn "$code" "$1.v.csr" --out "$1.v.pem" 2>/dev/null
-  check "claim CA $1 proven" admin ca verify "$1" --cert "$1.v.pem"
-}
-# claim_cert CA NAME: a claim certificate NAME.pem / NAME.key from CA.
-claim_cert() {
-  "$ENROLL" key new --out "$2.key" >/dev/null
-  "$ENROLL" csr new --key "$2.key" --dn "CN=$2" --out "$2.csr" 2>/dev/null
-  "$ENROLL" ca sign --dir "$1" --profile device --cn "$2" "$2.csr" --out "$2.pem" 2>/dev/null
-}
-claim_ca factory
-claim_ca keygen
-claim_ca hookyes
-claim_ca hookno
-claim_ca hookslow
+service_claim_ca factory
+service_claim_ca keygen
+service_claim_ca hookyes
+service_claim_ca hookno
+service_claim_ca hookslow
+service_claim_ca byserial
 "$ENROLL" ca init --dir lab --subject '/O=Lab/CN=Lab CA' >/dev/null 2>&1
 check "lab CA uploaded, never proven" admin ca upload lab --cert lab/cert.pem
-claim_cert factory claim-1
-claim_cert factory claim-2
-claim_cert keygen claim-k
-claim_cert hookyes claim-hy
-claim_cert hookno claim-hn
-claim_cert hookslow claim-hs
-claim_cert lab claim-lab
+service_claim_cert factory claim-1
+service_claim_cert factory claim-2
+service_claim_cert keygen claim-k
+service_claim_cert hookyes claim-hy
+service_claim_cert hookno claim-hn
+service_claim_cert hookslow claim-hs
+service_claim_cert lab claim-lab
+service_claim_cert byserial claim-b
 
 cat > fleet.json <<'JSON'
 {"Parameters": {"SerialNumber": {"Type": "String"}, "Floor": {"Type": "Number", "Default": "1"}},
@@ -194,7 +179,9 @@ same "one active certificate, the device's" "$(jq -r '[.certificates[] | select(
 refused "a reused token" claim-1.pem claim-1.key "$(reg_topic fleet)" 400 InvalidCertificateOwnershipToken reg1.json
 
 # An expired token: the store's clock is moved back an hour for it.
-csr_payload dev.csr csr1b.json
+"$ENROLL" key new --out exp.key >/dev/null
+"$ENROLL" csr new --key exp.key --dn CN=sensor-exp --out exp.csr 2>/dev/null
+csr_payload exp.csr csr1b.json
 check "CreateCertificateFromCsr again" rr claim-1.pem claim-1.key "$CSR_TOPIC" json accepted csr1b.json created1b.json
 sqlite3 $D/enroll.db "UPDATE aws_ownership_token SET created_at = created_at - 3601, expires_at = expires_at - 3601 WHERE consumed_at IS NULL"
 reg_payload "$(json created1b.json .certificateOwnershipToken)" '{"SerialNumber": "0001"}' expired.json
@@ -204,9 +191,20 @@ refused "an expired token" claim-1.pem claim-1.key "$(reg_topic fleet)" 400 Inva
 "$ENROLL" key new --out evil.key >/dev/null
 "$ENROLL" csr new --key evil.key --dn CN=sensor-001 --out evil.csr 2>/dev/null
 csr_payload evil.csr evil-csr.json
-check "another device's CreateCertificateFromCsr" rr claim-2.pem claim-2.key "$CSR_TOPIC" json accepted evil-csr.json evil-created.json
-reg_payload "$(json evil-created.json .certificateOwnershipToken)" '{"SerialNumber": "0002"}' evil-reg.json
-refused "a thing name another device owns" claim-2.pem claim-2.key "$(reg_topic fleet)" 403 AccessDenied evil-reg.json
+# No certificate naming it is even issued: a broker would take it for the owner.
+refused "a certificate naming a thing another device owns" claim-2.pem claim-2.key "$CSR_TOPIC" 403 AccessDenied evil-csr.json
+# A CSR of its own name, and a template that names the thing otherwise: the
+# owned thing is refused at RegisterThing.
+"$ENROLL" key new --out evil2.key >/dev/null
+"$ENROLL" csr new --key evil2.key --dn CN=sensor-evil --out evil2.csr 2>/dev/null
+csr_payload evil2.csr evil2-csr.json
+sed 's/"ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"}/"ThingName": {"Fn::Join": ["-", ["sensor", {"Ref": "SerialNumber"}]]}/' \
+  fleet.json > byserial.json
+check "template byserial (names things by parameter)" admin template create byserial --file byserial.json \
+  --policy p30 --claim-ca byserial
+check "another device's CreateCertificateFromCsr" rr claim-b.pem claim-b.key "$CSR_TOPIC" json accepted evil2-csr.json evil2-created.json
+reg_payload "$(json evil2-created.json .certificateOwnershipToken)" '{"SerialNumber": "001"}' evil2-reg.json
+refused "a thing name another device owns" claim-b.pem claim-b.key "$(reg_topic byserial)" 403 AccessDenied evil2-reg.json
 
 # ---- CBOR -----------------------------------------------------------------------------
 cat > cbor.py <<'PY'

@@ -24,25 +24,8 @@ SCOPE=0ne0000n0de
 HUB=hub-node.example.test:8883
 
 # ---- the pinned packages: npm ci once per lockfile --------------------------------
-# Under a lock (ctest -j, or two builds sharing a cache); the stamp names the
-# lockfile's digest and is written only after a complete install.
-npm_install() {
-  local want
-  want=$(cat "$NODE_SRC/package.json" "$NODE_SRC/package-lock.json" | sha256sum | cut -d' ' -f1)
-  mkdir -p "$CACHE" || return 1
-  (
-    flock 9
-    if [ "$(cat "$CACHE/.stamp" 2>/dev/null)" = "$want" ] && [ -d "$CACHE/node_modules" ]; then exit 0; fi
-    rm -f "$CACHE/.stamp"
-    cp "$NODE_SRC/package.json" "$NODE_SRC/package-lock.json" "$CACHE/" || exit 1
-    # --ignore-scripts: nothing of the packages runs at install time.
-    npm ci --prefix "$CACHE" --ignore-scripts --no-audit --no-fund --fetch-retries=1 \
-      --fetch-timeout=60000 > "$CACHE/npm-ci.log" 2>&1 || exit 1
-    echo "$want" > "$CACHE/.stamp"
-  ) 9> "$CACHE/.lock"
-}
 T0=$(date +%s)
-if ! npm_install; then
+if ! npm_install "$NODE_SRC" "$CACHE"; then
   fail "cannot run test_node_interop: 'npm ci' of tests/interop/node/package-lock.json failed (is the npm registry reachable?); its log:"
   { grep -m6 -E "^npm (error|ERR!) (code|errno|syscall|network|request|[a-z]+ [a-z]+)" "$CACHE/npm-ci.log" ||
     tail -8 "$CACHE/npm-ci.log"; } 2>/dev/null | sed 's/^/    /' >&2
