@@ -63,7 +63,13 @@ typedef enum enr_reason {
     ENR_R_THING_DISABLED,         /* an operator disabled the thing */
     ENR_R_TEMPLATE_DISABLED,      /* an operator disabled the provisioning template */
     ENR_R_CA_UNVERIFIED,          /* a claim CA that is not a proven bootstrap CA */
-    ENR_R_SERVER_KEYGEN_NOT_ALLOWED /* CreateKeysAndCertificate under a template that does not allow it */
+    ENR_R_SERVER_KEYGEN_NOT_ALLOWED,/* CreateKeysAndCertificate under a template that does not allow it */
+    /* A template's pre-provisioning hook (include/enroll/aws_hook.h): any of
+     * them refuses RegisterThing; the front end tells them apart for its
+     * logs and metrics, never by the message. */
+    ENR_R_HOOK_DENIED,            /* the hook answered allowProvisioning false */
+    ENR_R_HOOK_TIMEOUT,           /* no complete answer before the hook's deadline */
+    ENR_R_HOOK_FAILED             /* no usable answer: connection or TLS failure, non-2xx, malformed */
 } enr_reason;
 
 #define ENR_ERROR_MESSAGE_MAX 512

@@ -2,8 +2,9 @@
  * `enroll admin --url`: one request per connection, the server always
  * verified against a configured trust anchor (never the system store: a
  * device trusts its provisioning service, not the web PKI), TLS 1.2 or
- * newer, optional client certificate for mTLS, timeouts on every step, and
- * a strict response parser with a body limit.
+ * newer, optional client certificate for mTLS, timeouts on every step (and
+ * optionally one deadline for a whole request), and a strict response
+ * parser with a body limit.
  *
  *     enr_http_client_options o = {.trust_file = "root.pem"};
  *     enr_http_client *c = NULL;
@@ -91,7 +92,7 @@ enr_code enr_http_response_parse(const unsigned char *data, size_t len, bool at_
 /* ---- the client ---------------------------------------------------------- */
 
 typedef struct enr_http_client_options {
-    const char *trust_file;   /* PEM trust anchor(s) for the server's certificate: required */
+    const char *trust_file;   /* PEM trust anchor(s) for the server's certificate: this or trust_pem */
     /* Client certificate for mTLS (all NULL: none): a file or objects... */
     const char *client_cert_file;  /* PEM: leaf first, then its chain */
     X509 *client_cert;             /* borrowed; instead of client_cert_file */
@@ -104,6 +105,15 @@ typedef struct enr_http_client_options {
     int connect_timeout_ms;   /* 0: 10 s */
     int io_timeout_ms;        /* whole request after connecting; 0: 30 s */
     size_t max_body;          /* 0: ENR_HTTP_BODY_DEFAULT_MAX */
+    /* Appended (the fields above keep their meaning): */
+    const char *trust_pem;    /* the trust anchor(s) as PEM text in memory (NUL-terminated), for a
+                               * caller whose trust comes from a database rather than a file;
+                               * exactly one of trust_file and trust_pem. Copied: it may be freed
+                               * once the client (or TLS context) is made. */
+    int total_timeout_ms;     /* > 0: one deadline for each enr_http_client_send as a whole, name
+                               * resolution, connecting, handshake, sending and reading included,
+                               * on top of the two above (whichever ends first). For a caller with
+                               * a budget of its own (a hook called while a device waits). 0: none */
 } enr_http_client_options;
 
 typedef struct enr_http_client enr_http_client;
@@ -130,7 +140,7 @@ typedef struct enr_http_request {
 
 /* The client's TLS context alone, for another protocol over TLS (the
  * device's MQTT transport hands it to libmosquitto): TLS 1.2 or newer, the
- * peer verified against opts->trust_file, opts's client credential (the
+ * peer verified against opts->trust_file (or trust_pem), opts's client credential (the
  * timeouts and max_body are not used). With a client_signer, *key_out owns
  * the library context the SSL_CTX lives in: free every user of the SSL_CTX
  * and the SSL_CTX first, then the key (NULL otherwise). */
@@ -144,8 +154,11 @@ enr_code enr_tls_client_context_new(const enr_http_client_options *opts, SSL_CTX
 enr_code enr_tls_expect_host(X509_VERIFY_PARAM *param, const char *host, bool host_is_ip, enr_error *err);
 
 /* Connects (each address in turn), handshakes, sends, reads the whole
- * answer, closes. Errors: ENR_E_IO for anything a retry might cure
- * (resolution, refused, reset, timeout); ENR_E_VERIFY when the server's
+ * answer, closes. With total_timeout_ms, the name is resolved on a helper
+ * thread so that a stuck resolver cannot hold the caller past the deadline
+ * (the thread finishes on its own and frees what it used). Errors:
+ * ENR_E_IO for anything a retry might cure (resolution, refused, reset,
+ * timeout: a caller tells a timeout by its own clock, past its deadline); ENR_E_VERIFY when the server's
  * certificate does not verify or does not name the host; ENR_E_PARSE for a
  * malformed answer; ENR_E_USAGE for a request with CR/LF in a field. Header
  * values are never echoed into messages (an Authorization header is a

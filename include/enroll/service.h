@@ -54,6 +54,17 @@ typedef struct enr_service_config {
     int mqtt_connect_timeout_seconds;    /* accept to CONNECT (TLS included); default 10 */
     long mqtt_max_packet_bytes;          /* default 65536 + 1024 (a register body and its topic) */
     int mqtt_max_keepalive_seconds;      /* default 300 */
+    /* AWS IoT fleet provisioning over MQTT ("aws": {...}); aws_listen_host
+     * NULL: not served. The same connection limits as "mqtt", and the
+     * core's threads (blocking steps: store, signing, the hook). */
+    char *aws_listen_host;
+    int aws_listen_port;                 /* 0: any free port (printed as "aws_port") */
+    long aws_max_connections;            /* in all; 0: as limits.max_connections */
+    int aws_connect_timeout_seconds;     /* default 10 */
+    long aws_max_packet_bytes;           /* default 65536 + 1024 */
+    int aws_max_keepalive_seconds;       /* default 1200 (AWS's SDKs ask for up to 1200) */
+    int aws_threads;                     /* default 4 */
+    int aws_queue_max;                   /* requests waiting for a thread; default 256 */
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):

@@ -606,6 +606,23 @@ enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *
 enr_code enr_store_aws_sweep_pending(enr_store *store, time_t now, size_t limit, const enr_audit_event *audit,
                                      enr_certificate_list *revoked, enr_error *err);
 
+/* The thing whose live active certificate (active, not revoked) has this
+ * fingerprint (SHA-256 of its DER, 64 hex digits): how the front end knows
+ * a connection is a provisioned device renewing, not a claim.
+ * ENR_E_NOTFOUND when no such certificate is active. */
+enr_code enr_store_aws_thing_of_certificate(enr_store *store, const char *fingerprint,
+                                            char thing_name[ENR_STORE_THING_NAME_MAX + 1], enr_error *err);
+
+/* RegisterThing's token checks alone, writing nothing (the same refusals,
+ * ENR_R_TOKEN_UNKNOWN .. ENR_R_CREDENTIAL_REVOKED, from request's token,
+ * connection_fingerprint, template_name and now; the rest is not read),
+ * and the pending certificate the token is for: so the front end can
+ * evaluate the template and ask the hook about that certificate before
+ * enr_store_aws_register_thing checks everything again and writes. */
+enr_code enr_store_aws_token_certificate(enr_store *store, const enr_aws_register *request,
+                                         char issuer[ENR_STORE_DN_MAX + 1], char serial[ENR_STORE_SERIAL_MAX + 1],
+                                         enr_error *err);
+
 /* ---- backends ----------------------------------------------------------- */
 
 /* What a backend implements. Every argument has been checked and
@@ -713,6 +730,11 @@ typedef struct enr_store_ops {
                                    const enr_audit_event *audit, enr_error *err);
     enr_code (*aws_sweep_pending)(void *impl, time_t now, size_t limit, const enr_audit_event *audit,
                                   enr_certificate_list *revoked, enr_error *err);
+    enr_code (*aws_thing_of_certificate)(void *impl, const char *fingerprint,
+                                         char thing_name[ENR_STORE_THING_NAME_MAX + 1], enr_error *err);
+    /* As aws_register_thing: request->token hashed, now filled in. */
+    enr_code (*aws_token_certificate)(void *impl, const enr_aws_register *request, char issuer[ENR_STORE_DN_MAX + 1],
+                                      char serial[ENR_STORE_SERIAL_MAX + 1], enr_error *err);
 } enr_store_ops;
 
 /* Wraps a backend: `ops` must outlive the store; ops->close(impl) runs in

@@ -1,6 +1,8 @@
 /* The blocking HTTPS client (http_client.h): non-blocking sockets driven by
  * poll() against one deadline, so no step (connect, handshake, a stalled
- * server trickling bytes) can hang a device agent. */
+ * server trickling bytes) can hang a device agent. With a total deadline
+ * (total_timeout_ms) every step's deadline is cut to it, name resolution
+ * included (on a helper thread: getaddrinfo cannot be interrupted). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,9 +11,12 @@
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +34,8 @@ struct enr_http_client {
     SSL_CTX *ctx;
     enr_tls_key *tls_key; /* with a client_signer: owns the library context of ctx */
     int connect_timeout_ms, io_timeout_ms;
+    int total_timeout_ms; /* 0: none */
+    bool trust_in_memory; /* trust_pem: say "the configured CA" rather than --trust */
     size_t max_body;
 };
 
@@ -111,6 +118,37 @@ enr_code enr_url_parse_scheme(const char *url, const char *scheme, unsigned shor
 
 /* ---- the client ---- */
 
+/* Trust anchors given as PEM text: every certificate in it goes into the
+ * context's store (as SSL_CTX_load_verify_locations does for a file). */
+static enr_code add_trust_pem(SSL_CTX *ctx, OSSL_LIB_CTX *libctx, const char *pem, enr_error *err)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    if (bio == NULL)
+        return enr_error_openssl(err, ENR_E_NOMEM, "out of memory");
+    STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio_ex(bio, NULL, NULL, NULL, libctx, NULL);
+    BIO_free(bio);
+    if (infos == NULL)
+        return enr_error_openssl(err, ENR_E_PARSE, "cannot read the trust anchor PEM");
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int added = 0;
+    enr_code rc = ENR_OK;
+    for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *info = sk_X509_INFO_value(infos, i);
+        if (info->x509 == NULL)
+            continue;
+        if (X509_STORE_add_cert(store, info->x509) != 1) {
+            rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot add a trust anchor");
+            break;
+        }
+        added++;
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    ERR_clear_error();
+    if (rc == ENR_OK && added == 0)
+        rc = enr_error_set(err, ENR_E_PARSE, "the trust anchor PEM holds no certificate");
+    return rc;
+}
+
 enr_code enr_tls_client_context_new(const enr_http_client_options *opts, SSL_CTX **ctx_out, enr_tls_key **key_out,
                                     enr_error *err)
 {
@@ -118,8 +156,9 @@ enr_code enr_tls_client_context_new(const enr_http_client_options *opts, SSL_CTX
         return enr_error_set(err, ENR_E_USAGE, "enr_tls_client_context_new: NULL argument");
     *ctx_out = NULL;
     *key_out = NULL;
-    if (opts->trust_file == NULL)
-        return enr_error_set(err, ENR_E_USAGE, "a trust anchor file for the service is required");
+    if ((opts->trust_file == NULL) == (opts->trust_pem == NULL))
+        return enr_error_set(err, ENR_E_USAGE, "a trust anchor for the service is required: a file or PEM "
+                                               "text, not both");
     bool has_cert = opts->client_cert != NULL || opts->client_cert_file != NULL;
     bool has_key = opts->client_signer != NULL || opts->client_key_file != NULL;
     if (has_cert != has_key)
@@ -138,7 +177,10 @@ enr_code enr_tls_client_context_new(const enr_http_client_options *opts, SSL_CTX
         goto fail;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (!SSL_CTX_load_verify_locations(ctx, opts->trust_file, NULL)) {
+    if (opts->trust_pem != NULL) {
+        if ((rc = add_trust_pem(ctx, key != NULL ? enr_tls_key_libctx(key) : NULL, opts->trust_pem, err)) != ENR_OK)
+            goto fail;
+    } else if (!SSL_CTX_load_verify_locations(ctx, opts->trust_file, NULL)) {
         rc = enr_error_openssl(err, ENR_E_IO, "cannot load the trust anchor %s", opts->trust_file);
         goto fail;
     }
@@ -202,8 +244,9 @@ enr_code enr_http_client_new(const char *url, const enr_http_client_options *opt
     if (out == NULL || opts == NULL)
         return enr_error_set(err, ENR_E_USAGE, "enr_http_client_new: NULL argument");
     *out = NULL;
-    if (opts->trust_file == NULL)
-        return enr_error_set(err, ENR_E_USAGE, "a trust anchor file for the service is required");
+    if ((opts->trust_file == NULL) == (opts->trust_pem == NULL))
+        return enr_error_set(err, ENR_E_USAGE, "a trust anchor for the service is required: a file or PEM "
+                                               "text, not both");
     enr_http_client *c = calloc(1, sizeof *c);
     if (c == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
@@ -213,6 +256,8 @@ enr_code enr_http_client_new(const char *url, const enr_http_client_options *opt
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     c->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 30000;
     c->max_body = opts->max_body > 0 ? opts->max_body : ENR_HTTP_BODY_DEFAULT_MAX;
+    c->total_timeout_ms = opts->total_timeout_ms > 0 ? opts->total_timeout_ms : 0;
+    c->trust_in_memory = opts->trust_pem != NULL;
     if ((rc = enr_tls_client_context_new(opts, &c->ctx, &c->tls_key, err)) != ENR_OK)
         goto fail;
     *out = c;
@@ -254,19 +299,131 @@ static int wait_fd(int fd, short events, long long deadline)
     }
 }
 
-static enr_code connect_any(const enr_http_client *c, int *fd_out, enr_error *err)
+/* No deadline: the per-step timeouts alone. */
+#define NO_DEADLINE LLONG_MAX
+
+static long long sooner(long long a, long long b)
+{
+    return a < b ? a : b;
+}
+
+/* getaddrinfo on a helper thread, for a caller with a deadline: the caller
+ * waits until the deadline at most; a thread still resolving then finishes
+ * on its own, and whichever of the two lets go last frees the job. */
+typedef struct resolve_job {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* CLOCK_MONOTONIC, like now_ms */
+    int refs;            /* the caller and the thread */
+    bool done;
+    int status;          /* getaddrinfo's */
+    struct addrinfo *res;
+    struct addrinfo hints;
+    char host[ENR_HTTP_HOST_MAX + 1];
+    char port[8];
+} resolve_job;
+
+static void resolve_job_release(resolve_job *j)
+{
+    pthread_mutex_lock(&j->lock);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->lock);
+    if (left > 0)
+        return;
+    if (j->res != NULL)
+        freeaddrinfo(j->res);
+    pthread_cond_destroy(&j->cond);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+static void *resolve_thread(void *arg)
+{
+    resolve_job *j = arg;
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(j->host, j->port, &j->hints, &res);
+    pthread_mutex_lock(&j->lock);
+    j->status = g;
+    j->res = g == 0 ? res : NULL;
+    j->done = true;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    resolve_job_release(j);
+    return NULL;
+}
+
+/* getaddrinfo's status (0: *res is the caller's), or EAI_AGAIN with
+ * *timed_out when the deadline passed first. */
+static int resolve(const enr_http_client *c, const char *port, const struct addrinfo *hints, long long deadline,
+                   struct addrinfo **res, bool *timed_out)
+{
+    *timed_out = false;
+    *res = NULL;
+    if (deadline == NO_DEADLINE || c->url.host_is_ip) /* an address is not looked up */
+        return getaddrinfo(c->url.host, port, hints, res);
+    resolve_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return EAI_MEMORY;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    bool cond_ok = pthread_cond_init(&j->cond, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!cond_ok || pthread_mutex_init(&j->lock, NULL) != 0) {
+        if (cond_ok)
+            pthread_cond_destroy(&j->cond);
+        free(j);
+        return EAI_SYSTEM;
+    }
+    j->refs = 2;
+    j->hints = *hints;
+    snprintf(j->host, sizeof j->host, "%s", c->url.host);
+    snprintf(j->port, sizeof j->port, "%s", port);
+    pthread_attr_t ta;
+    pthread_t tid;
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    int created = pthread_create(&tid, &ta, resolve_thread, j);
+    pthread_attr_destroy(&ta);
+    if (created != 0) {
+        j->refs = 1;
+        resolve_job_release(j);
+        errno = created;
+        return EAI_SYSTEM;
+    }
+    struct timespec until = {(time_t)(deadline / 1000), (long)(deadline % 1000) * 1000000L};
+    int status = EAI_AGAIN;
+    pthread_mutex_lock(&j->lock);
+    while (!j->done)
+        if (pthread_cond_timedwait(&j->cond, &j->lock, &until) == ETIMEDOUT)
+            break;
+    if (j->done) {
+        status = j->status;
+        *res = j->res;
+        j->res = NULL;
+    } else {
+        *timed_out = true;
+    }
+    pthread_mutex_unlock(&j->lock);
+    resolve_job_release(j);
+    return status;
+}
+
+static enr_code connect_any(const enr_http_client *c, long long total_deadline, int *fd_out, enr_error *err)
 {
     char port[8];
     snprintf(port, sizeof port, "%u", c->url.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = c->url.host_is_ip ? AI_NUMERICHOST : 0};
     struct addrinfo *res = NULL;
-    int g = getaddrinfo(c->url.host, port, &hints, &res);
+    bool timed_out = false;
+    int g = resolve(c, port, &hints, total_deadline, &res, &timed_out);
+    if (timed_out)
+        return enr_error_set(err, ENR_E_IO, "cannot resolve %s: no answer within the %d ms allowed", c->url.host,
+                             c->total_timeout_ms);
     if (g != 0)
         return enr_error_set(err, ENR_E_IO, "cannot resolve %s: %s", c->url.host, gai_strerror(g));
     int saved = 0;
-    bool timed_out = false;
-    for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+    for (struct addrinfo *a = res; a != NULL && now_ms() < total_deadline; a = a->ai_next) {
         int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) {
             saved = errno;
@@ -276,7 +433,7 @@ static enr_code connect_any(const enr_http_client *c, int *fd_out, enr_error *er
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         int r = connect(fd, a->ai_addr, a->ai_addrlen);
         if (r != 0 && errno == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, now_ms() + c->connect_timeout_ms);
+            int w = wait_fd(fd, POLLOUT, sooner(now_ms() + c->connect_timeout_ms, total_deadline));
             socklen_t sl = sizeof saved;
             if (w == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &saved, &sl) == 0 && saved == 0)
                 r = 0;
@@ -295,6 +452,9 @@ static enr_code connect_any(const enr_http_client *c, int *fd_out, enr_error *er
         close(fd);
     }
     freeaddrinfo(res);
+    if (now_ms() >= total_deadline)
+        return enr_error_set(err, ENR_E_IO, "cannot connect to %s port %u: timed out (the %d ms allowed passed)",
+                             c->url.host, c->url.port, c->total_timeout_ms);
     if (timed_out && saved == 0)
         return enr_error_set(err, ENR_E_IO, "cannot connect to %s port %u: timed out after %d ms", c->url.host,
                              c->url.port, c->connect_timeout_ms);
@@ -400,9 +560,10 @@ static enr_code tls_failure(const enr_http_client *c, SSL *ssl, bool timed_out, 
     long v = SSL_get_verify_result(ssl);
     if (v != X509_V_OK)
         return enr_error_set(err, ENR_E_VERIFY,
-                             "the service at %s is not trusted: %s (check --trust: it must hold the root "
+                             "the service at %s is not trusted: %s (check %s: it must hold the root "
                              "that issued the service's certificate, and the certificate must name %s)",
-                             c->url.host, X509_verify_cert_error_string(v), c->url.host);
+                             c->url.host, X509_verify_cert_error_string(v),
+                             c->trust_in_memory ? "the configured CA" : "--trust", c->url.host);
     unsigned long e = ERR_peek_error();
     if (e != 0)
         return enr_error_openssl(err, ENR_E_IO, "%s %s failed", step, c->url.host);
@@ -424,9 +585,12 @@ enr_code enr_http_client_send(enr_http_client *c, const enr_http_request *req, e
     int fd = -1;
     SSL *ssl = NULL;
     unsigned char *buf = NULL;
-    if ((rc = connect_any(c, &fd, err)) != ENR_OK)
+    /* Taken before anything else: the whole call is bounded by it. */
+    long long total_deadline = c->total_timeout_ms > 0 ? now_ms() + c->total_timeout_ms : NO_DEADLINE;
+    if ((rc = connect_any(c, total_deadline, &fd, err)) != ENR_OK)
         goto done;
-    long long deadline = now_ms() + c->io_timeout_ms;
+    long long deadline = sooner(now_ms() + c->io_timeout_ms, total_deadline);
+    int allowed_ms = deadline == total_deadline ? c->total_timeout_ms : c->io_timeout_ms;
     ssl = SSL_new(c->ctx);
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
         rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a TLS connection object");
@@ -487,7 +651,7 @@ enr_code enr_http_client_send(enr_http_client *c, const enr_http_request *req, e
         if (r < 0) {
             if (timed_out)
                 rc = enr_error_set(err, ENR_E_IO, "no complete answer from %s within %d ms", c->url.host,
-                                   c->io_timeout_ms);
+                                   allowed_ms);
             else
                 rc = enr_error_openssl(err, ENR_E_IO, "reading from %s failed%s%s", c->url.host,
                                        errno ? ": " : "", errno ? strerror(errno) : "");

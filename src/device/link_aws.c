@@ -21,7 +21,7 @@
 
 #include "core/quote.h"
 #include "device/link_aws.h"
-#include "device/mqtt_conn.h"
+#include "device/mqtt_client.h"
 
 /* ---- names ---- */
 

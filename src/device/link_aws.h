@@ -4,7 +4,7 @@
  *  - the JSON documents (jansson): the two requests the device builds and
  *    the three answers it reads, each answer checked strictly before any
  *    of it is used (unit-tested: tests/unit/test_device_aws.c);
- *  - the link: one MQTT connection over our TLS (mqtt_conn.h) carrying
+ *  - the link: one MQTT connection over our TLS (mqtt_client.h) carrying
  *    CreateCertificateFromCsr and then RegisterThing, with the topic names
  *    of aws_fleet_topic.h (their one home).
  *
@@ -116,7 +116,7 @@ void dev_aws_link_free(dev_aws_link *l);
  * answer (the message on its accepted or rejected topic). With
  * same_connection, the call must go over the connection the previous call
  * used (an ownership token is bound to it): a lost connection is then
- * ENR_E_IO without reconnecting. Errors as mqtt_conn.h's; an answer over
+ * ENR_E_IO without reconnecting. Errors as mqtt_client.h's; an answer over
  * DEV_AWS_ANSWER_MAX is ENR_E_PARSE. */
 enr_code dev_aws_link_call(dev_aws_link *l, enr_aws_fleet_call call, const char *payload, bool same_connection,
                            dev_aws_answer *out, enr_error *err);

@@ -8,7 +8,7 @@
  * ?$rid={rid}[&retry-after={s}] with the HTTPS bodies.
  *
  * The connection (our TLS, libmosquitto driven synchronously against one
- * deadline per request, CONNACK refusals, subscriptions) is mqtt_conn.c's,
+ * deadline per request, CONNACK refusals, subscriptions) is mqtt_client.c's,
  * shared with AWS fleet provisioning (link_aws.c).
  *
  * One connection serves a registration's register and its polls; it is made
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "device/link.h"
-#include "device/mqtt_conn.h"
+#include "device/mqtt_client.h"
 #include "enroll/dps.h"
 
 #ifndef ENROLL_VERSION

@@ -46,7 +46,11 @@ enr_dps_error enr_provision_error_of_refusal(const enr_error *refusal)
     case ENR_R_THING_DISABLED:
     case ENR_R_TEMPLATE_DISABLED:
     case ENR_R_CA_UNVERIFIED:
-    case ENR_R_SERVER_KEYGEN_NOT_ALLOWED: return ENR_DPS_INTERNAL;
+    case ENR_R_SERVER_KEYGEN_NOT_ALLOWED:
+    /* The AWS pre-provisioning hook's: the AWS front end's too. */
+    case ENR_R_HOOK_DENIED:
+    case ENR_R_HOOK_TIMEOUT:
+    case ENR_R_HOOK_FAILED: return ENR_DPS_INTERNAL;
     }
     return ENR_DPS_INTERNAL;
 }

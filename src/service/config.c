@@ -22,6 +22,7 @@ void enr_service_config_free(enr_service_config *cfg)
     free(cfg->tls_client_ca);
     free(cfg->admin_client_ca);
     free(cfg->mqtt_listen_host);
+    free(cfg->aws_listen_host);
     free(cfg);
 }
 
@@ -134,6 +135,42 @@ static enr_code parse_mqtt(json_t *mqtt, enr_service_config *cfg, enr_error *err
     return rc;
 }
 
+/* "aws": AWS IoT fleet provisioning over MQTT, on its own port. */
+static enr_code parse_aws(json_t *aws, enr_service_config *cfg, enr_error *err)
+{
+    static const char *const AWS[] = {"listen", "max_connections", "connect_timeout_seconds", "max_packet_bytes",
+                                      "max_keepalive_seconds", "threads", "queue_max", NULL};
+    if (!json_is_object(aws))
+        return enr_error_set(err, ENR_E_PARSE, "config: \"aws\" must be an object");
+    enr_code rc = only_known_keys(aws, "aws", AWS, err);
+    const char *listen = json_string_value(json_object_get(aws, "listen"));
+    if (rc == ENR_OK && listen == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: aws.listen must be \"host:port\" (8883 for AWS devices)");
+    if (rc == ENR_OK)
+        rc = parse_listen_to(listen, &cfg->aws_listen_host, &cfg->aws_listen_port, err);
+    long timeout = 10, keepalive = 1200, threads = 4, queue = 256;
+    cfg->aws_max_packet_bytes = 65536 + 1024;
+    if (rc == ENR_OK)
+        rc = int_value(aws, "max_connections", "aws", 0, 1000000, &cfg->aws_max_connections, err);
+    if (rc == ENR_OK)
+        rc = int_value(aws, "connect_timeout_seconds", "aws", 1, 300, &timeout, err);
+    if (rc == ENR_OK)
+        rc = int_value(aws, "max_packet_bytes", "aws", 1024, 16L << 20, &cfg->aws_max_packet_bytes, err);
+    if (rc == ENR_OK)
+        rc = int_value(aws, "max_keepalive_seconds", "aws", 1, 65535, &keepalive, err);
+    if (rc == ENR_OK)
+        rc = int_value(aws, "threads", "aws", 1, 64, &threads, err);
+    if (rc == ENR_OK)
+        rc = int_value(aws, "queue_max", "aws", 1, 100000, &queue, err);
+    cfg->aws_connect_timeout_seconds = (int)timeout;
+    cfg->aws_max_keepalive_seconds = (int)keepalive;
+    cfg->aws_threads = (int)threads;
+    cfg->aws_queue_max = (int)queue;
+    if (rc == ENR_OK && cfg->data_dir == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"aws\" needs \"data_dir\" (its templates and things)");
+    return rc;
+}
+
 enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
                                   enr_service_config **out, enr_error *err)
 {
@@ -147,7 +184,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
     static const char *const TOP[] = {"listen", "data_dir", "id_scope", "tls", "plain_http", "workers",
                                       "limits", "shutdown_grace_seconds", "admin", "create_store", "audit",
-                                      "mqtt", NULL};
+                                      "mqtt", "aws", NULL};
     static const char *const AUDIT[] = {"max_age_days", "max_rows", "refusal_samples_per_second", NULL};
     static const char *const TLS[] = {"cert", "key", "client_ca", NULL};
     static const char *const ADMIN[] = {"client_ca", NULL};
@@ -302,6 +339,9 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     json_t *mqtt = root ? json_object_get(root, "mqtt") : NULL;
     if (rc == ENR_OK && mqtt != NULL)
         rc = parse_mqtt(mqtt, cfg, err);
+    json_t *aws = root ? json_object_get(root, "aws") : NULL;
+    if (rc == ENR_OK && aws != NULL)
+        rc = parse_aws(aws, cfg, err);
     if (rc == ENR_OK && cfg->data_dir != NULL && cfg->id_scope == NULL && cfg->admin_client_ca == NULL)
         rc = enr_error_set(err, ENR_E_PARSE,
                            "config: \"data_dir\" is given but not \"id_scope\": enrolld would answer every "

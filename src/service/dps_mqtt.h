@@ -13,32 +13,13 @@
 
 #include "enroll/error.h"
 #include "enroll/provision.h"
+#include "service/mqtt_conn.h"
 
 struct event_base;
 
-typedef struct dps_mqtt_limits {
-    int max_connections;          /* on this worker; at the cap accepting pauses */
-    int connect_timeout_seconds;  /* CONNECT (and the TLS handshake) must be done by then */
-    size_t max_packet_bytes;      /* a larger packet closes the connection; never buffered */
-    int max_keepalive_seconds;    /* a keepalive of 0 or above this gets this */
-    int log_lines_per_second;     /* per kind; the rest are counted in one line */
-    /* Each accepted connection's TLS object (enrolld's takes the context in
-     * force, so a certificate reload on SIGHUP reaches MQTT as it reaches
-     * HTTPS). NULL: SSL_new on the context given to dps_mqtt_new. */
-    SSL *(*tls_new)(void *arg);
-    void *tls_new_arg;
-} dps_mqtt_limits;
-
-/* Read from any thread (for /metrics). */
-typedef struct dps_mqtt_counters {
-    _Atomic unsigned long connections;   /* accepted */
-    _Atomic long open;
-    _Atomic unsigned long packets;       /* read and parsed */
-    _Atomic unsigned long refused;       /* CONNACKs that refused */
-    _Atomic unsigned long malformed;     /* connections closed for a bad packet */
-    _Atomic unsigned long timeouts;      /* connect or keepalive deadlines */
-    _Atomic unsigned long answers;       /* DPS answers published */
-} dps_mqtt_counters;
+/* The limits and counters of the connections under it (service/mqtt_conn.h). */
+typedef mqtt_limits dps_mqtt_limits;
+typedef mqtt_counters dps_mqtt_counters;
 
 typedef struct dps_mqtt dps_mqtt;
 

@@ -37,6 +37,7 @@
 #include "enroll/duration.h"
 #include "enroll/service.h"
 #include "service/admin_api.h"
+#include "service/aws_mqtt.h"
 #include "service/dps_mqtt.h"
 #include "enroll/provision.h"
 
@@ -110,6 +111,8 @@ typedef struct worker {
     enr_provision *core;        /* the provisioning core on this loop; NULL without id_scope */
     admin_api *admin;           /* NULL when the config has no admin section */
     dps_mqtt *mqtt;             /* DPS over MQTT on this loop; NULL when not configured */
+    enr_aws_loop *aws_loop;     /* AWS fleet provisioning's completions on this loop */
+    aws_mqtt *aws;              /* its MQTT front end; NULL when not configured */
     worker_metrics metrics;
     /* Hostile clients. */
     struct evconnlistener *listener; /* evhttp's, over this worker's dup of the socket */
@@ -146,6 +149,9 @@ struct enr_service {
     int conn_index;             /* SSL ex_data index of a connection's tls_conn */
     int mqtt_listen_fd;         /* -1: no MQTT; else bound once, each worker accepts on a dup */
     int mqtt_port;
+    enr_aws_core *aws_core;     /* AWS fleet provisioning's threads; NULL when not configured */
+    int aws_listen_fd;          /* -1: no AWS port */
+    int aws_port;
 };
 
 /* ---- TLS ---- */
@@ -479,6 +485,46 @@ static void reply_json(struct evhttp_request *req, int status, const char *reaso
         evbuffer_free(body);
 }
 
+/* AWS fleet provisioning: its connections and what the core answered. */
+static void aws_metrics(enr_service *svc, struct evbuffer *out)
+{
+    unsigned long c = 0, r = 0, m = 0, t = 0, a = 0;
+    long o = 0;
+    for (int i = 0; i < svc->worker_count; i++) {
+        if (svc->workers[i].aws == NULL)
+            continue;
+        const mqtt_counters *k = aws_mqtt_get_counters(svc->workers[i].aws);
+        c += atomic_load(&k->connections), o += atomic_load(&k->open), r += atomic_load(&k->refused);
+        m += atomic_load(&k->malformed), t += atomic_load(&k->timeouts), a += atomic_load(&k->answers);
+    }
+    const enr_aws_counters *k = enr_aws_core_counters(svc->aws_core);
+    evbuffer_add_printf(out, "# HELP enroll_aws_connections_total AWS fleet provisioning MQTT connections accepted.\n"
+                             "# TYPE enroll_aws_connections_total counter\nenroll_aws_connections_total %lu\n"
+                             "# HELP enroll_aws_connections_open AWS fleet provisioning MQTT connections open now.\n"
+                             "# TYPE enroll_aws_connections_open gauge\nenroll_aws_connections_open %ld\n"
+                             "# HELP enroll_aws_closed_total AWS MQTT connections enrolld closed, by reason.\n"
+                             "# TYPE enroll_aws_closed_total counter\n"
+                             "enroll_aws_closed_total{reason=\"connect_refused\"} %lu\n"
+                             "enroll_aws_closed_total{reason=\"malformed\"} %lu\n"
+                             "enroll_aws_closed_total{reason=\"timeout\"} %lu\n"
+                             "# HELP enroll_aws_answers_total AWS fleet provisioning answers published.\n"
+                             "# TYPE enroll_aws_answers_total counter\nenroll_aws_answers_total %lu\n"
+                             "# HELP enroll_aws_requests_total AWS fleet provisioning outcomes.\n"
+                             "# TYPE enroll_aws_requests_total counter\n"
+                             "enroll_aws_requests_total{outcome=\"created\"} %lu\n"
+                             "enroll_aws_requests_total{outcome=\"registered\"} %lu\n"
+                             "enroll_aws_requests_total{outcome=\"rejected\"} %lu\n"
+                             "# HELP enroll_aws_rejected_total Of the rejections: throttled, refused by the hook.\n"
+                             "# TYPE enroll_aws_rejected_total counter\n"
+                             "enroll_aws_rejected_total{reason=\"throttled\"} %lu\n"
+                             "enroll_aws_rejected_total{reason=\"hook\"} %lu\n"
+                             "# HELP enroll_aws_swept_total Pending certificates revoked unactivated.\n"
+                             "# TYPE enroll_aws_swept_total counter\nenroll_aws_swept_total %lu\n",
+                        c, o, r, m, t, a, atomic_load(&k->created), atomic_load(&k->registered),
+                        atomic_load(&k->rejected), atomic_load(&k->throttled), atomic_load(&k->hook_refused),
+                        atomic_load(&k->swept));
+}
+
 static void metrics_text(enr_service *svc, struct evbuffer *out)
 {
     unsigned long total = 0, classes[6] = {0}, buckets[LATENCY_BUCKETS + 1] = {0}, sum_ms = 0;
@@ -564,6 +610,8 @@ static void metrics_text(enr_service *svc, struct evbuffer *out)
                              "# HELP enroll_store_ok 1 while the store takes commits.\n"
                              "# TYPE enroll_store_ok gauge\nenroll_store_ok %d\n",
                         pauses, svc->core == NULL || enr_provision_store_ok(svc->core) ? 1 : 0);
+    if (svc->aws_core != NULL)
+        aws_metrics(svc, out);
     if (svc->mqtt_listen_fd < 0)
         return;
     unsigned long mc = 0, mp = 0, mr = 0, mm = 0, mt = 0, ma = 0;
@@ -865,7 +913,8 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     worker *w = arg;
-    if ((atomic_load(&w->in_flight) == 0 && dps_mqtt_calls_open(w->mqtt) == 0) || time(NULL) >= w->stop_deadline)
+    if ((atomic_load(&w->in_flight) == 0 && dps_mqtt_calls_open(w->mqtt) == 0 && aws_mqtt_calls_open(w->aws) == 0) ||
+        time(NULL) >= w->stop_deadline)
         event_base_loopexit(w->base, NULL);
 }
 
@@ -881,6 +930,7 @@ static void stop_requested(evutil_socket_t fd, short what, void *arg)
     }
     if (w->mqtt != NULL)
         dps_mqtt_stop_accepting(w->mqtt);
+    aws_mqtt_stop_accepting(w->aws);
     w->stop_deadline = time(NULL) + w->svc->cfg.shutdown_grace_seconds;
     struct timeval tick = {0, 20 * 1000};
     w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check, w);
@@ -915,6 +965,27 @@ static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
     return dps_mqtt_new(w->base, fd, svc->tls, w->core, &lim, &w->mqtt, err);
 }
 
+static enr_code worker_aws_init(enr_service *svc, worker *w, enr_error *err)
+{
+    enr_code rc = enr_aws_loop_new(svc->aws_core, w->base, &w->aws_loop, err);
+    if (rc != ENR_OK)
+        return rc;
+    int fd = fcntl(svc->aws_listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return enr_error_set(err, ENR_E_IO, "aws listen %s:%d: %s", svc->cfg.aws_listen_host, svc->aws_port,
+                             strerror(errno));
+    long total = svc->cfg.aws_max_connections > 0 ? svc->cfg.aws_max_connections : svc->max_connections;
+    long share = (total + svc->worker_count - 1) / svc->worker_count;
+    mqtt_limits lim = {.max_connections = share > 0 ? (int)share : 1,
+                       .connect_timeout_seconds = svc->cfg.aws_connect_timeout_seconds,
+                       .max_packet_bytes = (size_t)svc->cfg.aws_max_packet_bytes,
+                       .max_keepalive_seconds = svc->cfg.aws_max_keepalive_seconds,
+                       .log_lines_per_second = svc->cfg.log_lines_per_second,
+                       .tls_new = worker_ssl_new,
+                       .tls_new_arg = w};
+    return aws_mqtt_new(w->base, fd, svc->tls, w->aws_loop, &lim, &w->aws, err);
+}
+
 static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *err)
 {
     w->svc = svc;
@@ -946,6 +1017,8 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     }
     if (svc->mqtt_listen_fd >= 0 && w->core != NULL && (rc = worker_mqtt_init(svc, w, err)) != ENR_OK)
         return rc;
+    if (svc->aws_core != NULL && (rc = worker_aws_init(svc, w, err)) != ENR_OK)
+        return rc;
     evhttp_set_max_body_size(w->http, svc->cfg.max_body_bytes);
     /* Read an oversized body to its end before answering 413: closing at once
      * while the client still sends makes its kernel see a reset, and the
@@ -975,6 +1048,7 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->cfg = *cfg;
     svc->listen_fd = -1;
     svc->mqtt_listen_fd = -1;
+    svc->aws_listen_fd = -1;
     pthread_mutex_init(&svc->tls_lock, NULL);
     enr_code rc = ENR_OK;
     /* A typo'd data_dir would otherwise be a fresh, empty store, and every
@@ -1007,6 +1081,14 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->port = port;
     if (rc == ENR_OK && cfg->mqtt_listen_host != NULL)
         rc = listen_socket(cfg->mqtt_listen_host, cfg->mqtt_listen_port, &svc->mqtt_listen_fd, &svc->mqtt_port, err);
+    if (rc == ENR_OK && cfg->aws_listen_host != NULL && svc->tls == NULL)
+        rc = enr_error_set(err, ENR_E_USAGE, "config: \"aws\" needs TLS (its devices authenticate by certificate)");
+    if (rc == ENR_OK && cfg->aws_listen_host != NULL)
+        rc = listen_socket(cfg->aws_listen_host, cfg->aws_listen_port, &svc->aws_listen_fd, &svc->aws_port, err);
+    enr_aws_core_options aopts = {.data_dir = cfg->data_dir, .threads = cfg->aws_threads,
+                                  .queue_max = cfg->aws_queue_max};
+    if (rc == ENR_OK && cfg->aws_listen_host != NULL)
+        rc = enr_aws_core_new(&aopts, &svc->aws_core, err);
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
@@ -1040,9 +1122,11 @@ enr_code enr_service_start(enr_service *svc, enr_error *err)
     enr_time_format(time(NULL), at, sizeof at);
     struct rlimit nofile = {0, 0};
     (void)getrlimit(RLIMIT_NOFILE, &nofile);
-    char mqtt[48] = "";
+    char mqtt[80] = "";
     if (svc->mqtt_listen_fd >= 0)
         snprintf(mqtt, sizeof mqtt, ",\"mqtt_port\":%d", svc->mqtt_port);
+    if (svc->aws_listen_fd >= 0)
+        snprintf(mqtt + strlen(mqtt), sizeof mqtt - strlen(mqtt), ",\"aws_port\":%d", svc->aws_port);
     fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"listening\",\"address\":\"%s\",\"port\":%d%s,\"tls\":%s,\"workers\":%d,"
                     "\"max_connections\":%ld,\"fd_limit\":%ld}\n",
             at, svc->cfg.listen_host, svc->port, mqtt, svc->tls ? "true" : "false", svc->worker_count,
@@ -1095,8 +1179,10 @@ void enr_service_free(enr_service *svc)
         if (svc->workers[i].core != NULL)
             enr_provision_flush_audit(svc->workers[i].core);
     enr_provision_shared_stop(svc->core);
+    /* AWS's threads finish what they hold (the rest is answered 503). */
+    enr_aws_core_stop(svc->aws_core);
     for (int i = 0; svc->workers && i < svc->worker_count; i++)
-        if (svc->workers[i].base != NULL && svc->workers[i].core != NULL)
+        if (svc->workers[i].base != NULL && (svc->workers[i].core != NULL || svc->workers[i].aws_loop != NULL))
             (void)event_base_loop(svc->workers[i].base, EVLOOP_NONBLOCK);
     for (int i = 0; svc->workers && i < svc->worker_count; i++) {
         worker *w = &svc->workers[i];
@@ -1113,6 +1199,8 @@ void enr_service_free(enr_service *svc)
         if (w->http)
             evhttp_free(w->http);
         dps_mqtt_free(w->mqtt); /* cancels what the core still works on for it */
+        aws_mqtt_free(w->aws);
+        enr_aws_loop_free(w->aws_loop);
         enr_provision_free(w->core); /* its events are on the base */
         if (w->base)
             event_base_free(w->base);
@@ -1127,6 +1215,9 @@ void enr_service_free(enr_service *svc)
         close(svc->listen_fd);
     if (svc->mqtt_listen_fd >= 0)
         close(svc->mqtt_listen_fd);
+    if (svc->aws_listen_fd >= 0)
+        close(svc->aws_listen_fd);
+    enr_aws_core_free(svc->aws_core);
     enr_provision_shared_free(svc->core);
     SSL_CTX_free(svc->tls);
     pthread_mutex_destroy(&svc->tls_lock);

@@ -2258,10 +2258,9 @@ static enr_code retire_certificate(sqlite_store *s, const char *issuer, const ch
     return run(s, st, &u, "marking a certificate", err);
 }
 
-/* Everything RegisterThing checks, in the order store.h documents, before
- * anything is written. */
-static enr_code check_registration(sqlite_store *s, const enr_aws_register *r, token_row *token, thing_state *thing,
-                                   enr_error *err)
+/* The token's own checks (the first of RegisterThing's, in the order
+ * store.h documents): `hash` is the token's SHA-256. */
+static enr_code check_token(sqlite_store *s, const enr_aws_register *r, token_row *token, enr_error *err)
 {
     sqlite3_stmt *st = NULL;
     enr_code rc = statement(s, ST_AWS_TOKEN_GET, &st, err);
@@ -2288,6 +2287,33 @@ static enr_code check_registration(sqlite_store *s, const enr_aws_register *r, t
     if (token->revoked || strcmp(token->status, "pending") != 0)
         return enr_error_refuse(err, ENR_R_CREDENTIAL_REVOKED, "certificate %s was revoked before activation",
                                 token->serial);
+    return ENR_OK;
+}
+
+static enr_code sqlite_aws_token_certificate(void *impl, const enr_aws_register *r, char issuer[ENR_STORE_DN_MAX + 1],
+                                             char serial[ENR_STORE_SERIAL_MAX + 1], enr_error *err)
+{
+    sqlite_store *s = impl;
+    token_row token = {0};
+    enr_code rc = begin_read(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    if ((rc = check_token(s, r, &token, err)) == ENR_OK) {
+        memcpy(issuer, token.issuer, sizeof token.issuer);
+        memcpy(serial, token.serial, sizeof token.serial);
+    }
+    return finish(s, rc, err);
+}
+
+/* Everything RegisterThing checks, in the order store.h documents, before
+ * anything is written. */
+static enr_code check_registration(sqlite_store *s, const enr_aws_register *r, token_row *token, thing_state *thing,
+                                   enr_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    enr_code rc = check_token(s, r, token, err);
+    if (rc != ENR_OK)
+        return rc;
     /* Whose connection is this: a claim (no thing), or a device by its
      * active certificate. */
     char owner[ENR_STORE_THING_NAME_MAX + 1] = "";
@@ -2403,6 +2429,24 @@ static enr_code sqlite_aws_register_thing(void *impl, const enr_aws_register *r,
     if (rc == ENR_OK)
         result->thing_created = !thing.exists;
     return finish(s, rc, err);
+}
+
+static enr_code read_thing_name(sqlite3_stmt *st, void *item, enr_error *err)
+{
+    return column_text(st, 0, item, ENR_STORE_THING_NAME_MAX + 1, err);
+}
+
+static enr_code sqlite_aws_thing_of_certificate(void *impl, const char *fingerprint,
+                                                char thing_name[ENR_STORE_THING_NAME_MAX + 1], enr_error *err)
+{
+    sqlite_store *s = impl;
+    sqlite3_stmt *st = NULL;
+    enr_code rc = statement(s, ST_AWS_OWNER_OF_FINGERPRINT, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, SQLITE_OK};
+    bind_text(&b, ":fp", fingerprint);
+    return fetch_one(s, st, &b, read_thing_name, thing_name, "no active thing certificate with this fingerprint", err);
 }
 
 static enr_code sqlite_aws_sweep_pending(void *impl, time_t now, size_t limit, const enr_audit_event *audit,
@@ -2679,6 +2723,8 @@ static const enr_store_ops SQLITE_OPS = {
     .aws_create_pending = sqlite_aws_create_pending,
     .aws_register_thing = sqlite_aws_register_thing,
     .aws_sweep_pending = sqlite_aws_sweep_pending,
+    .aws_thing_of_certificate = sqlite_aws_thing_of_certificate,
+    .aws_token_certificate = sqlite_aws_token_certificate,
 };
 
 static enr_code open_database(sqlite_store *s, enr_error *err)

@@ -1930,3 +1930,40 @@ enr_code enr_store_aws_sweep_pending(enr_store *store, time_t now, size_t limit,
         enr_certificate_list_free(list);
     return rc;
 }
+
+enr_code enr_store_aws_thing_of_certificate(enr_store *store, const char *fingerprint,
+                                            char thing_name[ENR_STORE_THING_NAME_MAX + 1], enr_error *err)
+{
+    REQUIRE_OP(store, aws_thing_of_certificate, "look up thing certificates", err);
+    char fp[ENR_STORE_SPKI_HEX + 1];
+    enr_code rc = check_fingerprint("a certificate fingerprint", fingerprint, fp, err);
+    if (rc == ENR_OK && thing_name == NULL)
+        rc = enr_error_set(err, ENR_E_USAGE, "no place for the thing name");
+    if (rc == ENR_OK)
+        rc = store->ops->aws_thing_of_certificate(store->impl, fp, thing_name, err);
+    return rc;
+}
+
+enr_code enr_store_aws_token_certificate(enr_store *store, const enr_aws_register *request,
+                                         char issuer[ENR_STORE_DN_MAX + 1], char serial[ENR_STORE_SERIAL_MAX + 1],
+                                         enr_error *err)
+{
+    REQUIRE_OP(store, aws_token_certificate, "look up ownership tokens", err);
+    char connection[ENR_STORE_SPKI_HEX + 1], hash[ENR_STORE_SPKI_HEX + 1];
+    enr_code rc;
+    if (request == NULL || issuer == NULL || serial == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "looking up a token needs a request and a place for the result");
+    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
+    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
+        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
+    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
+                                err)) != ENR_OK ||
+        (rc = check_template_name(request->template_name, err)) != ENR_OK ||
+        (rc = sha256_hex(request->token, token_len, hash, err)) != ENR_OK)
+        return rc;
+    enr_aws_register r = *request;
+    r.token = hash;
+    r.connection_fingerprint = connection;
+    r.now = now_or(request->now);
+    return store->ops->aws_token_certificate(store->impl, &r, issuer, serial, err);
+}

@@ -101,17 +101,22 @@ answer_register() { # TOPIC PAYLOAD MODE
   pub "$1/accepted" "$(jq -cn --arg th "$thing" --arg t "$template" '{deviceConfiguration: {Fleet: "test", Template: $t}, thingName: $th}')"
 }
 responder() {
-  mosquitto_sub "${MQ[@]}" -i responder -q 1 -t "$CSR_T" -t '$aws/provisioning-templates/+/provision/json' -F '%t %p' |
-    while read -r topic payload; do
-      printf '%s %s\n' "$topic" "$payload" >> requests.log
-      mode=$(cat mode 2>/dev/null || echo ok)
-      case $topic in
-        */create-from-csr/json) answer_csr "$payload" "$mode" ;;
-        */provision/json) answer_register "$topic" "$payload" "$mode" ;;
-      esac
-    done
+  while read -r topic payload; do
+    printf '%s %s\n' "$topic" "$payload" >> requests.log
+    mode=$(cat mode 2>/dev/null || echo ok)
+    case $topic in
+      */create-from-csr/json) answer_csr "$payload" "$mode" ;;
+      */provision/json) answer_register "$topic" "$payload" "$mode" ;;
+    esac
+  done
 }
-responder &
+# Each a process of its own with its output in files, so the EXIT trap ends
+# them by their ids and none keeps the test's stdout open (ctest waits for it).
+mkfifo requests.fifo
+mosquitto_sub "${MQ[@]}" -i responder -q 1 -t "$CSR_T" -t '$aws/provisioning-templates/+/provision/json' \
+    -F '%t %p' > requests.fifo 2> sub.err &
+PIDS+=($!)
+responder < requests.fifo > responder.log 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "Sending SUBACK to responder" broker.log 2>/dev/null && break; sleep 0.05; done
 grep -q "Sending SUBACK to responder" broker.log && pass || { fail "the responder did not subscribe: $(tail -5 broker.log)"; finish; exit; }

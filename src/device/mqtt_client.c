@@ -1,4 +1,4 @@
-/* One MQTT client connection over our TLS on libmosquitto (mqtt_conn.h),
+/* One MQTT client connection over our TLS on libmosquitto (mqtt_client.h),
  * shared by DPS over MQTT (link_mqtt.c) and AWS fleet provisioning
  * (link_aws.c).
  *
@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "device/link.h"
-#include "device/mqtt_conn.h"
+#include "device/mqtt_client.h"
 
 #define KEEPALIVE_SECONDS 60
 #define LOOP_SLICE_MS 200

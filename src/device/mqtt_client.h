@@ -8,8 +8,8 @@
  * a flag that the message callback sets. No thread: mosquitto_loop in
  * slices against one deadline, so no step is without a bound (except name
  * resolution, which getaddrinfo does blocking). */
-#ifndef ENROLL_DEVICE_MQTT_CONN_H
-#define ENROLL_DEVICE_MQTT_CONN_H
+#ifndef ENROLL_DEVICE_MQTT_CLIENT_H
+#define ENROLL_DEVICE_MQTT_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
