@@ -558,13 +558,13 @@ typedef struct exchange {
 
 /* The CSR: CN = the registration id (DPS) or the thing name asked for
  * (AWS), clientAuth, signed by the device's key. */
-static enr_code make_csr(enr_device *d, enr_signer *signer, enr_csr_format format, unsigned char **out,
-                         size_t *out_len, enr_error *err)
+static enr_code make_csr(enr_device *d, const char *cn, enr_signer *signer, enr_csr_format format,
+                         unsigned char **out, size_t *out_len, enr_error *err)
 {
     enr_csr_spec *spec = enr_csr_spec_new();
     enr_csr *csr = NULL;
     char dn[160];
-    snprintf(dn, sizeof dn, "CN=%s", d->id.registration_id);
+    snprintf(dn, sizeof dn, "CN=%s", cn);
     enr_code rc = spec == NULL ? enr_error_set(err, ENR_E_NOMEM, "out of memory") : ENR_OK;
     if (rc == ENR_OK && (rc = enr_csr_spec_add_dn(spec, dn, err)) == ENR_OK &&
         (rc = enr_csr_spec_set_ext_key_usage(spec, "clientAuth", err)) == ENR_OK &&
@@ -579,7 +579,7 @@ static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_err
 {
     unsigned char *b64 = NULL;
     size_t b64_len = 0;
-    enr_code rc = make_csr(d, signer, ENR_CSR_BASE64, &b64, &b64_len, err);
+    enr_code rc = make_csr(d, d->id.registration_id, signer, ENR_CSR_BASE64, &b64, &b64_len, err);
     if (rc == ENR_OK) {
         json_t *o = json_pack("{s:s,s:s%}", "registrationId", d->id.registration_id, "csr", (const char *)b64,
                               b64_len);
@@ -821,6 +821,7 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
 /* ---- AWS IoT fleet provisioning (link_aws.h) ---- */
 
 typedef struct aws_result {
+    char cn[DEV_AWS_THING_NAME_MAX + 1]; /* what the CSR asked for */
     dev_aws_created created;       /* CreateCertificateFromCsr's answer */
     dev_aws_registered registered; /* RegisterThing's */
 } aws_result;
@@ -918,7 +919,15 @@ static enr_code do_aws(enr_device *d, enr_signer *signer, credential cred, excha
     char *csr_payload = NULL;
     dev_aws_link *link = NULL;
     key_handle boot = {0};
-    enr_code rc = make_csr(d, signer, ENR_CSR_PEM, &pem, &pem_len, err);
+    /* The CN asked for: with the claim, the name provisioning was given;
+     * with the device's own certificate, its thing's name (a renewal keeps
+     * it, and a service may refuse a renewal that names another). */
+    snprintf(res->cn, sizeof res->cn, "%s",
+             cred == CRED_OPERATIONAL && d->id.thing_name != NULL && dev_aws_thing_name_valid(d->id.thing_name) &&
+                     strlen(d->id.thing_name) <= AWS_CN_MAX
+                 ? d->id.thing_name
+                 : d->id.registration_id);
+    enr_code rc = make_csr(d, res->cn, signer, ENR_CSR_PEM, &pem, &pem_len, err);
     if (rc == ENR_OK && (csr_payload = dev_aws_csr_request((const char *)pem)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     free(pem);
@@ -926,7 +935,7 @@ static enr_code do_aws(enr_device *d, enr_signer *signer, credential cred, excha
         enr_http_client_options tls;
         char chain[DEV_PATH_MAX];
         if ((rc = tls_for(d, cred, signer, &boot, &tls, chain, sizeof chain, err)) == ENR_OK)
-            rc = dev_aws_link_new(d->id.url, d->id.registration_id, &tls, d->timeout_ms, d->id.aws_template, &link,
+            rc = dev_aws_link_new(d->id.url, res->cn, &tls, d->timeout_ms, d->id.aws_template, &link,
                                   err);
         if (rc != ENR_OK)
             x->client_failed = true;
@@ -1000,7 +1009,7 @@ static enr_code complete_chain(STACK_OF(X509) *chain, STACK_OF(X509) *bundle, en
  * the chain of a DPS answer `r`, or AWS's certificatePem `aws_pem` with
  * the intermediates of the CA trust bundle. */
 static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, const char *aws_pem,
-                             enr_signer *signer, STACK_OF(X509) **chain_out, enr_error *err)
+                             const char *aws_cn, enr_signer *signer, STACK_OF(X509) **chain_out, enr_error *err)
 {
     *chain_out = NULL;
     STACK_OF(X509) *chain = NULL;
@@ -1053,12 +1062,12 @@ static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, 
     X509 *leaf = sk_X509_value(chain, 0);
     char *cn = enr_name_common_name(X509_get_subject_name(leaf));
     /* DPS registration ids compare without case; AWS issues the CSR's CN as it is. */
-    bool cn_ok = cn != NULL && (aws_pem != NULL ? strcmp(cn, d->id.registration_id) == 0
+    const char *want = aws_pem != NULL ? aws_cn : d->id.registration_id;
+    bool cn_ok = cn != NULL && (aws_pem != NULL ? strcmp(cn, want) == 0
                                                 : enr_dps_registration_id_equal(cn, d->id.registration_id));
     if (!cn_ok) {
         rc = enr_error_set(err, ENR_E_VERIFY, "the issued certificate names CN '%.128s', not the %s '%s'",
-                           cn ? cn : "(none)", aws_pem != NULL ? "thing name asked for" : "registration id",
-                           d->id.registration_id);
+                           cn ? cn : "(none)", aws_pem != NULL ? "thing name asked for" : "registration id", want);
         free(cn);
         goto done;
     }
@@ -1489,7 +1498,8 @@ static enr_code register_and_store(enr_device *d, const char *key_ref, bool crea
     }
     STACK_OF(X509) *chain = NULL;
     if (rc == ENR_OK)
-        rc = check_issued(d, x.answer, is_aws(d) ? aws.created.certificate_pem : NULL, k.signer, &chain, err);
+        rc = check_issued(d, x.answer, is_aws(d) ? aws.created.certificate_pem : NULL, aws.cn, k.signer, &chain,
+                          err);
     if (rc == ENR_OK)
         rc = commit(d, chain, x.answer, is_aws(d) ? &aws.registered : NULL, key_ref, err);
     if (rc != ENR_OK) {

@@ -33,7 +33,7 @@ done
 "$ENROLL" csr new --key resp.key --dn CN=responder --out resp.csr 2>/dev/null
 "$ENROLL" ca sign --dir devices-ca --profile device --cn responder resp.csr --out resp.pem 2>/dev/null
 "$ENROLL" key new --out other.key >/dev/null
-"$ENROLL" csr new --key other.key --dn CN=SN-0001 --out other.csr 2>/dev/null
+"$ENROLL" csr new --key other.key --dn CN=thing-SN-0001 --out other.csr 2>/dev/null
 cat root/cert.pem devices-ca/cert.pem > ca-bundle.pem            # --ca-trust: intermediate + root
 cat ca-bundle.pem claim-ca/cert.pem > clients.pem                 # what the broker accepts
 printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' > ext.cnf
@@ -181,6 +181,8 @@ same "generation 2" "$(json "$WORK/.out" .generation)" "2"
 same "renewal: same thing" "$(json "$WORK/.out" .thing_name)" "thing-SN-0001"
 [ "$(json "$WORK/.out" .serial)" != "$(serial_of "$C1")" ] && pass || fail "renewal gave no new serial"
 verify_chain "renewal"
+same "renewal: the CSR named the thing" "$(openssl x509 -in "$(json "$WORK/.out" .certificate)" -noout -subject)" \
+    "subject=CN = thing-SN-0001"
 lacks "$WORK/.err" "bootstrap credential" "renewal: no fallback to the claim"
 jq -e -R 'split(" ")[1:] | join(" ") | fromjson | .parameters == {"SerialNumber":"SN-0001","Color":"blue"}' \
     <(grep '/provision/json ' requests.log | tail -1) >/dev/null && pass || fail "renewal sent the same parameters"
