@@ -6,7 +6,9 @@
 #             (mosquitto) that admits only certificates from that CA, and the
 #             provisioning service enrolld with a credential policy, a
 #             symmetric-key enrollment group and an X.509 bootstrap group;
-#   devices:  three of them get their operational certificates from enrolld,
+#   devices:  four of them get their operational certificates from enrolld
+#             (three over Azure DPS's API, one over AWS IoT fleet provisioning
+#             with a shared claim certificate),
 #             each proving who it is differently and keeping its key
 #             differently, then publish telemetry to the broker over mutual
 #             TLS while an observer subscribes.
@@ -23,7 +25,7 @@ enrolld="$build/src/enrolld"
 for f in "$enroll" "$enrolld"; do
   [ -x "$f" ] || { echo "demo: $f is missing: build first (make demo does)" >&2; exit 3; }
 done
-for tool in mosquitto mosquitto_pub mosquitto_sub curl jq openssl softhsm2-util; do
+for tool in mosquitto mosquitto_pub mosquitto_sub mosquitto_rr curl jq openssl softhsm2-util; do
   command -v "$tool" >/dev/null || { echo "demo: $tool is missing: run scripts/install-deps.sh" >&2; exit 3; }
 done
 . "$root/tests/cli/lib_broker.sh"
@@ -65,7 +67,7 @@ sh_run() { printf '%s$ %s%s\n' "$dim" "$1" "$off"; eval "$1"; }
 # The certificate's subject, issuer and validity, in one line each.
 summary() {
   "$enroll" cert show "$1" --json |
-    jq -r '"   subject: \(.subject)\n   issuer:  \(.issuer)\n   valid:   \(.validity.not_before) .. \(.validity.not_after)"'
+    jq -r 'if type == "array" then .[0] else . end | "   subject: \(.subject)\n   issuer:  \(.issuer)\n   valid:   \(.validity.not_before) .. \(.validity.not_after)"'
 }
 
 SCOPE=0ne00000042
@@ -116,12 +118,26 @@ run "$enroll" csr new --key verify.key --dn "CN=$CODE" --out verify.csr
 run "$enroll" ca sign --dir boot-ca --profile device --cn "$CODE" verify.csr --out verify.crt
 run "$enroll" admin ca verify factory --cert verify.crt --data data
 run "$enroll" admin group new factory-line --policy p30 --x509-ca factory --hub "$HUB" --data data
+say "(c) an AWS IoT fleet provisioning template: devices built for AWS hold a claim certificate" \
+    "shared by a production batch, from the same (proven) factory CA; the template names the thing"
+cat > sensors.json <<'JSON'
+{"Parameters": {"SerialNumber": {"Type": "String"}},
+ "Resources": {
+   "thing": {"Type": "AWS::IoT::Thing", "Properties": {
+     "ThingName": {"Ref": "AWS::IoT::Certificate::CommonName"},
+     "AttributePayload": {"serial": {"Ref": "SerialNumber"}}, "ThingGroups": ["sensors"]}},
+   "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+     "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "Active"}}},
+ "DeviceConfiguration": {"telemetryTopic": {"Fn::Join": ["/", ["devices", {"Ref": "AWS::IoT::Certificate::CommonName"}, "telemetry"]]}}}
+JSON
+sed 's/^/   /' sensors.json
+run "$enroll" admin template create sensors --file sensors.json --policy p30 --claim-ca factory --data data
 
-step "5. Start enrolld (the DPS-compatible API over HTTPS and over MQTT) on free ports of 127.0.0.1"
+step "5. Start enrolld (DPS's API over HTTPS and MQTT, AWS fleet provisioning over MQTT) on free ports of 127.0.0.1"
 cat > enrolld.json <<JSON
 {"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE",
  "tls": {"cert": "server.pem", "key": "server.key"}, "workers": 2,
- "mqtt": {"listen": "127.0.0.1:0"}}
+ "mqtt": {"listen": "127.0.0.1:0"}, "aws": {"listen": "127.0.0.1:0"}}
 JSON
 sed 's/^/   /' enrolld.json
 show "$enrolld" --config enrolld.json "&"
@@ -139,7 +155,9 @@ URL=https://127.0.0.1:$PORT
 MQTT_PORT=$(grep -o '"mqtt_port":[0-9]*' enrolld.log | head -1 | cut -d: -f2) || true
 [ -n "$MQTT_PORT" ] || { echo "enrolld did not report its MQTT port" >&2; cat enrolld.log >&2; exit 1; }
 MQTT_URL=mqtts://127.0.0.1:$MQTT_PORT
-say "enrolld is listening at $URL and $MQTT_URL (id scope $SCOPE)"
+AWS_PORT=$(grep -o '"aws_port":[0-9]*' enrolld.log | head -1 | cut -d: -f2) || true
+[ -n "$AWS_PORT" ] || { echo "enrolld did not report its AWS port" >&2; cat enrolld.log >&2; exit 1; }
+say "enrolld is listening at $URL and $MQTT_URL (id scope $SCOPE)," "and for AWS fleet provisioning at mqtts://127.0.0.1:$AWS_PORT"
 
 # --- The device side -------------------------------------------------------
 if [ -n "$HAVE_DEVICE" ]; then
@@ -274,10 +292,41 @@ else
   register_curl dev-003 dev-003/device.key dev-003/store x509 dev-003/bootstrap.crt dev-003/bootstrap.key
 fi
 
-step "9. The three operational certificates: CN = registration id, issued by the Devices CA, 30 days"
+step "9. Device sensor-aws-1: built for AWS IoT fleet provisioning, a claim certificate and a CSR"
+mkdir -p sensor-aws-1
+say "At the factory: one claim certificate for the whole batch (the device's own key comes later)"
+run "$enroll" key new --out claim.key
+run "$enroll" csr new --key claim.key --dn CN=batch-2026-12 --out claim.csr
+run "$enroll" ca sign --dir boot-ca --profile device --cn batch-2026-12 claim.csr --out claim.crt
+say "In the field: its own key, a CSR naming the device, then AWS's MQTT API over mutual TLS" \
+    "with the claim (mosquitto_rr: publish a request, wait for its answer on .../accepted):"
+run "$enroll" key new --type ec-p256 --out sensor-aws-1/device.key
+run "$enroll" csr new --key sensor-aws-1/device.key --dn CN=sensor-aws-1 --out sensor-aws-1/device.csr
+AWSQ=(-h localhost -p "$AWS_PORT" --cafile root/cert.pem --cert claim.crt --key claim.key -W 20)
+jq -n --rawfile c sensor-aws-1/device.csr '{certificateSigningRequest: $c}' > sensor-aws-1/csr.json
+printf '%s$ mosquitto_rr ... -t %s -e %s -m %s%s\n' "$dim" "'\$aws/certificates/create-from-csr/json'" \
+  "'\$aws/certificates/create-from-csr/json/accepted'" "'{\"certificateSigningRequest\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}'" "$off"
+mosquitto_rr "${AWSQ[@]}" -t '$aws/certificates/create-from-csr/json' -e '$aws/certificates/create-from-csr/json/accepted' \
+  -m "$(cat sensor-aws-1/csr.json)" > sensor-aws-1/created.json
+jq -r .certificatePem sensor-aws-1/created.json > sensor-aws-1/device.crt
+jq -r '"   certificateId \(.certificateId)\n   certificateOwnershipToken: single use, bound to this claim certificate, 1 hour (not shown)"' \
+  sensor-aws-1/created.json
+jq -n --arg t "$(jq -r .certificateOwnershipToken sensor-aws-1/created.json)" \
+  '{certificateOwnershipToken: $t, parameters: {SerialNumber: "SN-0001"}}' > sensor-aws-1/register.json
+printf '%s$ mosquitto_rr ... -t %s -e %s -m %s%s\n' "$dim" "'\$aws/provisioning-templates/sensors/provision/json'" \
+  "'\$aws/provisioning-templates/sensors/provision/json/accepted'" "'{\"certificateOwnershipToken\": \"...\", \"parameters\": {\"SerialNumber\": \"SN-0001\"}}'" "$off"
+mosquitto_rr "${AWSQ[@]}" -t '$aws/provisioning-templates/sensors/provision/json' \
+  -e '$aws/provisioning-templates/sensors/provision/json/accepted' -m "$(cat sensor-aws-1/register.json)" \
+  > sensor-aws-1/registered.json
+sed 's/^/   /' sensor-aws-1/registered.json
+say "The things registry:"
+run "$enroll" admin thing show sensor-aws-1 --data data
+
+step "10. The four operational certificates: CN = the device's name, issued by the Devices CA, 30 days"
 declare -A CERT
-for d in dev-001 dev-002 dev-003; do
-  CERT[$d]=$(store_cert "$d/store" "$d")
+CERT[sensor-aws-1]=sensor-aws-1/device.crt
+for d in dev-001 dev-002 dev-003 sensor-aws-1; do
+  [ -n "${CERT[$d]:-}" ] || CERT[$d]=$(store_cert "$d/store" "$d")
   echo "   $d (${CERT[$d]}):"
   summary "${CERT[$d]}" | sed 's/^/  /'
 done
@@ -292,15 +341,15 @@ run "$enroll" match dev-003/bootstrap.key "${CERT[dev-003]}"
 echo "   exit status: $? (1 = different keys)"
 set -e
 
-step "10. Telemetry over mutual TLS: an observer subscribes, each device publishes"
+step "11. Telemetry over mutual TLS: an observer subscribes, each device publishes"
 say "The observer has its own certificate (CN=monitor; the ACL lets it read devices/#)"
 run "$enroll" key new --out monitor.key
 run "$enroll" csr new --key monitor.key --dn CN=monitor --out monitor.csr
 run "$enroll" ca sign --dir devices-ca --profile device --cn monitor monitor.csr --out monitor.crt
 MQ=(-h localhost -p "$BROKER_PORT" --cafile root/cert.pem -V 5 -q 1)
-printf '%s$ mosquitto_sub -h localhost -p %s --cafile root/cert.pem --cert monitor.crt --key monitor.key -t '"'devices/#'"' -v -C 3 &%s\n' \
+printf '%s$ mosquitto_sub -h localhost -p %s --cafile root/cert.pem --cert monitor.crt --key monitor.key -t '"'devices/#'"' -v -C 4 &%s\n' \
     "$dim" "$BROKER_PORT" "$off"
-mosquitto_sub "${MQ[@]}" --cert monitor.crt --key monitor.key -i demo-monitor -t 'devices/#' -v -C 3 -W 30 > telemetry.txt &
+mosquitto_sub "${MQ[@]}" --cert monitor.crt --key monitor.key -i demo-monitor -t 'devices/#' -v -C 4 -W 30 > telemetry.txt &
 SUB_PID=$!
 broker_wait_subscribed demo-monitor 20 || { echo "the observer could not subscribe" >&2; cat broker/mosquitto.log >&2; exit 1; }
 run mosquitto_pub "${MQ[@]}" --cert "${CERT[dev-001]}" --key dev-001/device.key -t devices/dev-001/telemetry -m '{"temp": 21.5}'
@@ -332,15 +381,24 @@ printf '%s$ (cd dev-002/mqtt && OPENSSL_CONF=openssl.cnf mosquitto_pub ... --cer
     --cert "$cert2" --tls-engine pkcs11 --keyform engine --key "$KEYURI2" \
     -t devices/dev-002/telemetry -m '{"temp": 19.0, "key": "in a token"}' </dev/null)
 run mosquitto_pub "${MQ[@]}" --cert "${CERT[dev-003]}" --key dev-003/device.key -t devices/dev-003/telemetry -m '{"temp": 23.25}'
+say "sensor-aws-1 publishes where its deviceConfiguration said:"
+run mosquitto_pub "${MQ[@]}" --cert "${CERT[sensor-aws-1]}" --key sensor-aws-1/device.key \
+  -t "$(jq -r .deviceConfiguration.telemetryTopic sensor-aws-1/registered.json)" -m '{"temp": 19.0}'
 wait "$SUB_PID"; SUB_PID=
 say "The observer received:"
 sed 's/^/   > /' telemetry.txt
 say "Who connected (the broker's log: the certificate's CN is the user name):"
-grep -oE "New client connected .* u'dev-00[0-9]'\)" broker/mosquitto.log | sed -E "s/.*(u'dev-00[0-9]').*/   \1/" | sort -u
+grep -oE "New client connected .* u'(dev-00[0-9]|sensor-aws-1)'\)" broker/mosquitto.log | sed -E "s/.*(u'[a-z0-9-]*').*/   \1/" | sort -u
 say "A device writing outside its own prefix is refused by the ACL:"
 run mosquitto_pub "${MQ[@]}" --cert "${CERT[dev-001]}" --key dev-001/device.key -t devices/dev-002/telemetry -m spoofed
 
-step "11. Stop everything"
+say "The claim certificate opens nothing but provisioning: the broker refuses it:"
+show mosquitto_pub "${MQ[@]}" --cert claim.crt --key claim.key -t devices/batch-2026-12/telemetry -m x
+if mosquitto_pub "${MQ[@]}" --cert claim.crt --key claim.key -t devices/batch-2026-12/telemetry -m x 2> claim-pub.err; then
+  echo "the broker accepted a claim certificate" >&2; exit 1
+fi
+echo "   refused: $(head -1 claim-pub.err)"
+step "12. Stop everything"
 kill -TERM "$ENROLLD_PID"; wait "$ENROLLD_PID" || true; ENROLLD_PID=
 say "enrolld stopped"
 broker_stop

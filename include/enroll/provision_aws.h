@@ -47,7 +47,8 @@ typedef struct enr_aws_call enr_aws_call;
 typedef struct enr_aws_core_options {
     const char *data_dir;          /* the store */
     int threads;                   /* 1..64; 0: ENR_AWS_THREADS_DEFAULT */
-    int queue_max;                 /* requests waiting for a thread; beyond: 429. 0: default */
+    int queue_max;                 /* requests waiting for a thread; beyond: 429 (CONNECTs: at most
+                                    * half of it, beyond: server unavailable). 0: default */
     int sweep_interval_seconds;    /* how often pending certificates whose token expired are
                                     * revoked (one thread, bounded batches); 0: 60 */
 } enr_aws_core_options;

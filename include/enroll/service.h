@@ -15,6 +15,16 @@
 extern "C" {
 #endif
 
+/* An MQTT port of enrolld ("mqtt", "aws"): where and its connection limits. */
+typedef struct enr_mqtt_listen_config {
+    char *host;                     /* NULL: not served */
+    int port;                       /* 0: any free port (printed as "mqtt_port", "aws_port") */
+    long max_connections;           /* in all; 0: as limits.max_connections */
+    int connect_timeout_seconds;    /* accept to CONNACK (TLS included); default 10 */
+    long max_packet_bytes;          /* default 65536 + 1024 (a request body and its topic) */
+    int max_keepalive_seconds;      /* default 300 (DPS), 1200 (AWS) */
+} enr_mqtt_listen_config;
+
 typedef struct enr_service_config {
     char *listen_host;      /* "127.0.0.1" */
     int listen_port;        /* 0: any free port (printed when listening) */
@@ -46,23 +56,14 @@ typedef struct enr_service_config {
     int audit_max_age_days;         /* audit events older than this are pruned; 0: never */
     long audit_max_rows;            /* only the newest this many are kept; 0: no bound */
     int audit_refusal_samples;      /* refusals itemized per worker, errorCode and second */
-    /* DPS over MQTT ("mqtt": {...}); mqtt_listen_host NULL: not served. It
+    /* DPS over MQTT ("mqtt": {...}); mqtt.host NULL: not served. It
      * shares TLS (and client certificates) with HTTPS and needs id_scope. */
-    char *mqtt_listen_host;
-    int mqtt_listen_port;                /* 0: any free port (printed as "mqtt_port") */
-    long mqtt_max_connections;           /* in all; 0: as limits.max_connections */
-    int mqtt_connect_timeout_seconds;    /* accept to CONNECT (TLS included); default 10 */
-    long mqtt_max_packet_bytes;          /* default 65536 + 1024 (a register body and its topic) */
-    int mqtt_max_keepalive_seconds;      /* default 300 */
-    /* AWS IoT fleet provisioning over MQTT ("aws": {...}); aws_listen_host
-     * NULL: not served. The same connection limits as "mqtt", and the
-     * core's threads (blocking steps: store, signing, the hook). */
-    char *aws_listen_host;
-    int aws_listen_port;                 /* 0: any free port (printed as "aws_port") */
-    long aws_max_connections;            /* in all; 0: as limits.max_connections */
-    int aws_connect_timeout_seconds;     /* default 10 */
-    long aws_max_packet_bytes;           /* default 65536 + 1024 */
-    int aws_max_keepalive_seconds;       /* default 1200 (AWS's SDKs ask for up to 1200) */
+    enr_mqtt_listen_config mqtt;
+    /* AWS IoT fleet provisioning over MQTT ("aws": {...}); aws.host NULL:
+     * not served. The same connection limits as "mqtt" (keepalive default
+     * 1200: AWS's SDKs ask for up to 1200 s), and the core's threads
+     * (blocking steps: store, signing, the hook). */
+    enr_mqtt_listen_config aws;
     int aws_threads;                     /* default 4 */
     int aws_queue_max;                   /* requests waiting for a thread; default 256 */
 } enr_service_config;

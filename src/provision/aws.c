@@ -74,6 +74,7 @@ struct enr_aws_core {
     pthread_cond_t wake;
     enr_aws_call *head, *tail;
     int queued;
+    int queued_connects;          /* of them: CONNECTs (at most half the queue) */
     bool stopping;
     enr_aws_counters counters;
 };
@@ -913,6 +914,8 @@ static void *worker_main(void *arg)
         if (core->head == NULL)
             core->tail = NULL;
         core->queued--;
+        if (j->kind == JOB_AUTHENTICATE)
+            core->queued_connects--;
         pthread_mutex_unlock(&core->lock);
         j->next = NULL;
         run_job(w, j);
@@ -973,6 +976,7 @@ void enr_aws_core_stop(enr_aws_core *c)
     enr_aws_call *rest = c->head;
     c->head = c->tail = NULL;
     c->queued = 0;
+    c->queued_connects = 0;
     pthread_cond_broadcast(&c->wake);
     pthread_mutex_unlock(&c->lock);
     for (enr_aws_call *j = rest, *next; j != NULL; j = next) {
@@ -1069,8 +1073,14 @@ static enr_aws_call *enqueue(enr_aws_loop *loop, enr_aws_call *j, enr_aws_done_f
     j->done = done;
     j->ctx = ctx;
     pthread_mutex_lock(&c->lock);
-    bool full = c->stopping || c->queued >= c->queue_max;
+    /* Whoever connects has proven nothing yet: CONNECTs may take half the
+     * queue at most, so a flood of them cannot keep devices that did
+     * authenticate from being served. */
+    bool full = c->stopping || c->queued >= c->queue_max ||
+                (j->kind == JOB_AUTHENTICATE && c->queued_connects >= (c->queue_max + 1) / 2);
     if (!full) {
+        if (j->kind == JOB_AUTHENTICATE)
+            c->queued_connects++;
         if (c->tail != NULL)
             c->tail->next = j;
         else

@@ -21,8 +21,8 @@ void enr_service_config_free(enr_service_config *cfg)
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
     free(cfg->admin_client_ca);
-    free(cfg->mqtt_listen_host);
-    free(cfg->aws_listen_host);
+    free(cfg->mqtt.host);
+    free(cfg->aws.host);
     free(cfg);
 }
 
@@ -104,32 +104,49 @@ static enr_code parse_listen(const char *text, enr_service_config *cfg, enr_erro
     return parse_listen_to(text, &cfg->listen_host, &cfg->listen_port, err);
 }
 
+/* An MQTT port: "listen" and the connection limits both MQTT sections
+ * share. `extra` names the section's other keys. */
+static enr_code parse_mqtt_listen(json_t *o, const char *section, const char *const *extra, long keepalive_default,
+                                  enr_mqtt_listen_config *out, enr_error *err)
+{
+    /* The keys of both sections (tests/cli/test_docs.sh reads this list). */
+    static const char *const MQTT[] = {"listen", "max_connections", "connect_timeout_seconds", "max_packet_bytes",
+                                       "max_keepalive_seconds", NULL};
+    const char *known[16];
+    size_t n = 0;
+    for (size_t i = 0; MQTT[i] != NULL; i++)
+        known[n++] = MQTT[i];
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+        known[n++] = extra[i];
+    known[n] = NULL;
+    if (!json_is_object(o))
+        return enr_error_set(err, ENR_E_PARSE, "config: \"%s\" must be an object", section);
+    enr_code rc = only_known_keys(o, section, known, err);
+    const char *listen = json_string_value(json_object_get(o, "listen"));
+    if (rc == ENR_OK && listen == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: %s.listen must be \"host:port\" (8883 for devices)", section);
+    if (rc == ENR_OK)
+        rc = parse_listen_to(listen, &out->host, &out->port, err);
+    long timeout = 10, keepalive = keepalive_default;
+    out->max_packet_bytes = 65536 + 1024;
+    if (rc == ENR_OK)
+        rc = int_value(o, "max_connections", section, 0, 1000000, &out->max_connections, err);
+    if (rc == ENR_OK)
+        rc = int_value(o, "connect_timeout_seconds", section, 1, 300, &timeout, err);
+    /* Below 1 KiB not even a CONNECT with a SAS token fits. */
+    if (rc == ENR_OK)
+        rc = int_value(o, "max_packet_bytes", section, 1024, 16L << 20, &out->max_packet_bytes, err);
+    if (rc == ENR_OK)
+        rc = int_value(o, "max_keepalive_seconds", section, 1, 65535, &keepalive, err);
+    out->connect_timeout_seconds = (int)timeout;
+    out->max_keepalive_seconds = (int)keepalive;
+    return rc;
+}
+
 /* "mqtt": DPS over MQTT, beside HTTPS. */
 static enr_code parse_mqtt(json_t *mqtt, enr_service_config *cfg, enr_error *err)
 {
-    static const char *const MQTT[] = {"listen", "max_connections", "connect_timeout_seconds", "max_packet_bytes",
-                                       "max_keepalive_seconds", NULL};
-    if (!json_is_object(mqtt))
-        return enr_error_set(err, ENR_E_PARSE, "config: \"mqtt\" must be an object");
-    enr_code rc = only_known_keys(mqtt, "mqtt", MQTT, err);
-    const char *listen = json_string_value(json_object_get(mqtt, "listen"));
-    if (rc == ENR_OK && listen == NULL)
-        rc = enr_error_set(err, ENR_E_PARSE, "config: mqtt.listen must be \"host:port\" (8883 for DPS devices)");
-    if (rc == ENR_OK)
-        rc = parse_listen_to(listen, &cfg->mqtt_listen_host, &cfg->mqtt_listen_port, err);
-    long timeout = 10, keepalive = 300;
-    cfg->mqtt_max_packet_bytes = 65536 + 1024;
-    if (rc == ENR_OK)
-        rc = int_value(mqtt, "max_connections", "mqtt", 0, 1000000, &cfg->mqtt_max_connections, err);
-    if (rc == ENR_OK)
-        rc = int_value(mqtt, "connect_timeout_seconds", "mqtt", 1, 300, &timeout, err);
-    /* Below 1 KiB not even a CONNECT with a SAS token fits. */
-    if (rc == ENR_OK)
-        rc = int_value(mqtt, "max_packet_bytes", "mqtt", 1024, 16L << 20, &cfg->mqtt_max_packet_bytes, err);
-    if (rc == ENR_OK)
-        rc = int_value(mqtt, "max_keepalive_seconds", "mqtt", 1, 65535, &keepalive, err);
-    cfg->mqtt_connect_timeout_seconds = (int)timeout;
-    cfg->mqtt_max_keepalive_seconds = (int)keepalive;
+    enr_code rc = parse_mqtt_listen(mqtt, "mqtt", NULL, 300, &cfg->mqtt, err);
     if (rc == ENR_OK && cfg->id_scope == NULL)
         rc = enr_error_set(err, ENR_E_PARSE, "config: \"mqtt\" needs \"id_scope\" and \"data_dir\" (it serves DPS)");
     return rc;
@@ -138,32 +155,13 @@ static enr_code parse_mqtt(json_t *mqtt, enr_service_config *cfg, enr_error *err
 /* "aws": AWS IoT fleet provisioning over MQTT, on its own port. */
 static enr_code parse_aws(json_t *aws, enr_service_config *cfg, enr_error *err)
 {
-    static const char *const AWS[] = {"listen", "max_connections", "connect_timeout_seconds", "max_packet_bytes",
-                                      "max_keepalive_seconds", "threads", "queue_max", NULL};
-    if (!json_is_object(aws))
-        return enr_error_set(err, ENR_E_PARSE, "config: \"aws\" must be an object");
-    enr_code rc = only_known_keys(aws, "aws", AWS, err);
-    const char *listen = json_string_value(json_object_get(aws, "listen"));
-    if (rc == ENR_OK && listen == NULL)
-        rc = enr_error_set(err, ENR_E_PARSE, "config: aws.listen must be \"host:port\" (8883 for AWS devices)");
-    if (rc == ENR_OK)
-        rc = parse_listen_to(listen, &cfg->aws_listen_host, &cfg->aws_listen_port, err);
-    long timeout = 10, keepalive = 1200, threads = 4, queue = 256;
-    cfg->aws_max_packet_bytes = 65536 + 1024;
-    if (rc == ENR_OK)
-        rc = int_value(aws, "max_connections", "aws", 0, 1000000, &cfg->aws_max_connections, err);
-    if (rc == ENR_OK)
-        rc = int_value(aws, "connect_timeout_seconds", "aws", 1, 300, &timeout, err);
-    if (rc == ENR_OK)
-        rc = int_value(aws, "max_packet_bytes", "aws", 1024, 16L << 20, &cfg->aws_max_packet_bytes, err);
-    if (rc == ENR_OK)
-        rc = int_value(aws, "max_keepalive_seconds", "aws", 1, 65535, &keepalive, err);
+    static const char *const AWS[] = {"threads", "queue_max", NULL};
+    enr_code rc = parse_mqtt_listen(aws, "aws", AWS, 1200, &cfg->aws, err);
+    long threads = 4, queue = 256;
     if (rc == ENR_OK)
         rc = int_value(aws, "threads", "aws", 1, 64, &threads, err);
     if (rc == ENR_OK)
         rc = int_value(aws, "queue_max", "aws", 1, 100000, &queue, err);
-    cfg->aws_connect_timeout_seconds = (int)timeout;
-    cfg->aws_max_keepalive_seconds = (int)keepalive;
     cfg->aws_threads = (int)threads;
     cfg->aws_queue_max = (int)queue;
     if (rc == ENR_OK && cfg->data_dir == NULL)

@@ -945,45 +945,43 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
+/* One worker's share of an MQTT port: its dup of the socket and limits. */
+static enr_code worker_mqtt_limits(enr_service *svc, worker *w, const enr_mqtt_listen_config *c, int listen_fd,
+                                   int port, int *fd, mqtt_limits *lim, enr_error *err)
 {
-    int fd = fcntl(svc->mqtt_listen_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-        return enr_error_set(err, ENR_E_IO, "mqtt listen %s:%d: %s", svc->cfg.mqtt_listen_host, svc->mqtt_port,
-                             strerror(errno));
-    long total = svc->cfg.mqtt_max_connections > 0 ? svc->cfg.mqtt_max_connections : svc->max_connections;
+    *fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (*fd < 0)
+        return enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", c->host, port, strerror(errno));
+    long total = c->max_connections > 0 ? c->max_connections : svc->max_connections;
     long share = (total + svc->worker_count - 1) / svc->worker_count;
-    dps_mqtt_limits lim = {.max_connections = share > 0 ? (int)share : 1,
-                           .connect_timeout_seconds = svc->cfg.mqtt_connect_timeout_seconds,
-                           .max_packet_bytes = (size_t)svc->cfg.mqtt_max_packet_bytes,
-                           .max_keepalive_seconds = svc->cfg.mqtt_max_keepalive_seconds,
-                           .log_lines_per_second = svc->cfg.log_lines_per_second,
-                           .tls_new = worker_ssl_new,
-                           .tls_new_arg = w};
     /* The TLS context of HTTPS, client certificates included, and its
      * reloads (SIGHUP). */
-    return dps_mqtt_new(w->base, fd, svc->tls, w->core, &lim, &w->mqtt, err);
+    *lim = (mqtt_limits){.max_connections = share > 0 ? (int)share : 1,
+                         .connect_timeout_seconds = c->connect_timeout_seconds,
+                         .max_packet_bytes = (size_t)c->max_packet_bytes,
+                         .max_keepalive_seconds = c->max_keepalive_seconds,
+                         .log_lines_per_second = svc->cfg.log_lines_per_second,
+                         .tls_new = worker_ssl_new,
+                         .tls_new_arg = w};
+    return ENR_OK;
+}
+
+static enr_code worker_mqtt_init(enr_service *svc, worker *w, enr_error *err)
+{
+    int fd;
+    mqtt_limits lim;
+    enr_code rc = worker_mqtt_limits(svc, w, &svc->cfg.mqtt, svc->mqtt_listen_fd, svc->mqtt_port, &fd, &lim, err);
+    return rc != ENR_OK ? rc : dps_mqtt_new(w->base, fd, svc->tls, w->core, &lim, &w->mqtt, err);
 }
 
 static enr_code worker_aws_init(enr_service *svc, worker *w, enr_error *err)
 {
+    int fd;
+    mqtt_limits lim;
     enr_code rc = enr_aws_loop_new(svc->aws_core, w->base, &w->aws_loop, err);
-    if (rc != ENR_OK)
-        return rc;
-    int fd = fcntl(svc->aws_listen_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-        return enr_error_set(err, ENR_E_IO, "aws listen %s:%d: %s", svc->cfg.aws_listen_host, svc->aws_port,
-                             strerror(errno));
-    long total = svc->cfg.aws_max_connections > 0 ? svc->cfg.aws_max_connections : svc->max_connections;
-    long share = (total + svc->worker_count - 1) / svc->worker_count;
-    mqtt_limits lim = {.max_connections = share > 0 ? (int)share : 1,
-                       .connect_timeout_seconds = svc->cfg.aws_connect_timeout_seconds,
-                       .max_packet_bytes = (size_t)svc->cfg.aws_max_packet_bytes,
-                       .max_keepalive_seconds = svc->cfg.aws_max_keepalive_seconds,
-                       .log_lines_per_second = svc->cfg.log_lines_per_second,
-                       .tls_new = worker_ssl_new,
-                       .tls_new_arg = w};
-    return aws_mqtt_new(w->base, fd, svc->tls, w->aws_loop, &lim, &w->aws, err);
+    if (rc == ENR_OK)
+        rc = worker_mqtt_limits(svc, w, &svc->cfg.aws, svc->aws_listen_fd, svc->aws_port, &fd, &lim, err);
+    return rc != ENR_OK ? rc : aws_mqtt_new(w->base, fd, svc->tls, w->aws_loop, &lim, &w->aws, err);
 }
 
 static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *err)
@@ -1079,15 +1077,15 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     if (rc == ENR_OK)
         rc = listen_socket(cfg->listen_host, cfg->listen_port, &svc->listen_fd, &port, err);
     svc->port = port;
-    if (rc == ENR_OK && cfg->mqtt_listen_host != NULL)
-        rc = listen_socket(cfg->mqtt_listen_host, cfg->mqtt_listen_port, &svc->mqtt_listen_fd, &svc->mqtt_port, err);
-    if (rc == ENR_OK && cfg->aws_listen_host != NULL && svc->tls == NULL)
+    if (rc == ENR_OK && cfg->mqtt.host != NULL)
+        rc = listen_socket(cfg->mqtt.host, cfg->mqtt.port, &svc->mqtt_listen_fd, &svc->mqtt_port, err);
+    if (rc == ENR_OK && cfg->aws.host != NULL && svc->tls == NULL)
         rc = enr_error_set(err, ENR_E_USAGE, "config: \"aws\" needs TLS (its devices authenticate by certificate)");
-    if (rc == ENR_OK && cfg->aws_listen_host != NULL)
-        rc = listen_socket(cfg->aws_listen_host, cfg->aws_listen_port, &svc->aws_listen_fd, &svc->aws_port, err);
+    if (rc == ENR_OK && cfg->aws.host != NULL)
+        rc = listen_socket(cfg->aws.host, cfg->aws.port, &svc->aws_listen_fd, &svc->aws_port, err);
     enr_aws_core_options aopts = {.data_dir = cfg->data_dir, .threads = cfg->aws_threads,
                                   .queue_max = cfg->aws_queue_max};
-    if (rc == ENR_OK && cfg->aws_listen_host != NULL)
+    if (rc == ENR_OK && cfg->aws.host != NULL)
         rc = enr_aws_core_new(&aopts, &svc->aws_core, err);
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");

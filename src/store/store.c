@@ -3,6 +3,7 @@
  * therefore store the same canonical values (lower-case ids, serials as
  * `openssl x509 -serial` prints them) and never see a record that breaks
  * the rules documented in store.h. */
+#include "enroll/http_client.h"
 #include "enroll/store.h"
 
 #include <jansson.h>
@@ -1519,23 +1520,18 @@ void enr_aws_register_result_free(enr_aws_register_result *result)
 /* https://HOST[:PORT][/PATH]: the hook gets a device's parameters, so
  * never in clear text; no credentials in the URL (they would be stored
  * and listed). */
+/* The hook client's own grammar (enr_url_parse: https, a host, no user
+ * info, query or fragment), so a template can never hold a URL every call
+ * would then fail on. */
 static enr_code check_hook_url(const char *url, enr_error *err)
 {
     enr_code rc = check_text("hook URL", url, ENR_STORE_URL_MAX, true, err);
     if (rc != ENR_OK)
         return rc;
-    static const char SCHEME[] = "https://";
-    if (strncasecmp(url, SCHEME, sizeof SCHEME - 1) != 0)
-        return enr_error_set(err, ENR_E_USAGE, "hook URL must start with https://");
-    const char *host = url + sizeof SCHEME - 1;
-    size_t host_len = strcspn(host, "/?#");
-    if (host_len == 0 || host[0] == ':')
-        return enr_error_set(err, ENR_E_USAGE, "hook URL names no host");
-    if (memchr(host, '@', host_len) != NULL)
-        return enr_error_set(err, ENR_E_USAGE, "hook URL must not hold credentials (user@host)");
-    if (strchr(url, ' ') != NULL)
-        return enr_error_set(err, ENR_E_USAGE, "hook URL contains a space");
-    return ENR_OK;
+    enr_url parsed;
+    if ((rc = enr_url_parse(url, &parsed, err)) != ENR_OK)
+        enr_error_prefix(err, "hook URL");
+    return rc;
 }
 
 static enr_code check_hook_ca(const char *pem, enr_error *err)
@@ -1865,6 +1861,26 @@ static enr_code canonical_json(const char *what, const char *in, bool object, ch
     return rc;
 }
 
+/* What RegisterThing and its token look-up check of the request first:
+ * the token's SHA-256 into `hash`, the connection's fingerprint (checked)
+ * into `connection`, and the template's name. */
+static enr_code check_token_request(const enr_aws_register *request, char connection[ENR_STORE_SPKI_HEX + 1],
+                                   char hash[ENR_STORE_SPKI_HEX + 1], enr_error *err)
+{
+    enr_code rc;
+    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
+    /* Any text up to the bound is hashed and looked up: a token that was
+     * never issued is "unknown", whatever its shape (the device's mistake,
+     * answered as AWS answers it, not a usage error of the front end). */
+    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
+        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
+    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
+                                err)) != ENR_OK ||
+        (rc = check_template_name(request->template_name, err)) != ENR_OK)
+        return rc;
+    return sha256_hex(request->token, token_len, hash, err);
+}
+
 enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *request,
                                       enr_aws_register_result *result, const enr_audit_event *audit,
                                       enr_error *err)
@@ -1877,20 +1893,11 @@ enr_code enr_store_aws_register_thing(enr_store *store, const enr_aws_register *
     if (request == NULL || result == NULL)
         return enr_error_set(err, ENR_E_USAGE, "registering a thing needs a request and a place for the result");
     memset(result, 0, sizeof *result);
-    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
-    /* Any text up to the bound is hashed and looked up: a token that was
-     * never issued is "unknown", whatever its shape (the device's mistake,
-     * answered as AWS answers it, not a usage error of the front end). */
-    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
-        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
-    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
-                                err)) != ENR_OK ||
-        (rc = check_template_name(request->template_name, err)) != ENR_OK ||
+    if ((rc = check_token_request(request, connection, hash, err)) != ENR_OK ||
         (rc = check_thing_name("a thing name", request->thing_name, err)) != ENR_OK ||
         (request->thing_type != NULL && request->thing_type[0] != '\0' &&
          (rc = check_thing_name("a thing type", request->thing_type, err)) != ENR_OK) ||
-        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
-        (rc = sha256_hex(request->token, token_len, hash, err)) != ENR_OK)
+        (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
         return rc;
     char *attributes = NULL, *groups = NULL;
     if ((rc = canonical_json("thing attributes", request->attributes_json, true, &attributes, err)) == ENR_OK &&
@@ -1953,13 +1960,7 @@ enr_code enr_store_aws_token_certificate(enr_store *store, const enr_aws_registe
     enr_code rc;
     if (request == NULL || issuer == NULL || serial == NULL)
         return enr_error_set(err, ENR_E_USAGE, "looking up a token needs a request and a place for the result");
-    size_t token_len = request->token != NULL ? strnlen(request->token, ENR_AWS_TOKEN_MAX + 1) : 0;
-    if (token_len == 0 || token_len > ENR_AWS_TOKEN_MAX)
-        return enr_error_refuse(err, ENR_R_TOKEN_UNKNOWN, "no such certificate ownership token");
-    if ((rc = check_fingerprint("the connection's fingerprint", request->connection_fingerprint, connection,
-                                err)) != ENR_OK ||
-        (rc = check_template_name(request->template_name, err)) != ENR_OK ||
-        (rc = sha256_hex(request->token, token_len, hash, err)) != ENR_OK)
+    if ((rc = check_token_request(request, connection, hash, err)) != ENR_OK)
         return rc;
     enr_aws_register r = *request;
     r.token = hash;

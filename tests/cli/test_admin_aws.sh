@@ -98,6 +98,11 @@ refused 1 "an unknown policy" template create fleet --file fleet.json --policy p
 refused 2 "a hook over http" template create fleet --file fleet.json --policy p30 --claim-ca factory \
   --hook-url http://hooks.example.com/pre --hook-ca root/cert.pem
 contains "$WORK/.err" "https://" "http hook: message"
+# The hook client could never call these: refused at creation, not at every registration.
+refused 2 "a hook URL with a query" template create fleet --file fleet.json --policy p30 --claim-ca factory \
+  --hook-url 'https://hooks.example.com/pre?key=1' --hook-ca root/cert.pem
+refused 2 "a hook URL with user info" template create fleet --file fleet.json --policy p30 --claim-ca factory \
+  --hook-url 'https://u:p@hooks.example.com/pre' --hook-ca root/cert.pem
 refused 2 "a hook without its CA" template create fleet --file fleet.json --policy p30 --claim-ca factory \
   --hook-url https://hooks.example.com/pre
 refused 2 "a hook CA that is no certificate" template create fleet --file fleet.json --policy p30 --claim-ca factory \

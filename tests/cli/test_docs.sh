@@ -23,7 +23,10 @@ while read -r list keys; do
     lower=$(tr '[:upper:]' '[:lower:]' <<<"$list")
     case $list in # a row of its own: | `key` or | `group.key`; tls and admin: | `tls` `{cert, key, ...}`
     TOP) re="^\\| [^|]*\`$k(\`|\\.)" ;; # its own row, or its keys' rows (limits.*)
-    MQTT | AUDIT | LIMITS) re="^\\| .*\`$lower\\.$k\`" k=$lower.$k ;;
+    MQTT) # the keys of both MQTT ports
+      grep -qE -- "^\\| .*\`aws\\.$k\`" <<<"$CONFIG_DOC" && pass || fail "config key aws.$k has no row in docs/operations.md, Configuration"
+      re="^\\| .*\`mqtt\\.$k\`" k=mqtt.$k ;;
+    AWS | AUDIT | LIMITS) re="^\\| .*\`$lower\\.$k\`" k=$lower.$k ;;
     *) re="^\\| \`$lower\` \`\\{[^}]*\\b$k\\b" k=$lower.$k ;;
     esac
     nkeys=$((nkeys + 1))

@@ -20,7 +20,12 @@ grep -q '^Service: *mqtts://127.0.0.1:[0-9]* (mqtt, ' "$out" && pass || fail "de
 contains "$out" '> devices/dev-001/telemetry {"temp": 21.5}' "the observer got dev-001's message (file key)"
 contains "$out" '> devices/dev-002/telemetry {"temp": 19.0, "key": "in a token"}' "the observer got dev-002's message (PKCS#11 key)"
 contains "$out" '> devices/dev-003/telemetry {"temp": 23.25}' "the observer got dev-003's message (X.509 bootstrap)"
-same "exactly three messages" "$(grep -c '^ *> devices/' "$out")" "3"
+contains "$out" '> devices/sensor-aws-1/telemetry {"temp": 19.0}' "the observer got the AWS-style device's message (claim -> RegisterThing)"
+grep -q '"thingName":"sensor-aws-1"' "$out" && pass || fail "RegisterThing named the thing"
+grep -q "^ *subject: CN=sensor-aws-1\$" "$out" && pass || fail "sensor-aws-1: its certificate's subject is shown"
+contains "$out" "u'sensor-aws-1'" "the broker saw the AWS-style device as its thing"
+same "exactly four messages" "$(grep -c '^ *> devices/' "$out")" "4"
+grep -q 'devices/batch-2026-12' <(grep '^ *> devices/' "$out") && fail "the claim certificate published" || pass
 contains "$out" "Not authorized" "a device publishing under another's prefix is refused"
 grep -q '> devices/dev-002/telemetry spoofed' "$out" && fail "a spoofed message was delivered" || pass
 work=$(sed -n 's/.*Everything above ran in \(.*\) (now removed).*/\1/p' "$out")

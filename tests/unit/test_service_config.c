@@ -58,18 +58,18 @@ static void test_mqtt_config(void **state)
     enr_error err;
     enr_service_config *cfg = parse("{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\"}", &err);
     assert_non_null(cfg);
-    assert_null(cfg->mqtt_listen_host); /* no "mqtt": not served */
+    assert_null(cfg->mqtt.host); /* no "mqtt": not served */
     enr_service_config_free(cfg);
     cfg = parse("{\"listen\":\"h:1\",\"plain_http\":true,\"data_dir\":\"d\",\"id_scope\":\"s1\","
                 "\"mqtt\":{\"listen\":\"[::1]:8883\",\"max_packet_bytes\":4096}}",
                 &err);
     assert_non_null(cfg);
-    assert_string_equal(cfg->mqtt_listen_host, "::1");
-    assert_int_equal(cfg->mqtt_listen_port, 8883);
-    assert_int_equal(cfg->mqtt_max_packet_bytes, 4096);
-    assert_int_equal(cfg->mqtt_connect_timeout_seconds, 10); /* defaults */
-    assert_int_equal(cfg->mqtt_max_keepalive_seconds, 300);
-    assert_int_equal(cfg->mqtt_max_connections, 0);
+    assert_string_equal(cfg->mqtt.host, "::1");
+    assert_int_equal(cfg->mqtt.port, 8883);
+    assert_int_equal(cfg->mqtt.max_packet_bytes, 4096);
+    assert_int_equal(cfg->mqtt.connect_timeout_seconds, 10); /* defaults */
+    assert_int_equal(cfg->mqtt.max_keepalive_seconds, 300);
+    assert_int_equal(cfg->mqtt.max_connections, 0);
     enr_service_config_free(cfg);
 }
 
