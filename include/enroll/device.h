@@ -54,12 +54,41 @@ const char *enr_device_transport_name(enr_device_transport t); /* "https", "mqtt
 /* "https" or "mqtt"; anything else ENR_E_USAGE. */
 enr_code enr_device_transport_parse(const char *s, enr_device_transport *out, enr_error *err);
 
+/* What the device speaks to the service: Azure DPS's registration (the
+ * default), or AWS IoT fleet provisioning by claim (CreateCertificateFromCsr
+ * then RegisterThing, over MQTT only: docs/device.md). Saved with the URL:
+ * renewals speak it too. */
+typedef enum enr_device_protocol {
+    ENR_DEVICE_PROTOCOL_DPS = 0,
+    ENR_DEVICE_PROTOCOL_AWS_FLEET
+} enr_device_protocol;
+
+const char *enr_device_protocol_name(enr_device_protocol p); /* "dps", "aws-fleet" */
+/* "dps" or "aws-fleet"; anything else ENR_E_USAGE. */
+enr_code enr_device_protocol_parse(const char *s, enr_device_protocol *out, enr_error *err);
+
 typedef struct enr_device_config {
     const char *url;             /* https://host:port or mqtts://host:port */
+    enr_device_protocol protocol; /* DPS unless set */
     enr_device_transport transport; /* saved with the URL: renewals use it too */
-    const char *id_scope;
-    const char *registration_id; /* also the CN requested and required in the issued leaf */
-    const char *api_version;     /* NULL: 2025-07-01-preview */
+    const char *id_scope;        /* DPS only */
+    const char *registration_id; /* DPS only; also the CN requested and required in the issued leaf */
+    const char *api_version;     /* DPS only; NULL: 2025-07-01-preview */
+
+    /* AWS fleet provisioning only (the claim certificate and key are
+     * bootstrap_cert_file / bootstrap_key_file, auth X509): the template
+     * ([0-9A-Za-z_-]{1,36}) and RegisterThing's parameters (at most 64, names
+     * 1..128 bytes and distinct, values at most 4096 bytes), both saved and
+     * sent again at each renewal. The thing name asked for is the CSR's CN,
+     * required in the issued leaf ([a-zA-Z0-9:_-]{1,64}): aws_thing_name, or
+     * when NULL the parameter ThingName, else SerialNumber (ENR_E_USAGE when
+     * none is given). The template decides the thing name the service
+     * answers, which is stored. */
+    const char *aws_template;
+    const char *const *aws_param_names;
+    const char *const *aws_param_values;
+    size_t aws_param_count;
+    const char *aws_thing_name;
 
     enr_device_auth auth;
     /* A file holding the base64 device or group key (its first line). A file
@@ -165,6 +194,9 @@ typedef struct enr_device_status {
     char last_result[16]; /* "ok", "error" */
     char last_message[512];
     time_t last_attempt, last_success;
+    char protocol[16];      /* "dps", "aws-fleet" */
+    char template_name[40]; /* aws-fleet: the provisioning template */
+    char thing_name[129];   /* aws-fleet: the thing the service registered ("" before) */
 } enr_device_status;
 
 enr_code enr_device_status_read(const char *store_dir, enr_device_status *out, enr_error *err);

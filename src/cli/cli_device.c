@@ -20,6 +20,10 @@ static const char DEVICE_HELP[] =
     "                     --key FILE|pkcs11:URI [--type ec-p256] [--module SO --pin-file F]\n"
     "                     --store DIR --trust ROOT.pem [--ca-trust CA.pem] [--renew-before D]\n"
     "                     [--api-version V] [--retries N] [--timeout S] [--force] [--json]\n"
+    "       enroll device provision --protocol aws-fleet --url mqtts://HOST[:PORT] --template NAME\n"
+    "                     [--param K=V]... [--thing-name NAME] --bootstrap-cert CLAIM.pem\n"
+    "                     --bootstrap-key CLAIM.key --key FILE|pkcs11:URI --store DIR --trust ROOT.pem\n"
+    "                     [--ca-trust CA.pem] [--renew-before D] [--retries N] [--timeout S] [--json]\n"
     "       enroll device status --store DIR [--json]\n"
     "       enroll device run    --store DIR [--hook CMD] [--once] [--interval S] [--renew-before D]\n"
     "                     [--rotate-key] [--retries N] [--json]\n"
@@ -33,12 +37,21 @@ static const char DEVICE_HELP[] =
     "           the previous identity stays. Connection errors, 5xx and 429 are retried with\n"
     "           exponential backoff and jitter (--retries attempts, default 6); a refused\n"
     "           credential (HTTP 401/403, an MQTT CONNACK refusal) is not retried.\n"
+    "           With --protocol aws-fleet it speaks AWS IoT fleet provisioning by claim\n"
+    "           instead (MQTT over mutual TLS with the claim certificate, one connection):\n"
+    "           CreateCertificateFromCsr with a CSR whose CN is the thing name asked for,\n"
+    "           then RegisterThing under --template with the --param values; it stores the\n"
+    "           thing name the service answered. The certificate comes alone: its chain is\n"
+    "           built from --ca-trust (give the issuing intermediate with the root) and must\n"
+    "           verify for TLS client use. A rejection with statusCode 429 or 5xx is retried;\n"
+    "           others (401/403: the certificate is refused) are not.\n"
     "status     The current identity: subject, issuer, serial, expiry, when renewal is due,\n"
     "           and the last result. Exit 3 for a DIR never provisioned (no identity to\n"
     "           read: like a missing file), so a health check can test the exit code.\n"
-    "run        The agent: renews when due, over the URL and transport saved by provision\n"
-    "           (over mTLS with the current certificate, falling back to the bootstrap\n"
-    "           credential if the service refuses it), runs --hook\n"
+    "run        The agent: renews when due, over the URL, transport and protocol saved by\n"
+    "           provision (over mTLS with the current certificate, falling back to the\n"
+    "           bootstrap credential if the service refuses it; aws-fleet: the same\n"
+    "           template and parameters, a new CSR), runs --hook\n"
     "           after a new certificate lands (ENROLL_CERT, ENROLL_CHAIN, ENROLL_KEY,\n"
     "           ENROLL_STORE in its environment), waits --interval seconds (default 3600)\n"
     "           between checks, backs off while the service is down, stops on SIGTERM.\n"
@@ -58,6 +71,15 @@ static const char DEVICE_HELP[] =
     "             password and a certificate (bootstrap or operational) is presented in\n"
     "             the TLS handshake. Saved with the URL: `device run` renews the same way\n"
     "             (re-provision to change either)\n"
+    "--protocol P dps (default: Azure DPS's registration) or aws-fleet (AWS IoT fleet\n"
+    "             provisioning by claim: mqtts:// URLs, --bootstrap-cert/--bootstrap-key are\n"
+    "             the claim certificate and key; --scope, --registration-id, --api-version\n"
+    "             and symmetric keys are DPS's). Saved: `device run` renews the same way\n"
+    "--template NAME  aws-fleet: the provisioning template ([0-9A-Za-z_-]{1,36})\n"
+    "--param K=V  aws-fleet: a RegisterThing parameter (repeat, at most 64); saved and sent\n"
+    "             again at each renewal\n"
+    "--thing-name NAME  aws-fleet: the thing name asked for, the CSR's CN ([a-zA-Z0-9:_-],\n"
+    "             at most 64); default: --param ThingName, else --param SerialNumber\n"
     "--trust      trust anchor(s) for the service's TLS certificate (the system store is\n"
     "             never used); copied into DIR\n"
     "--ca-trust   trust anchor(s) the issued chain must verify to; copied into DIR\n"
@@ -75,6 +97,10 @@ static const char DEVICE_HELP[] =
     "  enroll device provision --url mqtts://dps.example:8883 --transport mqtt --scope 0ne0001 \\\n"
     "      --registration-id dev-002 --bootstrap-cert boot.pem --bootstrap-key boot.key \\\n"
     "      --key /var/lib/enroll/device.key --store /var/lib/enroll --trust root.pem\n"
+    "  enroll device provision --protocol aws-fleet --url mqtts://iot.example:8883 \\\n"
+    "      --template FleetTemplate --param SerialNumber=SN-0042 --bootstrap-cert claim.pem \\\n"
+    "      --bootstrap-key claim.key --key /var/lib/enroll/device.key --store /var/lib/enroll \\\n"
+    "      --trust root.pem --ca-trust devices-ca-and-root.pem\n"
     "  enroll device provision ... --key 'pkcs11:token=dev;object=devkey' \\\n"
     "      --module /usr/lib/softhsm/libsofthsm2.so --pin-file pin.txt ...\n"
     "  enroll device status --store /var/lib/enroll --json\n"
@@ -84,7 +110,7 @@ static const char DEVICE_HELP[] =
 enum { OPT_URL = 1, OPT_TRANSPORT, OPT_SCOPE, OPT_RID, OPT_DEVICE_KEY_FILE, OPT_GROUP_KEY_FILE, OPT_BOOT_CERT, OPT_BOOT_KEY,
        OPT_KEY, OPT_TYPE, OPT_MODULE, OPT_PIN_FILE, OPT_STORE, OPT_TRUST, OPT_CA_TRUST, OPT_RENEW_BEFORE,
        OPT_API, OPT_RETRIES, OPT_TIMEOUT, OPT_JSON, OPT_HOOK, OPT_ONCE, OPT_INTERVAL, OPT_ROTATE, OPT_PKCS12,
-       OPT_PASS_FILE, OPT_FORCE, OPT_HELP };
+       OPT_PASS_FILE, OPT_FORCE, OPT_PROTOCOL, OPT_TEMPLATE, OPT_PARAM, OPT_THING_NAME, OPT_HELP };
 
 static const struct option DEVICE_OPTIONS[] = {
     {"url", required_argument, NULL, OPT_URL},
@@ -114,16 +140,51 @@ static const struct option DEVICE_OPTIONS[] = {
     {"pkcs12", required_argument, NULL, OPT_PKCS12},
     {"pass-file", required_argument, NULL, OPT_PASS_FILE},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"template", required_argument, NULL, OPT_TEMPLATE},
+    {"param", required_argument, NULL, OPT_PARAM},
+    {"thing-name", required_argument, NULL, OPT_THING_NAME},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
+#define DEVICE_PARAMS_MAX 64
+
 typedef struct device_args {
     const char *url, *transport, *scope, *rid, *device_key_file, *group_key_file, *boot_cert, *boot_key, *key, *type, *module,
         *pin_file, *store, *trust, *ca_trust, *renew_before, *api, *retries, *timeout, *hook, *interval, *pkcs12,
-        *pass_file;
+        *pass_file, *protocol, *template_name, *thing_name;
+    /* --param K=V, split at the first '=' (a copy per value) */
+    char *param_names[DEVICE_PARAMS_MAX], *param_values[DEVICE_PARAMS_MAX];
+    size_t nparams;
     bool json, once, rotate, force, help;
 } device_args;
+
+static void device_args_free(device_args *a)
+{
+    for (size_t i = 0; i < a->nparams; i++)
+        free(a->param_names[i]);
+    a->nparams = 0;
+}
+
+/* NAME=VALUE into the next slot (VALUE may be empty, and may hold '='). */
+static int add_param(const char *cmd, device_args *a, const char *text)
+{
+    const char *eq = strchr(text, '=');
+    if (eq == NULL)
+        return cli_usage(cmd, "--param '%.64s': give NAME=VALUE", text);
+    if (eq == text)
+        return cli_usage(cmd, "--param '%.64s': the name before '=' is empty", text);
+    if (a->nparams == DEVICE_PARAMS_MAX)
+        return cli_usage(cmd, "at most %d --param", DEVICE_PARAMS_MAX);
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return cli_usage(cmd, "out of memory");
+    copy[eq - text] = '\0';
+    a->param_names[a->nparams] = copy;
+    a->param_values[a->nparams++] = copy + (eq - text) + 1;
+    return CLI_EXIT_OK;
+}
 
 static int parse_device_args(const char *cmd, int argc, char **argv, device_args *a)
 {
@@ -160,14 +221,37 @@ static int parse_device_args(const char *cmd, int argc, char **argv, device_args
         case OPT_PKCS12: a->pkcs12 = optarg; break;
         case OPT_PASS_FILE: a->pass_file = optarg; break;
         case OPT_FORCE: a->force = true; break;
+        case OPT_PROTOCOL: a->protocol = optarg; break;
+        case OPT_TEMPLATE: a->template_name = optarg; break;
+        case OPT_THING_NAME: a->thing_name = optarg; break;
+        case OPT_PARAM: {
+            int prc = add_param(cmd, a, optarg);
+            if (prc != CLI_EXIT_OK) {
+                device_args_free(a);
+                return prc;
+            }
+            break;
+        }
         case OPT_HELP:
         case 'h': a->help = true; break;
-        case ':': return cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage(cmd, "unknown option %s", argv[optind - 1]);
+        case ':': device_args_free(a); return cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
+        default: device_args_free(a); return cli_usage(cmd, "unknown option %s", argv[optind - 1]);
         }
     }
-    if (optind < argc)
+    if (optind < argc) {
+        device_args_free(a);
         return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    }
+    /* The protocol and its settings are provision's; the others read them
+     * from the store. */
+    if (strcmp(cmd, "device provision") != 0 && !a->help &&
+        (a->protocol || a->template_name || a->nparams > 0 || a->thing_name)) {
+        const char *opt = a->protocol ? "--protocol" : a->template_name ? "--template"
+                        : a->nparams > 0 ? "--param" : "--thing-name";
+        device_args_free(a);
+        return cli_usage(cmd, "%s is provision's (the store keeps what provision was given; provision again to "
+                              "change it)", opt);
+    }
     return CLI_EXIT_OK;
 }
 
@@ -258,7 +342,12 @@ static json_t *status_json(const enr_device_status *s, time_t now)
     json_object_set_new(o, "registration_id", json_string(s->registration_id));
     json_object_set_new(o, "url", json_string(s->url));
     json_object_set_new(o, "transport", json_string(s->transport));
-    json_object_set_new(o, "id_scope", json_string(s->id_scope));
+    json_object_set_new(o, "protocol", json_string(s->protocol));
+    json_object_set_new(o, "id_scope", s->id_scope[0] ? json_string(s->id_scope) : json_null());
+    if (strcmp(s->protocol, "aws-fleet") == 0) {
+        json_object_set_new(o, "template", json_string(s->template_name));
+        json_object_set_new(o, "thing_name", s->thing_name[0] ? json_string(s->thing_name) : json_null());
+    }
     json_object_set_new(o, "auth", json_string(s->auth));
     json_object_set_new(o, "key", json_string(s->key_ref));
     json_object_set_new(o, "provisioned", json_boolean(s->generation > 0));
@@ -292,8 +381,15 @@ static void print_status_text(const enr_device_status *s, time_t now)
         enr_time_format(s->renew_at, ra, sizeof ra);
     if (s->last_attempt)
         enr_time_format(s->last_attempt, la, sizeof la);
-    printf("Registration id: %s\n", s->registration_id);
-    printf("Service:         %s (%s, idScope %s, %s)\n", s->url, s->transport, s->id_scope, s->auth);
+    if (strcmp(s->protocol, "aws-fleet") == 0) {
+        printf("Thing name:      %s (asked for CN=%s)\n", s->thing_name[0] ? s->thing_name : "none yet",
+               s->registration_id);
+        printf("Service:         %s (%s, template %s, %s)\n", s->url, s->transport, s->template_name, s->auth);
+    } else {
+        printf("Registration id: %s\n", s->registration_id);
+        printf("Service:         %s (%s, idScope %s, %s)\n", s->url, s->transport, s->id_scope, s->auth);
+    }
+    printf("Protocol:        %s\n", s->protocol);
     if (s->generation == 0) {
         printf("Identity:        none yet\n");
     } else {
@@ -309,18 +405,52 @@ static void print_status_text(const enr_device_status *s, time_t now)
     printf("Last result:     %s at %s: %s\n", s->last_result[0] ? s->last_result : "-", la, s->last_message);
 }
 
-static int device_provision(int argc, char **argv)
+/* The command line of aws-fleet: what DPS alone takes is refused by name. */
+static int aws_usage_check(const char *cmd, const device_args *a)
 {
-    const char *cmd = "device provision";
-    device_args a;
-    int rc = parse_device_args(cmd, argc, argv, &a);
-    if (rc != CLI_EXIT_OK)
-        return rc;
-    if (a.help) {
-        fputs(DEVICE_HELP, stdout);
-        return CLI_EXIT_OK;
+    const char *dps_only = a->scope ? "--scope" : a->rid ? "--registration-id" : a->api ? "--api-version"
+                         : a->device_key_file ? "--device-key-file" : a->group_key_file ? "--group-key-file" : NULL;
+    if (dps_only != NULL)
+        return cli_usage(cmd, "%s is DPS's: not used with --protocol aws-fleet (the claim certificate is "
+                              "--bootstrap-cert with --bootstrap-key)",
+                         dps_only);
+    if (a->transport && strcmp(a->transport, "mqtt") != 0)
+        return cli_usage(cmd, "--protocol aws-fleet speaks MQTT only: give an mqtts:// URL (and --transport mqtt "
+                              "or none)");
+    if (!a->template_name)
+        return cli_usage(cmd, "--protocol aws-fleet needs --template NAME (the provisioning template)");
+    if (!a->url || !a->key || !a->store || !a->trust)
+        return cli_usage(cmd, "--url, --template, --bootstrap-cert, --bootstrap-key, --key, --store and --trust "
+                              "are required");
+    if (!a->boot_cert || !a->boot_key)
+        return cli_usage(cmd, "--protocol aws-fleet provisions by claim: give --bootstrap-cert CLAIM.pem and "
+                              "--bootstrap-key CLAIM.key");
+    if (!a->thing_name) {
+        bool named = false;
+        for (size_t i = 0; i < a->nparams && !named; i++)
+            named = strcmp(a->param_names[i], "ThingName") == 0 || strcmp(a->param_names[i], "SerialNumber") == 0;
+        if (!named)
+            return cli_usage(cmd, "give the thing name to ask for: --thing-name NAME, or --param ThingName=NAME or "
+                                  "--param SerialNumber=SN (it is the CSR's CN)");
     }
-    if (!a.url || !a.scope || !a.rid || !a.key || !a.store || !a.trust)
+    return CLI_EXIT_OK;
+}
+
+static int provision_checked(const char *cmd, device_args *pa)
+{
+    device_args a = *pa;
+    int rc;
+    enr_device_protocol protocol = ENR_DEVICE_PROTOCOL_DPS;
+    enr_error err = {0};
+    if (a.protocol && enr_device_protocol_parse(a.protocol, &protocol, &err) != ENR_OK)
+        return cli_usage(cmd, "--protocol: %s", err.message);
+    bool aws = protocol == ENR_DEVICE_PROTOCOL_AWS_FLEET;
+    if (aws && (rc = aws_usage_check(cmd, &a)) != CLI_EXIT_OK)
+        return rc;
+    if (!aws && (a.template_name || a.nparams > 0 || a.thing_name))
+        return cli_usage(cmd, "%s is for --protocol aws-fleet only",
+                         a.template_name ? "--template" : a.nparams > 0 ? "--param" : "--thing-name");
+    if (!aws && (!a.url || !a.scope || !a.rid || !a.key || !a.store || !a.trust))
         return cli_usage(cmd, "--url, --scope, --registration-id, --key, --store and --trust are required");
     int creds = (a.device_key_file != NULL) + (a.group_key_file != NULL) + (a.boot_cert != NULL || a.boot_key != NULL);
     if (creds != 1)
@@ -329,7 +459,10 @@ static int device_provision(int argc, char **argv)
     if ((a.boot_cert == NULL) != (a.boot_key == NULL))
         return cli_usage(cmd, "--bootstrap-cert and --bootstrap-key go together");
     enr_device_config cfg = {.url = a.url, .id_scope = a.scope, .registration_id = a.rid, .api_version = a.api,
-                             .key_ref = a.key, .pkcs11_module = a.module, .pkcs11_pin_file = a.pin_file,
+                             .protocol = protocol, .aws_template = a.template_name,
+                             .aws_param_names = (const char *const *)a.param_names,
+                             .aws_param_values = (const char *const *)a.param_values, .aws_param_count = a.nparams,
+                             .aws_thing_name = a.thing_name, .key_ref = a.key, .pkcs11_module = a.module, .pkcs11_pin_file = a.pin_file,
                              .trust_file = a.trust, .ca_trust_file = a.ca_trust, .store_dir = a.store,
                              .replace_store = a.force, .log = log_stderr, .sleep = sleep_interruptible};
     if (a.device_key_file) {
@@ -343,7 +476,6 @@ static int device_provision(int argc, char **argv)
         cfg.bootstrap_cert_file = a.boot_cert;
         cfg.bootstrap_key_file = a.boot_key;
     }
-    enr_error err = {0};
     if (a.transport && enr_device_transport_parse(a.transport, &cfg.transport, &err) != ENR_OK)
         return cli_usage(cmd, "--transport: %s", err.message);
     if (a.type && enr_key_type_parse(a.type, &cfg.key_type, &err) != ENR_OK)
@@ -375,10 +507,27 @@ static int device_provision(int argc, char **argv)
         cli_print_json(o);
         json_decref(o);
     } else {
-        printf("provisioned %s: certificate %s from %s, stored in %s\n", s.registration_id, s.serial, s.issuer,
-               a.store);
+        if (aws)
+            printf("provisioned thing %s (template %s): certificate %s from %s, stored in %s\n", s.thing_name,
+                   s.template_name, s.serial, s.issuer, a.store);
+        else
+            printf("provisioned %s: certificate %s from %s, stored in %s\n", s.registration_id, s.serial, s.issuer,
+                   a.store);
     }
     return CLI_EXIT_OK;
+}
+
+static int device_provision(int argc, char **argv)
+{
+    const char *cmd = "device provision";
+    device_args a;
+    int rc = parse_device_args(cmd, argc, argv, &a);
+    if (rc == CLI_EXIT_OK && a.help)
+        fputs(DEVICE_HELP, stdout);
+    else if (rc == CLI_EXIT_OK)
+        rc = provision_checked(cmd, &a);
+    device_args_free(&a);
+    return rc;
 }
 
 static int device_status(int argc, char **argv)

@@ -23,6 +23,8 @@
 
 #include "device/device_internal.h"
 #include "device/link.h"
+#include "device/link_aws.h"
+#include "enroll/aws_fleet_topic.h"
 #include "enroll/cert.h"
 #include "enroll/csr.h"
 #include "enroll/device.h"
@@ -44,6 +46,7 @@ struct enr_device {
     char *trust_file, *ca_trust_file; /* where to read trust from for this run */
     enr_device_auth auth;
     enr_device_transport transport; /* never AUTO here */
+    enr_device_protocol protocol;
     enr_key_type key_type;
     bool rotate_key;
     bool replace_store; /* enr_device_config.replace_store, this object only */
@@ -101,6 +104,27 @@ enr_code enr_device_transport_parse(const char *s, enr_device_transport *out, en
     else
         return enr_error_set(err, ENR_E_USAGE, "transport '%.64s': give https or mqtt", s ? s : "");
     return ENR_OK;
+}
+
+const char *enr_device_protocol_name(enr_device_protocol p)
+{
+    return p == ENR_DEVICE_PROTOCOL_AWS_FLEET ? "aws-fleet" : "dps";
+}
+
+enr_code enr_device_protocol_parse(const char *s, enr_device_protocol *out, enr_error *err)
+{
+    if (s != NULL && strcmp(s, "dps") == 0)
+        *out = ENR_DEVICE_PROTOCOL_DPS;
+    else if (s != NULL && strcmp(s, "aws-fleet") == 0)
+        *out = ENR_DEVICE_PROTOCOL_AWS_FLEET;
+    else
+        return enr_error_set(err, ENR_E_USAGE, "protocol '%.64s': give dps or aws-fleet", s ? s : "");
+    return ENR_OK;
+}
+
+static bool is_aws(const enr_device *d)
+{
+    return d->protocol == ENR_DEVICE_PROTOCOL_AWS_FLEET;
 }
 
 /* The transport a URL names, checked against the one asked for (AUTO: the
@@ -244,15 +268,12 @@ static enr_device *device_alloc(void)
     return d;
 }
 
-enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_error *err)
+/* The DPS half of enr_device_new's checks. */
+static enr_code dps_config_check(const enr_device_config *cfg, enr_error *err)
 {
-    if (cfg == NULL || out == NULL)
-        return enr_error_set(err, ENR_E_USAGE, "enr_device_new: NULL argument");
-    *out = NULL;
-    enr_device_transport transport;
-    enr_code rc = transport_of(cfg->url, cfg->transport, &transport, err);
-    if (rc != ENR_OK)
-        return rc;
+    if (cfg->aws_template != NULL || cfg->aws_param_count > 0 || cfg->aws_thing_name != NULL)
+        return enr_error_set(err, ENR_E_USAGE, "a template, parameters and a thing name are for the aws-fleet "
+                                               "protocol only");
     if (cfg->id_scope == NULL || cfg->id_scope[0] == '\0' || strlen(cfg->id_scope) > ENR_DPS_ID_SCOPE_MAX)
         return enr_error_set(err, ENR_E_USAGE, "an idScope (1..%d characters) is required", ENR_DPS_ID_SCOPE_MAX);
     for (const char *p = cfg->id_scope; *p; p++)
@@ -266,21 +287,112 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     if ((cfg->auth == ENR_DEVICE_AUTH_DEVICE_KEY || cfg->auth == ENR_DEVICE_AUTH_GROUP_KEY) &&
         cfg->symmetric_key_file == NULL)
         return enr_error_set(err, ENR_E_USAGE, "symmetric-key attestation needs the key file");
-    if (cfg->auth == ENR_DEVICE_AUTH_X509 && (cfg->bootstrap_cert_file == NULL || cfg->bootstrap_key_file == NULL))
-        return enr_error_set(err, ENR_E_USAGE, "X.509 attestation needs the bootstrap certificate and key");
-    if (cfg->auth == ENR_DEVICE_AUTH_NONE)
-        return enr_error_set(err, ENR_E_USAGE, "a bootstrap credential is required (device key, group key or "
-                                               "bootstrap certificate)");
-    if (cfg->key_ref == NULL || cfg->trust_file == NULL || cfg->store_dir == NULL)
-        return enr_error_set(err, ENR_E_USAGE, "the key, the trust anchor and the store directory are required");
     if (cfg->api_version != NULL) {
         enr_dps_api_generation gen;
         if (enr_dps_api_version_check(cfg->api_version, &gen, err) != ENR_OK)
             return ENR_E_USAGE;
     }
-    enr_device *d = device_alloc();
-    if (d == NULL)
+    return ENR_OK;
+}
+
+/* The CN of an X.509 name: at most 64 characters (RFC 5280's ub-common-name). */
+#define AWS_CN_MAX 64
+
+/* The AWS half: MQTT, a claim certificate, a template, parameters and a
+ * thing name that can be sent. *cn: the thing name asked for (borrowed
+ * from cfg); *params: the parameters as a JSON object's compact text. */
+static enr_code aws_config_check(const enr_device_config *cfg, enr_device_transport transport, const char **cn,
+                                 char **params, enr_error *err)
+{
+    *cn = NULL;
+    *params = NULL;
+    if (cfg->id_scope != NULL || cfg->registration_id != NULL || cfg->api_version != NULL)
+        return enr_error_set(err, ENR_E_USAGE, "an idScope, a registration id and an API version are DPS's: not "
+                                               "used with the aws-fleet protocol");
+    if (transport != ENR_DEVICE_TRANSPORT_MQTT)
+        return enr_error_set(err, ENR_E_USAGE, "AWS fleet provisioning speaks MQTT: give mqtts://host[:port], not "
+                                               "'%.200s'", cfg->url);
+    if (cfg->auth != ENR_DEVICE_AUTH_X509)
+        return enr_error_set(err, ENR_E_USAGE, "AWS fleet provisioning is by claim: give the claim certificate and "
+                                               "key (--bootstrap-cert, --bootstrap-key), no symmetric key");
+    char probe[ENR_AWS_FLEET_TOPIC_MAX + 1];
+    if (cfg->aws_template == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "AWS fleet provisioning needs a provisioning template (--template "
+                                               "NAME)");
+    if (enr_aws_fleet_request_topic(probe, sizeof probe, ENR_AWS_FLEET_REGISTER_THING, ENR_AWS_FLEET_JSON,
+                                    cfg->aws_template) == 0)
+        return enr_error_set(err, ENR_E_USAGE, "template name '%.64s' is not 1..%d of [0-9A-Za-z_-]",
+                             cfg->aws_template, ENR_AWS_FLEET_TEMPLATE_NAME_MAX);
+    if (cfg->aws_param_count > DEV_AWS_PARAMS_MAX)
+        return enr_error_set(err, ENR_E_USAGE, "at most %d parameters", DEV_AWS_PARAMS_MAX);
+    json_t *o = json_object();
+    if (o == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    const char *thing = NULL, *serial = NULL;
+    enr_code rc = ENR_OK;
+    for (size_t i = 0; rc == ENR_OK && i < cfg->aws_param_count; i++) {
+        const char *k = cfg->aws_param_names[i], *v = cfg->aws_param_values[i];
+        if (k == NULL || v == NULL || k[0] == '\0' || strlen(k) > DEV_AWS_PARAM_NAME_MAX)
+            rc = enr_error_set(err, ENR_E_USAGE, "parameter %zu: a name of 1..%d bytes is required", i + 1,
+                               DEV_AWS_PARAM_NAME_MAX);
+        else if (strlen(v) > DEV_AWS_PARAM_VALUE_MAX)
+            rc = enr_error_set(err, ENR_E_USAGE, "parameter %.128s: the value is longer than %d bytes", k,
+                               DEV_AWS_PARAM_VALUE_MAX);
+        else if (json_object_get(o, k) != NULL)
+            rc = enr_error_set(err, ENR_E_USAGE, "parameter %.128s is given twice", k);
+        else {
+            json_t *jv = json_string(v);
+            if (jv == NULL || json_object_set_new(o, k, jv) != 0)
+                rc = enr_error_set(err, ENR_E_USAGE, "parameter %.128s: the name and value must be UTF-8 text", k);
+        }
+        if (rc == ENR_OK && strcmp(k, "ThingName") == 0)
+            thing = v;
+        if (rc == ENR_OK && strcmp(k, "SerialNumber") == 0)
+            serial = v;
+    }
+    *cn = cfg->aws_thing_name != NULL ? cfg->aws_thing_name : thing != NULL ? thing : serial;
+    if (rc == ENR_OK && *cn == NULL)
+        rc = enr_error_set(err, ENR_E_USAGE, "give the thing name to ask for (--thing-name NAME, or the parameter "
+                                             "ThingName or SerialNumber): it is the CSR's CN");
+    else if (rc == ENR_OK && (!dev_aws_thing_name_valid(*cn) || strlen(*cn) > AWS_CN_MAX))
+        rc = enr_error_set(err, ENR_E_USAGE, "thing name '%.128s' is not 1..%d of [a-zA-Z0-9:_-] (it is the CSR's CN)",
+                           *cn, AWS_CN_MAX);
+    if (rc == ENR_OK && (*params = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    json_decref(o);
+    return rc;
+}
+
+enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_error *err)
+{
+    if (cfg == NULL || out == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "enr_device_new: NULL argument");
+    *out = NULL;
+    enr_device_transport transport;
+    enr_code rc = transport_of(cfg->url, cfg->transport, &transport, err);
+    if (rc != ENR_OK)
+        return rc;
+    bool aws = cfg->protocol == ENR_DEVICE_PROTOCOL_AWS_FLEET;
+    if (cfg->protocol != ENR_DEVICE_PROTOCOL_DPS && !aws)
+        return enr_error_set(err, ENR_E_USAGE, "unknown protocol %d", (int)cfg->protocol);
+    const char *cn = cfg->registration_id;
+    char *params = NULL;
+    if ((rc = aws ? aws_config_check(cfg, transport, &cn, &params, err) : dps_config_check(cfg, err)) != ENR_OK)
+        return rc;
+    if (cfg->auth == ENR_DEVICE_AUTH_X509 && (cfg->bootstrap_cert_file == NULL || cfg->bootstrap_key_file == NULL))
+        rc = enr_error_set(err, ENR_E_USAGE, "X.509 attestation needs the bootstrap certificate and key");
+    else if (cfg->auth == ENR_DEVICE_AUTH_NONE)
+        rc = enr_error_set(err, ENR_E_USAGE, "a bootstrap credential is required (device key, group key or "
+                                             "bootstrap certificate)");
+    else if (cfg->key_ref == NULL || cfg->trust_file == NULL || cfg->store_dir == NULL)
+        rc = enr_error_set(err, ENR_E_USAGE, "the key, the trust anchor and the store directory are required");
+    enr_device *d = rc == ENR_OK ? device_alloc() : NULL;
+    if (rc == ENR_OK && d == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    if (rc != ENR_OK) {
+        free(params);
+        return rc;
+    }
     char *abs_store = absolute(cfg->store_dir);
     d->store_dir = abs_store != NULL ? dev_store_canonical(abs_store) : NULL;
     free(abs_store);
@@ -289,10 +401,13 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     if (d->store_dir != NULL && dev_identity_load(d->store_dir, &d->id, NULL) != ENR_OK)
         memset(&d->id, 0, sizeof d->id);
     dev_identity *id = &d->id;
-    replace(&id->registration_id, strdup(cfg->registration_id));
+    replace(&id->registration_id, strdup(cn));
     replace(&id->url, strdup(cfg->url));
-    replace(&id->id_scope, strdup(cfg->id_scope));
-    replace(&id->api_version, strdup(cfg->api_version ? cfg->api_version : DEFAULT_API_VERSION));
+    replace(&id->protocol, strdup(enr_device_protocol_name(cfg->protocol)));
+    replace(&id->id_scope, aws ? NULL : strdup(cfg->id_scope));
+    replace(&id->api_version, aws ? NULL : strdup(cfg->api_version ? cfg->api_version : DEFAULT_API_VERSION));
+    replace(&id->aws_template, aws ? strdup(cfg->aws_template) : NULL);
+    replace(&id->aws_params, params);
     replace(&id->auth, strdup(enr_device_auth_name(cfg->auth)));
     replace(&id->transport, strdup(enr_device_transport_name(transport)));
     replace(&id->symmetric_key_file, absolute(cfg->symmetric_key_file));
@@ -305,12 +420,14 @@ enr_code enr_device_new(const enr_device_config *cfg, enr_device **out, enr_erro
     id->renew_before = cfg->renew_before_seconds;
     d->auth = cfg->auth;
     d->transport = transport;
+    d->protocol = cfg->protocol;
     d->key_type = cfg->key_type;
     d->trust_file = absolute(cfg->trust_file);
     d->ca_trust_file = absolute(cfg->ca_trust_file ? cfg->ca_trust_file : cfg->trust_file);
     apply_tuning(d, cfg);
-    if (d->store_dir == NULL || id->registration_id == NULL || id->url == NULL || id->id_scope == NULL ||
-        id->key_ref == NULL || id->transport == NULL || d->trust_file == NULL || d->ca_trust_file == NULL) {
+    if (d->store_dir == NULL || id->registration_id == NULL || id->url == NULL || id->protocol == NULL ||
+        (aws ? id->aws_template == NULL : id->id_scope == NULL) || id->key_ref == NULL || id->transport == NULL ||
+        d->trust_file == NULL || d->ca_trust_file == NULL) {
         enr_device_free(d);
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     }
@@ -325,6 +442,10 @@ static void adopt_saved_configuration(enr_device *d)
 {
     d->auth = auth_parse(d->id.auth);
     enr_error ignored;
+    /* A store from before AWS: DPS. */
+    d->protocol = ENR_DEVICE_PROTOCOL_DPS;
+    if (d->id.protocol != NULL)
+        (void)enr_device_protocol_parse(d->id.protocol, &d->protocol, &ignored);
     /* A store from before the transport was saved: its URL says (https). */
     enr_device_transport saved = ENR_DEVICE_TRANSPORT_AUTO;
     if (d->id.transport != NULL)
@@ -435,19 +556,30 @@ typedef struct exchange {
     bool unknown_operation;            /* a poll answered 404: the service lost the operation */
 } exchange;
 
-static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_error *err)
+/* The CSR: CN = the registration id (DPS) or the thing name asked for
+ * (AWS), clientAuth, signed by the device's key. */
+static enr_code make_csr(enr_device *d, const char *cn, enr_signer *signer, enr_csr_format format,
+                         unsigned char **out, size_t *out_len, enr_error *err)
 {
     enr_csr_spec *spec = enr_csr_spec_new();
     enr_csr *csr = NULL;
-    unsigned char *b64 = NULL;
-    size_t b64_len = 0;
     char dn[160];
-    snprintf(dn, sizeof dn, "CN=%s", d->id.registration_id);
+    snprintf(dn, sizeof dn, "CN=%s", cn);
     enr_code rc = spec == NULL ? enr_error_set(err, ENR_E_NOMEM, "out of memory") : ENR_OK;
     if (rc == ENR_OK && (rc = enr_csr_spec_add_dn(spec, dn, err)) == ENR_OK &&
         (rc = enr_csr_spec_set_ext_key_usage(spec, "clientAuth", err)) == ENR_OK &&
         (rc = enr_csr_build(spec, signer, &csr, err)) == ENR_OK)
-        rc = enr_csr_encode_alloc(csr, ENR_CSR_BASE64, &b64, &b64_len, err);
+        rc = enr_csr_encode_alloc(csr, format, out, out_len, err);
+    enr_csr_free(csr);
+    enr_csr_spec_free(spec);
+    return rc;
+}
+
+static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_error *err)
+{
+    unsigned char *b64 = NULL;
+    size_t b64_len = 0;
+    enr_code rc = make_csr(d, d->id.registration_id, signer, ENR_CSR_BASE64, &b64, &b64_len, err);
     if (rc == ENR_OK) {
         json_t *o = json_pack("{s:s,s:s%}", "registrationId", d->id.registration_id, "csr", (const char *)b64,
                               b64_len);
@@ -457,8 +589,6 @@ static enr_code make_body(enr_device *d, enr_signer *signer, char **out, enr_err
             rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     }
     free(b64);
-    enr_csr_free(csr);
-    enr_csr_spec_free(spec);
     return rc;
 }
 
@@ -481,34 +611,44 @@ static enr_code sas_header(enr_device *d, char **out, enr_error *err)
  * `signer`, already open for the CSR (a token key is never rotated, so it is
  * the operational certificate's key), a bootstrap key through `boot`, which
  * is opened here and which the caller closes after the link. */
-static enr_code link_for(enr_device *d, credential cred, enr_signer *signer, key_handle *boot, dev_link **out,
-                         enr_error *err)
+static enr_code tls_for(enr_device *d, credential cred, enr_signer *signer, key_handle *boot,
+                        enr_http_client_options *tls, char *chain, size_t chain_cap, enr_error *err)
 {
-    dev_link_options o = {.url = d->id.url, .id_scope = d->id.id_scope, .registration_id = d->id.registration_id,
-                          .api_version = d->id.api_version, .tls = {.trust_file = d->trust_file},
-                          .timeout_ms = d->timeout_ms};
-    char chain[DEV_PATH_MAX];
+    memset(tls, 0, sizeof *tls);
+    tls->trust_file = d->trust_file;
     if (cred == CRED_OPERATIONAL) {
-        if (d->id.chain == NULL || dev_path(chain, sizeof chain, d->store_dir, d->id.chain) != 0)
+        if (d->id.chain == NULL || dev_path(chain, chain_cap, d->store_dir, d->id.chain) != 0)
             return enr_error_set(err, ENR_E_NOTFOUND, "no operational certificate to authenticate with");
-        o.tls.client_cert_file = chain;
+        tls->client_cert_file = chain;
         if (enr_key_ref_is_token(d->id.key_ref))
-            o.tls.client_signer = signer;
+            tls->client_signer = signer;
         else
-            o.tls.client_key_file = d->id.key_ref;
+            tls->client_key_file = d->id.key_ref;
     } else if (d->auth == ENR_DEVICE_AUTH_X509) {
-        o.tls.client_cert_file = d->id.bootstrap_cert_file;
+        tls->client_cert_file = d->id.bootstrap_cert_file;
         if (enr_key_ref_is_token(d->id.bootstrap_key_file)) {
             enr_code rc = key_open(d, d->id.bootstrap_key_file, false, false, boot, err);
             if (rc != ENR_OK) {
                 enr_error_prefix(err, "bootstrap key");
                 return rc;
             }
-            o.tls.client_signer = boot->signer;
+            tls->client_signer = boot->signer;
         } else {
-            o.tls.client_key_file = d->id.bootstrap_key_file;
+            tls->client_key_file = d->id.bootstrap_key_file;
         }
     }
+    return ENR_OK;
+}
+
+static enr_code link_for(enr_device *d, credential cred, enr_signer *signer, key_handle *boot, dev_link **out,
+                         enr_error *err)
+{
+    dev_link_options o = {.url = d->id.url, .id_scope = d->id.id_scope, .registration_id = d->id.registration_id,
+                          .api_version = d->id.api_version, .timeout_ms = d->timeout_ms};
+    char chain[DEV_PATH_MAX];
+    enr_code rc = tls_for(d, cred, signer, boot, &o.tls, chain, sizeof chain, err);
+    if (rc != ENR_OK)
+        return rc;
     return d->transport == ENR_DEVICE_TRANSPORT_MQTT ? dev_link_mqtt_new(&o, out, err)
                                                      : dev_link_https_new(&o, out, err);
 }
@@ -678,6 +818,153 @@ static enr_code do_register(enr_device *d, enr_signer *signer, credential cred, 
     return rc;
 }
 
+/* ---- AWS IoT fleet provisioning (link_aws.h) ---- */
+
+typedef struct aws_result {
+    char cn[DEV_AWS_THING_NAME_MAX + 1]; /* what the CSR asked for */
+    dev_aws_created created;       /* CreateCertificateFromCsr's answer */
+    dev_aws_registered registered; /* RegisterThing's */
+} aws_result;
+
+static void aws_result_clear(aws_result *r)
+{
+    dev_aws_created_clear(&r->created);
+    dev_aws_registered_clear(&r->registered);
+}
+
+/* RegisterThing's request from the saved parameters (a JSON object's text). */
+static char *aws_register_payload(const enr_device *d, const char *token)
+{
+    json_t *params = d->id.aws_params != NULL ? json_loads(d->id.aws_params, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    const char *names[DEV_AWS_PARAMS_MAX], *values[DEV_AWS_PARAMS_MAX];
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(params, k, v) {
+        if (n < DEV_AWS_PARAMS_MAX && json_is_string(v)) {
+            names[n] = k;
+            values[n++] = json_string_value(v);
+        }
+    }
+    char *out = dev_aws_register_request(token, names, values, n);
+    json_decref(params);
+    return out;
+}
+
+static void wipe_free(char *s)
+{
+    if (s != NULL)
+        OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+/* One call's answer judged: accepted (ENR_OK, the body in *a), or the
+ * rejection as a typed error (*retry when waiting may cure it). */
+static enr_code aws_judge(enr_aws_fleet_call call, const dev_aws_answer *a, bool *retry, enr_error *err)
+{
+    if (a->accepted)
+        return ENR_OK;
+    dev_aws_rejected rej;
+    enr_code rc = dev_aws_rejected_parse(a->body, a->len, &rej, err);
+    if (rc != ENR_OK) {
+        enr_error_prefix(err, "the service rejected %s with an answer that is not a rejection document",
+                         dev_aws_call_name(call));
+        return rc;
+    }
+    return dev_aws_rejection_error(call, &rej, retry, err);
+}
+
+/* CreateCertificateFromCsr then RegisterThing, on one connection. */
+static enr_code aws_once(enr_device *d, dev_aws_link *link, const char *csr_payload, aws_result *res, bool *retry,
+                         enr_error *err)
+{
+    *retry = false;
+    aws_result_clear(res);
+    dev_aws_answer a = {0};
+    enr_code rc = dev_aws_link_call(link, ENR_AWS_FLEET_CREATE_FROM_CSR, csr_payload, false, &a, err);
+    if (rc == ENR_OK && (rc = aws_judge(ENR_AWS_FLEET_CREATE_FROM_CSR, &a, retry, err)) == ENR_OK)
+        rc = dev_aws_created_parse(a.body, a.len, &res->created, err);
+    dev_aws_answer_clear(&a);
+    if (rc == ENR_E_IO)
+        *retry = true;
+    if (rc != ENR_OK)
+        return rc;
+    say(d, "certificate %s created; registering the thing with template %s", res->created.certificate_id,
+        d->id.aws_template);
+    char *payload = aws_register_payload(d, res->created.ownership_token);
+    if (payload == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    rc = dev_aws_link_call(link, ENR_AWS_FLEET_REGISTER_THING, payload, true, &a, err);
+    wipe_free(payload); /* it holds the ownership token */
+    if (rc == ENR_OK && (rc = aws_judge(ENR_AWS_FLEET_REGISTER_THING, &a, retry, err)) == ENR_OK)
+        rc = dev_aws_registered_parse(a.body, a.len, &res->registered, err);
+    dev_aws_answer_clear(&a);
+    if (rc == ENR_E_IO)
+        *retry = true;
+    return rc;
+}
+
+/* The AWS exchange with one credential, retried as do_register retries:
+ * connection errors, timeouts, 429 and 5xx with bounded backoff; a refusal
+ * never. A retry starts again from CreateCertificateFromCsr (a token is
+ * bound to its connection, and a lost one is gone with it); a certificate
+ * created but never registered stays pending at the service until its
+ * token expires. */
+static enr_code do_aws(enr_device *d, enr_signer *signer, credential cred, exchange *x, aws_result *res,
+                       enr_error *err)
+{
+    memset(x, 0, sizeof *x);
+    unsigned char *pem = NULL;
+    size_t pem_len = 0;
+    char *csr_payload = NULL;
+    dev_aws_link *link = NULL;
+    key_handle boot = {0};
+    /* The CN asked for: with the claim, the name provisioning was given;
+     * with the device's own certificate, its thing's name (a renewal keeps
+     * it, and a service may refuse a renewal that names another). */
+    snprintf(res->cn, sizeof res->cn, "%s",
+             cred == CRED_OPERATIONAL && d->id.thing_name != NULL && dev_aws_thing_name_valid(d->id.thing_name) &&
+                     strlen(d->id.thing_name) <= AWS_CN_MAX
+                 ? d->id.thing_name
+                 : d->id.registration_id);
+    enr_code rc = make_csr(d, res->cn, signer, ENR_CSR_PEM, &pem, &pem_len, err);
+    if (rc == ENR_OK && (csr_payload = dev_aws_csr_request((const char *)pem)) == NULL)
+        rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    free(pem);
+    if (rc == ENR_OK) {
+        enr_http_client_options tls;
+        char chain[DEV_PATH_MAX];
+        if ((rc = tls_for(d, cred, signer, &boot, &tls, chain, sizeof chain, err)) == ENR_OK)
+            rc = dev_aws_link_new(d->id.url, res->cn, &tls, d->timeout_ms, d->id.aws_template, &link,
+                                  err);
+        if (rc != ENR_OK)
+            x->client_failed = true;
+    }
+    int attempt = 0;
+    while (rc == ENR_OK) {
+        bool retry = false;
+        attempt++;
+        rc = aws_once(d, link, csr_payload, res, &retry, err);
+        if (rc == ENR_OK)
+            break;
+        if (rc == ENR_E_POLICY && err->reason == ENR_R_AUTH_REFUSED)
+            x->auth_refused = true; /* at CONNECT or by a rejection: never retried */
+        if (!retry || attempt >= d->max_attempts)
+            break;
+        long wait = backoff_ms(d, attempt, 0);
+        say(d, "attempt %d of %d failed: %s; retrying in %ld ms", attempt, d->max_attempts, err->message, wait);
+        if (!pause_ms(d, wait))
+            break;
+        rc = ENR_OK;
+    }
+    if (rc != ENR_OK)
+        aws_result_clear(res);
+    dev_aws_link_free(link);
+    key_close(&boot); /* after the link, which borrowed its signer */
+    free(csr_payload);
+    return rc;
+}
+
 /* ---- checking what came back ---- */
 
 static enr_code load_roots(const char *path, STACK_OF(X509) **out, enr_error *err)
@@ -688,15 +975,61 @@ static enr_code load_roots(const char *path, STACK_OF(X509) **out, enr_error *er
     return rc;
 }
 
-static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, enr_signer *signer,
-                             STACK_OF(X509) **chain_out, enr_error *err)
+/* AWS answers the leaf alone (certificatePem): the issuing intermediates
+ * come from the CA trust bundle (--ca-trust: intermediate(s) + root), each
+ * appended while it issued the last certificate of the chain, so the
+ * stored chain is what a TLS client sends. Nothing is trusted by this:
+ * the chain is verified to the bundle's self-signed roots afterwards. */
+static enr_code complete_chain(STACK_OF(X509) *chain, STACK_OF(X509) *bundle, enr_error *err)
+{
+    for (int depth = 0; depth < 8; depth++) {
+        X509 *last = sk_X509_value(chain, sk_X509_num(chain) - 1);
+        if (X509_check_issued(last, last) == X509_V_OK)
+            return ENR_OK; /* a root: the chain is whole */
+        X509 *issuer = NULL;
+        for (int i = 0; issuer == NULL && i < sk_X509_num(bundle); i++) {
+            X509 *c = sk_X509_value(bundle, i);
+            bool have = false;
+            for (int j = 0; !have && j < sk_X509_num(chain); j++)
+                have = X509_cmp(c, sk_X509_value(chain, j)) == 0;
+            if (!have && X509_check_issued(c, c) != X509_V_OK && X509_check_issued(c, last) == X509_V_OK)
+                issuer = c;
+        }
+        if (issuer == NULL)
+            return ENR_OK; /* issued by a root of the bundle, or by nothing there: verification says */
+        if (!X509_up_ref(issuer) || !sk_X509_push(chain, issuer)) {
+            X509_free(issuer);
+            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        }
+    }
+    return ENR_OK;
+}
+
+/* The answer checked before anything is stored (docs/device.md, step 6):
+ * the chain of a DPS answer `r`, or AWS's certificatePem `aws_pem` with
+ * the intermediates of the CA trust bundle. */
+static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, const char *aws_pem,
+                             const char *aws_cn, enr_signer *signer, STACK_OF(X509) **chain_out, enr_error *err)
 {
     *chain_out = NULL;
-    STACK_OF(X509) *chain = sk_X509_new_null();
+    STACK_OF(X509) *chain = NULL;
     STACK_OF(X509) *roots = NULL;
-    if (chain == NULL)
+    if (aws_pem != NULL) {
+        enr_code rc = enr_cert_read_all((const unsigned char *)aws_pem, strlen(aws_pem), &chain, err);
+        if (rc == ENR_OK && (rc = load_roots(d->ca_trust_file, &roots, err)) == ENR_OK)
+            rc = complete_chain(chain, roots, err);
+        sk_X509_pop_free(roots, X509_free);
+        roots = NULL;
+        if (rc != ENR_OK) {
+            if (rc == ENR_E_PARSE)
+                enr_error_prefix(err, "the certificatePem the service issued");
+            sk_X509_pop_free(chain, X509_free);
+            return rc;
+        }
+    } else if ((chain = sk_X509_new_null()) == NULL) {
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    size_t n = enr_dps_response_chain_len(r);
+    }
+    size_t n = aws_pem != NULL ? 0 : enr_dps_response_chain_len(r);
     enr_code rc = ENR_OK;
     for (size_t i = 0; i < n && rc == ENR_OK; i++) {
         size_t len = 0;
@@ -708,7 +1041,7 @@ static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, 
             rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
         }
     }
-    if (rc == ENR_OK && n == 0) {
+    if (rc == ENR_OK && n == 0 && aws_pem == NULL) {
         size_t len = 0;
         const unsigned char *der = enr_dps_response_client_certificate(r, &len);
         X509 *c = NULL;
@@ -728,10 +1061,13 @@ static enr_code check_issued(enr_device *d, const enr_dps_register_response *r, 
     }
     X509 *leaf = sk_X509_value(chain, 0);
     char *cn = enr_name_common_name(X509_get_subject_name(leaf));
-    bool cn_ok = cn != NULL && enr_dps_registration_id_equal(cn, d->id.registration_id); /* ids compare without case */
+    /* DPS registration ids compare without case; AWS issues the CSR's CN as it is. */
+    const char *want = aws_pem != NULL ? aws_cn : d->id.registration_id;
+    bool cn_ok = cn != NULL && (aws_pem != NULL ? strcmp(cn, want) == 0
+                                                : enr_dps_registration_id_equal(cn, d->id.registration_id));
     if (!cn_ok) {
-        rc = enr_error_set(err, ENR_E_VERIFY, "the issued certificate names CN '%.128s', not the registration id '%s'",
-                           cn ? cn : "(none)", d->id.registration_id);
+        rc = enr_error_set(err, ENR_E_VERIFY, "the issued certificate names CN '%.128s', not the %s '%s'",
+                           cn ? cn : "(none)", aws_pem != NULL ? "thing name asked for" : "registration id", want);
         free(cn);
         goto done;
     }
@@ -892,8 +1228,8 @@ static void record(enr_device *d, bool ok, const char *message)
  * identity.json makes them current. Until that rename the old identity is
  * the one every reader sees, on disk and in memory: the new record is built
  * on a copy and swapped in only once it is saved. */
-static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_register_response *r, const char *key_ref,
-                       enr_error *err)
+static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_register_response *r,
+                       const dev_aws_registered *reg, const char *key_ref, enr_error *err)
 {
     long gen = d->id.generation + 1;
     char cert_name[64], chain_name[64], bundle_name[64], service_name[64], ca_name[64];
@@ -919,7 +1255,7 @@ static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_regis
     /* The trust bundle, kept for connecting to the hub: informational, never
      * used to trust the service or the chain (only configured anchors are). */
     bool bundle = false;
-    if (rc == ENR_OK && enr_dps_response_trust_bundle_len(r) > 0) {
+    if (rc == ENR_OK && r != NULL && enr_dps_response_trust_bundle_len(r) > 0) {
         STACK_OF(X509) *b = sk_X509_new_null();
         for (size_t i = 0; b != NULL && rc == ENR_OK && i < enr_dps_response_trust_bundle_len(r); i++) {
             size_t l = 0;
@@ -956,26 +1292,34 @@ static enr_code commit(enr_device *d, STACK_OF(X509) *chain, const enr_dps_regis
     replace(&next.serial, serial_text(leaf));
     replace(&next.subject, name_text(X509_get_subject_name(leaf)));
     replace(&next.issuer, name_text(X509_get_issuer_name(leaf)));
-    const char *hub = enr_dps_response_assigned_hub(r);
+    const char *hub = r != NULL ? enr_dps_response_assigned_hub(r) : NULL;
     replace(&next.assigned_hub, hub ? strdup(hub) : NULL);
+    replace(&next.thing_name, reg != NULL ? strdup(reg->thing_name) : NULL);
+    replace(&next.device_config, reg != NULL ? strdup(reg->device_configuration) : NULL);
     replace(&next.key_ref, strdup(key_ref));
     next.not_before = enr_asn1_time_to_time_t(X509_get0_notBefore(leaf));
     next.not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(leaf));
-    const char *hint = enr_dps_response_renew_after(r), *window = enr_dps_response_renewal_window(r);
+    const char *hint = r != NULL ? enr_dps_response_renew_after(r) : NULL;
+    const char *window = r != NULL ? enr_dps_response_renewal_window(r) : NULL;
     time_t hint_at = 0;
     if (hint == NULL || enr_dps_time_parse(hint, &hint_at, NULL) != ENR_OK)
         hint_at = 0;
     next.service_renew_after = hint_at;
     replace(&next.service_window, window ? strdup(window) : NULL);
     next.renew_at = renew_time(&next, 0);
-    char msg[256];
-    snprintf(msg, sizeof msg, "certificate %s issued by %s", next.serial ? next.serial : "?",
-             next.issuer ? next.issuer : "?");
+    char msg[512];
+    if (reg != NULL)
+        snprintf(msg, sizeof msg, "certificate %s issued by %s for thing %s", next.serial ? next.serial : "?",
+                 next.issuer ? next.issuer : "?", reg->thing_name);
+    else
+        snprintf(msg, sizeof msg, "certificate %s issued by %s", next.serial ? next.serial : "?",
+                 next.issuer ? next.issuer : "?");
     replace(&next.last_result, strdup("ok"));
     replace(&next.last_message, strdup(msg));
     next.last_attempt = next.last_success = now_of(d);
     if (next.cert == NULL || next.chain == NULL || next.service_trust == NULL || next.ca_trust == NULL ||
-        next.key_ref == NULL || next.last_result == NULL || next.last_message == NULL)
+        next.key_ref == NULL || next.last_result == NULL || next.last_message == NULL ||
+        (reg != NULL && (next.thing_name == NULL || next.device_config == NULL)))
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     if (rc == ENR_OK)
         rc = dev_identity_save(d->store_dir, &next, err);
@@ -1066,7 +1410,8 @@ static void adopt_state(dev_identity *dst, dev_identity *src)
                          {&dst->bundle, &src->bundle},   {&dst->service_trust, &src->service_trust},
                          {&dst->ca_trust, &src->ca_trust}, {&dst->serial, &src->serial},
                          {&dst->subject, &src->subject}, {&dst->issuer, &src->issuer},
-                         {&dst->assigned_hub, &src->assigned_hub}, {&dst->service_window, &src->service_window}};
+                         {&dst->assigned_hub, &src->assigned_hub}, {&dst->service_window, &src->service_window},
+                         {&dst->thing_name, &src->thing_name}, {&dst->device_config, &src->device_config}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         replace(pairs[i][0], *pairs[i][1]);
         *pairs[i][1] = NULL;
@@ -1139,7 +1484,8 @@ static enr_code register_and_store(enr_device *d, const char *key_ref, bool crea
         first = CRED_BOOTSTRAP;
     }
     exchange x = {0};
-    rc = do_register(d, k.signer, first, &x, err);
+    aws_result aws = {0};
+    rc = is_aws(d) ? do_aws(d, k.signer, first, &x, &aws, err) : do_register(d, k.signer, first, &x, err);
     /* The service refused the certificate, or the local credential could
      * not even be set up (a corrupt chain, a key that does not match it):
      * the bootstrap credential is what it is kept for. */
@@ -1147,19 +1493,22 @@ static enr_code register_and_store(enr_device *d, const char *key_ref, bool crea
         (x.auth_refused || x.client_failed)) {
         say(d, "renewal with the operational certificate failed (%s); using the bootstrap credential", err->message);
         enr_error_clear(err);
-        rc = do_register(d, k.signer, CRED_BOOTSTRAP, &x, err);
+        rc = is_aws(d) ? do_aws(d, k.signer, CRED_BOOTSTRAP, &x, &aws, err)
+                       : do_register(d, k.signer, CRED_BOOTSTRAP, &x, err);
     }
     STACK_OF(X509) *chain = NULL;
     if (rc == ENR_OK)
-        rc = check_issued(d, x.answer, k.signer, &chain, err);
+        rc = check_issued(d, x.answer, is_aws(d) ? aws.created.certificate_pem : NULL, aws.cn, k.signer, &chain,
+                          err);
     if (rc == ENR_OK)
-        rc = commit(d, chain, x.answer, key_ref, err);
+        rc = commit(d, chain, x.answer, is_aws(d) ? &aws.registered : NULL, key_ref, err);
     if (rc != ENR_OK) {
         say(d, "kept the previous identity: %s", err->message);
         record(d, false, err->message);
     }
     sk_X509_pop_free(chain, X509_free);
     enr_dps_register_response_free(x.answer);
+    aws_result_clear(&aws);
     key_close(&k);
     return rc;
 }
@@ -1334,6 +1683,9 @@ enr_code enr_device_status_read(const char *store_dir, enr_device_status *out, e
     copy_field(out->issuer, sizeof out->issuer, id.issuer);
     copy_field(out->serial, sizeof out->serial, id.serial);
     copy_field(out->assigned_hub, sizeof out->assigned_hub, id.assigned_hub);
+    copy_field(out->protocol, sizeof out->protocol, id.protocol ? id.protocol : "dps");
+    copy_field(out->template_name, sizeof out->template_name, id.aws_template);
+    copy_field(out->thing_name, sizeof out->thing_name, id.thing_name);
     copy_field(out->last_result, sizeof out->last_result, id.last_result);
     copy_field(out->last_message, sizeof out->last_message, id.last_message);
     out->not_before = id.not_before;

@@ -32,6 +32,13 @@ typedef struct dev_identity {
     char *service_window;       /* its renewalWindow text, for people */
     char *last_result, *last_message;
     time_t last_attempt, last_success;
+    /* "dps" (NULL in stores made before AWS: DPS) or "aws-fleet". For
+     * aws-fleet, registration_id is the thing name the CSR asks for (its
+     * CN), id_scope and api_version are NULL, and these hold the template,
+     * RegisterThing's parameters (a JSON object's compact text), the thing
+     * name the service answered and its deviceConfiguration (JSON text). */
+    char *protocol;
+    char *aws_template, *aws_params, *thing_name, *device_config;
 } dev_identity;
 
 void dev_identity_free(dev_identity *id);

@@ -24,7 +24,8 @@ static const size_t STRING_FIELDS[] = {
     F(registration_id), F(url), F(transport), F(id_scope), F(api_version), F(auth), F(symmetric_key_file),
     F(bootstrap_cert_file), F(bootstrap_key_file), F(key_ref), F(key_type), F(pkcs11_module),
     F(pkcs11_pin_file), F(cert), F(chain), F(bundle), F(service_trust), F(ca_trust), F(serial),
-    F(subject), F(issuer), F(assigned_hub), F(service_window), F(last_result), F(last_message)};
+    F(subject), F(issuer), F(assigned_hub), F(service_window), F(last_result), F(last_message), F(protocol),
+    F(aws_template), F(aws_params), F(thing_name), F(device_config)};
 #undef F
 #define NFIELDS (sizeof STRING_FIELDS / sizeof STRING_FIELDS[0])
 
@@ -73,6 +74,14 @@ static char *get_str(json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
     return dup_or_null(s);
+}
+
+/* A member holding a JSON object, as compact text (NULL when absent or
+ * not an object). */
+static char *get_object_text(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_object(v) ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 }
 
 static time_t get_time(json_t *o, const char *k)
@@ -146,9 +155,15 @@ enr_code dev_identity_parse(const char *text, size_t len, const char *where, dev
     out->service_renew_after = get_time(o, "service_renew_after");
     out->service_window = get_str(o, "service_renewal_window");
     out->last_success = get_time(o, "last_success");
+    out->protocol = get_str(o, "protocol");
+    out->aws_template = get_str(o, "template");
+    out->aws_params = get_object_text(o, "parameters");
+    out->thing_name = get_str(o, "thing_name");
+    out->device_config = get_object_text(o, "device_configuration");
     json_decref(o);
-    if (out->registration_id == NULL || out->url == NULL || out->id_scope == NULL || out->key_ref == NULL ||
-        out->auth == NULL) {
+    bool aws = out->protocol != NULL && strcmp(out->protocol, "aws-fleet") == 0;
+    if (out->registration_id == NULL || out->url == NULL || (!aws && out->id_scope == NULL) ||
+        (aws && out->aws_template == NULL) || out->key_ref == NULL || out->auth == NULL) {
         dev_identity_free(out);
         return enr_error_set(err, ENR_E_PARSE, "%s: required members missing", where);
     }
@@ -159,6 +174,15 @@ static void set_str(json_t *o, const char *k, const char *v)
 {
     if (v != NULL)
         json_object_set_new(o, k, json_string(v));
+}
+
+static void set_object_text(json_t *o, const char *k, const char *text)
+{
+    json_t *v = text != NULL ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (json_is_object(v))
+        json_object_set_new(o, k, v);
+    else
+        json_decref(v);
 }
 
 static void set_time(json_t *o, const char *k, time_t t)
@@ -179,6 +203,11 @@ enr_code dev_identity_save(const char *dir, const dev_identity *id, enr_error *e
     set_str(o, "registration_id", id->registration_id);
     set_str(o, "url", id->url);
     set_str(o, "transport", id->transport);
+    set_str(o, "protocol", id->protocol);
+    set_str(o, "template", id->aws_template);
+    set_object_text(o, "parameters", id->aws_params);
+    set_str(o, "thing_name", id->thing_name);
+    set_object_text(o, "device_configuration", id->device_config);
     set_str(o, "id_scope", id->id_scope);
     set_str(o, "api_version", id->api_version);
     set_str(o, "auth", id->auth);
