@@ -26,11 +26,12 @@ TOOLS=(
   xxd:xxd                                    # HMAC keys as hex for openssl
   ss:iproute2                                # free ports for the broker
   pgrep:procps                               # no process left behind (test_e2e)
-  node:nodejs npm:npm                        # Microsoft's Node DPS client (test_node_interop)
+  node:nodejs npm:npm                        # Microsoft's Node DPS client, AWS's device SDKs (test_*_interop)
   groff:groff-base                           # man pages render without warnings (test_install)
   systemd-analyze:systemd                    # the units verify (test_install)
   dpkg-shlibdeps:dpkg-dev                    # the .deb's dependencies (make package, test_install)
   file:file                                  # cpack finds the programs to run dpkg-shlibdeps on
+  python3:python3                            # the tests' raw MQTT clients, HTTPS hook server and CBOR
 )
 
 declare -A seen=()
