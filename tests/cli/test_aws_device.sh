@@ -22,16 +22,10 @@ service_store
 cat root/cert.pem devices-ca/cert.pem > ca-bundle.pem   # --ca-trust: the issuing intermediate + root
 
 # ---- a claim CA proven as a bootstrap CA, claim certificates, the template
-"$ENROLL" ca init --dir claim-ca --subject '/O=Factory/CN=Factory Claim CA' >/dev/null
-check "claim CA uploaded" admin ca upload claim --cert claim-ca/cert.pem --json
-CODE=$(json "$WORK/.out" .verification_code)
-"$ENROLL" key new --out ver.key >/dev/null
-"$ENROLL" csr new --key ver.key --dn "CN=$CODE" --out ver.csr 2>/dev/null
-"$ENROLL" ca sign --dir claim-ca --profile device --cn "$CODE" ver.csr --out ver.pem 2>/dev/null
-check "claim CA proven" admin ca verify claim --cert ver.pem
+service_claim_ca claim
 "$ENROLL" key new --out claim.key >/dev/null
 "$ENROLL" csr new --key claim.key --dn CN=claim-batch-1 --out claim.csr 2>/dev/null
-"$ENROLL" ca sign --dir claim-ca --profile device --cn claim-batch-1 claim.csr --out claim.pem 2>/dev/null
+"$ENROLL" ca sign --dir claim --profile device --cn claim-batch-1 claim.csr --out claim.pem 2>/dev/null
 [ -s claim.pem ] && pass || fail "no claim certificate"
 cat > fleet.json <<'JSON'
 {
