@@ -25,7 +25,7 @@ enrolld="$build/src/enrolld"
 for f in "$enroll" "$enrolld"; do
   [ -x "$f" ] || { echo "demo: $f is missing: build first (make demo does)" >&2; exit 3; }
 done
-for tool in mosquitto mosquitto_pub mosquitto_sub mosquitto_rr curl jq openssl softhsm2-util; do
+for tool in mosquitto mosquitto_pub mosquitto_sub curl jq openssl softhsm2-util; do
   command -v "$tool" >/dev/null || { echo "demo: $tool is missing: run scripts/install-deps.sh" >&2; exit 3; }
 done
 . "$root/tests/cli/lib_broker.sh"
@@ -298,33 +298,19 @@ say "At the factory: one claim certificate for the whole batch (the device's own
 run "$enroll" key new --out claim.key
 run "$enroll" csr new --key claim.key --dn CN=batch-2026-12 --out claim.csr
 run "$enroll" ca sign --dir boot-ca --profile device --cn batch-2026-12 claim.csr --out claim.crt
-say "In the field: its own key, a CSR naming the device, then AWS's MQTT API over mutual TLS" \
-    "with the claim (mosquitto_rr: publish a request, wait for its answer on .../accepted):"
+say "In the field: its own key; the device agent speaks AWS's MQTT API over mutual TLS with the claim," \
+    "on one connection: CreateCertificateFromCsr (a CSR naming the device), then RegisterThing with the" \
+    "ownership token it got (single use, bound to this claim certificate, 1 hour) and the template's parameters"
 run "$enroll" key new --type ec-p256 --out sensor-aws-1/device.key
-run "$enroll" csr new --key sensor-aws-1/device.key --dn CN=sensor-aws-1 --out sensor-aws-1/device.csr
-AWSQ=(-h localhost -p "$AWS_PORT" --cafile root/cert.pem --cert claim.crt --key claim.key -W 20)
-jq -n --rawfile c sensor-aws-1/device.csr '{certificateSigningRequest: $c}' > sensor-aws-1/csr.json
-printf '%s$ mosquitto_rr ... -t %s -e %s -m %s%s\n' "$dim" "'\$aws/certificates/create-from-csr/json'" \
-  "'\$aws/certificates/create-from-csr/json/accepted'" "'{\"certificateSigningRequest\": \"-----BEGIN CERTIFICATE REQUEST-----...\"}'" "$off"
-mosquitto_rr "${AWSQ[@]}" -t '$aws/certificates/create-from-csr/json' -e '$aws/certificates/create-from-csr/json/accepted' \
-  -m "$(cat sensor-aws-1/csr.json)" > sensor-aws-1/created.json
-jq -r .certificatePem sensor-aws-1/created.json > sensor-aws-1/device.crt
-jq -r '"   certificateId \(.certificateId)\n   certificateOwnershipToken: single use, bound to this claim certificate, 1 hour (not shown)"' \
-  sensor-aws-1/created.json
-jq -n --arg t "$(jq -r .certificateOwnershipToken sensor-aws-1/created.json)" \
-  '{certificateOwnershipToken: $t, parameters: {SerialNumber: "SN-0001"}}' > sensor-aws-1/register.json
-printf '%s$ mosquitto_rr ... -t %s -e %s -m %s%s\n' "$dim" "'\$aws/provisioning-templates/sensors/provision/json'" \
-  "'\$aws/provisioning-templates/sensors/provision/json/accepted'" "'{\"certificateOwnershipToken\": \"...\", \"parameters\": {\"SerialNumber\": \"SN-0001\"}}'" "$off"
-mosquitto_rr "${AWSQ[@]}" -t '$aws/provisioning-templates/sensors/provision/json' \
-  -e '$aws/provisioning-templates/sensors/provision/json/accepted' -m "$(cat sensor-aws-1/register.json)" \
-  > sensor-aws-1/registered.json
-sed 's/^/   /' sensor-aws-1/registered.json
+cat root/cert.pem devices-ca/cert.pem > ca-bundle.pem
+run "$enroll" device provision --protocol aws-fleet --url "mqtts://127.0.0.1:$AWS_PORT" --template sensors \
+    --param SerialNumber=SN-0001 --thing-name sensor-aws-1 --bootstrap-cert claim.crt --bootstrap-key claim.key \
+    --key sensor-aws-1/device.key --store sensor-aws-1/store --trust root/cert.pem --ca-trust ca-bundle.pem
 say "The things registry:"
 run "$enroll" admin thing show sensor-aws-1 --data data
 
 step "10. The four operational certificates: CN = the device's name, issued by the Devices CA, 30 days"
 declare -A CERT
-CERT[sensor-aws-1]=sensor-aws-1/device.crt
 for d in dev-001 dev-002 dev-003 sensor-aws-1; do
   [ -n "${CERT[$d]:-}" ] || CERT[$d]=$(store_cert "$d/store" "$d")
   echo "   $d (${CERT[$d]}):"
@@ -381,9 +367,9 @@ printf '%s$ (cd dev-002/mqtt && OPENSSL_CONF=openssl.cnf mosquitto_pub ... --cer
     --cert "$cert2" --tls-engine pkcs11 --keyform engine --key "$KEYURI2" \
     -t devices/dev-002/telemetry -m '{"temp": 19.0, "key": "in a token"}' </dev/null)
 run mosquitto_pub "${MQ[@]}" --cert "${CERT[dev-003]}" --key dev-003/device.key -t devices/dev-003/telemetry -m '{"temp": 23.25}'
-say "sensor-aws-1 publishes where its deviceConfiguration said:"
+say "sensor-aws-1, provisioned the AWS way, publishes as its thing:"
 run mosquitto_pub "${MQ[@]}" --cert "${CERT[sensor-aws-1]}" --key sensor-aws-1/device.key \
-  -t "$(jq -r .deviceConfiguration.telemetryTopic sensor-aws-1/registered.json)" -m '{"temp": 19.0}'
+  -t devices/sensor-aws-1/telemetry -m '{"temp": 19.0}'
 wait "$SUB_PID"; SUB_PID=
 say "The observer received:"
 sed 's/^/   > /' telemetry.txt
