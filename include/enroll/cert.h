@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "enroll/error.h"
+#include "enroll/fileio.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -110,8 +111,22 @@ typedef struct enr_verify_result {
 enr_code enr_cert_verify(X509 *leaf, const enr_verify_options *opts, enr_verify_result *result,
                          enr_error *err);
 
+/* True when LEAF, with the chain its sender gave (may be NULL), verifies
+ * as a TLS client up to one of CAS (DER certificates; any may be an
+ * intermediate, trusted as such). The one test of "this device's
+ * certificate was issued under that uploaded CA": DPS X.509 attestation and
+ * AWS claim certificates both ask it. False when CAS holds none. */
+bool enr_cert_chains_to_any(X509 *leaf, STACK_OF(X509) *sent_chain, const enr_buf *cas, size_t ca_count);
+
 /* The stable name of a reason ("expired", ...), as in enr_verify_result. */
 const char *enr_verify_reason_name(enr_verify_reason reason);
+
+#define ENR_CERT_FINGERPRINT_HEX 64
+/* The certificate's fingerprint: SHA-256 of its DER in lower-case hex (as
+ * `openssl x509 -fingerprint -sha256` without the colons). One spelling for
+ * every place that names a certificate by it: AWS's certificateId, the
+ * store, `--json` output. ENR_E_CRYPTO when it cannot be computed. */
+enr_code enr_cert_fingerprint(const X509 *cert, char out[ENR_CERT_FINGERPRINT_HEX + 1], enr_error *err);
 
 /* RFC 3339 "2026-11-24T20:00:00Z" or "...+02:00" (fractions of a second are
  * ignored) to time_t (UTC); also accepts a date alone, "2026-11-24", as

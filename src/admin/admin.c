@@ -201,11 +201,8 @@ static void cert_facts_of(X509 *x, cert_facts *f)
     f->subject = enr_name_format(X509_get_subject_name(x));
     f->issuer = enr_name_format(X509_get_issuer_name(x));
     f->not_after = enr_asn1_time_to_time_t(X509_get0_notAfter(x));
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (X509_digest(x, EVP_sha256(), md, &n) == 1)
-        for (unsigned int i = 0; i < n && i < 32; i++)
-            snprintf(f->sha256 + 2 * i, 3, "%02x", md[i]);
+    enr_error err;
+    (void)enr_cert_fingerprint(x, f->sha256, &err); /* "" when it cannot be computed */
 }
 
 static void cert_facts_free(cert_facts *f)

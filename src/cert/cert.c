@@ -1,5 +1,6 @@
 /* Reading certificates and CRLs: one or many, PEM, DER or headerless base64. */
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,4 +172,22 @@ enr_code enr_crl_read_file(const char *path, STACK_OF(X509_CRL) **out, enr_error
     enr_code rc = parse_file(path, &CRL_TYPE, &objs, err);
     *out = (STACK_OF(X509_CRL) *)objs;
     return rc;
+}
+
+enr_code enr_cert_fingerprint(const X509 *cert, char out[ENR_CERT_FINGERPRINT_HEX + 1], enr_error *err)
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    out[0] = '\0';
+    if (cert == NULL || X509_digest(cert, EVP_sha256(), md, &n) != 1 || n != sizeof md) {
+        ERR_clear_error();
+        return enr_error_set(err, ENR_E_CRYPTO, "cannot compute the certificate's SHA-256 fingerprint");
+    }
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+    return ENR_OK;
 }

@@ -46,13 +46,9 @@ static json_t *public_key_json(X509 *cert, enr_error *err)
 
 static json_t *fingerprint_json(const X509 *cert)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (X509_digest(cert, EVP_sha256(), md, &n) != 1) {
-        ERR_clear_error();
-        return json_null();
-    }
-    return enr_describe_owned_string(enr_hex(md, n, false));
+    char hex[ENR_CERT_FINGERPRINT_HEX + 1];
+    enr_error err;
+    return enr_cert_fingerprint(cert, hex, &err) == ENR_OK ? json_string(hex) : json_null();
 }
 
 static json_t *describe(X509 *cert, enr_error *err)

@@ -437,3 +437,23 @@ enr_code enr_cert_verify(X509 *leaf, const enr_verify_options *opts, enr_verify_
     X509_STORE_free(store);
     return rc;
 }
+
+bool enr_cert_chains_to_any(X509 *leaf, STACK_OF(X509) *sent_chain, const enr_buf *cas, size_t ca_count)
+{
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    for (size_t i = 0; roots != NULL && i < ca_count; i++) {
+        const unsigned char *p = cas[i].data;
+        X509 *ca = cas[i].data != NULL ? d2i_X509(NULL, &p, (long)cas[i].len) : NULL;
+        if (ca != NULL && !sk_X509_push(roots, ca))
+            X509_free(ca);
+    }
+    ERR_clear_error();
+    enr_verify_options opts = {.roots = roots, .untrusted = sent_chain, .purpose = ENR_PURPOSE_CLIENT,
+                               .roots_may_be_intermediates = true};
+    enr_verify_result result;
+    enr_error err;
+    bool ok = leaf != NULL && roots != NULL && sk_X509_num(roots) > 0 &&
+              enr_cert_verify(leaf, &opts, &result, &err) == ENR_OK;
+    sk_X509_pop_free(roots, X509_free);
+    return ok;
+}

@@ -174,24 +174,6 @@ static enr_dps_error attest_sas(const attest_env *r, const char *sas_token, cons
 /* X.509 attestation: the TLS client certificate names the device (CN =
  * registration id) and must be an individual enrollment's certificate, or
  * chain to a CA attached to an X.509 enrollment group. */
-static bool chains_to(X509 *leaf, STACK_OF(X509) *sent_chain, const enr_buf *cas, size_t ca_count)
-{
-    STACK_OF(X509) *roots = sk_X509_new_null();
-    for (size_t i = 0; roots && i < ca_count; i++) {
-        const unsigned char *p = cas[i].data;
-        X509 *ca = d2i_X509(NULL, &p, (long)cas[i].len);
-        if (ca != NULL && !sk_X509_push(roots, ca))
-            X509_free(ca);
-    }
-    enr_verify_options opts = {.roots = roots, .untrusted = sent_chain, .purpose = ENR_PURPOSE_CLIENT,
-                               .roots_may_be_intermediates = true};
-    enr_verify_result result;
-    enr_error err;
-    bool ok = roots != NULL && sk_X509_num(roots) > 0 && enr_cert_verify(leaf, &opts, &result, &err) == ENR_OK;
-    sk_X509_pop_free(roots, X509_free);
-    return ok;
-}
-
 static bool same_certificate(X509 *cert, const enr_buf *der)
 {
     unsigned char *mine = NULL;
@@ -311,7 +293,7 @@ static enr_dps_error attest_x509(const attest_env *r, X509 *cert, STACK_OF(X509)
     }
     if (d == DECIDER_BOUND_GROUP) {
         if (decider_enrollment.attestation == ENR_ATTEST_X509 &&
-            chains_to(cert, chain, decider_enrollment.certificates, decider_enrollment.certificate_count)) {
+            enr_cert_chains_to_any(cert, chain, decider_enrollment.certificates, decider_enrollment.certificate_count)) {
             out->enrollment = decider_enrollment;
             out->found = true;
             return ENR_DPS_OK;
@@ -328,7 +310,7 @@ static enr_dps_error attest_x509(const attest_env *r, X509 *cert, STACK_OF(X509)
     }
     for (size_t i = 0; i < groups.count && !out->found; i++) {
         enr_enrollment *g = &groups.items[i];
-        if (g->attestation == ENR_ATTEST_X509 && chains_to(cert, chain, g->certificates, g->certificate_count)) {
+        if (g->attestation == ENR_ATTEST_X509 && enr_cert_chains_to_any(cert, chain, g->certificates, g->certificate_count)) {
             out->enrollment = *g;
             memset(g, 0, sizeof *g);
             out->found = true;

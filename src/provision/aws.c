@@ -27,10 +27,10 @@
 #include "enroll/provision.h"
 #include "enroll/provision_aws.h"
 #include "enroll/pubkey.h"
+#include "provision/ca_cache.h"
 
 #include "core/quote.h"
 
-#define CA_CACHE_MAX 8
 #define SIGN_ATTEMPTS 3       /* a taken serial is drawn again (ENR_E_EXISTS) */
 #define SWEEP_BATCH 1000
 
@@ -86,19 +86,11 @@ struct enr_aws_loop {
     enr_aws_call *finished;       /* back from the threads, to deliver */
 };
 
-/* What one thread keeps between jobs. */
-typedef struct cached_ca {
-    char name[ENR_STORE_ID_MAX + 1];
-    enr_ca *ca;
-    char *issuers_pem;            /* the CA's chain (this CA up to its root), appended to answers */
-} cached_ca;
-
 typedef struct worker {
     enr_aws_core *core;
     int index;
     enr_store *store;
-    cached_ca cas[CA_CACHE_MAX];
-    size_t ca_count;
+    enr_ca_cache *cas;            /* its own: an enr_ca is not shared */
 } worker;
 
 /* ---- outcomes ------------------------------------------------------------- */
@@ -189,17 +181,6 @@ static void encode_rejection(enr_aws_call *j)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static enr_code sha256_hex_of(X509 *cert, char out[ENR_STORE_SPKI_HEX + 1], enr_error *err)
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    if (X509_digest(cert, EVP_sha256(), md, &n) != 1 || n != 32)
-        return enr_error_set(err, ENR_E_CRYPTO, "cannot hash the client certificate");
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return ENR_OK;
-}
-
 /* One subject attribute as UTF-8 (the first), into out; "" when absent. */
 static void subject_field(X509 *cert, int nid, char *out, size_t cap)
 {
@@ -215,70 +196,6 @@ static void subject_field(X509 *cert, int nid, char *out, size_t cap)
         out[n] = '\0';
     }
     OPENSSL_free(utf8);
-}
-
-static const cached_ca *issuing_ca(worker *w, const char *name, enr_error *err)
-{
-    for (size_t i = 0; i < w->ca_count; i++)
-        if (strcmp(w->cas[i].name, name) == 0)
-            return &w->cas[i];
-    enr_ca_record rec = {0};
-    if (enr_store_get_ca(w->store, name, &rec, err) != ENR_OK)
-        return NULL;
-    enr_ca *ca = NULL;
-    enr_code rc = rec.role == ENR_CA_ISSUING ? enr_ca_open(rec.key_ref, NULL, NULL, &ca, err)
-                                              : enr_error_set(err, ENR_E_USAGE, "CA %s is not an issuing CA", name);
-    enr_ca_record_free(&rec);
-    if (rc != ENR_OK)
-        return NULL;
-    BIO *b = BIO_new(BIO_s_mem());
-    STACK_OF(X509) *chain = enr_ca_chain(ca);
-    for (int i = 0; b != NULL && i < sk_X509_num(chain); i++)
-        if (PEM_write_bio_X509(b, sk_X509_value(chain, i)) != 1)
-            break;
-    char *data = NULL;
-    long n = b != NULL ? BIO_get_mem_data(b, &data) : 0;
-    char *pem = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (pem != NULL) {
-        memcpy(pem, data, (size_t)n);
-        pem[n] = '\0';
-    }
-    BIO_free(b);
-    if (pem == NULL) {
-        enr_ca_free(ca);
-        enr_error_set(err, ENR_E_NOMEM, "out of memory");
-        return NULL;
-    }
-    if (w->ca_count == CA_CACHE_MAX) {
-        enr_ca_free(w->cas[0].ca);
-        free(w->cas[0].issuers_pem);
-        memmove(&w->cas[0], &w->cas[1], sizeof w->cas[0] * (CA_CACHE_MAX - 1));
-        w->ca_count--;
-    }
-    cached_ca *c = &w->cas[w->ca_count++];
-    snprintf(c->name, sizeof c->name, "%s", name);
-    c->ca = ca;
-    c->issuers_pem = pem;
-    return c;
-}
-
-static bool chains_to_ca(X509 *leaf, STACK_OF(X509) *sent, const enr_ca_record *ca)
-{
-    const unsigned char *p = ca->certificate.data;
-    X509 *root = d2i_X509(NULL, &p, (long)ca->certificate.len);
-    STACK_OF(X509) *roots = sk_X509_new_null();
-    bool ok = false;
-    if (root != NULL && roots != NULL && sk_X509_push(roots, root)) {
-        root = NULL;
-        enr_verify_options opts = {.roots = roots, .untrusted = sent, .purpose = ENR_PURPOSE_CLIENT,
-                                   .roots_may_be_intermediates = true};
-        enr_verify_result result;
-        enr_error err;
-        ok = enr_cert_verify(leaf, &opts, &result, &err) == ENR_OK;
-    }
-    X509_free(root);
-    sk_X509_pop_free(roots, X509_free);
-    return ok;
 }
 
 bool enr_aws_peer_may_use(const enr_aws_peer *peer, const char *name)
@@ -299,7 +216,7 @@ static void do_authenticate(worker *w, enr_aws_call *j)
         reject(j, 401, "Unauthorized", ENR_R_AUTH_REFUSED, "no client certificate");
         return;
     }
-    if (sha256_hex_of(j->cert, peer->fingerprint, &e) != ENR_OK) {
+    if (enr_cert_fingerprint(j->cert, peer->fingerprint, &e) != ENR_OK) {
         reject_internal(j, &e);
         return;
     }
@@ -346,7 +263,7 @@ static void do_authenticate(worker *w, enr_aws_call *j)
             enr_ca_record ca = {0};
             if (enr_store_get_ca(w->store, t->claim_cas[k], &ca, &e) == ENR_OK && ca.role == ENR_CA_BOOTSTRAP &&
                 ca.verified)
-                chains = chains_to_ca(j->cert, j->chain, &ca);
+                chains = enr_cert_chains_to_any(j->cert, j->chain, &ca.certificate, 1);
             enr_ca_record_free(&ca);
         }
         if (chains)
@@ -573,7 +490,7 @@ static void do_create(worker *w, enr_aws_call *j, const enr_aws_fleet_request *r
         goto out;
     }
     policy_loaded = true;
-    const cached_ca *issuer = issuing_ca(w, policy.ca_name, &e);
+    const enr_issuing_ca *issuer = enr_ca_cache_get(w->cas, policy.ca_name, &e);
     if (issuer == NULL) {
         reject_internal(j, &e);
         goto out;
@@ -612,7 +529,7 @@ static void do_create(worker *w, enr_aws_call *j, const enr_aws_fleet_request *r
         goto out;
     }
     char cert_id[ENR_STORE_SPKI_HEX + 1];
-    if ((rc = sha256_hex_of(cert, cert_id, &e)) != ENR_OK || (cert_pem = certificate_pem(cert, issuer->issuers_pem)) == NULL ||
+    if ((rc = enr_cert_fingerprint(cert, cert_id, &e)) != ENR_OK || (cert_pem = certificate_pem(cert, issuer->issuers_pem)) == NULL ||
         (server_key != NULL && (key_pem = private_key_pem(server_key)) == NULL)) {
         reject(j, 500, "InternalFailure", ENR_R_NONE, "cannot encode the certificate");
         goto out;
@@ -723,7 +640,7 @@ static void do_register(worker *w, enr_aws_call *j, const enr_aws_fleet_request 
         goto out;
     }
     char cert_id[ENR_STORE_SPKI_HEX + 1];
-    if ((rc = sha256_hex_of(cert, cert_id, &e)) != ENR_OK) {
+    if ((rc = enr_cert_fingerprint(cert, cert_id, &e)) != ENR_OK) {
         reject_internal(j, &e);
         goto out;
     }
@@ -913,8 +830,10 @@ static void *worker_main(void *arg)
     worker *w = arg;
     enr_aws_core *core = w->core;
     enr_error e = {0};
-    if (enr_store_open_sqlite(core->data_dir, &w->store, &e) != ENR_OK) {
+    if (enr_store_open_sqlite(core->data_dir, &w->store, &e) != ENR_OK ||
+        enr_ca_cache_new(w->store, &w->cas, &e) != ENR_OK) {
         fprintf(stderr, "{\"event\":\"aws_store_unavailable\",\"message\":\"%s\"}\n", e.message);
+        enr_store_close(w->store);
         w->store = NULL;
     }
     time_t next_sweep = time(NULL) + (w->index == 0 ? 1 : 0);
@@ -948,10 +867,7 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&core->lock);
     }
     pthread_mutex_unlock(&core->lock);
-    for (size_t i = 0; i < w->ca_count; i++) {
-        enr_ca_free(w->cas[i].ca);
-        free(w->cas[i].issuers_pem);
-    }
+    enr_ca_cache_free(w->cas);
     enr_store_close(w->store);
     free(w);
     return NULL;

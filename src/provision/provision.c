@@ -19,10 +19,9 @@
 #include "enroll/duration.h"
 #include "enroll/sas.h"
 #include "enroll/store.h"
+#include "provision/ca_cache.h"
 #include "provision/committer.h"
 
-#define CA_CACHE_MAX 16
-#define ISSUERS_MAX 7
 /* A store's unique (issuer, serial) index refusing a drawn serial (another
  * node drew it): sign again with a new one, this many times. */
 #define RESIGN_MAX 3
@@ -49,14 +48,6 @@ struct enr_provision_shared {
     atomic_int next_loop;
 };
 
-struct cached_ca {
-    char name[ENR_STORE_ID_MAX + 1];
-    enr_ca *ca;
-    /* Its chain up to the root, encoded once: every answer carries it. */
-    enr_dps_der issuers[ISSUERS_MAX];
-    size_t issuer_count;
-};
-
 struct refusal_tally {
     int code;
     int sampled;
@@ -70,8 +61,7 @@ struct enr_provision {
     int index;                      /* names this loop in audit details */
     enr_store *store;
     enr_attest_options attest;
-    struct cached_ca cas[CA_CACHE_MAX];
-    size_t ca_count;
+    enr_ca_cache *cas;
     /* Refusals of this second: a few itemized per errorCode, the rest
      * counted; handed to the committer once a second (one transaction),
      * never written on the loop. */
@@ -280,70 +270,16 @@ static op_state ops_find(enr_provision_shared *s, const char *operation_id, cons
 
 /* ---- issuing ----------------------------------------------------------- */
 
-static void cached_ca_clear(struct cached_ca *entry)
-{
-    enr_ca_free(entry->ca);
-    for (size_t i = 0; i < entry->issuer_count; i++)
-        OPENSSL_free((void *)entry->issuers[i].der);
-    memset(entry, 0, sizeof *entry);
-}
-
-static const struct cached_ca *issuing_ca(enr_provision *p, const char *name, enr_error *err)
-{
-    for (size_t i = 0; i < p->ca_count; i++)
-        if (strcmp(p->cas[i].name, name) == 0)
-            return &p->cas[i];
-    enr_ca_record rec = {0};
-    if (enr_store_get_ca(p->store, name, &rec, err) != ENR_OK)
-        return NULL;
-    enr_ca *ca = NULL;
-    enr_code rc = rec.role == ENR_CA_ISSUING ? enr_ca_open(rec.key_ref, NULL, NULL, &ca, err)
-                                              : enr_error_set(err, ENR_E_POLICY, "CA %s is not an issuing CA", name);
-    /* A directory added before it kept a note of its store learns it now
-     * (best effort: enrolld may not write there), so `enroll ca` commands
-     * given the directory see what enrolld issues. */
-    enr_error note_err;
-    const char *location = enr_store_location(p->store);
-    if (rc == ENR_OK && location != NULL && enr_ca_attach(rec.key_ref, location, name, &note_err) == ENR_E_EXISTS)
-        fprintf(stderr, "{\"event\":\"ca_attached_elsewhere\",\"ca\":\"%s\",\"message\":\"%s\"}\n", name,
-                note_err.message);
-    enr_ca_record_free(&rec);
-    if (rc != ENR_OK)
-        return NULL;
-    if (p->ca_count == CA_CACHE_MAX) {
-        cached_ca_clear(&p->cas[0]);
-        memmove(&p->cas[0], &p->cas[1], sizeof p->cas[0] * (CA_CACHE_MAX - 1));
-        memset(&p->cas[CA_CACHE_MAX - 1], 0, sizeof p->cas[0]);
-        p->ca_count--;
-    }
-    struct cached_ca *entry = &p->cas[p->ca_count];
-    snprintf(entry->name, sizeof entry->name, "%s", name);
-    entry->ca = ca;
-    STACK_OF(X509) *issuers = enr_ca_chain(ca);
-    for (int i = 0; i < sk_X509_num(issuers) && entry->issuer_count < ISSUERS_MAX; i++) {
-        unsigned char *der = NULL;
-        int n = i2d_X509(sk_X509_value(issuers, i), &der);
-        if (n <= 0) {
-            cached_ca_clear(entry);
-            enr_error_set(err, ENR_E_CRYPTO, "cannot encode the chain of CA %s", name);
-            return NULL;
-        }
-        entry->issuers[entry->issuer_count++] = (enr_dps_der){der, (size_t)n};
-    }
-    p->ca_count++;
-    return entry;
-}
-
 /* The job the group committer commits in one transaction: registration,
  * certificate (cert NULL: a classic registration), operation and audit
  * event, with the answer written now (it is also the operation's stored
  * result). Nothing reaches the device before the commit. */
-static enr_code make_job(const commit_facts *f, const enr_provision_policy *policy, const struct cached_ca *issuer,
+static enr_code make_job(const commit_facts *f, const enr_provision_policy *policy, const enr_issuing_ca *issuer,
                          X509 *cert, registration_job **out, enr_error *err)
 {
     *out = NULL;
     time_t now = time(NULL);
-    enr_dps_der chain[1 + ISSUERS_MAX];
+    enr_dps_der chain[1 + ENR_ISSUERS_MAX];
     size_t chain_len = 0;
     enr_code rc = ENR_OK;
     enr_certificate rec = {0};
@@ -426,10 +362,10 @@ static enr_code make_job(const commit_facts *f, const enr_provision_policy *poli
  * Refusals come back typed: *e says which DPS error. */
 static enr_code sign_and_pack(enr_provision *p, enr_provision_call *call, enr_dps_error *e, enr_error *err)
 {
-    const struct cached_ca *issuer = NULL;
+    const enr_issuing_ca *issuer = NULL;
     X509 *cert = NULL;
     if (call->csr != NULL) {
-        if ((issuer = issuing_ca(p, call->policy.ca_name, err)) == NULL) {
+        if ((issuer = enr_ca_cache_get(p->cas, call->policy.ca_name, err)) == NULL) {
             fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n",
                     call->policy.name, err->message);
             *e = ENR_DPS_INTERNAL;
@@ -936,6 +872,8 @@ enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr
     enr_code rc = enr_sas_mac_new(&p->attest.mac, err);
     if (rc == ENR_OK)
         rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
+    if (rc == ENR_OK)
+        rc = enr_ca_cache_new(p->store, &p->cas, err);
     int samples = s->opts.audit_refusal_samples;
     if (rc == ENR_OK && samples > 0 &&
         (p->samples = calloc((size_t)samples * REFUSAL_KINDS, sizeof *p->samples)) == NULL)
@@ -985,8 +923,7 @@ void enr_provision_free(enr_provision *p)
         event_free(p->committed_event);
     if (p->flush_timer != NULL)
         event_free(p->flush_timer);
-    for (size_t i = 0; i < p->ca_count; i++)
-        cached_ca_clear(&p->cas[i]);
+    enr_ca_cache_free(p->cas);
     enr_store_close(p->store);
     enr_sas_mac_free(p->attest.mac);
     free(p->samples);
