@@ -12,6 +12,7 @@ LIBRARIES=(
   libclang-rt-14-dev libssl-dev libjansson-dev libcmocka-dev libp11-kit-dev
   libevent-dev libsqlite3-dev libengine-pkcs11-openssl libmosquitto-dev
   libcbor-dev                                # AWS fleet provisioning's CBOR payloads (libenroll)
+  libpq-dev                                  # the PostgreSQL store
 )
 # COMMAND:PACKAGE for every program run by the Makefile, scripts/, bench/,
 # tests/cli/ and the unit tests (beyond those of a minimal Debian install:
@@ -32,10 +33,16 @@ TOOLS=(
   dpkg-shlibdeps:dpkg-dev                    # the .deb's dependencies (make package, test_install)
   file:file                                  # cpack finds the programs to run dpkg-shlibdeps on
   python3:python3                            # the tests' raw MQTT clients, HTTPS hook server and CBOR
+  psql:postgresql-client                     # the PostgreSQL store's tests
 )
+# The PostgreSQL server that the store's tests start (tests/cli/lib_postgres.sh,
+# tests/pg/pg_run.sh) is not on PATH: they run it from the newest
+# /usr/lib/postgresql/VERSION/bin, so that is where its programs must be.
+PG_SERVER_PACKAGE=postgresql
+PG_SERVER_PROGRAMS=(initdb pg_ctl postgres)
 
 declare -A seen=()
-PACKAGES=("${LIBRARIES[@]}")
+PACKAGES=("${LIBRARIES[@]}" "$PG_SERVER_PACKAGE")
 for t in "${TOOLS[@]}"; do
   p=${t#*:}
   [ -n "${seen[$p]:-}" ] || { PACKAGES+=("$p"); seen[$p]=1; }
@@ -69,8 +76,12 @@ absent=()
 for t in "${TOOLS[@]}"; do
   command -v "${t%%:*}" >/dev/null || absent+=("${t%%:*} (package ${t#*:})")
 done
+pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+for p in "${PG_SERVER_PROGRAMS[@]}"; do
+  [ -x "$pg_bin/$p" ] || absent+=("$p, in /usr/lib/postgresql/*/bin (package $PG_SERVER_PACKAGE)")
+done
 if [ ${#absent[@]} -gt 0 ]; then
-  echo "install-deps: these commands are not on PATH ($PATH) though their packages are installed:" >&2
+  echo "install-deps: these commands are missing (PATH is $PATH) though their packages are installed:" >&2
   printf '  %s\n' "${absent[@]}" >&2
   exit 1
 fi

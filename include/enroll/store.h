@@ -62,13 +62,30 @@ enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error 
  * opening or creating anything: a service refuses to start on a data
  * directory that does not (a typo would otherwise make an empty store). */
 bool enr_store_sqlite_exists(const char *data_dir);
+/* Connects to the PostgreSQL database a postgresql:// (or postgres://) URL
+ * names, as libpq reads it (user, password, host, port, database and
+ * options such as sslmode), with a 5 s connect timeout unless the URL sets
+ * one, and migrates its schema as enr_store_open_sqlite does (several
+ * nodes opening together queue on one lock). synchronous_commit is on for
+ * the session. An unreachable server is ENR_E_IO. The URL's password never
+ * appears in a message or in enr_store_location. */
+enr_code enr_store_open_postgres(const char *url, enr_store **out, enr_error *err);
+bool enr_store_url_is_postgres(const char *location);
+/* LOCATION as it may be shown to people: a URL without its password or
+ * options (postgresql://user@host:port/db); a directory as it is. */
+void enr_store_location_shown(const char *location, char *out, size_t cap);
+/* The one place that decides the backend: a postgresql:// URL is
+ * PostgreSQL, anything else a SQLite data directory. Nothing above the
+ * store needs to know which it has. */
+enr_code enr_store_open(const char *location, enr_store **out, enr_error *err);
 void enr_store_close(enr_store *store);
 
-/* "sqlite", ... */
+/* "sqlite" or "postgresql" */
 const char *enr_store_backend(const enr_store *store);
 /* Where the store is, for people and for the notes that point at it (a CA
- * directory attached to it): SQLite's absolute data directory. Never
- * holds a secret. NULL when the backend does not say. */
+ * directory attached to it): SQLite's absolute data directory, or
+ * PostgreSQL's postgresql://user@host:port/db. Never holds a secret. NULL
+ * when the backend does not say. */
 const char *enr_store_location(const enr_store *store);
 
 /* The backend's own consistency check (SQLite: PRAGMA integrity_check).

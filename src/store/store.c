@@ -57,6 +57,12 @@ enr_code enr_store_new(const enr_store_ops *ops, void *impl, enr_store **out, en
     return ENR_OK;
 }
 
+enr_code enr_store_open(const char *location, enr_store **out, enr_error *err)
+{
+    return enr_store_url_is_postgres(location) ? enr_store_open_postgres(location, out, err)
+                                               : enr_store_open_sqlite(location, out, err);
+}
+
 void enr_store_close(enr_store *store)
 {
     if (store == NULL)

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <signal.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +32,13 @@ static const char SECOND_KEY[] = "b3RoZXIta2V5LW1hdGVyaWFsLTA5ODc2NTQzMjE=";
 static const char ISSUER[] = "CN=Test Issuing CA";
 static const char SPKI[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
+/* Set (ENROLL_TEST_PG_URL, tests/pg/pg_run.sh) to run every test against
+ * PostgreSQL instead of SQLite: one suite for both backends. */
+static const char *PG_URL;
+
 typedef struct fixture {
     char dir[64];
+    char location[512]; /* what enr_store_open is given: dir, or PG_URL */
     enr_store *store;
     unsigned char *ca_der; /* a real certificate, for CA rows and x509 enrollments */
     size_t ca_der_len;
@@ -62,6 +68,38 @@ static X509 *self_signed(const char *cn, const unsigned char *serial, size_t ser
     return x;
 }
 
+/* Runs SQL on the test's PostgreSQL database, outside the store. */
+static void pg_exec_raw(const char *sql)
+{
+    PGconn *pg = PQconnectdb(PG_URL);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("cannot connect to %s: %s", PG_URL, PQerrorMessage(pg));
+    PQclear(PQexec(pg, "SET client_min_messages TO warning"));
+    PGresult *res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(pg));
+    PQclear(res);
+    PQfinish(pg);
+}
+
+/* An empty database: every test starts from nothing, as with a new
+ * SQLite directory. */
+static void pg_reset(void)
+{
+    pg_exec_raw("DROP SCHEMA public CASCADE; CREATE SCHEMA public;");
+}
+
+/* A store nobody has opened yet, for tests that race to create one. */
+static void fresh_location(const fixture *f, const char *name, char *out, size_t cap)
+{
+    if (PG_URL != NULL) {
+        pg_reset();
+        snprintf(out, cap, "%s", PG_URL);
+    } else {
+        snprintf(out, cap, "%s/%s", f->dir, name);
+    }
+}
+
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -70,8 +108,11 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/enroll-test-store-XXXXXX");
     if (mkdtemp(f->dir) == NULL)
         return -1;
+    if (PG_URL != NULL)
+        pg_reset();
+    snprintf(f->location, sizeof f->location, "%s", PG_URL != NULL ? PG_URL : f->dir);
     enr_error err;
-    if (enr_store_open_sqlite(f->dir, &f->store, &err) != ENR_OK) {
+    if (enr_store_open(f->location, &f->store, &err) != ENR_OK) {
         fprintf(stderr, "setup: %s\n", err.message);
         return -1;
     }
@@ -103,7 +144,7 @@ static void reopen(fixture *f)
     enr_error err;
     enr_store_close(f->store);
     f->store = NULL;
-    if (enr_store_open_sqlite(f->dir, &f->store, &err) != ENR_OK)
+    if (enr_store_open(f->location, &f->store, &err) != ENR_OK)
         fail_msg("reopen: %s", err.message);
 }
 
@@ -123,6 +164,25 @@ static long long raw_count(sqlite3 *db, const char *sql)
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     long long n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
+    return n;
+}
+
+/* One number from SQL run on the store's database, behind its back. */
+static long long store_count(const fixture *f, const char *sql)
+{
+    if (PG_URL == NULL) {
+        sqlite3 *db = raw_db(f);
+        long long n = raw_count(db, sql);
+        sqlite3_close(db);
+        return n;
+    }
+    PGconn *pg = PQconnectdb(PG_URL);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    long long n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(pg);
     return n;
 }
 
@@ -238,7 +298,7 @@ static void commit_ok(fixture *f, const char *registration_id, const char *seria
 static void test_schema_created_and_reopen_is_idempotent(void **state)
 {
     fixture *f = *state;
-    assert_string_equal(enr_store_backend(f->store), "sqlite");
+    assert_string_equal(enr_store_backend(f->store), PG_URL != NULL ? "postgresql" : "sqlite");
     put_ca(f, "issuing", ENR_CA_ISSUING);
     reopen(f);
     reopen(f);
@@ -247,6 +307,26 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     assert_int_equal(enr_store_get_ca(f->store, "issuing", &ca, &err), ENR_OK);
     enr_ca_record_free(&ca);
     assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
+    /* One row per migration, applied once whatever the reopens. */
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 4);
+    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 4);
+    static const char *const TABLE_NAMES[] = {"ca", "credential_policy", "enrollment_group",
+                                              "individual_enrollment", "registration", "certificate",
+                                              "operation", "audit_event", "compromised_key", NULL};
+    if (PG_URL != NULL) {
+        /* No password or option of the URL in what the store says it is. */
+        assert_non_null(strstr(enr_store_location(f->store), "postgresql://"));
+        for (size_t i = 0; TABLE_NAMES[i] != NULL; i++) {
+            char sql[160];
+            snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '%s'",
+                     TABLE_NAMES[i]);
+            if (store_count(f, sql) != 1)
+                fail_msg("table %s missing", TABLE_NAMES[i]);
+        }
+        assert_int_equal(store_count(f, "SELECT COUNT(*) FROM pg_settings WHERE name = 'synchronous_commit' "
+                                        "AND setting = 'off'"), 0);
+        return;
+    }
 
     sqlite3 *db = raw_db(f);
     /* One row per migration, applied once whatever the reopens. */
@@ -276,22 +356,39 @@ static void test_newer_schema_refused(void **state)
     fixture *f = *state;
     enr_store_close(f->store);
     f->store = NULL;
-    sqlite3 *db = raw_db(f);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99, 0)", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    if (PG_URL != NULL) {
+        pg_exec_raw("INSERT INTO schema_version VALUES (99, 0)");
+    } else {
+        sqlite3 *db = raw_db(f);
+        assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99, 0)", NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+    }
     enr_error err;
     enr_store *store = NULL;
-    assert_int_equal(enr_store_open_sqlite(f->dir, &store, &err), ENR_E_UNSUPPORTED);
+    assert_int_equal(enr_store_open(f->location, &store, &err), ENR_E_UNSUPPORTED);
     assert_null(store);
     assert_non_null(strstr(err.message, "schema version 99"));
     assert_non_null(strstr(err.message, "newer"));
-    assert_non_null(strstr(err.message, "enroll.db"));
+    /* It names the database. */
+    assert_non_null(strstr(err.message, PG_URL != NULL ? "postgresql://" : "enroll.db"));
 }
 
 static void test_open_refusals(void **state)
 {
     fixture *f = *state;
+    if (PG_URL != NULL) {
+        enr_error err;
+        enr_store *store = NULL;
+        /* Nothing listens there: refused at once (not hung), as unavailable. */
+        assert_int_equal(enr_store_open("postgresql://enroll:hunter2secret@127.0.0.1:1/enroll", &store, &err),
+                         ENR_E_IO);
+        assert_null(store);
+        assert_null(strstr(err.message, "hunter2secret"));
+        assert_non_null(strstr(err.message, "127.0.0.1"));
+        assert_int_equal(enr_store_open("postgresql://[broken", &store, &err), ENR_E_USAGE);
+        return;
+    }
     enr_error err;
     enr_store *store = NULL;
     assert_int_equal(enr_store_open_sqlite("", &store, &err), ENR_E_USAGE);
@@ -333,6 +430,8 @@ static void assert_mode_0600(const char *dir, const char *file)
 static void test_database_files_are_private(void **state)
 {
     fixture *f = *state;
+    if (PG_URL != NULL)
+        skip(); /* SQLite's files; PostgreSQL's are the server's */
     mode_t old = umask(0);
     char dir[128];
     snprintf(dir, sizeof dir, "%s/umask0", f->dir);
@@ -943,9 +1042,7 @@ static void test_compromised_keys_are_blocked(void **state)
     assert_true(blocked);
     assert_int_equal(enr_store_block_key(f->store, "not-hex", ISSUER, "c1", 0, NULL, &err), ENR_E_USAGE);
     assert_int_equal(enr_store_key_compromised(f->store, "short", &blocked, &err), ENR_E_USAGE);
-    sqlite3 *db = raw_db(f);
-    assert_int_equal(raw_count(db, "SELECT COUNT(*) FROM compromised_key"), 3);
-    sqlite3_close(db);
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM compromised_key"), 3);
 }
 
 /* A registration stays with its enrollment: a commit through another group
@@ -1593,7 +1690,7 @@ static void commit_forever(const char *dir, int fd, int round, int limit)
 {
     enr_error err;
     enr_store *store = NULL;
-    if (enr_store_open_sqlite(dir, &store, &err) != ENR_OK)
+    if (enr_store_open(dir, &store, &err) != ENR_OK)
         _exit(2);
     for (int i = 0; i < limit; i++) {
         char serial[32], registration_id[32], line[40];
@@ -1657,7 +1754,7 @@ static void test_kill9_keeps_every_reported_certificate(void **state)
     static const int KILL_AFTER[] = {200, 233, 257};
     for (int round = 0; round < 3; round++) {
         int fd;
-        pid_t pid = spawn_committer(f->dir, round, 1000000, &fd);
+        pid_t pid = spawn_committer(f->location, round, 1000000, &fd);
         FILE *in = fdopen(fd, "r");
         assert_non_null(in);
         char line[64];
@@ -1679,7 +1776,7 @@ static void test_kill9_keeps_every_reported_certificate(void **state)
         assert_true(seen >= KILL_AFTER[round]);
 
         /* Restart: recovery, integrity, and every acknowledged certificate. */
-        assert_int_equal(enr_store_open_sqlite(f->dir, &f->store, &err), ENR_OK);
+        assert_int_equal(enr_store_open(f->location, &f->store, &err), ENR_OK);
         if (enr_store_integrity_check(f->store, &err) != ENR_OK)
             fail_msg("round %d: %s", round, err.message);
         for (size_t i = 0; i < reported.count; i++) {
@@ -1706,7 +1803,7 @@ static void test_kill9_keeps_every_reported_certificate(void **state)
         f->store = NULL;
     }
     free(reported.items);
-    assert_int_equal(enr_store_open_sqlite(f->dir, &f->store, &err), ENR_OK);
+    assert_int_equal(enr_store_open(f->location, &f->store, &err), ENR_OK);
 }
 
 static void test_concurrent_writers_wait_instead_of_failing(void **state)
@@ -1716,8 +1813,8 @@ static void test_concurrent_writers_wait_instead_of_failing(void **state)
     enr_store_close(f->store);
     f->store = NULL;
     /* A fresh directory: the writers also race to create and migrate it. */
-    char fresh[128];
-    snprintf(fresh, sizeof fresh, "%s/fresh", f->dir);
+    char fresh[512];
+    fresh_location(f, "fresh", fresh, sizeof fresh);
     enum { WRITERS = 3, EACH = 150 };
     pid_t pids[WRITERS];
     int fds[WRITERS];
@@ -1733,7 +1830,7 @@ static void test_concurrent_writers_wait_instead_of_failing(void **state)
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             fail_msg("writer %d failed (status %d): SQLITE_BUSY should have waited", w, status);
     }
-    assert_int_equal(enr_store_open_sqlite(fresh, &f->store, &err), ENR_OK);
+    assert_int_equal(enr_store_open(fresh, &f->store, &err), ENR_OK);
     enr_certificate_list all;
     assert_int_equal(enr_store_list_certificates(f->store, NULL, &all, &err), ENR_OK);
     assert_int_equal(all.count, WRITERS * EACH);
@@ -1748,6 +1845,8 @@ static void test_concurrent_writers_wait_instead_of_failing(void **state)
 static void test_second_connection_keeps_the_first_visible(void **state)
 {
     fixture *f = *state;
+    if (PG_URL != NULL)
+        skip(); /* SQLite's POSIX locks */
     enr_error err;
     enr_store *second = NULL;
     assert_int_equal(enr_store_open_sqlite(f->dir, &second, &err), ENR_OK);
@@ -1768,6 +1867,9 @@ static void test_second_connection_keeps_the_first_visible(void **state)
 
 int main(void)
 {
+    PG_URL = getenv("ENROLL_TEST_PG_URL");
+    if (PG_URL != NULL && PG_URL[0] == '\0')
+        PG_URL = NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schema_created_and_reopen_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),

@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,29 @@ static const char TEMPLATE[] =
 static const char BAD_TEMPLATE[] =
     "{\"Resources\": {\"thing\": {\"Type\": \"AWS::IoT::Thing\","
     "  \"Properties\": {\"ThingName\": {\"Fn::Join\": [\"-\", [\"x\", {\"Ref\": \"Nope\"}]]}}}}}";
+
+/* Set (ENROLL_TEST_PG_URL, tests/pg/pg_run.sh) to run every test against
+ * PostgreSQL instead of SQLite. */
+static const char *PG_URL;
+
+static PGconn *pg_connect(void)
+{
+    PGconn *pg = PQconnectdb(PG_URL);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("cannot connect to %s: %s", PG_URL, PQerrorMessage(pg));
+    PQclear(PQexec(pg, "SET client_min_messages TO warning"));
+    return pg;
+}
+
+static void pg_exec_raw(const char *sql)
+{
+    PGconn *pg = pg_connect();
+    PGresult *res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(pg));
+    PQclear(res);
+    PQfinish(pg);
+}
 
 typedef struct fixture {
     char dir[64];
@@ -101,8 +125,10 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/enroll-test-store-aws-XXXXXX");
     if (mkdtemp(f->dir) == NULL)
         return -1;
+    if (PG_URL != NULL)
+        pg_exec_raw("DROP SCHEMA public CASCADE; CREATE SCHEMA public;");
     enr_error err;
-    if (enr_store_open_sqlite(f->dir, &f->store, &err) != ENR_OK) {
+    if (enr_store_open(PG_URL != NULL ? PG_URL : f->dir, &f->store, &err) != ENR_OK) {
         fprintf(stderr, "setup: %s\n", err.message);
         return -1;
     }
@@ -159,6 +185,16 @@ static sqlite3 *raw_db(const fixture *f)
 
 static long long raw_count(const fixture *f, const char *sql)
 {
+    if (PG_URL != NULL) {
+        PGconn *pg = pg_connect();
+        PGresult *res = PQexec(pg, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            fail_msg("%s: %s", sql, PQerrorMessage(pg));
+        long long n = atoll(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        PQfinish(pg);
+        return n;
+    }
     sqlite3 *db = raw_db(f);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -178,8 +214,8 @@ static char *snapshot(const fixture *f)
         "SELECT name || template || attributes_json || groups_json || COALESCE(thing_type, '') || enabled || "
         "updated_at FROM aws_thing ORDER BY name",
         "SELECT issuer || serial || COALESCE(thing, '-') || status || updated_at FROM aws_certificate ORDER BY serial",
-        "SELECT token_sha256 || COALESCE(consumed_at, '-') FROM aws_ownership_token ORDER BY token_sha256",
-        "SELECT serial || revoked || COALESCE(revocation_reason, '-') FROM certificate ORDER BY id",
+        "SELECT token_sha256 || COALESCE(CAST(consumed_at AS TEXT), '-') FROM aws_ownership_token ORDER BY token_sha256",
+        "SELECT serial || revoked || COALESCE(CAST(revocation_reason AS TEXT), '-') FROM certificate ORDER BY id",
         "SELECT name || enabled || updated_at FROM aws_template ORDER BY name",
         "SELECT template || ca_name FROM aws_template_claim_ca ORDER BY template, position",
         "SELECT COUNT(*) FROM audit_event",
@@ -187,6 +223,20 @@ static char *snapshot(const fixture *f)
     size_t cap = 1 << 16, used = 0;
     char *out = calloc(1, cap);
     assert_non_null(out);
+    if (PG_URL != NULL) {
+        PGconn *pg = pg_connect();
+        for (size_t i = 0; QUERIES[i] != NULL; i++) {
+            PGresult *res = PQexec(pg, QUERIES[i]);
+            if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                fail_msg("%s: %s", QUERIES[i], PQerrorMessage(pg));
+            for (int r = 0; r < PQntuples(res); r++)
+                used += (size_t)snprintf(out + used, cap - used, "%s\n", PQgetvalue(res, r, 0));
+            PQclear(res);
+            used += (size_t)snprintf(out + used, cap - used, "--\n");
+        }
+        PQfinish(pg);
+        return out;
+    }
     sqlite3 *db = raw_db(f);
     for (size_t i = 0; QUERIES[i] != NULL; i++) {
         sqlite3_stmt *st = NULL;
@@ -702,21 +752,24 @@ static void test_migration_from_version_3(void **state)
     pending(f, 1, CLAIM_A, T0, token);
     enr_store_close(f->store);
     f->store = NULL;
-    sqlite3 *db = raw_db(f);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db,
-                          "PRAGMA foreign_keys = OFF; BEGIN;"
-                          "DROP TABLE aws_ownership_token; DROP TABLE aws_certificate; DROP TABLE aws_thing;"
-                          "DROP TABLE aws_template_claim_ca; DROP TABLE aws_template;"
-                          "DELETE FROM schema_version WHERE version = 4; COMMIT;",
-                          NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        fail_msg("downgrade: %s", msg);
-    sqlite3_close(db);
+    static const char DOWNGRADE[] =
+        "DROP TABLE aws_ownership_token; DROP TABLE aws_certificate; DROP TABLE aws_thing;"
+        "DROP TABLE aws_template_claim_ca; DROP TABLE aws_template;"
+        "DELETE FROM schema_version WHERE version = 4;";
+    if (PG_URL != NULL) {
+        pg_exec_raw(DOWNGRADE);
+    } else {
+        sqlite3 *db = raw_db(f);
+        char *msg = NULL, sql[512];
+        snprintf(sql, sizeof sql, "PRAGMA foreign_keys = OFF; BEGIN; %s COMMIT;", DOWNGRADE);
+        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+            fail_msg("downgrade: %s", msg);
+        sqlite3_close(db);
+    }
     assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 3);
 
     enr_error err;
-    assert_int_equal(enr_store_open_sqlite(f->dir, &f->store, &err), ENR_OK);
+    assert_int_equal(enr_store_open(PG_URL != NULL ? PG_URL : f->dir, &f->store, &err), ENR_OK);
     assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 4);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM certificate WHERE serial = '01'"), 1);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM ca"), 3);
@@ -732,6 +785,9 @@ static void test_migration_from_version_3(void **state)
 
 int main(void)
 {
+    PG_URL = getenv("ENROLL_TEST_PG_URL");
+    if (PG_URL != NULL && PG_URL[0] == '\0')
+        PG_URL = NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_template_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_template_refusals_write_nothing, setup, teardown),
