@@ -116,7 +116,7 @@ typedef struct enr_provision_shared enr_provision_shared;
 typedef struct enr_provision enr_provision;
 
 typedef struct enr_provision_options {
-    const char *data_dir;         /* the store */
+    const char *store_location;         /* the store */
     const char *id_scope;         /* the one idScope served */
     long sas_max_lifetime;        /* 0: ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT */
     long assigning_after_ms;      /* answer 202 when the commit takes longer; 0: always 202 */

@@ -45,7 +45,7 @@ typedef struct enr_aws_loop enr_aws_loop;
 typedef struct enr_aws_call enr_aws_call;
 
 typedef struct enr_aws_core_options {
-    const char *data_dir;          /* the store */
+    const char *store_location;          /* the store */
     int threads;                   /* 1..64; 0: ENR_AWS_THREADS_DEFAULT */
     int queue_max;                 /* requests waiting for a thread; beyond: 429 (CONNECTs: at most
                                     * half of it, beyond: server unavailable). 0: default */

@@ -28,8 +28,8 @@ typedef struct enr_mqtt_listen_config {
 typedef struct enr_service_config {
     char *listen_host;      /* "127.0.0.1" */
     int listen_port;        /* 0: any free port (printed when listening) */
-    char *data_dir;
-    char *id_scope;         /* with data_dir: serve the DPS registration API for this scope */
+    char *store_location;
+    char *id_scope;         /* with store_location: serve the DPS registration API for this scope */
     char *tls_cert;         /* server certificate chain, PEM */
     char *tls_key;          /* its key, PEM */
     char *tls_client_ca;    /* optional: CA names offered to clients (mTLS) */
@@ -83,8 +83,8 @@ typedef struct enr_service_config {
  * Relative paths are taken relative to the config file's directory.
  * "admin" turns on the admin API (/admin/v1/..., docs/admin-api.md) for
  * TLS client certificates chaining to admin.client_ca: keep that CA apart
- * from every CA that signs device certificates. It needs TLS and data_dir.
- * data_dir without id_scope or admin serves nothing from the store: an error
+ * from every CA that signs device certificates. It needs TLS and store_location.
+ * store_location without id_scope or admin serves nothing from the store: an error
  * (a forgotten id_scope would answer every device 404). */
 enr_code enr_service_config_parse(const char *text, size_t len, const char *base_dir,
                                   enr_service_config **out, enr_error *err);

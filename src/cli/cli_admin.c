@@ -45,7 +45,9 @@ static const char ADMIN_HELP[] =
     "                              [options] [--json]\n"
     "\n"
     "Manages what enrolld serves, by editing its store directly (--data DIR: enrolld's\n"
-    "data directory, data_dir in its config, holding enroll.db; safe while enrolld runs)\n"
+    "data directory, data_dir in its config, holding enroll.db; --db URL: its PostgreSQL\n"
+    "store, postgresql://USER@HOST[:PORT]/DATABASE, \"store\" in its config, with the password\n"
+    "in ~/.pgpass or PGPASSWORD rather than the URL; both safe while enrolld runs)\n"
     "or through enrolld's admin API (--url https://HOST:PORT, with an admin certificate\n"
     "and key issued by the admin CA in enrolld's config; --trust: the CA of enrolld's\n"
     "server certificate). Every change is recorded as an audit event naming who made\n"
@@ -82,7 +84,7 @@ static const char ADMIN_HELP[] =
     "  template list | show NAME | delete NAME | enable NAME | disable NAME\n"
     "  thing list [--template NAME] | show NAME | disable NAME | enable NAME\n"
     "\n"
-    "Every command takes --data DIR (or --url ...), --json (machine-readable output) and --help\n"
+    "Every command takes --data DIR (or --db URL, or --url ...), --json (machine-readable output) and --help\n"
     "(`enroll admin group --help` describes the group verbs). Exit codes: 0 done,\n"
     "1 the answer is no (refused, exists, unverified, wrong proof, wrong kind, or no such\n"
     "CA, policy, enrollment, registration, certificate, template or thing), 2 bad usage, 3 the store, a file,\n"
@@ -362,7 +364,7 @@ static const char THING_HELP[] =
     "  enroll admin thing show sensor-0042 --data /var/lib/enroll\n"
     "  enroll admin thing disable sensor-0042 --data /var/lib/enroll\n";
 
-enum { OPT_DATA = 1, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WINDOW, OPT_CA, OPT_KEY_TYPES,
+enum { OPT_DATA = 1, OPT_DB, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WINDOW, OPT_CA, OPT_KEY_TYPES,
        OPT_POLICY, OPT_SYMMETRIC, OPT_X509_CA, OPT_X509_CERT, OPT_HUB, OPT_GROUP, OPT_INDIVIDUAL,
        OPT_REGISTRATION_ID, OPT_SECONDARY, OPT_REGISTRATION, OPT_STATUS, OPT_REASON, OPT_ISSUER,
        OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_OUT, OPT_NEXT_UPDATE, OPT_FILE, OPT_CLAIM_CA,
@@ -371,6 +373,7 @@ enum { OPT_DATA = 1, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WINDOW, OPT
 
 static const struct option ADMIN_OPTIONS[] = {
     {"data", required_argument, NULL, OPT_DATA},
+    {"db", required_argument, NULL, OPT_DB},
     {"ca-dir", required_argument, NULL, OPT_CA_DIR},
     {"cert", required_argument, NULL, OPT_CERT},
     {"validity", required_argument, NULL, OPT_VALIDITY},
@@ -413,12 +416,14 @@ static const struct option ADMIN_OPTIONS[] = {
 
 /* Which options a verb takes: a bit per OPT_* value. */
 #define O(name) (UINT64_C(1) << OPT_##name)
-#define ALWAYS (O(DATA) | O(URL) | O(ADMIN_CERT) | O(ADMIN_KEY) | O(TRUST) | O(JSON) | O(HELP))
+#define ALWAYS (O(DATA) | O(DB) | O(URL) | O(ADMIN_CERT) | O(ADMIN_KEY) | O(TRUST) | O(JSON) | O(HELP))
 
 #define MAX_X509_CA 16
 
 typedef struct admin_args {
-    const char *data, *ca_dir, *cert, *validity, *renewal_window, *ca, *key_types, *policy,
+    const char *data;        /* the store: a data directory, or a postgresql:// URL (--db) */
+    const char *data_option; /* which option named it: "--data" or "--db" */
+    const char *ca_dir, *cert, *validity, *renewal_window, *ca, *key_types, *policy,
         *x509_cert, *hub, *group, *individual, *registration_id, *registration, *status, *reason,
         *issuer, *serial, *expiring, *out, *next_update, *url, *admin_cert, *admin_key, *trust,
         *file, *hook_url, *hook_ca, *hook_timeout_ms, *template_name;
@@ -452,7 +457,18 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         if (c > 0 && c <= OPT_HELP && !(allowed & (UINT64_C(1) << c)))
             return cli_usage(cmd, "option --%s does not apply here", option_name(c));
         switch (c) {
-        case OPT_DATA: a->data = optarg; break;
+        case OPT_DATA:
+        case OPT_DB:
+            if (a->data != NULL)
+                return cli_usage(cmd, "give --data DIR or --db URL once");
+            a->data = optarg;
+            a->data_option = c == OPT_DB ? "--db" : "--data";
+            if (c == OPT_DB && !enr_store_url_is_postgres(optarg))
+                return cli_usage(cmd, "--db takes a postgresql://USER@HOST[:PORT]/DATABASE URL (a data "
+                                      "directory goes with --data)");
+            if (c == OPT_DATA && enr_store_url_is_postgres(optarg))
+                return cli_usage(cmd, "--data takes a directory; a PostgreSQL store goes with --db URL");
+            break;
         case OPT_CA_DIR: a->ca_dir = optarg; break;
         case OPT_CERT: a->cert = optarg; break;
         case OPT_VALIDITY: a->validity = optarg; break;
@@ -508,9 +524,10 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         return -1;
     }
     if (a->data == NULL && a->url == NULL)
-        return cli_usage(cmd, "--data DIR (enrolld's data directory) or --url URL (its admin API) is required");
+        return cli_usage(cmd, "--data DIR (enrolld's data directory), --db URL (its PostgreSQL store) or --url URL "
+                              "(its admin API) is required");
     if (a->data != NULL && a->url != NULL)
-        return cli_usage(cmd, "give --data DIR or --url URL, not both");
+        return cli_usage(cmd, "give %s or --url URL, not both", a->data_option);
     if (a->url != NULL && (a->admin_cert == NULL || a->admin_key == NULL || a->trust == NULL))
         return cli_usage(cmd, "--url needs --admin-cert FILE and --admin-key FILE (an admin credential) and "
                               "--trust ROOT.pem (the CA of enrolld's server certificate)");
@@ -707,7 +724,8 @@ static void relabel(const request *r, enr_error *err)
 static enr_code open_store(const admin_args *a, bool may_create, enr_store **out, enr_error *err)
 {
     *out = NULL;
-    if (!may_create) {
+    /* A database names itself: a wrong one does not connect. */
+    if (!may_create && !enr_store_url_is_postgres(a->data)) {
         char path[PATH_MAX];
         struct stat st;
         snprintf(path, sizeof path, "%s/enroll.db", a->data);
@@ -717,7 +735,7 @@ static enr_code open_store(const admin_args *a, bool may_create, enr_store **out
                                  "config), where `enroll admin ca add` creates the store",
                                  path, strerror(errno));
     }
-    return enr_store_open_sqlite(a->data, out, err);
+    return enr_store_open(a->data, out, err);
 }
 
 static enr_code run_local(const admin_args *a, const char *command, bool may_create, const char *args,
@@ -803,15 +821,26 @@ static void ca_added_text(const admin_args *a, json_t *o)
            str(o, "subject", "?"), str(o, "not_after", "-"), str(o, "ca_dir", "?"));
 }
 
+/* Where the next command should point: never a password from a URL. */
+#define SHOWN_STORE_MAX 512
+static const char *shown_store(const admin_args *a, char shown[SHOWN_STORE_MAX])
+{
+    if (a->data == NULL)
+        return a->url;
+    enr_store_location_shown(a->data, shown, SHOWN_STORE_MAX);
+    return shown;
+}
+
 static void ca_uploaded_text(const admin_args *a, json_t *o)
 {
+    char shown[SHOWN_STORE_MAX];
     const char *name = str(o, "name", "?"), *code = str(o, "verification_code", "?");
     printf("uploaded bootstrap CA '%s' (%s), not verified yet\n"
            "Verification code: %s\n"
            "Sign a certificate with subject CN=%s by this CA's key, then run\n"
            "  enroll admin ca verify %s --cert FILE %s %s\n",
-           name, str(o, "subject", "?"), code, code, name, a->data ? "--data" : "--url",
-           a->data ? a->data : a->url);
+           name, str(o, "subject", "?"), code, code, name, a->data ? a->data_option : "--url",
+           shown_store(a, shown));
 }
 
 static void ca_verified_text(const admin_args *a, json_t *o)
@@ -883,6 +912,7 @@ static void enrollment_text(json_t *e)
 
 static void enrollment_new_text(const admin_args *a, json_t *e)
 {
+    char shown[SHOWN_STORE_MAX];
     printf("created ");
     enrollment_text(e);
     if (strcmp(str(e, "attestation", ""), "symmetric") != 0)
@@ -890,7 +920,7 @@ static void enrollment_new_text(const admin_args *a, json_t *e)
     bool group = strcmp(str(e, "kind", ""), "group") == 0;
     printf("  Primary key:   %s\n  Secondary key: %s\n", str(e, "primary_key", "?"), str(e, "secondary_key", "?"));
     printf("Keep the keys secret. `enroll admin key show --%s %s %s %s` prints them again%s.\n", str(e, "kind", ""),
-           enrollment_id(e), a->data ? "--data" : "--url", a->data ? a->data : a->url,
+           enrollment_id(e), a->data ? a->data_option : "--url", shown_store(a, shown),
            group ? "; `enroll admin key derive` makes each device's key" : "");
 }
 
@@ -952,12 +982,13 @@ static void key_show_text(const admin_args *a, json_t *o)
 
 static void key_rotated_text(const admin_args *a, json_t *o)
 {
+    char shown[SHOWN_STORE_MAX];
     printf("rotated the keys of %s '%s'\n  Primary key:   %s (new)\n  Secondary key: %s (the old primary)\n",
            kind_words(str(o, "kind", "")), enrollment_id(o), str(o, "primary_key", "?"), str(o, "secondary_key", "?"));
     if (strcmp(str(o, "kind", ""), "group") == 0)
         printf("Hand devices keys derived from the new primary (`enroll admin key derive --group %s "
                "--registration-id RID %s %s`); keys derived from the old one work until the next rotation.\n",
-               enrollment_id(o), a->data ? "--data" : "--url", a->data ? a->data : a->url);
+               enrollment_id(o), a->data ? a->data_option : "--url", shown_store(a, shown));
 }
 
 static void key_derive_text(const admin_args *a, json_t *o)

@@ -64,7 +64,7 @@ struct enr_aws_call {
 };
 
 struct enr_aws_core {
-    char *data_dir;
+    char *store_location;
     int thread_count;
     pthread_t *threads;
     int started;
@@ -830,7 +830,7 @@ static void *worker_main(void *arg)
     worker *w = arg;
     enr_aws_core *core = w->core;
     enr_error e = {0};
-    if (enr_store_open_sqlite(core->data_dir, &w->store, &e) != ENR_OK ||
+    if (enr_store_open(core->store_location, &w->store, &e) != ENR_OK ||
         enr_ca_cache_new(w->store, &w->cas, &e) != ENR_OK) {
         fprintf(stderr, "{\"event\":\"aws_store_unavailable\",\"message\":\"%s\"}\n", e.message);
         enr_store_close(w->store);
@@ -877,10 +877,10 @@ enr_code enr_aws_core_new(const enr_aws_core_options *opts, enr_aws_core **out, 
 {
     *out = NULL;
     int threads = opts->threads > 0 ? opts->threads : ENR_AWS_THREADS_DEFAULT;
-    if (opts->data_dir == NULL || threads > 64 || opts->queue_max < 0 || opts->sweep_interval_seconds < 0)
+    if (opts->store_location == NULL || threads > 64 || opts->queue_max < 0 || opts->sweep_interval_seconds < 0)
         return enr_error_set(err, ENR_E_USAGE, "aws: a data directory, 1..64 threads and a queue bound are needed");
     enr_aws_core *c = calloc(1, sizeof *c);
-    if (c == NULL || (c->data_dir = strdup(opts->data_dir)) == NULL ||
+    if (c == NULL || (c->store_location = strdup(opts->store_location)) == NULL ||
         (c->threads = calloc((size_t)threads, sizeof *c->threads)) == NULL) {
         enr_aws_core_free(c);
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
@@ -940,7 +940,7 @@ void enr_aws_core_free(enr_aws_core *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->wake);
     free(c->threads);
-    free(c->data_dir);
+    free(c->store_location);
     free(c);
 }
 

@@ -192,7 +192,7 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-enr_code committer_new(const char *data_dir, const committer_options *options, committer **out, enr_error *err)
+enr_code committer_new(const char *store_location, const committer_options *options, committer **out, enr_error *err)
 {
     *out = NULL;
     committer *c = calloc(1, sizeof *c);
@@ -204,7 +204,7 @@ enr_code committer_new(const char *data_dir, const committer_options *options, c
         c->options = *options;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
-    enr_code rc = enr_store_open_sqlite(data_dir, &c->store, err);
+    enr_code rc = enr_store_open(store_location, &c->store, err);
     if (rc == ENR_OK && pthread_create(&c->thread, NULL, committer_main, c) != 0)
         rc = enr_error_set(err, ENR_E_INTERNAL, "cannot start the store committer thread");
     if (rc != ENR_OK) {

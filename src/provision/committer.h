@@ -50,7 +50,7 @@ typedef struct committer_options {
     long audit_max_rows;    /* 0: no row bound */
 } committer_options;
 
-enr_code committer_new(const char *data_dir, const committer_options *options, committer **out, enr_error *err);
+enr_code committer_new(const char *store_location, const committer_options *options, committer **out, enr_error *err);
 /* Thread-safe. job->done and job->done_arg must be set. */
 void committer_submit(committer *c, registration_job *job);
 /* Thread-safe: copies the events, written with the next flush. Beyond a

@@ -41,7 +41,7 @@ typedef struct operation_entry {
 
 struct enr_provision_shared {
     enr_provision_options opts;
-    char *data_dir, *id_scope;
+    char *store_location, *id_scope;
     committer *committer;
     pthread_mutex_t ops_lock;
     operation_entry *ops;
@@ -810,17 +810,17 @@ enr_code enr_provision_shared_new(const enr_provision_options *opts, enr_provisi
     if (s == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     s->opts = *opts;
-    s->data_dir = dup_or_null(opts->data_dir);
+    s->store_location = dup_or_null(opts->store_location);
     s->id_scope = dup_or_null(opts->id_scope);
-    s->opts.data_dir = s->data_dir;
+    s->opts.store_location = s->store_location;
     s->opts.id_scope = s->id_scope;
     if (s->opts.sas_max_lifetime <= 0)
         s->opts.sas_max_lifetime = ENR_PROVISION_SAS_MAX_LIFETIME_DEFAULT;
     pthread_mutex_init(&s->ops_lock, NULL);
     committer_options copts = {.audit_max_age_days = opts->audit_max_age_days, .audit_max_rows = opts->audit_max_rows};
-    enr_code rc = (s->data_dir == NULL || s->id_scope == NULL)
+    enr_code rc = (s->store_location == NULL || s->id_scope == NULL)
                       ? enr_error_set(err, ENR_E_NOMEM, "out of memory")
-                      : committer_new(s->data_dir, &copts, &s->committer, err);
+                      : committer_new(s->store_location, &copts, &s->committer, err);
     if (rc != ENR_OK) {
         enr_provision_shared_free(s);
         return rc;
@@ -847,7 +847,7 @@ void enr_provision_shared_free(enr_provision_shared *s)
         free(e);
     }
     pthread_mutex_destroy(&s->ops_lock);
-    free(s->data_dir);
+    free(s->store_location);
     free(s->id_scope);
     free(s);
 }
@@ -871,7 +871,7 @@ enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr
     /* This loop's own HMAC (enr_sas_mac is one per thread). */
     enr_code rc = enr_sas_mac_new(&p->attest.mac, err);
     if (rc == ENR_OK)
-        rc = enr_store_open_sqlite(s->data_dir, &p->store, err);
+        rc = enr_store_open(s->store_location, &p->store, err);
     if (rc == ENR_OK)
         rc = enr_ca_cache_new(p->store, &p->cas, err);
     int samples = s->opts.audit_refusal_samples;

@@ -71,7 +71,7 @@ static enr_code check_separate(admin_api *api, enr_error *err)
     return rc;
 }
 
-enr_code admin_api_new(const char *data_dir, const char *client_ca_file, admin_api **out, enr_error *err)
+enr_code admin_api_new(const char *store_location, const char *client_ca_file, admin_api **out, enr_error *err)
 {
     *out = NULL;
     admin_api *api = calloc(1, sizeof *api);
@@ -87,7 +87,7 @@ enr_code admin_api_new(const char *data_dir, const char *client_ca_file, admin_a
     if (rc == ENR_OK)
         X509_STORE_set_flags(api->trust, X509_V_FLAG_PARTIAL_CHAIN);
     if (rc == ENR_OK)
-        rc = enr_store_open_sqlite(data_dir, &api->store, err);
+        rc = enr_store_open(store_location, &api->store, err);
     if (rc == ENR_OK)
         rc = check_separate(api, err);
     if (rc != ENR_OK) {

@@ -23,9 +23,9 @@
 
 typedef struct admin_api admin_api;
 
-/* Opens a store connection in data_dir and loads the admin CA(s) (PEM, one
+/* Opens a store connection in store_location and loads the admin CA(s) (PEM, one
  * or more) from client_ca_file. */
-enr_code admin_api_new(const char *data_dir, const char *client_ca_file, admin_api **out, enr_error *err);
+enr_code admin_api_new(const char *store_location, const char *client_ca_file, admin_api **out, enr_error *err);
 void admin_api_free(admin_api *api);
 
 /* True for /admin and everything below it. */

@@ -9,13 +9,14 @@
 #include "enroll/fileio.h"
 #include "enroll/provision.h"
 #include "enroll/service.h"
+#include "enroll/store.h"
 
 void enr_service_config_free(enr_service_config *cfg)
 {
     if (cfg == NULL)
         return;
     free(cfg->listen_host);
-    free(cfg->data_dir);
+    free(cfg->store_location);
     free(cfg->id_scope);
     free(cfg->tls_cert);
     free(cfg->tls_key);
@@ -148,7 +149,7 @@ static enr_code parse_mqtt(json_t *mqtt, enr_service_config *cfg, enr_error *err
 {
     enr_code rc = parse_mqtt_listen(mqtt, "mqtt", NULL, 300, &cfg->mqtt, err);
     if (rc == ENR_OK && cfg->id_scope == NULL)
-        rc = enr_error_set(err, ENR_E_PARSE, "config: \"mqtt\" needs \"id_scope\" and \"data_dir\" (it serves DPS)");
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"mqtt\" needs \"id_scope\" and \"data_dir\" or \"store\" (it serves DPS)");
     return rc;
 }
 
@@ -164,8 +165,8 @@ static enr_code parse_aws(json_t *aws, enr_service_config *cfg, enr_error *err)
         rc = int_value(aws, "queue_max", "aws", 1, 100000, &queue, err);
     cfg->aws_threads = (int)threads;
     cfg->aws_queue_max = (int)queue;
-    if (rc == ENR_OK && cfg->data_dir == NULL)
-        rc = enr_error_set(err, ENR_E_PARSE, "config: \"aws\" needs \"data_dir\" (its templates and things)");
+    if (rc == ENR_OK && cfg->store_location == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"aws\" needs \"data_dir\" or \"store\" (its templates and things)");
     return rc;
 }
 
@@ -180,7 +181,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
                              jerr.text);
     enr_service_config *cfg = calloc(1, sizeof *cfg);
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    static const char *const TOP[] = {"listen", "data_dir", "id_scope", "tls", "plain_http", "workers",
+    static const char *const TOP[] = {"listen", "data_dir", "store", "id_scope", "tls", "plain_http", "workers",
                                       "limits", "shutdown_grace_seconds", "admin", "create_store", "audit",
                                       "mqtt", "aws", NULL};
     static const char *const AUDIT[] = {"max_age_days", "max_rows", "refusal_samples_per_second", NULL};
@@ -212,7 +213,22 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
                     : enr_error_set(err, ENR_E_PARSE, "config: \"listen\" (host:port) is required");
     }
     if (rc == ENR_OK)
-        rc = path_value(root, "data_dir", "config", base_dir, &cfg->data_dir, err);
+        rc = path_value(root, "data_dir", "config", base_dir, &cfg->store_location, err);
+    /* "store": the same setting, also taking a postgresql:// URL (several
+     * nodes sharing one database). */
+    json_t *store = root ? json_object_get(root, "store") : NULL;
+    if (rc == ENR_OK && store != NULL) {
+        const char *v = json_string_value(store);
+        if (cfg->store_location != NULL)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: give \"data_dir\" or \"store\", not both");
+        else if (v == NULL || v[0] == '\0')
+            rc = enr_error_set(err, ENR_E_PARSE,
+                               "config: \"store\" must be a data directory or a postgresql:// URL");
+        else if (enr_store_url_is_postgres(v))
+            rc = (cfg->store_location = strdup(v)) != NULL ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        else
+            rc = path_value(root, "store", "config", base_dir, &cfg->store_location, err);
+    }
     json_t *scope = root ? json_object_get(root, "id_scope") : NULL;
     if (rc == ENR_OK && scope != NULL) {
         const char *v = json_string_value(scope);
@@ -221,8 +237,8 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
             rc = enr_error_set(err, ENR_E_PARSE, "config: \"id_scope\" must be 1-64 letters, digits or '-'");
         else if ((cfg->id_scope = strdup(v)) == NULL)
             rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
-        else if (cfg->data_dir == NULL)
-            rc = enr_error_set(err, ENR_E_PARSE, "config: \"id_scope\" needs \"data_dir\" (where the store is)");
+        else if (cfg->store_location == NULL)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"id_scope\" needs \"data_dir\" or \"store\" (where the store is)");
     }
     json_t *tls = root ? json_object_get(root, "tls") : NULL;
     if (rc == ENR_OK && tls != NULL) {
@@ -265,8 +281,8 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         if (rc == ENR_OK && cfg->plain_http)
             rc = enr_error_set(err, ENR_E_PARSE, "config: \"admin\" needs \"tls\" (admins authenticate with "
                                                  "TLS client certificates), not plain_http");
-        if (rc == ENR_OK && cfg->data_dir == NULL)
-            rc = enr_error_set(err, ENR_E_PARSE, "config: \"admin\" needs \"data_dir\" (where the store is)");
+        if (rc == ENR_OK && cfg->store_location == NULL)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: \"admin\" needs \"data_dir\" or \"store\" (where the store is)");
     }
     long workers = 0, grace = cfg ? cfg->shutdown_grace_seconds : 0;
     if (rc == ENR_OK)
@@ -314,8 +330,8 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
         rc = enr_error_set(err, ENR_E_PARSE, "config: \"create_store\" must be true or false");
     if (rc == ENR_OK)
         cfg->create_store = json_is_true(create);
-    if (rc == ENR_OK && cfg->create_store && cfg->data_dir == NULL)
-        rc = enr_error_set(err, ENR_E_PARSE, "config: \"create_store\" needs \"data_dir\" (where to create it)");
+    if (rc == ENR_OK && cfg->create_store && cfg->store_location == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"create_store\" needs \"data_dir\" or \"store\" (where to create it)");
     json_t *audit = root ? json_object_get(root, "audit") : NULL;
     if (rc == ENR_OK && audit != NULL) {
         long age = cfg->audit_max_age_days, samples = cfg->audit_refusal_samples;
@@ -340,9 +356,9 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     json_t *aws = root ? json_object_get(root, "aws") : NULL;
     if (rc == ENR_OK && aws != NULL)
         rc = parse_aws(aws, cfg, err);
-    if (rc == ENR_OK && cfg->data_dir != NULL && cfg->id_scope == NULL && cfg->admin_client_ca == NULL)
+    if (rc == ENR_OK && cfg->store_location != NULL && cfg->id_scope == NULL && cfg->admin_client_ca == NULL)
         rc = enr_error_set(err, ENR_E_PARSE,
-                           "config: \"data_dir\" is given but not \"id_scope\": enrolld would answer every "
+                           "config: \"data_dir\" (or \"store\") is given but not \"id_scope\": enrolld would answer every "
                            "registration 404. Add \"id_scope\" (the ID scope devices are given), or drop "
                            "\"data_dir\" to serve only /healthz and /metrics");
     if (rc == ENR_OK) {

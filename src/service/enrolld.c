@@ -19,7 +19,9 @@ static const char USAGE[] =
     "  {\"listen\": \"127.0.0.1:8443\", \"data_dir\": \"data\", \"id_scope\": \"0ne00000042\",\n"
     "   \"tls\": {\"cert\": \"server.pem\", \"key\": \"server.key\"}}\n"
     "data_dir must hold a store (made by `enroll admin ... --data DIR`) unless\n"
-    "\"create_store\": true. Every key: docs/operations.md, \"Configuration\"\n"
+    "\"create_store\": true. Several nodes share one PostgreSQL store instead:\n"
+    "  \"store\": \"postgresql://enroll@db.internal/enroll\" (docs/postgresql.md).\n"
+    "Every key: docs/operations.md, \"Configuration\"\n"
     "(installed in share/doc/enroll/).\n";
 
 int main(int argc, char **argv)

@@ -996,7 +996,7 @@ static enr_code worker_init(enr_service *svc, worker *w, int index, enr_error *e
     if (w->fd < 0 || w->reserve_fd < 0)
         return enr_error_set(err, ENR_E_IO, "listen %s:%d: %s", svc->cfg.listen_host, svc->port, strerror(errno));
     if (svc->cfg.admin_client_ca != NULL &&
-        (rc = admin_api_new(svc->cfg.data_dir, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
+        (rc = admin_api_new(svc->cfg.store_location, svc->cfg.admin_client_ca, &w->admin, err)) != ENR_OK)
         return rc;
     w->base = event_base_new();
     w->http = w->base ? evhttp_new(w->base) : NULL;
@@ -1049,14 +1049,15 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     svc->aws_listen_fd = -1;
     pthread_mutex_init(&svc->tls_lock, NULL);
     enr_code rc = ENR_OK;
-    /* A typo'd data_dir would otherwise be a fresh, empty store, and every
+    /* A typo'd store_location would otherwise be a fresh, empty store, and every
      * device would be told its credential does not verify. */
-    if (cfg->data_dir != NULL && !cfg->create_store && !enr_store_sqlite_exists(cfg->data_dir))
+    if (cfg->store_location != NULL && !cfg->create_store && !enr_store_url_is_postgres(cfg->store_location) &&
+        !enr_store_sqlite_exists(cfg->store_location))
         rc = enr_error_set(err, ENR_E_USAGE,
                            "data_dir %s holds no store (no enroll.db): check \"data_dir\" in the config; "
                            "a store is made by `enroll admin ... --data %s`, or set \"create_store\": true "
                            "to start with an empty one",
-                           cfg->data_dir, cfg->data_dir);
+                           cfg->store_location, cfg->store_location);
     if (rc == ENR_OK && !cfg->plain_http)
         rc = tls_context_new(cfg, &svc->tls, err);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1083,7 +1084,7 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
         rc = enr_error_set(err, ENR_E_USAGE, "config: \"aws\" needs TLS (its devices authenticate by certificate)");
     if (rc == ENR_OK && cfg->aws.host != NULL)
         rc = listen_socket(cfg->aws.host, cfg->aws.port, &svc->aws_listen_fd, &svc->aws_port, err);
-    enr_aws_core_options aopts = {.data_dir = cfg->data_dir, .threads = cfg->aws_threads,
+    enr_aws_core_options aopts = {.store_location = cfg->store_location, .threads = cfg->aws_threads,
                                   .queue_max = cfg->aws_queue_max};
     if (rc == ENR_OK && cfg->aws.host != NULL)
         rc = enr_aws_core_new(&aopts, &svc->aws_core, err);
@@ -1092,7 +1093,7 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
     for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
         svc->workers[i].fd = svc->workers[i].reserve_fd = -1;
     enr_provision_options popts = {
-        .data_dir = cfg->data_dir, .id_scope = cfg->id_scope,
+        .store_location = cfg->store_location, .id_scope = cfg->id_scope,
         .sas_max_lifetime = cfg->sas_token_max_lifetime_seconds, .assigning_after_ms = cfg->assigning_after_ms,
         .audit_max_age_days = cfg->audit_max_age_days, .audit_max_rows = cfg->audit_max_rows,
         .audit_refusal_samples = cfg->audit_refusal_samples};

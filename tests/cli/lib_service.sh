@@ -1,8 +1,10 @@
 # Shared by the CLI tests that run enrolld (source after lib.sh, inside $WORK).
 # service_pki: root/ and devices-ca/ CA directories, and server.{key,pem} for
 #   localhost and 127.0.0.1, issued by the root.
+# STORE_ARGS: how `enroll admin` names the store (default: --data data; a
+#   PostgreSQL test sets --db "$PG_URL").
 # service_store SCOPE: the issuing CA, a P30D/P7D policy "p30" and a
-#   symmetric group "fleet" in data/; the group key in group.key (0600).
+#   symmetric group "fleet" in the store; the group key in group.key (0600).
 # service_x509_group NAME [ARGS]: a bootstrap CA boot-root/ -> boot-int/,
 #   uploaded as "boot" and proven, and an X.509 group NAME (policy p30,
 #   ARGS added) trusting it; five checks.
@@ -18,6 +20,7 @@
 # enrolld_start CONFIG LOG: starts enrolld in the background; sets EPID and
 #   PORT (read from its log), and adds it to PIDS for the caller's trap.
 ENROLLD=$(dirname "$ENROLL")/enrolld
+[ -n "${STORE_ARGS+x}" ] || STORE_ARGS=(--data data)
 
 service_pki() {
   "$ENROLL" ca init --dir root --subject '/O=Acme/CN=Acme Root' >/dev/null
@@ -28,9 +31,9 @@ service_pki() {
 }
 
 service_store() {
-  "$ENROLL" admin ca add devices --ca-dir devices-ca --data data >/dev/null
-  "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --data data >/dev/null
-  "$ENROLL" admin group new fleet --policy p30 --symmetric --data data --json > group.json
+  "$ENROLL" admin ca add devices --ca-dir devices-ca "${STORE_ARGS[@]}" >/dev/null
+  "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices "${STORE_ARGS[@]}" >/dev/null
+  "$ENROLL" admin group new fleet --policy p30 --symmetric "${STORE_ARGS[@]}" --json > group.json
   jq -r .primary_key group.json > group.key
   chmod 600 group.key
 }

@@ -279,7 +279,7 @@ static void harness_start(harness *h, long assigning_after_ms)
 {
     memset(h, 0, sizeof *h);
     enr_error err;
-    enr_provision_options o = {.data_dir = data, .id_scope = SCOPE, .assigning_after_ms = assigning_after_ms,
+    enr_provision_options o = {.store_location = data, .id_scope = SCOPE, .assigning_after_ms = assigning_after_ms,
                                .audit_refusal_samples = 5};
     h->base = event_base_new();
     assert_non_null(h->base);

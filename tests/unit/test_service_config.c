@@ -30,7 +30,7 @@ static void test_good_config(void **state)
     assert_non_null(cfg);
     assert_string_equal(cfg->listen_host, "::1");
     assert_int_equal(cfg->listen_port, 8443);
-    assert_string_equal(cfg->data_dir, "/etc/enroll/data");
+    assert_string_equal(cfg->store_location, "/etc/enroll/data");
     assert_string_equal(cfg->tls_cert, "/etc/enroll/s.pem");
     assert_string_equal(cfg->tls_key, "/abs/s.key");
     assert_null(cfg->tls_client_ca);
