@@ -113,6 +113,16 @@ bool enr_dps_registration_id_equal(const char *a, const char *b);
 /* A random (version 4) UUID for trackingId, lowercase, NUL-terminated. */
 enr_code enr_dps_tracking_id_new(char out[ENR_DPS_TRACKING_ID_SIZE], enr_error *err);
 
+/* An operation id: "<start time, hex seconds>.<random UUID>". The start
+ * time lets any node sharing the store tell an operation still being
+ * committed elsewhere ("assigning": poll again) from one that never
+ * existed; it is a hint, never a credential (the poll is authenticated
+ * and an unknown id only ever gets "assigning" for a bounded time). */
+#define ENR_DPS_OPERATION_ID_SIZE (16 + 1 + ENR_DPS_TRACKING_ID_SIZE)
+enr_code enr_dps_operation_id_new(time_t now, char out[ENR_DPS_OPERATION_ID_SIZE], enr_error *err);
+/* The start time an operation id of ours carries; false for any other id. */
+bool enr_dps_operation_id_started(const char *id, time_t *started);
+
 /* ---- time ---------------------------------------------------------------- */
 
 /* "2026-11-23T08:00:00.0000000Z": UTC with seven fractional digits as DPS

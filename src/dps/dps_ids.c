@@ -133,6 +133,33 @@ enr_code enr_dps_tracking_id_new(char out[ENR_DPS_TRACKING_ID_SIZE], enr_error *
     return ENR_OK;
 }
 
+enr_code enr_dps_operation_id_new(time_t now, char out[ENR_DPS_OPERATION_ID_SIZE], enr_error *err)
+{
+    char uuid[ENR_DPS_TRACKING_ID_SIZE];
+    enr_code rc = enr_dps_tracking_id_new(uuid, err);
+    if (rc == ENR_OK)
+        snprintf(out, ENR_DPS_OPERATION_ID_SIZE, "%llx.%s", (unsigned long long)now, uuid);
+    return rc;
+}
+
+bool enr_dps_operation_id_started(const char *id, time_t *started)
+{
+    const char *dot = id != NULL ? strchr(id, '.') : NULL;
+    size_t digits = dot != NULL ? (size_t)(dot - id) : 0;
+    if (digits == 0 || digits > 15 || strlen(dot + 1) != ENR_DPS_TRACKING_ID_SIZE - 1)
+        return false;
+    unsigned long long t = 0;
+    for (size_t i = 0; i < digits; i++) {
+        char c = id[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return false;
+        t = t * 16 + (unsigned long long)v;
+    }
+    *started = (time_t)t;
+    return true;
+}
+
 /* ---- timestamps ------------------------------------------------------------ */
 
 enr_code enr_dps_time_format(time_t t, char out[ENR_DPS_TIME_SIZE], enr_error *err)

@@ -27,6 +27,11 @@
 #define RESIGN_MAX 3
 /* How long a failed operation reads "failed" before it is unknown. */
 #define FAILED_OPERATION_SECONDS 300
+/* How long an operation unknown here but started moments ago (its id says
+ * when) is taken for one another node sharing the store is still
+ * committing: answered "assigning" until then, 404 after (the device
+ * registers again). Far beyond any commit that will still succeed. */
+#define OPERATION_ELSEWHERE_SECONDS 60
 /* Refusal kinds tallied per second; more codes share the last slot. */
 #define REFUSAL_KINDS 16
 
@@ -94,7 +99,7 @@ typedef struct commit_facts {
      * the etag of the enrollment that decided then, for the commit to
      * check nothing changed since; "" otherwise. */
     char enrollment_etag[ENR_STORE_ETAG_MAX + 1];
-    char operation_id[ENR_DPS_TRACKING_ID_SIZE];
+    char operation_id[ENR_DPS_OPERATION_ID_SIZE];
     time_t created_at;                          /* the registration's first creation */
 } commit_facts;
 
@@ -560,7 +565,7 @@ static void do_register(enr_provision *p, const enr_provision_request *req, cons
         snprintf(f->enrollment_etag, sizeof f->enrollment_etag, "%s", who->enrollment.etag);
     /* createdDateTimeUtc is when the registration first came, as in DPS. */
     f->created_at = who->registered && who->registration.created_at > 0 ? who->registration.created_at : time(NULL);
-    if (enr_dps_tracking_id_new(f->operation_id, &err) != ENR_OK) {
+    if (enr_dps_operation_id_new(time(NULL), f->operation_id, &err) != ENR_OK) {
         e = ENR_DPS_INTERNAL;
         snprintf(message, sizeof message, "no randomness for an operation id");
         goto refused;
@@ -635,6 +640,19 @@ static void do_operation(enr_provision *p, const enr_provision_request *req, enr
     if (body == NULL) {
         enr_operation op = {0};
         enr_code found = enr_store_get_operation(p->store, op_id, &op, &err);
+        time_t started = 0, now = time(NULL);
+        if (found == ENR_E_NOTFOUND && enr_dps_operation_id_started(op_id, &started) && started <= now + 5 &&
+            now - started <= OPERATION_ELSEWHERE_SECONDS &&
+            enr_dps_write_operation_status_assigning(op_id, rid, &body, &err) == ENR_OK) {
+            /* Started on another node sharing the store, and not committed
+             * yet: what that node would answer. */
+            o.status = 202;
+            o.retry_after = 1;
+            o.body = body;
+            deliver(p, done, ctx, &o, false);
+            free(body);
+            return;
+        }
         if (found != ENR_OK || !enr_dps_registration_id_equal(op.registration_id, rid) || op.result_json == NULL) {
             enr_operation_free(&op);
             refuse(p, found == ENR_E_IO ? ENR_DPS_STORE_UNAVAILABLE : ENR_DPS_UNKNOWN_OPERATION,

@@ -77,12 +77,24 @@ same "the registration's certificate is the last answered" \
   "$(pg_psql "select last_certificate_serial from registration where registration_id = 'dev-pg-1'")" "$second"
 same "node 3 sees both certificates" "$(pg_psql "select count(*) from certificate where registration_id = 'dev-pg-1'")" "2"
 
-# A 202 operation started on a node that answers 202 at once, polled at node 1.
+# A 202 operation started on a node that answers 202 at once, polled at
+# node 1 while node 4 still waits for the store's write lock (held here by
+# another session), then after it committed.
 node_start 4 ', "limits": {"assigning_after_ms": 0}' || { finish; exit 1; }
 "$ENROLL" key new --out async.key >/dev/null
+pg_psql "select pg_advisory_lock(7262465)" "select pg_sleep(3)" > /dev/null &
+LOCKER=$!; PIDS+=("$LOCKER")
+sleep 0.5
 same "node 4 answers 202" "$(register_at "${NODE_PORT[4]}" dev-pg-async async.key)" "202"
 OP=$(json reg.json .operationId)
 AUTH=$(sas "$(hmac_b64 "$GROUP_KEY" dev-pg-async)" dev-pg-async)
+code=$(curl -s --max-time 30 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $AUTH" \
+  "https://127.0.0.1:${NODE_PORT[1]}/$SCOPE/registrations/dev-pg-async/operations/$OP?api-version=$API")
+same "node 1: node 4's operation, still committing, is assigning" "$code/$(json op.json .status)" "202/assigning"
+code=$(curl -s --max-time 30 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $AUTH" \
+  "https://127.0.0.1:${NODE_PORT[1]}/$SCOPE/registrations/dev-pg-async/operations/1.not-one-of-ours?api-version=$API")
+same "node 1: an operation that never was is 404" "$code" "404"
+wait "$LOCKER"
 for _ in $(seq 1 100); do
   code=$(curl -s --max-time 30 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $AUTH" \
     "https://127.0.0.1:${NODE_PORT[1]}/$SCOPE/registrations/dev-pg-async/operations/$OP?api-version=$API")

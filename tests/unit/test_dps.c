@@ -1294,6 +1294,30 @@ static void test_tracking_id(void **state)
     assert_non_null(strchr("89ab", a[19]));
 }
 
+/* Operation ids carry when they started (for a node that did not start
+ * one); any other id is not ours and says nothing. */
+static void test_operation_ids(void **state)
+{
+    (void)state;
+    enr_error err;
+    char a[ENR_DPS_OPERATION_ID_SIZE], b[ENR_DPS_OPERATION_ID_SIZE];
+    assert_int_equal(enr_dps_operation_id_new(1764892800, a, &err), ENR_OK);
+    assert_int_equal(enr_dps_operation_id_new(1764892800, b, &err), ENR_OK);
+    assert_string_not_equal(a, b);
+    assert_true(strlen(a) <= ENR_DPS_OPERATION_ID_MAX && strspn(a, "0123456789abcdef.-") == strlen(a));
+    time_t t = 0;
+    assert_true(enr_dps_operation_id_started(a, &t));
+    assert_int_equal(t, 1764892800);
+    static const char *const NOT_OURS[] = {
+        "", ".", "no-such-op", "1.not-one-of-ours", "g92a1b00.9f0c8a2e-3d1b-4c5a-8e7f-0a1b2c3d4e5f",
+        "692a1b00", "692a1b00.", "692a1b00.9f0c8a2e-3d1b-4c5a-8e7f-0a1b2c3d4e5", /* one short */
+        "1000000000000000.9f0c8a2e-3d1b-4c5a-8e7f-0a1b2c3d4e5f",                  /* 16 digits */
+        "692A1B00.9f0c8a2e-3d1b-4c5a-8e7f-0a1b2c3d4e5f", NULL};
+    for (size_t i = 0; NOT_OURS[i] != NULL; i++)
+        if (enr_dps_operation_id_started(NOT_OURS[i], &t))
+            fail_msg("'%s' was taken for an operation id of ours", NOT_OURS[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1315,6 +1339,7 @@ int main(void)
         cmocka_unit_test(test_response_bad_input),
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_tracking_id),
+        cmocka_unit_test(test_operation_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
