@@ -6,7 +6,9 @@
 # bench_store: the store: the CA, policy p30 (ec-p256), symmetric group
 #   "fleet"; its key in GROUP_KEY. The store is BENCH_STORE if set (a
 #   directory, or a postgresql:// URL: enroll admin's --db, enrolld's
-#   "store"), else data/.
+#   "store"), else data/; the issuing CA's directory BENCH_CA_DIR if set
+#   (a copy of devices-ca/: a CA directory is attached to one store), else
+#   devices-ca/.
 # bench_enrolld_config: enrolld.json serving SCOPE over TLS with WORKERS
 #   workers and DPS over MQTT, both on free ports of 127.0.0.1, on the
 #   store above.
@@ -24,12 +26,12 @@ bench_pki() {
 }
 
 bench_store() {
-  local store=(--data "${BENCH_STORE:-data}")
-  case ${BENCH_STORE:-} in postgresql://* | postgres://*) store=(--db "$BENCH_STORE") ;; esac
-  "$ENROLL" admin ca add devices --ca-dir devices-ca "${store[@]}" >/dev/null || die "admin ca add"
-  "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256 "${store[@]}" \
+  local at=(--data "${BENCH_STORE:-data}")
+  case ${BENCH_STORE:-} in postgresql://* | postgres://*) at=(--db "$BENCH_STORE") ;; esac
+  "$ENROLL" admin ca add devices --ca-dir "${BENCH_CA_DIR:-devices-ca}" "${at[@]}" >/dev/null || die "admin ca add"
+  "$ENROLL" admin policy new p30 --validity P30D --renewal-window P7D --ca devices --key-types ec-p256 "${at[@]}" \
     >/dev/null || die "admin policy new"
-  "$ENROLL" admin group new fleet --policy p30 --symmetric --hub mqtt.example:8883 "${store[@]}" --json > group.json ||
+  "$ENROLL" admin group new fleet --policy p30 --symmetric --hub mqtt.example:8883 "${at[@]}" --json > group.json ||
     die "admin group new"
   GROUP_KEY=$(jq -r .primary_key group.json)
 }

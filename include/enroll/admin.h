@@ -54,6 +54,12 @@ bool enr_admin_command_secret(const char *command);
  * certificates, as a revocation source (enr_ca_set_revocation_source with
  * the enr_store as ctx), so every CRL the CA directory writes lists them. */
 enr_code enr_admin_store_revocations(void *store, const enr_ca *ca, enr_crl_sink *sink, enr_error *err);
+/* The store as the CA's CRL number source (enr_ca_set_crl_number_source
+ * with the enr_store as ctx): numbers count up across every node. */
+enr_code enr_admin_store_crl_number(void *store, const enr_ca *ca, int64_t at_least, int64_t *number,
+                                    enr_error *err);
+/* Both of the above: the store as the CA's second record. */
+void enr_admin_attach_ca(enr_store *store, enr_ca *ca);
 /* enr_ca_open with the store as the CA's second record (above). The store
  * must outlive the CA. */
 enr_code enr_admin_open_ca(enr_store *store, const char *dir, const char *passphrase, const enr_token_options *token,

@@ -125,6 +125,14 @@ enr_code enr_crl_sink_add(enr_crl_sink *sink, const enr_crl_entry *entry, enr_er
 typedef enr_code (*enr_revocation_source)(void *ctx, const enr_ca *ca, enr_crl_sink *sink, enr_error *err);
 void enr_ca_set_revocation_source(enr_ca *ca, enr_revocation_source source, void *ctx);
 
+/* Where CRL numbers come from when the CA directory is not the only
+ * record: given the number the directory would use, the number to use
+ * (never smaller). Called under the directory's lock, once per CRL. NULL
+ * removes the source. */
+typedef enr_code (*enr_crl_number_source)(void *ctx, const enr_ca *ca, int64_t at_least, int64_t *number,
+                                          enr_error *err);
+void enr_ca_set_crl_number_source(enr_ca *ca, enr_crl_number_source source, void *ctx);
+
 typedef struct enr_crl_options {
     time_t now;                 /* 0: the current time */
     int64_t next_update;        /* seconds after now; 0: 7 days */

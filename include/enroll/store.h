@@ -418,6 +418,14 @@ enr_code enr_store_block_key(enr_store *store, const char *spki_sha256, const ch
                              time_t when, const enr_audit_event *audit, enr_error *err);
 enr_code enr_store_key_compromised(enr_store *store, const char *spki_sha256, bool *out, enr_error *err);
 
+/* The next CRL number of the CA named ISSUER (its subject, as certificates'
+ * issuer): one more than the last this store handed out, and at least
+ * AT_LEAST (what the CA directory would use). Strictly increasing for
+ * every process and node sharing the store (RFC 5280 5.2.3), whatever
+ * copy of the CA directory each one holds. */
+enr_code enr_store_next_crl_number(enr_store *store, const char *issuer, int64_t at_least, int64_t *number,
+                                   enr_error *err);
+
 enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr_operation *out,
                                  enr_error *err);
 
@@ -715,6 +723,7 @@ typedef struct enr_store_ops {
     enr_code (*block_key)(void *impl, const char *spki_sha256, const char *issuer, const char *serial,
                           time_t when, const enr_audit_event *audit, enr_error *err);
     enr_code (*key_compromised)(void *impl, const char *spki_sha256, bool *out, enr_error *err);
+    enr_code (*next_crl_number)(void *impl, const char *issuer, int64_t at_least, int64_t *number, enr_error *err);
 
     enr_code (*record_audit)(void *impl, const enr_audit_event *audit, enr_error *err);
     enr_code (*record_audits)(void *impl, const enr_audit_event *events, size_t count, enr_error *err);

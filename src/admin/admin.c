@@ -1469,12 +1469,31 @@ enr_code enr_admin_store_revocations(void *store, const enr_ca *ca, enr_crl_sink
     return rc;
 }
 
+enr_code enr_admin_store_crl_number(void *store, const enr_ca *ca, int64_t at_least, int64_t *number,
+                                    enr_error *err)
+{
+    char *issuer = enr_name_format(X509_get_subject_name(enr_ca_cert(ca)));
+    if (issuer == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code rc = enr_store_next_crl_number(store, issuer, at_least, number, err);
+    if (rc != ENR_OK)
+        enr_error_prefix(err, "the store's CRL number of %s", issuer);
+    free(issuer);
+    return rc;
+}
+
+void enr_admin_attach_ca(enr_store *store, enr_ca *ca)
+{
+    enr_ca_set_revocation_source(ca, enr_admin_store_revocations, store);
+    enr_ca_set_crl_number_source(ca, enr_admin_store_crl_number, store);
+}
+
 enr_code enr_admin_open_ca(enr_store *store, const char *dir, const char *passphrase, const enr_token_options *token,
                            enr_ca **out, enr_error *err)
 {
     enr_code rc = enr_ca_open(dir, passphrase, token, out, err);
     if (rc == ENR_OK)
-        enr_ca_set_revocation_source(*out, enr_admin_store_revocations, store);
+        enr_admin_attach_ca(store, *out);
     return rc;
 }
 

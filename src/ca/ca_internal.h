@@ -29,6 +29,8 @@ struct enr_ca {
     char *crl_url, *aia_url;
     enr_revocation_source revocation_source; /* NULL: the directory's revocations only */
     void *revocation_source_ctx;
+    enr_crl_number_source crl_number_source; /* NULL: the directory's crlnumber alone */
+    void *crl_number_source_ctx;
     serial_set serials;           /* every serial in the index */
     long index_offset;            /* how far issued.jsonl has been read */
     int lock_fd;

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -136,6 +137,16 @@ static enr_code write_crl(enr_ca *ca, time_t now, int64_t next_update_after, con
         return read_rc;
     }
     number++;
+    if (ca->crl_number_source != NULL) {
+        int64_t from_source = 0;
+        enr_code src_rc = ca->crl_number_source(ca->crl_number_source_ctx, ca, number, &from_source, err);
+        if (src_rc != ENR_OK)
+            return src_rc;
+        if (from_source < number || from_source > LONG_MAX)
+            return enr_error_set(err, ENR_E_INTERNAL, "the CRL number source went back (%lld < %ld)",
+                                 (long long)from_source, number);
+        number = (long)from_source;
+    }
 
     if (ca->signer == NULL)
         return enr_error_set(err, ENR_E_USAGE, "the CA was opened without its key; it cannot sign a CRL");
@@ -224,6 +235,12 @@ struct enr_crl_sink {
     size_t count, cap;
     size_t own_count; /* the directory's records come first */
 };
+
+void enr_ca_set_crl_number_source(enr_ca *ca, enr_crl_number_source source, void *ctx)
+{
+    ca->crl_number_source = source;
+    ca->crl_number_source_ctx = ctx;
+}
 
 void enr_ca_set_revocation_source(enr_ca *ca, enr_revocation_source source, void *ctx)
 {

@@ -319,20 +319,23 @@ static enr_code open_attachment(enr_ca *ca, attachment *at, enr_error *err)
         return ENR_OK;
     if (rc != ENR_OK)
         return rc;
-    /* Never create a store here: the note points at one that exists. */
+    /* Never create a store here: the note points at one that exists (a
+     * database names itself: a wrong one does not connect). */
     char db[ENR_CA_STORE_LOCATION_MAX + 32];
     struct stat st;
+    bool database = enr_store_url_is_postgres(at->location);
     snprintf(db, sizeof db, "%s/enroll.db", at->location);
-    if (stat(db, &st) != 0 || (rc = enr_store_open_sqlite(at->location, &at->store, err)) != ENR_OK) {
+    if ((!database && stat(db, &st) != 0) || (rc = enr_store_open(at->location, &at->store, err)) != ENR_OK) {
         if (rc == ENR_OK)
             rc = enr_error_set(err, ENR_E_IO, "%s: %s", db, strerror(errno));
         enr_error_prefix(err,
                          "%s is attached to enrolld's store at %s (CA '%s'), which holds part of its record and "
-                         "cannot be opened here; use `enroll admin cert list|cert revoke|crl --ca %s --data %s`",
-                         enr_ca_dir(ca), at->location, at->name, at->name, at->location);
+                         "cannot be opened here; use `enroll admin cert list|cert revoke|crl --ca %s %s %s`",
+                         enr_ca_dir(ca), at->location, at->name, at->name, database ? "--db" : "--data",
+                         at->location);
         return rc;
     }
-    enr_ca_set_revocation_source(ca, enr_admin_store_revocations, at->store);
+    enr_admin_attach_ca(at->store, ca);
     return ENR_OK;
 }
 

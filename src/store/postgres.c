@@ -209,6 +209,11 @@ static const char *const MIGRATIONS[] = {
     "  FOREIGN KEY (issuer, serial) REFERENCES aws_certificate (issuer, serial)\n"
     ");\n"
     "CREATE INDEX aws_token_by_expiry ON aws_ownership_token (expires_at) WHERE consumed_at IS NULL;\n",
+    /* 5: CRL numbers from the store (see sqlite.c) */
+    "CREATE TABLE crl_number (\n"
+    "  issuer TEXT PRIMARY KEY NOT NULL,\n"
+    "  number BIGINT NOT NULL CHECK (number >= 1)\n"
+    ");\n",
 };
 
 /* ---- connection --------------------------------------------------------- */

@@ -31,6 +31,7 @@ typedef enum stmt_id {
     ST_RELEASE_SAVEPOINT,
     ST_WRITE_LOCK,
     ST_SCHEMA_VERSION_INSERT,
+    ST_CRL_NUMBER_NEXT,
     ST_AUDIT_INSERT,
     ST_AUDIT_LIST,
     ST_AUDIT_PRUNE,
@@ -162,6 +163,9 @@ static const char *const SQL[ST_COUNT] = {
     [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_WRITE_LOCK] = NULL, /* BEGIN IMMEDIATE took it */
     [ST_SCHEMA_VERSION_INSERT] = "INSERT INTO schema_version (version, applied_at) VALUES (:version, :at)",
+    [ST_CRL_NUMBER_NEXT] = "INSERT INTO crl_number (issuer, number) VALUES (:issuer, :at_least) "
+                           "ON CONFLICT (issuer) DO UPDATE SET number = max(crl_number.number + 1, excluded.number) "
+                           "RETURNING number",
     [ST_AUDIT_INSERT] = "INSERT INTO audit_event (at, kind, registration_id, outcome, reason_code, detail) "
                         "VALUES (:at, :kind, :registration_id, :outcome, :reason_code, :detail)",
     [ST_AUDIT_LIST] = "SELECT " AUDIT_COLUMNS " FROM audit_event "
@@ -330,6 +334,9 @@ static const char *const SQL_POSTGRES[ST_COUNT] = {
     [ST_WRITE_LOCK] = "SELECT pg_advisory_xact_lock(7262465) /* 'enroll' */",
     /* Reads see one snapshot, as SQLite's deferred BEGIN does. */
     [ST_BEGIN_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    [ST_CRL_NUMBER_NEXT] = "INSERT INTO crl_number (issuer, number) VALUES (:issuer, :at_least) "
+                           "ON CONFLICT (issuer) DO UPDATE SET number = GREATEST(crl_number.number + 1, excluded.number) "
+                           "RETURNING number",
     [ST_KEY_COMPROMISED_OF_CERT] = "INSERT INTO compromised_key (spki_sha256, issuer, serial, at) "
                                    "SELECT spki_sha256, issuer, serial, revoked_at FROM certificate "
                                    "WHERE issuer = :issuer AND serial = :serial AND revocation_reason = 1 "
@@ -1626,6 +1633,28 @@ static enr_code sql_key_compromised(void *impl, const char *spki_sha256, bool *o
     return fetch_one(s, st, &b, read_flag, out, "no answer", err);
 }
 
+static enr_code read_int64(sql_stmt *st, void *item, enr_error *err)
+{
+    (void)err;
+    *(int64_t *)item = st->d->column_int(st, 0);
+    return ENR_OK;
+}
+
+static enr_code sql_next_crl_number(void *impl, const char *issuer, int64_t at_least, int64_t *number,
+                                    enr_error *err)
+{
+    sql_store *s = impl;
+    sql_stmt *st = NULL;
+    enr_code rc = begin_write(s, err);
+    if (rc == ENR_OK && (rc = statement(s, ST_CRL_NUMBER_NEXT, &st, err)) == ENR_OK) {
+        binder b = {st, 0};
+        bind_text(&b, ":issuer", issuer);
+        bind_int(&b, ":at_least", at_least);
+        rc = fetch_one(s, st, &b, read_int64, number, "no CRL number", err);
+    }
+    return finish(s, rc, err);
+}
+
 static enr_code sql_move_registration(void *impl, const char *registration_id, enr_enrollment_kind kind,
                                          const char *enrollment_id, const char *etag, time_t now,
                                          const enr_audit_event *audit, enr_error *err)
@@ -2404,6 +2433,7 @@ static enr_code sql_integrity_check(void *impl, enr_error *err)
         .revoke_registration = sql_revoke_registration, \
         .block_key = sql_block_key, \
         .key_compromised = sql_key_compromised, \
+        .next_crl_number = sql_next_crl_number, \
         .move_registration = sql_move_registration, \
         .rotate_enrollment_key = sql_rotate_enrollment_key, \
         .get_operation = sql_get_operation, \

@@ -211,6 +211,12 @@ static const char *const MIGRATIONS[] = {
     "  FOREIGN KEY (issuer, serial) REFERENCES aws_certificate (issuer, serial)\n"
     ");\n"
     "CREATE INDEX aws_token_by_expiry ON aws_ownership_token (expires_at) WHERE consumed_at IS NULL;\n",
+    /* 5: CRL numbers from the store, so every node's CRLs of one CA count
+     * up together (each may hold its own copy of the CA directory) */
+    "CREATE TABLE crl_number (\n"
+    "  issuer TEXT PRIMARY KEY NOT NULL,\n"
+    "  number INTEGER NOT NULL CHECK (number >= 1)\n"
+    ");\n",
 };
 
 /* ---- connection --------------------------------------------------------- */

@@ -1253,6 +1253,16 @@ enr_code enr_store_key_compromised(enr_store *store, const char *spki_sha256, bo
     return rc != ENR_OK ? rc : store->ops->key_compromised(store->impl, spki, out, err);
 }
 
+enr_code enr_store_next_crl_number(enr_store *store, const char *issuer, int64_t at_least, int64_t *number,
+                                   enr_error *err)
+{
+    REQUIRE_OP(store, next_crl_number, "number CRLs", err);
+    if (number == NULL || at_least < 1)
+        return enr_error_set(err, ENR_E_USAGE, "a CRL number is at least 1");
+    enr_code rc = check_text("the issuer", issuer, ENR_STORE_DN_MAX, true, err);
+    return rc != ENR_OK ? rc : store->ops->next_crl_number(store->impl, issuer, at_least, number, err);
+}
+
 /* ---- operations and audit ----------------------------------------------- */
 
 enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr_operation *out,

@@ -39,6 +39,17 @@ expect_exit 2 "admin: --db with a directory is a usage error" "$ENROLL" admin gr
 expect_exit 3 "admin --db: nothing listening is exit 3" "$ENROLL" admin group list --db "postgresql://enroll@127.0.0.1:1/enroll"
 contains "$WORK/.err" "127.0.0.1" "admin --db: unreachable names the server"
 
+# CRL numbers count up across nodes, each holding its own copy of the CA
+# directory (whose crlnumber file knows only that node's CRLs).
+cp -a devices-ca devices-ca-b
+check "admin crl on node A" "$ENROLL" admin crl --ca devices --out crl-a1.pem --db "$PG_URL"
+check "ca crl from node B's copy of the CA directory" "$ENROLL" ca crl --dir devices-ca-b --out crl-b1.pem
+check "admin crl on node A again" "$ENROLL" admin crl --ca devices --out crl-a2.pem --db "$PG_URL"
+a1=$(crl_number crl-a1.pem); b1=$(crl_number crl-b1.pem); a2=$(crl_number crl-a2.pem)
+[ -n "$a1" ] && [ "$b1" -gt "$a1" ] && [ "$a2" -gt "$b1" ] && pass ||
+  fail "CRL numbers do not count up across copies: $a1, $b1, $a2"
+expect_exit 0 "node B's CRL verifies (openssl)" openssl crl -in crl-b1.pem -CAfile devices-ca/cert.pem -noout
+
 # ---- three nodes --------------------------------------------------------------
 node_start() { # N [LIMITS-JSON]: node N on the store; sets NODE_PORT[N], NODE_PID[N]
   cat > "node$1.json" <<JSON
