@@ -152,7 +152,7 @@ run() { # STORE ROUND: one enrolld on STORE, one bench_load run, then the durabi
   # its clock starts (its devices made) to its result line (before any
   # ceiling). bench_load's own CPU is read while it lives (it may be gone by
   # the time its result line is seen): what remains is other processes'.
-  until grep -q '^bench_load: keep-alive' "$name.out"; do kill -0 "$load" 2>/dev/null || break; sleep 0.05; done
+  until grep -qs '^bench_load: keep-alive' "$name.out"; do kill -0 "$load" 2>/dev/null || break; sleep 0.05; done
   t_l=$(ticks "$load")
   t_e=$(ticks "$PID")
   t_pg=$([ "$kind" = pg ] && pg_ticks || echo 0)
@@ -164,7 +164,7 @@ run() { # STORE ROUND: one enrolld on STORE, one bench_load run, then the durabi
   fi
   sleep $((SECONDS_RUN - 1))
   t_l1=$t_l
-  until grep -q 'enrolld keep-alive:' "$name.out"; do
+  until grep -qs 'enrolld keep-alive:' "$name.out"; do
     kill -0 "$load" 2>/dev/null || break
     t_l1=$(ticks "$load")
     sleep 0.05
@@ -240,7 +240,7 @@ CEILING=$(field sqlite-1.out crypto_ceiling)
 echo "== SQLite beside PostgreSQL: keep-alive, durable, $ROUNDS rounds each, median (took ${SECONDS} s so far)"
 for s in sqlite pg; do
   label=$([ $s = sqlite ] && echo "SQLite (WAL, synchronous=FULL):" || echo "PostgreSQL $PG_VERSION (fsync on):")
-  awk -v l="$label" -v rounds="$(per_round $s rate | tr '\n' ' ')" -v p99s="$(per_round $s p99_ms | tr '\n' ' ')" \
+  awk -v l="$label" -v rounds="$(per_round $s rate | paste -sd" ")" -v p99s="$(per_round $s p99_ms | paste -sd" ")" \
     -v r="$(rate=RATE_$s; echo "${!rate}")" -v p="$(p99=P99_$s; echo "${!p99}")" -v e="$(cpu_of $s enrolld)" -v pg="$(cpu_of $s pg)" \
     -v c="$(cpu_of $s commit_ms)" -v o="$(cpu_of $s others)" \
     'BEGIN { printf "  %-36s %6.0f registrations/s (rounds: %s), p99 %.2f ms (rounds: %s)\n", l, r, rounds, p, p99s

@@ -648,6 +648,31 @@ enr_code enr_store_aws_token_certificate(enr_store *store, const enr_aws_registe
                                          char issuer[ENR_STORE_DN_MAX + 1], char serial[ENR_STORE_SERIAL_MAX + 1],
                                          enr_error *err);
 
+/* ---- moving a store -------------------------------------------------------- */
+
+#define ENR_STORE_TABLES_MAX 32
+
+typedef struct enr_store_copy_report {
+    size_t tables;
+    struct {
+        char name[48];
+        int64_t rows;            /* copied, and counted again in the destination */
+    } table[ENR_STORE_TABLES_MAX];
+    int64_t rows;
+} enr_store_copy_report;
+
+/* Told now and then how far a copy is: TABLE, rows copied of TOTAL. */
+typedef void (*enr_store_copy_progress)(void *ctx, const char *table, int64_t done, int64_t total);
+
+/* Copies every row of FROM into TO (a SQLite store into PostgreSQL, or
+ * back): one read snapshot of FROM, one transaction in TO, committed only
+ * when every table's row count in TO equals FROM's. TO must be empty (a
+ * store just created: ENR_E_EXISTS otherwise); both at the same schema
+ * version. A table or column this code does not know is refused
+ * (ENR_E_INTERNAL) rather than left behind. PROGRESS may be NULL. */
+enr_code enr_store_copy(enr_store *from, enr_store *to, enr_store_copy_progress progress, void *ctx,
+                        enr_store_copy_report *report, enr_error *err);
+
 /* ---- backends ----------------------------------------------------------- */
 
 /* What a backend implements. Every argument has been checked and
@@ -724,6 +749,9 @@ typedef struct enr_store_ops {
                           time_t when, const enr_audit_event *audit, enr_error *err);
     enr_code (*key_compromised)(void *impl, const char *spki_sha256, bool *out, enr_error *err);
     enr_code (*next_crl_number)(void *impl, const char *issuer, int64_t at_least, int64_t *number, enr_error *err);
+    /* Only between two stores whose ops tables have this same function. */
+    enr_code (*copy_into)(void *to, void *from, enr_store_copy_progress progress, void *ctx,
+                          enr_store_copy_report *report, enr_error *err);
 
     enr_code (*record_audit)(void *impl, const enr_audit_event *audit, enr_error *err);
     enr_code (*record_audits)(void *impl, const enr_audit_event *events, size_t count, enr_error *err);

@@ -83,6 +83,8 @@ static const char ADMIN_HELP[] =
     "      [--allow-server-keygen] [--hook-url URL --hook-ca FILE [--hook-timeout-ms N]]\n"
     "  template list | show NAME | delete NAME | enable NAME | disable NAME\n"
     "  thing list [--template NAME] | show NAME | disable NAME | enable NAME\n"
+    "The store itself:\n"
+    "  store copy --from DIR|URL --to DIR|URL   a SQLite store into PostgreSQL, or back\n"
     "\n"
     "Every command takes --data DIR (or --db URL, or --url ...), --json (machine-readable output) and --help\n"
     "(`enroll admin group --help` describes the group verbs). Exit codes: 0 done,\n"
@@ -1418,6 +1420,102 @@ static const admin_noun NOUNS[] = {
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
 };
 
+static const char STORE_HELP[] =
+    "Usage: enroll admin store copy --from DIR|URL --to DIR|URL [--json]\n"
+    "\n"
+    "copy  Moves a whole store into a new one: a SQLite data directory into PostgreSQL\n"
+    "      (postgresql://USER@HOST[:PORT]/DATABASE, an empty database), or back. Every\n"
+    "      row is copied from one snapshot of the source inside one transaction of the\n"
+    "      destination, which is committed only when each table's row count there equals\n"
+    "      the source's; the counts are printed. A destination that holds anything is\n"
+    "      refused. Stop enrolld first (or copy from a backup): writes made during the\n"
+    "      copy are not in it. Progress goes to standard error.\n"
+    "\n"
+    "Options:\n"
+    "  --from DIR|URL  the store to copy (it is only read)\n"
+    "  --to DIR|URL    the new store (a directory is created; a database must exist, empty)\n"
+    "  --json          the counts as JSON\n"
+    "\n"
+    "Example:\n"
+    "  enroll admin store copy --from /var/lib/enroll --to postgresql://enroll@db.internal/enroll\n";
+
+static void copy_progress(void *ctx, const char *table, int64_t done, int64_t total)
+{
+    (void)ctx;
+    fprintf(stderr, "%s: copying %s: %lld of %lld rows\n", cli_program, table, (long long)done, (long long)total);
+}
+
+/* `enroll admin store copy`: offline, between two stores (never through
+ * enrolld's API). */
+static int store_copy(int argc, char **argv)
+{
+    static const struct option OPTIONS[] = {{"from", required_argument, NULL, 'f'},
+                                            {"to", required_argument, NULL, 't'},
+                                            {"json", no_argument, NULL, 'j'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
+    const char *cmd = "admin store copy", *from = NULL, *to = NULL;
+    bool json = false;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", OPTIONS, NULL)) != -1) {
+        switch (c) {
+        case 'f': from = optarg; break;
+        case 't': to = optarg; break;
+        case 'j': json = true; break;
+        case 'h': fputs(STORE_HELP, stdout); return CLI_EXIT_OK;
+        case ':': return cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
+        default: return cli_usage(cmd, "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    if (from == NULL || to == NULL)
+        return cli_usage(cmd, "--from DIR|URL (the store to copy) and --to DIR|URL (the new store) are required");
+    if (strcmp(from, to) == 0)
+        return cli_usage(cmd, "--from and --to name the same store");
+    enr_error err;
+    /* The source must exist: a mistyped directory would be a new, empty store. */
+    if (!enr_store_url_is_postgres(from) && !enr_store_sqlite_exists(from)) {
+        enr_error_set(&err, ENR_E_IO, "%s holds no store (no enroll.db): --from takes enrolld's data directory or "
+                      "a postgresql:// URL", from);
+        return cli_fail(&err, json);
+    }
+    enr_store *src = NULL, *dst = NULL;
+    enr_store_copy_report report;
+    enr_code rc = enr_store_open(from, &src, &err);
+    if (rc == ENR_OK)
+        rc = enr_store_open(to, &dst, &err);
+    if (rc == ENR_OK)
+        rc = enr_store_copy(src, dst, copy_progress, NULL, &report, &err);
+    char shown_from[SHOWN_STORE_MAX], shown_to[SHOWN_STORE_MAX];
+    enr_store_location_shown(from, shown_from, sizeof shown_from);
+    enr_store_location_shown(to, shown_to, sizeof shown_to);
+    enr_store_close(src);
+    enr_store_close(dst);
+    if (rc != ENR_OK)
+        return cli_fail(&err, json);
+    if (json) {
+        json_t *o = json_object(), *tables = json_object();
+        for (size_t i = 0; i < report.tables; i++)
+            json_object_set_new(tables, report.table[i].name, json_integer((json_int_t)report.table[i].rows));
+        json_object_set_new(o, "from", json_string(shown_from));
+        json_object_set_new(o, "to", json_string(shown_to));
+        json_object_set_new(o, "rows", json_integer((json_int_t)report.rows));
+        json_object_set_new(o, "tables", tables);
+        json_object_set_new(o, "verified", json_true());
+        cli_print_json(o);
+        json_decref(o);
+    } else {
+        printf("copied %lld rows from %s to %s; each table's count checked in the destination:\n",
+               (long long)report.rows, shown_from, shown_to);
+        for (size_t i = 0; i < report.tables; i++)
+            printf("  %-34s %lld\n", report.table[i].name, (long long)report.table[i].rows);
+    }
+    return CLI_EXIT_OK;
+}
+
 /* `enroll admin crl` has no verb. */
 static const admin_verb CRL_VERB = {"crl", "crl.export", O(CA) | O(OUT) | O(NEXT_UPDATE), NULL, NULL, false,
                                     crl_text};
@@ -1430,6 +1528,15 @@ int cli_admin(int argc, char **argv)
     }
     if (strcmp(argv[1], "crl") == 0)
         return run_verb(&CRL_VERB, "admin crl", CRL_HELP, argc - 1, argv + 1);
+    if (strcmp(argv[1], "store") == 0) {
+        if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
+            fputs(STORE_HELP, argc < 3 ? stderr : stdout);
+            return argc < 3 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        }
+        if (strcmp(argv[2], "copy") != 0)
+            return cli_usage("admin store", "unknown verb '%s' (copy)", argv[2]);
+        return store_copy(argc - 2, argv + 2);
+    }
     const admin_noun *noun = NULL;
     for (size_t i = 0; i < sizeof NOUNS / sizeof NOUNS[0]; i++)
         if (strcmp(argv[1], NOUNS[i].name) == 0)
@@ -1437,7 +1544,7 @@ int cli_admin(int argc, char **argv)
     if (noun == NULL)
         return cli_usage("admin",
                          "unknown noun '%s' (ca, policy, group, individual, key, registration, cert, audit, crl, "
-                         "template, thing)",
+                         "template, thing, store)",
                          argv[1]);
     char where[64];
     snprintf(where, sizeof where, "admin %s", noun->name);

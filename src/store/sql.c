@@ -2387,6 +2387,198 @@ static enr_code migrate(sql_store *s, enr_error *err)
     return finish(s, apply_migrations(s, err), err);
 }
 
+/* ---- copying a whole store ------------------------------------------------ */
+
+/* Every table, parents before children (foreign keys), and its columns:
+ * T text, I integer, B blob. schema_version is each store's own. */
+typedef struct copied_table {
+    const char *name;
+    const char *columns;
+    const char *types;
+} copied_table;
+
+static const copied_table COPIED[] = {
+    {"ca", "name, role, certificate, chain_pem, key_ref, verification_code, verified, created_at, updated_at",
+     "TTBTTTIII"},
+    {"credential_policy", "name, validity, renewal_window, ca_name, key_types, created_at, updated_at", "TTTTTII"},
+    {"enrollment_group", ENROLLMENT_COLUMNS("group_id"), "TTTTTTITII"},
+    {"enrollment_group_certificate", "group_id, position, der", "TIB"},
+    {"individual_enrollment", ENROLLMENT_COLUMNS("registration_id"), "TTTTTTITII"},
+    {"individual_enrollment_certificate", "registration_id, position, der", "TIB"},
+    {"registration", REGISTRATION_COLUMNS ", status_before_disable", "TTTTTTTTIITTT"},
+    {"certificate", CERT_COLUMNS, "ITTTTTIIITBIII"},
+    {"operation", OPERATION_COLUMNS, "TTTTII"},
+    {"audit_event", AUDIT_COLUMNS, "IITTTIT"},
+    {"compromised_key", "spki_sha256, issuer, serial, at", "TTTI"},
+    {"aws_template", AWS_TEMPLATE_COLUMNS, "TTITTTIIII"},
+    {"aws_template_claim_ca", "template, position, ca_name", "TIT"},
+    {"aws_thing", AWS_THING_COLUMNS, "TTTTTIII"},
+    {"aws_certificate", AWS_CERT_COLUMNS, "TTTTTTII"},
+    {"aws_ownership_token",
+     "token_sha256, issuer, serial, connection_fingerprint, template, created_at, expires_at, consumed_at",
+     "TTTTTIII"},
+    {"crl_number", "issuer, number", "TI"},
+};
+#define COPIED_COUNT (sizeof COPIED / sizeof COPIED[0])
+
+static enr_code count_rows(sql_store *s, const char *sql, int64_t *out, enr_error *err)
+{
+    char text[32];
+    enr_code rc = query_text(s, sql, text, sizeof text, err);
+    if (rc == ENR_OK)
+        *out = strtoll(text, NULL, 10);
+    return rc;
+}
+
+/* The database's own list of tables and columns, against COPIED: a table
+ * a later migration adds and this list forgets is an error, not a store
+ * moved without it. */
+static enr_code check_copied_schema(sql_store *s, enr_error *err)
+{
+    const char *tables_sql = s->d->dialect == SQL_DIALECT_POSTGRES
+                                 ? "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+                                   "current_schema() AND table_name <> 'schema_version'"
+                                 : "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name <> "
+                                   "'schema_version' AND name NOT LIKE 'sqlite_%'";
+    int64_t n = 0;
+    enr_code rc = count_rows(s, tables_sql, &n, err);
+    if (rc == ENR_OK && n != (int64_t)COPIED_COUNT)
+        return enr_error_set(err, ENR_E_INTERNAL, "%s has %lld tables; a copy knows %zu (a bug: a new table "
+                             "must be added to the copy)", s->d->where(s->conn), (long long)n, COPIED_COUNT);
+    for (size_t t = 0; rc == ENR_OK && t < COPIED_COUNT; t++) {
+        char sql[256];
+        if (s->d->dialect == SQL_DIALECT_POSTGRES)
+            snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = "
+                     "current_schema() AND table_name = '%s'", COPIED[t].name);
+        else
+            snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM pragma_table_info('%s')", COPIED[t].name);
+        if ((rc = count_rows(s, sql, &n, err)) == ENR_OK && n != (int64_t)strlen(COPIED[t].types))
+            rc = enr_error_set(err, ENR_E_INTERNAL, "table %s has %lld columns; a copy knows %zu (a bug)",
+                               COPIED[t].name, (long long)n, strlen(COPIED[t].types));
+    }
+    return rc;
+}
+
+/* One table: every row read from FROM, inserted into TO as it is. */
+static enr_code copy_table(sql_store *to, sql_store *from, const copied_table *t, enr_store_copy_progress progress,
+                           void *ctx, int64_t *copied, enr_error *err)
+{
+    size_t ncols = strlen(t->types);
+    char select[1024], insert[1536], count_sql[128];
+    int n = snprintf(select, sizeof select, "SELECT %s FROM %s", t->columns, t->name);
+    int m = snprintf(insert, sizeof insert, "INSERT INTO %s (%s) VALUES (", t->name, t->columns);
+    for (size_t i = 0; i < ncols && m > 0 && (size_t)m < sizeof insert; i++)
+        m += snprintf(insert + m, sizeof insert - (size_t)m, "%s:c%zu", i ? ", " : "", i);
+    if (m > 0 && (size_t)m < sizeof insert)
+        m += snprintf(insert + m, sizeof insert - (size_t)m, ")");
+    snprintf(count_sql, sizeof count_sql, "SELECT COUNT(*) FROM %s", t->name);
+    if (n <= 0 || (size_t)n >= sizeof select || m <= 0 || (size_t)m >= sizeof insert)
+        return enr_error_set(err, ENR_E_INTERNAL, "the copy of %s does not fit its buffers", t->name);
+    int64_t total = 0;
+    enr_code rc = count_rows(from, count_sql, &total, err);
+    sql_stmt *rd = NULL, *wr = NULL;
+    if (rc == ENR_OK)
+        rc = from->d->prepare(from->conn, select, &rd, err);
+    if (rc == ENR_OK)
+        rc = to->d->prepare(to->conn, insert, &wr, err);
+    *copied = 0;
+    int step = SQL_DONE;
+    while (rc == ENR_OK && (step = rd->d->step(rd)) == SQL_ROW) {
+        binder b = {wr, 0};
+        for (size_t i = 0; i < ncols; i++) {
+            char name[16];
+            snprintf(name, sizeof name, ":c%zu", i);
+            bool null = rd->d->column_null(rd, (int)i);
+            if (t->types[i] == 'I') {
+                if (null)
+                    bind_null(&b, name);
+                else
+                    bind_int(&b, name, rd->d->column_int(rd, (int)i));
+            } else if (t->types[i] == 'B') {
+                size_t len = 0;
+                const void *data = rd->d->column_blob(rd, (int)i, &len);
+                if (len == SIZE_MAX)
+                    b.rc = b.rc ? b.rc : SQL_NO_PARAM;
+                else
+                    bind_blob(&b, name, data, len);
+            } else {
+                /* "" stays "" and NULL stays NULL: a copy is not a re-entry. */
+                bind_text_exact(&b, name, null ? NULL : rd->d->column_text(rd, (int)i, NULL));
+            }
+        }
+        if ((rc = run(to, wr, &b, t->name, err)) == ENR_OK && ++*copied % 5000 == 0 && progress != NULL)
+            progress(ctx, t->name, *copied, total);
+    }
+    if (rc == ENR_OK && step != SQL_DONE)
+        rc = fail(from, step, "reading the store to copy", err);
+    if (rd != NULL)
+        from->d->finalize(rd);
+    if (wr != NULL)
+        to->d->finalize(wr);
+    if (rc == ENR_OK && progress != NULL)
+        progress(ctx, t->name, *copied, total);
+    /* Counted again where it landed: what the copy says it did, it did. */
+    int64_t landed = 0;
+    if (rc == ENR_OK && (rc = count_rows(to, count_sql, &landed, err)) == ENR_OK &&
+        (landed != *copied || landed != total))
+        rc = enr_error_set(err, ENR_E_IO, "table %s: %lld rows in the source, %lld copied, %lld in the destination",
+                           t->name, (long long)total, (long long)*copied, (long long)landed);
+    return rc;
+}
+
+static enr_code sql_copy_into(void *to_impl, void *from_impl, enr_store_copy_progress progress, void *ctx,
+                              enr_store_copy_report *report, enr_error *err)
+{
+    sql_store *to = to_impl, *from = from_impl;
+    if (COPIED_COUNT > ENR_STORE_TABLES_MAX)
+        return enr_error_set(err, ENR_E_INTERNAL, "more tables than a report holds");
+    int vf = 0, vt = 0;
+    enr_code rc = schema_version(from, &vf, err);
+    if (rc == ENR_OK)
+        rc = schema_version(to, &vt, err);
+    if (rc == ENR_OK && vf != vt)
+        return enr_error_set(err, ENR_E_UNSUPPORTED, "the source is at schema version %d, the destination at %d", vf,
+                             vt);
+    if (rc == ENR_OK && (rc = check_copied_schema(from, err)) == ENR_OK)
+        rc = check_copied_schema(to, err);
+    if (rc != ENR_OK)
+        return rc;
+    if ((rc = begin_read(from, err)) != ENR_OK)
+        return rc;
+    if ((rc = begin_write(to, err)) != ENR_OK) {
+        rollback(from);
+        return rc;
+    }
+    for (size_t t = 0; rc == ENR_OK && t < COPIED_COUNT; t++) {
+        char sql[128];
+        int64_t present = 0;
+        snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", COPIED[t].name);
+        if ((rc = count_rows(to, sql, &present, err)) == ENR_OK && present > 0)
+            rc = enr_error_set(err, ENR_E_EXISTS, "%s is not empty (table %s holds %lld rows): a store is copied "
+                               "only into a new one", to->d->where(to->conn), COPIED[t].name, (long long)present);
+    }
+    for (size_t t = 0; rc == ENR_OK && t < COPIED_COUNT; t++) {
+        int64_t copied = 0;
+        rc = copy_table(to, from, &COPIED[t], progress, ctx, &copied, err);
+        snprintf(report->table[t].name, sizeof report->table[t].name, "%s", COPIED[t].name);
+        report->table[t].rows = copied;
+        report->rows += copied;
+        report->tables = t + 1;
+    }
+    /* Rows came with their ids: PostgreSQL's identity sequences must go on
+     * from the largest, or the next insert collides with a copied row. */
+    if (rc == ENR_OK && to->d->dialect == SQL_DIALECT_POSTGRES)
+        rc = to->d->exec(to->conn,
+                         "SELECT setval(pg_get_serial_sequence('certificate', 'id'), GREATEST(MAX(id), 1), "
+                         "MAX(id) IS NOT NULL) FROM certificate; "
+                         "SELECT setval(pg_get_serial_sequence('audit_event', 'id'), GREATEST(MAX(id), 1), "
+                         "MAX(id) IS NOT NULL) FROM audit_event",
+                         "moving the id sequences past the copied rows", err);
+    rc = finish(to, rc, err);
+    rollback(from);
+    return rc;
+}
+
 static void sql_close(void *impl)
 {
     sql_store *s = impl;
@@ -2434,6 +2626,7 @@ static enr_code sql_integrity_check(void *impl, enr_error *err)
         .block_key = sql_block_key, \
         .key_compromised = sql_key_compromised, \
         .next_crl_number = sql_next_crl_number, \
+        .copy_into = sql_copy_into, \
         .move_registration = sql_move_registration, \
         .rotate_enrollment_key = sql_rotate_enrollment_key, \
         .get_operation = sql_get_operation, \

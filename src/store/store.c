@@ -1263,6 +1263,20 @@ enr_code enr_store_next_crl_number(enr_store *store, const char *issuer, int64_t
     return rc != ENR_OK ? rc : store->ops->next_crl_number(store->impl, issuer, at_least, number, err);
 }
 
+enr_code enr_store_copy(enr_store *from, enr_store *to, enr_store_copy_progress progress, void *ctx,
+                        enr_store_copy_report *report, enr_error *err)
+{
+    REQUIRE_OP(from, copy_into, "copy from", err);
+    REQUIRE_OP(to, copy_into, "copy into", err);
+    if (report == NULL || from == to)
+        return enr_error_set(err, ENR_E_USAGE, "a copy needs two stores and a report");
+    if (from->ops->copy_into != to->ops->copy_into)
+        return enr_error_set(err, ENR_E_UNSUPPORTED, "cannot copy a %s store into a %s store", from->ops->name,
+                             to->ops->name);
+    memset(report, 0, sizeof *report);
+    return to->ops->copy_into(to->impl, from->impl, progress, ctx, report, err);
+}
+
 /* ---- operations and audit ----------------------------------------------- */
 
 enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr_operation *out,
