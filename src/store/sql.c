@@ -97,6 +97,11 @@ typedef enum stmt_id {
     ST_AWS_TOKEN_GET,
     ST_AWS_TOKEN_CONSUME,
     ST_AWS_OWNER_OF_FINGERPRINT,
+    ST_BATCH_PRECONDITIONS,
+    ST_BATCH_REGISTRATIONS,
+    ST_BATCH_CERTIFICATES,
+    ST_BATCH_OPERATIONS,
+    ST_BATCH_AUDITS,
     ST_COUNT
 } stmt_id;
 
@@ -330,6 +335,52 @@ static const char *const SQL[ST_COUNT] = {
  * before it writes (an enrollment still enabled, a token unused, a serial
  * free) then hold across every node sharing the database. */
 static const char *const SQL_POSTGRES[ST_COUNT] = {
+    /* Group commit, one statement per table for the whole batch, each
+     * column an array (text; the I/O cast reads PostgreSQL's array
+     * syntax). What ST_COMMIT_PRECONDITIONS asks, per item, plus whether
+     * the registration is disabled and the certificate's serial taken:
+     * all is decided before anything is written, under the write lock. */
+    [ST_BATCH_PRECONDITIONS] =
+        "SELECT COALESCE((SELECT enabled FROM enrollment_group WHERE i.kind = 'group' AND group_id = i.id), "
+        "(SELECT enabled FROM individual_enrollment WHERE i.kind = 'individual' AND registration_id = i.id), 0), "
+        "(SELECT revoked FROM certificate WHERE issuer = i.issuer AND serial = i.serial), "
+        "(SELECT enrollment_kind = i.kind AND enrollment_id = i.id FROM registration WHERE registration_id = i.rid), "
+        "EXISTS (SELECT 1 FROM compromised_key WHERE spki_sha256 = i.spki), "
+        "COALESCE((SELECT etag FROM enrollment_group WHERE i.kind = 'group' AND group_id = i.id), "
+        "(SELECT etag FROM individual_enrollment WHERE i.kind = 'individual' AND registration_id = i.id), ''), "
+        "(i.kind = 'group' AND EXISTS (SELECT 1 FROM individual_enrollment WHERE registration_id = i.rid)), "
+        "COALESCE((SELECT status = 'disabled' FROM registration WHERE registration_id = i.rid), false), "
+        "EXISTS (SELECT 1 FROM certificate WHERE issuer = i.cert_issuer AND serial = i.cert_serial) "
+        "FROM unnest(:kind::text[], :id::text[], :issuer::text[], :serial::text[], :rid::text[], :spki::text[], "
+        ":cert_issuer::text[], :cert_serial::text[]) WITH ORDINALITY "
+        "AS i(kind, id, issuer, serial, rid, spki, cert_issuer, cert_serial, n) ORDER BY i.n",
+    [ST_BATCH_REGISTRATIONS] =
+        "INSERT INTO registration (" REGISTRATION_COLUMNS ") SELECT * FROM unnest(:registration_id::text[], "
+        ":enrollment_kind::text[], :enrollment_id::text[], :status::text[], :substatus::text[], :device_id::text[], "
+        ":assigned_hub::text[], :etag::text[], :created_at::bigint[], :updated_at::bigint[], "
+        ":last_certificate_issuer::text[], :last_certificate_serial::text[]) "
+        "ON CONFLICT (registration_id) DO UPDATE SET enrollment_kind = excluded.enrollment_kind, "
+        "enrollment_id = excluded.enrollment_id, status = excluded.status, "
+        "substatus = excluded.substatus, device_id = excluded.device_id, "
+        "assigned_hub = excluded.assigned_hub, etag = excluded.etag, updated_at = excluded.updated_at, "
+        "last_certificate_issuer = COALESCE(excluded.last_certificate_issuer, registration.last_certificate_issuer), "
+        "last_certificate_serial = COALESCE(excluded.last_certificate_serial, registration.last_certificate_serial) "
+        "WHERE registration.status <> 'disabled'",
+    [ST_BATCH_CERTIFICATES] =
+        "INSERT INTO certificate (issuer, serial, registration_id, policy, subject, not_before, not_after, issued_at, "
+        "spki_sha256, der) SELECT issuer, serial, registration_id, policy, subject, not_before, not_after, issued_at, "
+        "spki_sha256, decode(der, 'hex') FROM unnest(:issuer::text[], :serial::text[], :registration_id::text[], "
+        ":policy::text[], :subject::text[], :not_before::bigint[], :not_after::bigint[], :issued_at::bigint[], "
+        ":spki_sha256::text[], :der::text[]) WITH ORDINALITY AS c(issuer, serial, registration_id, policy, subject, "
+        "not_before, not_after, issued_at, spki_sha256, der, n) ORDER BY c.n",
+    [ST_BATCH_OPERATIONS] =
+        "INSERT INTO operation (" OPERATION_COLUMNS ") SELECT * FROM unnest(:operation_id::text[], "
+        ":registration_id::text[], :status::text[], :result_json::text[], :created_at::bigint[], :updated_at::bigint[])",
+    [ST_BATCH_AUDITS] =
+        "INSERT INTO audit_event (at, kind, registration_id, outcome, reason_code, detail) "
+        "SELECT at, kind, registration_id, outcome, reason_code, detail FROM unnest(:at::bigint[], :kind::text[], "
+        ":registration_id::text[], :outcome::text[], :reason_code::bigint[], :detail::text[]) WITH ORDINALITY "
+        "AS a(at, kind, registration_id, outcome, reason_code, detail, n) ORDER BY a.n",
     [ST_BEGIN_WRITE] = "BEGIN ISOLATION LEVEL READ COMMITTED",
     [ST_WRITE_LOCK] = "SELECT pg_advisory_xact_lock(7262465) /* 'enroll' */",
     /* Reads see one snapshot, as SQLite's deferred BEGIN does. */
@@ -1301,6 +1352,8 @@ static enr_code read_preconditions(sql_stmt *st, void *item, enr_error *err)
  * registration still bound to this enrollment (an individual enrollment
  * takes a registration over: it alone decides for its id), and the key
  * not revoked for keyCompromise meanwhile. */
+static enr_code judge_preconditions(const enr_registration_commit *it, const preconditions *pre, enr_error *err);
+
 static enr_code check_preconditions(sql_store *s, const enr_registration_commit *it, enr_error *err)
 {
     sql_stmt *st = NULL;
@@ -1318,6 +1371,15 @@ static enr_code check_preconditions(sql_store *s, const enr_registration_commit 
     preconditions p = {0, -1, -1, 0, "", 0};
     if ((rc = fetch_one(s, st, &b, read_preconditions, &p, "no answer", err)) != ENR_OK)
         return rc;
+    return judge_preconditions(it, &p, err);
+}
+
+/* The rules, on what the store holds now (one home for both ways of
+ * committing). */
+static enr_code judge_preconditions(const enr_registration_commit *it, const preconditions *pre, enr_error *err)
+{
+    const enr_registration *r = it->registration;
+    preconditions p = *pre;
     if (it->require_enrollment_enabled && !p.enrollment_enabled)
         return enr_error_refuse(err, ENR_R_ENROLLMENT_DISABLED, "the %s enrollment '%s' was disabled meanwhile",
                                 kind_text(r->enrollment_kind), r->enrollment_id);
@@ -1346,12 +1408,328 @@ static enr_code check_preconditions(sql_store *s, const enr_registration_commit 
     return ENR_OK;
 }
 
+
+/* ---- group commit in a few statements (PostgreSQL) ------------------------ */
+
+/* A column of a batch as PostgreSQL's array syntax: {"a",NULL,"b"}. */
+typedef struct array_text {
+    char *data;
+    size_t len, cap;
+    size_t n;
+    bool failed;
+} array_text;
+
+static void array_put(array_text *a, const char *bytes, size_t len)
+{
+    if (a->failed)
+        return;
+    if (a->len + len + 2 > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (a->len + len + 2 > cap)
+            cap *= 2;
+        char *grown = realloc(a->data, cap);
+        if (grown == NULL) {
+            a->failed = true;
+            return;
+        }
+        a->data = grown;
+        a->cap = cap;
+    }
+    memcpy(a->data + a->len, bytes, len);
+    a->len += len;
+    a->data[a->len] = '\0';
+}
+
+static void array_next(array_text *a)
+{
+    array_put(a, a->n++ == 0 ? "{" : ",", 1);
+}
+
+/* NULL for a NULL pointer; with `empty_is_null`, for "" too (what
+ * bind_text does for one row). */
+static void array_add_text(array_text *a, const char *v, bool empty_is_null)
+{
+    array_next(a);
+    if (v == NULL || (empty_is_null && v[0] == '\0')) {
+        array_put(a, "NULL", 4);
+        return;
+    }
+    array_put(a, "\"", 1);
+    for (const char *c = v; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\')
+            array_put(a, "\\", 1);
+        array_put(a, c, 1);
+    }
+    array_put(a, "\"", 1);
+}
+
+static void array_add_int(array_text *a, int64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof num, "%lld", (long long)v);
+    array_next(a);
+    array_put(a, num, (size_t)n);
+}
+
+static void array_add_hex(array_text *a, const unsigned char *data, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    array_next(a);
+    array_put(a, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        char two[2] = {digits[data[i] >> 4], digits[data[i] & 15]};
+        array_put(a, two, 2);
+    }
+    array_put(a, "\"", 1);
+}
+
+static const char *array_end(array_text *a)
+{
+    if (a->n == 0)
+        array_put(a, "{", 1);
+    array_put(a, "}", 1);
+    return a->failed ? NULL : a->data;
+}
+
+typedef struct batch_check {
+    preconditions p;
+    int disabled;
+    int serial_taken;
+} batch_check;
+
+static enr_code read_batch_check(sql_stmt *st, void *item, enr_error *err)
+{
+    batch_check *b = item;
+    enr_code rc = read_preconditions(st, &b->p, err);
+    b->disabled = (int)st->d->column_int(st, 6);
+    b->serial_taken = (int)st->d->column_int(st, 7);
+    return rc;
+}
+
+/* Binds each array of COLS (NAMES[i] <- COLS[i]) and runs the statement;
+ * CHANGED gets the rows it wrote. */
+static enr_code run_arrays(sql_store *s, stmt_id id, const char *const *names, array_text *cols, size_t n,
+                           const char *what, int64_t *changed, enr_error *err)
+{
+    sql_stmt *st = NULL;
+    enr_code rc = statement(s, id, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, 0};
+    for (size_t i = 0; i < n; i++) {
+        const char *text = array_end(&cols[i]);
+        if (text == NULL) {
+            release(st);
+            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        }
+        bind_text_exact(&b, names[i], text);
+    }
+    rc = run(s, st, &b, what, err);
+    if (changed != NULL)
+        *changed = s->d->changes(s->conn);
+    return rc;
+}
+
+static void arrays_free(array_text *cols, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(cols[i].data);
+}
+
+/* The batch in eight round trips whatever its size: every item's checks
+ * in one query, then one multi-row statement per table. Items are judged
+ * in order, as if committed one after another: a later item of the same
+ * registration sees the earlier one's enrollment, a serial twice in the
+ * batch is taken by the first. The write lock is held throughout, so
+ * nothing changes between the checks and the writes, and every item that
+ * passed is written (or, on an error of the database, none is). */
+static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *items, size_t count, enr_error *err)
+{
+    enum { PRE = 8, REG = 12, CERT = 10, OP = 6, AUD = 6 };
+    array_text pre[PRE] = {0}, reg[REG] = {0}, cert[CERT] = {0}, op[OP] = {0}, aud[AUD] = {0};
+    batch_check *checks = calloc(count, sizeof *checks);
+    size_t *merged_into = calloc(count, sizeof *merged_into); /* the registration row an item's fields go to */
+    for (size_t i = 0; i < count; i++)
+        items[i].result = ENR_OK;
+    enr_code rc = checks != NULL && merged_into != NULL ? begin_write(s, err)
+                                                          : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    for (size_t i = 0; rc == ENR_OK && i < count; i++) {
+        const enr_registration_commit *it = &items[i];
+        const enr_registration *r = it->registration;
+        array_add_text(&pre[0], kind_text(r->enrollment_kind), true);
+        array_add_text(&pre[1], r->enrollment_id, true);
+        array_add_text(&pre[2], it->credential_issuer, true);
+        array_add_text(&pre[3], it->credential_serial, true);
+        array_add_text(&pre[4], r->registration_id, true);
+        array_add_text(&pre[5], it->certificate != NULL ? it->certificate->spki_sha256 : NULL, true);
+        array_add_text(&pre[6], it->certificate != NULL ? it->certificate->issuer : NULL, true);
+        array_add_text(&pre[7], it->certificate != NULL ? it->certificate->serial : NULL, true);
+    }
+    if (rc == ENR_OK) {
+        static const char *const NAMES[PRE] = {":kind", ":id", ":issuer", ":serial", ":rid", ":spki",
+                                               ":cert_issuer", ":cert_serial"};
+        sql_stmt *st = NULL;
+        binder b = {NULL, 0};
+        if ((rc = statement(s, ST_BATCH_PRECONDITIONS, &st, err)) == ENR_OK) {
+            b.st = st;
+            for (size_t c = 0; c < PRE; c++) {
+                const char *text = array_end(&pre[c]);
+                if (text == NULL)
+                    b.rc = b.rc ? b.rc : SQL_NO_PARAM;
+                else
+                    bind_text_exact(&b, NAMES[c], text);
+            }
+            void *rows = NULL;
+            size_t got = 0;
+            rc = fetch_all(s, st, &b, read_batch_check, sizeof(batch_check), &rows, &got, err);
+            if (rc == ENR_OK && got != count)
+                rc = enr_error_set(err, ENR_E_INTERNAL, "%zu answers to the checks of %zu items", got, count);
+            if (rc == ENR_OK)
+                memcpy(checks, rows, count * sizeof *checks);
+            free(rows);
+        }
+    }
+    /* Judge in order. */
+    size_t passed = 0;
+    for (size_t i = 0; rc == ENR_OK && i < count; i++) {
+        enr_registration_commit *it = &items[i];
+        const enr_registration *r = it->registration;
+        preconditions p = checks[i].p;
+        enr_code item = ENR_OK;
+        size_t earlier = count;
+        for (size_t j = 0; j < i; j++)
+            if (items[j].result == ENR_OK && strcmp(items[j].registration->registration_id, r->registration_id) == 0)
+                earlier = j;
+        if (earlier < count) /* the registration as the earlier item left it */
+            p.same_enrollment = items[earlier].registration->enrollment_kind == r->enrollment_kind &&
+                                strcmp(items[earlier].registration->enrollment_id, r->enrollment_id) == 0;
+        item = judge_preconditions(it, &p, &it->error);
+        if (item == ENR_OK && checks[i].disabled)
+            item = enr_error_refuse(&it->error, ENR_R_REGISTRATION_DISABLED, "registration '%s' is disabled",
+                                    r->registration_id);
+        bool taken = checks[i].serial_taken;
+        for (size_t j = 0; item == ENR_OK && !taken && it->certificate != NULL && j < i; j++)
+            taken = items[j].result == ENR_OK && items[j].certificate != NULL &&
+                    strcmp(items[j].certificate->serial, it->certificate->serial) == 0 &&
+                    strcmp(items[j].certificate->issuer, it->certificate->issuer) == 0;
+        if (item == ENR_OK && taken)
+            item = enr_error_set(&it->error, ENR_E_EXISTS, "serial %s of issuer '%s' is in the store already",
+                                 it->certificate->serial, it->certificate->issuer);
+        for (size_t j = 0; item == ENR_OK && j < i; j++)
+            if (items[j].result == ENR_OK &&
+                strcmp(items[j].operation->operation_id, it->operation->operation_id) == 0)
+                item = enr_error_set(&it->error, ENR_E_EXISTS, "operation '%s' is in the store already",
+                                     it->operation->operation_id);
+        it->result = item;
+        if (item != ENR_OK)
+            continue;
+        passed++;
+        /* One registration row per id: the last item's fields, the last
+         * certificate any of them had (as the one-by-one upserts leave it). */
+        merged_into[i] = i;
+        if (earlier < count)
+            for (size_t j = 0; j < i; j++)
+                if (items[j].result == ENR_OK && merged_into[j] == merged_into[earlier])
+                    merged_into[j] = i;
+    }
+    for (size_t i = 0; rc == ENR_OK && i < count; i++) {
+        const enr_registration_commit *it = &items[i];
+        if (it->result != ENR_OK)
+            continue;
+        if (merged_into[i] == i) {
+            const enr_registration *r = it->registration;
+            const char *last_issuer = r->last_certificate_issuer, *last_serial = r->last_certificate_serial;
+            for (size_t j = i; j-- > 0 && (last_serial == NULL || last_serial[0] == '\0');)
+                if (items[j].result == ENR_OK && merged_into[j] == i)
+                    last_issuer = items[j].registration->last_certificate_issuer,
+                    last_serial = items[j].registration->last_certificate_serial;
+            array_add_text(&reg[0], r->registration_id, true);
+            array_add_text(&reg[1], kind_text(r->enrollment_kind), true);
+            array_add_text(&reg[2], r->enrollment_id, true);
+            array_add_text(&reg[3], r->status, true);
+            array_add_text(&reg[4], r->substatus, true);
+            array_add_text(&reg[5], r->device_id, true);
+            array_add_text(&reg[6], r->assigned_hub, true);
+            array_add_text(&reg[7], r->etag, true);
+            array_add_int(&reg[8], (int64_t)r->created_at);
+            array_add_int(&reg[9], (int64_t)r->updated_at);
+            array_add_text(&reg[10], last_issuer, true);
+            array_add_text(&reg[11], last_serial, true);
+        }
+        const enr_certificate *c = it->certificate;
+        if (c != NULL) {
+            array_add_text(&cert[0], c->issuer, true);
+            array_add_text(&cert[1], c->serial, true);
+            array_add_text(&cert[2], c->registration_id, true);
+            array_add_text(&cert[3], c->policy, true);
+            array_add_text(&cert[4], c->subject, false);
+            array_add_int(&cert[5], (int64_t)c->not_before);
+            array_add_int(&cert[6], (int64_t)c->not_after);
+            array_add_int(&cert[7], (int64_t)c->issued_at);
+            array_add_text(&cert[8], c->spki_sha256, true);
+            array_add_hex(&cert[9], c->der.data, c->der.len);
+        }
+        const enr_operation *o = it->operation;
+        array_add_text(&op[0], o->operation_id, true);
+        array_add_text(&op[1], o->registration_id, true);
+        array_add_text(&op[2], o->status, true);
+        array_add_text(&op[3], o->result_json, true);
+        array_add_int(&op[4], (int64_t)o->created_at);
+        array_add_int(&op[5], (int64_t)o->updated_at);
+        const enr_audit_event *a = it->audit;
+        if (a != NULL) {
+            array_add_int(&aud[0], (int64_t)a->at);
+            array_add_text(&aud[1], a->kind, true);
+            array_add_text(&aud[2], a->registration_id, true);
+            array_add_text(&aud[3], a->outcome, true);
+            array_add_int(&aud[4], a->reason_code);
+            array_add_text(&aud[5], a->detail, true);
+        }
+    }
+    static const char *const REG_NAMES[REG] = {
+        ":registration_id", ":enrollment_kind", ":enrollment_id", ":status", ":substatus", ":device_id",
+        ":assigned_hub", ":etag", ":created_at", ":updated_at", ":last_certificate_issuer", ":last_certificate_serial"};
+    static const char *const CERT_NAMES[CERT] = {":issuer", ":serial", ":registration_id", ":policy",
+                                                 ":subject", ":not_before", ":not_after", ":issued_at",
+                                                 ":spki_sha256", ":der"};
+    static const char *const OP_NAMES[OP] = {":operation_id", ":registration_id", ":status",
+                                             ":result_json", ":created_at", ":updated_at"};
+    static const char *const AUD_NAMES[AUD] = {":at", ":kind", ":registration_id", ":outcome", ":reason_code",
+                                               ":detail"};
+    int64_t rows = 0;
+    if (rc == ENR_OK && passed > 0 &&
+        (rc = run_arrays(s, ST_BATCH_REGISTRATIONS, REG_NAMES, reg, REG, "storing the registrations", &rows, err)) ==
+            ENR_OK &&
+        rows != (int64_t)reg[0].n)
+        rc = enr_error_set(err, ENR_E_INTERNAL, "%lld of %zu registrations stored", (long long)rows, reg[0].n);
+    if (rc == ENR_OK && cert[0].n > 0)
+        rc = run_arrays(s, ST_BATCH_CERTIFICATES, CERT_NAMES, cert, CERT, "storing the certificates", NULL, err);
+    if (rc == ENR_OK && passed > 0)
+        rc = run_arrays(s, ST_BATCH_OPERATIONS, OP_NAMES, op, OP, "storing the operations", NULL, err);
+    if (rc == ENR_OK && aud[0].n > 0)
+        rc = run_arrays(s, ST_BATCH_AUDITS, AUD_NAMES, aud, AUD, "recording the audit events", NULL, err);
+    rc = checks != NULL && merged_into != NULL ? finish(s, rc, err) : rc;
+    arrays_free(pre, PRE);
+    arrays_free(reg, REG);
+    arrays_free(cert, CERT);
+    arrays_free(op, OP);
+    arrays_free(aud, AUD);
+    free(checks);
+    free(merged_into);
+    if (rc != ENR_OK)
+        for (size_t i = 0; i < count; i++)
+            if (items[i].result == ENR_OK)
+                items[i].result = rc, items[i].error = *err;
+    return rc;
+}
 /* Each item inside a savepoint, so a failing one (a serial taken) leaves
  * the others in the transaction; one COMMIT, one fsync, for them all. */
 static enr_code sql_commit_registrations(void *impl, enr_registration_commit *items, size_t count,
                                             enr_error *err)
 {
     sql_store *s = impl;
+    if (s->d->dialect == SQL_DIALECT_POSTGRES)
+        return commit_batch_multirow(s, items, count, err);
     enr_code rc = begin_write(s, err);
     for (size_t i = 0; i < count; i++) {
         enr_registration_commit *it = &items[i];

@@ -912,6 +912,69 @@ static void test_group_commit(void **state)
 /* What attestation saw is checked again inside the group commit: the
  * enrollment still enabled, the operational certificate presented still
  * unrevoked (and still there). */
+/* One batch, judged as if its items were committed one after another
+ * (PostgreSQL decides the whole batch in one query, SQLite item by item):
+ * a renewal of a device registered earlier in the batch, a serial taken
+ * earlier in the batch, a registration bound to its enrollment by an
+ * earlier item, a classic registration keeping the certificate before it. */
+static void test_group_commit_within_one_batch(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    time_t now = time(NULL);
+    enum { N = 6 };
+    enr_registration r[N] = {registration("dev-x", "fleet"), registration("dev-x", "fleet"),
+                             registration("dev-y", "fleet"), registration("dev-x", "other"),
+                             registration("dev-z", "fleet"), registration("dev-x", "fleet")};
+    enr_certificate c[N] = {certificate(ISSUER, "8A01", now + 86400), certificate(ISSUER, "8A02", now + 86400),
+                            certificate(ISSUER, "8A02", now + 86400), certificate(ISSUER, "8A03", now + 86400),
+                            certificate(ISSUER, "8A04", now + 86400), certificate(ISSUER, "8A05", now + 86400)};
+    enr_operation op[N] = {operation("op-x1"), operation("op-x2"), operation("op-y1"),
+                           operation("op-x3"), operation("op-z1"), operation("op-x4")};
+    enr_audit_event a[N] = {audit("register", "dev-x", "ok", 0, "x1"), audit("register", "dev-x", "ok", 0, "x2"),
+                            audit("register", "dev-y", "ok", 0, "y1"), audit("register", "dev-x", "ok", 0, "x3"),
+                            audit("register", "dev-z", "ok", 0, "z1"), audit("register", "dev-x", "ok", 0, "x4")};
+    enr_registration_commit items[N];
+    for (int i = 0; i < N; i++)
+        items[i] = (enr_registration_commit){.registration = &r[i], .certificate = &c[i], .operation = &op[i],
+                                             .audit = &a[i], .result = ENR_E_INTERNAL};
+    items[4].certificate = NULL; /* classic registrations */
+    items[5].certificate = NULL;
+    assert_int_equal(enr_store_commit_registrations(f->store, items, N, &err), ENR_OK);
+    assert_int_equal(items[0].result, ENR_OK);
+    assert_int_equal(items[1].result, ENR_OK);
+    assert_int_equal(items[2].result, ENR_E_EXISTS);
+    assert_int_equal(items[3].result, ENR_E_POLICY);
+    assert_int_equal(items[3].error.reason, ENR_R_ENROLLMENT_MISMATCH);
+    assert_int_equal(items[4].result, ENR_OK);
+    assert_int_equal(items[5].result, ENR_OK);
+    enr_registration got;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-x", &got, &err), ENR_OK);
+    assert_string_equal(got.enrollment_id, "fleet");
+    assert_string_equal(got.last_certificate_serial, "8A02");
+    assert_int_equal(enr_store_get_registration(f->store, "dev-y", &got, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-z", &got, &err), ENR_OK);
+    enr_certificate_filter of_x = {.registration_id = "dev-x"};
+    enr_certificate_list certs;
+    assert_int_equal(enr_store_list_certificates(f->store, &of_x, &certs, &err), ENR_OK);
+    assert_int_equal(certs.count, 2);
+    assert_string_equal(certs.items[0].serial, "8A01");
+    assert_string_equal(certs.items[1].serial, "8A02");
+    enr_certificate_list_free(&certs);
+    enr_operation got_op = {0};
+    assert_int_equal(enr_store_get_operation(f->store, "op-x3", &got_op, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_get_operation(f->store, "op-y1", &got_op, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_get_operation(f->store, "op-x4", &got_op, &err), ENR_OK);
+    enr_operation_free(&got_op);
+    enr_audit_filter only_x = {.registration_id = "dev-x"};
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, &only_x, &events, &err), ENR_OK);
+    assert_int_equal(events.count, 3);
+    assert_string_equal(events.items[0].detail, "x1");
+    assert_string_equal(events.items[2].detail, "x4");
+    enr_audit_list_free(&events);
+}
+
 static void test_group_commit_rechecks_the_credential(void **state)
 {
     fixture *f = *state;
@@ -1911,6 +1974,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registration_stays_with_its_enrollment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_rechecks_the_credential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_within_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejection_writes_only_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_registrations, setup, teardown),
