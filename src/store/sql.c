@@ -18,6 +18,260 @@
 #include "enroll/store.h"
 #include "store/sql_driver.h"
 
+/* ---- schema ------------------------------------------------------------- */
+
+/* Migration N (1-based) brings the schema from version N-1 to N. Never edit
+ * one that has shipped: append a new one. All pending migrations run in one
+ * transaction, so a database is at one version or the next, never between.
+ * One schema for both dialects: {BLOB}, {INT64} and {ROWID} are each
+ * dialect's words (expand_schema); MIGRATIONS_POSTGRES replaces the few
+ * migrations whose statements differ. */
+static const char *const MIGRATIONS[] = {
+    /* 1: the first schema */
+    "CREATE TABLE ca (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  role TEXT NOT NULL CHECK (role IN ('issuing', 'bootstrap')),\n"
+    "  certificate {BLOB} NOT NULL,\n"
+    "  chain_pem TEXT,\n"
+    "  key_ref TEXT,\n"
+    "  verification_code TEXT,\n"
+    "  verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL\n"
+    ");\n"
+    "CREATE TABLE credential_policy (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  validity TEXT NOT NULL,\n"
+    "  renewal_window TEXT NOT NULL,\n"
+    "  ca_name TEXT NOT NULL REFERENCES ca (name),\n"
+    "  key_types TEXT NOT NULL,\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL\n"
+    ");\n"
+    "CREATE TABLE enrollment_group (\n"
+    "  group_id TEXT PRIMARY KEY NOT NULL,\n"
+    "  attestation TEXT NOT NULL CHECK (attestation IN ('symmetric', 'x509')),\n"
+    "  primary_key TEXT,\n"
+    "  secondary_key TEXT,\n"
+    "  policy TEXT REFERENCES credential_policy (name),\n"
+    "  assigned_hub TEXT NOT NULL,\n"
+    "  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),\n"
+    "  etag TEXT NOT NULL,\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL,\n"
+    "  CHECK ((attestation = 'symmetric') = (primary_key IS NOT NULL))\n"
+    ");\n"
+    "CREATE TABLE enrollment_group_certificate (\n"
+    "  group_id TEXT NOT NULL REFERENCES enrollment_group (group_id),\n"
+    "  position INTEGER NOT NULL,\n"
+    "  der {BLOB} NOT NULL,\n"
+    "  PRIMARY KEY (group_id, position)\n"
+    ");\n"
+    "CREATE TABLE individual_enrollment (\n"
+    "  registration_id TEXT PRIMARY KEY NOT NULL,\n"
+    "  attestation TEXT NOT NULL CHECK (attestation IN ('symmetric', 'x509')),\n"
+    "  primary_key TEXT,\n"
+    "  secondary_key TEXT,\n"
+    "  policy TEXT REFERENCES credential_policy (name),\n"
+    "  assigned_hub TEXT NOT NULL,\n"
+    "  enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),\n"
+    "  etag TEXT NOT NULL,\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL,\n"
+    "  CHECK ((attestation = 'symmetric') = (primary_key IS NOT NULL))\n"
+    ");\n"
+    "CREATE TABLE individual_enrollment_certificate (\n"
+    "  registration_id TEXT NOT NULL REFERENCES individual_enrollment (registration_id),\n"
+    "  position INTEGER NOT NULL,\n"
+    "  der {BLOB} NOT NULL,\n"
+    "  PRIMARY KEY (registration_id, position)\n"
+    ");\n"
+    "CREATE TABLE registration (\n"
+    "  registration_id TEXT PRIMARY KEY NOT NULL,\n"
+    "  enrollment_kind TEXT NOT NULL CHECK (enrollment_kind IN ('group', 'individual')),\n"
+    "  enrollment_id TEXT NOT NULL,\n"
+    "  status TEXT NOT NULL,\n"
+    "  substatus TEXT,\n"
+    "  device_id TEXT,\n"
+    "  assigned_hub TEXT,\n"
+    "  etag TEXT NOT NULL,\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL,\n"
+    "  last_certificate_issuer TEXT,\n"
+    "  last_certificate_serial TEXT\n"
+    ");\n"
+    "CREATE INDEX registration_by_enrollment ON registration (enrollment_kind, enrollment_id);\n"
+    "CREATE TABLE certificate (\n"
+    "  id {ROWID},\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  registration_id TEXT REFERENCES registration (registration_id),\n"
+    "  policy TEXT,\n"
+    "  subject TEXT NOT NULL,\n"
+    "  not_before {INT64} NOT NULL,\n"
+    "  not_after {INT64} NOT NULL,\n"
+    "  issued_at {INT64} NOT NULL,\n"
+    "  spki_sha256 TEXT NOT NULL,\n"
+    "  der {BLOB} NOT NULL,\n"
+    "  revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),\n"
+    "  revocation_reason INTEGER,\n"
+    "  revoked_at {INT64},\n"
+    "  UNIQUE (issuer, serial)\n"
+    ");\n"
+    "CREATE INDEX certificate_by_registration ON certificate (registration_id);\n"
+    "CREATE INDEX certificate_by_expiry ON certificate (not_after);\n"
+    "CREATE TABLE operation (\n"
+    "  operation_id TEXT PRIMARY KEY NOT NULL,\n"
+    "  registration_id TEXT NOT NULL REFERENCES registration (registration_id),\n"
+    "  status TEXT NOT NULL,\n"
+    "  result_json TEXT,\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL\n"
+    ");\n"
+    "CREATE INDEX operation_by_registration ON operation (registration_id);\n"
+    "CREATE TABLE audit_event (\n"
+    "  id {ROWID},\n"
+    "  at {INT64} NOT NULL,\n"
+    "  kind TEXT NOT NULL,\n"
+    "  registration_id TEXT,\n"
+    "  outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'rejected', 'error')),\n"
+    "  reason_code INTEGER NOT NULL DEFAULT 0,\n"
+    "  detail TEXT\n"
+    ");\n"
+    "CREATE INDEX audit_by_registration ON audit_event (registration_id, id);\n",
+    /* 2: a disabled registration remembers the status it had, for enable */
+    "ALTER TABLE registration ADD COLUMN status_before_disable TEXT;\n",
+    /* 3: keys revoked for keyCompromise are never certified again; the
+     * revocations recorded before this version count too */
+    "CREATE TABLE compromised_key (\n"
+    "  spki_sha256 TEXT PRIMARY KEY NOT NULL,\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  at {INT64} NOT NULL\n"
+    ");\n"
+    "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
+    "SELECT spki_sha256, issuer, serial, revoked_at FROM certificate "
+    "WHERE revoked = 1 AND revocation_reason = 1 ORDER BY id;\n",
+    /* 4: AWS IoT fleet provisioning: templates, the claim CAs each admits,
+     * things, the certificates issued through the MQTT API (pending until
+     * RegisterThing) and their ownership tokens (only hashes). A deleted
+     * template leaves its name on things and certificates: history, not a
+     * reference. */
+    "CREATE TABLE aws_template (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  body TEXT NOT NULL,\n"
+    "  allow_server_keygen INTEGER NOT NULL DEFAULT 0 CHECK (allow_server_keygen IN (0, 1)),\n"
+    "  policy TEXT NOT NULL REFERENCES credential_policy (name),\n"
+    "  hook_url TEXT,\n"
+    "  hook_ca_pem TEXT,\n"
+    "  hook_timeout_ms INTEGER,\n"
+    "  enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL,\n"
+    "  CHECK ((hook_url IS NULL) = (hook_ca_pem IS NULL))\n"
+    ");\n"
+    "CREATE TABLE aws_template_claim_ca (\n"
+    "  template TEXT NOT NULL REFERENCES aws_template (name) ON DELETE CASCADE,\n"
+    "  position INTEGER NOT NULL,\n"
+    "  ca_name TEXT NOT NULL REFERENCES ca (name),\n"
+    "  PRIMARY KEY (template, position)\n"
+    ");\n"
+    "CREATE TABLE aws_thing (\n"
+    "  name TEXT PRIMARY KEY NOT NULL,\n"
+    "  template TEXT NOT NULL,\n"
+    "  attributes_json TEXT NOT NULL,\n"
+    "  groups_json TEXT NOT NULL,\n"
+    "  thing_type TEXT,\n"
+    "  enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL\n"
+    ");\n"
+    "CREATE TABLE aws_certificate (\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  fingerprint_sha256 TEXT NOT NULL,\n"
+    "  thing TEXT REFERENCES aws_thing (name),\n"
+    "  template TEXT NOT NULL,\n"
+    "  status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'superseded', 'revoked')),\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  updated_at {INT64} NOT NULL,\n"
+    "  PRIMARY KEY (issuer, serial),\n"
+    "  FOREIGN KEY (issuer, serial) REFERENCES certificate (issuer, serial),\n"
+    "  CHECK ((thing IS NULL) = (status IN ('pending', 'revoked')))\n"
+    ");\n"
+    "CREATE INDEX aws_certificate_by_thing ON aws_certificate (thing, status);\n"
+    "CREATE INDEX aws_certificate_by_fingerprint ON aws_certificate (fingerprint_sha256, status);\n"
+    "CREATE TABLE aws_ownership_token (\n"
+    "  token_sha256 TEXT PRIMARY KEY NOT NULL,\n"
+    "  issuer TEXT NOT NULL,\n"
+    "  serial TEXT NOT NULL,\n"
+    "  connection_fingerprint TEXT NOT NULL,\n"
+    "  template TEXT NOT NULL,\n"
+    "  created_at {INT64} NOT NULL,\n"
+    "  expires_at {INT64} NOT NULL,\n"
+    "  consumed_at {INT64},\n"
+    "  FOREIGN KEY (issuer, serial) REFERENCES aws_certificate (issuer, serial)\n"
+    ");\n"
+    "CREATE INDEX aws_token_by_expiry ON aws_ownership_token (expires_at) WHERE consumed_at IS NULL;\n",
+    /* 5: CRL numbers from the store, so every node's CRLs of one CA count
+     * up together (each may hold its own copy of the CA directory) */
+    "CREATE TABLE crl_number (\n"
+    "  issuer TEXT PRIMARY KEY NOT NULL,\n"
+    "  number {INT64} NOT NULL CHECK (number >= 1)\n"
+    ");\n",
+};
+#define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+/* PostgreSQL's text of the migrations whose statements differ. */
+static const char *const MIGRATIONS_POSTGRES[SCHEMA_VERSION] = {
+    [2] = "CREATE TABLE compromised_key (\n"
+          "  spki_sha256 TEXT PRIMARY KEY NOT NULL,\n"
+          "  issuer TEXT NOT NULL,\n"
+          "  serial TEXT NOT NULL,\n"
+          "  at {INT64} NOT NULL\n"
+          ");\n"
+          "INSERT INTO compromised_key (spki_sha256, issuer, serial, at) "
+          "SELECT DISTINCT ON (spki_sha256) spki_sha256, issuer, serial, revoked_at FROM certificate "
+          "WHERE revoked = 1 AND revocation_reason = 1 ORDER BY spki_sha256, id ON CONFLICT DO NOTHING;\n",
+};
+
+/* TEXT with the dialect's words; NULL when out of memory. */
+static char *expand_schema(sql_dialect dialect, const char *text)
+{
+    static const char *const WORDS[][3] = {
+        {"{BLOB}", "BLOB", "BYTEA"},
+        {"{INT64}", "INTEGER", "BIGINT"},
+        {"{ROWID}", "INTEGER PRIMARY KEY", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"},
+    };
+    int which = dialect == SQL_DIALECT_POSTGRES ? 2 : 1;
+    size_t cap = strlen(text) * 2 + 64, len = 0;
+    char *out = malloc(cap);
+    for (const char *p = text; out != NULL && *p != '\0';) {
+        const char *word = NULL;
+        size_t skip = 1;
+        for (size_t w = 0; w < sizeof WORDS / sizeof WORDS[0] && word == NULL; w++)
+            if (strncmp(p, WORDS[w][0], strlen(WORDS[w][0])) == 0)
+                word = WORDS[w][which], skip = strlen(WORDS[w][0]);
+        size_t n = word != NULL ? strlen(word) : 1;
+        if (len + n + 1 > cap) {
+            char *grown = realloc(out, cap * 2 + n);
+            if (grown == NULL) {
+                free(out);
+                return NULL;
+            }
+            out = grown;
+            cap = cap * 2 + n;
+        }
+        memcpy(out + len, word != NULL ? word : p, n);
+        len += n;
+        p += skip;
+    }
+    if (out != NULL)
+        out[len] = '\0';
+    return out;
+}
+
+
 /* ---- statements --------------------------------------------------------- */
 
 typedef enum stmt_id {
@@ -2733,7 +2987,7 @@ static enr_code record_version(sql_store *s, int version, enr_error *err)
 
 static enr_code apply_migrations(sql_store *s, enr_error *err)
 {
-    int version = 0, newest = s->d->migration_count;
+    int version = 0, newest = SCHEMA_VERSION;
     enr_code rc;
     if ((rc = s->d->exec(s->conn,
                          "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
@@ -2749,7 +3003,14 @@ static enr_code apply_migrations(sql_store *s, enr_error *err)
     for (int v = version + 1; rc == ENR_OK && v <= newest; v++) {
         char what[64];
         snprintf(what, sizeof what, "migrating to schema version %d", v);
-        if ((rc = s->d->exec(s->conn, s->d->migrations[v - 1], what, err)) == ENR_OK)
+        const char *text = s->d->dialect == SQL_DIALECT_POSTGRES && MIGRATIONS_POSTGRES[v - 1] != NULL
+                               ? MIGRATIONS_POSTGRES[v - 1]
+                               : MIGRATIONS[v - 1];
+        char *expanded = expand_schema(s->d->dialect, text);
+        rc = expanded != NULL ? s->d->exec(s->conn, expanded, what, err)
+                              : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        free(expanded);
+        if (rc == ENR_OK)
             rc = record_version(s, v, err);
     }
     return rc;

@@ -39,11 +39,7 @@ typedef struct sql_stmt {
 
 struct sql_driver {
     const char *name; /* "sqlite", "postgresql": enr_store_backend() */
-    sql_dialect dialect;
-    /* The schema, one migration per version (1-based: migrations[0] makes
-     * version 1). Several statements per string. */
-    const char *const *migrations;
-    int migration_count;
+    sql_dialect dialect; /* which words the schema and a few statements use (sql.c) */
 
     enr_code (*prepare)(void *conn, const char *sql, sql_stmt **out, enr_error *err);
     void (*finalize)(sql_stmt *st);
