@@ -74,7 +74,8 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
-	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && "$$b"; done; bench/run_load.sh $(BUILD)
+	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && "$$b"; done; bench/run_load.sh $(BUILD); \
+	 bench/run_store_compare.sh $(BUILD)
 
 # The README's two commands, as root, in a fresh Debian 12 root (debootstrap
 # minbase + git + make) holding a clone of HEAD: what a new machine sees,
