@@ -59,7 +59,8 @@ STACK_OF(X509) *enr_ca_chain(const enr_ca *ca);   /* borrowed: this CA first, up
 typedef struct enr_profile enr_profile;
 
 /* "device" (clientAuth, digitalSignature), "server" (serverAuth, DNS/IP
- * SANs allowed), "intermediate" (CA:TRUE, keyCertSign+cRLSign). */
+ * SANs allowed), "intermediate" (CA:TRUE, keyCertSign+cRLSign),
+ * "ocsp-responder" (OCSPSigning, ocsp-nocheck, three days). */
 enr_code enr_profile_new(const char *name, enr_profile **out, enr_error *err);
 void enr_profile_free(enr_profile *profile);
 const char *enr_profile_name(const enr_profile *profile);

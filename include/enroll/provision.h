@@ -32,6 +32,7 @@
 #include "enroll/csr.h"
 #include "enroll/dps.h"
 #include "enroll/error.h"
+#include "enroll/ocsp.h"
 #include "enroll/store.h"
 
 struct event_base;
@@ -146,6 +147,12 @@ enr_code enr_provision_new(enr_provision_shared *s, struct event_base *base, enr
 /* Requests still waiting are dropped unanswered: call it after the loop
  * and its front ends have stopped, and after enr_provision_shared_stop. */
 void enr_provision_free(enr_provision *p);
+
+/* OCSP (include/enroll/ocsp.h) from this loop's store: the DER response to
+ * a DER request, made at once (a store read per certificate asked about;
+ * the first request for a CA also issues its responder certificate). */
+enr_code enr_provision_ocsp(enr_provision *p, const unsigned char *req, size_t len, unsigned char **resp,
+                            size_t *resp_len, enr_ocsp_outcome *outcome, enr_error *err);
 /* Hands this second's refusal audit events to the committer now (the core
  * does it once a second by itself). */
 void enr_provision_flush_audit(enr_provision *p);

@@ -48,6 +48,7 @@ struct enr_profile {
     size_t san_allow_count;
     bool san_allow_is_default;    /* the first explicit pattern replaces the defaults */
     bool cn_is_host_name;         /* serverAuth: a CN must pass the DNS allow-list too */
+    bool ocsp_nocheck;            /* id-pkix-ocsp-nocheck (an OCSP responder's certificate) */
     unsigned key_types;           /* bit per enr_key_type */
 };
 

@@ -330,6 +330,15 @@ static enr_code add_profile_extensions(enr_ca *ca, X509 *cert, const enr_profile
             return rc;
     }
 
+    if (profile->ocsp_nocheck) {
+        ASN1_NULL *nocheck = ASN1_NULL_new();
+        rc = nocheck != NULL ? add_ext(cert, NID_id_pkix_OCSP_noCheck, nocheck, 0, err)
+                             : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        ASN1_NULL_free(nocheck);
+        if (rc != ENR_OK)
+            return rc;
+    }
+
     ASN1_OCTET_STRING *ski = NULL;
     if ((rc = ca_key_identifier(X509_get_X509_PUBKEY(cert), &ski, err)) != ENR_OK)
         return rc;

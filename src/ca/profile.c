@@ -34,6 +34,13 @@ enr_code enr_profile_new(const char *name, enr_profile **out, enr_error *err)
         }
         p->san_allow_is_default = true;
         p->cn_is_host_name = true;
+    } else if (strcmp(name, "ocsp-responder") == 0) {
+        /* A delegated OCSP responder (RFC 6960 4.2.2.2): short-lived and
+         * marked ocsp-nocheck, since nobody asks OCSP about the responder. */
+        p->validity.days = 3;
+        p->key_usage = KU_DIGITAL_SIGNATURE;
+        p->eku_nids[p->eku_count++] = NID_OCSP_sign;
+        p->ocsp_nocheck = true;
     } else if (strcmp(name, "intermediate") == 0) {
         p->validity.years = 5;
         p->is_ca = 1;
@@ -41,7 +48,7 @@ enr_code enr_profile_new(const char *name, enr_profile **out, enr_error *err)
     } else {
         free(p);
         return enr_error_set(err, ENR_E_USAGE,
-                             "unknown profile '%s' (device, server or intermediate)", name);
+                             "unknown profile '%s' (device, server, intermediate or ocsp-responder)", name);
     }
     *out = p;
     return ENR_OK;

@@ -67,6 +67,7 @@ struct enr_provision {
     enr_store *store;
     enr_attest_options attest;
     enr_ca_cache *cas;
+    enr_ocsp_responder *ocsp; /* made on the first OCSP request */
     /* Refusals of this second: a few itemized per errorCode, the rest
      * counted; handed to the committer once a second (one transaction),
      * never written on the loop. */
@@ -919,10 +920,22 @@ void enr_provision_set_observer(enr_provision *p, enr_provision_done_fn fn, void
     p->observer_arg = arg;
 }
 
+enr_code enr_provision_ocsp(enr_provision *p, const unsigned char *req, size_t len, unsigned char **resp,
+                            size_t *resp_len, enr_ocsp_outcome *outcome, enr_error *err)
+{
+    if (p->ocsp == NULL) {
+        enr_code rc = enr_ocsp_responder_new(p->store, &p->ocsp, err);
+        if (rc != ENR_OK)
+            return rc;
+    }
+    return enr_ocsp_answer(p->ocsp, req, len, 0, resp, resp_len, outcome, err);
+}
+
 void enr_provision_free(enr_provision *p)
 {
     if (p == NULL)
         return;
+    enr_ocsp_responder_free(p->ocsp);
     /* Registrations the committer finished after the loop stopped: committed
      * or not as the store says, never answered (their front ends are gone). */
     for (registration_job *job = p->committed, *next; job != NULL; job = next) {

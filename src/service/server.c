@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -806,6 +807,64 @@ static void serve_dps(worker *w, struct evhttp_request *req, const char *path, e
     evhttp_clear_headers(&query);
 }
 
+/* OCSP over HTTP (RFC 6960 appendix A): POST /ocsp with the DER request,
+ * or GET /ocsp/{base64 of it, URL-encoded}. Every answer the responder
+ * makes, a refusal included, is an OCSPResponse with 200; HTTP errors are
+ * for what is not an OCSP request at all. */
+static int serve_ocsp(worker *w, struct evhttp_request *req, const char *path, enum evhttp_cmd_type cmd)
+{
+    unsigned char *der = NULL, *resp = NULL;
+    size_t der_len = 0, resp_len = 0;
+    int status = 0;
+    if (cmd == EVHTTP_REQ_POST && strcmp(path, "/ocsp") == 0) {
+        const char *type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        der_len = evbuffer_get_length(in);
+        if (type == NULL || strcasecmp(type, "application/ocsp-request") != 0)
+            status = 415;
+        else if (der_len == 0 || der_len > ENR_OCSP_REQUEST_MAX)
+            status = der_len == 0 ? 400 : 413;
+        else if ((der = malloc(der_len)) == NULL || evbuffer_copyout(in, der, der_len) != (ev_ssize_t)der_len)
+            status = 500;
+    } else if (cmd == EVHTTP_REQ_GET && strncmp(path, "/ocsp/", 6) == 0 && strlen(path + 6) <= 2 * ENR_OCSP_REQUEST_MAX) {
+        size_t b64_len = 0;
+        char *b64 = evhttp_uridecode(path + 6, 0, &b64_len);
+        while (b64 != NULL && b64_len > 0 && b64[b64_len - 1] == '\n')
+            b64[--b64_len] = '\0';
+        size_t pad = b64 != NULL && b64_len >= 2 ? (size_t)(b64[b64_len - 1] == '=') + (size_t)(b64[b64_len - 2] == '=') : 0;
+        der = b64 != NULL && b64_len % 4 == 0 && b64_len > 0 ? malloc(b64_len / 4 * 3 + 1) : NULL;
+        int n = der != NULL ? EVP_DecodeBlock(der, (const unsigned char *)b64, (int)b64_len) : -1;
+        if (n < 0 || (size_t)n < pad)
+            status = 400;
+        else
+            der_len = (size_t)n - pad;
+        free(b64);
+    } else {
+        status = strcmp(path, "/ocsp") == 0 || strncmp(path, "/ocsp/", 6) == 0 ? 405 : 404;
+    }
+    enr_ocsp_outcome outcome = ENR_OCSP_INTERNAL;
+    enr_error err;
+    if (status == 0 && enr_provision_ocsp(w->core, der, der_len, &resp, &resp_len, &outcome, &err) != ENR_OK)
+        status = 500;
+    free(der);
+    if (status != 0) {
+        reply_json(req, status, status == 405 ? "Method Not Allowed" : status == 415 ? "Unsupported Media Type"
+                                : status == 413 ? "Payload Too Large" : status == 404 ? "Not Found"
+                                : status == 500 ? "Internal Server Error" : "Bad Request",
+                   "{\"message\":\"an OCSP request is POST /ocsp (application/ocsp-request) or GET /ocsp/{base64}\"}");
+        return status;
+    }
+    struct evbuffer *body = evbuffer_new();
+    if (body != NULL)
+        evbuffer_add(body, resp, resp_len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/ocsp-response");
+    evhttp_send_reply(req, 200, "OK", body);
+    if (body != NULL)
+        evbuffer_free(body);
+    free(resp);
+    return 200;
+}
+
 static void handle_request(struct evhttp_request *req, void *arg)
 {
     worker *w = arg;
@@ -848,6 +907,9 @@ static void handle_request(struct evhttp_request *req, void *arg)
                           "text/plain; version=0.0.4");
         evhttp_send_reply(req, status, "OK", body);
         evbuffer_free(body);
+    } else if (w->core != NULL && (strcmp(path, "/ocsp") == 0 || strncmp(path, "/ocsp/", 6) == 0)) {
+        route = "ocsp";
+        status = serve_ocsp(w, req, path, cmd);
     } else if (w->core != NULL && dps_owns_path(path)) {
         serve_dps(w, req, path, cmd, start, id, client_cert);
         return;
