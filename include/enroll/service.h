@@ -66,6 +66,15 @@ typedef struct enr_service_config {
     enr_mqtt_listen_config aws;
     int aws_threads;                     /* default 4 */
     int aws_queue_max;                   /* requests waiting for a thread; default 256 */
+    /* CRLs kept current for brokers ("crl": {...}); crl_publish_dir NULL:
+     * not published. Each issuing CA's CRL is written to
+     * DIR/<CA name>.crl.pem when a revocation reaches the store (checked
+     * every crl_check_seconds) and when half its validity has passed, then
+     * crl_reload_command runs (argv, no shell; NULL: none). */
+    char *crl_publish_dir;
+    char **crl_reload_command;           /* NULL-terminated */
+    int crl_check_seconds;               /* default 5 */
+    int crl_next_update_seconds;         /* default 7 days */
 } enr_service_config;
 
 /* Reads a JSON config (unknown keys are errors, so a typo is never ignored):

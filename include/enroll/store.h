@@ -648,6 +648,12 @@ enr_code enr_store_aws_token_certificate(enr_store *store, const enr_aws_registe
                                          char issuer[ENR_STORE_DN_MAX + 1], char serial[ENR_STORE_SERIAL_MAX + 1],
                                          enr_error *err);
 
+/* What the store holds of ISSUER's revocations: how many, and the time of
+ * the latest. Cheap (an index of revoked certificates): a CRL publisher
+ * asks it every few seconds to learn whether its CRL is stale. */
+enr_code enr_store_revocation_state(enr_store *store, const char *issuer, int64_t *count, time_t *latest,
+                                    enr_error *err);
+
 /* ---- moving a store -------------------------------------------------------- */
 
 #define ENR_STORE_TABLES_MAX 32
@@ -749,6 +755,7 @@ typedef struct enr_store_ops {
                           time_t when, const enr_audit_event *audit, enr_error *err);
     enr_code (*key_compromised)(void *impl, const char *spki_sha256, bool *out, enr_error *err);
     enr_code (*next_crl_number)(void *impl, const char *issuer, int64_t at_least, int64_t *number, enr_error *err);
+    enr_code (*revocation_state)(void *impl, const char *issuer, int64_t *count, time_t *latest, enr_error *err);
     /* Only between two stores whose ops tables have this same function. */
     enr_code (*copy_into)(void *to, void *from, enr_store_copy_progress progress, void *ctx,
                           enr_store_copy_report *report, enr_error *err);

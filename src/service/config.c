@@ -24,6 +24,10 @@ void enr_service_config_free(enr_service_config *cfg)
     free(cfg->admin_client_ca);
     free(cfg->mqtt.host);
     free(cfg->aws.host);
+    free(cfg->crl_publish_dir);
+    for (size_t i = 0; cfg->crl_reload_command != NULL && cfg->crl_reload_command[i] != NULL; i++)
+        free(cfg->crl_reload_command[i]);
+    free(cfg->crl_reload_command);
     free(cfg);
 }
 
@@ -153,6 +157,46 @@ static enr_code parse_mqtt(json_t *mqtt, enr_service_config *cfg, enr_error *err
     return rc;
 }
 
+/* "crl": CRLs published for brokers, and the command that makes them
+ * reread. */
+static enr_code parse_crl(json_t *crl, const char *base_dir, enr_service_config *cfg, enr_error *err)
+{
+    static const char *const CRL[] = {"publish_dir", "reload_command", "check_seconds", "next_update_seconds", NULL};
+    if (!json_is_object(crl))
+        return enr_error_set(err, ENR_E_PARSE, "config: \"crl\" must be an object");
+    enr_code rc = only_known_keys(crl, "crl", CRL, err);
+    long check = 5, next = 7 * 86400;
+    if (rc == ENR_OK)
+        rc = path_value(crl, "publish_dir", "crl", base_dir, &cfg->crl_publish_dir, err);
+    if (rc == ENR_OK && cfg->crl_publish_dir == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"crl\" needs \"publish_dir\" (where brokers read CRLs)");
+    if (rc == ENR_OK)
+        rc = int_value(crl, "check_seconds", "crl", 1, 3600, &check, err);
+    if (rc == ENR_OK)
+        rc = int_value(crl, "next_update_seconds", "crl", 3600, 366L * 86400, &next, err);
+    json_t *command = json_object_get(crl, "reload_command");
+    if (rc == ENR_OK && command != NULL) {
+        size_t n = json_array_size(command);
+        if (!json_is_array(command) || n == 0 || n > 64)
+            rc = enr_error_set(err, ENR_E_PARSE, "config: crl.reload_command must be an array of 1 to 64 strings "
+                                                 "(the program and its arguments; no shell)");
+        else if ((cfg->crl_reload_command = calloc(n + 1, sizeof *cfg->crl_reload_command)) == NULL)
+            rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        for (size_t i = 0; rc == ENR_OK && i < n; i++) {
+            const char *arg = json_string_value(json_array_get(command, i));
+            if (arg == NULL || (i == 0 && arg[0] == '\0'))
+                rc = enr_error_set(err, ENR_E_PARSE, "config: crl.reload_command[%zu] must be a string", i);
+            else if ((cfg->crl_reload_command[i] = strdup(arg)) == NULL)
+                rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        }
+    }
+    cfg->crl_check_seconds = (int)check;
+    cfg->crl_next_update_seconds = (int)next;
+    if (rc == ENR_OK && cfg->store_location == NULL)
+        rc = enr_error_set(err, ENR_E_PARSE, "config: \"crl\" needs \"data_dir\" or \"store\" (the revocations)");
+    return rc;
+}
+
 /* "aws": AWS IoT fleet provisioning over MQTT, on its own port. */
 static enr_code parse_aws(json_t *aws, enr_service_config *cfg, enr_error *err)
 {
@@ -181,7 +225,7 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
                              jerr.text);
     enr_service_config *cfg = calloc(1, sizeof *cfg);
     enr_code rc = cfg ? ENR_OK : enr_error_set(err, ENR_E_NOMEM, "out of memory");
-    static const char *const TOP[] = {"listen", "data_dir", "store", "id_scope", "tls", "plain_http", "workers",
+    static const char *const TOP[] = {"listen", "data_dir", "store", "crl", "id_scope", "tls", "plain_http", "workers",
                                       "limits", "shutdown_grace_seconds", "admin", "create_store", "audit",
                                       "mqtt", "aws", NULL};
     static const char *const AUDIT[] = {"max_age_days", "max_rows", "refusal_samples_per_second", NULL};
@@ -356,6 +400,9 @@ enr_code enr_service_config_parse(const char *text, size_t len, const char *base
     json_t *aws = root ? json_object_get(root, "aws") : NULL;
     if (rc == ENR_OK && aws != NULL)
         rc = parse_aws(aws, cfg, err);
+    json_t *crl = root ? json_object_get(root, "crl") : NULL;
+    if (rc == ENR_OK && crl != NULL)
+        rc = parse_crl(crl, base_dir, cfg, err);
     if (rc == ENR_OK && cfg->store_location != NULL && cfg->id_scope == NULL && cfg->admin_client_ca == NULL)
         rc = enr_error_set(err, ENR_E_PARSE,
                            "config: \"data_dir\" (or \"store\") is given but not \"id_scope\": enrolld would answer every "

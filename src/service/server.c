@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/crl_publisher.h"
 #include "enroll/dps.h"
 #include "enroll/duration.h"
 #include "enroll/service.h"
@@ -153,6 +154,7 @@ struct enr_service {
     enr_aws_core *aws_core;     /* AWS fleet provisioning's threads; NULL when not configured */
     int aws_listen_fd;          /* -1: no AWS port */
     int aws_port;
+    crl_publisher *crl;         /* CRLs kept current for brokers; NULL when not configured */
 };
 
 /* ---- TLS ---- */
@@ -1150,6 +1152,8 @@ enr_code enr_service_new(const enr_service_config *cfg, enr_service **out, enr_e
                                   .queue_max = cfg->aws_queue_max};
     if (rc == ENR_OK && cfg->aws.host != NULL)
         rc = enr_aws_core_new(&aopts, &svc->aws_core, err);
+    if (rc == ENR_OK && cfg->crl_publish_dir != NULL)
+        rc = crl_publisher_start(&svc->cfg, &svc->crl, err);
     if (rc == ENR_OK && (svc->workers = calloc((size_t)svc->worker_count, sizeof *svc->workers)) == NULL)
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     for (int i = 0; svc->workers != NULL && i < svc->worker_count; i++)
@@ -1242,6 +1246,8 @@ void enr_service_free(enr_service *svc)
     enr_provision_shared_stop(svc->core);
     /* AWS's threads finish what they hold (the rest is answered 503). */
     enr_aws_core_stop(svc->aws_core);
+    crl_publisher_stop(svc->crl);
+    svc->crl = NULL;
     for (int i = 0; svc->workers && i < svc->worker_count; i++)
         if (svc->workers[i].base != NULL && (svc->workers[i].core != NULL || svc->workers[i].aws_loop != NULL))
             (void)event_base_loop(svc->workers[i].base, EVLOOP_NONBLOCK);
@@ -1279,6 +1285,7 @@ void enr_service_free(enr_service *svc)
     if (svc->aws_listen_fd >= 0)
         close(svc->aws_listen_fd);
     enr_aws_core_free(svc->aws_core);
+    crl_publisher_stop(svc->crl);
     enr_provision_shared_free(svc->core);
     SSL_CTX_free(svc->tls);
     pthread_mutex_destroy(&svc->tls_lock);

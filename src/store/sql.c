@@ -219,6 +219,9 @@ static const char *const MIGRATIONS[] = {
     "  issuer TEXT PRIMARY KEY NOT NULL,\n"
     "  number {INT64} NOT NULL CHECK (number >= 1)\n"
     ");\n",
+    /* 6: the revoked certificates of an issuer without a scan: CRLs and the
+     * CRL publisher's check every few seconds */
+    "CREATE INDEX certificate_revoked ON certificate (issuer, revoked_at) WHERE revoked = 1;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -286,6 +289,7 @@ typedef enum stmt_id {
     ST_WRITE_LOCK,
     ST_SCHEMA_VERSION_INSERT,
     ST_CRL_NUMBER_NEXT,
+    ST_REVOCATION_STATE,
     ST_AUDIT_INSERT,
     ST_AUDIT_LIST,
     ST_AUDIT_PRUNE,
@@ -422,6 +426,8 @@ static const char *const SQL[ST_COUNT] = {
     [ST_RELEASE_SAVEPOINT] = "RELEASE item",
     [ST_WRITE_LOCK] = NULL, /* BEGIN IMMEDIATE took it */
     [ST_SCHEMA_VERSION_INSERT] = "INSERT INTO schema_version (version, applied_at) VALUES (:version, :at)",
+    [ST_REVOCATION_STATE] = "SELECT COUNT(*), COALESCE(MAX(revoked_at), 0) FROM certificate "
+                            "WHERE issuer = :issuer AND revoked = 1",
     [ST_CRL_NUMBER_NEXT] = "INSERT INTO crl_number (issuer, number) VALUES (:issuer, :at_least) "
                            "ON CONFLICT (issuer) DO UPDATE SET number = max(crl_number.number + 1, excluded.number) "
                            "RETURNING number",
@@ -2287,6 +2293,36 @@ static enr_code sql_next_crl_number(void *impl, const char *issuer, int64_t at_l
     return finish(s, rc, err);
 }
 
+typedef struct revocation_state {
+    int64_t count;
+    time_t latest;
+} revocation_state;
+
+static enr_code read_revocation_state(sql_stmt *st, void *item, enr_error *err)
+{
+    (void)err;
+    revocation_state *r = item;
+    r->count = st->d->column_int(st, 0);
+    r->latest = (time_t)st->d->column_int(st, 1);
+    return ENR_OK;
+}
+
+static enr_code sql_revocation_state(void *impl, const char *issuer, int64_t *count, time_t *latest, enr_error *err)
+{
+    sql_store *s = impl;
+    sql_stmt *st = NULL;
+    enr_code rc = statement(s, ST_REVOCATION_STATE, &st, err);
+    if (rc != ENR_OK)
+        return rc;
+    binder b = {st, 0};
+    bind_text(&b, ":issuer", issuer);
+    revocation_state r = {0, 0};
+    rc = fetch_one(s, st, &b, read_revocation_state, &r, "no answer", err);
+    *count = r.count;
+    *latest = r.latest;
+    return rc;
+}
+
 static enr_code sql_move_registration(void *impl, const char *registration_id, enr_enrollment_kind kind,
                                          const char *enrollment_id, const char *etag, time_t now,
                                          const enr_audit_event *audit, enr_error *err)
@@ -3265,6 +3301,7 @@ static enr_code sql_integrity_check(void *impl, enr_error *err)
         .block_key = sql_block_key, \
         .key_compromised = sql_key_compromised, \
         .next_crl_number = sql_next_crl_number, \
+        .revocation_state = sql_revocation_state, \
         .copy_into = sql_copy_into, \
         .move_registration = sql_move_registration, \
         .rotate_enrollment_key = sql_rotate_enrollment_key, \

@@ -1263,6 +1263,16 @@ enr_code enr_store_next_crl_number(enr_store *store, const char *issuer, int64_t
     return rc != ENR_OK ? rc : store->ops->next_crl_number(store->impl, issuer, at_least, number, err);
 }
 
+enr_code enr_store_revocation_state(enr_store *store, const char *issuer, int64_t *count, time_t *latest,
+                                    enr_error *err)
+{
+    REQUIRE_OP(store, revocation_state, "read revocations", err);
+    if (count == NULL || latest == NULL)
+        return enr_error_set(err, ENR_E_USAGE, "no place for the answer");
+    enr_code rc = check_text("the issuer", issuer, ENR_STORE_DN_MAX, true, err);
+    return rc != ENR_OK ? rc : store->ops->revocation_state(store->impl, issuer, count, latest, err);
+}
+
 enr_code enr_store_copy(enr_store *from, enr_store *to, enr_store_copy_progress progress, void *ctx,
                         enr_store_copy_report *report, enr_error *err)
 {

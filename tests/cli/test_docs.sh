@@ -14,7 +14,7 @@ for opt in $(grep -oE -- '--[a-z][a-z0-9-]+' "$SRC/README.md" | sort -u); do
 done
 # Every key enrolld's config accepts (the key lists of src/service/config.c)
 # is in the one reference, docs/operations.md "Configuration": limits.*,
-# mqtt.* and audit.* by their dotted names.
+# mqtt.*, audit.* and crl.* by their dotted names.
 CONFIG_DOC=$(sed -n '/^## Configuration$/,/^## /p' "$SRC/docs/operations.md")
 [ -n "$CONFIG_DOC" ] && pass || fail "docs/operations.md has no Configuration section"
 nkeys=0
@@ -26,7 +26,7 @@ while read -r list keys; do
     MQTT) # the keys of both MQTT ports
       grep -qE -- "^\\| .*\`aws\\.$k\`" <<<"$CONFIG_DOC" && pass || fail "config key aws.$k has no row in docs/operations.md, Configuration"
       re="^\\| .*\`mqtt\\.$k\`" k=mqtt.$k ;;
-    AWS | AUDIT | LIMITS) re="^\\| .*\`$lower\\.$k\`" k=$lower.$k ;;
+    AWS | AUDIT | LIMITS | CRL) re="^\\| .*\`$lower\\.$k\`" k=$lower.$k ;;
     *) re="^\\| \`$lower\` \`\\{[^}]*\\b$k\\b" k=$lower.$k ;;
     esac
     nkeys=$((nkeys + 1))

@@ -308,8 +308,8 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     enr_ca_record_free(&ca);
     assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
     /* One row per migration, applied once whatever the reopens. */
-    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 5);
-    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 5);
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 6);
+    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 6);
     static const char *const TABLE_NAMES[] = {"ca", "credential_policy", "enrollment_group",
                                               "individual_enrollment", "registration", "certificate",
                                               "operation", "audit_event", "compromised_key", NULL};
@@ -1831,6 +1831,21 @@ static void test_crl_numbers(void **state)
     assert_int_equal(enr_store_next_crl_number(f->store, ISSUER, 1, &n, &err), ENR_OK);
     assert_int_equal(n, 12);
     assert_int_equal(enr_store_next_crl_number(f->store, ISSUER, 0, &n, &err), ENR_E_USAGE);
+    /* Revocation state: how many, and the latest. */
+    int64_t count = -1;
+    time_t latest = -1, now = time(NULL);
+    assert_int_equal(enr_store_revocation_state(f->store, ISSUER, &count, &latest, &err), ENR_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(latest, 0);
+    commit_ok(f, "dev-r", "C1", now + 86400);
+    commit_ok(f, "dev-r", "C2", now + 86400);
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "C1", 4, now - 100, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_revoke_certificate(f->store, ISSUER, "C2", 4, now - 50, NULL, &err), ENR_OK);
+    assert_int_equal(enr_store_revocation_state(f->store, ISSUER, &count, &latest, &err), ENR_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(latest, now - 50);
+    assert_int_equal(enr_store_revocation_state(f->store, "CN=Another CA", &count, &latest, &err), ENR_OK);
+    assert_int_equal(count, 0);
     assert_int_equal(enr_store_next_crl_number(f->store, "", 1, &n, &err), ENR_E_USAGE);
 }
 
