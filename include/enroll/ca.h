@@ -71,6 +71,11 @@ enr_code enr_profile_force_cn(enr_profile *profile, const char *id, enr_error *e
 /* Adds "TYPE:pattern" (DNS, IP, URI, email; '*' matches any run of
  * characters): every requested SAN must match one, or the request is refused. */
 enr_code enr_profile_allow_san(enr_profile *profile, const char *pattern, enr_error *err);
+/* What certificates of the profile point at (NULL or "": none): the OCSP
+ * responder (an AIA entry, beside the CA's caIssuers) and the CRL
+ * distribution point (in place of the CA's). The caller has checked them
+ * (the store does: http or https, no ',' or space). */
+enr_code enr_profile_set_urls(enr_profile *profile, const char *ocsp_url, const char *crl_url, enr_error *err);
 /* Comma-separated enroll key types the profile accepts. */
 enr_code enr_profile_set_key_types(enr_profile *profile, const char *list, enr_error *err);
 

@@ -46,6 +46,7 @@ extern "C" {
 #define ENR_STORE_CODE_MAX 64         /* a CA's proof-of-possession verification code */
 #define ENR_STORE_DETAIL_MAX 511      /* an audit event's sentence */
 #define ENR_STORE_SPKI_HEX 64         /* SHA-256 in lower-case hex */
+#define ENR_STORE_CERT_URL_MAX 255    /* an http(s) URL put into certificates */
 
 /* ---- opening ------------------------------------------------------------ */
 
@@ -134,6 +135,11 @@ typedef struct enr_credential_policy {
     char renewal_window[ENR_STORE_DURATION_MAX + 1]; /* "P7D": renew when now >= notAfter - this */
     char ca_name[ENR_STORE_ID_MAX + 1];              /* the issuing CA (must be in the store) */
     char key_types[ENR_STORE_KEY_TYPES_MAX + 1];     /* "ec-p256,ec-p384" (enr_key_type_parse names) */
+    /* Put into every certificate issued under the policy, when set: the
+     * OCSP responder (AIA) and the CRL distribution point (this one in
+     * place of the CA's own). http:// or https://, no ',' or space. */
+    char ocsp_url[ENR_STORE_CERT_URL_MAX + 1];
+    char crl_url[ENR_STORE_CERT_URL_MAX + 1];
     time_t created_at, updated_at;                   /* set by the store */
 } enr_credential_policy;
 

@@ -268,6 +268,8 @@ static json_t *policy_json(const enr_credential_policy *p)
     json_object_set_new(o, "renewal_window", json_string(p->renewal_window));
     json_object_set_new(o, "ca", json_string(p->ca_name));
     json_object_set_new(o, "key_types", json_string(p->key_types));
+    json_object_set_new(o, "ocsp_url", p->ocsp_url[0] ? json_string(p->ocsp_url) : json_null());
+    json_object_set_new(o, "crl_url", p->crl_url[0] ? json_string(p->crl_url) : json_null());
     json_object_set_new(o, "created_at", json_time(p->created_at));
     return o;
 }
@@ -651,14 +653,17 @@ static enr_code ca_list(const call *c, json_t **out)
 
 static enr_code policy_new(const call *c, json_t **out)
 {
-    static const char *const ARGS[] = {"name", "validity", "renewal_window", "ca", "key_types", NULL};
-    const char *name, *validity, *window, *ca_name, *types;
+    static const char *const ARGS[] = {"name", "validity", "renewal_window", "ca", "key_types", "ocsp_url", "crl_url",
+                                       NULL};
+    const char *name, *validity, *window, *ca_name, *types, *ocsp_url, *crl_url;
     enr_code rc;
     if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = arg_text(c, "name", true, ENR_STORE_ID_MAX, &name)) != ENR_OK ||
         (rc = arg_text(c, "validity", true, ENR_STORE_DURATION_MAX, &validity)) != ENR_OK ||
         (rc = arg_text(c, "renewal_window", true, ENR_STORE_DURATION_MAX, &window)) != ENR_OK ||
         (rc = arg_text(c, "ca", true, ENR_STORE_ID_MAX, &ca_name)) != ENR_OK ||
-        (rc = arg_text(c, "key_types", false, ENR_STORE_KEY_TYPES_MAX, &types)) != ENR_OK)
+        (rc = arg_text(c, "key_types", false, ENR_STORE_KEY_TYPES_MAX, &types)) != ENR_OK ||
+        (rc = arg_text(c, "ocsp_url", false, ENR_STORE_CERT_URL_MAX, &ocsp_url)) != ENR_OK ||
+        (rc = arg_text(c, "crl_url", false, ENR_STORE_CERT_URL_MAX, &crl_url)) != ENR_OK)
         return rc;
     enr_duration d;
     if (enr_duration_parse(validity, &d, c->err) != ENR_OK) {
@@ -677,6 +682,8 @@ static enr_code policy_new(const call *c, json_t **out)
     snprintf(p.renewal_window, sizeof p.renewal_window, "%s", window);
     snprintf(p.ca_name, sizeof p.ca_name, "%s", ca_name);
     snprintf(p.key_types, sizeof p.key_types, "%s", types);
+    snprintf(p.ocsp_url, sizeof p.ocsp_url, "%s", ocsp_url != NULL ? ocsp_url : "");
+    snprintf(p.crl_url, sizeof p.crl_url, "%s", crl_url != NULL ? crl_url : "");
     char list[ENR_STORE_KEY_TYPES_MAX + 1], *save = NULL;
     snprintf(list, sizeof list, "%s", types);
     for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {

@@ -49,6 +49,8 @@ struct enr_profile {
     bool san_allow_is_default;    /* the first explicit pattern replaces the defaults */
     bool cn_is_host_name;         /* serverAuth: a CN must pass the DNS allow-list too */
     bool ocsp_nocheck;            /* id-pkix-ocsp-nocheck (an OCSP responder's certificate) */
+    char *ocsp_url;               /* AIA OCSP; NULL: none */
+    char *crl_url;                /* CRL distribution point in place of the CA's; NULL: the CA's */
     unsigned key_types;           /* bit per enr_key_type */
 };
 

@@ -284,7 +284,7 @@ static enr_code add_url_extension(const enr_ca *ca, X509 *cert, int nid, const c
 {
     X509V3_CTX ctx;
     X509V3_set_ctx(&ctx, ca->cert, cert, NULL, NULL, 0);
-    char value[600];
+    char value[1200];
     snprintf(value, sizeof value, "%s%s", prefix, url);
     X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
     if (ext == NULL || !X509_add_ext(cert, ext, -1)) {
@@ -355,12 +355,19 @@ static enr_code add_profile_extensions(enr_ca *ca, X509 *cert, const enr_profile
                                      X509_NAME_entry_count(X509_get_subject_name(cert)) == 0, err)) != ENR_OK)
         return rc;
 
-    if (ca->crl_url != NULL &&
-        (rc = add_url_extension(ca, cert, NID_crl_distribution_points, "URI:", ca->crl_url, err)) != ENR_OK)
+    const char *crl_url = profile->crl_url != NULL ? profile->crl_url : ca->crl_url;
+    if (crl_url != NULL &&
+        (rc = add_url_extension(ca, cert, NID_crl_distribution_points, "URI:", crl_url, err)) != ENR_OK)
         return rc;
-    if (ca->aia_url != NULL &&
-        (rc = add_url_extension(ca, cert, NID_info_access, "caIssuers;URI:", ca->aia_url, err)) != ENR_OK)
-        return rc;
+    /* One AIA extension: the CA's caIssuers and the profile's OCSP responder. */
+    if (ca->aia_url != NULL || profile->ocsp_url != NULL) {
+        char aia[1100];
+        snprintf(aia, sizeof aia, "%s%s%s%s%s", ca->aia_url != NULL ? "caIssuers;URI:" : "",
+                 ca->aia_url != NULL ? ca->aia_url : "", ca->aia_url != NULL && profile->ocsp_url != NULL ? "," : "",
+                 profile->ocsp_url != NULL ? "OCSP;URI:" : "", profile->ocsp_url != NULL ? profile->ocsp_url : "");
+        if ((rc = add_url_extension(ca, cert, NID_info_access, "", aia, err)) != ENR_OK)
+            return rc;
+    }
     return ENR_OK;
 }
 

@@ -62,6 +62,8 @@ void enr_profile_free(enr_profile *profile)
         free(profile->san_allow[i]);
     free(profile->san_allow);
     free(profile->force_cn);
+    free(profile->ocsp_url);
+    free(profile->crl_url);
     free(profile);
 }
 
@@ -156,4 +158,20 @@ enr_code enr_profile_set_key_types(enr_profile *profile, const char *list, enr_e
     if (rc == ENR_OK)
         profile->key_types = types;
     return rc;
+}
+
+enr_code enr_profile_set_urls(enr_profile *profile, const char *ocsp_url, const char *crl_url, enr_error *err)
+{
+    char *ocsp = ocsp_url != NULL && ocsp_url[0] ? strdup(ocsp_url) : NULL;
+    char *crl = crl_url != NULL && crl_url[0] ? strdup(crl_url) : NULL;
+    if ((ocsp_url != NULL && ocsp_url[0] && ocsp == NULL) || (crl_url != NULL && crl_url[0] && crl == NULL)) {
+        free(ocsp);
+        free(crl);
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    }
+    free(profile->ocsp_url);
+    free(profile->crl_url);
+    profile->ocsp_url = ocsp;
+    profile->crl_url = crl;
+    return ENR_OK;
 }

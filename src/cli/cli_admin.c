@@ -148,6 +148,10 @@ static const char POLICY_HELP[] =
     "  --ca NAME           the issuing CA (`enroll admin ca add`)\n"
     "  --key-types LIST    device key types accepted (default " DEFAULT_KEY_TYPES "):\n"
     "                      ec-p256 ec-p384 rsa-2048 rsa-3072 rsa-4096 ed25519\n"
+    "  --ocsp-url URL      put this OCSP responder in the certificates (AIA): enrolld's\n"
+    "                      https://HOST:PORT/ocsp\n"
+    "  --crl-url URL       put this CRL distribution point in the certificates (in place of\n"
+    "                      the CA's `enroll ca init --crl-url`)\n"
     "\n"
     "Examples:\n"
     "  enroll admin policy new p30 --validity P30D --renewal-window P7D --ca issuing \\\n"
@@ -367,6 +371,7 @@ static const char THING_HELP[] =
     "  enroll admin thing disable sensor-0042 --data /var/lib/enroll\n";
 
 enum { OPT_DATA = 1, OPT_DB, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WINDOW, OPT_CA, OPT_KEY_TYPES,
+       OPT_OCSP_URL, OPT_CRL_URL,
        OPT_POLICY, OPT_SYMMETRIC, OPT_X509_CA, OPT_X509_CERT, OPT_HUB, OPT_GROUP, OPT_INDIVIDUAL,
        OPT_REGISTRATION_ID, OPT_SECONDARY, OPT_REGISTRATION, OPT_STATUS, OPT_REASON, OPT_ISSUER,
        OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_OUT, OPT_NEXT_UPDATE, OPT_FILE, OPT_CLAIM_CA,
@@ -382,6 +387,8 @@ static const struct option ADMIN_OPTIONS[] = {
     {"renewal-window", required_argument, NULL, OPT_RENEWAL_WINDOW},
     {"ca", required_argument, NULL, OPT_CA},
     {"key-types", required_argument, NULL, OPT_KEY_TYPES},
+    {"ocsp-url", required_argument, NULL, OPT_OCSP_URL},
+    {"crl-url", required_argument, NULL, OPT_CRL_URL},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"symmetric", no_argument, NULL, OPT_SYMMETRIC},
     {"x509-ca", required_argument, NULL, OPT_X509_CA},
@@ -425,6 +432,7 @@ static const struct option ADMIN_OPTIONS[] = {
 typedef struct admin_args {
     const char *data;        /* the store: a data directory, or a postgresql:// URL (--db) */
     const char *data_option; /* which option named it: "--data" or "--db" */
+    const char *ocsp_url, *crl_url;
     const char *ca_dir, *cert, *validity, *renewal_window, *ca, *key_types, *policy,
         *x509_cert, *hub, *group, *individual, *registration_id, *registration, *status, *reason,
         *issuer, *serial, *expiring, *out, *next_update, *url, *admin_cert, *admin_key, *trust,
@@ -477,6 +485,8 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         case OPT_RENEWAL_WINDOW: a->renewal_window = optarg; break;
         case OPT_CA: a->ca = optarg; break;
         case OPT_KEY_TYPES: a->key_types = optarg; break;
+        case OPT_OCSP_URL: a->ocsp_url = optarg; break;
+        case OPT_CRL_URL: a->crl_url = optarg; break;
         case OPT_POLICY: a->policy = optarg; break;
         case OPT_SYMMETRIC: a->symmetric = true; break;
         case OPT_X509_CA:
@@ -648,6 +658,8 @@ static enr_code build_request(const admin_args *a, const char *positional_key, r
     put_text(r, "renewal_window", "--renewal-window", a->renewal_window);
     put_text(r, "ca", "--ca", a->ca);
     put_text(r, "key_types", "--key-types", a->key_types);
+    put_text(r, "ocsp_url", "--ocsp-url", a->ocsp_url);
+    put_text(r, "crl_url", "--crl-url", a->crl_url);
     put_text(r, "policy", "--policy", a->policy);
     put_text(r, "hub", "--hub", a->hub);
     put_text(r, "group", "--group", a->group);
@@ -877,6 +889,10 @@ static void policy_new_text(const admin_args *a, json_t *o)
            "  CA:             %s\n  Key types:      %s\n",
            str(o, "name", "?"), str(o, "validity", "?"), str(o, "renewal_window", "?"), str(o, "ca", "?"),
            str(o, "key_types", "?"));
+    if (json_is_string(json_object_get(o, "ocsp_url")))
+        printf("  OCSP URL:       %s\n", str(o, "ocsp_url", "?"));
+    if (json_is_string(json_object_get(o, "crl_url")))
+        printf("  CRL URL:        %s\n", str(o, "crl_url", "?"));
 }
 
 static void policy_list_text(const admin_args *a, json_t *arr)
@@ -1362,7 +1378,8 @@ static const admin_noun NOUNS[] = {
       {"list", "ca.list", 0, NULL, NULL, false, ca_list_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
     {"policy", POLICY_HELP, "new, list",
-     {{"new", "policy.new", O(VALIDITY) | O(RENEWAL_WINDOW) | O(CA) | O(KEY_TYPES), "name", "policy name", false,
+     {{"new", "policy.new", O(VALIDITY) | O(RENEWAL_WINDOW) | O(CA) | O(KEY_TYPES) | O(OCSP_URL) | O(CRL_URL), "name",
+       "policy name", false,
        policy_new_text},
       {"list", "policy.list", 0, NULL, NULL, false, policy_list_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},

@@ -132,7 +132,8 @@ enr_code enr_provision_policy_load(enr_store *store, const char *name, const cha
     if ((rc = enr_profile_new("device", &out->profile, err)) != ENR_OK ||
         (rc = enr_profile_set_validity(out->profile, policy.validity, err)) != ENR_OK ||
         (rc = enr_profile_force_cn(out->profile, registration_id, err)) != ENR_OK ||
-        (policy.key_types[0] && (rc = enr_profile_set_key_types(out->profile, policy.key_types, err)) != ENR_OK)) {
+        (policy.key_types[0] && (rc = enr_profile_set_key_types(out->profile, policy.key_types, err)) != ENR_OK) ||
+        (rc = enr_profile_set_urls(out->profile, policy.ocsp_url, policy.crl_url, err)) != ENR_OK) {
         enr_provision_policy_free(out);
         enr_error_prefix(err, "credential policy %s", name);
         return rc == ENR_E_NOMEM ? rc : ENR_E_USAGE;

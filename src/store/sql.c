@@ -222,6 +222,10 @@ static const char *const MIGRATIONS[] = {
     /* 6: the revoked certificates of an issuer without a scan: CRLs and the
      * CRL publisher's check every few seconds */
     "CREATE INDEX certificate_revoked ON certificate (issuer, revoked_at) WHERE revoked = 1;\n",
+    /* 7: a policy may name the OCSP responder and the CRL distribution
+     * point its certificates carry */
+    "ALTER TABLE credential_policy ADD COLUMN ocsp_url TEXT;\n"
+    "ALTER TABLE credential_policy ADD COLUMN crl_url TEXT;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -366,7 +370,7 @@ typedef enum stmt_id {
 #define AUDIT_COLUMNS "id, at, kind, registration_id, outcome, reason_code, detail"
 #define CA_COLUMNS \
     "name, role, certificate, chain_pem, key_ref, verification_code, verified, created_at, updated_at"
-#define POLICY_COLUMNS "name, validity, renewal_window, ca_name, key_types, created_at, updated_at"
+#define POLICY_COLUMNS "name, validity, renewal_window, ca_name, key_types, created_at, updated_at, ocsp_url, crl_url"
 #define ENROLLMENT_COLUMNS(key) \
     key ", attestation, primary_key, secondary_key, policy, assigned_hub, enabled, etag, created_at, updated_at"
 #define REGISTRATION_COLUMNS                                                                  \
@@ -448,7 +452,7 @@ static const char *const SQL[ST_COUNT] = {
     [ST_CA_VERIFY] = "UPDATE ca SET verification_code = :code, verified = :verified, updated_at = :now "
                      "WHERE name = :name AND role = 'bootstrap'",
     [ST_POLICY_INSERT] = "INSERT INTO credential_policy (" POLICY_COLUMNS ") VALUES (:name, :validity, "
-                         ":renewal_window, :ca_name, :key_types, :created_at, :updated_at)",
+                         ":renewal_window, :ca_name, :key_types, :created_at, :updated_at, :ocsp_url, :crl_url)",
     [ST_POLICY_GET] = "SELECT " POLICY_COLUMNS " FROM credential_policy WHERE name = :name",
     [ST_POLICY_LIST] = "SELECT " POLICY_COLUMNS " FROM credential_policy ORDER BY name",
     [ST_GROUP_INSERT] = ENROLLMENT_SQL_INSERT("enrollment_group", "group_id"),
@@ -940,7 +944,9 @@ static enr_code read_policy(sql_stmt *st, void *item, enr_error *err)
         return rc;
     p->created_at = column_time(st, 5);
     p->updated_at = column_time(st, 6);
-    return ENR_OK;
+    if ((rc = COLUMN_TEXT(st, 7, p->ocsp_url, err)) != ENR_OK)
+        return rc;
+    return COLUMN_TEXT(st, 8, p->crl_url, err);
 }
 
 /* The enrollment row; its certificates come from a second query. The kind
@@ -1267,6 +1273,8 @@ static enr_code insert_policy(sql_store *s, const enr_credential_policy *p, enr_
     bind_text(&b, ":key_types", p->key_types);
     bind_int(&b, ":created_at", (int64_t)p->created_at);
     bind_int(&b, ":updated_at", (int64_t)p->updated_at);
+    bind_text(&b, ":ocsp_url", p->ocsp_url);
+    bind_text(&b, ":crl_url", p->crl_url);
     rc = run(s, st, &b, "creating a credential policy", err);
     if (rc == ENR_E_EXISTS)
         return enr_error_set(err, rc, "a credential policy named '%s' exists already", p->name);
@@ -3075,7 +3083,7 @@ typedef struct copied_table {
 static const copied_table COPIED[] = {
     {"ca", "name, role, certificate, chain_pem, key_ref, verification_code, verified, created_at, updated_at",
      "TTBTTTIII"},
-    {"credential_policy", "name, validity, renewal_window, ca_name, key_types, created_at, updated_at", "TTTTTII"},
+    {"credential_policy", POLICY_COLUMNS, "TTTTTIITT"},
     {"enrollment_group", ENROLLMENT_COLUMNS("group_id"), "TTTTTTITII"},
     {"enrollment_group_certificate", "group_id, position, der", "TIB"},
     {"individual_enrollment", ENROLLMENT_COLUMNS("registration_id"), "TTTTTTITII"},

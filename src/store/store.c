@@ -621,6 +621,21 @@ static enr_code check_key_types(const char *list, enr_error *err)
     return ENR_OK;
 }
 
+/* A URL that goes into a certificate through OpenSSL's extension syntax:
+ * nothing that syntax would read as another entry (',', spaces). */
+static enr_code check_cert_url(const char *what, const char *url, enr_error *err)
+{
+    if (url[0] == '\0')
+        return ENR_OK;
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return enr_error_set(err, ENR_E_USAGE, "the %s must be an http:// or https:// URL", what);
+    for (const char *c = url; *c != '\0'; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f || *c == ',')
+            return enr_error_set(err, ENR_E_USAGE, "the %s holds a character a certificate's URL cannot have "
+                                                   "(a space, a comma or a control character)", what);
+    return ENR_OK;
+}
+
 static enr_code check_policy(const enr_credential_policy *p, enr_error *err)
 {
     enr_code rc;
@@ -635,7 +650,11 @@ static enr_code check_policy(const enr_credential_policy *p, enr_error *err)
         (rc = check_id("the CA name", p->ca_name, err)) != ENR_OK ||
         (rc = check_duration("validity", p->validity, &validity, err)) != ENR_OK ||
         (rc = check_duration("renewal window", p->renewal_window, &window, err)) != ENR_OK ||
-        (rc = check_key_types(p->key_types, err)) != ENR_OK) {
+        (rc = check_key_types(p->key_types, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("OCSP URL", p, ocsp_url, err)) != ENR_OK ||
+        (rc = CHECK_FIELD("CRL URL", p, crl_url, err)) != ENR_OK ||
+        (rc = check_cert_url("OCSP URL", p->ocsp_url, err)) != ENR_OK ||
+        (rc = check_cert_url("CRL URL", p->crl_url, err)) != ENR_OK) {
         enr_error_prefix(err, "policy '%s'", p->name);
         return rc;
     }

@@ -125,6 +125,26 @@ head -c 70000 /dev/zero > big.req
 code=$(curl -s --max-time 30 --cacert root/cert.pem -o /dev/null -w '%{http_code}' -X POST \
   -H 'Content-Type: application/ocsp-request' --data-binary @big.req "$URL/ocsp")
 [ "$code" = 413 ] || [ "$code" = 400 ] && pass || fail "an oversized request is refused ($code)"
+# A policy that names the responder (AIA) and a CRL distribution point: its
+# certificates carry both, and the AIA URL is this responder.
+check "admin: a policy with --ocsp-url and --crl-url" "$ENROLL" admin policy new p-ocsp --validity P30D \
+  --renewal-window P7D --ca devices --ocsp-url "$URL/ocsp" --crl-url http://crl.example.com/devices.crl --data data --json
+same "  the policy says so" "$(json "$WORK/.out" .ocsp_url)" "$URL/ocsp"
+expect_exit 2 "admin: a URL with a comma is refused" "$ENROLL" admin policy new p-bad --validity P30D \
+  --renewal-window P7D --ca devices --ocsp-url "http://a.example/x,caIssuers;URI:http://evil" --data data
+expect_exit 2 "admin: an ftp URL is refused" "$ENROLL" admin policy new p-bad --validity P30D \
+  --renewal-window P7D --ca devices --crl-url ftp://a.example/x.crl --data data
+"$ENROLL" admin group new fleet-ocsp --policy p-ocsp --symmetric --data data --json > g2.json
+GROUP_KEY=$(json g2.json .primary_key)
+"$ENROLL" key new --out c.key >/dev/null
+register dev-c c.key
+same "the certificate names the responder (AIA, openssl x509 -ocsp_uri)" \
+  "$(openssl x509 -in dev-c.pem -noout -ocsp_uri)" "$URL/ocsp"
+openssl x509 -in dev-c.pem -noout -text > dev-c.txt
+contains dev-c.txt "URI:http://crl.example.com/devices.crl" "the certificate names the CRL distribution point"
+ask aia -cert dev-c.pem
+contains aia.txt "dev-c.pem: good" "the responder its AIA names answers for it"
+
 ask after -cert dev-b.pem
 contains after.txt "dev-b.pem: good" "enrolld still answers after the bad requests"
 contains enrolld.log '"route":"ocsp"' "OCSP requests are logged with their route"

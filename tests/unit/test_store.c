@@ -308,8 +308,8 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     enr_ca_record_free(&ca);
     assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
     /* One row per migration, applied once whatever the reopens. */
-    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 6);
-    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 6);
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 7);
+    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 7);
     static const char *const TABLE_NAMES[] = {"ca", "credential_policy", "enrollment_group",
                                               "individual_enrollment", "registration", "certificate",
                                               "operation", "audit_event", "compromised_key", NULL};
@@ -574,6 +574,38 @@ static void test_credential_policies(void **state)
 }
 
 /* ---- enrollments -------------------------------------------------------- */
+
+/* A policy's URLs: stored and read back; anything OpenSSL's extension
+ * syntax would read as more than one URL, or not http(s), is refused. */
+static void test_policy_urls(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    enr_credential_policy p = {0};
+    snprintf(p.name, sizeof p.name, "with-urls");
+    snprintf(p.validity, sizeof p.validity, "P30D");
+    snprintf(p.renewal_window, sizeof p.renewal_window, "P7D");
+    snprintf(p.ca_name, sizeof p.ca_name, "issuing");
+    snprintf(p.key_types, sizeof p.key_types, "ec-p256");
+    snprintf(p.ocsp_url, sizeof p.ocsp_url, "https://enroll.example.com:8443/ocsp");
+    snprintf(p.crl_url, sizeof p.crl_url, "http://crl.example.com/devices.crl");
+    assert_int_equal(enr_store_create_policy(f->store, &p, NULL, &err), ENR_OK);
+    enr_credential_policy got;
+    assert_int_equal(enr_store_get_policy(f->store, "with-urls", &got, &err), ENR_OK);
+    assert_string_equal(got.ocsp_url, "https://enroll.example.com:8443/ocsp");
+    assert_string_equal(got.crl_url, "http://crl.example.com/devices.crl");
+    static const char *const BAD[] = {"ftp://a.example/x", "http://a.example/x,OCSP;URI:http://b",
+                                      "http://a.example/x y", "http://a.example/\x01", "example.com/ocsp", NULL};
+    for (size_t i = 0; BAD[i] != NULL; i++) {
+        snprintf(p.name, sizeof p.name, "bad-%zu", i);
+        snprintf(p.ocsp_url, sizeof p.ocsp_url, "%s", BAD[i]);
+        if (enr_store_create_policy(f->store, &p, NULL, &err) != ENR_E_USAGE)
+            fail_msg("OCSP URL '%s' was taken", BAD[i]);
+    }
+    enr_credential_policy none;
+    assert_int_equal(enr_store_get_policy(f->store, "bad-0", &none, &err), ENR_E_NOTFOUND);
+}
 
 static void test_enrollments(void **state)
 {
@@ -1982,6 +2014,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_database_files_are_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credential_policies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policy_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enrollments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_and_lookups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),

@@ -756,6 +756,7 @@ static void test_migration_from_version_3(void **state)
         "DROP TABLE aws_ownership_token; DROP TABLE aws_certificate; DROP TABLE aws_thing;"
         "DROP TABLE aws_template_claim_ca; DROP TABLE aws_template; DROP TABLE crl_number;"
         "DROP INDEX certificate_revoked;"
+        "ALTER TABLE credential_policy DROP COLUMN ocsp_url; ALTER TABLE credential_policy DROP COLUMN crl_url;"
         "DELETE FROM schema_version WHERE version >= 4;";
     if (PG_URL != NULL) {
         pg_exec_raw(DOWNGRADE);
@@ -771,7 +772,7 @@ static void test_migration_from_version_3(void **state)
 
     enr_error err;
     assert_int_equal(enr_store_open(PG_URL != NULL ? PG_URL : f->dir, &f->store, &err), ENR_OK);
-    assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 6);
+    assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 7);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM certificate WHERE serial = '01'"), 1);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM ca"), 3);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM aws_template"), 0);
