@@ -10,29 +10,18 @@
 
 #include "enroll/admin.h"
 #include "enroll/store.h"
+#include "fuzz_scratch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* One store per process in a fixed directory per user and per executable:
- * libFuzzer leaves without running exit handlers, so a fresh directory per
- * run would pile up; processes of one run may share it (SQLite allows
- * that). Another checkout's build must not: its store may have another
- * schema version, which this one refuses to open (seen with two worktrees
- * on one machine), so the directory name carries a hash of the path. */
+/* One store per process (fuzz_scratch.h). */
 static enr_store *scratch_store(void)
 {
     static enr_store *store;
     if (store != NULL)
         return store;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    uint32_t hash = 2166136261u; /* FNV-1a */
-    for (const char *c = exe; *c != '\0'; c++)
-        hash = (hash ^ (uint8_t)*c) * 16777619u;
-    char dir[64];
-    snprintf(dir, sizeof dir, "%s/enroll-fuzz-admin-%u-%08x", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
-             (unsigned)getuid(), (unsigned)hash);
+    char dir[96];
+    fuzz_scratch_dir("admin", dir, sizeof dir);
     enr_error err;
     if (enr_store_open_sqlite(dir, &store, &err) != ENR_OK) {
         fprintf(stderr, "fuzz_admin_request: no scratch store: %s\n", err.message);

@@ -15,6 +15,7 @@
 #include "enroll/ca.h"
 #include "enroll/ocsp.h"
 #include "enroll/store.h"
+#include "fuzz_scratch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,21 +25,14 @@ static void die(const char *what, const enr_error *err)
     abort();
 }
 
-/* One directory per user and executable (see fuzz_admin_request.c). */
+/* Its scratch directory: fuzz_scratch.h. */
 static enr_ocsp_responder *responder(void)
 {
     static enr_ocsp_responder *r;
     if (r != NULL)
         return r;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
-    uint32_t hash = 2166136261u; /* FNV-1a */
-    for (const char *c = exe; *c != '\0'; c++)
-        hash = (hash ^ (uint8_t)*c) * 16777619u;
     char dir[96], ca_dir[128];
-    snprintf(dir, sizeof dir, "%s/enroll-fuzz-ocsp-%u-%08x", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
-             (unsigned)getuid(), (unsigned)hash);
+    fuzz_scratch_dir("ocsp", dir, sizeof dir);
     snprintf(ca_dir, sizeof ca_dir, "%s/ca", dir);
     (void)mkdir(dir, 0700);
     enr_error err;

@@ -224,8 +224,8 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX certificate_revoked ON certificate (issuer, revoked_at) WHERE revoked = 1;\n",
     /* 7: a policy may name the OCSP responder and the CRL distribution
      * point its certificates carry */
-    "ALTER TABLE credential_policy ADD COLUMN ocsp_url TEXT;\n"
-    "ALTER TABLE credential_policy ADD COLUMN crl_url TEXT;\n",
+    ("ALTER TABLE credential_policy ADD COLUMN ocsp_url TEXT;\n"
+     "ALTER TABLE credential_policy ADD COLUMN crl_url TEXT;\n"),
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 

@@ -12,6 +12,10 @@
 #   over TLS (server.pem, 2 workers) and DPS over MQTT on 127.0.0.1:0, the
 #   extras appended to the top object and to "mqtt"; started as enrolld_start,
 #   and MQTT_PORT read from its log (empty when it printed none).
+# dps_register PORT RID KEY [GROUP_KEY]: registers RID over HTTPS with a CSR
+#   of KEY (CN=RID) and a SAS token from GROUP_KEY (default $GROUP_KEY), as
+#   a DPS device does; echoes the HTTP status; the answer in reg.json and, on
+#   200, the leaf in RID.pem.
 # service_claim_ca NAME: a bootstrap CA NAME/ uploaded as NAME and proven
 #   (an AWS claim CA); one check. service_claim_cert CA NAME: a claim
 #   certificate NAME.pem / NAME.key (CN=NAME) from CA.
@@ -90,6 +94,20 @@ sas_token() {
   sig=$(printf '%s\n%s' "$sr" "$se" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$1" | base64 -d | od -An -v -tx1 | tr -d ' \n')" -binary | base64)
   sig=$(printf '%s' "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
   printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
+}
+
+dps_register() {
+  local port=$1 rid=$2 key=$3 group_key=${4:-$GROUP_KEY}
+  "$ENROLL" csr new --key "$key" --dn "CN=$rid" --format b64 --out - 2>/dev/null > "$WORK/.csr.b64"
+  jq -n --arg id "$rid" --arg csr "$(cat "$WORK/.csr.b64")" '{registrationId: $id, csr: $csr}' > "$WORK/.reg-body.json"
+  local status
+  status=$(curl -s --max-time 30 --cacert root/cert.pem -o reg.json -w '%{http_code}' -X PUT \
+    -H 'Content-Type: application/json' -H "Authorization: $(sas_token "$(device_key "$group_key" "$rid")" "$rid")" \
+    --data-binary @"$WORK/.reg-body.json" \
+    "https://127.0.0.1:$port/$SCOPE/registrations/$rid/register?api-version=2025-07-01-preview")
+  [ "$status" = 200 ] &&
+    json reg.json '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out "$rid.pem"
+  echo "$status"
 }
 
 service_claim_ca() {

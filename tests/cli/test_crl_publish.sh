@@ -44,31 +44,24 @@ same "its nextUpdate is the configured one day" \
   "$(( $(date -d "$(openssl crl -in crls/devices.crl.pem -noout -nextupdate | cut -d= -f2)" +%s) - \
        $(date -d "$(openssl crl -in crls/devices.crl.pem -noout -lastupdate | cut -d= -f2)" +%s) ))" "86400"
 
-register() { # RID -> RID.key, RID.crt
-  local se=$(( $(date +%s) + 3600 )) sr="$SCOPE%2Fregistrations%2F$1" sig
-  sig=$(hmac_b64 "$(hmac_b64 "$GROUP_KEY" "$1")" "$sr"$'\n'"$se" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+register() { # RID -> RID.key, RID.pem
   "$ENROLL" key new --out "$1.key" >/dev/null
-  "$ENROLL" csr new --key "$1.key" --dn "CN=$1" --format b64 --out - 2>/dev/null > csr.b64
-  jq -n --arg id "$1" --arg csr "$(cat csr.b64)" '{registrationId: $id, csr: $csr}' > body.json
-  curl -s --max-time 30 --cacert root/cert.pem -o reg.json -X PUT -H 'Content-Type: application/json' \
-    -H "Authorization: SharedAccessSignature sr=$sr&sig=$sig&se=$se&skn=registration" --data-binary @body.json \
-    "https://127.0.0.1:$PORT/$SCOPE/registrations/$1/register?api-version=$API"
-  json reg.json '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out "$1.crt"
+  dps_register "$PORT" "$1" "$1.key" >/dev/null
 }
 register dev-a
 register dev-b
-[ -s dev-a.crt ] && [ -s dev-b.crt ] && pass || fail "two devices registered"
+[ -s dev-a.pem ] && [ -s dev-b.pem ] && pass || fail "two devices registered"
 
 check "broker starts with the published CRL" broker_start broker client-ca.pem server.pem server.key "$WORK/crls/devices.crl.pem"
 [ -n "$BROKER_PORT" ] || { finish; exit 1; }
 connects() { # RID: publishes once as that device
-  mosquitto_pub -h localhost --cafile root/cert.pem -p "$BROKER_PORT" --cert "$1.crt" --key "$1.key" -q 1 \
+  mosquitto_pub -h localhost --cafile root/cert.pem -p "$BROKER_PORT" --cert "$1.pem" --key "$1.key" -q 1 \
     -t "devices/$1/telemetry" -m hello >/dev/null 2>&1
 }
 connects dev-a && pass || fail "dev-a connects before the revocation"
 connects dev-b && pass || fail "dev-b connects before the revocation"
 
-serial=$(openssl x509 -in dev-a.crt -noout -serial | cut -d= -f2)
+serial=$(openssl x509 -in dev-a.pem -noout -serial | cut -d= -f2)
 reloads_before=$(wc -l < reloads.log)
 revoked_at=$(date +%s)
 check "revoke dev-a's certificate (the store)" "$ENROLL" admin cert revoke --serial "$serial" --reason keyCompromise --data data

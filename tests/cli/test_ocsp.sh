@@ -26,16 +26,7 @@ enrolld_start enrolld.json enrolld.log
 [ -n "$PORT" ] && pass || { fail "enrolld did not start"; finish; exit 1; }
 URL=https://127.0.0.1:$PORT
 
-register() { # RID KEY -> leaf in RID.pem
-  local se=$(( $(date +%s) + 3600 )) sr="$SCOPE%2Fregistrations%2F$1" sig
-  sig=$(hmac_b64 "$(hmac_b64 "$GROUP_KEY" "$1")" "$sr"$'\n'"$se" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
-  "$ENROLL" csr new --key "$2" --dn "CN=$1" --format b64 --out - 2>/dev/null > csr.b64
-  jq -n --arg id "$1" --arg csr "$(cat csr.b64)" '{registrationId: $id, csr: $csr}' > body.json
-  curl -s --max-time 30 --cacert root/cert.pem -o reg.json -X PUT -H 'Content-Type: application/json' \
-    -H "Authorization: SharedAccessSignature sr=$sr&sig=$sig&se=$se&skn=registration" --data-binary @body.json \
-    "$URL/$SCOPE/registrations/$1/register?api-version=$API"
-  json reg.json '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -out "$1.pem"
-}
+register() { dps_register "$PORT" "$1" "$2" >/dev/null; } # RID KEY -> RID.pem
 "$ENROLL" key new --out a.key >/dev/null
 "$ENROLL" key new --out b.key >/dev/null
 register dev-a a.key

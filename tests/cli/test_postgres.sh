@@ -64,18 +64,7 @@ declare -a NODE_PORT NODE_PID
 for n in 1 2 3; do node_start "$n" || { finish; exit 1; }; done
 pass
 
-sas() { # DEVICE_KEY RID
-  local se=$(( $(date +%s) + 3600 )) sr="$SCOPE%2Fregistrations%2F$2" sig
-  sig=$(hmac_b64 "$1" "$sr"$'\n'"$se" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
-  printf 'SharedAccessSignature sr=%s&sig=%s&se=%s&skn=registration' "$sr" "$sig" "$se"
-}
-register_at() { # PORT RID KEY -> answer in reg.json, status echoed
-  "$ENROLL" csr new --key "$3" --dn "CN=$2" --format b64 --out - 2>/dev/null > csr.b64
-  jq -n --arg id "$2" --arg csr "$(cat csr.b64)" '{registrationId: $id, csr: $csr}' > body.json
-  curl -s --max-time 30 --cacert root/cert.pem -o reg.json -w '%{http_code}' -X PUT \
-    -H 'Content-Type: application/json' -H "Authorization: $(sas "$(hmac_b64 "$GROUP_KEY" "$2")" "$2")" \
-    --data-binary @body.json "https://127.0.0.1:$1/$SCOPE/registrations/$2/register?api-version=$API"
-}
+register_at() { dps_register "$@"; } # PORT RID KEY: the status; the answer in reg.json
 leaf_serial() { json reg.json '.registrationState.issuedCertificateChain[0]' | base64 -d | openssl x509 -inform DER -noout -serial | cut -d= -f2; }
 
 "$ENROLL" key new --out dev.key >/dev/null
@@ -98,7 +87,7 @@ LOCKER=$!; PIDS+=("$LOCKER")
 sleep 0.5
 same "node 4 answers 202" "$(register_at "${NODE_PORT[4]}" dev-pg-async async.key)" "202"
 OP=$(json reg.json .operationId)
-AUTH=$(sas "$(hmac_b64 "$GROUP_KEY" dev-pg-async)" dev-pg-async)
+AUTH=$(sas_token "$(device_key "$GROUP_KEY" dev-pg-async)" dev-pg-async)
 code=$(curl -s --max-time 30 --cacert root/cert.pem -o op.json -w '%{http_code}' -H "Authorization: $AUTH" \
   "https://127.0.0.1:${NODE_PORT[1]}/$SCOPE/registrations/dev-pg-async/operations/$OP?api-version=$API")
 same "node 1: node 4's operation, still committing, is assigning" "$code/$(json op.json .status)" "202/assigning"
