@@ -79,6 +79,12 @@ void enr_store_location_shown(const char *location, char *out, size_t cap);
  * PostgreSQL, anything else a SQLite data directory. Nothing above the
  * store needs to know which it has. */
 enr_code enr_store_open(const char *location, enr_store **out, enr_error *err);
+/* As enr_store_open, for a store that exists and is only read (a copy's
+ * source): nothing is created, and its schema is not migrated (it may be
+ * older than this code's; a newer one is refused). */
+enr_code enr_store_open_as_is(const char *location, enr_store **out, enr_error *err);
+enr_code enr_store_open_sqlite_as_is(const char *data_dir, enr_store **out, enr_error *err);
+enr_code enr_store_open_postgres_as_is(const char *url, enr_store **out, enr_error *err);
 void enr_store_close(enr_store *store);
 
 /* "sqlite" or "postgresql" */

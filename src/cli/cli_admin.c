@@ -1501,7 +1501,8 @@ static int store_copy(int argc, char **argv)
     }
     enr_store *src = NULL, *dst = NULL;
     enr_store_copy_report report;
-    enr_code rc = enr_store_open(from, &src, &err);
+    /* The source as it is: a copy never upgrades what it reads. */
+    enr_code rc = enr_store_open_as_is(from, &src, &err);
     if (rc == ENR_OK)
         rc = enr_store_open(to, &dst, &err);
     if (rc == ENR_OK)

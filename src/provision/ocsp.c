@@ -29,7 +29,8 @@ typedef struct responder_identity {
     X509 *cert;
     STACK_OF(X509) *chain;             /* the CA up to its root: sent with every response */
     time_t not_after;
-    time_t failed_at;                  /* the last renewal that failed: retried a minute later */
+    time_t tried_at;                   /* the last renewal, done or not: at most one a minute */
+    enr_code failure;                  /* why the last renewal failed; ENR_OK when it worked */
 } responder_identity;
 
 struct enr_ocsp_responder {
@@ -265,7 +266,7 @@ enr_code enr_ocsp_answer(enr_ocsp_responder *r, const unsigned char *req_der, si
         OCSP_REQUEST_free(req);
         return refusal(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, ENR_OCSP_MALFORMED, resp, resp_len, outcome, err);
     }
-    enr_error e;
+    enr_error e = {0};
     if (list_cas(r, now, &e) != ENR_OK) {
         OCSP_REQUEST_free(req);
         return refusal(OCSP_RESPONSE_STATUS_TRYLATER, ENR_OCSP_TRY_LATER, resp, resp_len, outcome, err);
@@ -280,16 +281,21 @@ enr_code enr_ocsp_answer(enr_ocsp_responder *r, const unsigned char *req_der, si
         }
         id = which;
     }
-    bool due = (id->cert == NULL || id->not_after - now < RESPONDER_RENEW_BEFORE) && now - id->failed_at >= 60;
-    if (due && renew_identity(r, id, now, &e) != ENR_OK) {
-        /* Once a minute at most, whatever the requests: bounded logging. */
-        id->failed_at = now;
-        fprintf(stderr, "{\"event\":\"ocsp_responder_failed\",\"ca\":\"%s\",\"message\":\"%s\"}\n", id->ca_name,
-                e.message);
+    /* At most one renewal a minute whatever the requests (each is a key
+     * and a CA signature, asked for by anyone): near the CA's own end, the
+     * responder's certificate cannot outlive it, and would be due on every
+     * request. */
+    bool due = (id->cert == NULL || id->not_after - now < RESPONDER_RENEW_BEFORE) && now - id->tried_at >= 60;
+    if (due) {
+        id->tried_at = now;
+        id->failure = renew_identity(r, id, now, &e);
+        if (id->failure != ENR_OK) /* once a minute at most: bounded logging */
+            fprintf(stderr, "{\"event\":\"ocsp_responder_failed\",\"ca\":\"%s\",\"message\":\"%s\"}\n",
+                    id->ca_name, e.message);
     }
     if (id->cert == NULL || id->not_after <= now) {
         OCSP_REQUEST_free(req);
-        enr_ocsp_outcome why = e.code == ENR_E_IO ? ENR_OCSP_TRY_LATER : ENR_OCSP_INTERNAL;
+        enr_ocsp_outcome why = id->failure == ENR_E_IO ? ENR_OCSP_TRY_LATER : ENR_OCSP_INTERNAL;
         return refusal(why == ENR_OCSP_TRY_LATER ? OCSP_RESPONSE_STATUS_TRYLATER : OCSP_RESPONSE_STATUS_INTERNALERROR,
                        why, resp, resp_len, outcome, err);
     }

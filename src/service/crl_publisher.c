@@ -87,15 +87,50 @@ static enr_code publish(crl_publisher *p, const enr_ca_record *rec, time_t now, 
     return rc;
 }
 
+/* enrolld's environment without what is the store's (PGPASSWORD and the
+ * rest of libpq's): the command has no business with it. */
+static char **command_environment(void)
+{
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **env = calloc(n + 1, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; env != NULL && i < n; i++)
+        if (strncmp(environ[i], "PG", 2) != 0)
+            env[k++] = environ[i];
+    return env;
+}
+
 /* The reload command, waited for (bounded): no shell, its output goes to
- * enrolld's stderr. */
+ * enrolld's stderr; it starts with the signals a program expects (enrolld's
+ * threads block SIGTERM, SIGINT and SIGHUP and ignore SIGPIPE, and a
+ * restarted broker would inherit that). */
 static void reload(crl_publisher *p)
 {
     char *const *argv = p->cfg->crl_reload_command;
     if (argv == NULL)
         return;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGHUP);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGXFSZ);
+    char **env = command_environment();
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    int rc = env == NULL ? ENOMEM : posix_spawnattr_init(&attr);
+    if (rc == 0) {
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &defaults);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        rc = posix_spawnp(&pid, argv[0], NULL, &attr, argv, env);
+        posix_spawnattr_destroy(&attr);
+    }
+    free(env);
     if (rc != 0) {
         fprintf(stderr, "{\"event\":\"crl_reload_failed\",\"command\":\"%s\",\"message\":\"%s\"}\n", argv[0],
                 strerror(rc));
@@ -104,6 +139,11 @@ static void reload(crl_publisher *p)
     int status = 0;
     for (int waited = 0; waited < RELOAD_TIMEOUT_SECONDS * 10; waited++) {
         pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done < 0 && errno != EINTR) {
+            fprintf(stderr, "{\"event\":\"crl_reload_failed\",\"command\":\"%s\",\"message\":\"%s\"}\n", argv[0],
+                    strerror(errno));
+            return;
+        }
         if (done == pid) {
             int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
             fprintf(stderr, "{\"event\":\"crl_reloaded\",\"command\":\"%s\",\"exit\":%d}\n", argv[0], code);

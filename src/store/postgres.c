@@ -21,6 +21,7 @@
 #define CONNECT_TIMEOUT_S "5"
 #define PARAMS_MAX 32
 #define PG_FAILED (-100) /* step() failed: the connection keeps the reason */
+#define PG_TOO_BIG (-101) /* a value over libpq's 2 GiB */
 
 /* ---- connection --------------------------------------------------------- */
 
@@ -31,6 +32,8 @@ typedef struct pg_conn {
     unsigned generation;    /* bumped on every reconnect: prepared statements are per session */
     unsigned next_name;
     bool lost_transaction;  /* the connection died inside one: refuse until it is rolled back */
+    bool configured;        /* this session has synchronous_commit on */
+    time_t reset_failed_at; /* the last reconnection that failed: the next waits a second */
     int64_t changes;
     char sqlstate[6];       /* of the last failure */
     char message[256];      /* its primary message (never a value: see fail) */
@@ -41,6 +44,7 @@ typedef struct pg_stmt {
     pg_conn *c;
     char *sql;              /* with $n */
     char name[16];
+    bool repeatable;        /* a read or a BEGIN: safe to send again on a new session */
     unsigned prepared_in;   /* the generation it was prepared in; 0: not yet */
     int nparams;
     char *param_names[PARAMS_MAX];
@@ -82,6 +86,8 @@ static enr_code pg_fail(void *conn, int rc, const char *what, enr_error *err)
     pg_conn *c = conn;
     if (rc == SQL_NO_PARAM)
         return enr_error_set(err, ENR_E_INTERNAL, "%s: %s: a statement lacks a parameter", c->where, what);
+    if (rc == PG_TOO_BIG)
+        return enr_error_set(err, ENR_E_USAGE, "%s: %s: a value is larger than PostgreSQL takes", c->where, what);
     if (rc == 0)
         remember_failure(c, NULL);
     const char *state = c->sqlstate;
@@ -105,16 +111,28 @@ static enr_code pg_fail(void *conn, int rc, const char *what, enr_error *err)
  * anyway, and its caller has been told). */
 static bool ensure_connected(pg_conn *c)
 {
-    if (PQstatus(c->pg) == CONNECTION_OK)
-        return true;
-    PQreset(c->pg);
-    if (PQstatus(c->pg) != CONNECTION_OK)
-        return false;
-    c->generation++;
-    PGresult *res = PQexec(c->pg, "SET synchronous_commit TO on");
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    return ok;
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        /* A server that is away is asked again a second later, not on
+         * every statement: each try blocks the caller's loop. */
+        time_t now = time(NULL);
+        if (c->reset_failed_at != 0 && now - c->reset_failed_at < 1)
+            return false;
+        PQreset(c->pg);
+        if (PQstatus(c->pg) != CONNECTION_OK) {
+            c->reset_failed_at = now;
+            return false;
+        }
+        c->reset_failed_at = 0;
+        c->generation++;
+        c->configured = false;
+    }
+    if (!c->configured) {
+        /* Durable before answered, whatever the server's default. */
+        PGresult *res = PQexec(c->pg, "SET synchronous_commit TO on");
+        c->configured = PQresultStatus(res) == PGRES_COMMAND_OK;
+        PQclear(res);
+    }
+    return c->configured;
 }
 
 /* ---- statements --------------------------------------------------------- */
@@ -235,6 +253,9 @@ static enr_code pg_prepare(void *conn, const char *sql, sql_stmt **out, enr_erro
     s->base.d = &POSTGRES_DRIVER;
     s->c = c;
     snprintf(s->name, sizeof s->name, "e%u", ++c->next_name);
+    /* sql.c's own text: a SELECT or a BEGIN changes nothing if it ran
+     * before the connection dropped; a write might have committed. */
+    s->repeatable = strncmp(sql, "SELECT", 6) == 0 || strncmp(sql, "BEGIN", 5) == 0;
     enr_code rc = rewrite(s, sql, err);
     if (rc != ENR_OK) {
         pg_finalize(&s->base);
@@ -297,8 +318,10 @@ static int pg_bind_null(sql_stmt *st, int i)
 static int pg_bind_blob(sql_stmt *st, int i, const void *data, size_t len)
 {
     pg_stmt *s = raw(st);
-    if (i < 1 || i > s->nparams || len > INT32_MAX)
+    if (i < 1 || i > s->nparams)
         return SQL_NO_PARAM;
+    if (len > INT32_MAX)
+        return PG_TOO_BIG;
     typed(s, i - 1, OID_BYTEA);
     /* A non-NULL pointer even for no bytes: an empty value, not NULL. */
     s->values[i - 1] = data != NULL ? (const char *)data : "";
@@ -313,14 +336,15 @@ static int pg_bind_blob(sql_stmt *st, int i, const void *data, size_t len)
 static int execute_once(pg_stmt *s, bool *session_lost);
 
 /* A session found dead while idle (the server restarted since the last
- * statement) is replaced and the statement sent once more: it cannot have
- * run on a connection that was already gone, and no transaction was open
- * to lose. */
+ * statement) is replaced and the statement sent once more when sending it
+ * twice does no harm (a read, a BEGIN): no transaction was open to lose.
+ * A write outside a transaction may have committed before the connection
+ * dropped, so it fails instead. */
 static int execute(pg_stmt *s)
 {
     bool session_lost = false;
     int rc = execute_once(s, &session_lost);
-    if (rc != 0 && session_lost)
+    if (rc != 0 && session_lost && s->repeatable)
         rc = execute_once(s, &session_lost);
     return rc;
 }
@@ -482,11 +506,14 @@ static enr_code pg_exec(void *conn, const char *sql, const char *what, enr_error
     pg_conn *c = conn;
     if (!pg_in_transaction(c) && !ensure_connected(c))
         return pg_fail(c, 0, what, err);
+    bool in_transaction = pg_in_transaction(c);
     PGresult *res = PQexec(c->pg, sql);
     ExecStatusType status = PQresultStatus(res);
     enr_code rc = ENR_OK;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         remember_failure(c, res);
+        if (in_transaction && PQstatus(c->pg) != CONNECTION_OK)
+            c->lost_transaction = true;
         rc = pg_fail(c, PG_FAILED, what, err);
     }
     PQclear(res);
@@ -600,7 +627,7 @@ static void describe(pg_conn *c)
              port != NULL ? port : "", db != NULL ? db : "");
 }
 
-enr_code enr_store_open_postgres(const char *url, enr_store **out, enr_error *err)
+static enr_code open_postgres(const char *url, bool as_is, enr_store **out, enr_error *err)
 {
     if (out == NULL || !enr_store_url_is_postgres(url))
         return enr_error_set(err, ENR_E_USAGE, "a PostgreSQL store is named by a postgresql:// URL");
@@ -608,11 +635,11 @@ enr_code enr_store_open_postgres(const char *url, enr_store **out, enr_error *er
     char *parse_error = NULL;
     PQconninfoOption *options = PQconninfoParse(url, &parse_error);
     if (options == NULL) {
-        /* libpq's message names the part it could not read, not its value. */
-        enr_code rc = enr_error_set(err, ENR_E_USAGE, "the store URL cannot be read: %s",
-                                    parse_error != NULL ? parse_error : "out of memory");
+        /* libpq's message quotes the part it could not read, which may be
+         * the password: never passed on. */
         PQfreemem(parse_error);
-        return rc;
+        return enr_error_set(err, ENR_E_USAGE, "the store URL cannot be read: check its form "
+                                               "(postgresql://USER@HOST[:PORT]/DATABASE) and its %%-encoding");
     }
     PQconninfoFree(options);
     pg_conn *c = calloc(1, sizeof *c);
@@ -620,9 +647,13 @@ enr_code enr_store_open_postgres(const char *url, enr_store **out, enr_error *er
         free(c);
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
     }
-    /* Ours first, so the URL's own settings win. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const values[] = {CONNECT_TIMEOUT_S, "enroll", c->url, NULL};
+    /* Ours first, so the URL's own settings win. Keepalives and a TCP
+     * user timeout: a connection cut without a word (a network partition)
+     * fails its statement within seconds instead of holding a worker's
+     * loop for the kernel's quarter of an hour. */
+    const char *const keys[] = {"connect_timeout", "application_name", "keepalives", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    const char *const values[] = {CONNECT_TIMEOUT_S, "enroll", "1", "10", "5", "3", "15000", c->url, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
     if (c->pg == NULL) {
         pg_close(c);
@@ -637,10 +668,23 @@ enr_code enr_store_open_postgres(const char *url, enr_store **out, enr_error *er
         return rc;
     }
     c->generation = 1;
-    enr_code rc = pg_exec(c, "SET synchronous_commit TO on", "configuring the session", err);
-    if (rc != ENR_OK) {
+    if (!ensure_connected(c)) {
+        remember_failure(c, NULL);
+        enr_code rc = enr_error_set(err, ENR_E_IO, "%s: cannot configure the session (synchronous_commit): %s",
+                                    c->where, c->message);
         pg_close(c);
         return rc;
     }
-    return enr_sql_store_open(&POSTGRES_DRIVER, c, out, err);
+    return as_is ? enr_sql_store_open_as_is(&POSTGRES_DRIVER, c, out, err)
+                 : enr_sql_store_open(&POSTGRES_DRIVER, c, out, err);
+}
+
+enr_code enr_store_open_postgres(const char *url, enr_store **out, enr_error *err)
+{
+    return open_postgres(url, false, out, err);
+}
+
+enr_code enr_store_open_postgres_as_is(const char *url, enr_store **out, enr_error *err)
+{
+    return open_postgres(url, true, out, err);
 }

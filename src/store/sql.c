@@ -614,10 +614,11 @@ static const char *const SQL_POSTGRES[ST_COUNT] = {
         "(SELECT etag FROM individual_enrollment WHERE i.kind = 'individual' AND registration_id = i.id), ''), "
         "(i.kind = 'group' AND EXISTS (SELECT 1 FROM individual_enrollment WHERE registration_id = i.rid)), "
         "COALESCE((SELECT status = 'disabled' FROM registration WHERE registration_id = i.rid), false), "
-        "EXISTS (SELECT 1 FROM certificate WHERE issuer = i.cert_issuer AND serial = i.cert_serial) "
+        "EXISTS (SELECT 1 FROM certificate WHERE issuer = i.cert_issuer AND serial = i.cert_serial), "
+        "EXISTS (SELECT 1 FROM operation WHERE operation_id = i.op_id) "
         "FROM unnest(:kind::text[], :id::text[], :issuer::text[], :serial::text[], :rid::text[], :spki::text[], "
-        ":cert_issuer::text[], :cert_serial::text[]) WITH ORDINALITY "
-        "AS i(kind, id, issuer, serial, rid, spki, cert_issuer, cert_serial, n) ORDER BY i.n",
+        ":cert_issuer::text[], :cert_serial::text[], :op_id::text[]) WITH ORDINALITY "
+        "AS i(kind, id, issuer, serial, rid, spki, cert_issuer, cert_serial, op_id, n) ORDER BY i.n",
     [ST_BATCH_REGISTRATIONS] =
         "INSERT INTO registration (" REGISTRATION_COLUMNS ") SELECT * FROM unnest(:registration_id::text[], "
         ":enrollment_kind::text[], :enrollment_id::text[], :status::text[], :substatus::text[], :device_id::text[], "
@@ -1763,6 +1764,7 @@ typedef struct batch_check {
     preconditions p;
     int disabled;
     int serial_taken;
+    int operation_taken;
 } batch_check;
 
 static enr_code read_batch_check(sql_stmt *st, void *item, enr_error *err)
@@ -1771,6 +1773,7 @@ static enr_code read_batch_check(sql_stmt *st, void *item, enr_error *err)
     enr_code rc = read_preconditions(st, &b->p, err);
     b->disabled = (int)st->d->column_int(st, 6);
     b->serial_taken = (int)st->d->column_int(st, 7);
+    b->operation_taken = (int)st->d->column_int(st, 8);
     return rc;
 }
 
@@ -1813,7 +1816,7 @@ static void arrays_free(array_text *cols, size_t n)
  * passed is written (or, on an error of the database, none is). */
 static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *items, size_t count, enr_error *err)
 {
-    enum { PRE = 8, REG = 12, CERT = 10, OP = 6, AUD = 6 };
+    enum { PRE = 9, REG = 12, CERT = 10, OP = 6, AUD = 6 };
     array_text pre[PRE] = {0}, reg[REG] = {0}, cert[CERT] = {0}, op[OP] = {0}, aud[AUD] = {0};
     batch_check *checks = calloc(count, sizeof *checks);
     size_t *merged_into = calloc(count, sizeof *merged_into); /* the registration row an item's fields go to */
@@ -1832,10 +1835,11 @@ static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *ite
         array_add_text(&pre[5], it->certificate != NULL ? it->certificate->spki_sha256 : NULL, true);
         array_add_text(&pre[6], it->certificate != NULL ? it->certificate->issuer : NULL, true);
         array_add_text(&pre[7], it->certificate != NULL ? it->certificate->serial : NULL, true);
+        array_add_text(&pre[8], it->operation->operation_id, true);
     }
     if (rc == ENR_OK) {
         static const char *const NAMES[PRE] = {":kind", ":id", ":issuer", ":serial", ":rid", ":spki",
-                                               ":cert_issuer", ":cert_serial"};
+                                               ":cert_issuer", ":cert_serial", ":op_id"};
         sql_stmt *st = NULL;
         binder b = {NULL, 0};
         if ((rc = statement(s, ST_BATCH_PRECONDITIONS, &st, err)) == ENR_OK) {
@@ -1883,11 +1887,13 @@ static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *ite
         if (item == ENR_OK && taken)
             item = enr_error_set(&it->error, ENR_E_EXISTS, "serial %s of issuer '%s' is in the store already",
                                  it->certificate->serial, it->certificate->issuer);
-        for (size_t j = 0; item == ENR_OK && j < i; j++)
-            if (items[j].result == ENR_OK &&
-                strcmp(items[j].operation->operation_id, it->operation->operation_id) == 0)
-                item = enr_error_set(&it->error, ENR_E_EXISTS, "operation '%s' is in the store already",
-                                     it->operation->operation_id);
+        bool op_taken = checks[i].operation_taken;
+        for (size_t j = 0; item == ENR_OK && !op_taken && j < i; j++)
+            op_taken = items[j].result == ENR_OK &&
+                       strcmp(items[j].operation->operation_id, it->operation->operation_id) == 0;
+        if (item == ENR_OK && op_taken)
+            item = enr_error_set(&it->error, ENR_E_EXISTS, "operation '%s' is in the store already",
+                                 it->operation->operation_id);
         it->result = item;
         if (item != ENR_OK)
             continue;
@@ -3220,8 +3226,10 @@ static enr_code sql_copy_into(void *to_impl, void *from_impl, enr_store_copy_pro
     if (rc == ENR_OK)
         rc = schema_version(to, &vt, err);
     if (rc == ENR_OK && vf != vt)
-        return enr_error_set(err, ENR_E_UNSUPPORTED, "the source is at schema version %d, the destination at %d", vf,
-                             vt);
+        return enr_error_set(err, ENR_E_UNSUPPORTED,
+                             "the source is at schema version %d, the destination at %d: upgrade the source first "
+                             "(any `enroll admin` command on it does), or copy with the enroll that made it",
+                             vf, vt);
     if (rc == ENR_OK && (rc = check_copied_schema(from, err)) == ENR_OK)
         rc = check_copied_schema(to, err);
     if (rc != ENR_OK)
@@ -3337,7 +3345,21 @@ static enr_code sql_integrity_check(void *impl, enr_error *err)
 static const enr_store_ops SQLITE_OPS = SQL_STORE_OPS("sqlite");
 static const enr_store_ops POSTGRES_OPS = SQL_STORE_OPS("postgresql");
 
-enr_code enr_sql_store_open(const sql_driver *d, void *conn, enr_store **out, enr_error *err)
+/* The schema as it is: present, and not newer than this code. */
+static enr_code check_schema(sql_store *s, enr_error *err)
+{
+    int version = 0;
+    enr_code rc = schema_version(s, &version, err);
+    if (rc != ENR_OK || version == 0)
+        return enr_error_set(err, ENR_E_IO, "%s holds no store (no schema)", s->d->where(s->conn));
+    if (version > SCHEMA_VERSION)
+        return enr_error_set(err, ENR_E_UNSUPPORTED,
+                             "%s: the database has schema version %d, newer than the %d this enroll knows",
+                             s->d->where(s->conn), version, SCHEMA_VERSION);
+    return ENR_OK;
+}
+
+static enr_code sql_store_open(const sql_driver *d, void *conn, bool migrating, enr_store **out, enr_error *err)
 {
     sql_store *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -3346,10 +3368,20 @@ enr_code enr_sql_store_open(const sql_driver *d, void *conn, enr_store **out, en
     }
     s->d = d;
     s->conn = conn;
-    enr_code rc = migrate(s, err);
+    enr_code rc = migrating ? migrate(s, err) : check_schema(s, err);
     if (rc != ENR_OK) {
         sql_close(s);
         return rc;
     }
     return enr_store_new(d->dialect == SQL_DIALECT_POSTGRES ? &POSTGRES_OPS : &SQLITE_OPS, s, out, err);
+}
+
+enr_code enr_sql_store_open(const sql_driver *d, void *conn, enr_store **out, enr_error *err)
+{
+    return sql_store_open(d, conn, true, out, err);
+}
+
+enr_code enr_sql_store_open_as_is(const sql_driver *d, void *conn, enr_store **out, enr_error *err)
+{
+    return sql_store_open(d, conn, false, out, err);
 }

@@ -87,5 +87,8 @@ struct sql_driver {
  * version (refusing a newer one) and hands it to enr_store_new. On
  * failure the connection is closed. */
 enr_code enr_sql_store_open(const sql_driver *d, void *conn, enr_store **out, enr_error *err);
+/* The same for a store that is only read (a copy's source): its schema is
+ * left as it is, refused only when newer than this code knows or absent. */
+enr_code enr_sql_store_open_as_is(const sql_driver *d, void *conn, enr_store **out, enr_error *err);
 
 #endif

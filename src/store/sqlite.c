@@ -374,11 +374,13 @@ bool enr_store_sqlite_exists(const char *data_dir)
     return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error *err)
+static enr_code open_sqlite(const char *data_dir, bool as_is, enr_store **out, enr_error *err)
 {
     if (out == NULL || data_dir == NULL || data_dir[0] == '\0')
         return enr_error_set(err, ENR_E_USAGE, "opening a store needs a data directory");
     *out = NULL;
+    if (as_is && !enr_store_sqlite_exists(data_dir))
+        return enr_error_set(err, ENR_E_IO, "%s holds no store (no %s)", data_dir, DB_FILE);
     sqlite_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory");
@@ -395,5 +397,15 @@ enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error 
         sqlite_close(c);
         return rc;
     }
-    return enr_sql_store_open(&SQLITE_DRIVER, c, out, err);
+    return as_is ? enr_sql_store_open_as_is(&SQLITE_DRIVER, c, out, err) : enr_sql_store_open(&SQLITE_DRIVER, c, out, err);
+}
+
+enr_code enr_store_open_sqlite(const char *data_dir, enr_store **out, enr_error *err)
+{
+    return open_sqlite(data_dir, false, out, err);
+}
+
+enr_code enr_store_open_sqlite_as_is(const char *data_dir, enr_store **out, enr_error *err)
+{
+    return open_sqlite(data_dir, true, out, err);
 }

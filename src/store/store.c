@@ -63,6 +63,12 @@ enr_code enr_store_open(const char *location, enr_store **out, enr_error *err)
                                                : enr_store_open_sqlite(location, out, err);
 }
 
+enr_code enr_store_open_as_is(const char *location, enr_store **out, enr_error *err)
+{
+    return enr_store_url_is_postgres(location) ? enr_store_open_postgres_as_is(location, out, err)
+                                               : enr_store_open_sqlite_as_is(location, out, err);
+}
+
 void enr_store_close(enr_store *store)
 {
     if (store == NULL)

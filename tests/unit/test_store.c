@@ -980,7 +980,19 @@ static void test_group_commit_within_one_batch(void **state)
     assert_int_equal(items[3].error.reason, ENR_R_ENROLLMENT_MISMATCH);
     assert_int_equal(items[4].result, ENR_OK);
     assert_int_equal(items[5].result, ENR_OK);
+    /* An operation id the store holds already: that item alone is refused. */
+    enr_registration again[2] = {registration("dev-w", "fleet"), registration("dev-v", "fleet")};
+    enr_operation again_op[2] = {operation("op-x1"), operation("op-v1")};
+    enr_registration_commit two[2];
+    for (int i = 0; i < 2; i++)
+        two[i] = (enr_registration_commit){.registration = &again[i], .operation = &again_op[i],
+                                           .result = ENR_E_INTERNAL};
+    assert_int_equal(enr_store_commit_registrations(f->store, two, 2, &err), ENR_OK);
+    assert_int_equal(two[0].result, ENR_E_EXISTS);
+    assert_int_equal(two[1].result, ENR_OK);
     enr_registration got;
+    assert_int_equal(enr_store_get_registration(f->store, "dev-w", &got, &err), ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-v", &got, &err), ENR_OK);
     assert_int_equal(enr_store_get_registration(f->store, "dev-x", &got, &err), ENR_OK);
     assert_string_equal(got.enrollment_id, "fleet");
     assert_string_equal(got.last_certificate_serial, "8A02");
