@@ -72,6 +72,11 @@ typedef enum enr_dps_error {
     ENR_DPS_INTERNAL,
     ENR_DPS_STORE_UNAVAILABLE,
     ENR_DPS_CSR_KEY_COMPROMISED, /* the key of a certificate revoked for keyCompromise */
+    /* The provisioning core's refusals that only EST's requests meet. */
+    ENR_DPS_RENEWAL_SUBJECT_DIFFERS,  /* a renewal's CSR changed the subject or SAN */
+    ENR_DPS_SERVER_KEYGEN_NOT_ALLOWED,
+    ENR_DPS_ENROLLMENT_MISMATCH,      /* not under the enrollment group the request names */
+    ENR_DPS_NO_CREDENTIAL_POLICY,     /* the enrollment issues no certificates */
     ENR_DPS_ERROR_COUNT /* not an error: the number of values above */
 } enr_dps_error;
 

@@ -33,6 +33,7 @@
 #include "enroll/dps.h"
 #include "enroll/error.h"
 #include "enroll/ocsp.h"
+#include "enroll/signer.h"
 #include "enroll/store.h"
 
 struct event_base;
@@ -44,6 +45,10 @@ typedef struct enr_peer_credential {
     const char *sas_token;        /* a SAS token (HTTP Authorization, MQTT password), or NULL */
     X509 *certificate;            /* the TLS client certificate, or NULL */
     STACK_OF(X509) *chain;        /* what the client sent with it, or NULL */
+    /* EST's HTTP Basic: the password (the user must be the registration
+     * id), checked against the enrollment's secret hash; NULL: none. A
+     * SAS token wins over it, it wins over the certificate. */
+    const char *basic_password;
 } enr_peer_credential;
 
 typedef struct enr_attested {
@@ -99,6 +104,8 @@ typedef struct enr_provision_policy {
     char ca_name[ENR_STORE_ID_MAX + 1];
     char renewal_window[ENR_STORE_DURATION_MAX + 1]; /* "" for none */
     enr_profile *profile;         /* device profile: validity, CN forced to the id, key types */
+    char key_types[ENR_STORE_KEY_TYPES_MAX + 1]; /* "" for the default */
+    bool allow_server_keygen;     /* EST's serverkeygen */
 } enr_provision_policy;
 
 /* Loads policy `name` and builds its profile for `registration_id`.
@@ -107,6 +114,12 @@ typedef struct enr_provision_policy {
 enr_code enr_provision_policy_load(enr_store *store, const char *name, const char *registration_id,
                                    enr_provision_policy *out, enr_error *err);
 void enr_provision_policy_free(enr_provision_policy *p);
+
+/* A key the service makes for a device (EST's serverkeygen, AWS's
+ * CreateKeysAndCertificate), and a CSR for it with `subject`, to go
+ * through the same gates and signing as a device's own. */
+enr_code enr_provision_server_key(enr_key_type type, const X509_NAME *subject, EVP_PKEY **key_out,
+                                  enr_csr **csr_out, enr_error *err);
 
 /* The DPS errorCode of a refusal by a rule, from its typed reason. */
 enr_dps_error enr_provision_error_of_refusal(const enr_error *refusal);
@@ -153,6 +166,13 @@ void enr_provision_free(enr_provision *p);
  * the first request for a CA also issues its responder certificate). */
 enr_code enr_provision_ocsp(enr_provision *p, const unsigned char *req, size_t len, unsigned char **resp,
                             size_t *resp_len, enr_ocsp_outcome *outcome, enr_error *err);
+/* EST's reads, answered at once from this loop's store: the CA
+ * certificates devices should trust (the issuing CA of `group`'s policy
+ * and its chain; with no group, those of every policy), and the key types
+ * `group`'s policy allows (for csrattrs). ENR_E_NOTFOUND: no such group,
+ * or it has no credential policy. */
+enr_code enr_provision_ca_certificates(enr_provision *p, const char *group, STACK_OF(X509) **out, enr_error *err);
+enr_code enr_provision_group_key_types(enr_provision *p, const char *group, char *out, size_t cap, enr_error *err);
 /* Hands this second's refusal audit events to the committer now (the core
  * does it once a second by itself). */
 void enr_provision_flush_audit(enr_provision *p);
@@ -160,6 +180,10 @@ void enr_provision_flush_audit(enr_provision *p);
 typedef enum enr_provision_verb {
     ENR_PROVISION_REGISTER,          /* register (DPS PUT .../register) */
     ENR_PROVISION_OPERATION_STATUS,  /* poll an operation (DPS GET .../operations/{id}) */
+    /* A DER CSR in, a certificate and its chain out (EST's simpleenroll,
+     * simplereenroll and serverkeygen): the registration id is the CSR's
+     * subject CN, and no idScope or api-version is asked for. */
+    ENR_PROVISION_ENROLL,
 } enr_provision_verb;
 
 /* What enr_provision_authenticate proved for one peer (see there), owned
@@ -178,6 +202,11 @@ typedef struct enr_provision_request {
     /* REGISTER: the grant enr_provision_authenticate gave this connection,
      * or NULL. Spent by the first register that carries it, used or not. */
     enr_provision_grant *grant;
+    /* ENROLL: body is the CSR's DER. */
+    const char *basic_user;          /* HTTP Basic's user (must be the CSR's CN), or NULL */
+    const char *enrollment_group;    /* the enrollment group that must decide (an EST label), or NULL */
+    bool renewal;                    /* only the current certificate attests; the CSR keeps its subject and SAN */
+    bool server_keygen;              /* the key is made here (when the policy allows) and answered once */
 } enr_provision_request;
 
 typedef struct enr_provision_outcome {
@@ -190,6 +219,14 @@ typedef struct enr_provision_outcome {
     const char *registration_id;     /* may be "" */
     bool issued;                     /* a certificate was issued and committed */
     double commit_ms;                /* the group commit's duration, when there was one */
+    const char *message;             /* a refusal's reason, for the peer; NULL otherwise */
+    /* ENROLL, 200: the certificate, then its issuers up to the root (DER);
+     * with server_keygen also the key made for it (PKCS#8 DER, never
+     * stored: this is its one appearance). Valid during the callback. */
+    const enr_dps_der *chain;
+    size_t chain_len;
+    const unsigned char *private_key;
+    size_t private_key_len;
 } enr_provision_outcome;
 
 /* Called exactly once per submitted request, on the loop's thread, unless

@@ -39,6 +39,10 @@ typedef struct enr_token_options {
 /* True when `ref` is a "pkcs11:" URI rather than a file path. */
 bool enr_key_ref_is_token(const char *ref);
 
+/* A new key in memory (a service making a device's key: EST's
+ * serverkeygen, AWS's CreateKeysAndCertificate). */
+enr_code enr_key_generate(enr_key_type type, EVP_PKEY **out, enr_error *err);
+
 /* A new key in a PEM file (PKCS#8), created 0600 via a temporary file,
  * fsync and rename. With a passphrase it is encrypted with AES-256-CBC
  * (PKCS#8 PBES2, PBKDF2-HMAC-SHA256). */

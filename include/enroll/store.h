@@ -46,6 +46,7 @@ extern "C" {
 #define ENR_STORE_CODE_MAX 64         /* a CA's proof-of-possession verification code */
 #define ENR_STORE_DETAIL_MAX 511      /* an audit event's sentence */
 #define ENR_STORE_SPKI_HEX 64         /* SHA-256 in lower-case hex */
+#define ENR_STORE_SHA256_HEX 64       /* likewise, of an EST secret */
 #define ENR_STORE_CERT_URL_MAX 255    /* an http(s) URL put into certificates */
 
 /* ---- opening ------------------------------------------------------------ */
@@ -146,6 +147,9 @@ typedef struct enr_credential_policy {
      * place of the CA's own). http:// or https://, no ',' or space. */
     char ocsp_url[ENR_STORE_CERT_URL_MAX + 1];
     char crl_url[ENR_STORE_CERT_URL_MAX + 1];
+    /* EST's serverkeygen: the service may make a device's key (returned
+     * once, never stored). Off unless an operator said so. */
+    bool allow_server_keygen;
     time_t created_at, updated_at;                   /* set by the store */
 } enr_credential_policy;
 
@@ -175,6 +179,9 @@ typedef struct enr_enrollment {
     bool enabled;
     char etag[ENR_STORE_ETAG_MAX + 1];         /* set by the store on every change */
     time_t created_at, updated_at;             /* set by the store */
+    /* EST's HTTP Basic: lower-case hex SHA-256 of the secret (enroll makes
+     * it, 256 random bits, and shows it once); "" for none. */
+    char basic_secret_sha256[ENR_STORE_SHA256_HEX + 1];
 } enr_enrollment;
 
 void enr_enrollment_free(enr_enrollment *enrollment);
@@ -329,6 +336,13 @@ enr_code enr_store_set_enrollment_enabled(enr_store *store, enr_enrollment_kind 
 enr_code enr_store_rotate_enrollment_key(enr_store *store, enr_enrollment_kind kind, const char *id,
                                          const char *new_primary, const enr_audit_event *audit,
                                          enr_error *err);
+
+/* EST's HTTP Basic secret of an enrollment: `secret_sha256` (64 lower-case
+ * hex digits) replaces the one it had; NULL or "" removes it. Unknown:
+ * ENR_E_NOTFOUND. */
+enr_code enr_store_set_enrollment_basic_secret(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                               const char *secret_sha256, const enr_audit_event *audit,
+                                               enr_error *err);
 
 /* ---- registrations, certificates, operations ---------------------------- */
 
@@ -760,6 +774,9 @@ typedef struct enr_store_ops {
     enr_code (*rotate_enrollment_key)(void *impl, enr_enrollment_kind kind, const char *id,
                                       const char *new_primary, const char *etag, time_t now,
                                       const enr_audit_event *audit, enr_error *err);
+    enr_code (*set_enrollment_basic_secret)(void *impl, enr_enrollment_kind kind, const char *id,
+                                            const char *secret_sha256, const char *etag, time_t now,
+                                            const enr_audit_event *audit, enr_error *err);
     enr_code (*move_registration)(void *impl, const char *registration_id, enr_enrollment_kind kind,
                                   const char *enrollment_id, const char *etag, time_t now,
                                   const enr_audit_event *audit, enr_error *err);

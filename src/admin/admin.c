@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "enroll/admin.h"
+#include "enroll/est.h"
 #include "enroll/aws_template.h"
 #include "enroll/ca.h"
 #include "enroll/cert.h"
@@ -270,6 +271,7 @@ static json_t *policy_json(const enr_credential_policy *p)
     json_object_set_new(o, "key_types", json_string(p->key_types));
     json_object_set_new(o, "ocsp_url", p->ocsp_url[0] ? json_string(p->ocsp_url) : json_null());
     json_object_set_new(o, "crl_url", p->crl_url[0] ? json_string(p->crl_url) : json_null());
+    json_object_set_new(o, "allow_server_keygen", json_boolean(p->allow_server_keygen));
     json_object_set_new(o, "created_at", json_time(p->created_at));
     return o;
 }
@@ -288,6 +290,7 @@ static json_t *enrollment_json(const enr_enrollment *e, bool with_keys)
     json_object_set_new(o, "etag", json_text(e->etag));
     json_object_set_new(o, "created_at", json_time(e->created_at));
     json_object_set_new(o, "updated_at", json_time(e->updated_at));
+    json_object_set_new(o, "est_basic_secret", json_boolean(e->basic_secret_sha256[0] != '\0'));
     if (e->attestation == ENR_ATTEST_X509) {
         json_t *certs = json_array();
         for (size_t i = 0; i < e->certificate_count; i++)
@@ -653,9 +656,10 @@ static enr_code ca_list(const call *c, json_t **out)
 
 static enr_code policy_new(const call *c, json_t **out)
 {
-    static const char *const ARGS[] = {"name", "validity", "renewal_window", "ca", "key_types", "ocsp_url", "crl_url",
-                                       NULL};
+    static const char *const ARGS[] = {"name",    "validity", "renewal_window",      "ca", "key_types",
+                                       "ocsp_url", "crl_url", "allow_server_keygen", NULL};
     const char *name, *validity, *window, *ca_name, *types, *ocsp_url, *crl_url;
+    bool keygen = false;
     enr_code rc;
     if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = arg_text(c, "name", true, ENR_STORE_ID_MAX, &name)) != ENR_OK ||
         (rc = arg_text(c, "validity", true, ENR_STORE_DURATION_MAX, &validity)) != ENR_OK ||
@@ -663,7 +667,8 @@ static enr_code policy_new(const call *c, json_t **out)
         (rc = arg_text(c, "ca", true, ENR_STORE_ID_MAX, &ca_name)) != ENR_OK ||
         (rc = arg_text(c, "key_types", false, ENR_STORE_KEY_TYPES_MAX, &types)) != ENR_OK ||
         (rc = arg_text(c, "ocsp_url", false, ENR_STORE_CERT_URL_MAX, &ocsp_url)) != ENR_OK ||
-        (rc = arg_text(c, "crl_url", false, ENR_STORE_CERT_URL_MAX, &crl_url)) != ENR_OK)
+        (rc = arg_text(c, "crl_url", false, ENR_STORE_CERT_URL_MAX, &crl_url)) != ENR_OK ||
+        (rc = arg_bool(c, "allow_server_keygen", &keygen)) != ENR_OK)
         return rc;
     enr_duration d;
     if (enr_duration_parse(validity, &d, c->err) != ENR_OK) {
@@ -684,6 +689,7 @@ static enr_code policy_new(const call *c, json_t **out)
     snprintf(p.key_types, sizeof p.key_types, "%s", types);
     snprintf(p.ocsp_url, sizeof p.ocsp_url, "%s", ocsp_url != NULL ? ocsp_url : "");
     snprintf(p.crl_url, sizeof p.crl_url, "%s", crl_url != NULL ? crl_url : "");
+    p.allow_server_keygen = keygen;
     char list[ENR_STORE_KEY_TYPES_MAX + 1], *save = NULL;
     snprintf(list, sizeof list, "%s", types);
     for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
@@ -1120,6 +1126,44 @@ static enr_code key_rotate(const call *c, json_t **out)
         *out = keys_json(kind, &e);
     }
     OPENSSL_cleanse(fresh, sizeof fresh);
+    enr_enrollment_free(&e);
+    return rc;
+}
+
+/* EST's HTTP Basic secret for an enrollment (either attestation): a new
+ * one replaces the old at once; the store keeps its SHA-256 only, so this
+ * answer is the one time it is seen. */
+static enr_code est_secret(const call *c, json_t **out)
+{
+    static const char *const ARGS[] = {"group", "individual", "remove", NULL};
+    const char *group, *individual;
+    bool remove = false;
+    enr_code rc;
+    if ((rc = only_args(c, ARGS)) != ENR_OK || (rc = arg_text(c, "group", false, ENR_STORE_ID_MAX, &group)) != ENR_OK ||
+        (rc = arg_text(c, "individual", false, ENR_STORE_ID_MAX, &individual)) != ENR_OK ||
+        (rc = arg_bool(c, "remove", &remove)) != ENR_OK)
+        return rc;
+    if ((group == NULL) == (individual == NULL))
+        return enr_error_set(c->err, ENR_E_USAGE, "give exactly one of group or individual");
+    enr_enrollment_kind kind = group ? ENR_ENROLLMENT_GROUP : ENR_ENROLLMENT_INDIVIDUAL;
+    enr_enrollment e = {0};
+    char secret[64] = "", hash[ENR_STORE_SHA256_HEX + 1] = "";
+    if ((rc = get_enrollment(c, kind, group ? group : individual, &e)) == ENR_OK && !remove &&
+        (rc = enr_est_secret_new(secret, c->err)) == ENR_OK)
+        enr_est_secret_hash(secret, strlen(secret), hash);
+    if (rc == ENR_OK) {
+        enr_audit_event ev;
+        audit_set(c, &ev, "admin.est.secret", kind == ENR_ENROLLMENT_INDIVIDUAL ? e.id : NULL, "ok",
+                  "EST secret of %s '%s' %s", kind_words(kind), e.id, remove ? "removed" : "replaced by a new one");
+        rc = enr_store_set_enrollment_basic_secret(c->store, kind, e.id, remove ? NULL : hash, &ev, c->err);
+    }
+    if (rc == ENR_OK) {
+        *out = json_object();
+        json_object_set_new(*out, kind == ENR_ENROLLMENT_GROUP ? "group_id" : "registration_id", json_string(e.id));
+        json_object_set_new(*out, "kind", json_string(kind_noun(kind)));
+        json_object_set_new(*out, "secret", remove ? json_null() : json_string(secret));
+    }
+    OPENSSL_cleanse(secret, sizeof secret);
     enr_enrollment_free(&e);
     return rc;
 }
@@ -2094,6 +2138,7 @@ static const admin_command COMMANDS[] = {
     {"key.show", key_show, false, true},
     {"key.derive", key_derive, false, true},
     {"key.rotate", key_rotate, false, true}, /* answers the new keys */
+    {"est.secret", est_secret, false, true}, /* answers the new secret */
     {"registration.list", registration_list, true, false},
     {"registration.show", registration_show, true, false},
     {"registration.revoke", registration_revoke, false, false},

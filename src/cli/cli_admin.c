@@ -59,6 +59,7 @@ static const char ADMIN_HELP[] =
     "  ca verify NAME --cert FILE      proof of possession: a certificate with CN = the code\n"
     "  ca list\n"
     "  policy new NAME --validity P30D --renewal-window P7D --ca NAME [--key-types LIST]\n"
+    "      [--ocsp-url URL] [--crl-url URL] [--allow-server-keygen]\n"
     "  policy list\n"
     "Enrollments (who may register, and what they get):\n"
     "  group new ID --policy NAME (--symmetric | --x509-ca NAME...) [--hub HOST[:PORT]]\n"
@@ -68,6 +69,7 @@ static const char ADMIN_HELP[] =
     "  key show (--group ID | --individual RID)\n"
     "  key derive --group ID --registration-id RID [--secondary]\n"
     "  key rotate (--group ID | --individual RID)\n"
+    "  est secret (--group ID | --individual RID) [--remove]   EST's HTTP Basic secret\n"
     "Devices:\n"
     "  registration list [--group ID | --individual RID] [--status S]\n"
     "  registration show RID\n"
@@ -152,6 +154,9 @@ static const char POLICY_HELP[] =
     "                      https://HOST:PORT/ocsp\n"
     "  --crl-url URL       put this CRL distribution point in the certificates (in place of\n"
     "                      the CA's `enroll ca init --crl-url`)\n"
+    "  --allow-server-keygen  let EST's serverkeygen make devices' keys (each key is sent\n"
+    "                      once and never stored; off by default: a key made elsewhere has\n"
+    "                      been somewhere else)\n"
     "\n"
     "Examples:\n"
     "  enroll admin policy new p30 --validity P30D --renewal-window P7D --ca issuing \\\n"
@@ -233,6 +238,22 @@ static const char KEY_HELP[] =
     "  enroll admin key derive --group fleet-a --registration-id dev-001 --data /var/lib/enroll\n"
     "  enroll admin key rotate --group fleet-a --data /var/lib/enroll\n"
     "  enroll admin key derive --group fleet-a --registration-id dev-001 --data /var/lib/enroll\n";
+
+static const char EST_HELP[] =
+    "Usage: enroll admin est secret (--group ID | --individual RID) [--remove] --data DIR [--json]\n"
+    "\n"
+    "secret  Makes a new HTTP Basic secret for EST (RFC 7030) on an enrollment, of either\n"
+    "        attestation, and prints it: the only time it is shown, since the store keeps\n"
+    "        its SHA-256 only. The old secret stops working at once. A device sends\n"
+    "        user = its registration id (its CSR's CN), password = the secret; a group's\n"
+    "        secret lets any id register under the group. --remove takes it away.\n"
+    "        Recorded as an audit event (without the secret).\n"
+    "\n"
+    "Examples:\n"
+    "  enroll admin est secret --group est-fleet --data /var/lib/enroll\n"
+    "  curl --cacert root.pem --user dev-001:SECRET --data-binary @dev-001.b64 \\\n"
+    "      -H 'Content-Type: application/pkcs10' \\\n"
+    "      https://enroll.example:8443/.well-known/est/est-fleet/simpleenroll\n";
 
 static const char REGISTRATION_HELP[] =
     "Usage: enroll admin registration list [--group ID | --individual RID] [--status S]\n"
@@ -376,7 +397,7 @@ enum { OPT_DATA = 1, OPT_DB, OPT_CA_DIR, OPT_CERT, OPT_VALIDITY, OPT_RENEWAL_WIN
        OPT_REGISTRATION_ID, OPT_SECONDARY, OPT_REGISTRATION, OPT_STATUS, OPT_REASON, OPT_ISSUER,
        OPT_SERIAL, OPT_EXPIRING, OPT_REVOKED, OPT_OUT, OPT_NEXT_UPDATE, OPT_FILE, OPT_CLAIM_CA,
        OPT_ALLOW_SERVER_KEYGEN, OPT_HOOK_URL, OPT_HOOK_CA, OPT_HOOK_TIMEOUT_MS, OPT_TEMPLATE, OPT_URL, OPT_ADMIN_CERT,
-       OPT_ADMIN_KEY, OPT_TRUST, OPT_JSON, OPT_HELP };
+       OPT_ADMIN_KEY, OPT_TRUST, OPT_REMOVE, OPT_JSON, OPT_HELP };
 
 static const struct option ADMIN_OPTIONS[] = {
     {"data", required_argument, NULL, OPT_DATA},
@@ -398,6 +419,7 @@ static const struct option ADMIN_OPTIONS[] = {
     {"individual", required_argument, NULL, OPT_INDIVIDUAL},
     {"registration-id", required_argument, NULL, OPT_REGISTRATION_ID},
     {"secondary", no_argument, NULL, OPT_SECONDARY},
+    {"remove", no_argument, NULL, OPT_REMOVE},
     {"registration", required_argument, NULL, OPT_REGISTRATION},
     {"status", required_argument, NULL, OPT_STATUS},
     {"reason", required_argument, NULL, OPT_REASON},
@@ -442,7 +464,7 @@ typedef struct admin_args {
     const char *claim_ca[MAX_X509_CA]; /* as given: each may be a comma-separated list */
     size_t claim_ca_count;
     const char *positional;
-    bool symmetric, secondary, revoked, json, help, allow_server_keygen;
+    bool symmetric, secondary, revoked, json, help, allow_server_keygen, remove;
 } admin_args;
 
 static const char *option_name(int val)
@@ -500,6 +522,7 @@ static int parse_admin_args(const char *cmd, const char *help, uint64_t allowed,
         case OPT_INDIVIDUAL: a->individual = optarg; break;
         case OPT_REGISTRATION_ID: a->registration_id = optarg; break;
         case OPT_SECONDARY: a->secondary = true; break;
+        case OPT_REMOVE: a->remove = true; break;
         case OPT_REGISTRATION: a->registration = optarg; break;
         case OPT_STATUS: a->status = optarg; break;
         case OPT_REASON: a->reason = optarg; break;
@@ -690,6 +713,8 @@ static enr_code build_request(const admin_args *a, const char *positional_key, r
         json_object_set_new(r->args, "symmetric", json_true());
     if (a->secondary)
         json_object_set_new(r->args, "secondary", json_true());
+    if (a->remove)
+        json_object_set_new(r->args, "remove", json_true());
     if (a->revoked)
         json_object_set_new(r->args, "revoked", json_true());
     if (a->x509_ca_count > 0) {
@@ -893,6 +918,8 @@ static void policy_new_text(const admin_args *a, json_t *o)
         printf("  OCSP URL:       %s\n", str(o, "ocsp_url", "?"));
     if (json_is_string(json_object_get(o, "crl_url")))
         printf("  CRL URL:        %s\n", str(o, "crl_url", "?"));
+    if (flag(o, "allow_server_keygen"))
+        printf("  Server keygen:  allowed (EST serverkeygen)\n");
 }
 
 static void policy_list_text(const admin_args *a, json_t *arr)
@@ -974,6 +1001,8 @@ static void enrollment_show_text(const admin_args *a, json_t *e)
     if (keys != NULL)
         printf("  Keys:        primary%s (`enroll admin key show --%s %s`)\n",
                json_array_size(keys) > 1 ? " and secondary" : "", str(e, "kind", ""), enrollment_id(e));
+    if (flag(e, "est_basic_secret"))
+        printf("  EST secret:  set (HTTP Basic; `enroll admin est secret` makes a new one)\n");
     printf("  Registrations: %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(e, "registrations")));
 }
 
@@ -1007,6 +1036,17 @@ static void key_rotated_text(const admin_args *a, json_t *o)
         printf("Hand devices keys derived from the new primary (`enroll admin key derive --group %s "
                "--registration-id RID %s %s`); keys derived from the old one work until the next rotation.\n",
                enrollment_id(o), a->data ? a->data_option : "--url", shown_store(a, shown));
+}
+
+static void est_secret_text(const admin_args *a, json_t *o)
+{
+    (void)a;
+    const char *secret = str(o, "secret", NULL);
+    if (secret == NULL)
+        printf("removed the EST secret of %s '%s'\n", kind_words(str(o, "kind", "")), enrollment_id(o));
+    else
+        printf("new EST secret of %s '%s' (shown this once; the old one no longer works)\n  Secret: %s\n",
+               kind_words(str(o, "kind", "")), enrollment_id(o), secret);
 }
 
 static void key_derive_text(const admin_args *a, json_t *o)
@@ -1378,7 +1418,9 @@ static const admin_noun NOUNS[] = {
       {"list", "ca.list", 0, NULL, NULL, false, ca_list_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
     {"policy", POLICY_HELP, "new, list",
-     {{"new", "policy.new", O(VALIDITY) | O(RENEWAL_WINDOW) | O(CA) | O(KEY_TYPES) | O(OCSP_URL) | O(CRL_URL), "name",
+     {{"new", "policy.new", O(VALIDITY) | O(RENEWAL_WINDOW) | O(CA) | O(KEY_TYPES) | O(OCSP_URL) | O(CRL_URL) |
+                           O(ALLOW_SERVER_KEYGEN),
+       "name",
        "policy name", false,
        policy_new_text},
       {"list", "policy.list", 0, NULL, NULL, false, policy_list_text},
@@ -1403,6 +1445,9 @@ static const admin_noun NOUNS[] = {
      {{"show", "key.show", O(GROUP) | O(INDIVIDUAL), NULL, NULL, false, key_show_text},
       {"derive", "key.derive", O(GROUP) | O(REGISTRATION_ID) | O(SECONDARY), NULL, NULL, false, key_derive_text},
       {"rotate", "key.rotate", O(GROUP) | O(INDIVIDUAL), NULL, NULL, false, key_rotated_text},
+      {NULL, NULL, 0, NULL, NULL, false, NULL}}},
+    {"est", EST_HELP, "secret",
+     {{"secret", "est.secret", O(GROUP) | O(INDIVIDUAL) | O(REMOVE), NULL, NULL, false, est_secret_text},
       {NULL, NULL, 0, NULL, NULL, false, NULL}}},
     {"registration", REGISTRATION_HELP, "list, show, revoke, disable, enable, move",
      {{"list", "registration.list", O(GROUP) | O(INDIVIDUAL) | O(STATUS), NULL, NULL, false, registration_list_text},

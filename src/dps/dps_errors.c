@@ -66,6 +66,14 @@ static const dps_error_entry ERRORS[] = {
      "The registration store is unavailable: retry later."},
     {ENR_DPS_CSR_KEY_COMPROMISED, 400011, 400, "csr_key_compromised",
      "The CSR's public key belongs to a certificate revoked for keyCompromise."},
+    {ENR_DPS_RENEWAL_SUBJECT_DIFFERS, 400012, 400, "renewal_subject_differs",
+     "A renewal's CSR must keep the subject and subjectAltName of the certificate it renews."},
+    {ENR_DPS_SERVER_KEYGEN_NOT_ALLOWED, 403003, 403, "server_keygen_not_allowed",
+     "The credential policy does not let the service make the device's key."},
+    {ENR_DPS_ENROLLMENT_MISMATCH, 403004, 403, "enrollment_mismatch",
+     "The registration is not under the enrollment group the request names."},
+    {ENR_DPS_NO_CREDENTIAL_POLICY, 403005, 403, "no_credential_policy",
+     "The enrollment issues no certificates: it has no credential policy."},
 };
 
 _Static_assert(sizeof ERRORS / sizeof ERRORS[0] == ENR_DPS_ERROR_COUNT,

@@ -111,6 +111,12 @@ static EVP_PKEY *generate(enr_key_type type, enr_keygen_progress_fn fn, void *ar
     return NULL;
 }
 
+enr_code enr_key_generate(enr_key_type type, EVP_PKEY **out, enr_error *err)
+{
+    *out = generate(type, NULL, NULL, err);
+    return *out != NULL ? ENR_OK : err->code;
+}
+
 enr_code enr_key_generate_file(enr_key_type type, const char *path, const char *passphrase,
                                bool overwrite, enr_error *err)
 {

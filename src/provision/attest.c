@@ -1,6 +1,7 @@
 /* Attestation: who the peer is (a SAS token or a TLS client certificate),
  * and which enrollment decides about it. No transport here: the front end
  * says what the peer presented (enr_peer_credential). */
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "enroll/cert.h"
 #include "enroll/dps.h"
+#include "enroll/est.h"
 #include "enroll/name.h"
 #include "enroll/provision.h"
 #include "enroll/sas.h"
@@ -168,6 +170,65 @@ static enr_dps_error attest_sas(const attest_env *r, const char *sas_token, cons
     } else
         enr_enrollment_free(&decider_enrollment);
     enr_sas_token_free(token);
+    return result;
+}
+
+/* EST's HTTP Basic: the password's SHA-256 against the secret hash of
+ * who decides (as for SAS: the id's individual enrollment, else the group
+ * it registered through, else any group). The user is the registration
+ * id, checked by the caller. */
+static bool basic_matches(const enr_enrollment *e, const char *hash)
+{
+    return e->basic_secret_sha256[0] != '\0' &&
+           CRYPTO_memcmp(e->basic_secret_sha256, hash, ENR_STORE_SHA256_HEX) == 0;
+}
+
+static enr_dps_error attest_basic(const attest_env *r, const char *password, const char *registration_id,
+                                  enr_attested *out, char *message, size_t cap)
+{
+    enr_error err;
+    char hash[ENR_STORE_SHA256_HEX + 1];
+    enr_est_secret_hash(password, strlen(password), hash);
+    enr_enrollment decider_enrollment = {0};
+    enr_dps_error result = ENR_DPS_AUTH_FAILED;
+    snprintf(message, cap, "the Basic credentials do not verify for registration %s", registration_id);
+    switch (who_decides(r, registration_id, out, &decider_enrollment)) {
+    case DECIDER_STORE_DOWN:
+        result = store_down(message, cap);
+        break;
+    case DECIDER_INDIVIDUAL:
+        if (!decider_enrollment.enabled)
+            result = individual_disabled(&decider_enrollment, message, cap);
+        else if (basic_matches(&decider_enrollment, hash))
+            result = ENR_DPS_OK;
+        break;
+    case DECIDER_BOUND_GROUP:
+        if (basic_matches(&decider_enrollment, hash))
+            result = ENR_DPS_OK;
+        break;
+    case DECIDER_ANY_GROUP: {
+        enr_enrollment_list groups = {0};
+        if (enr_store_list_enrollments(r->store, ENR_ENROLLMENT_GROUP, &groups, &err) != ENR_OK) {
+            result = store_down(message, cap);
+            break;
+        }
+        for (size_t i = 0; i < groups.count && result != ENR_DPS_OK; i++) {
+            if (basic_matches(&groups.items[i], hash)) {
+                decider_enrollment = groups.items[i];
+                memset(&groups.items[i], 0, sizeof groups.items[i]); /* moved out of the list */
+                result = ENR_DPS_OK;
+            }
+        }
+        enr_enrollment_list_free(&groups);
+        break;
+    }
+    }
+    OPENSSL_cleanse(hash, sizeof hash);
+    if (result == ENR_DPS_OK) {
+        out->enrollment = decider_enrollment;
+        out->found = true;
+    } else
+        enr_enrollment_free(&decider_enrollment);
     return result;
 }
 
@@ -332,6 +393,8 @@ enr_dps_error enr_attest(enr_store *store, const enr_attest_options *opts, const
     attest_env env = {store, opts, opts->now != 0 ? opts->now : time(NULL)};
     /* A token wins when both came: a SAS device may sit behind a TLS
      * client certificate it does not own (a gateway's). */
+    if (peer->sas_token == NULL && peer->basic_password != NULL)
+        return attest_basic(&env, peer->basic_password, registration_id, out, message, cap);
     if (peer->sas_token == NULL && peer->certificate != NULL)
         return attest_x509(&env, peer->certificate, peer->chain, registration_id, out, message, cap);
     return attest_sas(&env, peer->sas_token, registration_id, out, message, cap);

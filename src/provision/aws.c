@@ -311,40 +311,20 @@ static bool pick_template(enr_aws_call *j, char out[ENR_STORE_TEMPLATE_NAME_MAX 
  * (AWS itself issues "AWS IoT Certificate"). */
 static enr_code make_server_key(const char *name, EVP_PKEY **key_out, enr_csr **csr_out, enr_error *err)
 {
-    *key_out = NULL;
-    *csr_out = NULL;
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509_REQ *req = X509_REQ_new();
-    X509_NAME *name_dn = X509_NAME_new();
     unsigned char id[12];
     char cn[2 * sizeof id + 8];
-    enr_code rc = ENR_OK;
-    if (key == NULL || req == NULL || name_dn == NULL || RAND_bytes(id, sizeof id) != 1)
-        rc = enr_error_set(err, ENR_E_CRYPTO, "cannot make a key pair");
-    if (rc == ENR_OK) {
-        int n = snprintf(cn, sizeof cn, "aws-");
-        for (size_t i = 0; i < sizeof id; i++)
-            n += snprintf(cn + n, sizeof cn - (size_t)n, "%02x", id[i]);
-        const char *subject_cn = name != NULL && enr_aws_thing_name_valid(name) ? name : cn;
-        if (X509_NAME_add_entry_by_NID(name_dn, NID_commonName, MBSTRING_UTF8, (const unsigned char *)subject_cn, -1, -1,
-                                       0) != 1 ||
-            X509_REQ_set_subject_name(req, name_dn) != 1 || X509_REQ_set_pubkey(req, key) != 1 ||
-            X509_REQ_sign(req, key, EVP_sha256()) <= 0)
-            rc = enr_error_set(err, ENR_E_CRYPTO, "cannot make a CSR for the new key");
-    }
-    unsigned char *der = NULL;
-    int len = rc == ENR_OK ? i2d_X509_REQ(req, &der) : 0;
-    if (rc == ENR_OK && len <= 0)
-        rc = enr_error_set(err, ENR_E_CRYPTO, "cannot encode the CSR");
-    if (rc == ENR_OK)
-        rc = enr_csr_parse(der, (size_t)len, csr_out, err);
-    OPENSSL_free(der);
-    X509_NAME_free(name_dn);
-    X509_REQ_free(req);
-    if (rc == ENR_OK)
-        *key_out = key;
-    else
-        EVP_PKEY_free(key);
+    if (RAND_bytes(id, sizeof id) != 1)
+        return enr_error_set(err, ENR_E_CRYPTO, "cannot make a key pair");
+    int n = snprintf(cn, sizeof cn, "aws-");
+    for (size_t i = 0; i < sizeof id; i++)
+        n += snprintf(cn + n, sizeof cn - (size_t)n, "%02x", id[i]);
+    const char *subject_cn = name != NULL && enr_aws_thing_name_valid(name) ? name : cn;
+    X509_NAME *subject = X509_NAME_new();
+    enr_code rc = subject != NULL && X509_NAME_add_entry_by_NID(subject, NID_commonName, MBSTRING_UTF8,
+                                                                (const unsigned char *)subject_cn, -1, -1, 0) == 1
+                      ? enr_provision_server_key(ENR_KEY_EC_P256, subject, key_out, csr_out, err)
+                      : enr_error_set(err, ENR_E_CRYPTO, "cannot make a CSR for the new key");
+    X509_NAME_free(subject);
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #include "enroll/lint.h"
 #include "enroll/provision.h"
 #include "enroll/pubkey.h"
+#include "enroll/signer.h"
 #include "enroll/store.h"
 
 enr_dps_error enr_provision_error_of_refusal(const enr_error *refusal)
@@ -129,6 +130,8 @@ enr_code enr_provision_policy_load(enr_store *store, const char *name, const cha
     snprintf(out->name, sizeof out->name, "%s", policy.name);
     snprintf(out->ca_name, sizeof out->ca_name, "%s", policy.ca_name);
     snprintf(out->renewal_window, sizeof out->renewal_window, "%s", policy.renewal_window);
+    snprintf(out->key_types, sizeof out->key_types, "%s", policy.key_types);
+    out->allow_server_keygen = policy.allow_server_keygen;
     if ((rc = enr_profile_new("device", &out->profile, err)) != ENR_OK ||
         (rc = enr_profile_set_validity(out->profile, policy.validity, err)) != ENR_OK ||
         (rc = enr_profile_force_cn(out->profile, registration_id, err)) != ENR_OK ||
@@ -139,6 +142,33 @@ enr_code enr_provision_policy_load(enr_store *store, const char *name, const cha
         return rc == ENR_E_NOMEM ? rc : ENR_E_USAGE;
     }
     return ENR_OK;
+}
+
+enr_code enr_provision_server_key(enr_key_type type, const X509_NAME *subject, EVP_PKEY **key_out,
+                                  enr_csr **csr_out, enr_error *err)
+{
+    *key_out = NULL;
+    *csr_out = NULL;
+    EVP_PKEY *key = NULL;
+    enr_code rc = enr_key_generate(type, &key, err);
+    X509_REQ *req = rc == ENR_OK ? X509_REQ_new() : NULL;
+    if (rc == ENR_OK && (req == NULL || X509_REQ_set_subject_name(req, subject) != 1 ||
+                         X509_REQ_set_pubkey(req, key) != 1 ||
+                         X509_REQ_sign(req, key, type == ENR_KEY_ED25519 ? NULL : EVP_sha256()) <= 0))
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot make a CSR for the new key");
+    unsigned char *der = NULL;
+    int len = rc == ENR_OK ? i2d_X509_REQ(req, &der) : 0;
+    if (rc == ENR_OK && len <= 0)
+        rc = enr_error_openssl(err, ENR_E_CRYPTO, "cannot encode the CSR");
+    if (rc == ENR_OK)
+        rc = enr_csr_parse(der, (size_t)len, csr_out, err);
+    OPENSSL_free(der);
+    X509_REQ_free(req);
+    if (rc == ENR_OK)
+        *key_out = key;
+    else
+        EVP_PKEY_free(key);
+    return rc;
 }
 
 void enr_provision_policy_free(enr_provision_policy *p)

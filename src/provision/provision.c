@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "enroll/csr.h"
 #include "enroll/dps.h"
 #include "enroll/duration.h"
+#include "enroll/pubkey.h"
 #include "enroll/sas.h"
 #include "enroll/store.h"
 #include "provision/ca_cache.h"
@@ -25,6 +27,11 @@
 /* A store's unique (issuer, serial) index refusing a drawn serial (another
  * node drew it): sign again with a new one, this many times. */
 #define RESIGN_MAX 3
+/* EST: a 202 tells the device to send the same request again after this
+ * many seconds; a request for the same key within ENROLL_AGAIN_SECONDS of
+ * the registration's newest certificate gets that certificate back. */
+#define ENROLL_RETRY_AFTER 2
+#define ENROLL_AGAIN_SECONDS 600
 /* How long a failed operation reads "failed" before it is unknown. */
 #define FAILED_OPERATION_SECONDS 300
 /* How long an operation unknown here but started moments ago (its id says
@@ -115,6 +122,14 @@ struct enr_provision_call {
     void *ctx;
     struct event *timer;            /* 202 when the commit takes too long */
     bool answered;                  /* 202 sent: the device polls the operation */
+    /* ENROLL (EST): answered with the certificate and chain, not DPS's
+     * document; a 202 means "ask again", with no operation to poll. */
+    bool enroll;
+    const char *route;
+    enr_dps_der issuers[ENR_ISSUERS_MAX]; /* copies: the CA cache may close the CA meanwhile */
+    size_t issuer_count;
+    unsigned char *private_key;     /* serverkeygen: PKCS#8 DER, cleansed when freed */
+    size_t private_key_len;
     enr_provision_call *prev, *next;
 };
 
@@ -194,7 +209,7 @@ static void refuse(enr_provision *p, enr_dps_error e, const char *message, const
     enr_provision_outcome o = {
         .status = enr_dps_error_http_status(e), .error = e, .error_code = enr_dps_error_code(e),
         .body = body ? body : "{\"errorCode\":500001,\"message\":\"internal error\"}", .route = route,
-        .registration_id = registration_id ? registration_id : ""};
+        .registration_id = registration_id ? registration_id : "", .message = message};
     enr_audit_event audit = {0};
     snprintf(audit.kind, sizeof audit.kind, "register");
     snprintf(audit.registration_id, sizeof audit.registration_id, "%s", o.registration_id);
@@ -364,6 +379,26 @@ static enr_code make_job(const commit_facts *f, const enr_provision_policy *poli
     return ENR_OK;
 }
 
+static void drop_issuers(enr_provision_call *call)
+{
+    for (size_t i = 0; i < call->issuer_count; i++)
+        free((void *)call->issuers[i].der);
+    call->issuer_count = 0;
+}
+
+static enr_code keep_issuers(enr_provision_call *call, const enr_issuing_ca *issuer)
+{
+    drop_issuers(call);
+    for (size_t i = 0; i < issuer->issuer_count; i++) {
+        unsigned char *copy = malloc(issuer->issuers[i].len);
+        if (copy == NULL)
+            return ENR_E_NOMEM;
+        memcpy(copy, issuer->issuers[i].der, issuer->issuers[i].len);
+        call->issuers[call->issuer_count++] = (enr_dps_der){copy, issuer->issuers[i].len};
+    }
+    return ENR_OK;
+}
+
 /* Signs the call's CSR (none: a classic registration) and makes its job.
  * Refusals come back typed: *e says which DPS error. */
 static enr_code sign_and_pack(enr_provision *p, enr_provision_call *call, enr_dps_error *e, enr_error *err)
@@ -376,6 +411,10 @@ static enr_code sign_and_pack(enr_provision *p, enr_provision_call *call, enr_dp
                     call->policy.name, err->message);
             *e = ENR_DPS_INTERNAL;
             return enr_error_set(err, ENR_E_INTERNAL, "the credential policy of this enrollment cannot be used");
+        }
+        if (call->enroll && keep_issuers(call, issuer) != ENR_OK) {
+            *e = ENR_DPS_INTERNAL;
+            return enr_error_set(err, ENR_E_NOMEM, "out of memory");
         }
         enr_code rc = enr_ca_sign(issuer->ca, call->csr, call->policy.profile, 0, &cert, err);
         if (rc != ENR_OK) {
@@ -415,6 +454,8 @@ static void call_free(enr_provision_call *call)
     registration_job_free(call->job);
     enr_csr_free(call->csr);
     enr_provision_policy_free(&call->policy);
+    drop_issuers(call);
+    OPENSSL_clear_free(call->private_key, call->private_key_len);
     free(call);
 }
 
@@ -445,6 +486,17 @@ static void answer_assigning(enr_provision_call *call)
     enr_provision *p = call->p;
     char *body = NULL;
     enr_error err;
+    if (call->enroll && call->done != NULL) {
+        /* Nothing to poll: the device sends its request again (RFC 7030
+         * §4.2.3) and gets what this commit stored (do_enroll). */
+        enr_provision_done_fn done = call->done;
+        call->done = NULL;
+        enr_provision_outcome o = {.status = 202, .body = "", .retry_after = ENROLL_RETRY_AFTER, .route = call->route,
+                                   .registration_id = call->facts.registration_id,
+                                   .message = "the certificate is being recorded: send the same request again"};
+        deliver(p, done, call->ctx, &o, false);
+        return;
+    }
     if (call->done == NULL ||
         enr_dps_write_assigning(call->facts.operation_id, &body, &err) != ENR_OK)
         return; /* cancelled; or the device gets its answer when the commit is over */
@@ -470,10 +522,22 @@ static void finish(enr_provision *p, enr_provision_call *call)
     enr_provision_outcome o = {.route = "register", .registration_id = call->facts.registration_id,
                                .commit_ms = job->commit_ms};
     enr_dps_error failure = ENR_DPS_OK;
+    enr_dps_der chain[1 + ENR_ISSUERS_MAX];
+    if (call->enroll)
+        o.route = call->route;
     if (job->item.result == ENR_OK) {
         o.status = 200;
         o.issued = job->issued;
         o.body = job->answer;
+        if (call->enroll) {
+            chain[0] = (enr_dps_der){job->certificate.der.data, job->certificate.der.len};
+            memcpy(chain + 1, call->issuers, call->issuer_count * sizeof chain[0]);
+            o.chain = chain;
+            o.chain_len = 1 + call->issuer_count;
+            o.private_key = call->private_key;
+            o.private_key_len = call->private_key_len;
+            o.body = "";
+        }
         if (call->answered)
             ops_done(p->s, call->facts.operation_id, ENR_DPS_OK);
         deliver(p, call->done, call->ctx, &o, true);
@@ -483,7 +547,7 @@ static void finish(enr_provision *p, enr_provision_call *call)
         failure = enr_provision_error_of_refusal(&job->item.error);
         if (call->answered)
             ops_done(p->s, call->facts.operation_id, failure);
-        refuse(p, failure, job->item.error.message, call->facts.registration_id, "register", call->done, call->ctx);
+        refuse(p, failure, job->item.error.message, call->facts.registration_id, o.route, call->done, call->ctx);
         return;
     }
     /* Nothing was stored, so nothing is sent: the device tries again. */
@@ -492,7 +556,7 @@ static void finish(enr_provision *p, enr_provision_call *call)
     if (call->answered)
         ops_done(p->s, call->facts.operation_id, ENR_DPS_STORE_UNAVAILABLE);
     refuse(p, ENR_DPS_STORE_UNAVAILABLE, "the registration could not be recorded; try again",
-           call->facts.registration_id, "register", call->done, call->ctx);
+           call->facts.registration_id, o.route, call->done, call->ctx);
 }
 
 static void committed_ready(evutil_socket_t fd, short what, void *arg)
@@ -521,7 +585,8 @@ static void committed_ready(evutil_socket_t fd, short what, void *arg)
             }
             if (call->answered)
                 ops_done(p->s, call->facts.operation_id, e);
-            refuse(p, e, err.message, call->facts.registration_id, "register", call->done, call->ctx);
+            refuse(p, e, err.message, call->facts.registration_id, call->enroll ? call->route : "register", call->done,
+                   call->ctx);
         } else {
             finish(p, call);
         }
@@ -532,6 +597,83 @@ static void committed_ready(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- requests ---------------------------------------------------------- */
+
+/* A new call for `rid` as `who` attested it: what its commit will need. */
+static enr_provision_call *call_new(enr_provision *p, const char *rid, const enr_attested *who, bool granted,
+                                    enr_dps_error *e, char *message, size_t cap)
+{
+    enr_error err;
+    enr_provision_call *call = calloc(1, sizeof *call);
+    if (call == NULL) {
+        *e = ENR_DPS_INTERNAL;
+        snprintf(message, cap, "out of memory");
+        return NULL;
+    }
+    call->p = p;
+    commit_facts *f = &call->facts;
+    snprintf(f->registration_id, sizeof f->registration_id, "%s", rid);
+    f->enrollment_kind = who->enrollment.kind;
+    snprintf(f->enrollment_id, sizeof f->enrollment_id, "%s", who->enrollment.id);
+    snprintf(f->assigned_hub, sizeof f->assigned_hub, "%s", who->enrollment.assigned_hub);
+    snprintf(f->credential_issuer, sizeof f->credential_issuer, "%s", who->credential_issuer);
+    snprintf(f->credential_serial, sizeof f->credential_serial, "%s", who->credential_serial);
+    if (granted)
+        snprintf(f->enrollment_etag, sizeof f->enrollment_etag, "%s", who->enrollment.etag);
+    /* createdDateTimeUtc is when the registration first came, as in DPS. */
+    f->created_at = who->registered && who->registration.created_at > 0 ? who->registration.created_at : time(NULL);
+    if (enr_dps_operation_id_new(time(NULL), f->operation_id, &err) != ENR_OK) {
+        *e = ENR_DPS_INTERNAL;
+        snprintf(message, cap, "no randomness for an operation id");
+        free(call);
+        return NULL;
+    }
+    return call;
+}
+
+/* The policy named by the attested enrollment, for `rid`. */
+static enr_dps_error load_policy(enr_provision *p, const char *policy, const char *rid, enr_provision_call *call,
+                                 char *message, size_t cap)
+{
+    enr_error err;
+    enr_code rc = enr_provision_policy_load(p->store, policy, rid, &call->policy, &err);
+    if (rc == ENR_OK)
+        return ENR_DPS_OK;
+    fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n", policy, err.message);
+    snprintf(message, cap, "the credential policy of this enrollment cannot be used");
+    return rc == ENR_E_IO ? ENR_DPS_STORE_UNAVAILABLE : ENR_DPS_INTERNAL;
+}
+
+/* Signs, hands the call to the committer and waits: answered once the
+ * store has it, or 202 first if that takes longer than
+ * assigning_after_ms. On a refusal the call is freed and refused. */
+static void call_start(enr_provision *p, enr_provision_call *call, enr_provision_done_fn done, void *ctx,
+                       enr_provision_call **out)
+{
+    enr_error err;
+    enr_dps_error e;
+    if (sign_and_pack(p, call, &e, &err) != ENR_OK) {
+        char rid[ENR_STORE_ID_MAX + 1];
+        snprintf(rid, sizeof rid, "%s", call->facts.registration_id);
+        const char *route = call->enroll ? call->route : "register";
+        call_free(call);
+        refuse(p, e, err.message, rid, route, done, ctx);
+        return;
+    }
+    call->done = done;
+    call->ctx = ctx;
+    call->next = p->calls;
+    if (p->calls != NULL)
+        p->calls->prev = call;
+    p->calls = call;
+    submit_job(p, call);
+    if (p->s->opts.assigning_after_ms <= 0) {
+        answer_assigning(call);
+        return; /* done was called: the front end holds no handle */
+    }
+    if ((call->timer = evtimer_new(p->base, assigning_timeout, call)) != NULL)
+        evtimer_add(call->timer, p->assigning_after);
+    *out = call;
+}
 
 /* `granted`: `who` is a grant's, attested at the connection's start. */
 static void do_register(enr_provision *p, const enr_provision_request *req, const enr_attested *who, bool granted,
@@ -549,71 +691,200 @@ static void do_register(enr_provision *p, const enr_provision_request *req, cons
         snprintf(message, sizeof message, "%s", err.message);
         goto refused;
     }
-    if ((call = calloc(1, sizeof *call)) == NULL) {
-        e = ENR_DPS_INTERNAL;
-        snprintf(message, sizeof message, "out of memory");
+    if ((call = call_new(p, rid, who, granted, &e, message, sizeof message)) == NULL)
         goto refused;
-    }
-    call->p = p;
-    commit_facts *f = &call->facts;
-    snprintf(f->registration_id, sizeof f->registration_id, "%s", rid);
-    f->enrollment_kind = who->enrollment.kind;
-    snprintf(f->enrollment_id, sizeof f->enrollment_id, "%s", who->enrollment.id);
-    snprintf(f->assigned_hub, sizeof f->assigned_hub, "%s", who->enrollment.assigned_hub);
-    snprintf(f->credential_issuer, sizeof f->credential_issuer, "%s", who->credential_issuer);
-    snprintf(f->credential_serial, sizeof f->credential_serial, "%s", who->credential_serial);
-    if (granted)
-        snprintf(f->enrollment_etag, sizeof f->enrollment_etag, "%s", who->enrollment.etag);
-    /* createdDateTimeUtc is when the registration first came, as in DPS. */
-    f->created_at = who->registered && who->registration.created_at > 0 ? who->registration.created_at : time(NULL);
-    if (enr_dps_operation_id_new(time(NULL), f->operation_id, &err) != ENR_OK) {
-        e = ENR_DPS_INTERNAL;
-        snprintf(message, sizeof message, "no randomness for an operation id");
-        goto refused;
-    }
     const char *policy = who->enrollment.policy[0] ? who->enrollment.policy : NULL;
     if (enr_dps_register_request_csr(body) != NULL && policy != NULL) {
         if (enr_dps_register_request_decode_csr(body, &call->csr, &e, &err) != ENR_OK) {
             snprintf(message, sizeof message, "%s", err.message);
             goto refused;
         }
-        if ((e = enr_provision_check_csr(p->store, call->csr, rid, message, sizeof message)) != ENR_DPS_OK)
+        if ((e = enr_provision_check_csr(p->store, call->csr, rid, message, sizeof message)) != ENR_DPS_OK ||
+            (e = load_policy(p, policy, rid, call, message, sizeof message)) != ENR_DPS_OK)
             goto refused;
-        enr_code rc = enr_provision_policy_load(p->store, policy, rid, &call->policy, &err);
-        if (rc != ENR_OK) {
-            e = rc == ENR_E_IO ? ENR_DPS_STORE_UNAVAILABLE : ENR_DPS_INTERNAL;
-            fprintf(stderr, "{\"event\":\"policy_error\",\"policy\":\"%s\",\"message\":\"%s\"}\n", policy,
-                    err.message);
-            snprintf(message, sizeof message, "the credential policy of this enrollment cannot be used");
-            goto refused;
-        }
     } /* else a classic DPS registration: assign, issue nothing */
-    if (sign_and_pack(p, call, &e, &err) != ENR_OK) {
-        snprintf(message, sizeof message, "%s", err.message);
-        goto refused;
-    }
     enr_dps_register_request_free(body);
-    call->done = done;
-    call->ctx = ctx;
-    call->next = p->calls;
-    if (p->calls != NULL)
-        p->calls->prev = call;
-    p->calls = call;
-    submit_job(p, call);
-    /* Answered once the store has it, or 202 first if that takes longer
-     * than assigning_after_ms. */
-    if (p->s->opts.assigning_after_ms <= 0) {
-        answer_assigning(call);
-        return; /* done was called: the front end holds no handle */
-    }
-    if ((call->timer = evtimer_new(p->base, assigning_timeout, call)) != NULL)
-        evtimer_add(call->timer, p->assigning_after);
-    *out = call;
+    call_start(p, call, done, ctx, out);
     return;
 refused:
     enr_dps_register_request_free(body);
     call_free(call);
     refuse(p, e, message, rid, "register", done, ctx);
+}
+
+/* ---- enrollment from a DER CSR (EST) ----------------------------------- */
+
+/* The CSR's one subject CN as text: the registration id. */
+static bool csr_common_name(const enr_csr *csr, char *out, size_t cap)
+{
+    X509_NAME *subject = X509_REQ_get_subject_name(enr_csr_x509_req(csr));
+    int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (at < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, at) >= 0)
+        return false;
+    unsigned char *utf8 = NULL;
+    int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)));
+    bool ok = n > 0 && (size_t)n < cap && memchr(utf8, '\0', (size_t)n) == NULL;
+    if (ok) {
+        memcpy(out, utf8, (size_t)n);
+        out[n] = '\0';
+    }
+    OPENSSL_free(utf8);
+    return ok;
+}
+
+/* RFC 7030 §4.2.2: a renewal asks for the subject and subjectAltName of
+ * the certificate it renews. */
+static bool same_names(const enr_csr *csr, X509 *cert)
+{
+    X509_REQ *req = enr_csr_x509_req(csr);
+    if (X509_NAME_cmp(X509_REQ_get_subject_name(req), X509_get_subject_name(cert)) != 0)
+        return false;
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    int at = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
+    const ASN1_OCTET_STRING *want = at >= 0 ? X509_EXTENSION_get_data(X509v3_get_ext(exts, at)) : NULL;
+    int cert_at = X509_get_ext_by_NID(cert, NID_subject_alt_name, -1);
+    const ASN1_OCTET_STRING *have = cert_at >= 0 ? X509_EXTENSION_get_data(X509_get_ext(cert, cert_at)) : NULL;
+    bool same = (want == NULL) == (have == NULL) && (want == NULL || ASN1_OCTET_STRING_cmp(want, have) == 0);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return same;
+}
+
+/* A device answered 202 sends the same request again (RFC 7030 §4.2.3):
+ * its answer is the certificate the first one made, once the store has
+ * it, not a second certificate. That is the registration's newest
+ * certificate when it is for the same key, unrevoked, and recent. */
+static bool answer_again(enr_provision *p, const enr_attested *who, const enr_csr *csr, const char *rid,
+                         const char *route, enr_provision_done_fn done, void *ctx)
+{
+    enr_error err;
+    const enr_registration *reg = &who->registration;
+    if (!who->registered || reg->last_certificate_serial[0] == '\0' || !who->enrollment.policy[0])
+        return false;
+    enr_certificate c = {0};
+    if (enr_store_get_certificate(p->store, reg->last_certificate_issuer, reg->last_certificate_serial, &c, &err) !=
+        ENR_OK)
+        return false;
+    char spki[ENR_STORE_SPKI_HEX + 1];
+    bool same = !c.revoked && c.issued_at >= time(NULL) - ENROLL_AGAIN_SECONDS &&
+                enr_spki_sha256_hex(X509_REQ_get_X509_PUBKEY(enr_csr_x509_req(csr)), spki, &err) == ENR_OK &&
+                strcmp(spki, c.spki_sha256) == 0;
+    enr_provision_policy policy = {0};
+    const enr_issuing_ca *issuer = NULL;
+    if (same && enr_provision_policy_load(p->store, who->enrollment.policy, rid, &policy, &err) == ENR_OK)
+        issuer = enr_ca_cache_get(p->cas, policy.ca_name, &err);
+    if (issuer != NULL) {
+        enr_dps_der chain[1 + ENR_ISSUERS_MAX];
+        chain[0] = (enr_dps_der){c.der.data, c.der.len};
+        memcpy(chain + 1, issuer->issuers, issuer->issuer_count * sizeof chain[0]);
+        enr_provision_outcome o = {.status = 200, .body = "", .route = route, .registration_id = rid,
+                                   .chain = chain, .chain_len = 1 + issuer->issuer_count};
+        deliver(p, done, ctx, &o, false);
+    }
+    enr_provision_policy_free(&policy);
+    enr_certificate_free(&c);
+    return issuer != NULL;
+}
+
+/* The new key as PKCS#8 DER, for the one answer that carries it. */
+static enr_code private_key_der(EVP_PKEY *key, unsigned char **out, size_t *len)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PrivateKey(key, &der);
+    if (n <= 0)
+        return ENR_E_CRYPTO;
+    *out = der;
+    *len = (size_t)n;
+    return ENR_OK;
+}
+
+static void do_enroll(enr_provision *p, const enr_provision_request *req, enr_provision_done_fn done, void *ctx,
+                      enr_provision_call **out)
+{
+    const char *route = req->server_keygen ? "serverkeygen" : req->renewal ? "simplereenroll" : "simpleenroll";
+    char message[600], rid[ENR_DPS_REGISTRATION_ID_MAX + 1] = "";
+    enr_error err;
+    enr_dps_error e = ENR_DPS_OK;
+    enr_csr *csr = NULL;
+    enr_attested who = {0};
+    enr_provision_call *call = NULL;
+    EVP_PKEY *server_key = NULL;
+    enr_peer_credential peer = req->peer;
+    if (req->renewal) /* only the certificate being renewed speaks for it */
+        peer.sas_token = peer.basic_password = NULL;
+    if (enr_csr_parse((const unsigned char *)req->body, req->body_len, &csr, &err) != ENR_OK) {
+        e = ENR_DPS_CSR_NOT_DECODABLE;
+        snprintf(message, sizeof message, "the body is not a PKCS#10 CSR: %s", err.message);
+    } else if (!csr_common_name(csr, rid, sizeof rid) || enr_dps_registration_id_check(rid, strlen(rid), &err) != ENR_OK) {
+        e = ENR_DPS_REGISTRATION_ID_INVALID;
+        snprintf(message, sizeof message, "the CSR's subject must have one CN, the registration id: 1-128 characters "
+                                          "of [A-Za-z0-9._:-]");
+        rid[0] = '\0';
+    } else if (req->basic_user != NULL && !enr_dps_registration_id_equal(req->basic_user, rid)) {
+        e = ENR_DPS_AUTH_FAILED;
+        snprintf(message, sizeof message, "the Basic user must be the registration id, the CSR's CN (%s)", rid);
+    } else if (req->renewal && peer.certificate == NULL) {
+        e = ENR_DPS_CERT_AUTH_FAILED;
+        snprintf(message, sizeof message, "a renewal is authenticated by the certificate it renews: present it as the "
+                                          "TLS client certificate");
+    } else if ((e = enr_attest(p->store, &p->attest, &peer, rid, &who, message, sizeof message)) != ENR_DPS_OK ||
+               (e = enr_attested_allows(&who, rid, message, sizeof message)) != ENR_DPS_OK) {
+        /* refused as attestation says */
+    } else if (req->enrollment_group != NULL && (who.enrollment.kind != ENR_ENROLLMENT_GROUP ||
+                                                  strcasecmp(who.enrollment.id, req->enrollment_group) != 0)) {
+        e = ENR_DPS_ENROLLMENT_MISMATCH;
+        snprintf(message, sizeof message, "registration %s is not under enrollment group %s", rid, req->enrollment_group);
+    } else if (req->renewal && who.credential_serial[0] == '\0') {
+        e = ENR_DPS_CERT_AUTH_FAILED;
+        snprintf(message, sizeof message, "a renewal needs the registration's current certificate as the TLS client "
+                                          "certificate (a bootstrap certificate enrolls, it does not renew)");
+    } else if (req->renewal && !same_names(csr, peer.certificate)) {
+        e = ENR_DPS_RENEWAL_SUBJECT_DIFFERS;
+        snprintf(message, sizeof message, "a renewal's CSR must ask for the subject and subjectAltName of the "
+                                          "certificate it renews");
+    } else if (!who.enrollment.policy[0]) {
+        e = ENR_DPS_NO_CREDENTIAL_POLICY;
+        snprintf(message, sizeof message, "enrollment %s has no credential policy: it issues no certificates",
+                 who.enrollment.id);
+    } else if (!req->server_keygen && answer_again(p, &who, csr, rid, route, done, ctx)) {
+        goto out;
+    } else if ((call = call_new(p, rid, &who, false, &e, message, sizeof message)) != NULL &&
+               (e = load_policy(p, who.enrollment.policy, rid, call, message, sizeof message)) == ENR_DPS_OK) {
+        call->enroll = true;
+        call->route = route;
+        enr_key_type type = ENR_KEY_EC_P256;
+        char first[ENR_STORE_KEY_TYPES_MAX + 1];
+        snprintf(first, sizeof first, "%s", call->policy.key_types);
+        first[strcspn(first, ",")] = '\0';
+        if (req->server_keygen && !call->policy.allow_server_keygen) {
+            e = ENR_DPS_SERVER_KEYGEN_NOT_ALLOWED;
+            snprintf(message, sizeof message, "the credential policy %s does not let the service make keys: make one "
+                                              "and use simpleenroll", call->policy.name);
+        } else if (req->server_keygen &&
+                   ((first[0] && enr_key_type_parse(first, &type, &err) != ENR_OK) ||
+                    enr_provision_server_key(type, X509_REQ_get_subject_name(enr_csr_x509_req(csr)), &server_key,
+                                             &call->csr, &err) != ENR_OK ||
+                    private_key_der(server_key, &call->private_key, &call->private_key_len) != ENR_OK)) {
+            e = ENR_DPS_INTERNAL;
+            snprintf(message, sizeof message, "cannot make a key");
+        } else {
+            if (!req->server_keygen) {
+                call->csr = csr;
+                csr = NULL;
+            }
+            e = enr_provision_check_csr(p->store, call->csr, rid, message, sizeof message);
+        }
+        if (e == ENR_DPS_OK) {
+            call_start(p, call, done, ctx, out);
+            call = NULL;
+            goto out;
+        }
+    }
+    call_free(call);
+    refuse(p, e, message, rid, route, done, ctx);
+out:
+    EVP_PKEY_free(server_key);
+    enr_csr_free(csr);
+    enr_attested_free(&who);
 }
 
 static void do_operation(enr_provision *p, const enr_provision_request *req, enr_provision_done_fn done, void *ctx)
@@ -739,6 +1010,11 @@ static const enr_attested *grant_take(const enr_provision *p, const enr_provisio
 enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_request *req,
                                          enr_provision_done_fn done, void *ctx)
 {
+    enr_provision_call *call = NULL;
+    if (req->verb == ENR_PROVISION_ENROLL) {
+        do_enroll(p, req, done, ctx, &call);
+        return call;
+    }
     const char *route = req->verb == ENR_PROVISION_REGISTER ? "register" : "operation";
     const char *rid = req->registration_id ? req->registration_id : "";
     enr_error err;
@@ -755,7 +1031,6 @@ enr_provision_call *enr_provision_submit(enr_provision *p, const enr_provision_r
         refuse(p, ENR_DPS_UNKNOWN_ID_SCOPE, "unknown idScope", rid, route, done, ctx);
         return NULL;
     }
-    enr_provision_call *call = NULL;
     const enr_attested *granted = grant_take(p, req, time(NULL));
     if (granted != NULL) {
         do_register(p, req, granted, true, done, ctx, &call);
@@ -929,6 +1204,72 @@ enr_code enr_provision_ocsp(enr_provision *p, const unsigned char *req, size_t l
             return rc;
     }
     return enr_ocsp_answer(p->ocsp, req, len, 0, resp, resp_len, outcome, err);
+}
+
+enr_code enr_provision_group_key_types(enr_provision *p, const char *group, char *out, size_t cap, enr_error *err)
+{
+    enr_enrollment e = {0};
+    enr_credential_policy policy = {0};
+    enr_code rc = enr_store_get_enrollment(p->store, ENR_ENROLLMENT_GROUP, group, &e, err);
+    if (rc == ENR_OK && !e.policy[0])
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "enrollment group %s has no credential policy", e.id);
+    if (rc == ENR_OK && (rc = enr_store_get_policy(p->store, e.policy, &policy, err)) == ENR_OK)
+        snprintf(out, cap, "%s", policy.key_types);
+    enr_enrollment_free(&e);
+    return rc;
+}
+
+/* Adds the issuing CA and its chain, each certificate once. */
+static enr_code add_chain(STACK_OF(X509) *out, const enr_issuing_ca *issuer, enr_error *err)
+{
+    for (size_t i = 0; i < issuer->issuer_count; i++) {
+        const unsigned char *der = issuer->issuers[i].der;
+        X509 *x = d2i_X509(NULL, &der, (long)issuer->issuers[i].len);
+        if (x == NULL)
+            return enr_error_openssl(err, ENR_E_PARSE, "CA %s: a certificate of its chain does not parse", issuer->name);
+        bool seen = false;
+        for (int k = 0; k < sk_X509_num(out) && !seen; k++)
+            seen = X509_cmp(sk_X509_value(out, k), x) == 0;
+        if (seen || sk_X509_push(out, x) <= 0)
+            X509_free(x);
+    }
+    return ENR_OK;
+}
+
+enr_code enr_provision_ca_certificates(enr_provision *p, const char *group, STACK_OF(X509) **out, enr_error *err)
+{
+    *out = sk_X509_new_null();
+    if (*out == NULL)
+        return enr_error_set(err, ENR_E_NOMEM, "out of memory");
+    enr_code rc = ENR_OK;
+    enr_policy_list policies = {0};
+    if (group != NULL) {
+        enr_enrollment e = {0};
+        enr_credential_policy *one = calloc(1, sizeof *one);
+        rc = one != NULL ? enr_store_get_enrollment(p->store, ENR_ENROLLMENT_GROUP, group, &e, err)
+                         : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        if (rc == ENR_OK && !e.policy[0])
+            rc = enr_error_set(err, ENR_E_NOTFOUND, "enrollment group %s has no credential policy", e.id);
+        if (rc == ENR_OK && (rc = enr_store_get_policy(p->store, e.policy, one, err)) == ENR_OK) {
+            policies.items = one;
+            policies.count = 1;
+            one = NULL;
+        }
+        free(one);
+        enr_enrollment_free(&e);
+    } else {
+        rc = enr_store_list_policies(p->store, &policies, err);
+    }
+    for (size_t i = 0; rc == ENR_OK && i < policies.count; i++) {
+        const enr_issuing_ca *issuer = enr_ca_cache_get(p->cas, policies.items[i].ca_name, err);
+        rc = issuer != NULL ? add_chain(*out, issuer, err) : err->code;
+    }
+    enr_policy_list_free(&policies);
+    if (rc != ENR_OK) {
+        sk_X509_pop_free(*out, X509_free);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void enr_provision_free(enr_provision *p)

@@ -41,6 +41,7 @@
 #include "service/admin_api.h"
 #include "service/aws_mqtt.h"
 #include "service/dps_mqtt.h"
+#include "service/est_http.h"
 #include "enroll/provision.h"
 
 #define LATENCY_BUCKETS 8
@@ -128,7 +129,7 @@ typedef struct worker {
     log_limit logs[LOG_KINDS];
 } worker;
 
-/* A DPS request in the core's hands, until its outcome is sent. */
+/* A DPS or EST request in the core's hands, until its outcome is sent. */
 typedef struct dps_call {
     worker *w;
     struct evhttp_request *req;
@@ -809,6 +810,21 @@ static void serve_dps(worker *w, struct evhttp_request *req, const char *path, e
     evhttp_clear_headers(&query);
 }
 
+/* EST's requests, answered at once or once committed: the listener's
+ * accounting, just before the reply goes out. */
+static void est_answering(void *arg, struct evhttp_request *req, int status, const char *route,
+                          const char *registration_id)
+{
+    dps_call *c = arg;
+    worker *w = c->w;
+    conn_idle(w, req);
+    double latency = now_ms() - c->start_ms;
+    count(w, status, latency);
+    log_request(w, c->id, method_name(c->cmd), route, registration_id, status, latency, c->client_cert);
+    atomic_fetch_sub(&w->in_flight, 1);
+    free(c);
+}
+
 /* OCSP over HTTP (RFC 6960 appendix A): POST /ocsp with the DER request,
  * or GET /ocsp/{base64 of it, URL-encoded}. Every answer the responder
  * makes, a refusal included, is an OCSPResponse with 200; HTTP errors are
@@ -882,7 +898,8 @@ static void handle_request(struct evhttp_request *req, void *arg)
     int status;
     bool client_cert = has_client_certificate(req); /* for the log: the reply may free req */
     conn_busy(w, req);
-    if (path == NULL || w->core == NULL || !dps_owns_path(path))
+    bool in_core = path != NULL && w->core != NULL && (dps_owns_path(path) || est_http_owns_path(path));
+    if (!in_core)
         conn_idle(w, req); /* answered right here */
     if (path == NULL || uri == NULL) {
         route = "malformed";
@@ -915,6 +932,17 @@ static void handle_request(struct evhttp_request *req, void *arg)
     } else if (w->core != NULL && dps_owns_path(path)) {
         serve_dps(w, req, path, cmd, start, id, client_cert);
         return;
+    } else if (w->core != NULL && est_http_owns_path(path)) {
+        dps_call *c = malloc(sizeof *c);
+        if (c != NULL) {
+            *c = (dps_call){.w = w, .req = req, .start_ms = start, .id = id, .cmd = cmd, .client_cert = client_cert};
+            est_http_serve(w->core, req, path, est_answering, c);
+            return;
+        }
+        route = "est";
+        status = 503;
+        conn_idle(w, req);
+        reply_json(req, status, "Service Unavailable", "{\"message\":\"out of memory\"}");
     } else if (w->admin != NULL && admin_api_owns_path(path)) {
         status = admin_api_serve(w->admin, req, path, &route);
     } else {

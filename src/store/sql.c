@@ -226,6 +226,11 @@ static const char *const MIGRATIONS[] = {
      * point its certificates carry */
     ("ALTER TABLE credential_policy ADD COLUMN ocsp_url TEXT;\n"
      "ALTER TABLE credential_policy ADD COLUMN crl_url TEXT;\n"),
+    /* 8: EST: an enrollment may hold the SHA-256 of an HTTP Basic secret
+     * (never the secret), and a policy may let the server make the key */
+    ("ALTER TABLE enrollment_group ADD COLUMN basic_secret_sha256 TEXT;\n"
+     "ALTER TABLE individual_enrollment ADD COLUMN basic_secret_sha256 TEXT;\n"
+     "ALTER TABLE credential_policy ADD COLUMN allow_server_keygen INTEGER NOT NULL DEFAULT 0;\n"),
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -335,6 +340,8 @@ typedef enum stmt_id {
     ST_KEY_IS_COMPROMISED,
     ST_GROUP_ROTATE_KEY,
     ST_INDIVIDUAL_ROTATE_KEY,
+    ST_GROUP_BASIC_SECRET,
+    ST_INDIVIDUAL_BASIC_SECRET,
     ST_REGISTRATION_MOVE,
     ST_AWS_TEMPLATE_INSERT,
     ST_AWS_TEMPLATE_CA_INSERT,
@@ -370,9 +377,11 @@ typedef enum stmt_id {
 #define AUDIT_COLUMNS "id, at, kind, registration_id, outcome, reason_code, detail"
 #define CA_COLUMNS \
     "name, role, certificate, chain_pem, key_ref, verification_code, verified, created_at, updated_at"
-#define POLICY_COLUMNS "name, validity, renewal_window, ca_name, key_types, created_at, updated_at, ocsp_url, crl_url"
+#define POLICY_COLUMNS \
+    "name, validity, renewal_window, ca_name, key_types, created_at, updated_at, ocsp_url, crl_url, allow_server_keygen"
 #define ENROLLMENT_COLUMNS(key) \
-    key ", attestation, primary_key, secondary_key, policy, assigned_hub, enabled, etag, created_at, updated_at"
+    key ", attestation, primary_key, secondary_key, policy, assigned_hub, enabled, etag, created_at, updated_at, " \
+        "basic_secret_sha256"
 #define REGISTRATION_COLUMNS                                                                  \
     "registration_id, enrollment_kind, enrollment_id, status, substatus, device_id, assigned_hub, " \
     "etag, created_at, updated_at, last_certificate_issuer, last_certificate_serial"
@@ -396,7 +405,7 @@ typedef enum stmt_id {
 #define ENROLLMENT_SQL_INSERT(table, key)                                                 \
     "INSERT INTO " table " (" ENROLLMENT_COLUMNS(key) ") VALUES (:id, :attestation, "     \
     ":primary_key, :secondary_key, :policy, :assigned_hub, :enabled, :etag, :created_at, " \
-    ":updated_at)"
+    ":updated_at, :basic_secret)"
 #define ENROLLMENT_SQL_CERT_INSERT(table, key) \
     "INSERT INTO " table "_certificate (" key ", position, der) VALUES (:id, :position, :der)"
 #define ENROLLMENT_SQL_GET(table, key) "SELECT " ENROLLMENT_COLUMNS(key) " FROM " table " WHERE " key " = :id"
@@ -409,6 +418,8 @@ typedef enum stmt_id {
 #define ENROLLMENT_SQL_ROTATE(table, key)                                                        \
     "UPDATE " table " SET secondary_key = primary_key, primary_key = :key, etag = :etag, "       \
     "updated_at = :now WHERE " key " = :id AND attestation = 'symmetric'"
+#define ENROLLMENT_SQL_BASIC_SECRET(table, key) \
+    "UPDATE " table " SET basic_secret_sha256 = :secret, etag = :etag, updated_at = :now WHERE " key " = :id"
 
 static const char *const SQL[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -452,7 +463,8 @@ static const char *const SQL[ST_COUNT] = {
     [ST_CA_VERIFY] = "UPDATE ca SET verification_code = :code, verified = :verified, updated_at = :now "
                      "WHERE name = :name AND role = 'bootstrap'",
     [ST_POLICY_INSERT] = "INSERT INTO credential_policy (" POLICY_COLUMNS ") VALUES (:name, :validity, "
-                         ":renewal_window, :ca_name, :key_types, :created_at, :updated_at, :ocsp_url, :crl_url)",
+                         ":renewal_window, :ca_name, :key_types, :created_at, :updated_at, :ocsp_url, :crl_url, "
+                         ":allow_server_keygen)",
     [ST_POLICY_GET] = "SELECT " POLICY_COLUMNS " FROM credential_policy WHERE name = :name",
     [ST_POLICY_LIST] = "SELECT " POLICY_COLUMNS " FROM credential_policy ORDER BY name",
     [ST_GROUP_INSERT] = ENROLLMENT_SQL_INSERT("enrollment_group", "group_id"),
@@ -531,6 +543,8 @@ static const char *const SQL[ST_COUNT] = {
      * still holding it register until they have the new one. */
     [ST_GROUP_ROTATE_KEY] = ENROLLMENT_SQL_ROTATE("enrollment_group", "group_id"),
     [ST_INDIVIDUAL_ROTATE_KEY] = ENROLLMENT_SQL_ROTATE("individual_enrollment", "registration_id"),
+    [ST_GROUP_BASIC_SECRET] = ENROLLMENT_SQL_BASIC_SECRET("enrollment_group", "group_id"),
+    [ST_INDIVIDUAL_BASIC_SECRET] = ENROLLMENT_SQL_BASIC_SECRET("individual_enrollment", "registration_id"),
     [ST_REGISTRATION_MOVE] = "UPDATE registration SET enrollment_kind = :kind, enrollment_id = :enrollment_id, "
                              "etag = :etag, updated_at = :now WHERE registration_id = :id",
     [ST_AWS_TEMPLATE_INSERT] = "INSERT INTO aws_template (" AWS_TEMPLATE_COLUMNS ") VALUES (:name, :body, "
@@ -667,17 +681,18 @@ static const char *const SQL_POSTGRES[ST_COUNT] = {
 };
 
 typedef struct enrollment_statements {
-    stmt_id insert, cert_insert, get, list, certs, enable, rotate;
+    stmt_id insert, cert_insert, get, list, certs, enable, rotate, basic_secret;
 } enrollment_statements;
 
 static const enrollment_statements *enrollment_sql(enr_enrollment_kind kind)
 {
     static const enrollment_statements GROUP = {ST_GROUP_INSERT, ST_GROUP_CERT_INSERT, ST_GROUP_GET,
                                                 ST_GROUP_LIST, ST_GROUP_CERTS, ST_GROUP_ENABLE,
-                                                ST_GROUP_ROTATE_KEY};
+                                                ST_GROUP_ROTATE_KEY, ST_GROUP_BASIC_SECRET};
     static const enrollment_statements INDIVIDUAL = {
         ST_INDIVIDUAL_INSERT, ST_INDIVIDUAL_CERT_INSERT, ST_INDIVIDUAL_GET,
-        ST_INDIVIDUAL_LIST, ST_INDIVIDUAL_CERTS, ST_INDIVIDUAL_ENABLE, ST_INDIVIDUAL_ROTATE_KEY};
+        ST_INDIVIDUAL_LIST, ST_INDIVIDUAL_CERTS, ST_INDIVIDUAL_ENABLE, ST_INDIVIDUAL_ROTATE_KEY,
+        ST_INDIVIDUAL_BASIC_SECRET};
     return kind == ENR_ENROLLMENT_GROUP ? &GROUP : &INDIVIDUAL;
 }
 
@@ -945,9 +960,10 @@ static enr_code read_policy(sql_stmt *st, void *item, enr_error *err)
         return rc;
     p->created_at = column_time(st, 5);
     p->updated_at = column_time(st, 6);
-    if ((rc = COLUMN_TEXT(st, 7, p->ocsp_url, err)) != ENR_OK)
+    if ((rc = COLUMN_TEXT(st, 7, p->ocsp_url, err)) != ENR_OK || (rc = COLUMN_TEXT(st, 8, p->crl_url, err)) != ENR_OK)
         return rc;
-    return COLUMN_TEXT(st, 8, p->crl_url, err);
+    p->allow_server_keygen = column_bool(st, 9);
+    return ENR_OK;
 }
 
 /* The enrollment row; its certificates come from a second query. The kind
@@ -963,7 +979,8 @@ static enr_code read_enrollment(sql_stmt *st, void *item, enr_error *err)
         (rc = COLUMN_TEXT(st, 3, e->secondary_key, err)) != ENR_OK ||
         (rc = COLUMN_TEXT(st, 4, e->policy, err)) != ENR_OK ||
         (rc = COLUMN_TEXT(st, 5, e->assigned_hub, err)) != ENR_OK ||
-        (rc = COLUMN_TEXT(st, 7, e->etag, err)) != ENR_OK)
+        (rc = COLUMN_TEXT(st, 7, e->etag, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 10, e->basic_secret_sha256, err)) != ENR_OK)
         return rc;
     e->attestation = strcmp(attestation, "x509") == 0 ? ENR_ATTEST_X509 : ENR_ATTEST_SYMMETRIC;
     e->enabled = column_bool(st, 6);
@@ -1276,6 +1293,7 @@ static enr_code insert_policy(sql_store *s, const enr_credential_policy *p, enr_
     bind_int(&b, ":updated_at", (int64_t)p->updated_at);
     bind_text(&b, ":ocsp_url", p->ocsp_url);
     bind_text(&b, ":crl_url", p->crl_url);
+    bind_int(&b, ":allow_server_keygen", p->allow_server_keygen);
     rc = run(s, st, &b, "creating a credential policy", err);
     if (rc == ENR_E_EXISTS)
         return enr_error_set(err, rc, "a credential policy named '%s' exists already", p->name);
@@ -1340,6 +1358,7 @@ static enr_code insert_enrollment_row(sql_store *s, const enr_enrollment *e, enr
     bind_text(&b, ":etag", e->etag);
     bind_int(&b, ":created_at", (int64_t)e->created_at);
     bind_int(&b, ":updated_at", (int64_t)e->updated_at);
+    bind_text(&b, ":basic_secret", e->basic_secret_sha256);
     rc = run(s, st, &b, "creating an enrollment", err);
     /* Never SQLite's text here: say which row, never what the keys were. */
     if (rc == ENR_E_EXISTS)
@@ -1476,6 +1495,30 @@ static enr_code sql_set_enrollment_enabled(void *impl, enr_enrollment_kind kind,
     if (rc != ENR_OK)
         return rc;
     if ((rc = update_enrollment_enabled(s, kind, id, enabled, etag, now, err)) == ENR_OK)
+        rc = insert_optional_audit(s, audit, err);
+    return finish(s, rc, err);
+}
+
+static enr_code sql_set_enrollment_basic_secret(void *impl, enr_enrollment_kind kind, const char *id,
+                                                const char *secret_sha256, const char *etag, time_t now,
+                                                const enr_audit_event *audit, enr_error *err)
+{
+    sql_store *s = impl;
+    enr_code rc = begin_write(s, err);
+    if (rc != ENR_OK)
+        return rc;
+    sql_stmt *st = NULL;
+    if ((rc = statement(s, enrollment_sql(kind)->basic_secret, &st, err)) == ENR_OK) {
+        binder b = {st, 0};
+        bind_text(&b, ":id", id);
+        bind_text(&b, ":secret", secret_sha256);
+        bind_text(&b, ":etag", etag);
+        bind_int(&b, ":now", (int64_t)now);
+        rc = run(s, st, &b, "setting an enrollment's EST secret", err);
+    }
+    if (rc == ENR_OK && s->d->changes(s->conn) == 0)
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "no %s '%s'", enrollment_word(kind), id);
+    if (rc == ENR_OK)
         rc = insert_optional_audit(s, audit, err);
     return finish(s, rc, err);
 }
@@ -3089,10 +3132,10 @@ typedef struct copied_table {
 static const copied_table COPIED[] = {
     {"ca", "name, role, certificate, chain_pem, key_ref, verification_code, verified, created_at, updated_at",
      "TTBTTTIII"},
-    {"credential_policy", POLICY_COLUMNS, "TTTTTIITT"},
-    {"enrollment_group", ENROLLMENT_COLUMNS("group_id"), "TTTTTTITII"},
+    {"credential_policy", POLICY_COLUMNS, "TTTTTIITTI"},
+    {"enrollment_group", ENROLLMENT_COLUMNS("group_id"), "TTTTTTITIIT"},
     {"enrollment_group_certificate", "group_id, position, der", "TIB"},
-    {"individual_enrollment", ENROLLMENT_COLUMNS("registration_id"), "TTTTTTITII"},
+    {"individual_enrollment", ENROLLMENT_COLUMNS("registration_id"), "TTTTTTITIIT"},
     {"individual_enrollment_certificate", "registration_id, position, der", "TIB"},
     {"registration", REGISTRATION_COLUMNS ", status_before_disable", "TTTTTTTTIITTT"},
     {"certificate", CERT_COLUMNS, "ITTTTTIIITBIII"},
@@ -3321,6 +3364,7 @@ static enr_code sql_integrity_check(void *impl, enr_error *err)
         .copy_into = sql_copy_into, \
         .move_registration = sql_move_registration, \
         .rotate_enrollment_key = sql_rotate_enrollment_key, \
+        .set_enrollment_basic_secret = sql_set_enrollment_basic_secret, \
         .get_operation = sql_get_operation, \
         .record_audit = sql_record_audit, \
         .record_audits = sql_record_audits, \

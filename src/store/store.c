@@ -875,6 +875,26 @@ enr_code enr_store_rotate_enrollment_key(enr_store *store, enr_enrollment_kind k
     return store->ops->rotate_enrollment_key(store->impl, kind, key, new_primary, etag, time(NULL), a, err);
 }
 
+enr_code enr_store_set_enrollment_basic_secret(enr_store *store, enr_enrollment_kind kind, const char *id,
+                                               const char *secret_sha256, const enr_audit_event *audit,
+                                               enr_error *err)
+{
+    REQUIRE_OP(store, set_enrollment_basic_secret, "hold EST secrets", err);
+    char key[ENR_STORE_ID_MAX + 1], etag[ENR_STORE_ETAG_MAX + 1];
+    enr_audit_event audit_buf;
+    const enr_audit_event *a = NULL;
+    enr_code rc;
+    if ((rc = check_kind(kind, err)) != ENR_OK || (rc = normalize_id(id_word(kind), id, key, err)) != ENR_OK)
+        return rc;
+    if (secret_sha256 != NULL && secret_sha256[0] != '\0' &&
+        (strlen(secret_sha256) != ENR_STORE_SHA256_HEX || strspn(secret_sha256, "0123456789abcdef") != ENR_STORE_SHA256_HEX))
+        return enr_error_set(err, ENR_E_USAGE, "an EST secret is stored as 64 lower-case hex digits of its SHA-256");
+    if ((rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK ||
+        (rc = enr_store_make_etag(etag, err)) != ENR_OK)
+        return rc;
+    return store->ops->set_enrollment_basic_secret(store->impl, kind, key, secret_sha256, etag, time(NULL), a, err);
+}
+
 /* ---- registrations ------------------------------------------------------ */
 
 static enr_code prepare_registration(const enr_registration *in, enr_registration *out, enr_error *err)

@@ -146,9 +146,10 @@ complete_words() { # WORDS...: what completing the last word offers
 same "completion: nouns" "$(complete_words enroll "")" "admin ca cert crl csr device key match serve verify"
 same "completion: a noun's verbs" "$(complete_words enroll ca "")" "crl init list revoke sign"
 same "completion: admin nouns" "$(complete_words enroll admin "")" \
-  "audit ca cert crl group individual key policy registration store template thing"
+  "audit ca cert crl est group individual key policy registration store template thing"
 same "completion: verbs with alternatives" "$(complete_words enroll admin group "")" "disable enable list new show"
 same "completion: template verbs" "$(complete_words enroll admin template "")" "create delete disable enable list show"
+same "completion: est verbs" "$(complete_words enroll admin est "")" "secret"
 same "completion: an option" "$(complete_words enroll key new --ty)" "--type"
 same "completion: enroll-device without its noun" "$(complete_words enroll-device pro)" "provision"
 

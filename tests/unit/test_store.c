@@ -308,8 +308,8 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     enr_ca_record_free(&ca);
     assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
     /* One row per migration, applied once whatever the reopens. */
-    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 7);
-    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 7);
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 8);
+    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 8);
     static const char *const TABLE_NAMES[] = {"ca", "credential_policy", "enrollment_group",
                                               "individual_enrollment", "registration", "certificate",
                                               "operation", "audit_event", "compromised_key", NULL};
@@ -1236,6 +1236,55 @@ static void test_key_rotation(void **state)
                      ENR_E_NOTFOUND);
 }
 
+/* EST: an enrollment's Basic secret hash (either kind) and a policy's
+ * serverkeygen flag, stored and read back; a hash that is not 64
+ * lower-case hex digits never reaches the store. */
+static void test_est_fields(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    put_ca(f, "issuing", ENR_CA_ISSUING);
+    put_policy(f, "cert-policy", "issuing");
+    enr_credential_policy p = {0};
+    snprintf(p.name, sizeof p.name, "keygen");
+    snprintf(p.validity, sizeof p.validity, "P30D");
+    snprintf(p.renewal_window, sizeof p.renewal_window, "P7D");
+    snprintf(p.ca_name, sizeof p.ca_name, "issuing");
+    snprintf(p.key_types, sizeof p.key_types, "ec-p256");
+    p.allow_server_keygen = true;
+    assert_int_equal(enr_store_create_policy(f->store, &p, NULL, &err), ENR_OK);
+    enr_credential_policy got_policy;
+    assert_int_equal(enr_store_get_policy(f->store, "keygen", &got_policy, &err), ENR_OK);
+    assert_true(got_policy.allow_server_keygen);
+    assert_int_equal(enr_store_get_policy(f->store, "cert-policy", &got_policy, &err), ENR_OK);
+    assert_false(got_policy.allow_server_keygen);
+
+    enr_enrollment g = symmetric_enrollment(ENR_ENROLLMENT_GROUP, "fleet", "cert-policy");
+    assert_int_equal(enr_store_create_enrollment(f->store, &g, NULL, &err), ENR_OK);
+    static const char HASH[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_int_equal(enr_store_set_enrollment_basic_secret(f->store, ENR_ENROLLMENT_GROUP, "Fleet", HASH, NULL, &err),
+                     ENR_OK);
+    enr_enrollment got;
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "fleet", &got, &err), ENR_OK);
+    assert_string_equal(got.basic_secret_sha256, HASH);
+    assert_string_not_equal(got.etag, g.etag);
+    enr_enrollment_free(&got);
+    static const char *const BAD[] = {"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", "abc",
+                                      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015adff",
+                                      "secret-in-the-clear-secret-in-the-clear-secret-in-the-clear-123", NULL};
+    for (size_t i = 0; BAD[i] != NULL; i++)
+        if (enr_store_set_enrollment_basic_secret(f->store, ENR_ENROLLMENT_GROUP, "fleet", BAD[i], NULL, &err) !=
+            ENR_E_USAGE)
+            fail_msg("EST secret hash '%s' was taken", BAD[i]);
+    assert_int_equal(enr_store_set_enrollment_basic_secret(f->store, ENR_ENROLLMENT_GROUP, "nope", HASH, NULL, &err),
+                     ENR_E_NOTFOUND);
+    assert_int_equal(enr_store_set_enrollment_basic_secret(f->store, ENR_ENROLLMENT_GROUP, "fleet", NULL, NULL, &err),
+                     ENR_OK);
+    assert_int_equal(enr_store_get_enrollment(f->store, ENR_ENROLLMENT_GROUP, "fleet", &got, &err), ENR_OK);
+    assert_string_equal(got.basic_secret_sha256, "");
+    enr_enrollment_free(&got);
+}
+
 static void test_rejection_writes_only_audit(void **state)
 {
     fixture *f = *state;
@@ -2033,6 +2082,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compromised_keys_are_blocked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_stays_with_its_enrollment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_est_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_rechecks_the_credential, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_within_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_is_all_or_nothing, setup, teardown),

@@ -757,12 +757,15 @@ static void test_migration_from_version_3(void **state)
         "DROP TABLE aws_template_claim_ca; DROP TABLE aws_template; DROP TABLE crl_number;"
         "DROP INDEX certificate_revoked;"
         "ALTER TABLE credential_policy DROP COLUMN ocsp_url; ALTER TABLE credential_policy DROP COLUMN crl_url;"
+        "ALTER TABLE enrollment_group DROP COLUMN basic_secret_sha256;"
+        "ALTER TABLE individual_enrollment DROP COLUMN basic_secret_sha256;"
+        "ALTER TABLE credential_policy DROP COLUMN allow_server_keygen;"
         "DELETE FROM schema_version WHERE version >= 4;";
     if (PG_URL != NULL) {
         pg_exec_raw(DOWNGRADE);
     } else {
         sqlite3 *db = raw_db(f);
-        char *msg = NULL, sql[512];
+        char *msg = NULL, sql[1024];
         snprintf(sql, sizeof sql, "PRAGMA foreign_keys = OFF; BEGIN; %s COMMIT;", DOWNGRADE);
         if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
             fail_msg("downgrade: %s", msg);
@@ -772,7 +775,7 @@ static void test_migration_from_version_3(void **state)
 
     enr_error err;
     assert_int_equal(enr_store_open(PG_URL != NULL ? PG_URL : f->dir, &f->store, &err), ENR_OK);
-    assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 7);
+    assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 8);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM certificate WHERE serial = '01'"), 1);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM ca"), 3);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM aws_template"), 0);
