@@ -34,6 +34,13 @@ bool enr_dps_is_base64_char(unsigned char c);
 /* 1..ENR_DPS_OPERATION_ID_MAX characters of [A-Za-z0-9._:-]. */
 bool enr_dps_operation_id_ok(const char *id);
 
+/* enr_dps_write_assigned through jansson: what it falls back to for
+ * strings that need escaping or a payload (and test_dps's reference). */
+enr_code enr_dps_write_assigned_json(const enr_dps_assignment *a, char **out, enr_error *err);
+/* Whether enr_dps_write_assigned writes `a` directly (no payload, no
+ * string that needs escaping). */
+bool enr_dps_assignment_plain(const enr_dps_assignment *a);
+
 /* json_dumps as one malloc'ed compact string for the writers. */
 enr_code enr_dps_json_dump(json_t *doc, char **out, enr_error *err);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dps/dps_internal.h"
 #include "enroll/dps.h"
 #include "enroll/input.h"
 
@@ -871,6 +872,52 @@ static void test_write_assigned_classic(void **state)
     assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_E_USAGE);
 }
 
+/* The direct writer (enrolld's answers) writes exactly jansson's text, for
+ * every combination of the optional members; strings that need escaping
+ * or a payload take jansson's path and still read back. */
+static void test_write_assigned_direct_is_jansson(void **state)
+{
+    (void)state;
+    chain3 c;
+    chain3_make(&c);
+    for (int variant = 0; variant < 32; variant++) {
+        enr_dps_assignment a = sample_assignment(variant & 1 ? &c : NULL);
+        a.payload_json = NULL;
+        a.etag = "5f0c2a9e-etag"; /* enrolld's etags: plain ASCII */
+        if (variant & 2)
+            a.assigned_hub = a.device_id = NULL;
+        if (variant & 4)
+            a.etag = NULL;
+        if (variant & 8)
+            a.renewal_window = "P7D", a.renew_after = 1795000000;
+        if (variant & 16)
+            a.etag = ""; /* an empty member is still written */
+        assert_true(enr_dps_assignment_plain(&a));
+        char *direct = NULL, *reference = NULL;
+        enr_error err;
+        assert_int_equal(enr_dps_write_assigned(&a, &direct, &err), ENR_OK);
+        assert_int_equal(enr_dps_write_assigned_json(&a, &reference, &err), ENR_OK);
+        if (strcmp(direct, reference) != 0)
+            fail_msg("variant %d:\n%s\n%s", variant, direct, reference);
+        free(direct);
+        free(reference);
+    }
+    enr_dps_assignment a = sample_assignment(&c);
+    a.payload_json = NULL;
+    a.etag = "\"q\\u\u00e9\""; /* quotes, a backslash, UTF-8: jansson's path */
+    assert_false(enr_dps_assignment_plain(&a));
+    char *text = NULL;
+    enr_error err;
+    assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_OK);
+    json_t *doc = load(text);
+    assert_string_equal(str_at(json_object_get(doc, "registrationState"), "etag"), a.etag);
+    json_decref(doc);
+    free(text);
+    a.etag = "\xff"; /* not UTF-8: refused on either path */
+    assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_E_USAGE);
+    chain3_free(&c);
+}
+
 static void test_write_assigned_refusals(void **state)
 {
     (void)state;
@@ -1333,6 +1380,7 @@ int main(void)
         cmocka_unit_test(test_write_assigned_shape),
         cmocka_unit_test(test_write_assigned_classic),
         cmocka_unit_test(test_write_assigned_refusals),
+        cmocka_unit_test(test_write_assigned_direct_is_jansson),
         cmocka_unit_test(test_write_failed_and_error),
         cmocka_unit_test(test_round_trip_assigned),
         cmocka_unit_test(test_round_trip_other_bodies),
