@@ -62,6 +62,12 @@ typedef struct enr_attested {
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
     /* A SAS token's expiry (its se) when a token attested; 0 otherwise. */
     time_t token_expiry;
+    /* EST's Basic with a group's secret for a registration already bound
+     * to the group: the secret is shared by the group's devices, so it
+     * cannot speak for one that exists (it could take it over with a key
+     * of its own). It only fetches again what a request for the same key
+     * made (a 202's retry). */
+    bool repeat_only;
 } enr_attested;
 
 #define ENR_PROVISION_SAS_SKEW_DEFAULT 300L

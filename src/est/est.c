@@ -186,10 +186,12 @@ enr_code enr_est_certs_only(STACK_OF(X509) *certs, unsigned char **der, size_t *
 {
     *der = NULL;
     *len = 0;
-    /* A SignedData with no signers and empty data content: what `openssl
+    /* A SignedData with no signers and no content: what `openssl
      * crl2pkcs7 -nocrl` makes, and what every EST client reads. */
     PKCS7 *p7 = PKCS7_new();
-    bool ok = p7 != NULL && PKCS7_set_type(p7, NID_pkcs7_signed) == 1 && PKCS7_content_new(p7, NID_pkcs7_data) == 1;
+    bool ok = p7 != NULL && PKCS7_set_type(p7, NID_pkcs7_signed) == 1;
+    if (ok) /* the degenerate form: the content type, no content (RFC 5751 §3.8) */
+        p7->d.sign->contents->type = OBJ_nid2obj(NID_pkcs7_data);
     for (int i = 0; ok && i < sk_X509_num(certs); i++)
         ok = PKCS7_add_certificate(p7, sk_X509_value(certs, i)) == 1;
     unsigned char *out = NULL;

@@ -176,7 +176,9 @@ static enr_dps_error attest_sas(const attest_env *r, const char *sas_token, cons
 /* EST's HTTP Basic: the password's SHA-256 against the secret hash of
  * who decides (as for SAS: the id's individual enrollment, else the group
  * it registered through, else any group). The user is the registration
- * id, checked by the caller. */
+ * id, checked by the caller. A group's secret is one for all its devices
+ * (unlike its SAS keys, derived per device): it registers a new id, and
+ * for an existing one only repeats (enr_attested.repeat_only). */
 static bool basic_matches(const enr_enrollment *e, const char *hash)
 {
     return e->basic_secret_sha256[0] != '\0' &&
@@ -203,8 +205,10 @@ static enr_dps_error attest_basic(const attest_env *r, const char *password, con
             result = ENR_DPS_OK;
         break;
     case DECIDER_BOUND_GROUP:
-        if (basic_matches(&decider_enrollment, hash))
+        if (basic_matches(&decider_enrollment, hash)) {
             result = ENR_DPS_OK;
+            out->repeat_only = true;
+        }
         break;
     case DECIDER_ANY_GROUP: {
         enr_enrollment_list groups = {0};

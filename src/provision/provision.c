@@ -5,6 +5,8 @@
 
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -666,6 +668,12 @@ static void call_start(enr_provision *p, enr_provision_call *call, enr_provision
         p->calls->prev = call;
     p->calls = call;
     submit_job(p, call);
+    /* A key made here exists only in this call: the device gets it with
+     * its certificate or not at all, never a 202 that would lose it. */
+    if (call->private_key != NULL) {
+        *out = call;
+        return;
+    }
     if (p->s->opts.assigning_after_ms <= 0) {
         answer_assigning(call);
         return; /* done was called: the front end holds no handle */
@@ -760,6 +768,10 @@ static bool answer_again(enr_provision *p, const enr_attested *who, const enr_cs
     const enr_registration *reg = &who->registration;
     if (!who->registered || reg->last_certificate_serial[0] == '\0' || !who->enrollment.policy[0])
         return false;
+    /* A renewal presenting the newest certificate asks for a new one. */
+    if (who->credential_serial[0] != '\0' && strcmp(who->credential_serial, reg->last_certificate_serial) == 0 &&
+        strcmp(who->credential_issuer, reg->last_certificate_issuer) == 0)
+        return false;
     enr_certificate c = {0};
     if (enr_store_get_certificate(p->store, reg->last_certificate_issuer, reg->last_certificate_serial, &c, &err) !=
         ENR_OK)
@@ -785,16 +797,38 @@ static bool answer_again(enr_provision *p, const enr_attested *who, const enr_cs
     return issuer != NULL;
 }
 
-/* The new key as PKCS#8 DER, for the one answer that carries it. */
+/* The new key as PKCS#8 DER (RFC 7030 §4.4.2; i2d_PrivateKey would write
+ * SEC1 or PKCS#1), for the one answer that carries it. */
 static enr_code private_key_der(EVP_PKEY *key, unsigned char **out, size_t *len)
 {
+    PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
     unsigned char *der = NULL;
-    int n = i2d_PrivateKey(key, &der);
+    int n = p8 != NULL ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : -1;
+    PKCS8_PRIV_KEY_INFO_free(p8);
     if (n <= 0)
         return ENR_E_CRYPTO;
     *out = der;
     *len = (size_t)n;
     return ENR_OK;
+}
+
+/* The key type serverkeygen makes: the policy's first EC or Ed25519 type.
+ * RSA is never made here: an RSA-4096 generation would stall the loop's
+ * other devices for seconds. */
+static bool server_key_type(const char *key_types, enr_key_type *out)
+{
+    char list[ENR_STORE_KEY_TYPES_MAX + 1], *save = NULL;
+    snprintf(list, sizeof list, "%s", key_types[0] ? key_types : "ec-p256");
+    for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        enr_error err;
+        enr_key_type kt;
+        if (enr_key_type_parse(t, &kt, &err) == ENR_OK &&
+            (kt == ENR_KEY_EC_P256 || kt == ENR_KEY_EC_P384 || kt == ENR_KEY_ED25519)) {
+            *out = kt;
+            return true;
+        }
+    }
+    return false;
 }
 
 static void do_enroll(enr_provision *p, const enr_provision_request *req, enr_provision_done_fn done, void *ctx,
@@ -819,7 +853,7 @@ static void do_enroll(enr_provision *p, const enr_provision_request *req, enr_pr
         snprintf(message, sizeof message, "the CSR's subject must have one CN, the registration id: 1-128 characters "
                                           "of [A-Za-z0-9._:-]");
         rid[0] = '\0';
-    } else if (req->basic_user != NULL && !enr_dps_registration_id_equal(req->basic_user, rid)) {
+    } else if (!req->renewal && req->basic_user != NULL && !enr_dps_registration_id_equal(req->basic_user, rid)) {
         e = ENR_DPS_AUTH_FAILED;
         snprintf(message, sizeof message, "the Basic user must be the registration id, the CSR's CN (%s)", rid);
     } else if (req->renewal && peer.certificate == NULL) {
@@ -845,33 +879,39 @@ static void do_enroll(enr_provision *p, const enr_provision_request *req, enr_pr
         e = ENR_DPS_NO_CREDENTIAL_POLICY;
         snprintf(message, sizeof message, "enrollment %s has no credential policy: it issues no certificates",
                  who.enrollment.id);
+    } else if (!req->server_keygen &&
+               (e = enr_provision_check_csr(p->store, csr, rid, message, sizeof message)) != ENR_DPS_OK) {
+        /* proof of possession and the key gate, before anything is answered */
     } else if (!req->server_keygen && answer_again(p, &who, csr, rid, route, done, ctx)) {
         goto out;
+    } else if (who.repeat_only) {
+        e = ENR_DPS_AUTH_FAILED;
+        snprintf(message, sizeof message, "registration %s exists: the group's EST secret registers new devices only; "
+                                          "renew with simplereenroll and the current certificate", rid);
     } else if ((call = call_new(p, rid, &who, false, &e, message, sizeof message)) != NULL &&
                (e = load_policy(p, who.enrollment.policy, rid, call, message, sizeof message)) == ENR_DPS_OK) {
         call->enroll = true;
         call->route = route;
         enr_key_type type = ENR_KEY_EC_P256;
-        char first[ENR_STORE_KEY_TYPES_MAX + 1];
-        snprintf(first, sizeof first, "%s", call->policy.key_types);
-        first[strcspn(first, ",")] = '\0';
         if (req->server_keygen && !call->policy.allow_server_keygen) {
             e = ENR_DPS_SERVER_KEYGEN_NOT_ALLOWED;
             snprintf(message, sizeof message, "the credential policy %s does not let the service make keys: make one "
                                               "and use simpleenroll", call->policy.name);
+        } else if (req->server_keygen && !server_key_type(call->policy.key_types, &type)) {
+            e = ENR_DPS_SERVER_KEYGEN_NOT_ALLOWED;
+            snprintf(message, sizeof message, "the credential policy %s allows only RSA keys, which the service does "
+                                              "not make: make one and use simpleenroll", call->policy.name);
         } else if (req->server_keygen &&
-                   ((first[0] && enr_key_type_parse(first, &type, &err) != ENR_OK) ||
-                    enr_provision_server_key(type, X509_REQ_get_subject_name(enr_csr_x509_req(csr)), &server_key,
+                   (enr_provision_server_key(type, X509_REQ_get_subject_name(enr_csr_x509_req(csr)), &server_key,
                                              &call->csr, &err) != ENR_OK ||
                     private_key_der(server_key, &call->private_key, &call->private_key_len) != ENR_OK)) {
             e = ENR_DPS_INTERNAL;
             snprintf(message, sizeof message, "cannot make a key");
-        } else {
-            if (!req->server_keygen) {
-                call->csr = csr;
-                csr = NULL;
-            }
+        } else if (req->server_keygen) {
             e = enr_provision_check_csr(p->store, call->csr, rid, message, sizeof message);
+        } else {
+            call->csr = csr;
+            csr = NULL;
         }
         if (e == ENR_DPS_OK) {
             call_start(p, call, done, ctx, out);
@@ -1219,21 +1259,38 @@ enr_code enr_provision_group_key_types(enr_provision *p, const char *group, char
     return rc;
 }
 
-/* Adds the issuing CA and its chain, each certificate once. */
-static enr_code add_chain(STACK_OF(X509) *out, const enr_issuing_ca *issuer, enr_error *err)
+static void add_once(STACK_OF(X509) *out, X509 *x)
 {
-    for (size_t i = 0; i < issuer->issuer_count; i++) {
-        const unsigned char *der = issuer->issuers[i].der;
-        X509 *x = d2i_X509(NULL, &der, (long)issuer->issuers[i].len);
-        if (x == NULL)
-            return enr_error_openssl(err, ENR_E_PARSE, "CA %s: a certificate of its chain does not parse", issuer->name);
-        bool seen = false;
-        for (int k = 0; k < sk_X509_num(out) && !seen; k++)
-            seen = X509_cmp(sk_X509_value(out, k), x) == 0;
-        if (seen || sk_X509_push(out, x) <= 0)
-            X509_free(x);
-    }
-    return ENR_OK;
+    bool seen = false;
+    for (int k = 0; k < sk_X509_num(out) && !seen; k++)
+        seen = X509_cmp(sk_X509_value(out, k), x) == 0;
+    if (seen || sk_X509_push(out, x) <= 0)
+        X509_free(x);
+}
+
+/* Adds CA `name`'s certificate and chain as the store records them: no CA
+ * key is opened for an unauthenticated request. false when the store
+ * cannot be read (*io) or the CA is gone or unreadable (skipped). */
+static bool add_ca_certificates(enr_store *store, const char *name, STACK_OF(X509) *out, bool *io)
+{
+    enr_ca_record ca = {0};
+    enr_error err;
+    enr_code rc = enr_store_get_ca(store, name, &ca, &err);
+    *io = rc == ENR_E_IO;
+    if (rc != ENR_OK)
+        return false;
+    const unsigned char *der = ca.certificate.data;
+    X509 *x = d2i_X509(NULL, &der, (long)ca.certificate.len);
+    bool ok = x != NULL;
+    if (ok)
+        add_once(out, x);
+    BIO *chain = ca.chain_pem != NULL ? BIO_new_mem_buf(ca.chain_pem, -1) : NULL;
+    for (X509 *c; chain != NULL && (c = PEM_read_bio_X509(chain, NULL, NULL, NULL)) != NULL;)
+        add_once(out, c);
+    ERR_clear_error(); /* the end of the PEM text */
+    BIO_free(chain);
+    enr_ca_record_free(&ca);
+    return ok;
 }
 
 enr_code enr_provision_ca_certificates(enr_provision *p, const char *group, STACK_OF(X509) **out, enr_error *err)
@@ -1260,11 +1317,16 @@ enr_code enr_provision_ca_certificates(enr_provision *p, const char *group, STAC
     } else {
         rc = enr_store_list_policies(p->store, &policies, err);
     }
-    for (size_t i = 0; rc == ENR_OK && i < policies.count; i++) {
-        const enr_issuing_ca *issuer = enr_ca_cache_get(p->cas, policies.items[i].ca_name, err);
-        rc = issuer != NULL ? add_chain(*out, issuer, err) : err->code;
-    }
+    /* Every policy's CA that can be read; one that cannot is left out, not
+     * the answer. */
+    bool io = false;
+    for (size_t i = 0; rc == ENR_OK && i < policies.count && !io; i++)
+        (void)add_ca_certificates(p->store, policies.items[i].ca_name, *out, &io);
     enr_policy_list_free(&policies);
+    if (rc == ENR_OK && io)
+        rc = enr_error_set(err, ENR_E_IO, "the store is unavailable");
+    if (rc == ENR_OK && sk_X509_num(*out) == 0)
+        rc = enr_error_set(err, ENR_E_NOTFOUND, "no CA issues certificates here");
     if (rc != ENR_OK) {
         sk_X509_pop_free(*out, X509_free);
         *out = NULL;

@@ -214,6 +214,12 @@ static void serve_enroll(enr_provision *core, est_request *r, const enr_est_path
     char basic[BASIC_MAX];
     const char *user = NULL, *password = NULL;
     bool has_basic = authorization != NULL && enr_est_basic_parse(authorization, basic, sizeof basic, &user, &password);
+    if (has_basic && ssl == NULL) { /* RFC 7030 §3.2.3: a secret never crosses in the clear */
+        OPENSSL_cleanse(basic, sizeof basic);
+        free(der);
+        reply_text(r, 403, "HTTP Basic is taken only over TLS", NULL);
+        return;
+    }
     if (authorization != NULL && !has_basic && cert == NULL) {
         free(der);
         reply_text(r, 401, "the Authorization header is not HTTP Basic user:password", NULL);
@@ -274,11 +280,15 @@ void est_http_serve(enr_provision *core, struct evhttp_request *req, const char 
     if (parsed.operation == ENR_EST_CACERTS) {
         STACK_OF(X509) *certs = NULL;
         enr_code rc = enr_provision_ca_certificates(core, label, &certs, &err);
-        if (rc == ENR_OK && sk_X509_num(certs) > 0)
+        if (rc == ENR_OK)
             reply_certs_only(r, certs);
-        else
-            reply_text(r, rc == ENR_E_NOTFOUND || rc == ENR_OK ? 404 : rc == ENR_E_IO ? 503 : 500,
-                       rc == ENR_OK ? "no CA issues certificates here yet" : err.message, NULL);
+        else /* unauthenticated: say what, never the store's or a CA's own words */
+            reply_text(r, rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? 404 : rc == ENR_E_IO ? 503 : 500,
+                       rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? (label ? "no such enrollment group, or it issues no certificates"
+                                                     : "no CA issues certificates here yet")
+                                            : rc == ENR_E_IO ? "the store is unavailable; try again"
+                                                             : "internal error",
+                       NULL);
         sk_X509_pop_free(certs, X509_free);
     } else if (parsed.operation == ENR_EST_CSRATTRS) {
         char types[ENR_STORE_KEY_TYPES_MAX + 1];
@@ -289,7 +299,11 @@ void est_http_serve(enr_provision *core, struct evhttp_request *req, const char 
             reply(r, 204, NULL, NULL, 0, NULL);
         else if ((rc = enr_provision_group_key_types(core, label, types, sizeof types, &err)) != ENR_OK ||
                  (rc = enr_est_csrattrs(types, &der, &len, &err)) != ENR_OK)
-            reply_text(r, rc == ENR_E_NOTFOUND ? 404 : rc == ENR_E_IO ? 503 : 500, err.message, NULL);
+            reply_text(r, rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? 404 : rc == ENR_E_IO ? 503 : 500,
+                       rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? "no such enrollment group, or it issues no certificates"
+                       : rc == ENR_E_IO     ? "the store is unavailable; try again"
+                                            : "internal error",
+                       NULL);
         else
             reply_der(r, "application/csrattrs", der, len, NULL);
         OPENSSL_free(der);

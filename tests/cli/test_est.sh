@@ -127,6 +127,14 @@ same "the issuance is a registration under the group" "$(jq -r '[.status, .enrol
   "assigned est-fleet"
 "$ENROLL" admin audit list --registration est-1 --data data --json > est-1.audit.json
 same "  audited" "$(jq -r '[.[] | select(.kind == "register" and .outcome == "ok")] | length' est-1.audit.json)" 1
+# The group's secret is every device's: it registers a new id, never one
+# that exists (that would hand est-1's name to another key).
+csr est-1-thief /CN=est-1
+SNAP=$(snapshot)
+same "simpleenroll with the group's secret for an existing device and a new key: 401" \
+  "$(enroll_post est-1-thief /simpleenroll --user est-1:"$SECRET")" 401
+contains est-1-thief.body "new devices only" "  saying why"
+unchanged "the refused takeover"
 # RFC 8951: line breaks anywhere in the base64, without a trailing newline.
 csr est-1b /CN=est-1b
 tr -d '\n' < est-1b.b64 | fold -w 17 > est-1b.folded && mv est-1b.folded est-1b.b64
@@ -167,6 +175,10 @@ same "simplereenroll with a changed subject: 400" \
 contains est-1-evil.body "subject" "  saying why"
 same "simplereenroll with Basic only: 401" "$(enroll_post est-1-renew /simplereenroll --user est-1:"$SECRET")" 401
 unchanged "the refused renewals"
+# A Basic header beside the certificate is not what a renewal stands on.
+csr idev-1-renew /CN=idev-1 idev-1.key
+same "simplereenroll with the current certificate and a stray Basic header: 200" \
+  "$(enroll_post idev-1-renew /simplereenroll --cert idev-1.pem --key idev-1.key --user someone:else)" 200
 # Revocable like any registration: the revoked certificate renews nothing.
 check "admin: revoke est-1" "$ENROLL" admin registration revoke est-1 --reason superseded --data data
 csr est-1-again /CN=est-1 est-1-renew.key
@@ -185,6 +197,8 @@ same "serverkeygen when the policy allows it: 200" "$(enroll_post kg-1 /serverke
 contains kg-1.headers "Content-Type: multipart/mixed; boundary=" "  multipart/mixed"
 boundary=$(grep -i '^Content-Type: multipart' kg-1.headers | sed 's/.*boundary=//' | tr -d '\r')
 tr -d '\r' < kg-1.body | awk -v b="--$boundary" '$0 == b || $0 == b "--" {n++; h=1; next} h && $0 == "" {h=0; next} !h {print > ("part" n ".b64")}'
+openssl base64 -d -in part1.b64 | openssl asn1parse -inform DER > kg-1.key.asn1 2>&1
+contains kg-1.key.asn1 "id-ecPublicKey" "  the key is PKCS#8 (PrivateKeyInfo names its algorithm), not SEC1"
 openssl base64 -d -in part1.b64 | openssl pkey -inform DER -out kg-1.server.key 2>kg.err
 [ -s kg-1.server.key ] && pass || fail "serverkeygen: the first part is a PKCS#8 key ($(cat kg.err))"
 openssl base64 -d -in part2.b64 | openssl pkcs7 -inform DER -print_certs -out kg-1.pem 2>>kg.err
@@ -215,5 +229,20 @@ certs_of est-9
 same "  with the certificate the first request made (one certificate, not two)" \
   "$("$ENROLL" admin cert list --registration est-9 --data data --json | jq -r '.[].serial' | tr -d '\n')" \
   "$(openssl x509 -in est-9.pem -noout -serial | cut -d= -f2)"
-EST=https://127.0.0.1:$MAIN_PORT/.well-known/est
+csr kg-2 /CN=kg-2
+same "serverkeygen is never answered 202 (its key would be lost): 200" \
+  "$(enroll_post kg-2 /serverkeygen --user kg-2:"$KEYGEN_SECRET")" 200
+contains kg-2.headers "Content-Type: multipart/mixed" "  with the key and the certificate"
+
+# ---- Basic never in the clear ----
+cat > plain.json <<JSON
+{"listen": "127.0.0.1:0", "data_dir": "data", "id_scope": "$SCOPE", "plain_http": true, "workers": 1}
+JSON
+enrolld_start plain.json plain.log
+csr est-10 /CN=est-10
+SNAP=$(snapshot)
+code=$(curl -s --max-time 30 -o plain.body -w '%{http_code}' -X POST -H 'Content-Type: application/pkcs10' \
+  --user est-10:"$SECRET" --data-binary @est-10.b64 "http://127.0.0.1:$PORT/.well-known/est/simpleenroll")
+same "simpleenroll with Basic over plain HTTP: 403" "$code" 403
+unchanged "the refused plain-HTTP enrollment"
 finish

@@ -183,6 +183,9 @@ static void test_certs_only(void **state)
     assert_int_equal(sk_X509_num(p7->d.sign->cert), 1);
     assert_int_equal(X509_cmp(sk_X509_value(p7->d.sign->cert, 0), x), 0);
     assert_int_equal(sk_PKCS7_SIGNER_INFO_num(p7->d.sign->signer_info), 0);
+    /* Degenerate: id-data named, no eContent at all. */
+    assert_int_equal(OBJ_obj2nid(p7->d.sign->contents->type), NID_pkcs7_data);
+    assert_null(p7->d.sign->contents->d.ptr);
     PKCS7_free(p7);
     OPENSSL_free(der);
     sk_X509_pop_free(certs, X509_free);
