@@ -1427,7 +1427,7 @@ static enr_code get_enrollment(sql_store *s, enr_enrollment_kind kind, const cha
     out->kind = kind;
     if ((rc = fetch_one(s, st, &b, read_enrollment, out, missing, err)) != ENR_OK)
         return rc;
-    return load_enrollment_certificates(s, out, err);
+    return out->attestation == ENR_ATTEST_X509 ? load_enrollment_certificates(s, out, err) : ENR_OK;
 }
 
 /* Row and certificates in one read transaction: one consistent view. */
@@ -1452,8 +1452,11 @@ static enr_code list_enrollments(sql_store *s, enr_enrollment_kind kind, enr_enr
     rc = fetch_all(s, st, &b, read_enrollment, sizeof *out->items, (void **)&out->items, &out->count, err);
     for (size_t i = 0; i < out->count; i++)
         out->items[i].kind = kind;
+    /* Only X.509 enrollments have certificates: a symmetric one would cost
+     * a query for nothing (attestation lists every group per new device). */
     for (size_t i = 0; rc == ENR_OK && i < out->count; i++)
-        rc = load_enrollment_certificates(s, &out->items[i], err);
+        if (out->items[i].attestation == ENR_ATTEST_X509)
+            rc = load_enrollment_certificates(s, &out->items[i], err);
     return rc;
 }
 
