@@ -780,9 +780,9 @@ static bool answer_again(enr_provision *p, const enr_attested *who, const enr_cs
     bool same = !c.revoked && c.issued_at >= time(NULL) - ENROLL_AGAIN_SECONDS &&
                 enr_spki_sha256_hex(X509_REQ_get_X509_PUBKEY(enr_csr_x509_req(csr)), spki, &err) == ENR_OK &&
                 strcmp(spki, c.spki_sha256) == 0;
-    enr_provision_policy policy = {0};
+    enr_credential_policy policy = {0}; /* for its CA's name only */
     const enr_issuing_ca *issuer = NULL;
-    if (same && enr_provision_policy_load(p->store, who->enrollment.policy, rid, &policy, &err) == ENR_OK)
+    if (same && enr_store_get_policy(p->store, who->enrollment.policy, &policy, &err) == ENR_OK)
         issuer = enr_ca_cache_get(p->cas, policy.ca_name, &err);
     if (issuer != NULL) {
         enr_dps_der chain[1 + ENR_ISSUERS_MAX];
@@ -792,7 +792,6 @@ static bool answer_again(enr_provision *p, const enr_attested *who, const enr_cs
                                    .chain = chain, .chain_len = 1 + issuer->issuer_count};
         deliver(p, done, ctx, &o, false);
     }
-    enr_provision_policy_free(&policy);
     enr_certificate_free(&c);
     return issuer != NULL;
 }
@@ -1246,16 +1245,26 @@ enr_code enr_provision_ocsp(enr_provision *p, const unsigned char *req, size_t l
     return enr_ocsp_answer(p->ocsp, req, len, 0, resp, resp_len, outcome, err);
 }
 
-enr_code enr_provision_group_key_types(enr_provision *p, const char *group, char *out, size_t cap, enr_error *err)
+/* The credential policy of enrollment group `group` (an EST label):
+ * ENR_E_NOTFOUND when there is no such group or it has none. */
+static enr_code group_policy(enr_provision *p, const char *group, enr_credential_policy *out, enr_error *err)
 {
     enr_enrollment e = {0};
-    enr_credential_policy policy = {0};
     enr_code rc = enr_store_get_enrollment(p->store, ENR_ENROLLMENT_GROUP, group, &e, err);
     if (rc == ENR_OK && !e.policy[0])
         rc = enr_error_set(err, ENR_E_NOTFOUND, "enrollment group %s has no credential policy", e.id);
-    if (rc == ENR_OK && (rc = enr_store_get_policy(p->store, e.policy, &policy, err)) == ENR_OK)
-        snprintf(out, cap, "%s", policy.key_types);
+    if (rc == ENR_OK)
+        rc = enr_store_get_policy(p->store, e.policy, out, err);
     enr_enrollment_free(&e);
+    return rc;
+}
+
+enr_code enr_provision_group_key_types(enr_provision *p, const char *group, char *out, size_t cap, enr_error *err)
+{
+    enr_credential_policy policy = {0};
+    enr_code rc = group_policy(p, group, &policy, err);
+    if (rc == ENR_OK)
+        snprintf(out, cap, "%s", policy.key_types);
     return rc;
 }
 
@@ -1301,19 +1310,14 @@ enr_code enr_provision_ca_certificates(enr_provision *p, const char *group, STAC
     enr_code rc = ENR_OK;
     enr_policy_list policies = {0};
     if (group != NULL) {
-        enr_enrollment e = {0};
         enr_credential_policy *one = calloc(1, sizeof *one);
-        rc = one != NULL ? enr_store_get_enrollment(p->store, ENR_ENROLLMENT_GROUP, group, &e, err)
-                         : enr_error_set(err, ENR_E_NOMEM, "out of memory");
-        if (rc == ENR_OK && !e.policy[0])
-            rc = enr_error_set(err, ENR_E_NOTFOUND, "enrollment group %s has no credential policy", e.id);
-        if (rc == ENR_OK && (rc = enr_store_get_policy(p->store, e.policy, one, err)) == ENR_OK) {
+        rc = one != NULL ? group_policy(p, group, one, err) : enr_error_set(err, ENR_E_NOMEM, "out of memory");
+        if (rc == ENR_OK) {
             policies.items = one;
             policies.count = 1;
             one = NULL;
         }
         free(one);
-        enr_enrollment_free(&e);
     } else {
         rc = enr_store_list_policies(p->store, &policies, err);
     }

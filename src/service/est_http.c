@@ -144,6 +144,19 @@ static void reply_key_and_certificate(est_request *r, const enr_provision_outcom
     evbuffer_free(body);
 }
 
+/* A read for an unauthenticated client failed: say what, never the
+ * store's or a CA's own words. */
+static void reply_read_failed(est_request *r, enr_code rc, const char *label)
+{
+    bool missing = rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE;
+    reply_text(r, missing ? 404 : rc == ENR_E_IO ? 503 : 500,
+               missing ? (label != NULL ? "no such enrollment group, or it issues no certificates"
+                                        : "no CA issues certificates here yet")
+               : rc == ENR_E_IO ? "the store is unavailable; try again"
+                                : "internal error",
+               NULL);
+}
+
 static void enrolled(void *ctx, const enr_provision_outcome *o)
 {
     est_request *r = ctx;
@@ -282,13 +295,8 @@ void est_http_serve(enr_provision *core, struct evhttp_request *req, const char 
         enr_code rc = enr_provision_ca_certificates(core, label, &certs, &err);
         if (rc == ENR_OK)
             reply_certs_only(r, certs);
-        else /* unauthenticated: say what, never the store's or a CA's own words */
-            reply_text(r, rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? 404 : rc == ENR_E_IO ? 503 : 500,
-                       rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? (label ? "no such enrollment group, or it issues no certificates"
-                                                     : "no CA issues certificates here yet")
-                                            : rc == ENR_E_IO ? "the store is unavailable; try again"
-                                                             : "internal error",
-                       NULL);
+        else
+            reply_read_failed(r, rc, label);
         sk_X509_pop_free(certs, X509_free);
     } else if (parsed.operation == ENR_EST_CSRATTRS) {
         char types[ENR_STORE_KEY_TYPES_MAX + 1];
@@ -299,11 +307,7 @@ void est_http_serve(enr_provision *core, struct evhttp_request *req, const char 
             reply(r, 204, NULL, NULL, 0, NULL);
         else if ((rc = enr_provision_group_key_types(core, label, types, sizeof types, &err)) != ENR_OK ||
                  (rc = enr_est_csrattrs(types, &der, &len, &err)) != ENR_OK)
-            reply_text(r, rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? 404 : rc == ENR_E_IO ? 503 : 500,
-                       rc == ENR_E_NOTFOUND || rc == ENR_E_USAGE ? "no such enrollment group, or it issues no certificates"
-                       : rc == ENR_E_IO     ? "the store is unavailable; try again"
-                                            : "internal error",
-                       NULL);
+            reply_read_failed(r, rc, label);
         else
             reply_der(r, "application/csrattrs", der, len, NULL);
         OPENSSL_free(der);

@@ -724,6 +724,19 @@ static void registration_observed(void *arg, const enr_provision_outcome *o)
     count_registration(arg, o);
 }
 
+/* The accounting of a request the core answered (DPS or EST), once. The
+ * registration id was checked by the core ([A-Za-z0-9._:-], or empty):
+ * safe to print inside JSON quotes. */
+static void call_answered(dps_call *c, int status, const char *route, const char *registration_id)
+{
+    worker *w = c->w;
+    double latency = now_ms() - c->start_ms;
+    count(w, status, latency);
+    log_request(w, c->id, method_name(c->cmd), route, registration_id, status, latency, c->client_cert);
+    atomic_fetch_sub(&w->in_flight, 1);
+    free(c);
+}
+
 static void dps_answered(void *ctx, const enr_provision_outcome *o)
 {
     dps_call *c = ctx;
@@ -736,13 +749,7 @@ static void dps_answered(void *ctx, const enr_provision_outcome *o)
     }
     reply_json(c->req, o->status, o->status == 200 ? "OK" : o->status == 202 ? "Accepted" : "Error",
                o->body ? o->body : "{}");
-    double latency = now_ms() - c->start_ms;
-    count(w, o->status, latency);
-    /* The registration id was checked by the core ([A-Za-z0-9._:-], or
-     * empty): safe to print inside JSON quotes. */
-    log_request(w, c->id, method_name(c->cmd), o->route, o->registration_id, o->status, latency, c->client_cert);
-    atomic_fetch_sub(&w->in_flight, 1);
-    free(c);
+    call_answered(c, o->status, o->route, o->registration_id);
 }
 
 /* DPS over HTTPS: the path names the idScope, the registration and the
@@ -816,13 +823,8 @@ static void est_answering(void *arg, struct evhttp_request *req, int status, con
                           const char *registration_id)
 {
     dps_call *c = arg;
-    worker *w = c->w;
-    conn_idle(w, req);
-    double latency = now_ms() - c->start_ms;
-    count(w, status, latency);
-    log_request(w, c->id, method_name(c->cmd), route, registration_id, status, latency, c->client_cert);
-    atomic_fetch_sub(&w->in_flight, 1);
-    free(c);
+    conn_idle(c->w, req);
+    call_answered(c, status, route, registration_id);
 }
 
 /* OCSP over HTTP (RFC 6960 appendix A): POST /ocsp with the DER request,
