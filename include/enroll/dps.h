@@ -266,6 +266,11 @@ typedef struct enr_dps_assignment {
      * extensions that DPS clients ignore. NULL / 0: omitted. */
     const char *renewal_window;
     time_t renew_after;
+    /* The answer as an operation keeps it: written as with a certificate
+     * but without the certificate members, which are a registration's
+     * largest bytes and already in its certificate record (chain ignored;
+     * enr_dps_complete_assigned joins them back). */
+    bool certificate_apart;
 } enr_dps_assignment;
 
 typedef struct enr_dps_failure {
@@ -287,6 +292,11 @@ enr_code enr_dps_write_operation_status_assigning(const char *operation_id,
                                                   enr_error *err);
 /* 200: the final body with status "assigned". */
 enr_code enr_dps_write_assigned(const enr_dps_assignment *a, char **out, enr_error *err);
+/* An answer written with certificate_apart, completed with `chain` (leaf
+ * first): the text enr_dps_write_assigned writes for the same assignment
+ * with that chain. ENR_E_PARSE when `kept` is not such an answer. */
+enr_code enr_dps_complete_assigned(const char *kept, size_t len, const enr_dps_der *chain, size_t chain_len,
+                                   char **out, enr_error *err);
 /* 200: the final body with status "failed" (or "disabled"); the registrationState
  * carries errorCode and errorMessage. */
 enr_code enr_dps_write_failed(const enr_dps_failure *f, char **out, enr_error *err);

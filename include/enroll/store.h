@@ -233,8 +233,15 @@ typedef struct enr_operation {
     char operation_id[ENR_STORE_ID_MAX + 1];
     char registration_id[ENR_STORE_ID_MAX + 1];  /* empty in a commit: the registration's */
     char status[ENR_STORE_WORD_MAX + 1];         /* as for registrations */
-    char *result_json;                           /* the registrationState answered; owned when read */
+    /* The answer, owned when read. With a certificate it is kept without
+     * it: certificate_issuer and certificate_serial name the certificate
+     * record, and a reader joins the certificate and its chain back in
+     * (enr_dps_complete_assigned). Empty for answers without one, and for
+     * operations stored before schema 9, whose answer is whole. */
+    char *result_json;
     time_t created_at, updated_at;               /* 0: now */
+    char certificate_issuer[ENR_STORE_DN_MAX + 1];
+    char certificate_serial[ENR_STORE_SERIAL_MAX + 1];
 } enr_operation;
 
 void enr_operation_free(enr_operation *op);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cert/cert_internal.h"
+#include "core/hex.h"
 #include "enroll/cert.h"
 #include "enroll/fileio.h"
 
@@ -183,11 +184,6 @@ enr_code enr_cert_fingerprint(const X509 *cert, char out[ENR_CERT_FINGERPRINT_HE
         ERR_clear_error();
         return enr_error_set(err, ENR_E_CRYPTO, "cannot compute the certificate's SHA-256 fingerprint");
     }
-    static const char digits[] = "0123456789abcdef";
-    for (unsigned i = 0; i < n; i++) {
-        out[2 * i] = digits[md[i] >> 4];
-        out[2 * i + 1] = digits[md[i] & 15];
-    }
-    out[2 * n] = '\0';
+    enr_hex_lower(md, n, out);
     return ENR_OK;
 }

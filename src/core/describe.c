@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "enroll/name.h"
 #include "enroll/pubkey.h"
 
@@ -269,17 +270,12 @@ enr_code enr_describe_dump(json_t *obj, char **out, enr_error *err)
 
 static json_t *hex_of(const ASN1_STRING *s)
 {
-    static const char DIGITS[] = "0123456789abcdef";
     int n = ASN1_STRING_length(s);
-    const unsigned char *p = ASN1_STRING_get0_data(s);
-    char *hex = malloc((size_t)(n > 0 ? n : 0) * 2 + 1);
+    size_t len = n > 0 ? (size_t)n : 0;
+    char *hex = malloc(len * 2 + 1);
     if (hex == NULL)
         return json_null();
-    for (int i = 0; i < n; i++) {
-        hex[2 * i] = DIGITS[p[i] >> 4];
-        hex[2 * i + 1] = DIGITS[p[i] & 0x0f];
-    }
-    hex[n > 0 ? 2 * n : 0] = '\0';
+    enr_hex_lower(ASN1_STRING_get0_data(s), len, hex);
     json_t *j = json_string(hex);
     free(hex);
     return j;

@@ -276,6 +276,12 @@ static enr_code put_optional_string(json_t *obj, const char *key, const char *va
     return value != NULL ? put_string(obj, key, value, err) : ENR_OK;
 }
 
+/* Whether the answer is about a certificate (written in it, or apart). */
+static bool with_certificate(const enr_dps_assignment *a)
+{
+    return a->certificate_apart || a->chain_len > 0;
+}
+
 static enr_code assigned_state(const enr_dps_assignment *a, json_t *state, enr_error *err)
 {
     enr_code rc = put_string(state, "registrationId", a->registration_id, err);
@@ -300,11 +306,11 @@ static enr_code assigned_state(const enr_dps_assignment *a, json_t *state, enr_e
         if (rc == ENR_OK)
             rc = put(state, "payload", payload, err);
     }
-    if (rc == ENR_OK && a->chain_len > 0)
+    if (rc == ENR_OK && a->chain_len > 0 && !a->certificate_apart)
         rc = put_certificates(state, a, err);
-    if (rc == ENR_OK && a->chain_len > 0 && a->renewal_window != NULL)
+    if (rc == ENR_OK && with_certificate(a) && a->renewal_window != NULL)
         rc = put_string(state, "renewalWindow", a->renewal_window, err);
-    if (rc == ENR_OK && a->chain_len > 0 && a->renew_after != 0)
+    if (rc == ENR_OK && with_certificate(a) && a->renew_after != 0)
         rc = put_time(state, "renewAfterUtc", a->renew_after, err);
     return rc;
 }
@@ -413,9 +419,10 @@ static enr_code write_assigned_text(const enr_dps_assignment *a, char **out, enr
     enr_code rc = enr_dps_time_format(a->created_at, created, err);
     if (rc == ENR_OK)
         rc = enr_dps_time_format(a->updated_at, updated, err);
-    if (rc == ENR_OK && a->chain_len > 0 && a->renew_after != 0)
+    if (rc == ENR_OK && with_certificate(a) && a->renew_after != 0)
         rc = enr_dps_time_format(a->renew_after, renew, err);
-    for (size_t i = 0; rc == ENR_OK && i < a->chain_len; i++) {
+    size_t chain_len = a->certificate_apart ? 0 : a->chain_len;
+    for (size_t i = 0; rc == ENR_OK && i < chain_len; i++) {
         size_t object_len = 0, bad = 0;
         rc = enr_der_check(a->chain[i].der, a->chain[i].len, &object_len, &bad, err);
         if (rc == ENR_OK && object_len != a->chain[i].len)
@@ -426,8 +433,8 @@ static enr_code write_assigned_text(const enr_dps_assignment *a, char **out, enr
         }
     }
     char *pem = NULL;
-    if (rc == ENR_OK && a->chain_len > 0)
-        rc = enr_pem_encode("CERTIFICATE", a->chain[a->chain_len - 1].der, a->chain[a->chain_len - 1].len, &pem, err);
+    if (rc == ENR_OK && chain_len > 0)
+        rc = enr_pem_encode("CERTIFICATE", a->chain[chain_len - 1].der, a->chain[chain_len - 1].len, &pem, err);
     if (rc != ENR_OK)
         return rc;
     answer_text t = {0};
@@ -446,10 +453,10 @@ static enr_code write_assigned_text(const enr_dps_assignment *a, char **out, enr
     text_member(&t, "lastUpdatedDateTimeUtc", updated, false);
     if (a->etag != NULL)
         text_member(&t, "etag", a->etag, false);
-    if (a->chain_len > 0) {
+    if (chain_len > 0) {
         TEXT_LIT(&t, ",\"issuedCertificateChain\":[");
         size_t leaf_at = t.len;
-        for (size_t i = 0; i < a->chain_len; i++) {
+        for (size_t i = 0; i < chain_len; i++) {
             if (i > 0)
                 TEXT_LIT(&t, ",");
             text_base64(&t, &a->chain[i]);
@@ -463,6 +470,8 @@ static enr_code write_assigned_text(const enr_dps_assignment *a, char **out, enr
         TEXT_LIT(&t, ",\"trustBundle\":{\"certificates\":[{\"certificate\":");
         text_string(&t, pem);
         TEXT_LIT(&t, "}]}");
+    }
+    if (with_certificate(a)) {
         if (a->renewal_window != NULL)
             text_member(&t, "renewalWindow", a->renewal_window, false);
         if (a->renew_after != 0)
@@ -587,5 +596,61 @@ enr_code enr_dps_write_error(enr_dps_error e, const char *message, const char *t
     if (rc == ENR_OK)
         rc = dump_bounded(body, out, err);
     json_decref(body);
+    return rc;
+}
+
+/* ---- an answer kept without its certificates ------------------------------ */
+
+static bool substatus_from_name(const char *name, enr_dps_substatus *out)
+{
+    static const enr_dps_substatus ALL[] = {
+        ENR_DPS_SUBSTATUS_INITIAL_ASSIGNMENT, ENR_DPS_SUBSTATUS_DEVICE_DATA_MIGRATED,
+        ENR_DPS_SUBSTATUS_DEVICE_DATA_RESET, ENR_DPS_SUBSTATUS_REPROVISIONED_TO_INITIAL_ASSIGNMENT};
+    for (size_t i = 0; name != NULL && i < sizeof ALL / sizeof ALL[0]; i++)
+        if (strcmp(name, enr_dps_substatus_name(ALL[i])) == 0) {
+            *out = ALL[i];
+            return true;
+        }
+    return false;
+}
+
+/* Reads the kept answer back with the device's own reader, so the facts
+ * written once are read the way every client reads them, then writes it
+ * again with the chain: one writer for both. */
+enr_code enr_dps_complete_assigned(const char *kept, size_t len, const enr_dps_der *chain, size_t chain_len,
+                                   char **out, enr_error *err)
+{
+    *out = NULL;
+    enr_dps_register_response *r = NULL;
+    enr_code rc = enr_dps_register_response_parse(kept, len, &r, err);
+    if (rc != ENR_OK)
+        return rc == ENR_E_NOMEM ? rc : ENR_E_PARSE;
+    enr_dps_assignment a = {
+        .operation_id = enr_dps_response_operation_id(r),
+        .registration_id = enr_dps_response_registration_id(r),
+        .assigned_hub = enr_dps_response_assigned_hub(r),
+        .device_id = enr_dps_response_device_id(r),
+        .etag = enr_dps_response_etag(r),
+        .payload_json = enr_dps_response_payload(r),
+        .renewal_window = enr_dps_response_renewal_window(r),
+        .chain = chain,
+        .chain_len = chain_len,
+    };
+    const char *created = enr_dps_response_created(r), *updated = enr_dps_response_last_updated(r),
+               *renew = enr_dps_response_renew_after(r);
+    if (enr_dps_response_status(r) != ENR_DPS_STATUS_ASSIGNED || a.operation_id == NULL ||
+        a.registration_id == NULL || created == NULL || updated == NULL ||
+        enr_dps_response_chain_len(r) != 0 || enr_dps_response_trust_bundle_len(r) != 0 ||
+        !substatus_from_name(enr_dps_response_substatus(r), &a.substatus))
+        rc = enr_error_set(err, ENR_E_PARSE, "not an assigned answer kept without its certificates");
+    if (rc == ENR_OK)
+        rc = enr_dps_time_parse(created, &a.created_at, err);
+    if (rc == ENR_OK)
+        rc = enr_dps_time_parse(updated, &a.updated_at, err);
+    if (rc == ENR_OK && renew != NULL)
+        rc = enr_dps_time_parse(renew, &a.renew_after, err);
+    if (rc == ENR_OK)
+        rc = enr_dps_write_assigned(&a, out, err);
+    enr_dps_register_response_free(r);
     return rc;
 }

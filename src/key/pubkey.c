@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/hex.h"
+
 static void curve_display_name(const char *group, char *out, size_t cap)
 {
     if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0)
@@ -77,8 +79,7 @@ enr_code enr_pubkey_describe(const EVP_PKEY *key, enr_pubkey_info *out, enr_erro
     OPENSSL_free(spki);
     if (!ok)
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot hash the public key");
-    for (size_t i = 0; i < 32; i++)
-        snprintf(out->spki_sha256_hex + 2 * i, 3, "%02x", out->spki_sha256[i]);
+    enr_hex_lower(out->spki_sha256, sizeof out->spki_sha256, out->spki_sha256_hex);
     return ENR_OK;
 }
 
@@ -162,8 +163,7 @@ enr_code enr_spki_sha256_hex(const X509_PUBKEY *spki, char out[65], enr_error *e
     OPENSSL_free(der);
     if (!ok)
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot hash the public key");
-    for (size_t i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    enr_hex_lower(md, sizeof md, out);
     return ENR_OK;
 }
 

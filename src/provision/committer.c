@@ -271,5 +271,6 @@ void registration_job_free(registration_job *job)
         return;
     enr_certificate_free(&job->certificate);
     free(job->answer);
+    free(job->kept_answer);
     free(job);
 }

@@ -31,6 +31,7 @@ typedef struct registration_job {
     char credential_serial[ENR_STORE_SERIAL_MAX + 1];
     char enrollment_etag[ENR_STORE_ETAG_MAX + 1]; /* attested before the request (a grant), or "" */
     char *answer;                  /* the 200 body, sent once committed */
+    char *kept_answer;             /* the operation's copy: without the certificates when one was issued */
     bool issued;
     char registration_id[ENR_STORE_ID_MAX + 1];
     double commit_ms;              /* the group commit's duration */

@@ -338,6 +338,13 @@ static enr_code make_job(const commit_facts *f, const enr_provision_policy *poli
         rc = enr_error_set(err, ENR_E_NOMEM, "out of memory");
     if (rc == ENR_OK)
         rc = enr_dps_write_assigned(&a, &job->answer, err);
+    if (rc == ENR_OK && cert != NULL) {
+        /* The operation keeps the answer without the certificates (three
+         * quarters of its bytes): they are in the certificate record and
+         * its CA, and a poll joins them back (operation_answer). */
+        a.certificate_apart = true;
+        rc = enr_dps_write_assigned(&a, &job->kept_answer, err);
+    }
     if (rc != ENR_OK) {
         enr_certificate_free(&rec);
         registration_job_free(job);
@@ -359,7 +366,11 @@ static enr_code make_job(const commit_facts *f, const enr_provision_policy *poli
     job->certificate = rec; /* takes the DER */
     snprintf(job->operation.operation_id, sizeof job->operation.operation_id, "%s", f->operation_id);
     snprintf(job->operation.status, sizeof job->operation.status, "assigned");
-    job->operation.result_json = job->answer;
+    job->operation.result_json = cert != NULL ? job->kept_answer : job->answer;
+    if (cert != NULL) {
+        snprintf(job->operation.certificate_issuer, sizeof job->operation.certificate_issuer, "%s", rec.issuer);
+        snprintf(job->operation.certificate_serial, sizeof job->operation.certificate_serial, "%s", rec.serial);
+    }
     snprintf(job->audit.kind, sizeof job->audit.kind, "register");
     snprintf(job->audit.registration_id, sizeof job->audit.registration_id, "%s", f->registration_id);
     snprintf(job->audit.outcome, sizeof job->audit.outcome, "ok");
@@ -796,6 +807,43 @@ static bool answer_again(enr_provision *p, const enr_attested *who, const enr_cs
     return issuer != NULL;
 }
 
+/* An operation's answer kept without its certificate (make_job), with the
+ * certificate record it names and that record's CA chain joined back in.
+ * Fails when the record's policy now names a CA that did not issue it (a
+ * re-key since): the device registers again rather than get a chain its
+ * certificate does not verify against. */
+static enr_code operation_answer(enr_provision *p, const enr_operation *op, char **out, enr_error *err)
+{
+    *out = NULL;
+    enr_certificate c = {0};
+    enr_credential_policy policy = {0};
+    const enr_issuing_ca *issuer = NULL;
+    enr_code rc = op->result_json != NULL
+                      ? enr_store_get_certificate(p->store, op->certificate_issuer, op->certificate_serial, &c, err)
+                      : enr_error_set(err, ENR_E_NOTFOUND, "the operation kept no answer");
+    if (rc == ENR_OK && (rc = enr_store_get_policy(p->store, c.policy, &policy, err)) == ENR_OK &&
+        (issuer = enr_ca_cache_get(p->cas, policy.ca_name, err)) == NULL)
+        rc = err->code;
+    if (rc == ENR_OK) {
+        const unsigned char *der = c.der.data;
+        X509 *leaf = d2i_X509(NULL, &der, (long)c.der.len);
+        if (leaf == NULL || X509_check_issued(enr_ca_cert(issuer->ca), leaf) != X509_V_OK)
+            rc = enr_error_set(err, ENR_E_POLICY, "CA '%s' no longer is the issuer of certificate %s",
+                               policy.ca_name, c.serial);
+        X509_free(leaf);
+        ERR_clear_error();
+    }
+    if (rc == ENR_OK) {
+        enr_dps_der chain[1 + ENR_ISSUERS_MAX];
+        chain[0] = (enr_dps_der){c.der.data, c.der.len};
+        memcpy(chain + 1, issuer->issuers, issuer->issuer_count * sizeof chain[0]);
+        rc = enr_dps_complete_assigned(op->result_json, strlen(op->result_json), chain, 1 + issuer->issuer_count,
+                                       out, err);
+    }
+    enr_certificate_free(&c);
+    return rc;
+}
+
 /* The new key as PKCS#8 DER (RFC 7030 §4.4.2; i2d_PrivateKey would write
  * SEC1 or PKCS#1), for the one answer that carries it. */
 static enr_code private_key_der(EVP_PKEY *key, unsigned char **out, size_t *len)
@@ -971,8 +1019,15 @@ static void do_operation(enr_provision *p, const enr_provision_request *req, enr
                    "operation", done, ctx);
             return;
         }
-        body = op.result_json;
-        op.result_json = NULL;
+        if (op.certificate_serial[0] == '\0') {
+            body = op.result_json;
+            op.result_json = NULL;
+        } else if (operation_answer(p, &op, &body, &err) != ENR_OK) {
+            enr_operation_free(&op);
+            refuse(p, ENR_DPS_STORE_UNAVAILABLE, "the operation's certificate cannot be read; register again", rid,
+                   "operation", done, ctx);
+            return;
+        }
         enr_operation_free(&op);
     }
     o.body = body;

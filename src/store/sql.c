@@ -231,6 +231,11 @@ static const char *const MIGRATIONS[] = {
     ("ALTER TABLE enrollment_group ADD COLUMN basic_secret_sha256 TEXT;\n"
      "ALTER TABLE individual_enrollment ADD COLUMN basic_secret_sha256 TEXT;\n"
      "ALTER TABLE credential_policy ADD COLUMN allow_server_keygen INTEGER NOT NULL DEFAULT 0;\n"),
+    /* 9: an operation names the certificate it issued instead of keeping
+     * it (and its chain) in its answer: the answer was three quarters of
+     * every registration's bytes written */
+    ("ALTER TABLE operation ADD COLUMN certificate_issuer TEXT;\n"
+     "ALTER TABLE operation ADD COLUMN certificate_serial TEXT;\n"),
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -388,7 +393,8 @@ typedef enum stmt_id {
 #define CERT_COLUMNS                                                                             \
     "id, issuer, serial, registration_id, policy, subject, not_before, not_after, issued_at, " \
     "spki_sha256, der, revoked, revocation_reason, revoked_at"
-#define OPERATION_COLUMNS "operation_id, registration_id, status, result_json, created_at, updated_at"
+#define OPERATION_COLUMNS \
+    "operation_id, registration_id, status, result_json, created_at, updated_at, certificate_issuer, certificate_serial"
 #define AWS_TEMPLATE_COLUMNS                                                                         \
     "name, body, allow_server_keygen, policy, hook_url, hook_ca_pem, hook_timeout_ms, enabled, created_at, " \
     "updated_at"
@@ -526,7 +532,7 @@ static const char *const SQL[ST_COUNT] = {
     [ST_CERT_REVOKE_REGISTRATION] = "UPDATE certificate SET revoked = 1, revocation_reason = :reason, "
                                     "revoked_at = :at WHERE registration_id = :registration_id AND revoked = 0",
     [ST_OPERATION_INSERT] = "INSERT INTO operation (" OPERATION_COLUMNS ") VALUES (:operation_id, "
-                            ":registration_id, :status, :result_json, :created_at, :updated_at)",
+                            ":registration_id, :status, :result_json, :created_at, :updated_at, :certificate_issuer, :certificate_serial)",
     [ST_OPERATION_GET] = "SELECT " OPERATION_COLUMNS " FROM operation WHERE operation_id = :id",
     /* The first certificate revoked for keyCompromise names the key's entry. */
     [ST_KEY_COMPROMISED_OF_CERT] = "INSERT OR IGNORE INTO compromised_key (spki_sha256, issuer, serial, at) "
@@ -654,7 +660,8 @@ static const char *const SQL_POSTGRES[ST_COUNT] = {
         "not_before, not_after, issued_at, spki_sha256, der, n) ORDER BY c.n",
     [ST_BATCH_OPERATIONS] =
         "INSERT INTO operation (" OPERATION_COLUMNS ") SELECT * FROM unnest(:operation_id::text[], "
-        ":registration_id::text[], :status::text[], :result_json::text[], :created_at::bigint[], :updated_at::bigint[])",
+        ":registration_id::text[], :status::text[], :result_json::text[], :created_at::bigint[], :updated_at::bigint[], "
+        ":certificate_issuer::text[], :certificate_serial::text[])",
     [ST_BATCH_AUDITS] =
         "INSERT INTO audit_event (at, kind, registration_id, outcome, reason_code, detail) "
         "SELECT at, kind, registration_id, outcome, reason_code, detail FROM unnest(:at::bigint[], :kind::text[], "
@@ -1044,6 +1051,9 @@ static enr_code read_operation(sql_stmt *st, void *item, enr_error *err)
         return rc;
     op->created_at = column_time(st, 4);
     op->updated_at = column_time(st, 5);
+    if ((rc = COLUMN_TEXT(st, 6, op->certificate_issuer, err)) != ENR_OK ||
+        (rc = COLUMN_TEXT(st, 7, op->certificate_serial, err)) != ENR_OK)
+        return rc;
     return ENR_OK;
 }
 
@@ -1618,6 +1628,8 @@ static enr_code insert_operation(sql_store *s, const enr_operation *op, enr_erro
     bind_text(&b, ":result_json", op->result_json);
     bind_int(&b, ":created_at", (int64_t)op->created_at);
     bind_int(&b, ":updated_at", (int64_t)op->updated_at);
+    bind_text(&b, ":certificate_issuer", op->certificate_issuer);
+    bind_text(&b, ":certificate_serial", op->certificate_serial);
     rc = run(s, st, &b, "storing the operation", err);
     if (rc == ENR_E_EXISTS)
         return enr_error_set(err, rc, "operation '%s' is in the store already", op->operation_id);
@@ -1862,7 +1874,7 @@ static void arrays_free(array_text *cols, size_t n)
  * passed is written (or, on an error of the database, none is). */
 static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *items, size_t count, enr_error *err)
 {
-    enum { PRE = 9, REG = 12, CERT = 10, OP = 6, AUD = 6 };
+    enum { PRE = 9, REG = 12, CERT = 10, OP = 8, AUD = 6 };
     array_text pre[PRE] = {0}, reg[REG] = {0}, cert[CERT] = {0}, op[OP] = {0}, aud[AUD] = {0};
     batch_check *checks = calloc(count, sizeof *checks);
     size_t *merged_into = calloc(count, sizeof *merged_into); /* the registration row an item's fields go to */
@@ -1996,6 +2008,8 @@ static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *ite
         array_add_text(&op[3], o->result_json, true);
         array_add_int(&op[4], (int64_t)o->created_at);
         array_add_int(&op[5], (int64_t)o->updated_at);
+        array_add_text(&op[6], o->certificate_issuer, true);
+        array_add_text(&op[7], o->certificate_serial, true);
         const enr_audit_event *a = it->audit;
         if (a != NULL) {
             array_add_int(&aud[0], (int64_t)a->at);
@@ -2013,7 +2027,8 @@ static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *ite
                                                  ":subject", ":not_before", ":not_after", ":issued_at",
                                                  ":spki_sha256", ":der"};
     static const char *const OP_NAMES[OP] = {":operation_id", ":registration_id", ":status",
-                                             ":result_json", ":created_at", ":updated_at"};
+                                             ":result_json", ":created_at", ":updated_at",
+                                             ":certificate_issuer", ":certificate_serial"};
     static const char *const AUD_NAMES[AUD] = {":at", ":kind", ":registration_id", ":outcome", ":reason_code",
                                                ":detail"};
     int64_t rows = 0;
@@ -3142,7 +3157,7 @@ static const copied_table COPIED[] = {
     {"individual_enrollment_certificate", "registration_id, position, der", "TIB"},
     {"registration", REGISTRATION_COLUMNS ", status_before_disable", "TTTTTTTTIITTT"},
     {"certificate", CERT_COLUMNS, "ITTTTTIIITBIII"},
-    {"operation", OPERATION_COLUMNS, "TTTTII"},
+    {"operation", OPERATION_COLUMNS, "TTTTIITT"},
     {"audit_event", AUDIT_COLUMNS, "IITTTIT"},
     {"compromised_key", "spki_sha256, issuer, serial, at", "TTTI"},
     {"aws_template", AWS_TEMPLATE_COLUMNS, "TTITTTIIII"},

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
 #include "enroll/aws_template.h"
 #include "enroll/duration.h"
 #include "enroll/name.h"
@@ -113,12 +114,7 @@ enr_code enr_store_make_etag(char out[ENR_STORE_ETAG_MAX + 1], enr_error *err)
     unsigned char bytes[8];
     if (RAND_bytes(bytes, sizeof bytes) != 1)
         return enr_error_set(err, ENR_E_CRYPTO, "no randomness for an etag");
-    static const char HEX[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof bytes; i++) {
-        out[2 * i] = HEX[bytes[i] >> 4];
-        out[2 * i + 1] = HEX[bytes[i] & 0x0f];
-    }
-    out[2 * sizeof bytes] = '\0';
+    enr_hex_lower(bytes, sizeof bytes, out);
     return ENR_OK;
 }
 
@@ -1012,6 +1008,21 @@ static enr_code prepare_operation(const enr_operation *in, const char *registrat
     return ENR_OK;
 }
 
+/* An operation names only the certificate committed with it: its answer
+ * is completed from that record when read. */
+static enr_code check_operation_certificate(const enr_operation *op, const enr_certificate *cert,
+                                           enr_error *err)
+{
+    if (op->certificate_issuer[0] == '\0' && op->certificate_serial[0] == '\0')
+        return ENR_OK;
+    if (cert == NULL || strcmp(op->certificate_issuer, cert->issuer) != 0 ||
+        strcmp(op->certificate_serial, cert->serial) != 0)
+        return enr_error_set(err, ENR_E_USAGE,
+                             "operation '%s' names a certificate other than the one committed with it",
+                             op->operation_id);
+    return ENR_OK;
+}
+
 enr_code enr_store_commit_registration(enr_store *store, const enr_registration *registration,
                                        const enr_certificate *cert, const enr_operation *op,
                                        const enr_audit_event *audit, enr_error *err)
@@ -1029,6 +1040,8 @@ enr_code enr_store_commit_registration(enr_store *store, const enr_registration 
         (cert != NULL && (rc = prepare_certificate(cert, reg.registration_id, &c, err)) != ENR_OK) ||
         (rc = prepare_operation(op, reg.registration_id, &o, err)) != ENR_OK ||
         (rc = prepare_optional_audit(audit, &audit_buf, &a, err)) != ENR_OK)
+        return rc;
+    if ((rc = check_operation_certificate(&o, cert != NULL ? &c : NULL, err)) != ENR_OK)
         return rc;
     if (cert != NULL) {
         snprintf(reg.last_certificate_issuer, sizeof reg.last_certificate_issuer, "%s", c.issuer);
@@ -1055,7 +1068,8 @@ static enr_code prepare_commit(const enr_registration_commit *in, prepared_commi
         (in->certificate != NULL &&
          (rc = prepare_certificate(in->certificate, p->reg.registration_id, &p->cert, err)) != ENR_OK) ||
         (rc = prepare_operation(in->operation, p->reg.registration_id, &p->op, err)) != ENR_OK ||
-        (rc = prepare_optional_audit(in->audit, &p->audit, &a, err)) != ENR_OK)
+        (rc = prepare_optional_audit(in->audit, &p->audit, &a, err)) != ENR_OK ||
+        (rc = check_operation_certificate(&p->op, in->certificate != NULL ? &p->cert : NULL, err)) != ENR_OK)
         return rc;
     if (in->certificate != NULL) {
         snprintf(p->reg.last_certificate_issuer, sizeof p->reg.last_certificate_issuer, "%s", p->cert.issuer);
@@ -1804,23 +1818,13 @@ enr_code enr_store_set_aws_thing_enabled(enr_store *store, const char *name, boo
     return store->ops->set_aws_thing_enabled(store->impl, name, enabled, time(NULL), a, err);
 }
 
-static void hex_of(const unsigned char *bytes, size_t n, char *out)
-{
-    static const char HEX[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = HEX[bytes[i] >> 4];
-        out[2 * i + 1] = HEX[bytes[i] & 0x0f];
-    }
-    out[2 * n] = '\0';
-}
-
 static enr_code sha256_hex(const void *data, size_t len, char out[ENR_STORE_SPKI_HEX + 1], enr_error *err)
 {
     unsigned char md[32];
     unsigned int md_len = 0;
     if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != sizeof md)
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot compute SHA-256");
-    hex_of(md, sizeof md, out);
+    enr_hex_lower(md, sizeof md, out);
     return ENR_OK;
 }
 

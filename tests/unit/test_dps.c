@@ -899,6 +899,28 @@ static void test_write_assigned_direct_is_jansson(void **state)
         assert_int_equal(enr_dps_write_assigned_json(&a, &reference, &err), ENR_OK);
         if (strcmp(direct, reference) != 0)
             fail_msg("variant %d:\n%s\n%s", variant, direct, reference);
+        if (a.chain_len > 0) {
+            /* The operation's copy: no certificate member, the rest as
+             * written; completed with the chain it is the answer again. */
+            char *kept = NULL, *kept_json = NULL, *completed = NULL;
+            enr_dps_assignment k = a;
+            k.certificate_apart = true;
+            assert_int_equal(enr_dps_write_assigned(&k, &kept, &err), ENR_OK);
+            assert_int_equal(enr_dps_write_assigned_json(&k, &kept_json, &err), ENR_OK);
+            assert_string_equal(kept, kept_json);
+            assert_null(strstr(kept, "issuedCertificateChain"));
+            assert_null(strstr(kept, "issuedClientCertificate"));
+            assert_null(strstr(kept, "trustBundle"));
+            assert_true((strstr(kept, "renewAfterUtc") != NULL) == ((variant & 8) != 0));
+            assert_true(strlen(kept) < strlen(direct) / 2);
+            assert_int_equal(enr_dps_complete_assigned(kept, strlen(kept), a.chain, a.chain_len, &completed, &err),
+                             ENR_OK);
+            if (strcmp(completed, direct) != 0)
+                fail_msg("variant %d completed:\n%s\n%s", variant, completed, direct);
+            free(kept);
+            free(kept_json);
+            free(completed);
+        }
         free(direct);
         free(reference);
     }
@@ -915,6 +937,52 @@ static void test_write_assigned_direct_is_jansson(void **state)
     free(text);
     a.etag = "\xff"; /* not UTF-8: refused on either path */
     assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_E_USAGE);
+    chain3_free(&c);
+}
+
+/* enr_dps_complete_assigned reads only what certificate_apart wrote:
+ * anything else is ENR_E_PARSE, never a half-made answer. */
+static void test_complete_assigned_refusals(void **state)
+{
+    (void)state;
+    chain3 c;
+    chain3_make(&c);
+    enr_dps_assignment a = sample_assignment(&c);
+    a.payload_json = NULL;
+    char *whole = NULL, *failed = NULL;
+    enr_error err;
+    assert_int_equal(enr_dps_write_assigned(&a, &whole, &err), ENR_OK);
+    enr_dps_failure f = {.operation_id = a.operation_id, .registration_id = a.registration_id,
+                         .created_at = a.created_at, .updated_at = a.updated_at, .error = ENR_DPS_ENROLLMENT_DISABLED};
+    assert_int_equal(enr_dps_write_failed(&f, &failed, &err), ENR_OK);
+    struct {
+        const char *what, *text;
+    } bad[] = {
+        {"empty", ""},
+        {"not JSON", "{\"operationId\":"},
+        {"not an object", "[1]"},
+        {"an answer that already has its certificates", whole},
+        {"a failed answer", failed},
+        {"no registrationState", "{\"operationId\":\"4.5\",\"status\":\"assigned\"}"},
+        {"no createdDateTimeUtc",
+         "{\"operationId\":\"4.5\",\"status\":\"assigned\",\"registrationState\":{\"registrationId\":\"d\","
+         "\"status\":\"assigned\",\"substatus\":\"initialAssignment\","
+         "\"lastUpdatedDateTimeUtc\":\"2026-01-01T00:00:00.0000000Z\"}}"},
+        {"unknown substatus",
+         "{\"operationId\":\"4.5\",\"status\":\"assigned\",\"registrationState\":{\"registrationId\":\"d\","
+         "\"createdDateTimeUtc\":\"2026-01-01T00:00:00.0000000Z\",\"status\":\"assigned\",\"substatus\":\"x\","
+         "\"lastUpdatedDateTimeUtc\":\"2026-01-01T00:00:00.0000000Z\"}}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = NULL;
+        enr_code rc = enr_dps_complete_assigned(bad[i].text, strlen(bad[i].text), a.chain, a.chain_len, &out, &err);
+        if (rc == ENR_OK)
+            fail_msg("%s: completed to %s", bad[i].what, out);
+        assert_int_equal(rc, ENR_E_PARSE);
+        assert_null(out);
+    }
+    free(whole);
+    free(failed);
     chain3_free(&c);
 }
 
@@ -1381,6 +1449,7 @@ int main(void)
         cmocka_unit_test(test_write_assigned_classic),
         cmocka_unit_test(test_write_assigned_refusals),
         cmocka_unit_test(test_write_assigned_direct_is_jansson),
+        cmocka_unit_test(test_complete_assigned_refusals),
         cmocka_unit_test(test_write_failed_and_error),
         cmocka_unit_test(test_round_trip_assigned),
         cmocka_unit_test(test_round_trip_other_bodies),

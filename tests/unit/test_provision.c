@@ -388,6 +388,32 @@ static void test_register_through_the_core(void **state)
     answer poll = do_poll(&h, "dev-core", member(doc2, "operationId", NULL));
     assert_int_equal(poll.status, 200);
     assert_string_equal(poll.body, again.body);
+    /* The first registration's operation kept its answer without the
+     * certificates, naming the certificate record instead; its poll joins
+     * them back to the very text the device was sent. */
+    sqlite3 *db = NULL;
+    char path[700];
+    snprintf(path, sizeof path, "%s/enroll.db", data);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT o.result_json, o.certificate_serial, c.serial FROM operation o "
+                                        "JOIN certificate c ON c.issuer = o.certificate_issuer AND "
+                                        "c.serial = o.certificate_serial WHERE o.operation_id = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, member(doc, "operationId", NULL), -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *kept = (const char *)sqlite3_column_text(st, 0);
+    assert_null(strstr(kept, "issuedCertificateChain"));
+    assert_null(strstr(kept, "BEGIN CERTIFICATE"));
+    assert_true(strlen(kept) * 3 < strlen(first.body));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    answer first_poll = do_poll(&h, "dev-core", member(doc, "operationId", NULL));
+    assert_int_equal(first_poll.status, 200);
+    assert_string_equal(first_poll.body, first.body);
+    free(first_poll.body);
     /* Not by another device. */
     answer theirs = do_poll(&h, "dev-else", member(doc2, "operationId", NULL));
     assert_int_equal(theirs.status, 404);

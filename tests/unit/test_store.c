@@ -308,8 +308,8 @@ static void test_schema_created_and_reopen_is_idempotent(void **state)
     enr_ca_record_free(&ca);
     assert_int_equal(enr_store_integrity_check(f->store, &err), ENR_OK);
     /* One row per migration, applied once whatever the reopens. */
-    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 8);
-    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 8);
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM schema_version"), 9);
+    assert_int_equal(store_count(f, "SELECT MAX(version) FROM schema_version"), 9);
     static const char *const TABLE_NAMES[] = {"ca", "credential_policy", "enrollment_group",
                                               "individual_enrollment", "registration", "certificate",
                                               "operation", "audit_event", "compromised_key", NULL};

@@ -760,6 +760,7 @@ static void test_migration_from_version_3(void **state)
         "ALTER TABLE enrollment_group DROP COLUMN basic_secret_sha256;"
         "ALTER TABLE individual_enrollment DROP COLUMN basic_secret_sha256;"
         "ALTER TABLE credential_policy DROP COLUMN allow_server_keygen;"
+        "ALTER TABLE operation DROP COLUMN certificate_issuer; ALTER TABLE operation DROP COLUMN certificate_serial;"
         "DELETE FROM schema_version WHERE version >= 4;";
     if (PG_URL != NULL) {
         pg_exec_raw(DOWNGRADE);
@@ -775,7 +776,7 @@ static void test_migration_from_version_3(void **state)
 
     enr_error err;
     assert_int_equal(enr_store_open(PG_URL != NULL ? PG_URL : f->dir, &f->store, &err), ENR_OK);
-    assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 8);
+    assert_int_equal(raw_count(f, "SELECT MAX(version) FROM schema_version"), 9);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM certificate WHERE serial = '01'"), 1);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM ca"), 3);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM aws_template"), 0);
