@@ -15,6 +15,12 @@
  * a registration only when it is HTTP 200 with status "assigned"; anything
  * else is counted as an error, by kind.
  *
+ * --mode cfssl drives the reference issuer instead: the same devices' CSRs
+ * (PEM), each POSTed to `cfssl serve`'s /api/v1/cfssl/sign over one plain
+ * HTTP/1.1 keep-alive connection per thread (cfssl serve has no TLS here),
+ * the rest as --mode keepalive. An answer counts when it is HTTP 200 with
+ * "success":true and a PEM certificate in result.certificate.
+ *
  * Printed beside the machine's limits, measured here:
  *  - crypto: `openssl speed ecdsap256` on one core, 1 / (1/sign + 1/verify)
  *    (one CSR verify and one certificate signature per registration), times
@@ -35,6 +41,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
@@ -65,7 +72,7 @@
 
 /* ---- options ------------------------------------------------------------ */
 
-typedef enum { MODE_KEEPALIVE, MODE_HANDSHAKE, MODE_MQTT } load_mode;
+typedef enum { MODE_KEEPALIVE, MODE_HANDSHAKE, MODE_MQTT, MODE_CFSSL } load_mode;
 
 static struct {
     const char *host;
@@ -82,6 +89,7 @@ static struct {
     const char *client_cert;
     const char *client_key;
     const char *received;
+    const char *keep_cert; /* --mode cfssl: the first certificate received, PEM */
     const char *id_prefix;
     const char *server_cert; /* for the bare-server ceilings */
     const char *server_key;
@@ -111,6 +119,7 @@ static void usage(FILE *out)
             "                  [--devices D] [--keys K] [--id-prefix P] [--received FILE] [--check]\n"
             "                  [--server-cert F --server-key F [--bare-workers W] [--bare-seconds T]]\n"
             "                  [--no-ceiling]\n"
+            "       bench_load --port P --mode cfssl [--keep-cert FILE] [the options above but TLS's and DPS's]\n"
             "  --devices D      distinct devices made before the clock starts (default: --requests,\n"
             "                   else 20000); the load cycles through them (a repeat is a renewal)\n"
             "  --keys K         distinct EC P-256 device keys (default: D, at most 2000); device i\n"
@@ -135,14 +144,18 @@ static void usage(FILE *out)
             "                   TLS 1.2 session, as --mqtt-tls resume (the HTTPS counterpart of --mode\n"
             "                   mqtt: a connection per device, SAS token, no client certificate)\n"
             "  --mqtt-pipeline  send CONNECT, SUBSCRIBE and PUBLISH at once (MQTT allows it); by default\n"
-            "                   wait for CONNACK and SUBACK as the DPS SDKs do\n");
+            "                   wait for CONNACK and SUBACK as the DPS SDKs do\n"
+            "  --mode cfssl     the same devices' CSRs (PEM) to `cfssl serve` on --port: POST\n"
+            "                   /api/v1/cfssl/sign {\"certificate_request\": PEM}, plain HTTP/1.1 keep-alive\n"
+            "                   (no TLS); counted when \"success\":true with a PEM certificate (--check: decoded)\n"
+            "  --keep-cert FILE with --mode cfssl: write the first certificate received (PEM) to FILE\n");
 }
 
 static bool parse_options(int argc, char **argv)
 {
     enum { O_HOST = 1, O_PORT, O_SCOPE, O_GROUP_KEY, O_CA, O_CONN, O_SECONDS, O_REQUESTS, O_DEVICES, O_MODE,
            O_CCERT, O_CKEY, O_RECEIVED, O_PREFIX, O_SCERT, O_SKEY, O_BWORKERS, O_BSECONDS, O_NOCEIL,
-           O_CHECK, O_KEYS, O_MQTT_TLS, O_MQTT_PIPELINE, O_RESUME, O_HELP };
+           O_CHECK, O_KEYS, O_MQTT_TLS, O_MQTT_PIPELINE, O_RESUME, O_KEEP_CERT, O_HELP };
     static const struct option longs[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -168,6 +181,7 @@ static bool parse_options(int argc, char **argv)
         {"mqtt-tls", required_argument, NULL, O_MQTT_TLS},
         {"mqtt-pipeline", no_argument, NULL, O_MQTT_PIPELINE},
         {"resume", no_argument, NULL, O_RESUME},
+        {"keep-cert", required_argument, NULL, O_KEEP_CERT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -190,8 +204,10 @@ static bool parse_options(int argc, char **argv)
                 opt.mode = MODE_HANDSHAKE;
             else if (strcmp(optarg, "mqtt") == 0)
                 opt.mode = MODE_MQTT;
+            else if (strcmp(optarg, "cfssl") == 0)
+                opt.mode = MODE_CFSSL;
             else {
-                fprintf(stderr, "bench_load: --mode is keepalive, handshake or mqtt\n");
+                fprintf(stderr, "bench_load: --mode is keepalive, handshake, mqtt or cfssl\n");
                 return false;
             }
             break;
@@ -218,11 +234,13 @@ static bool parse_options(int argc, char **argv)
             break;
         case O_MQTT_PIPELINE: opt.mqtt_pipeline = true; break;
         case O_RESUME: opt.https_resume = true; break;
+        case O_KEEP_CERT: opt.keep_cert = optarg; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return false;
         }
     }
-    if (optind != argc || opt.port <= 0 || opt.port > 65535 || !opt.scope || !opt.group_key || !opt.ca) {
+    bool dps = opt.mode != MODE_CFSSL; /* cfssl: no TLS, no SAS token */
+    if (optind != argc || opt.port <= 0 || opt.port > 65535 || (dps && (!opt.scope || !opt.group_key || !opt.ca))) {
         usage(stderr);
         return false;
     }
@@ -238,6 +256,14 @@ static bool parse_options(int argc, char **argv)
     }
     if ((opt.client_cert == NULL) != (opt.client_key == NULL) || (opt.server_cert == NULL) != (opt.server_key == NULL)) {
         fprintf(stderr, "bench_load: a certificate needs its key (and the other way round)\n");
+        return false;
+    }
+    if (!dps && (opt.client_cert != NULL || opt.https_resume)) {
+        fprintf(stderr, "bench_load: --mode cfssl is plain HTTP: no client certificate, no --resume\n");
+        return false;
+    }
+    if (opt.keep_cert != NULL && dps) {
+        fprintf(stderr, "bench_load: --keep-cert goes with --mode cfssl\n");
         return false;
     }
     if (opt.https_resume && (opt.mode != MODE_HANDSHAKE || opt.client_cert != NULL)) {
@@ -344,44 +370,76 @@ static bool mqtt_device_packets(device *d, const char *rid, const char *token, c
     return true;
 }
 
-/* Device i: its own id, CSR (CN = id, signed with `signer`), SAS token and request. */
+/* cfssl's sign request body: the PEM CSR as a JSON string (newlines are
+ * its only characters that need escaping). Its length, or -1. */
+static int cfssl_body(char *out, size_t cap, const char *pem)
+{
+    static const char HEAD[] = "{\"certificate_request\":\"";
+    size_t n = sizeof HEAD - 1;
+    memcpy(out, HEAD, n);
+    for (; *pem != '\0' && n + 4 < cap; pem++) {
+        if (*pem == '\n') {
+            out[n++] = '\\';
+            out[n++] = 'n';
+        } else
+            out[n++] = *pem;
+    }
+    if (*pem != '\0') {
+        out[0] = '\0'; /* the caller still prints it */
+        return -1;
+    }
+    memcpy(out + n, "\"}", 3);
+    return (int)n + 2;
+}
+
+/* Device i: its own id, CSR (CN = id, signed with `signer`), SAS token and
+ * request (--mode cfssl: the same CSR, in PEM, in a cfssl sign request). */
 static bool make_device(long i, enr_signer *signer, enr_error *err)
 {
     char rid[128], subject[160];
     snprintf(rid, sizeof rid, "%s%ld", id_prefix, i);
     snprintf(subject, sizeof subject, "/CN=%s", rid);
+    bool cfssl = opt.mode == MODE_CFSSL;
     enr_csr_spec *spec = enr_csr_spec_new();
     enr_csr *csr = NULL;
-    unsigned char *b64 = NULL;
+    unsigned char *b64 = NULL; /* --mode cfssl: PEM */
     size_t b64_len = 0;
     char *device_key = NULL, *token = NULL;
     bool ok = spec != NULL && enr_csr_spec_set_subject(spec, subject, err) == ENR_OK &&
               enr_csr_build(spec, signer, &csr, err) == ENR_OK &&
-              enr_csr_encode_alloc(csr, ENR_CSR_BASE64, &b64, &b64_len, err) == ENR_OK &&
-              enr_sas_derive_device_key(opt.group_key, rid, &device_key, err) == ENR_OK &&
-              enr_sas_token_make(opt.scope, rid, device_key, time(NULL) + 6 * 3600, &token, err) == ENR_OK;
+              enr_csr_encode_alloc(csr, cfssl ? ENR_CSR_PEM : ENR_CSR_BASE64, &b64, &b64_len, err) == ENR_OK &&
+              (cfssl || (enr_sas_derive_device_key(opt.group_key, rid, &device_key, err) == ENR_OK &&
+                         enr_sas_token_make(opt.scope, rid, device_key, time(NULL) + 6 * 3600, &token, err) == ENR_OK));
     if (ok) {
         char body[4096];
-        int blen = snprintf(body, sizeof body, "{\"registrationId\":\"%s\",\"csr\":\"%s\"}", rid, (char *)b64);
+        int blen = cfssl ? cfssl_body(body, sizeof body, (char *)b64)
+                         : snprintf(body, sizeof body, "{\"registrationId\":\"%s\",\"csr\":\"%s\"}", rid, (char *)b64);
         if (opt.mode == MODE_MQTT) {
             ok = blen > 0 && (size_t)blen < sizeof body && mqtt_device_packets(&devices[i], rid, token, body, (size_t)blen);
             if (!ok)
                 enr_error_set(err, ENR_E_INTERNAL, "MQTT packets too long");
             goto done;
         }
-        size_t cap = (size_t)blen + strlen(token) + 512;
+        size_t cap = (size_t)(blen > 0 ? blen : 0) + (token ? strlen(token) : 0) + 512;
         char *req = malloc(cap);
-        int n = req ? snprintf(req, cap,
-                               "PUT /%s/registrations/%s/register?api-version=" API_VERSION " HTTP/1.1\r\n"
-                               "Host: %s:%d\r\n"
-                               "Content-Type: application/json; charset=utf-8\r\n"
-                               "Authorization: %s\r\n"
-                               "Content-Length: %d\r\n"
-                               "%s"
-                               "\r\n%s",
-                               opt.scope, rid, opt.host, opt.port, token, blen,
-                               opt.mode == MODE_HANDSHAKE ? "Connection: close\r\n" : "", body)
-                     : -1;
+        int n = !req    ? -1
+                : cfssl ? snprintf(req, cap,
+                                   "POST /api/v1/cfssl/sign HTTP/1.1\r\n"
+                                   "Host: %s:%d\r\n"
+                                   "Content-Type: application/json\r\n"
+                                   "Content-Length: %d\r\n"
+                                   "\r\n%s",
+                                   opt.host, opt.port, blen, body)
+                      : snprintf(req, cap,
+                                 "PUT /%s/registrations/%s/register?api-version=" API_VERSION " HTTP/1.1\r\n"
+                                 "Host: %s:%d\r\n"
+                                 "Content-Type: application/json; charset=utf-8\r\n"
+                                 "Authorization: %s\r\n"
+                                 "Content-Length: %d\r\n"
+                                 "%s"
+                                 "\r\n%s",
+                                 opt.scope, rid, opt.host, opt.port, token, blen,
+                                 opt.mode == MODE_HANDSHAKE ? "Connection: close\r\n" : "", body);
         if (blen <= 0 || (size_t)blen >= sizeof body || n <= 0 || (size_t)n >= cap) {
             ok = false;
             enr_error_set(err, ENR_E_INTERNAL, "request too long");
@@ -476,7 +534,7 @@ static void set_timeouts(int fd)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-/* `session` (may be NULL): offered for resumption. */
+/* `session` (may be NULL): offered for resumption. No `ctx`: plain TCP (cfssl). */
 static bool conn_open_session(conn *c, SSL_CTX *ctx, const char *host, int port, SSL_SESSION *session, char *why,
                               size_t cap)
 {
@@ -499,6 +557,8 @@ static bool conn_open_session(conn *c, SSL_CTX *ctx, const char *host, int port,
         conn_close(c);
         return false;
     }
+    if (ctx == NULL)
+        return true;
     c->ssl = SSL_new(ctx);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set1_host(c->ssl, host) != 1 ||
         (session != NULL && SSL_set_session(c->ssl, session) != 1) || SSL_connect(c->ssl) != 1) {
@@ -516,11 +576,26 @@ static bool write_all(conn *c, const char *data, size_t len)
     size_t done = 0;
     while (done < len) {
         size_t n = 0;
-        if (SSL_write_ex(c->ssl, data + done, len - done, &n) != 1)
+        if (c->ssl == NULL) {
+            ssize_t w = send(c->fd, data + done, len - done, 0);
+            if (w <= 0)
+                return false;
+            n = (size_t)w;
+        } else if (SSL_write_ex(c->ssl, data + done, len - done, &n) != 1)
             return false;
         done += n;
     }
     return true;
+}
+
+/* As SSL_read_ex, over TLS or plain TCP: 1 with *n > 0 bytes read, else 0. */
+static int conn_read(conn *c, char *buf, size_t cap, size_t *n)
+{
+    if (c->ssl != NULL)
+        return SSL_read_ex(c->ssl, buf, cap, n);
+    ssize_t r = recv(c->fd, buf, cap, 0);
+    *n = r > 0 ? (size_t)r : 0;
+    return r > 0;
 }
 
 /* Case-insensitive header lookup in [headers, end): the value, trimmed. */
@@ -564,7 +639,7 @@ static bool read_response(conn *c, char *buf, size_t cap, response *r, char *why
             snprintf(why, wcap, "response headers too long");
             return false;
         }
-        if (SSL_read_ex(c->ssl, buf + have, cap - 1 - have, &n) != 1) {
+        if (conn_read(c, buf + have, cap - 1 - have, &n) != 1) {
             snprintf(why, wcap, "%s", have ? "connection lost mid-response" : "connection lost before a response");
             ERR_clear_error();
             return false;
@@ -594,7 +669,7 @@ static bool read_response(conn *c, char *buf, size_t cap, response *r, char *why
     }
     while (have < head_len + body_len) {
         size_t n = 0;
-        if (SSL_read_ex(c->ssl, buf + have, head_len + body_len - have, &n) != 1) {
+        if (conn_read(c, buf + have, head_len + body_len - have, &n) != 1) {
             snprintf(why, wcap, "connection lost mid-body");
             ERR_clear_error();
             return false;
@@ -656,9 +731,75 @@ static void add_latency(stats *s, double ms)
     s->lat_ms[s->lat_n++] = ms;
 }
 
+/* The leaf's serial, as `openssl x509 -serial` prints it, to --received. */
+static void record_serial(const X509 *leaf)
+{
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(leaf);
+    char hex[2 * 21 + 2] = "";
+    const unsigned char *b = ASN1_STRING_get0_data(serial);
+    int n = ASN1_STRING_length(serial);
+    if (n <= 0)
+        snprintf(hex, sizeof hex, "00");
+    for (int i = 0; i < n && i < 21; i++)
+        snprintf(hex + 2 * i, 3, "%02X", b[i]);
+    pthread_mutex_lock(&received_lock);
+    fprintf(received_file, "%s\n", hex);
+    fflush(received_file);
+    pthread_mutex_unlock(&received_lock);
+}
+
+static _Atomic int cert_kept; /* --keep-cert: written once */
+
+/* cfssl's sign answer: {"success":true,"result":{"certificate":"<PEM, its
+ * newlines as \n>"},...}. By default as cheap as the DPS answer's check
+ * (text search: success, and a PEM certificate header where the certificate
+ * goes); with --check or --received, and for the one certificate kept, the
+ * PEM is decoded into an X.509 certificate. */
+static bool cfssl_answer_ok(const response *r, char *why, size_t wcap)
+{
+    static const char CERT[] = "\"certificate\":\"", PEM_HEAD[] = "-----BEGIN CERTIFICATE-----\\n";
+    const char *p = strstr(r->body, CERT);
+    if (strstr(r->body, "\"success\":true") == NULL || p == NULL ||
+        strncmp(p + sizeof CERT - 1, PEM_HEAD, sizeof PEM_HEAD - 1) != 0) {
+        snprintf(why, wcap, "not a success with a PEM certificate: %.200s", r->body);
+        return false;
+    }
+    bool keep = opt.keep_cert != NULL && !atomic_load(&cert_kept);
+    if (!opt.check_answers && !keep)
+        return true;
+    char pem[8192];
+    size_t n = 0;
+    for (p += sizeof CERT - 1; *p != '"' && *p != '\0' && n + 1 < sizeof pem; p++) {
+        if (*p == '\\' && p[1] == 'n') { /* PEM has no other character that JSON escapes */
+            pem[n++] = '\n';
+            p++;
+        } else
+            pem[n++] = *p;
+    }
+    BIO *bio = *p == '"' ? BIO_new_mem_buf(pem, (int)n) : NULL;
+    X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (leaf == NULL) {
+        ERR_clear_error();
+        snprintf(why, wcap, "result.certificate is not a PEM X.509 certificate");
+        return false;
+    }
+    if (received_file != NULL)
+        record_serial(leaf);
+    X509_free(leaf);
+    if (keep && atomic_exchange(&cert_kept, 1) == 0) {
+        FILE *f = fopen(opt.keep_cert, "w");
+        if (f == NULL || fwrite(pem, 1, n, f) != n || fclose(f) != 0)
+            perror(opt.keep_cert); /* the caller finds no certificate to check */
+    }
+    return true;
+}
+
 /* An answer of ours: "assigned", and the leaf serial recorded when asked. */
 static bool answer_ok(const response *r, char *why, size_t wcap)
 {
+    if (opt.mode == MODE_CFSSL)
+        return cfssl_answer_ok(r, why, wcap);
     if (!opt.check_answers) {
         if (strstr(r->body, "\"status\":\"assigned\"") || strstr(r->body, "\"status\": \"assigned\""))
             return true;
@@ -680,23 +821,11 @@ static bool answer_ok(const response *r, char *why, size_t wcap)
         size_t len = 0;
         const unsigned char *der = enr_dps_response_chain_der(resp, 0, &len);
         X509 *leaf = der ? d2i_X509(NULL, &der, (long)len) : NULL;
-        const ASN1_INTEGER *serial = leaf ? X509_get0_serialNumber(leaf) : NULL;
-        if (serial == NULL) {
+        if (leaf == NULL) {
             ok = false;
             snprintf(why, wcap, "issuedCertificateChain[0] is not a certificate");
-        } else {
-            char hex[2 * 21 + 2] = "";
-            const unsigned char *b = ASN1_STRING_get0_data(serial);
-            int n = ASN1_STRING_length(serial);
-            if (n <= 0)
-                snprintf(hex, sizeof hex, "00");
-            for (int i = 0; i < n && i < 21; i++)
-                snprintf(hex + 2 * i, 3, "%02X", b[i]);
-            pthread_mutex_lock(&received_lock);
-            fprintf(received_file, "%s\n", hex);
-            fflush(received_file);
-            pthread_mutex_unlock(&received_lock);
-        }
+        } else
+            record_serial(leaf);
         X509_free(leaf);
     }
     enr_dps_register_response_free(resp);
@@ -717,6 +846,8 @@ static bool client_connect(client *cl, conn *c, char *why, size_t wcap)
     target *t = cl->t;
     if (!conn_open_session(c, t->ctx, t->host, t->port, t->resume ? cl->session : NULL, why, wcap))
         return false;
+    if (c->ssl == NULL)
+        return true;
     cl->s.handshakes++;
     if (SSL_session_reused(c->ssl))
         cl->s.resumed++;
@@ -897,7 +1028,8 @@ static void *client_thread(void *arg)
     conn c = {.fd = -1};
     char why[512];
     char *buf = malloc(RESPONSE_MAX);
-    if (t->mode == MODE_KEEPALIVE && buf != NULL && !client_connect(cl, &c, why, sizeof why)) {
+    bool keepalive = t->mode == MODE_KEEPALIVE || t->mode == MODE_CFSSL; /* connected before the clock starts */
+    if (keepalive && buf != NULL && !client_connect(cl, &c, why, sizeof why)) {
         s->err_connect++;
         report_error("connect", why);
     }
@@ -938,7 +1070,7 @@ static void *client_thread(void *arg)
             }
             continue;
         }
-        if (c.ssl == NULL && !client_connect(cl, &c, why, sizeof why)) {
+        if (c.fd < 0 && !client_connect(cl, &c, why, sizeof why)) {
             s->err_connect++;
             report_error("connect", why);
             usleep(20 * 1000); /* the server is down: do not spin */
@@ -1335,8 +1467,9 @@ static double s_time_rate(int seconds, bool reuse, double *out_count, double *ou
 static void print_result(const char *what, const result *r)
 {
     long errors = r->err_connect + r->err_io + r->err_http + r->err_answer;
-    printf("  %-28s %8.0f registrations/s   p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms   (%ld ok in %.2f s)\n",
-           what, r->rate, r->p50, r->p99, r->max, r->ok, r->elapsed);
+    printf("  %-28s %8.0f %s   p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms   (%ld ok in %.2f s)\n",
+           what, r->rate, opt.mode == MODE_CFSSL ? "certificates/s " : "registrations/s", r->p50, r->p99, r->max, r->ok,
+           r->elapsed);
     printf("  %-28s %8ld errors (connect/TLS %ld, I/O %ld, HTTP status %ld, answer %ld)\n", "", errors,
            r->err_connect, r->err_io, r->err_http, r->err_answer);
 }
@@ -1360,16 +1493,19 @@ int main(int argc, char **argv)
         perror(opt.received);
         return 1;
     }
+    bool cfssl = opt.mode == MODE_CFSSL;
     bool resume = (opt.mode == MODE_MQTT && !opt.mqtt_full_tls) || (opt.mode == MODE_HANDSHAKE && opt.https_resume);
-    SSL_CTX *ctx = client_context(resume);
-    if (ctx == NULL)
+    SSL_CTX *ctx = cfssl ? NULL : client_context(resume); /* cfssl: plain HTTP */
+    if (ctx == NULL && !cfssl)
         return 1;
 
     double t0 = bench_now();
     if (!make_devices(cores))
         return 1;
     double prep = bench_now() - t0;
-    const char *mode_name = opt.mode == MODE_KEEPALIVE  ? "keep-alive"
+    const char *mode_name = opt.mode == MODE_KEEPALIVE ? "keep-alive"
+                            : cfssl ? "cfssl serve's sign API (the same CSRs, PEM), plain HTTP/1.1 keep-alive: no TLS "
+                                      "(cfssl serve has none set up here), no database (nothing stored)"
                             : opt.mode == MODE_HANDSHAKE
                                 ? (resume ? "HTTPS, new connection per device resuming the thread's TLS 1.2 session "
                                             "(SAS token, no client certificate)"
@@ -1395,8 +1531,9 @@ int main(int argc, char **argv)
     if (!run_load(&t, opt.connections, &r))
         return 1;
     char what[64];
-    snprintf(what, sizeof what, "enrolld %s:",
+    snprintf(what, sizeof what, "%s %s:", cfssl ? "cfssl" : "enrolld",
              opt.mode == MODE_KEEPALIVE    ? "keep-alive"
+             : cfssl                       ? "keep-alive (HTTP)"
              : opt.mode == MODE_HANDSHAKE ? (resume ? "HTTPS (TLS resumed)" : "handshake")
              : resume                     ? "MQTT (TLS resumed)"
                                           : "MQTT (full TLS)");
@@ -1416,10 +1553,11 @@ int main(int argc, char **argv)
             double per_core = 1.0 / (1.0 / sign_s + 1.0 / verify_s);
             crypto_ceiling = per_core * cores;
             printf("  ceiling, crypto:             %8.0f /s = %d cores x %.0f (openssl speed ecdsap256: sign %.0f/s, "
-                   "verify %.0f/s; 1/(1/sign+1/verify))   enrolld at %.1f%%\n",
-                   crypto_ceiling, cores, per_core, sign_s, verify_s, 100.0 * r.rate / crypto_ceiling);
+                   "verify %.0f/s; 1/(1/sign+1/verify))   %s at %.1f%%\n",
+                   crypto_ceiling, cores, per_core, sign_s, verify_s, cfssl ? "cfssl" : "enrolld",
+                   100.0 * r.rate / crypto_ceiling);
         }
-        if (opt.server_cert != NULL) {
+        if (opt.server_cert != NULL && !cfssl) { /* the bare TLS servers: no reference for plain HTTP */
             bare_server b;
             if (bare_start(&b, opt.bare_workers)) {
                 target bt = {.host = "127.0.0.1", .port = b.port, .ctx = ctx, .mode = MODE_HANDSHAKE,
@@ -1467,6 +1605,7 @@ int main(int argc, char **argv)
     printf("RESULT mode=%s connections=%d ok=%ld errors=%ld rate=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
            "crypto_ceiling=%.0f tls_bare=%.0f tls_s_time=%.0f tls_connections=%ld tls_resumed=%ld polls=%ld\n",
            opt.mode == MODE_KEEPALIVE ? "keepalive"
+           : cfssl                    ? "cfssl"
            : opt.mode == MODE_HANDSHAKE ? (resume ? "handshake-resume" : "handshake")
                                         : "mqtt",
            opt.connections, r.ok, r.err_connect + r.err_io + r.err_http + r.err_answer, r.rate, r.p50, r.p99, r.max,

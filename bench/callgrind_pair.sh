@@ -9,7 +9,8 @@
 #
 #   bench/callgrind_pair.sh [BUILD_DIR] [OUT_DIR]   (default: build, ./callgrind-pair)
 # Environment: REQUESTS (1000), CONNECTIONS (8), WORKERS (2), KINDS (the
-#   kinds, in order; default "https-resumed mqtt keepalive"), MQTT_PIPELINE=1
+#   kinds, in order; default "https-resumed mqtt keepalive"; "mtls" is a new
+#   TLS connection with a client certificate per registration), MQTT_PIPELINE=1
 #   to pipeline the MQTT run's packets, TOOL=strace to count enrolld's system
 #   calls per registration of each kind instead (strace -c -f attached for each
 #   kind's run; OUT_DIR/strace.KIND).
@@ -47,6 +48,13 @@ die() { echo "callgrind_pair: $*" >&2; exit 1; }
 
 . "$SRC/bench/lib.sh"
 bench_pki_store
+for k in $KINDS; do
+  [ "$k" = mtls ] || continue # a device certificate for the mTLS handshakes, as bench/run_load.sh makes it
+  "$ENROLL" key new --out client.key >/dev/null &&
+    "$ENROLL" csr new --key client.key --dn CN=bench-client --out client.csr 2>/dev/null &&
+    "$ENROLL" ca sign --dir devices-ca --profile device client.csr --out client.pem 2>/dev/null ||
+    die "client certificate"
+done
 bench_enrolld_config
 if [ "$TOOL" = strace ]; then
   "$ENROLLD" --config enrolld.json 2> enrolld.log &
@@ -63,6 +71,8 @@ kind() { # KIND N PREFIX: N registrations of that kind, new devices
   https-resumed) "$LOAD" "${COMMON[@]}" --port "$PORT" --mode handshake --resume --requests "$2" --id-prefix "$3" \
     --check ;;
   mqtt) "$LOAD" "${COMMON[@]}" --port "$MQTT_PORT" --mode mqtt --mqtt-tls resume ${MQTT_PIPELINE:+--mqtt-pipeline} \
+    --requests "$2" --id-prefix "$3" ;;
+  mtls) "$LOAD" "${COMMON[@]}" --port "$PORT" --mode handshake --client-cert client.pem --client-key client.key \
     --requests "$2" --id-prefix "$3" ;;
   *) die "unknown kind $1" ;;
   esac

@@ -7,17 +7,21 @@
 # as with keep-alive), over HTTPS the same way (a new connection per device
 # resuming the thread's TLS 1.2 session, SAS token: the like-for-like HTTPS
 # figure beside MQTT) and with a new mTLS connection per registration, prints
-# the figures beside the machine's limits, stops enrolld and checks
-# durability (PRAGMA integrity_check; at least as many certificates in the
-# store as registrations the generator counted; no serial twice; every
-# serial received over MQTT or HTTPS connection per device is in the store).
+# the figures beside the machine's limits and keep-alive's beside cfssl's
+# (the issuance peer of issue 16: `cfssl serve` with the same devices CA and
+# no database, sent the same kind of CSRs by the same generator over plain
+# HTTP keep-alive; skipped, saying so, when cfssl is not installed), stops
+# enrolld and checks durability (PRAGMA integrity_check; at least as many
+# certificates in the store as registrations the generator counted; no
+# serial twice; every serial received over MQTT or HTTPS connection per
+# device is in the store).
 #
 #   bench/run_load.sh [BUILD_DIR]        (default: build)
 # Environment: CONNECTIONS (64), SECONDS_KEEPALIVE (10), SECONDS_HANDSHAKE (10),
 #   HS_CONNECTIONS (16), MQTT_CONNECTIONS (64), SECONDS_MQTT (10), MQTT_FULL=1
 #   to add an MQTT run with a full TLS handshake per device (HS_CONNECTIONS),
 #   WORKERS (2), KEEP_WORK=1 to keep the scratch directory, RUNS (the runs, in
-#   order; default "keepalive mqtt https-resumed mqtt-pipelined handshake",
+#   order; default "keepalive cfssl mqtt https-resumed mqtt-pipelined handshake",
 #   mqtt-full added by MQTT_FULL=1), ENROLLD (another enrolld binary, e.g. an
 #   older build's, driven by this build's enroll and bench_load).
 set -uo pipefail
@@ -41,18 +45,20 @@ MQTT_CONNECTIONS=${MQTT_CONNECTIONS:-64}
 SECONDS_MQTT=${SECONDS_MQTT:-10}
 MQTT_FULL=${MQTT_FULL:-}
 WORKERS=${WORKERS:-2}
-RUNS=${RUNS:-keepalive mqtt https-resumed mqtt-pipelined $([ -n "$MQTT_FULL" ] && echo mqtt-full) handshake}
+RUNS=${RUNS:-keepalive cfssl mqtt https-resumed mqtt-pipelined $([ -n "$MQTT_FULL" ] && echo mqtt-full) handshake}
 runs() { for r in $RUNS; do [ "$r" = "$1" ] && return 0; done; return 1; }
 for r in $RUNS; do
-  case "$r" in keepalive | mqtt | https-resumed | mqtt-pipelined | mqtt-full | handshake) ;;
+  case "$r" in keepalive | cfssl | mqtt | https-resumed | mqtt-pipelined | mqtt-full | handshake) ;;
   *) echo "run_load: RUNS: unknown run $r" >&2; exit 2 ;; esac
 done
 SCOPE=0ne0000bench
 
 WORK=$(mktemp -d /tmp/enroll-load-XXXXXX) # on disk, not tmpfs: the commits are really fsync'ed
 PID=
+CFSSL_PID=
 cleanup() {
   [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+  [ -n "$CFSSL_PID" ] && kill -9 "$CFSSL_PID" 2>/dev/null
   [ -n "${KEEP_WORK:-}" ] && echo "run_load: kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -75,14 +81,15 @@ bench_wait_ports enrolld.log 100 0.05
 echo "== enrolld: $WORKERS workers on 127.0.0.1:$PORT (HTTPS) and :$MQTT_PORT (MQTT), store $WORK/data (SQLite WAL, synchronous=FULL), $(nproc) cores shared with the load generator"
 COMMON=(--scope "$SCOPE" --group-key "$GROUP_KEY" --ca root/cert.pem
         --server-cert server.pem --server-key server.key --bare-workers "$WORKERS")
-ticks() { awk '{print $14, $15}' "/proc/$PID/stat"; } # enrolld's user and system CPU, in clock ticks
+ticks() { awk '{print $14, $15}' "/proc/${1:-$PID}/stat"; } # enrolld's (or PID's) user and system CPU, in clock ticks
 HZ=$(getconf CLK_TCK)
-cpu_per_registration() { # "USER SYS" TICKS BEFORE, RESULT-FILE: enrolld CPU ms per registration (it idles during the ceilings)
+cpu_per_registration() { # "USER SYS" TICKS BEFORE, RESULT-FILE[, PID, NAME]: enrolld's (NAME's) CPU ms per
+  # registration (it idles during the ceilings)
   local ok
   ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$2")
-  awk -v before="$1" -v now="$(ticks)" -v hz="$HZ" -v ok="${ok:-0}" \
+  awk -v before="$1" -v now="$(ticks "${3:-}")" -v hz="$HZ" -v ok="${ok:-0}" -v who="${4:-enrolld}" \
     'BEGIN { split(before, b, " "); split(now, n, " "); u = n[1] - b[1]; s = n[2] - b[2]; t = u + s
-             if (ok > 0) printf "  enrolld CPU:                 %.2f ms per registration (%.1f s for %d; user %.2f ms, system %.2f ms)\n", 1000 * t / hz / ok, t / hz, ok, 1000 * u / hz / ok, 1000 * s / hz / ok }' |
+             if (ok > 0) printf "  %-28s %.2f ms per %s (%.1f s for %d; user %.2f ms, system %.2f ms)\n", who " CPU:", 1000 * t / hz / ok, (who == "enrolld" ? "registration" : "certificate"), t / hz, ok, 1000 * u / hz / ok, 1000 * s / hz / ok }' |
     tee "${2%.out}.cpu"
 }
 run() { # NAME BENCH_LOAD-ARGS...: a run, its output in NAME.out, enrolld's CPU per registration in NAME.cpu
@@ -92,11 +99,79 @@ run() { # NAME BENCH_LOAD-ARGS...: a run, its output in NAME.out, enrolld's CPU 
   "$LOAD" "${COMMON[@]}" "$@" | tee "$name.out"
   cpu_per_registration "$t0" "$name.out"
 }
+# The issuance peer: cfssl serve (cfssl 1.2) with the devices CA enrolld
+# issues from (cfssl reads its PKCS#8 key as it is), no -db-config: nothing
+# stored, so the figure is a no-store one. The default signing profile is
+# the device profile's (digital signature, client auth) with p30's 30 days,
+# as enrolld issues in this run. A port in 20000-32767 (below the ephemeral
+# range) nothing listens on now; another process may take it first: retried.
+cfssl_port() {
+  local used p
+  used=$(ss -Htln 2>/dev/null | awk '{ sub(/.*:/, "", $4); print $4 }')
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 12768))
+    grep -qx "$p" <<<"$used" || { echo "$p"; return 0; }
+  done
+  return 1
+}
+cfssl_start() { # PORT: cfssl serve in the background (CFSSL_PID), 0 once it accepts connections
+  cfssl serve -address 127.0.0.1 -port "$1" -ca "${BENCH_CA_DIR:-devices-ca}/cert.pem" \
+    -ca-key "${BENCH_CA_DIR:-devices-ca}/key.pem" -config cfssl-config.json 2>> cfssl.log &
+  CFSSL_PID=$!
+  for _ in $(seq 1 100); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$CFSSL_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 "$CFSSL_PID" 2>/dev/null
+  wait "$CFSSL_PID" 2>/dev/null
+  CFSSL_PID=
+  return 1
+}
+CFSSL_VERIFIED=
+cfssl_run() {
+  local cport t0 subject issuer
+  cat > cfssl-config.json <<'JSON'
+{"signing": {"default": {"usages": ["digital signature", "client auth"], "expiry": "720h"}}}
+JSON
+  for _ in 1 2 3; do
+    cport=$(cfssl_port) && cfssl_start "$cport" && break
+    cport=
+  done
+  if [ -z "$cport" ]; then
+    echo "== cfssl serve did not start (its log, cfssl.log, ends:)"
+    tail -n 5 cfssl.log
+    return 0
+  fi
+  echo "== cfssl $(cfssl version 2>/dev/null | sed -n 's/^Version: //p') serve on 127.0.0.1:$cport: the same devices CA, no database (no-store), plain HTTP (no TLS set up for cfssl serve here)"
+  t0=$(ticks "$CFSSL_PID")
+  "$LOAD" --port "$cport" --mode cfssl --connections "$CONNECTIONS" --seconds "$SECONDS_KEEPALIVE" \
+    --id-prefix cf- --devices 60000 --keep-cert cfssl-cert.pem --no-ceiling | tee cfssl.out
+  cpu_per_registration "$t0" cfssl.out "$CFSSL_PID" cfssl
+  kill -TERM "$CFSSL_PID"
+  wait "$CFSSL_PID" 2>/dev/null
+  CFSSL_PID=
+  # One of cfssl's certificates, for one of the generator's CSRs: signed by the devices CA?
+  if subject=$(openssl x509 -in cfssl-cert.pem -noout -subject 2>/dev/null) &&
+    issuer=$(openssl x509 -in cfssl-cert.pem -noout -issuer) &&
+    openssl verify -CAfile root/cert.pem -untrusted "${BENCH_CA_DIR:-devices-ca}/cert.pem" cfssl-cert.pem >/dev/null 2>&1; then
+    CFSSL_VERIFIED=1
+    echo "  a certificate from cfssl: $subject, $issuer: verifies (openssl verify, bench root and devices CA)"
+  else
+    echo "  a certificate from cfssl: missing, or it does not verify against the devices CA (cfssl-cert.pem)"
+  fi
+}
 for r in $RUNS; do
   case "$r" in
   keepalive)
     run keepalive --port "$PORT" --mode keepalive --connections "$CONNECTIONS" --seconds "$SECONDS_KEEPALIVE" \
       --id-prefix ka- --devices 60000 --bare-seconds 3 ;;
+  cfssl) # The issuance peer: the same generator and connections as keepalive (enrolld idles meanwhile).
+    if command -v cfssl >/dev/null; then
+      cfssl_run
+    else
+      echo "== cfssl: skipped: cfssl is not installed (Debian package golang-cfssl; scripts/install-deps.sh installs it)"
+    fi ;;
   mqtt) # DPS over MQTT: a connection per device (CONNECT names one registration id),
     # resuming the thread's TLS session; every serial received is written down.
     run mqtt --port "$MQTT_PORT" --mode mqtt --mqtt-tls resume --connections "$MQTT_CONNECTIONS" \
@@ -130,7 +205,22 @@ runs handshake && awk -v r="$(field handshake.out rate)" -v b="$(field handshake
   'BEGIN { if (b > 0) printf "  %s new mTLS connection per device: %.0f/s = %.0f%% of the bare OpenSSL server with the same workers and client (%.0f/s), target 80%%; %.0f%% of s_server+s_time (%.0f/s)\n", (r >= 0.8 * b ? "PASS" : "FAIL"), r, 100 * r / b, b, (s > 0 ? 100 * r / s : 0), s }'
 runs mqtt && awk -v r="$(field mqtt.out rate)" \
   'BEGIN { printf "  %s DPS over MQTT, a resumed connection per device: %.0f registrations/s, target 10000/s (%.0f%% of it)\n", (r >= 10000 ? "PASS" : "FAIL"), r, 100 * r / 10000 }'
-echo "  (instructions per registration, target 1.0M: bench/callgrind_pair.sh; the cfssl and 10M-certificate targets have no bench yet)"
+if runs cfssl; then
+  CFSSL_TARGET="keep-alive durable enrolld rate above cfssl serve no-store rate in this run"
+  if ! command -v cfssl >/dev/null; then
+    echo "  SKIP $CFSSL_TARGET: cfssl is not installed (install the Debian package golang-cfssl)"
+  elif ! runs keepalive; then
+    echo "  SKIP $CFSSL_TARGET: no keepalive run in RUNS"
+  else
+    # The CPU per operation beside the rates: the cores are shared (with the generator, and others).
+    awk -v t="$CFSSL_TARGET" -v r="$(field keepalive.out rate)" -v c="$(field cfssl.out rate)" -v v="$CFSSL_VERIFIED" \
+      -v cr="$(cpu keepalive)" -v cc="$(cpu cfssl)" \
+      'BEGIN { printf "  %s %s: enrolld %.0f registrations/s (HTTPS, SQLite, fsync before the answer), cfssl %.0f certificates/s (plain HTTP, nothing stored): x%.2f%s", (c > 0 && v && r > c ? "PASS" : "FAIL"), t, r, c, (c > 0 ? r / c : 0), (c > 0 ? (v ? "" : "; but cfssl'"'"'s certificate did not verify") : "; no cfssl figure (see above)")
+               if (cr > 0 && cc > 0) printf "; CPU per certificate: enrolld %.2f ms, cfssl %.2f ms", cr, cc
+               printf "\n" }'
+  fi
+fi
+echo "  (instructions per registration, target 1.0M: bench/callgrind_pair.sh; 10M certificates in the store: bench/run_flat.sh)"
 
 echo "== DPS over MQTT beside HTTPS (same enrolld, same run)"
 line() { # LABEL NAME: its rate, enrolld CPU per registration, share of keep-alive
@@ -200,6 +290,7 @@ echo "  PRAGMA integrity_check: $integrity"
 total=0 counted= received_ok=0
 : > received.serials
 for f in $RUNS; do
+  [ "$f" = cfssl ] && continue # issued by cfssl, stored nowhere
   ok=$(sed -n 's/^RESULT .* ok=\([0-9]*\) .*/\1/p' "$f.out")
   [ -n "$ok" ] || { echo "  FAIL: the $f run printed no result"; status=1; ok=0; }
   total=$(( total + ok ))

@@ -34,6 +34,7 @@ TOOLS=(
   file:file                                  # cpack finds the programs to run dpkg-shlibdeps on
   python3:python3                            # the tests' raw MQTT clients, HTTPS hook server and CBOR
   psql:postgresql-client                     # the PostgreSQL store's tests
+  cfssl:golang-cfssl                         # the bench's issuance peer (bench/run_load.sh cfssl)
 )
 # The PostgreSQL server that the store's tests start (tests/cli/lib_postgres.sh,
 # tests/pg/pg_run.sh) is not on PATH: they run it from the newest
