@@ -477,10 +477,15 @@ static void job_committed(registration_job *job, void *arg)
 {
     enr_provision *p = arg;
     pthread_mutex_lock(&p->committed_lock);
+    /* Only the job that finds the list empty wakes the loop: the others
+     * ride along, as committed_ready takes the whole list at once. Each
+     * wake-up from this thread is a write(2) to the loop's notify pipe. */
+    bool wake = p->committed == NULL;
     job->next = p->committed;
     p->committed = job;
     pthread_mutex_unlock(&p->committed_lock);
-    event_active(p->committed_event, EV_READ, 0);
+    if (wake)
+        event_active(p->committed_event, EV_READ, 0);
 }
 
 static void submit_job(enr_provision *p, enr_provision_call *call)
