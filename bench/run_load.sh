@@ -220,7 +220,7 @@ if runs cfssl; then
                printf "\n" }'
   fi
 fi
-echo "  (instructions per registration, target 1.0M: bench/callgrind_pair.sh; 10M certificates in the store: bench/run_flat.sh)"
+echo "  (instructions per registration, target 1.0M: bench/run_instructions.sh, after this; 10M certificates in the store: bench/run_flat.sh)"
 
 echo "== DPS over MQTT beside HTTPS (same enrolld, same run)"
 line() { # LABEL NAME: its rate, enrolld CPU per registration, share of keep-alive

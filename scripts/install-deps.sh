@@ -35,6 +35,7 @@ TOOLS=(
   python3:python3                            # the tests' raw MQTT clients, HTTPS hook server and CBOR
   psql:postgresql-client                     # the PostgreSQL store's tests
   cfssl:golang-cfssl                         # the bench's issuance peer (bench/run_load.sh cfssl)
+  valgrind:valgrind callgrind_control:valgrind callgrind_annotate:valgrind # instructions per registration (bench/)
 )
 # The PostgreSQL server that the store's tests start (tests/cli/lib_postgres.sh,
 # tests/pg/pg_run.sh) is not on PATH: they run it from the newest
