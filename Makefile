@@ -75,6 +75,7 @@ demo: build
 
 bench: build
 	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && "$$b"; done; bench/run_load.sh $(BUILD); \
+	 bench/run_flat.sh $(BUILD); bench/run_instructions.sh $(BUILD); \
 	 bench/run_store_compare.sh $(BUILD)
 
 # The README's two commands, as root, in a fresh Debian 12 root (debootstrap

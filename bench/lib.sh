@@ -9,6 +9,9 @@
 #   "store"), else data/; the issuing CA's directory BENCH_CA_DIR if set
 #   (a copy of devices-ca/: a CA directory is attached to one store), else
 #   devices-ca/.
+# bench_programs NAME TOOL...: ENROLL, ENROLLD (unless set) and LOAD from
+#   BUILD, each checked to be built, and each TOOL on PATH; NAME (the
+#   script's) leads any complaint, and the script exits 1.
 # bench_enrolld_config: enrolld.json serving SCOPE over TLS with WORKERS
 #   workers and DPS over MQTT, both on free ports of 127.0.0.1, on the
 #   store above.
@@ -56,4 +59,18 @@ bench_wait_ports() {
   done
   cat "$1" >&2
   die "enrolld did not start"
+}
+
+bench_programs() {
+  local name=$1 b t
+  shift
+  ENROLL=$BUILD/src/enroll
+  ENROLLD=${ENROLLD:-$BUILD/src/enrolld}
+  LOAD=$BUILD/bench/bench_load
+  for b in "$ENROLL" "$ENROLLD" "$LOAD"; do
+    [ -x "$b" ] || { echo "$name: $b is missing: build first (make build)" >&2; exit 1; }
+  done
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$name: needs $t (scripts/install-deps.sh installs it)" >&2; exit 1; }
+  done
 }

@@ -28,15 +28,8 @@ set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
-ENROLL=$BUILD/src/enroll
-ENROLLD=${ENROLLD:-$BUILD/src/enrolld}
-LOAD=$BUILD/bench/bench_load
-for b in "$ENROLL" "$ENROLLD" "$LOAD"; do
-  [ -x "$b" ] || { echo "run_load: $b is missing: build first (make build)" >&2; exit 1; }
-done
-for t in openssl sqlite3 jq; do
-  command -v "$t" >/dev/null || { echo "run_load: needs $t" >&2; exit 1; }
-done
+. "$SRC/bench/lib.sh"
+bench_programs run_load openssl sqlite3 jq
 CONNECTIONS=${CONNECTIONS:-64}
 SECONDS_KEEPALIVE=${SECONDS_KEEPALIVE:-10}
 SECONDS_HANDSHAKE=${SECONDS_HANDSHAKE:-10}

@@ -33,15 +33,8 @@ set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
-ENROLL=$BUILD/src/enroll
-ENROLLD=${ENROLLD:-$BUILD/src/enrolld}
-LOAD=$BUILD/bench/bench_load
-for b in "$ENROLL" "$ENROLLD" "$LOAD"; do
-  [ -x "$b" ] || { echo "run_store_compare: $b is missing: build first (make build)" >&2; exit 1; }
-done
-for t in openssl sqlite3 jq curl; do
-  command -v "$t" >/dev/null || { echo "run_store_compare: needs $t" >&2; exit 1; }
-done
+. "$SRC/bench/lib.sh"
+bench_programs run_store_compare openssl sqlite3 jq curl
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 WORKERS=${WORKERS:-2}
