@@ -468,10 +468,12 @@ enr_code enr_store_get_operation(enr_store *store, const char *operation_id, enr
 enr_code enr_store_record_audit(enr_store *store, const enr_audit_event *audit, enr_error *err);
 /* Many events in one transaction (one fsync): enrolld's batches of refusals. */
 enr_code enr_store_record_audits(enr_store *store, const enr_audit_event *events, size_t count, enr_error *err);
-/* Retention: deletes at most `limit` (1..100000) of the oldest events that
- * are older than `before` (0: no age bound) or not among the newest
- * `keep_rows` (0: no row bound); `*deleted` says how many. Call again while
- * it deletes `limit`: each call is one short transaction. */
+/* Retention, oldest first: deletes at most `limit` (1..100000) events,
+ * those written before the first one at or after `before` (0: no age
+ * bound) and those whose ids are not among the newest `keep_rows` ids
+ * handed out (0: no row bound; gaps in the ids only keep fewer);
+ * `*deleted` says how many. Call again while it deletes `limit`: each call
+ * is one short transaction, and costs the rows it deletes, not the table. */
 enr_code enr_store_prune_audit(enr_store *store, time_t before, long keep_rows, size_t limit, size_t *deleted,
                                enr_error *err);
 /* Whether a write transaction can begin now (a read-only file, a lock held

@@ -19,9 +19,15 @@
  * write small enough to fit (the recovery probe) does not make a full disk
  * look healthy again at once. */
 #define FAILED_HOLD_MS 10000
-/* Retention deletes this many rows per transaction, a few per second. */
-#define PRUNE_BATCH 1000
-#define PRUNE_BATCHES_PER_TICK 5
+/* Retention deletes in slices of this many rows, each its own
+ * transaction, one between two commit batches: a slice holds the
+ * registrations queued behind it for a few milliseconds, where a second's
+ * worth of deletions at once (thousands of rows, each a random page of the
+ * by-registration index) held them for a quarter of a second. */
+#define PRUNE_SLICE 250
+/* At most this many slices a second (100,000 rows): more than any
+ * registration rate adds, so a backlog shrinks, yet bounded. */
+#define PRUNE_SLICES_PER_TICK 400
 
 struct committer {
     enr_store *store;
@@ -38,6 +44,10 @@ struct committer {
     _Atomic bool write_failed;     /* the last write failed; cleared by one that succeeds */
     _Atomic bool cannot_begin;     /* the last probe could not begin a write transaction */
     _Atomic long long hold_until_ms; /* not ok before this (monotonic ms): FAILED_HOLD_MS after a failure */
+    /* The committer thread's own: retention found more to delete than one
+     * slice, and the slices run this tick. */
+    bool prune_backlog;
+    int prune_slices;
 };
 
 static double seconds_now(void)
@@ -114,22 +124,28 @@ static void flush_audits(committer *c, enr_audit_event *batch)
                 enr_code_name(rc));
 }
 
-/* Once a second: retention, and the store's health. */
+/* One slice of retention; whether there is more to delete. */
+static enr_code prune_slice(committer *c)
+{
+    enr_error err;
+    time_t before = c->options.audit_max_age_days > 0 ? time(NULL) - (time_t)c->options.audit_max_age_days * 86400
+                                                       : 0;
+    size_t deleted = 0;
+    enr_code rc = enr_store_prune_audit(c->store, before, c->options.audit_max_rows, PRUNE_SLICE, &deleted, &err);
+    note_write(c, rc);
+    c->prune_slices++;
+    c->prune_backlog = rc == ENR_OK && deleted == PRUNE_SLICE && c->prune_slices < PRUNE_SLICES_PER_TICK;
+    return rc;
+}
+
+/* Once a second: retention's first slice, and the store's health. */
 static void maintain(committer *c)
 {
     enr_error err;
     enr_code probe = ENR_E_NOTFOUND; /* no write tried yet this tick */
-    time_t before = c->options.audit_max_age_days > 0 ? time(NULL) - (time_t)c->options.audit_max_age_days * 86400
-                                                       : 0;
-    for (int i = 0; i < PRUNE_BATCHES_PER_TICK; i++) {
-        size_t deleted = 0;
-        enr_code rc = enr_store_prune_audit(c->store, before, c->options.audit_max_rows, PRUNE_BATCH, &deleted, &err);
-        note_write(c, rc);
-        if (before != 0 || c->options.audit_max_rows != 0)
-            probe = rc; /* a DELETE takes the write lock even when it deletes nothing */
-        if (rc != ENR_OK || deleted < PRUNE_BATCH)
-            break;
-    }
+    c->prune_slices = 0;
+    if (c->options.audit_max_age_days > 0 || c->options.audit_max_rows != 0)
+        probe = prune_slice(c); /* a DELETE takes the write lock even when it deletes nothing */
     /* Whether a write can begin: the pruning said so, or a probe. One
      * attempt a tick, so a lock held elsewhere delays the registrations
      * waiting behind it by one busy timeout at most. */
@@ -155,7 +171,7 @@ static void *committer_main(void *arg)
     double next_tick = seconds_now() + 1.0;
     for (;;) {
         pthread_mutex_lock(&c->lock);
-        while (c->head == NULL && !c->stopping && seconds_now() < next_tick) {
+        while (c->head == NULL && !c->stopping && !c->prune_backlog && seconds_now() < next_tick) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 200 * 1000 * 1000;
@@ -178,6 +194,8 @@ static void *committer_main(void *arg)
             batch[i]->next = NULL;
         if (n > 0)
             commit_batch(c, batch, n);
+        if (c->prune_backlog && !stopping)
+            (void)prune_slice(c); /* a failure is noted; the next tick tries again */
         if (stopping || seconds_now() >= next_tick) {
             if (audits != NULL)
                 flush_audits(c, audits);

@@ -1285,6 +1285,79 @@ static void test_est_fields(void **state)
     enr_enrollment_free(&got);
 }
 
+/* The details of the audit events left, oldest first, joined by spaces. */
+static void audit_left(fixture *f, char *out, size_t size)
+{
+    enr_error err;
+    enr_audit_list events;
+    assert_int_equal(enr_store_list_audit(f->store, NULL, &events, &err), ENR_OK);
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < events.count; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", i > 0 ? " " : "", events.items[i].detail);
+    enr_audit_list_free(&events);
+}
+
+static size_t prune(fixture *f, time_t before, long keep_rows, size_t limit)
+{
+    enr_error err;
+    size_t deleted = 99;
+    if (enr_store_prune_audit(f->store, before, keep_rows, limit, &deleted, &err) != ENR_OK)
+        fail_msg("prune: %s", err.message);
+    return deleted;
+}
+
+/* Retention deletes the oldest first, by either rule, a limit at a time. */
+static void test_audit_retention(void **state)
+{
+    fixture *f = *state;
+    enr_error err;
+    enr_audit_event ten[10];
+    for (int i = 0; i < 10; i++) {
+        char detail[8];
+        snprintf(detail, sizeof detail, "e%d", i);
+        ten[i] = audit("register", "dev-r", "ok", 0, detail);
+        ten[i].at = 1000 + 10 * i;
+    }
+    assert_int_equal(enr_store_record_audits(f->store, ten, 10, &err), ENR_OK);
+    char left[200];
+
+    assert_int_equal(prune(f, 0, 0, 100), 0); /* no rule: nothing goes */
+    assert_int_equal(prune(f, 0, 10, 100), 0);
+    assert_int_equal(prune(f, 999, 0, 100), 0);
+
+    /* Rows: the newest 7 stay; 2 at a time. */
+    assert_int_equal(prune(f, 0, 7, 2), 2);
+    audit_left(f, left, sizeof left);
+    assert_string_equal(left, "e2 e3 e4 e5 e6 e7 e8 e9");
+    assert_int_equal(prune(f, 0, 7, 2), 1);
+    assert_int_equal(prune(f, 0, 7, 2), 0);
+    audit_left(f, left, sizeof left);
+    assert_string_equal(left, "e3 e4 e5 e6 e7 e8 e9");
+
+    /* Age: what was written before the first event at or after 1055. */
+    assert_int_equal(prune(f, 1055, 0, 100), 3);
+    audit_left(f, left, sizeof left);
+    assert_string_equal(left, "e6 e7 e8 e9");
+    assert_int_equal(prune(f, 1055, 0, 100), 0);
+
+    /* An event older than its predecessors (a clock set back) waits for
+     * them: the oldest first is by the order of writing. */
+    enr_audit_event late = audit("register", "dev-r", "ok", 0, "late");
+    late.at = 1001;
+    assert_int_equal(enr_store_record_audit(f->store, &late, &err), ENR_OK);
+    assert_int_equal(prune(f, 1055, 0, 100), 0);
+
+    /* Both rules: the one that deletes more wins. */
+    assert_int_equal(prune(f, 1075, 2, 100), 3); /* rows: all but e9 and late; age: e6 e7 */
+    audit_left(f, left, sizeof left);
+    assert_string_equal(left, "e9 late");
+    assert_int_equal(prune(f, 2000, 5, 100), 2); /* age: everything */
+    audit_left(f, left, sizeof left);
+    assert_string_equal(left, "");
+    assert_int_equal(prune(f, 2000, 5, 100), 0); /* an empty table */
+}
+
 static void test_rejection_writes_only_audit(void **state)
 {
     fixture *f = *state;
@@ -2096,6 +2169,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_never_show_a_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backend_sees_checked_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_keeps_every_reported_certificate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_wait_instead_of_failing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_connection_keeps_the_first_visible, setup, teardown),
