@@ -242,6 +242,10 @@ const char *enr_dps_substatus_name(enr_dps_substatus s);
 typedef struct enr_dps_der {
     const unsigned char *der;
     size_t len;
+    /* Written by OpenSSL's encoder in this process (i2d_X509): one DER
+     * object, which the writers do not walk again. Leave false for bytes
+     * from anywhere else (a store, a file, the wire): they are checked. */
+    bool encoded;
 } enr_dps_der;
 
 typedef struct enr_dps_assignment {

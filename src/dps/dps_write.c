@@ -216,8 +216,8 @@ static enr_code chain_array(const enr_dps_der *chain, size_t n, json_t **out, en
     if (*out == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
     for (size_t i = 0; i < n; i++) {
-        size_t object_len = 0, bad = 0;
-        enr_code rc = enr_der_check(chain[i].der, chain[i].len, &object_len, &bad, err);
+        size_t object_len = chain[i].len, bad = 0;
+        enr_code rc = chain[i].encoded ? ENR_OK : enr_der_check(chain[i].der, chain[i].len, &object_len, &bad, err);
         if (rc == ENR_OK && object_len != chain[i].len)
             rc = enr_error_set(err, ENR_E_USAGE, "bytes follow the DER object");
         char *b64 = NULL;
@@ -423,6 +423,8 @@ static enr_code write_assigned_text(const enr_dps_assignment *a, char **out, enr
         rc = enr_dps_time_format(a->renew_after, renew, err);
     size_t chain_len = a->certificate_apart ? 0 : a->chain_len;
     for (size_t i = 0; rc == ENR_OK && i < chain_len; i++) {
+        if (a->chain[i].encoded)
+            continue;
         size_t object_len = 0, bad = 0;
         rc = enr_der_check(a->chain[i].der, a->chain[i].len, &object_len, &bad, err);
         if (rc == ENR_OK && object_len != a->chain[i].len)

@@ -56,7 +56,7 @@ static enr_code encode_chain(enr_issuing_ca *entry, enr_error *err)
             BIO_free(pem);
             return enr_error_set(err, ENR_E_CRYPTO, "cannot encode the chain of CA %s", entry->name);
         }
-        entry->issuers[entry->issuer_count++] = (enr_dps_der){der, (size_t)n};
+        entry->issuers[entry->issuer_count++] = (enr_dps_der){der, (size_t)n, .encoded = true};
     }
     char *data = NULL;
     long n = BIO_get_mem_data(pem, &data);

@@ -307,8 +307,9 @@ static enr_code make_job(const commit_facts *f, const enr_provision_policy *poli
     enr_code rc = ENR_OK;
     enr_certificate rec = {0};
     if (cert != NULL && (rc = enr_certificate_from_x509(cert, &rec, err)) == ENR_OK) {
-        /* The store's copy of the leaf is the chain's first element: one encoding. */
-        chain[chain_len++] = (enr_dps_der){rec.der.data, rec.der.len};
+        /* The store's copy of the leaf is the chain's first element: one
+         * encoding (i2d_X509's, in enr_certificate_from_x509). */
+        chain[chain_len++] = (enr_dps_der){rec.der.data, rec.der.len, .encoded = true};
         for (size_t i = 0; i < issuer->issuer_count; i++)
             chain[chain_len++] = issuer->issuers[i];
     }
@@ -407,7 +408,7 @@ static enr_code keep_issuers(enr_provision_call *call, const enr_issuing_ca *iss
         if (copy == NULL)
             return ENR_E_NOMEM;
         memcpy(copy, issuer->issuers[i].der, issuer->issuers[i].len);
-        call->issuers[call->issuer_count++] = (enr_dps_der){copy, issuer->issuers[i].len};
+        call->issuers[call->issuer_count++] = (enr_dps_der){copy, issuer->issuers[i].len, issuer->issuers[i].encoded};
     }
     return ENR_OK;
 }
@@ -548,7 +549,7 @@ static void finish(enr_provision *p, enr_provision_call *call)
         o.issued = job->issued;
         o.body = job->answer;
         if (call->enroll) {
-            chain[0] = (enr_dps_der){job->certificate.der.data, job->certificate.der.len};
+            chain[0] = (enr_dps_der){job->certificate.der.data, job->certificate.der.len, .encoded = true};
             memcpy(chain + 1, call->issuers, call->issuer_count * sizeof chain[0]);
             o.chain = chain;
             o.chain_len = 1 + call->issuer_count;
@@ -802,7 +803,7 @@ static bool answer_again(enr_provision *p, const enr_attested *who, const enr_cs
         issuer = enr_ca_cache_get(p->cas, policy.ca_name, &err);
     if (issuer != NULL) {
         enr_dps_der chain[1 + ENR_ISSUERS_MAX];
-        chain[0] = (enr_dps_der){c.der.data, c.der.len};
+        chain[0] = (enr_dps_der){c.der.data, c.der.len, .encoded = false}; /* from the store */
         memcpy(chain + 1, issuer->issuers, issuer->issuer_count * sizeof chain[0]);
         enr_provision_outcome o = {.status = 200, .body = "", .route = route, .registration_id = rid,
                                    .chain = chain, .chain_len = 1 + issuer->issuer_count};
@@ -840,7 +841,7 @@ static enr_code operation_answer(enr_provision *p, const enr_operation *op, char
     }
     if (rc == ENR_OK) {
         enr_dps_der chain[1 + ENR_ISSUERS_MAX];
-        chain[0] = (enr_dps_der){c.der.data, c.der.len};
+        chain[0] = (enr_dps_der){c.der.data, c.der.len, .encoded = false}; /* from the store */
         memcpy(chain + 1, issuer->issuers, issuer->issuer_count * sizeof chain[0]);
         rc = enr_dps_complete_assigned(op->result_json, strlen(op->result_json), chain, 1 + issuer->issuer_count,
                                        out, err);

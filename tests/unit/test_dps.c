@@ -719,7 +719,7 @@ static void chain3_make(chain3 *c)
     static const char *CNS[] = {"dev-001", "Intermediate", "Root"};
     for (int i = 0; i < 3; i++) {
         c->der[i] = cert_der(CNS[i], &c->len[i]);
-        c->blobs[i] = (enr_dps_der){c->der[i], c->len[i]};
+        c->blobs[i] = (enr_dps_der){c->der[i], c->len[i], .encoded = false};
     }
 }
 
@@ -1016,7 +1016,19 @@ static void test_write_assigned_refusals(void **state)
     assert_non_null(strstr(err.message, "devices read at most"));
     free(huge);
     a = sample_assignment(&c);
-    enr_dps_der broken[2] = {c.blobs[0], {c.der[1], c.len[1] - 1}};
+    /* Bytes from outside (not flagged as encoded here) are walked: a
+     * flagged chain writes the same text, only without the walk. */
+    char *walked = NULL, *trusted = NULL;
+    assert_int_equal(enr_dps_write_assigned(&a, &walked, &err), ENR_OK);
+    enr_dps_der flagged[3];
+    for (int i = 0; i < 3; i++)
+        flagged[i] = (enr_dps_der){c.der[i], c.len[i], .encoded = true};
+    a.chain = flagged;
+    assert_int_equal(enr_dps_write_assigned(&a, &trusted, &err), ENR_OK);
+    assert_string_equal(walked, trusted);
+    free(walked);
+    free(trusted);
+    enr_dps_der broken[2] = {c.blobs[0], {c.der[1], c.len[1] - 1, .encoded = false}};
     a.chain = broken;
     a.chain_len = 2;
     assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_E_USAGE);
@@ -1025,7 +1037,7 @@ static void test_write_assigned_refusals(void **state)
     assert_non_null(padded);
     memcpy(padded, c.der[0], c.len[0]);
     padded[c.len[0]] = 0;
-    enr_dps_der extra[1] = {{padded, c.len[0] + 1}};
+    enr_dps_der extra[1] = {{padded, c.len[0] + 1, .encoded = false}};
     a.chain = extra;
     a.chain_len = 1;
     assert_int_equal(enr_dps_write_assigned(&a, &text, &err), ENR_E_USAGE);

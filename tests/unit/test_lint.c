@@ -659,6 +659,85 @@ static void test_non_minimal_length(void **state)
     free(der);
 }
 
+/* A request whose subject holds C=US and the two-valued RDN CN=ab + O=cd,
+ * in the order `rdn_first` says; NULL cn: an empty subject. */
+static unsigned char *make_rdn_der(bool rdn_first, const char *cn, size_t *len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    assert_non_null(key);
+    assert_non_null(req);
+    X509_NAME *name = X509_REQ_get_subject_name(req);
+    if (cn != NULL && !rdn_first)
+        assert_true(X509_NAME_add_entry_by_txt(name, "C", MBSTRING_UTF8, (const unsigned char *)"US", -1, -1, 0));
+    if (cn != NULL) {
+        assert_true(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0));
+        assert_true(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"cd", -1, -1, -1));
+    }
+    if (cn != NULL && rdn_first)
+        assert_true(X509_NAME_add_entry_by_txt(name, "C", MBSTRING_UTF8, (const unsigned char *)"US", -1, -1, 0));
+    assert_true(X509_REQ_set_pubkey(req, key));
+    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    unsigned char *der = NULL;
+    int n = i2d_X509_REQ(req, &der);
+    assert_true(n > 0);
+    unsigned char *copy = malloc((size_t)n);
+    assert_non_null(copy);
+    memcpy(copy, der, (size_t)n);
+    OPENSSL_free(der);
+    X509_REQ_free(req);
+    EVP_PKEY_free(key);
+    *len = (size_t)n;
+    return copy;
+}
+
+static unsigned char *find_bytes(unsigned char *hay, size_t len, const unsigned char *needle, size_t n)
+{
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(hay + i, needle, n) == 0)
+            return hay + i;
+    return NULL;
+}
+
+/* The subject is encoded afresh for the DER check: a multi-valued RDN in
+ * DER order passes wherever it stands, and one whose SET members are out of
+ * order (BER, not DER: the signature covers the bytes as sent) is found. */
+static void test_subject_set_order(void **state)
+{
+    (void)state;
+    for (int first = 0; first < 2; first++) {
+        size_t len;
+        unsigned char *der = make_rdn_der(first, "ab", &len);
+        enr_lint_report *report = lint_bytes(der, len, NULL);
+        assert_false(enr_lint_report_has(report, "csr.encoding.not_der"));
+        assert_false(enr_lint_report_has(report, "csr.signature.invalid"));
+        enr_lint_report_free(report);
+
+        /* SEQUENCE { OID 2.5.4.3, UTF8String "ab" } sorts before the O
+         * member (same length): swapped, the SET is not in DER order. */
+        static const unsigned char cn_member[] = {0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x02, 'a', 'b'};
+        static const unsigned char o_member[] = {0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x02, 'c', 'd'};
+        unsigned char *cn_at = find_bytes(der, len, cn_member, sizeof cn_member);
+        assert_non_null(cn_at);
+        assert_memory_equal(cn_at + sizeof cn_member, o_member, sizeof o_member);
+        memcpy(cn_at, o_member, sizeof o_member);
+        memcpy(cn_at + sizeof o_member, cn_member, sizeof cn_member);
+        report = lint_bytes(der, len, NULL);
+        assert_true(enr_lint_report_has(report, "csr.encoding.not_der"));
+        char where[64];
+        snprintf(where, sizeof where, "byte %zu", (size_t)(cn_at - der) + 6); /* 03 (CN) against 0a (O) */
+        assert_non_null(strstr(find(report, "csr.encoding.not_der")->message, where));
+        enr_lint_report_free(report);
+        free(der);
+    }
+    size_t len;
+    unsigned char *der = make_rdn_der(false, NULL, &len);
+    enr_lint_report *report = lint_bytes(der, len, NULL);
+    assert_false(enr_lint_report_has(report, "csr.encoding.not_der"));
+    enr_lint_report_free(report);
+    free(der);
+}
+
 /* A request with 1500 unknown attributes: linting stays fast, and the report
  * is capped while its counts stay true. (OpenSSL refuses to add duplicate
  * attributes, so they differ in their last arc.) */
@@ -857,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_expect_cn),
         cmocka_unit_test(test_trailing_data_inside_der),
         cmocka_unit_test(test_non_minimal_length),
+        cmocka_unit_test(test_subject_set_order),
         cmocka_unit_test(test_many_attributes),
         cmocka_unit_test(test_bad_input_table),
         cmocka_unit_test(test_bit_flips),
