@@ -197,15 +197,9 @@ static void assert_report_sane(const enr_lint_report *report)
 }
 
 /* A fresh, clean request made in process: EC P-256, SHA-256, one CN. */
-static unsigned char *make_clean_der(const char *cn, size_t *len)
+/* Signs REQ with KEY and returns its DER (malloc'd); frees both. */
+static unsigned char *signed_der(X509_REQ *req, EVP_PKEY *key, size_t *len)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509_REQ *req = X509_REQ_new();
-    assert_non_null(key);
-    assert_non_null(req);
-    assert_true(X509_REQ_set_version(req, X509_REQ_VERSION_1));
-    assert_true(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
-                                           (const unsigned char *)cn, -1, -1, 0));
     assert_true(X509_REQ_set_pubkey(req, key));
     assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
     unsigned char *der = NULL;
@@ -219,6 +213,18 @@ static unsigned char *make_clean_der(const char *cn, size_t *len)
     EVP_PKEY_free(key);
     *len = (size_t)n;
     return copy;
+}
+
+static unsigned char *make_clean_der(const char *cn, size_t *len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    assert_non_null(key);
+    assert_non_null(req);
+    assert_true(X509_REQ_set_version(req, X509_REQ_VERSION_1));
+    assert_true(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
+                                           (const unsigned char *)cn, -1, -1, 0));
+    return signed_der(req, key, len);
 }
 
 static char *base64_of(const unsigned char *der, size_t len)
@@ -676,19 +682,7 @@ static unsigned char *make_rdn_der(bool rdn_first, const char *cn, size_t *len)
     }
     if (cn != NULL && rdn_first)
         assert_true(X509_NAME_add_entry_by_txt(name, "C", MBSTRING_UTF8, (const unsigned char *)"US", -1, -1, 0));
-    assert_true(X509_REQ_set_pubkey(req, key));
-    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-    unsigned char *der = NULL;
-    int n = i2d_X509_REQ(req, &der);
-    assert_true(n > 0);
-    unsigned char *copy = malloc((size_t)n);
-    assert_non_null(copy);
-    memcpy(copy, der, (size_t)n);
-    OPENSSL_free(der);
-    X509_REQ_free(req);
-    EVP_PKEY_free(key);
-    *len = (size_t)n;
-    return copy;
+    return signed_der(req, key, len);
 }
 
 static unsigned char *find_bytes(unsigned char *hay, size_t len, const unsigned char *needle, size_t n)
