@@ -209,17 +209,26 @@ static enr_code parse_payload(const char *text, json_t **out, enr_error *err)
     return ENR_OK;
 }
 
-/* Each blob must be exactly one DER object: a device stores what it gets. */
+/* Each blob must be exactly one DER object: a device stores what it gets.
+ * What OpenSSL's encoder made in this process is one already. */
+static enr_code check_chain_element(const enr_dps_der *d, enr_error *err)
+{
+    if (d->encoded)
+        return ENR_OK;
+    size_t object_len = 0, bad = 0;
+    enr_code rc = enr_der_check(d->der, d->len, &object_len, &bad, err);
+    if (rc == ENR_OK && object_len != d->len)
+        rc = enr_error_set(err, ENR_E_USAGE, "bytes follow the DER object");
+    return rc;
+}
+
 static enr_code chain_array(const enr_dps_der *chain, size_t n, json_t **out, enr_error *err)
 {
     *out = json_array();
     if (*out == NULL)
         return enr_error_set(err, ENR_E_NOMEM, "out of memory writing a DPS answer");
     for (size_t i = 0; i < n; i++) {
-        size_t object_len = chain[i].len, bad = 0;
-        enr_code rc = chain[i].encoded ? ENR_OK : enr_der_check(chain[i].der, chain[i].len, &object_len, &bad, err);
-        if (rc == ENR_OK && object_len != chain[i].len)
-            rc = enr_error_set(err, ENR_E_USAGE, "bytes follow the DER object");
+        enr_code rc = check_chain_element(&chain[i], err);
         char *b64 = NULL;
         if (rc == ENR_OK)
             rc = enr_base64_encode(chain[i].der, chain[i].len, &b64, err);
@@ -423,12 +432,7 @@ static enr_code write_assigned_text(const enr_dps_assignment *a, char **out, enr
         rc = enr_dps_time_format(a->renew_after, renew, err);
     size_t chain_len = a->certificate_apart ? 0 : a->chain_len;
     for (size_t i = 0; rc == ENR_OK && i < chain_len; i++) {
-        if (a->chain[i].encoded)
-            continue;
-        size_t object_len = 0, bad = 0;
-        rc = enr_der_check(a->chain[i].der, a->chain[i].len, &object_len, &bad, err);
-        if (rc == ENR_OK && object_len != a->chain[i].len)
-            rc = enr_error_set(err, ENR_E_USAGE, "bytes follow the DER object");
+        rc = check_chain_element(&a->chain[i], err);
         if (rc != ENR_OK) {
             enr_error_prefix(err, "chain element %zu", i);
             return rc == ENR_E_PARSE ? as_usage(err) : rc;

@@ -124,7 +124,7 @@ static void flush_audits(committer *c, enr_audit_event *batch)
                 enr_code_name(rc));
 }
 
-/* One slice of retention; whether there is more to delete. */
+/* One slice of retention; prune_backlog says whether another may follow this tick. */
 static enr_code prune_slice(committer *c)
 {
     enr_error err;
