@@ -25,9 +25,11 @@ struct enr_csr {
     unsigned char *der;
     size_t der_len;
     enr_encoding input_encoding;
-    /* enr_csr_verify's verdict, kept: a request never changes after it is
-     * made, and the service's linter and the CA would each verify it. 0 not
-     * yet, 1 verified, -1 failed (the message is made again). */
+    /* enr_csr_verify's verdict, kept: a request's fields never change after
+     * it is made, and the service's linter and the CA would each verify it.
+     * The linter's DER check re-encodes `req` in place once the verdict is
+     * kept (the same bytes, unless the request is not DER, which the linter
+     * refuses). 0 not yet, 1 verified, -1 failed (the message is made again). */
     int verified;
 };
 

@@ -629,25 +629,44 @@ static bool encode_subject_afresh(X509_REQ *req)
     return ok;
 }
 
-/* DER re-encoding of the whole request, from its decoded fields. Works on a
- * copy: forcing a re-encode would drop the original bytes of the signed part,
- * which the signature check needs. Returns the length, or -1. */
-static int canonical_encoding(const unsigned char *der, size_t der_len, unsigned char **out)
+/* DER re-encoding of the whole request from its decoded fields, made in `req`
+ * itself: the cached bytes of its signed part are replaced by the new
+ * encoding (the same bytes when the request is DER). Returns the length, or
+ * -1. OpenSSL's error queue is left as it was. */
+static int reencode(X509_REQ *req, unsigned char **out)
 {
-    X509_REQ *copy = enr_csr_d2i_fast(der, der_len);
+    ERR_set_mark();
     int n = -1;
-    if (copy != NULL && encode_subject_afresh(copy) && i2d_re_X509_REQ_tbs(copy, NULL) > 0)
-        n = i2d_X509_REQ(copy, out);
+    if (encode_subject_afresh(req) && i2d_re_X509_REQ_tbs(req, NULL) > 0)
+        n = i2d_X509_REQ(req, out);
+    ERR_pop_to_mark();
+    return n;
+}
+
+/* A parsed request keeps its signature's verdict, so the verdict is reached
+ * first and the request itself is re-encoded: no second decode (a third of
+ * lint's cost besides the signature). Raw input is re-encoded from a copy,
+ * since its signature is checked afterwards over the bytes as sent. */
+static int canonical_encoding(X509_REQ *req, const enr_csr *csr, const unsigned char *der,
+                              size_t der_len, unsigned char **out)
+{
+    if (csr != NULL) {
+        enr_error ignored;
+        (void)enr_csr_verify(csr, &ignored);
+        return reencode(req, out);
+    }
+    X509_REQ *copy = enr_csr_d2i_fast(der, der_len);
+    int n = copy != NULL ? reencode(copy, out) : -1;
     X509_REQ_free(copy);
     ERR_clear_error();
     return n;
 }
 
-static void check_canonical_der(enr_lint_report *r, const unsigned char *der, size_t der_len,
-                                enr_encoding encoding)
+static void check_canonical_der(enr_lint_report *r, X509_REQ *req, const enr_csr *csr,
+                                const unsigned char *der, size_t der_len, enr_encoding encoding)
 {
     unsigned char *again = NULL;
-    int n = canonical_encoding(der, der_len, &again);
+    int n = canonical_encoding(req, csr, der, der_len, &again);
     if (n < 0)
         return; /* nothing to compare with; the other checks still run */
     if ((size_t)n != der_len || memcmp(again, der, der_len) != 0)
@@ -1315,7 +1334,7 @@ static void check_extensions(enr_lint_report *r, X509_REQ *req)
 static void lint_request(enr_lint_report *r, X509_REQ *req, const enr_csr *csr, const unsigned char *der,
                          size_t der_len, enr_encoding encoding, const enr_lint_options *opts)
 {
-    check_canonical_der(r, der, der_len, encoding);
+    check_canonical_der(r, req, csr, der, der_len, encoding);
     check_version(r, req);
     bool algorithm_known = check_signature_algorithm(r, req);
     EVP_PKEY *key = check_key(r, req, csr != NULL ? enr_csr_public_key(csr) : NULL);

@@ -665,13 +665,11 @@ static void test_non_minimal_length(void **state)
     free(der);
 }
 
-/* A request whose subject holds C=US and the two-valued RDN CN=ab + O=cd,
- * in the order `rdn_first` says; NULL cn: an empty subject. */
-static unsigned char *make_rdn_der(bool rdn_first, const char *cn, size_t *len)
+/* A request (unsigned) whose subject holds C=US and the two-valued RDN
+ * CN=ab + O=cd, in the order `rdn_first` says; NULL cn: an empty subject. */
+static X509_REQ *rdn_request(bool rdn_first, const char *cn)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
     X509_REQ *req = X509_REQ_new();
-    assert_non_null(key);
     assert_non_null(req);
     X509_NAME *name = X509_REQ_get_subject_name(req);
     if (cn != NULL && !rdn_first)
@@ -682,7 +680,14 @@ static unsigned char *make_rdn_der(bool rdn_first, const char *cn, size_t *len)
     }
     if (cn != NULL && rdn_first)
         assert_true(X509_NAME_add_entry_by_txt(name, "C", MBSTRING_UTF8, (const unsigned char *)"US", -1, -1, 0));
-    return signed_der(req, key, len);
+    return req;
+}
+
+static unsigned char *make_rdn_der(bool rdn_first, const char *cn, size_t *len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    return signed_der(rdn_request(rdn_first, cn), key, len);
 }
 
 static unsigned char *find_bytes(unsigned char *hay, size_t len, const unsigned char *needle, size_t n)
@@ -691,6 +696,62 @@ static unsigned char *find_bytes(unsigned char *hay, size_t len, const unsigned 
         if (memcmp(hay + i, needle, n) == 0)
             return hay + i;
     return NULL;
+}
+
+/* Swaps the two members of make_rdn_der's multi-valued RDN (cn "ab"):
+ * SEQUENCE { OID 2.5.4.3, UTF8String "ab" } sorts before the O member (same
+ * length), so swapped the SET is not in DER order. Returns the offset of the
+ * first swapped member. */
+static size_t swap_rdn_members(unsigned char *der, size_t len)
+{
+    static const unsigned char cn_member[] = {0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x02, 'a', 'b'};
+    static const unsigned char o_member[] = {0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x02, 'c', 'd'};
+    unsigned char *cn_at = find_bytes(der, len, cn_member, sizeof cn_member);
+    assert_non_null(cn_at);
+    assert_memory_equal(cn_at + sizeof cn_member, o_member, sizeof o_member);
+    memcpy(cn_at, o_member, sizeof o_member);
+    memcpy(cn_at + sizeof o_member, cn_member, sizeof cn_member);
+    return (size_t)(cn_at - der);
+}
+
+/* make_rdn_der's request with its RDN's members swapped and signed again
+ * over the bytes as sent: a valid proof of possession in BER. */
+static unsigned char *make_unsorted_rdn_der(size_t *len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    assert_true(EVP_PKEY_up_ref(key));
+    unsigned char *der = signed_der(rdn_request(true, "ab"), key, len);
+    const unsigned char *p = der;
+    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)*len);
+    assert_non_null(req);
+    const ASN1_BIT_STRING *old_sig = NULL;
+    X509_REQ_get0_signature(req, &old_sig, NULL);
+    size_t sig_len = (size_t)ASN1_STRING_length(old_sig);
+    X509_REQ_free(req);
+    swap_rdn_members(der, *len);
+    /* The signed part is the outer SEQUENCE's first element. */
+    long outer_len, tbs_len;
+    int tag, cls;
+    p = der;
+    assert_int_equal(ASN1_get_object(&p, &outer_len, &tag, &cls, (long)*len), V_ASN1_CONSTRUCTED);
+    const unsigned char *tbs = p;
+    assert_int_equal(ASN1_get_object(&p, &tbs_len, &tag, &cls, outer_len), V_ASN1_CONSTRUCTED);
+    size_t tbs_total = (size_t)(p - tbs) + (size_t)tbs_len;
+    /* An ECDSA signature's DER length varies: sign until it fits the BIT STRING. */
+    unsigned char sig[80];
+    size_t n = 0;
+    for (int tries = 0; tries < 200 && n != sig_len; tries++) {
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        n = sizeof sig;
+        assert_true(md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+                    EVP_DigestSign(md, sig, &n, tbs, tbs_total) == 1);
+        EVP_MD_CTX_free(md);
+    }
+    assert_int_equal(n, sig_len);
+    memcpy(der + *len - sig_len, sig, sig_len);
+    EVP_PKEY_free(key);
+    return der;
 }
 
 /* The subject is encoded afresh for the DER check: a multi-valued RDN in
@@ -707,19 +768,11 @@ static void test_subject_set_order(void **state)
         assert_false(enr_lint_report_has(report, "csr.signature.invalid"));
         enr_lint_report_free(report);
 
-        /* SEQUENCE { OID 2.5.4.3, UTF8String "ab" } sorts before the O
-         * member (same length): swapped, the SET is not in DER order. */
-        static const unsigned char cn_member[] = {0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x02, 'a', 'b'};
-        static const unsigned char o_member[] = {0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x02, 'c', 'd'};
-        unsigned char *cn_at = find_bytes(der, len, cn_member, sizeof cn_member);
-        assert_non_null(cn_at);
-        assert_memory_equal(cn_at + sizeof cn_member, o_member, sizeof o_member);
-        memcpy(cn_at, o_member, sizeof o_member);
-        memcpy(cn_at + sizeof o_member, cn_member, sizeof cn_member);
+        size_t cn_at = swap_rdn_members(der, len);
         report = lint_bytes(der, len, NULL);
         assert_true(enr_lint_report_has(report, "csr.encoding.not_der"));
         char where[64];
-        snprintf(where, sizeof where, "byte %zu", (size_t)(cn_at - der) + 6); /* 03 (CN) against 0a (O) */
+        snprintf(where, sizeof where, "byte %zu", cn_at + 6); /* 03 (CN) against 0a (O) */
         assert_non_null(strstr(find(report, "csr.encoding.not_der")->message, where));
         enr_lint_report_free(report);
         free(der);
@@ -729,6 +782,47 @@ static void test_subject_set_order(void **state)
     enr_lint_report *report = lint_bytes(der, len, NULL);
     assert_false(enr_lint_report_has(report, "csr.encoding.not_der"));
     enr_lint_report_free(report);
+    free(der);
+}
+
+/* A parsed request is re-encoded in place for the DER check, after its
+ * signature's verdict is kept: a BER request validly signed over the bytes
+ * as sent is found not DER but keeps its proof of possession, as raw linting
+ * says; a DER request still encodes to the bytes it came from. */
+static void test_parsed_request_reencoded_in_place(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *ber = make_unsorted_rdn_der(&len);
+    enr_lint_report *raw = lint_bytes(ber, len, NULL);
+    assert_true(enr_lint_report_has(raw, "csr.encoding.not_der"));
+    assert_false(enr_lint_report_has(raw, "csr.signature.invalid"));
+    enr_lint_report_free(raw);
+
+    enr_csr *csr = NULL;
+    enr_error err;
+    assert_int_equal(enr_csr_parse(ber, len, &csr, &err), ENR_OK);
+    enr_lint_report *parsed = NULL;
+    assert_int_equal(enr_lint_csr_parsed(csr, NULL, &parsed, &err), ENR_OK);
+    assert_true(enr_lint_report_has(parsed, "csr.encoding.not_der"));
+    assert_false(enr_lint_report_has(parsed, "csr.signature.invalid"));
+    assert_int_equal(enr_csr_verify(csr, &err), ENR_OK);
+    enr_lint_report_free(parsed);
+    enr_csr_free(csr);
+    free(ber);
+
+    unsigned char *der = make_rdn_der(true, "ab", &len);
+    assert_int_equal(enr_csr_parse(der, len, &csr, &err), ENR_OK);
+    assert_int_equal(enr_lint_csr_parsed(csr, NULL, &parsed, &err), ENR_OK);
+    assert_int_equal(enr_lint_report_count(parsed), 0);
+    unsigned char *again = NULL;
+    int n = i2d_X509_REQ(enr_csr_x509_req(csr), &again);
+    assert_int_equal(n, (int)len);
+    assert_memory_equal(again, der, len);
+    assert_int_equal(enr_csr_verify(csr, &err), ENR_OK);
+    OPENSSL_free(again);
+    enr_lint_report_free(parsed);
+    enr_csr_free(csr);
     free(der);
 }
 
@@ -931,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_trailing_data_inside_der),
         cmocka_unit_test(test_non_minimal_length),
         cmocka_unit_test(test_subject_set_order),
+        cmocka_unit_test(test_parsed_request_reencoded_in_place),
         cmocka_unit_test(test_many_attributes),
         cmocka_unit_test(test_bad_input_table),
         cmocka_unit_test(test_bit_flips),
