@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
 #include "dps/dps_internal.h"
 
 /* ---- api-version ---------------------------------------------------------- */
@@ -126,10 +127,18 @@ enr_code enr_dps_tracking_id_new(char out[ENR_DPS_TRACKING_ID_SIZE], enr_error *
         return enr_error_openssl(err, ENR_E_CRYPTO, "cannot draw random bytes for a tracking id");
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, ENR_DPS_TRACKING_ID_SIZE,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    /* 8-4-4-4-12 hex digits: the groups are 4, 2, 2, 2 and 6 bytes. */
+    static const unsigned char GROUP_BYTES[] = {4, 2, 2, 2, 6};
+    char *at = out;
+    const unsigned char *from = b;
+    for (size_t g = 0; g < sizeof GROUP_BYTES; g++) {
+        if (g > 0)
+            *at++ = '-';
+        enr_hex_lower(from, GROUP_BYTES[g], at);
+        at += 2 * GROUP_BYTES[g];
+        from += GROUP_BYTES[g];
+    }
+    *at = '\0';
     return ENR_OK;
 }
 
@@ -162,14 +171,33 @@ bool enr_dps_operation_id_started(const char *id, time_t *started)
 
 /* ---- timestamps ------------------------------------------------------------ */
 
+/* Writes `v` as exactly `n` decimal digits, zero-padded. */
+static char *put_digits(char *at, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        at[i] = (char)('0' + v % 10);
+    return at + n;
+}
+
 enr_code enr_dps_time_format(time_t t, char out[ENR_DPS_TIME_SIZE], enr_error *err)
 {
     struct tm tm;
     if (gmtime_r(&t, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
         return enr_error_set(err, ENR_E_USAGE, "time %lld cannot be written as a DPS timestamp",
                              (long long)t);
-    snprintf(out, ENR_DPS_TIME_SIZE, "%04d-%02d-%02dT%02d:%02d:%02d.0000000Z", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* By hand, not snprintf: a registration writes several of these. */
+    char *at = put_digits(out, (unsigned)(tm.tm_year + 1900), 4);
+    *at++ = '-';
+    at = put_digits(at, (unsigned)tm.tm_mon + 1, 2);
+    *at++ = '-';
+    at = put_digits(at, (unsigned)tm.tm_mday, 2);
+    *at++ = 'T';
+    at = put_digits(at, (unsigned)tm.tm_hour, 2);
+    *at++ = ':';
+    at = put_digits(at, (unsigned)tm.tm_min, 2);
+    *at++ = ':';
+    at = put_digits(at, (unsigned)tm.tm_sec, 2);
+    memcpy(at, ".0000000Z", sizeof ".0000000Z");
     return ENR_OK;
 }
 

@@ -1373,6 +1373,27 @@ static void test_times(void **state)
     assert_int_equal(enr_dps_time_format(0, text, &err), ENR_OK);
     assert_string_equal(text, "1970-01-01T00:00:00.0000000Z");
     assert_int_equal(enr_dps_time_format((time_t)253402300800LL, text, &err), ENR_E_USAGE);
+    assert_int_equal(enr_dps_time_format((time_t)-62135596800LL, text, &err), ENR_OK);
+    assert_string_equal(text, "0001-01-01T00:00:00.0000000Z");
+    assert_int_equal(enr_dps_time_format((time_t)253402300799LL, text, &err), ENR_OK);
+    assert_string_equal(text, "9999-12-31T23:59:59.0000000Z");
+    /* Beside strftime, and back through the parser, across the range. */
+    for (long long t = -62135596800LL; t < 253402300800LL; t += 7919LL * 86400 + 3671) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        char want[ENR_DPS_TIME_SIZE + 8];
+        assert_non_null(gmtime_r(&tt, &tm));
+        size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+        assert_true(n > 0);
+        snprintf(want + n, sizeof want - n, ".0000000Z");
+        if (tm.tm_year + 1900 < 1000) /* glibc's %Y does not pad */
+            continue;
+        assert_int_equal(enr_dps_time_format(tt, text, &err), ENR_OK);
+        assert_string_equal(text, want);
+        time_t back = 0;
+        assert_int_equal(enr_dps_time_parse(text, &back, &err), ENR_OK);
+        assert_int_equal((long long)back, t);
+    }
     static const struct {
         const char *text;
         long long want; /* -1: refused */
@@ -1419,6 +1440,11 @@ static void test_tracking_id(void **state)
     assert_int_equal(a[8], '-');
     assert_int_equal(a[14], '4');
     assert_non_null(strchr("89ab", a[19]));
+    for (size_t i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? a[i] != '-' : strchr("0123456789abcdef", a[i]) == NULL || a[i] == '\0')
+            fail_msg("tracking id %s: character %zu", a, i);
+    }
 }
 
 /* Operation ids carry when they started (for a node that did not start
