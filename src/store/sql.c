@@ -2069,13 +2069,17 @@ static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *ite
     return rc;
 }
 /* Each item inside a savepoint, so a failing one (a serial taken) leaves
- * the others in the transaction; one COMMIT, one fsync, for them all. */
+ * the others in the transaction; one COMMIT, one fsync, for them all. A lone
+ * item needs no savepoint, the transaction being all or nothing for it: in
+ * WAL mode a savepoint makes SQLite copy every page the item changes into
+ * the statement journal first. */
 static enr_code sql_commit_registrations(void *impl, enr_registration_commit *items, size_t count,
                                             enr_error *err)
 {
     sql_store *s = impl;
     if (s->d->dialect == SQL_DIALECT_POSTGRES)
         return commit_batch_multirow(s, items, count, err);
+    bool savepoints = count > 1;
     enr_code rc = begin_write(s, err);
     for (size_t i = 0; i < count; i++) {
         enr_registration_commit *it = &items[i];
@@ -2085,7 +2089,7 @@ static enr_code sql_commit_registrations(void *impl, enr_registration_commit *it
             continue;
         }
         enr_error *e = &it->error;
-        enr_code item = run_simple(s, ST_SAVEPOINT, "starting a savepoint", e);
+        enr_code item = savepoints ? run_simple(s, ST_SAVEPOINT, "starting a savepoint", e) : ENR_OK;
         if (item == ENR_OK && (item = check_preconditions(s, it, e)) == ENR_OK &&
             (item = upsert_registration(s, it->registration, e)) == ENR_OK &&
             (it->certificate == NULL || (item = insert_certificate(s, it->certificate, e)) == ENR_OK) &&
@@ -2094,11 +2098,17 @@ static enr_code sql_commit_registrations(void *impl, enr_registration_commit *it
         if (item != ENR_OK && !s->d->in_transaction(s->conn)) {
             /* The error ended the whole transaction (I/O, full disk): nothing holds. */
             rc = enr_error_set(err, item, "%s", e->message);
+        } else if (item != ENR_OK && !savepoints) {
+            /* The lone item failed: the batch has nothing left to commit. */
+            rollback(s);
+            it->result = item;
+            return ENR_OK;
         } else if (item != ENR_OK &&
                    (run_simple(s, ST_ROLLBACK_TO_SAVEPOINT, "rolling back an item", NULL) != ENR_OK ||
                     run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", NULL) != ENR_OK)) {
             rc = enr_error_set(err, ENR_E_IO, "cannot roll back one item of a group commit");
-        } else if (item == ENR_OK && run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", e) != ENR_OK) {
+        } else if (item == ENR_OK && savepoints &&
+                   run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", e) != ENR_OK) {
             rc = enr_error_set(err, ENR_E_IO, "%s", e->message);
         }
         it->result = item;

@@ -1068,6 +1068,26 @@ static void test_group_commit_within_one_batch(void **state)
     assert_string_equal(got.last_certificate_serial, "8A02");
     assert_int_equal(enr_store_get_registration(f->store, "dev-y", &got, &err), ENR_E_NOTFOUND);
     assert_int_equal(enr_store_get_registration(f->store, "dev-z", &got, &err), ENR_OK);
+    /* A batch of one (committed without a savepoint) that fails after its
+     * first write leaves nothing either, and the next batch commits. */
+    enr_registration lone = registration("dev-u", "fleet");
+    enr_operation lone_taken = operation("op-x1"), lone_free = operation("op-u1");
+    enr_audit_event lone_audit = audit("register", "dev-u", "ok", 0, "u1");
+    enr_registration_commit alone = {.registration = &lone, .operation = &lone_taken, .audit = &lone_audit,
+                                     .result = ENR_E_INTERNAL};
+    assert_int_equal(enr_store_commit_registrations(f->store, &alone, 1, &err), ENR_OK);
+    assert_int_equal(alone.result, ENR_E_EXISTS);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-u", &got, &err), ENR_E_NOTFOUND);
+    enr_audit_filter only_u = {.registration_id = "dev-u"};
+    enr_audit_list u_events;
+    assert_int_equal(enr_store_list_audit(f->store, &only_u, &u_events, &err), ENR_OK);
+    assert_int_equal(u_events.count, 0);
+    enr_audit_list_free(&u_events);
+    alone = (enr_registration_commit){.registration = &lone, .operation = &lone_free, .audit = &lone_audit,
+                                      .result = ENR_E_INTERNAL};
+    assert_int_equal(enr_store_commit_registrations(f->store, &alone, 1, &err), ENR_OK);
+    assert_int_equal(alone.result, ENR_OK);
+    assert_int_equal(enr_store_get_registration(f->store, "dev-u", &got, &err), ENR_OK);
     enr_certificate_filter of_x = {.registration_id = "dev-x"};
     enr_certificate_list certs;
     assert_int_equal(enr_store_list_certificates(f->store, &of_x, &certs, &err), ENR_OK);
