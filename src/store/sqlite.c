@@ -351,7 +351,9 @@ static enr_code configure(sqlite_conn *c, enr_error *err)
      * and then every page each later statement of the transaction changes is
      * written there too, two pwrite calls a page: four times the WAL's writes
      * in a commit batch. Durability is the WAL's; a statement journal only
-     * undoes one failed statement. */
+     * undoes a failed statement or savepoint inside a transaction. (Sorts
+     * would stay in memory too: the store's ORDER BYs follow an index, except
+     * over enrollments, which are few.) */
     if ((rc = sqlite_exec(c, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA trusted_schema=OFF; "
                              "PRAGMA temp_store=MEMORY;",
                           "configuring the connection", err)) != ENR_OK ||
