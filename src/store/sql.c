@@ -2068,50 +2068,73 @@ static enr_code commit_batch_multirow(sql_store *s, enr_registration_commit *ite
                 items[i].result = rc, items[i].error = *err;
     return rc;
 }
-/* Each item inside a savepoint, so a failing one (a serial taken) leaves
- * the others in the transaction; one COMMIT, one fsync, for them all. A lone
- * item needs no savepoint, the transaction being all or nothing for it: in
- * WAL mode a savepoint makes SQLite copy every page the item changes into
- * the statement journal first. */
+/* One pass over a batch, in the open write transaction. With `savepoints`
+ * each item runs inside its own, so a failing one (a serial taken) leaves the
+ * others. Without, an item that fails before its first write (a precondition)
+ * leaves nothing either, but one failing after it cannot be undone alone:
+ * the pass stops and sets *redo. Returns the transaction's own failure (I/O,
+ * full disk), after which nothing holds. */
+static enr_code commit_pass(sql_store *s, enr_registration_commit *items, size_t count, bool savepoints,
+                            bool *redo, enr_error *err)
+{
+    *redo = false;
+    for (size_t i = 0; i < count; i++)
+        items[i].result = ENR_OK;
+    for (size_t i = 0; i < count; i++) {
+        enr_registration_commit *it = &items[i];
+        enr_error *e = &it->error;
+        enr_code item = savepoints ? run_simple(s, ST_SAVEPOINT, "starting a savepoint", e) : ENR_OK;
+        bool wrote = false;
+        if (item == ENR_OK && (item = check_preconditions(s, it, e)) == ENR_OK) {
+            wrote = true;
+            if ((item = upsert_registration(s, it->registration, e)) == ENR_OK &&
+                (it->certificate == NULL || (item = insert_certificate(s, it->certificate, e)) == ENR_OK) &&
+                (item = insert_operation(s, it->operation, e)) == ENR_OK)
+                item = insert_optional_audit(s, it->audit, e);
+        }
+        it->result = item;
+        if (item != ENR_OK && !s->d->in_transaction(s->conn))
+            return enr_error_set(err, item, "%s", e->message);
+        if (!savepoints) {
+            if (item != ENR_OK && wrote) {
+                *redo = true;
+                return ENR_OK;
+            }
+        } else if (item != ENR_OK &&
+                   (run_simple(s, ST_ROLLBACK_TO_SAVEPOINT, "rolling back an item", NULL) != ENR_OK ||
+                    run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", NULL) != ENR_OK)) {
+            return enr_error_set(err, ENR_E_IO, "cannot roll back one item of a group commit");
+        } else if (item == ENR_OK && run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", e) != ENR_OK) {
+            return enr_error_set(err, ENR_E_IO, "%s", e->message);
+        }
+    }
+    return ENR_OK;
+}
+
+/* One COMMIT, one fsync, for the whole batch. Savepoints only when needed: in
+ * WAL mode a savepoint makes SQLite copy every page its item changes into the
+ * statement journal first (about 60k instructions a registration). The first
+ * pass goes without; an item failing after its first write (a serial or an
+ * operation id taken, which random ones never are in practice) sends the
+ * batch round again with a savepoint each, or, alone, is the whole answer. */
 static enr_code sql_commit_registrations(void *impl, enr_registration_commit *items, size_t count,
                                             enr_error *err)
 {
     sql_store *s = impl;
     if (s->d->dialect == SQL_DIALECT_POSTGRES)
         return commit_batch_multirow(s, items, count, err);
-    bool savepoints = count > 1;
+    for (size_t i = 0; i < count; i++)
+        items[i].result = ENR_OK; /* until the transaction or the item says otherwise */
+    bool redo = false;
     enr_code rc = begin_write(s, err);
-    for (size_t i = 0; i < count; i++) {
-        enr_registration_commit *it = &items[i];
-        if (rc != ENR_OK) {
-            it->result = rc;
-            it->error = *err;
-            continue;
-        }
-        enr_error *e = &it->error;
-        enr_code item = savepoints ? run_simple(s, ST_SAVEPOINT, "starting a savepoint", e) : ENR_OK;
-        if (item == ENR_OK && (item = check_preconditions(s, it, e)) == ENR_OK &&
-            (item = upsert_registration(s, it->registration, e)) == ENR_OK &&
-            (it->certificate == NULL || (item = insert_certificate(s, it->certificate, e)) == ENR_OK) &&
-            (item = insert_operation(s, it->operation, e)) == ENR_OK)
-            item = insert_optional_audit(s, it->audit, e);
-        if (item != ENR_OK && !s->d->in_transaction(s->conn)) {
-            /* The error ended the whole transaction (I/O, full disk): nothing holds. */
-            rc = enr_error_set(err, item, "%s", e->message);
-        } else if (item != ENR_OK && !savepoints) {
-            /* The lone item failed: the batch has nothing left to commit. */
-            rollback(s);
-            it->result = item;
-            return ENR_OK;
-        } else if (item != ENR_OK &&
-                   (run_simple(s, ST_ROLLBACK_TO_SAVEPOINT, "rolling back an item", NULL) != ENR_OK ||
-                    run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", NULL) != ENR_OK)) {
-            rc = enr_error_set(err, ENR_E_IO, "cannot roll back one item of a group commit");
-        } else if (item == ENR_OK && savepoints &&
-                   run_simple(s, ST_RELEASE_SAVEPOINT, "releasing a savepoint", e) != ENR_OK) {
-            rc = enr_error_set(err, ENR_E_IO, "%s", e->message);
-        }
-        it->result = item;
+    if (rc == ENR_OK)
+        rc = commit_pass(s, items, count, false, &redo, err);
+    if (rc == ENR_OK && redo) {
+        rollback(s);
+        if (count == 1)
+            return ENR_OK; /* the lone item's failure is its result; nothing was kept */
+        if ((rc = begin_write(s, err)) == ENR_OK)
+            rc = commit_pass(s, items, count, true, &redo, err);
     }
     rc = finish(s, rc, err);
     if (rc != ENR_OK)
