@@ -943,77 +943,6 @@ static void test_group_commit(void **state)
     assert_int_equal(enr_store_commit_registrations(f->store, NULL, 2, &err), ENR_E_USAGE);
 }
 
-/* What attestation saw is checked again inside the group commit: the
- * enrollment still enabled, the operational certificate presented still
- * unrevoked (and still there). */
-/* Where SQLite puts temporary files: set in main, before SQLite reads it. */
-static char sqlite_tmpdir[] = "/tmp/enroll-test-store-tmp-XXXXXX";
-
-/* Group commits keep their statement journals in memory (temp_store=MEMORY):
- * with SQLite's default, a journal outgrowing 64 KiB in a batch went to a
- * temporary file, and every page each later item changed was written there
- * too. Batches of the service's shape (random ids and serials, so each item
- * changes pages of its own) create no file where SQLite keeps them. */
-static void test_group_commit_writes_no_temporary_file(void **state)
-{
-    fixture *f = *state;
-    if (PG_URL != NULL)
-        return; /* a SQLite matter */
-    int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    assert_true(watch >= 0);
-    assert_true(inotify_add_watch(watch, sqlite_tmpdir, IN_CREATE) >= 0);
-    /* The watch sees what SQLite creates there: with the default temp_store,
-     * a savepoint in WAL mode whose journal outgrows 64 KiB spills to a file. */
-    char path[160];
-    snprintf(path, sizeof path, "%s/control.db", f->dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE t (b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
-                                      "SELECT i + 1 FROM n WHERE i < 64) INSERT INTO t SELECT zeroblob(3000) FROM n; "
-                                      "BEGIN; SAVEPOINT s; UPDATE t SET b = randomblob(3000); RELEASE s; COMMIT;",
-                                 NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-    char events[4096];
-    assert_true(read(watch, events, sizeof events) > 0);
-
-    time_t now = time(NULL);
-    enum { BATCHES = 30, N = 64 };
-    static enr_registration r[N];
-    static enr_certificate c[N];
-    static enr_operation op[N];
-    static enr_audit_event a[N];
-    enr_registration_commit items[N];
-    enr_error err;
-    for (int b = 0; b < BATCHES; b++) {
-        for (int i = 0; i < N; i++) {
-            unsigned char rnd[8];
-            char hex[17], id[40], serial[24], opid[40];
-            assert_int_equal(RAND_bytes(rnd, sizeof rnd), 1);
-            for (int k = 0; k < 8; k++)
-                snprintf(hex + 2 * k, 3, "%02x", rnd[k]);
-            snprintf(id, sizeof id, "dev-%s", hex);
-            snprintf(serial, sizeof serial, "5%s", hex);
-            snprintf(opid, sizeof opid, "op-%04d-%02d", b, i);
-            r[i] = registration(id, "fleet");
-            c[i] = certificate(ISSUER, serial, now + 86400);
-            op[i] = operation(opid);
-            a[i] = audit("register", id, "ok", 0, opid);
-            items[i] = (enr_registration_commit){.registration = &r[i], .certificate = &c[i],
-                                                 .operation = &op[i], .audit = &a[i], .result = ENR_E_INTERNAL};
-        }
-        assert_int_equal(enr_store_commit_registrations(f->store, items, N, &err), ENR_OK);
-        for (int i = 0; i < N; i++)
-            assert_int_equal(items[i].result, ENR_OK);
-    }
-    ssize_t got = read(watch, events, sizeof events);
-    if (got > 0)
-        fail_msg("the group commits created a temporary file in %s", sqlite_tmpdir);
-    assert_true(got < 0 && errno == EAGAIN);
-    close(watch);
-    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM registration"), BATCHES * N);
-}
-
 /* One batch, judged as if its items were committed one after another
  * (PostgreSQL decides the whole batch in one query, SQLite item by item):
  * a renewal of a device registered earlier in the batch, a serial taken
@@ -1109,6 +1038,77 @@ static void test_group_commit_within_one_batch(void **state)
     enr_audit_list_free(&events);
 }
 
+/* Where SQLite puts temporary files: set in main, before SQLite reads it. */
+static char sqlite_tmpdir[] = "/tmp/enroll-test-store-tmp-XXXXXX";
+
+/* Group commits keep their statement journals in memory (temp_store=MEMORY):
+ * with SQLite's default, a journal outgrowing 64 KiB in a batch went to a
+ * temporary file, and every page each later item changed was written there
+ * too. Batches of the service's shape (random ids and serials, so each item
+ * changes pages of its own) create no file where SQLite keeps them. */
+static void test_group_commit_writes_no_temporary_file(void **state)
+{
+    fixture *f = *state;
+    if (PG_URL != NULL)
+        return; /* a SQLite matter */
+    int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    assert_true(watch >= 0);
+    assert_true(inotify_add_watch(watch, sqlite_tmpdir, IN_CREATE) >= 0);
+    /* The watch sees what SQLite creates there: with the default temp_store,
+     * a savepoint in WAL mode whose journal outgrows 64 KiB spills to a file. */
+    char path[160];
+    snprintf(path, sizeof path, "%s/control.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE t (b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+                                      "SELECT i + 1 FROM n WHERE i < 64) INSERT INTO t SELECT zeroblob(3000) FROM n; "
+                                      "BEGIN; SAVEPOINT s; UPDATE t SET b = randomblob(3000); RELEASE s; COMMIT;",
+                                 NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char events[4096];
+    assert_true(read(watch, events, sizeof events) > 0);
+
+    time_t now = time(NULL);
+    enum { BATCHES = 30, N = 64 };
+    static enr_registration r[N];
+    static enr_certificate c[N];
+    static enr_operation op[N];
+    static enr_audit_event a[N];
+    enr_registration_commit items[N];
+    enr_error err;
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < N; i++) {
+            unsigned char rnd[8];
+            char hex[17], id[40], serial[24], opid[40];
+            assert_int_equal(RAND_bytes(rnd, sizeof rnd), 1);
+            for (int k = 0; k < 8; k++)
+                snprintf(hex + 2 * k, 3, "%02x", rnd[k]);
+            snprintf(id, sizeof id, "dev-%s", hex);
+            snprintf(serial, sizeof serial, "5%s", hex);
+            snprintf(opid, sizeof opid, "op-%04d-%02d", b, i);
+            r[i] = registration(id, "fleet");
+            c[i] = certificate(ISSUER, serial, now + 86400);
+            op[i] = operation(opid);
+            a[i] = audit("register", id, "ok", 0, opid);
+            items[i] = (enr_registration_commit){.registration = &r[i], .certificate = &c[i],
+                                                 .operation = &op[i], .audit = &a[i], .result = ENR_E_INTERNAL};
+        }
+        assert_int_equal(enr_store_commit_registrations(f->store, items, N, &err), ENR_OK);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(items[i].result, ENR_OK);
+    }
+    ssize_t got = read(watch, events, sizeof events);
+    if (got > 0)
+        fail_msg("the group commits created a temporary file in %s", sqlite_tmpdir);
+    assert_true(got < 0 && errno == EAGAIN);
+    close(watch);
+    assert_int_equal(store_count(f, "SELECT COUNT(*) FROM registration"), BATCHES * N);
+}
+
+/* What attestation saw is checked again inside the group commit: the
+ * enrollment still enabled, the operational certificate presented still
+ * unrevoked (and still there). */
 static void test_group_commit_rechecks_the_credential(void **state)
 {
     fixture *f = *state;
